@@ -1,1 +1,29 @@
+//! The sans-IO core of umqtt: the MQTT 3.1.1 packet codec, topic rules and the session state
+//! machine. No sockets, no clock, no threads — drivers feed it bytes and the time.
+//!
+//! ```text
+//!            bytes from the network                 bytes to write
+//! driver ──► Session::handle_read(now, &[u8]) ──►  Session::poll_transmit(now)
+//!        ──► Session::handle_timeout(now)     ──►  Session::poll_event(now)
+//!        ──► commands: publish / subscribe    ──►  Session::poll_timeout()
+//! ```
+//!
+//! Without the default `alloc` feature only the codec ([`packet`]) and [`topic`] rules are
+//! built; they never allocate.
 #![no_std]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::alloc_instead_of_core
+)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod packet;
+pub mod time;
+pub mod topic;
+
+pub use packet::{Packet, PacketId, QoS};
+pub use time::Instant;
