@@ -1,1 +1,31 @@
+//! Test rig for umqtt's integration tests; not published.
+//!
+//! - [`broker::Mosquitto`] starts a real mosquitto on free loopback ports in
+//!   a temporary directory (optionally with persistence, a password file, a
+//!   TLS listener, client-certificate checks), can stop, kill and restart it
+//!   on the same port, and exposes its `log_type all` log.
+//! - [`certs::TestCerts`] generates a CA, server and client certificates and
+//!   an unrelated CA as PEM files.
+//! - [`raw`] builds and reads a few MQTT 3.1.1 packets byte by byte,
+//!   independently of the codec under test.
+//!
+//! ```no_run
+//! use std::io::Write;
+//! use std::net::TcpStream;
+//! use umqtt_testkit::{broker::Mosquitto, certs::TestCerts, raw};
+//!
+//! let certs = TestCerts::generate();
+//! let broker = Mosquitto::builder().tls(&certs).persistence(true).start();
+//! let mut stream = TcpStream::connect(("127.0.0.1", broker.port())).unwrap();
+//! stream.write_all(&raw::connect("t1", 60, true)).unwrap();
+//! let (first_byte, _) = raw::read_packet(&mut stream).unwrap();
+//! assert_eq!(raw::packet_type(first_byte), 2); // CONNACK
+//! ```
+//!
+//! Mosquitto must be installed (`apt-get install -y mosquitto`): starting a
+//! broker without it panics, so that integration tests fail instead of
+//! silently skipping. Everything here panics on failure, as a test should.
 
+pub mod broker;
+pub mod certs;
+pub mod raw;
