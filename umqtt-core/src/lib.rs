@@ -27,3 +27,5 @@ pub mod topic;
 
 pub use packet::{Packet, PacketId, QoS};
 pub use time::Instant;
+#[cfg(feature = "alloc")]
+pub mod session;

@@ -1,0 +1,956 @@
+//! The MQTT 3.1.1 client session as a pure state machine.
+//!
+//! A [`Session`] holds everything that outlives one network connection: packet ids, messages
+//! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
+//! [`Session::connect`] and ends with an [`Event::Closed`] or [`Session::handle_connection_lost`].
+//!
+//! # Driving a session
+//! After any input (a command, [`Session::handle_read`] or [`Session::handle_timeout`]) the
+//! driver:
+//! 1. calls [`Session::poll_event`] until it returns `None` (this is also where received packets
+//!    are decoded and answered, so it must be drained before reading more);
+//! 2. writes everything [`Session::poll_transmit`] returns;
+//! 3. sleeps or reads until [`Session::poll_timeout`], then calls [`Session::handle_timeout`].
+//!
+//! After [`Event::Closed`] the driver closes the socket; the session keeps its state for the
+//! next [`Session::connect`].
+
+mod id_set;
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::packet::{
+    decode, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
+    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
+    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
+};
+use crate::time::Instant;
+use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
+use id_set::IdSet;
+
+/// An owned last will, kept in the session configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Topic name.
+    pub topic: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// QoS the broker publishes it with.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+}
+
+/// Settings of a session. Changes take effect at the next [`Session::connect`].
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Client identifier. May be empty only with a clean session `[MQTT-3.1.3-7]`.
+    pub client_id: String,
+    /// Keepalive in seconds; 0 disables PINGREQ and dead-link detection.
+    pub keep_alive: u16,
+    /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other bytes
+    /// keep arriving) before the link is declared dead. `None` means half the keepalive, at
+    /// least one second, so a silent link is detected within 1.5 × keepalive.
+    pub ping_timeout: Option<Duration>,
+    /// How long to wait for CONNACK after CONNECT.
+    pub connect_timeout: Duration,
+    /// Most QoS 1/2 PUBLISH packets awaiting acknowledgement at once; more are queued.
+    pub max_in_flight: u16,
+    /// Most messages the session holds (in flight and queued) before `publish` refuses more.
+    pub max_outgoing: usize,
+    /// Largest incoming packet accepted, fixed header included.
+    pub max_packet_size: usize,
+    /// Protocol version announced.
+    pub protocol: ProtocolVersion,
+    /// User name.
+    pub username: Option<String>,
+    /// Password (requires a user name).
+    pub password: Option<Vec<u8>>,
+    /// Last will.
+    pub will: Option<Will>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            client_id: String::new(),
+            keep_alive: 60,
+            ping_timeout: None,
+            connect_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            max_outgoing: 65_000,
+            max_packet_size: 4 * 1024 * 1024,
+            protocol: ProtocolVersion::V311,
+            username: None,
+            password: None,
+            will: None,
+        }
+    }
+}
+
+impl SessionConfig {
+    fn effective_ping_timeout(&self) -> Duration {
+        self.ping_timeout
+            .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
+            .max(Duration::from_secs(1))
+    }
+}
+
+/// The broker broke a rule of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A packet a server never sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT) or a
+    /// second CONNACK `[MQTT-3.2.0-1]`.
+    UnexpectedPacket(PacketType),
+    /// A packet other than CONNACK arrived before CONNACK `[MQTT-3.2.0-1]`.
+    PacketBeforeConnAck(PacketType),
+    /// CONNACK reported a session present although a clean session was requested
+    /// `[MQTT-3.2.2-1]`.
+    SessionPresentOnCleanSession,
+    /// SUBACK carries a different number of return codes than the SUBSCRIBE had filters
+    /// `[MQTT-3.8.4-5]`.
+    SubAckCountMismatch,
+}
+
+impl core::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProtocolError::UnexpectedPacket(t) => write!(f, "broker sent unexpected {t:?}"),
+            ProtocolError::PacketBeforeConnAck(t) => write!(f, "broker sent {t:?} before CONNACK"),
+            ProtocolError::SessionPresentOnCleanSession => {
+                f.write_str("broker claimed a session present for a clean session")
+            }
+            ProtocolError::SubAckCountMismatch => {
+                f.write_str("SUBACK return codes do not match the SUBSCRIBE filters")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ProtocolError {}
+
+/// Why a connection ended; the driver must close the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The broker refused the connection with this CONNACK code.
+    Refused(ConnectReturnCode),
+    /// The broker sent bytes that are not a valid packet.
+    Decode(DecodeError),
+    /// The broker broke a protocol rule.
+    Protocol(ProtocolError),
+    /// No CONNACK within the connect timeout.
+    ConnectTimeout,
+    /// No PINGRESP within the ping timeout: the link is dead or half-open.
+    KeepAliveTimeout,
+    /// The application sent DISCONNECT.
+    Disconnected,
+}
+
+impl core::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CloseReason::Refused(code) => write!(f, "connection refused: {code}"),
+            CloseReason::Decode(e) => write!(f, "malformed packet from broker: {e}"),
+            CloseReason::Protocol(e) => write!(f, "protocol violation: {e}"),
+            CloseReason::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
+            CloseReason::KeepAliveTimeout => f.write_str("no PINGRESP: link is dead"),
+            CloseReason::Disconnected => f.write_str("disconnected by the application"),
+        }
+    }
+}
+
+/// The caller asked for something the session cannot do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// The operation needs an established connection.
+    NotConnected,
+    /// `connect` while a connection is already up or being set up.
+    AlreadyConnected,
+    /// Invalid PUBLISH topic name.
+    InvalidTopicName(TopicError),
+    /// Invalid SUBSCRIBE/UNSUBSCRIBE topic filter.
+    InvalidTopicFilter(TopicError),
+    /// SUBSCRIBE/UNSUBSCRIBE with no filters.
+    NoTopicFilters,
+    /// An empty client id requires a clean session `[MQTT-3.1.3-7]`.
+    EmptyClientIdNeedsCleanSession,
+    /// The packet cannot be encoded (string too long, packet too large…).
+    Encode(EncodeError),
+    /// The session already holds `max_outgoing` messages, or all 65 535 packet ids are in use.
+    OutgoingFull,
+}
+
+impl core::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UsageError::NotConnected => f.write_str("not connected"),
+            UsageError::AlreadyConnected => f.write_str("already connected"),
+            UsageError::InvalidTopicName(e) => write!(f, "invalid topic name: {e}"),
+            UsageError::InvalidTopicFilter(e) => write!(f, "invalid topic filter: {e}"),
+            UsageError::NoTopicFilters => f.write_str("no topic filters given"),
+            UsageError::EmptyClientIdNeedsCleanSession => {
+                f.write_str("an empty client id requires clean_session = true")
+            }
+            UsageError::Encode(e) => write!(f, "cannot encode packet: {e}"),
+            UsageError::OutgoingFull => f.write_str("too many unacknowledged messages"),
+        }
+    }
+}
+
+impl core::error::Error for UsageError {}
+
+impl From<EncodeError> for UsageError {
+    fn from(e: EncodeError) -> Self {
+        UsageError::Encode(e)
+    }
+}
+
+/// Something the driver or application should know. Borrowed data points into the session's
+/// receive buffer and is valid until the next call on the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// CONNACK accepted the connection.
+    Connected {
+        /// The broker resumed the stored session.
+        session_present: bool,
+    },
+    /// An application message arrived (already acknowledged as its QoS requires; a QoS 2
+    /// message is reported once even if the broker repeats it).
+    Message(Publish<'a>),
+    /// A QoS 1 (PUBACK) or QoS 2 (PUBCOMP) publish completed.
+    Published(PacketId),
+    /// A queued or unacknowledged publish was discarded because a clean session was started.
+    PublishDiscarded(PacketId),
+    /// SUBACK for a SUBSCRIBE.
+    Subscribed(SubAck<'a>),
+    /// UNSUBACK for an UNSUBSCRIBE.
+    Unsubscribed(PacketId),
+    /// PINGRESP arrived.
+    PingResponse,
+    /// The connection is over; close the socket.
+    Closed(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    Disconnected,
+    AwaitingConnAck {
+        deadline: Instant,
+        clean_session: bool,
+    },
+    Connected,
+}
+
+/// Where an outgoing QoS 1/2 message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutgoingStage {
+    /// Not yet sent on the current connection.
+    Queued,
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    AwaitingAck,
+    /// PUBREL sent, waiting for PUBCOMP (QoS 2). The PUBLISH is never sent again.
+    AwaitingPubComp,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    packet_id: PacketId,
+    qos: QoS,
+    stage: OutgoingStage,
+    /// Whether the PUBLISH was ever written to a connection (a resend then carries DUP).
+    sent_before: bool,
+    /// The encoded PUBLISH with DUP clear.
+    packet: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Request {
+    Subscribe { filters: usize },
+    Unsubscribe,
+}
+
+/// The client side of an MQTT 3.1.1 session. See the [module docs](self) for the call order.
+#[derive(Debug)]
+pub struct Session {
+    /// Received bytes; `rx[rx_start..]` is not yet decoded.
+    rx: Vec<u8>,
+    rx_start: usize,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    config: SessionConfig,
+    connection: Connection,
+    /// Unacknowledged QoS 1/2 messages in publish order; the first `in_flight` were sent on the
+    /// current connection.
+    outgoing: VecDeque<Outgoing>,
+    in_flight: usize,
+    /// Ids of `outgoing` entries and of pending SUBSCRIBE/UNSUBSCRIBE requests.
+    used_ids: IdSet,
+    requests: Vec<(PacketId, Request)>,
+    next_packet_id: u16,
+    /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
+    incoming_qos2: IdSet,
+    tx: Vec<u8>,
+    tx_taken: bool,
+    events: VecDeque<Event<'static>>,
+    last_tx: Instant,
+    last_rx: Instant,
+    ping_deadline: Option<Instant>,
+    spare_buffers: Vec<Vec<u8>>,
+}
+
+impl Session {
+    /// A disconnected session with no state.
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            rx: Vec::new(),
+            rx_start: 0,
+            state: State {
+                config,
+                connection: Connection::Disconnected,
+                outgoing: VecDeque::new(),
+                in_flight: 0,
+                used_ids: IdSet::new(),
+                requests: Vec::new(),
+                next_packet_id: 1,
+                incoming_qos2: IdSet::new(),
+                tx: Vec::new(),
+                tx_taken: false,
+                events: VecDeque::new(),
+                last_tx: Instant::default(),
+                last_rx: Instant::default(),
+                ping_deadline: None,
+                spare_buffers: Vec::new(),
+            },
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.state.config
+    }
+
+    /// Mutable configuration; changes apply from the next `connect`.
+    pub fn config_mut(&mut self) -> &mut SessionConfig {
+        &mut self.state.config
+    }
+
+    /// Whether CONNACK accepted the current connection.
+    pub fn is_connected(&self) -> bool {
+        self.state.connection == Connection::Connected
+    }
+
+    /// Whether a connection is up or being set up.
+    pub fn is_connecting_or_connected(&self) -> bool {
+        self.state.connection != Connection::Disconnected
+    }
+
+    /// Number of QoS 1/2 messages not yet completed (in flight and queued).
+    pub fn outgoing_len(&self) -> usize {
+        self.state.outgoing.len()
+    }
+
+    /// Number of QoS 1/2 PUBLISH (or PUBREL) awaiting acknowledgement on this connection.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight
+    }
+
+    /// The outgoing messages in order: packet id, QoS and stage.
+    pub fn outgoing(&self) -> impl Iterator<Item = (PacketId, QoS, OutgoingStage)> + '_ {
+        self.state
+            .outgoing
+            .iter()
+            .map(|o| (o.packet_id, o.qos, o.stage))
+    }
+
+    /// Starts a new connection: queues CONNECT. The driver must have opened the transport.
+    ///
+    /// With `clean_session` the previous session is discarded `[MQTT-3.1.2-6]`: every
+    /// unacknowledged message is reported by [`Event::PublishDiscarded`].
+    pub fn connect(&mut self, now: Instant, clean_session: bool) -> Result<(), UsageError> {
+        let state = &mut self.state;
+        if state.connection != Connection::Disconnected {
+            return Err(UsageError::AlreadyConnected);
+        }
+        if state.config.client_id.is_empty() && !clean_session {
+            return Err(UsageError::EmptyClientIdNeedsCleanSession);
+        }
+        let config = &state.config;
+        let connect = Packet::Connect(Connect {
+            protocol: config.protocol,
+            client_id: &config.client_id,
+            keep_alive: config.keep_alive,
+            clean_session,
+            will: config.will.as_ref().map(|w| LastWill {
+                topic: &w.topic,
+                payload: &w.payload,
+                qos: w.qos,
+                retain: w.retain,
+            }),
+            username: config.username.as_deref(),
+            password: config.password.as_deref(),
+        });
+        // Validate before touching any state.
+        connect.encoded_len()?;
+        state.tx.clear();
+        state.tx_taken = false;
+        append_packet(&mut state.tx, &connect)?;
+        self.rx.clear();
+        self.rx_start = 0;
+        if clean_session {
+            state.discard_session();
+        }
+        state.connection = Connection::AwaitingConnAck {
+            deadline: now.saturating_add(state.config.connect_timeout),
+            clean_session,
+        };
+        state.last_rx = now;
+        state.last_tx = now;
+        state.ping_deadline = None;
+        Ok(())
+    }
+
+    /// Publishes a message. QoS 0 needs a connection; QoS 1/2 messages are queued while
+    /// disconnected or while the in-flight window is full, and sent in order.
+    ///
+    /// Returns the packet id for QoS 1/2: [`Event::Published`] with this id reports completion.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Option<PacketId>, UsageError> {
+        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        let state = &mut self.state;
+        if qos == QoS::AtMostOnce {
+            if state.connection != Connection::Connected {
+                return Err(UsageError::NotConnected);
+            }
+            let packet = Packet::Publish(Publish {
+                dup: false,
+                qos,
+                retain,
+                topic,
+                packet_id: None,
+                payload,
+            });
+            state.begin_tx();
+            append_packet(&mut state.tx, &packet)?;
+            return Ok(None);
+        }
+        if state.outgoing.len() >= state.config.max_outgoing {
+            return Err(UsageError::OutgoingFull);
+        }
+        let packet_id = state.allocate_packet_id()?;
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: Some(packet_id),
+            payload,
+        });
+        let mut buffer = state.spare_buffers.pop().unwrap_or_default();
+        buffer.clear();
+        if let Err(e) = append_packet(&mut buffer, &packet) {
+            state.spare_buffers.push(buffer);
+            return Err(e.into());
+        }
+        state.used_ids.insert(packet_id);
+        state.outgoing.push_back(Outgoing {
+            packet_id,
+            qos,
+            stage: OutgoingStage::Queued,
+            sent_before: false,
+            packet: buffer,
+        });
+        state.fill_window();
+        Ok(Some(packet_id))
+    }
+
+    /// Sends SUBSCRIBE for `filters`; [`Event::Subscribed`] with the returned id reports the
+    /// outcome.
+    pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<PacketId, UsageError> {
+        if filters.is_empty() {
+            return Err(UsageError::NoTopicFilters);
+        }
+        for (filter, _) in filters {
+            validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        }
+        self.state.request(
+            Request::Subscribe {
+                filters: filters.len(),
+            },
+            |packet_id| {
+                Packet::Subscribe(Subscribe {
+                    packet_id,
+                    topics: SubscribeTopics::List(filters),
+                })
+            },
+        )
+    }
+
+    /// Sends UNSUBSCRIBE for `filters`; [`Event::Unsubscribed`] reports the acknowledgement.
+    pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<PacketId, UsageError> {
+        if filters.is_empty() {
+            return Err(UsageError::NoTopicFilters);
+        }
+        for filter in filters {
+            validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        }
+        self.state.request(Request::Unsubscribe, |packet_id| {
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                topics: UnsubscribeTopics::List(filters),
+            })
+        })
+    }
+
+    /// Sends PINGREQ now (unless one is already outstanding); [`Event::PingResponse`] follows.
+    pub fn ping(&mut self, now: Instant) -> Result<(), UsageError> {
+        if self.state.connection != Connection::Connected {
+            return Err(UsageError::NotConnected);
+        }
+        self.state.send_ping(now);
+        Ok(())
+    }
+
+    /// Queues DISCONNECT and ends the connection: the broker discards the will. Unacknowledged
+    /// messages stay in the session for the next `connect`.
+    pub fn disconnect(&mut self) -> Result<(), UsageError> {
+        let state = &mut self.state;
+        if state.connection != Connection::Connected {
+            return Err(UsageError::NotConnected);
+        }
+        state.begin_tx();
+        append_packet(&mut state.tx, &Packet::Disconnect)?;
+        state.connection_ended();
+        state
+            .events
+            .push_back(Event::Closed(CloseReason::Disconnected));
+        Ok(())
+    }
+
+    /// The transport failed or was closed by the peer. The session keeps its state for the next
+    /// `connect`; unsent bytes are dropped (what matters is resent after reconnecting).
+    pub fn handle_connection_lost(&mut self) {
+        self.state.connection_ended();
+        self.state.tx.clear();
+        self.state.tx_taken = false;
+        self.rx.clear();
+        self.rx_start = 0;
+    }
+
+    /// Feeds bytes read from the transport. Drain [`Session::poll_event`] afterwards: decoding
+    /// happens there.
+    pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
+        if self.state.connection == Connection::Disconnected || data.is_empty() {
+            return;
+        }
+        if self.rx_start > 0 {
+            self.rx.drain(..self.rx_start);
+            self.rx_start = 0;
+        }
+        self.rx.extend_from_slice(data);
+        self.state.last_rx = now;
+        if self.state.ping_deadline.is_some() {
+            // Bytes are flowing: a PINGRESP queued behind a large message is not late.
+            self.state.ping_deadline =
+                Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+        }
+    }
+
+    /// Whether received bytes are waiting to be decoded by [`Session::poll_event`].
+    pub fn has_unprocessed_input(&self) -> bool {
+        self.rx_start < self.rx.len()
+    }
+
+    /// Fires the timers due at `now`: CONNACK timeout, keepalive PINGREQ, PINGRESP timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let state = &mut self.state;
+        match state.connection {
+            Connection::Disconnected => {}
+            Connection::AwaitingConnAck { deadline, .. } => {
+                if now >= deadline {
+                    state.close(CloseReason::ConnectTimeout);
+                }
+            }
+            Connection::Connected => {
+                if let Some(deadline) = state.ping_deadline {
+                    if now >= deadline {
+                        state.close(CloseReason::KeepAliveTimeout);
+                    }
+                } else if let Some(due) = state.ping_due() {
+                    if now >= due {
+                        state.send_ping(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next instant at which [`Session::handle_timeout`] must be called, if any.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let state = &self.state;
+        match state.connection {
+            Connection::Disconnected => None,
+            Connection::AwaitingConnAck { deadline, .. } => Some(deadline),
+            Connection::Connected => state.ping_deadline.or_else(|| state.ping_due()),
+        }
+    }
+
+    /// Bytes to write to the transport, all of them, before the next call on the session.
+    /// `now` is when they are written: the keepalive timer counts from it.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
+        let state = &mut self.state;
+        if state.tx_taken || state.tx.is_empty() {
+            return None;
+        }
+        state.tx_taken = true;
+        state.last_tx = now;
+        Some(&state.tx)
+    }
+
+    /// The next event. Received packets are decoded, acknowledged and checked here.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        if let Some(event) = self.state.events.pop_front() {
+            return Some(event);
+        }
+        let Session {
+            rx,
+            rx_start,
+            state,
+        } = self;
+        while state.connection != Connection::Disconnected {
+            let input = &rx[*rx_start..];
+            match decode(input, state.config.max_packet_size) {
+                Ok(Decoded::Incomplete) => return None,
+                Err(e) => {
+                    state.close(CloseReason::Decode(e));
+                    return state.events.pop_front();
+                }
+                Ok(Decoded::Complete { packet, consumed }) => {
+                    *rx_start += consumed;
+                    if let Some(event) = state.handle_packet(packet) {
+                        return Some(event);
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Appends an encoded packet to `buffer`.
+fn append_packet(buffer: &mut Vec<u8>, packet: &Packet<'_>) -> Result<(), EncodeError> {
+    let len = packet.encoded_len()?;
+    let start = buffer.len();
+    buffer.resize(start + len, 0);
+    packet.encode(&mut buffer[start..])?;
+    Ok(())
+}
+
+const DUP_FLAG: u8 = 0b1000;
+
+impl State {
+    /// Starts writing new bytes: forgets bytes the driver already took.
+    fn begin_tx(&mut self) {
+        if self.tx_taken {
+            self.tx.clear();
+            self.tx_taken = false;
+        }
+    }
+
+    fn allocate_packet_id(&mut self) -> Result<PacketId, UsageError> {
+        if self.used_ids.len() >= usize::from(u16::MAX) {
+            return Err(UsageError::OutgoingFull);
+        }
+        loop {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if let Some(id) = PacketId::new(candidate) {
+                if !self.used_ids.contains(id) {
+                    return Ok(id);
+                }
+            }
+        }
+    }
+
+    fn request<'p>(
+        &mut self,
+        request: Request,
+        build: impl FnOnce(PacketId) -> Packet<'p>,
+    ) -> Result<PacketId, UsageError> {
+        if self.connection != Connection::Connected {
+            return Err(UsageError::NotConnected);
+        }
+        let packet_id = self.allocate_packet_id()?;
+        self.begin_tx();
+        append_packet(&mut self.tx, &build(packet_id))?;
+        self.used_ids.insert(packet_id);
+        self.requests.push((packet_id, request));
+        Ok(packet_id)
+    }
+
+    fn ping_due(&self) -> Option<Instant> {
+        if self.config.keep_alive == 0 {
+            return None;
+        }
+        // Ping when either direction has been quiet for the keepalive: quiet sending would let
+        // the broker drop us [MQTT-3.1.2-24]; quiet receiving may mean a half-open link.
+        let keep_alive = Duration::from_secs(u64::from(self.config.keep_alive));
+        Some(self.last_tx.min(self.last_rx).saturating_add(keep_alive))
+    }
+
+    fn send_ping(&mut self, now: Instant) {
+        if self.ping_deadline.is_some() {
+            return;
+        }
+        self.begin_tx();
+        // PINGREQ is two fixed bytes [MQTT-3.12].
+        self.tx.extend_from_slice(&[0xC0, 0x00]);
+        self.ping_deadline = Some(now.saturating_add(self.config.effective_ping_timeout()));
+    }
+
+    /// Sends queued messages while the in-flight window has room.
+    fn fill_window(&mut self) {
+        if self.connection != Connection::Connected {
+            return;
+        }
+        let window = usize::from(self.config.max_in_flight.max(1));
+        while self.in_flight < window && self.in_flight < self.outgoing.len() {
+            let index = self.in_flight;
+            self.send_outgoing(index);
+            self.in_flight += 1;
+        }
+    }
+
+    /// Writes entry `index` for this connection: PUBLISH (with DUP if sent before) or, after
+    /// PUBREC, PUBREL [MQTT-4.4.0-1].
+    fn send_outgoing(&mut self, index: usize) {
+        self.begin_tx();
+        let entry = &mut self.outgoing[index];
+        match entry.stage {
+            OutgoingStage::AwaitingPubComp => {
+                let id = entry.packet_id.get().to_be_bytes();
+                self.tx.extend_from_slice(&[0x62, 0x02, id[0], id[1]]);
+            }
+            OutgoingStage::Queued | OutgoingStage::AwaitingAck => {
+                let start = self.tx.len();
+                self.tx.extend_from_slice(&entry.packet);
+                if entry.sent_before {
+                    self.tx[start] |= DUP_FLAG;
+                }
+                entry.stage = OutgoingStage::AwaitingAck;
+                entry.sent_before = true;
+            }
+        }
+    }
+
+    fn position_in_flight(&self, packet_id: PacketId) -> Option<usize> {
+        self.outgoing
+            .iter()
+            .take(self.in_flight)
+            .position(|o| o.packet_id == packet_id)
+    }
+
+    fn complete_outgoing(&mut self, index: usize) -> Option<Event<'static>> {
+        let entry = self.outgoing.remove(index)?;
+        self.used_ids.remove(entry.packet_id);
+        self.in_flight -= 1;
+        self.spare_buffers.push(entry.packet);
+        self.fill_window();
+        Some(Event::Published(entry.packet_id))
+    }
+
+    fn discard_session(&mut self) {
+        self.incoming_qos2.clear();
+        self.in_flight = 0;
+        while let Some(entry) = self.outgoing.pop_front() {
+            self.used_ids.remove(entry.packet_id);
+            self.events
+                .push_back(Event::PublishDiscarded(entry.packet_id));
+            self.spare_buffers.push(entry.packet);
+        }
+    }
+
+    fn connection_ended(&mut self) {
+        self.connection = Connection::Disconnected;
+        self.in_flight = 0;
+        self.ping_deadline = None;
+        for (packet_id, _) in self.requests.drain(..) {
+            self.used_ids.remove(packet_id);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        self.connection_ended();
+        self.tx.clear();
+        self.tx_taken = false;
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Reacts to one received packet; returns the event to report, if any.
+    fn handle_packet<'a>(&mut self, packet: Packet<'a>) -> Option<Event<'a>> {
+        let packet_type = packet.packet_type();
+        if let Connection::AwaitingConnAck { clean_session, .. } = self.connection {
+            return match packet {
+                Packet::ConnAck(ack) => self.handle_connack(ack, clean_session),
+                _ => self.protocol_error(ProtocolError::PacketBeforeConnAck(packet_type)),
+            };
+        }
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(publish),
+            Packet::PubAck(id) => {
+                let index = self.position_in_flight(id)?;
+                let entry = &self.outgoing[index];
+                if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {
+                    return None;
+                }
+                self.complete_outgoing(index)
+            }
+            Packet::PubRec(id) => {
+                let index = self.position_in_flight(id)?;
+                let entry = &mut self.outgoing[index];
+                if entry.qos != QoS::ExactlyOnce {
+                    return None;
+                }
+                // A repeated PUBREC (stage already AwaitingPubComp) gets PUBREL again.
+                entry.stage = OutgoingStage::AwaitingPubComp;
+                self.send_outgoing(index);
+                None
+            }
+            Packet::PubComp(id) => {
+                let index = self.position_in_flight(id)?;
+                if self.outgoing[index].stage != OutgoingStage::AwaitingPubComp {
+                    return None;
+                }
+                self.complete_outgoing(index)
+            }
+            Packet::PubRel(id) => {
+                // PUBCOMP even for an unknown id: the broker may be retrying after we already
+                // released it [MQTT-4.3.3-2].
+                self.incoming_qos2.remove(id);
+                self.send_ack(0x70, id);
+                None
+            }
+            Packet::SubAck(suback) => {
+                let index = self
+                    .requests
+                    .iter()
+                    .position(|(id, _)| *id == suback.packet_id)?;
+                let (packet_id, request) = self.requests.swap_remove(index);
+                self.used_ids.remove(packet_id);
+                match request {
+                    Request::Subscribe { filters } if filters == suback.return_codes.len() => {
+                        Some(Event::Subscribed(suback))
+                    }
+                    Request::Subscribe { .. } => {
+                        self.protocol_error(ProtocolError::SubAckCountMismatch)
+                    }
+                    Request::Unsubscribe => None,
+                }
+            }
+            Packet::UnsubAck(id) => {
+                let index = self.requests.iter().position(|(packet_id, request)| {
+                    *packet_id == id && matches!(request, Request::Unsubscribe)
+                })?;
+                self.requests.swap_remove(index);
+                self.used_ids.remove(id);
+                Some(Event::Unsubscribed(id))
+            }
+            Packet::PingResp => {
+                self.ping_deadline = None;
+                Some(Event::PingResponse)
+            }
+            Packet::ConnAck(_)
+            | Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::Disconnect => {
+                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
+            }
+        }
+    }
+
+    fn protocol_error<'a>(&mut self, error: ProtocolError) -> Option<Event<'a>> {
+        self.close(CloseReason::Protocol(error));
+        self.events.pop_front()
+    }
+
+    fn send_ack(&mut self, first_byte: u8, id: PacketId) {
+        self.begin_tx();
+        let id = id.get().to_be_bytes();
+        self.tx.extend_from_slice(&[first_byte, 0x02, id[0], id[1]]);
+    }
+
+    fn handle_connack<'a>(&mut self, ack: ConnAck, clean_session: bool) -> Option<Event<'a>> {
+        if ack.code != ConnectReturnCode::Accepted {
+            self.close(CloseReason::Refused(ack.code));
+            return self.events.pop_front();
+        }
+        if ack.session_present && clean_session {
+            return self.protocol_error(ProtocolError::SessionPresentOnCleanSession);
+        }
+        self.connection = Connection::Connected;
+        if ack.session_present {
+            // Resume: resend what was sent before, same ids, DUP set, in the original order,
+            // before anything new [MQTT-4.4.0-1].
+            let resend = self
+                .outgoing
+                .iter()
+                .take_while(|o| o.stage != OutgoingStage::Queued)
+                .count();
+            for index in 0..resend {
+                self.send_outgoing(index);
+            }
+            self.in_flight = resend;
+        } else {
+            // The broker has no session: nothing it acknowledged is pending there, and nothing
+            // we received is awaiting release. What we still owe is published again as new
+            // messages (DUP clear), including QoS 2 messages whose PUBREL the broker can no
+            // longer match.
+            self.incoming_qos2.clear();
+            for entry in self.outgoing.iter_mut() {
+                entry.stage = OutgoingStage::Queued;
+                entry.sent_before = false;
+            }
+        }
+        self.fill_window();
+        Some(Event::Connected {
+            session_present: ack.session_present,
+        })
+    }
+
+    fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send_ack(0x40, id),
+            (QoS::ExactlyOnce, Some(id)) => {
+                self.send_ack(0x50, id);
+                if !self.incoming_qos2.insert(id) {
+                    // Already received and not yet released: deliver once [MQTT-4.3.3-2].
+                    return None;
+                }
+            }
+            _ => {}
+        }
+        Some(Event::Message(publish))
+    }
+}
+
+#[cfg(test)]
+mod tests;
