@@ -688,42 +688,9 @@ pub fn hash_password(password: &str) -> String {
     let mut input = password.as_bytes().to_vec();
     input.extend_from_slice(&salt);
     let digest = ring::digest::digest(&ring::digest::SHA512, &input);
-    format!("$6${}${}", base64(&salt), base64(digest.as_ref()))
-}
-
-/// Standard base64 with padding, as mosquitto's password file expects.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut text = String::new();
-    for chunk in bytes.chunks(3) {
-        let value = chunk.iter().enumerate().fold(0u32, |value, (index, byte)| {
-            value | u32::from(*byte) << (16 - 8 * index)
-        });
-        for index in 0..4 {
-            if index <= chunk.len() {
-                text.push(char::from(
-                    ALPHABET[((value >> (18 - 6 * index)) & 0x3F) as usize],
-                ));
-            } else {
-                text.push('=');
-            }
-        }
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(b"fooba"), "Zm9vYmE=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-    }
+    format!(
+        "$6${}${}",
+        crate::base64::encode(&salt),
+        crate::base64::encode(digest.as_ref())
+    )
 }

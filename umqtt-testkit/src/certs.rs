@@ -41,6 +41,19 @@ impl CertificateFiles {
         &self.key_pem
     }
 
+    /// The same private key in SEC1 form (`EC PRIVATE KEY`), as OpenSSL's
+    /// `openssl ec` writes it, for tests of key-format support.
+    ///
+    /// # Panics
+    ///
+    /// If the PKCS#8 key is not the DER layout rcgen writes.
+    pub fn key_sec1_pem(&self) -> String {
+        let pkcs8 = pem_body(&self.key_pem, "PRIVATE KEY");
+        let sec1 =
+            sec1_from_pkcs8(&pkcs8).expect("rcgen writes PKCS#8 v1 with an ECPrivateKey inside");
+        to_pem("EC PRIVATE KEY", sec1)
+    }
+
     /// The path of the PEM certificate file.
     pub fn cert_path(&self) -> &Path {
         &self.cert_path
@@ -220,4 +233,63 @@ fn write_pair(directory: &Path, stem: &str, cert_pem: String, key_pem: String) -
         cert_path,
         key_path,
     }
+}
+
+/// Decodes the base64 body of a single-section PEM text.
+fn pem_body(pem: &str, label: &str) -> Vec<u8> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let body: String = pem
+        .lines()
+        .skip_while(|line| line.trim() != begin)
+        .skip(1)
+        .take_while(|line| line.trim() != end)
+        .collect();
+    crate::base64::decode(&body).expect("rcgen writes valid base64")
+}
+
+fn to_pem(label: &str, der: &[u8]) -> String {
+    let encoded = crate::base64::encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
+}
+
+/// Reads one DER element: returns (tag, contents, rest).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first_length, mut rest) = rest.split_first()?;
+    let length = if first_length < 0x80 {
+        usize::from(first_length)
+    } else {
+        let count = usize::from(first_length & 0x7F);
+        let (bytes, after) = (rest.get(..count)?, rest.get(count..)?);
+        rest = after;
+        bytes
+            .iter()
+            .fold(0usize, |length, byte| (length << 8) | usize::from(*byte))
+    };
+    Some((tag, rest.get(..length)?, rest.get(length..)?))
+}
+
+/// PKCS#8 is `SEQUENCE { version, algorithm, OCTET STRING privateKey }`;
+/// for EC keys the octet string holds the SEC1 `ECPrivateKey` DER.
+fn sec1_from_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
+    let (0x30, sequence, _) = der_element(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = der_element(sequence)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = der_element(rest)? else {
+        return None;
+    };
+    let (0x04, private_key, _) = der_element(rest)? else {
+        return None;
+    };
+    Some(private_key)
 }

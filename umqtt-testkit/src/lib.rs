@@ -26,6 +26,7 @@
 //! broker without it panics, so that integration tests fail instead of
 //! silently skipping. Everything here panics on failure, as a test should.
 
+mod base64;
 pub mod broker;
 pub mod certs;
 pub mod raw;

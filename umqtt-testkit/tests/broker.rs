@@ -144,3 +144,11 @@ fn restart_while_running_stops_first() {
     ));
     assert_eq!(mqtt_connect(&broker, "new", None).1, 0);
 }
+
+#[test]
+#[should_panic(expected = "did not start")]
+fn a_broker_that_cannot_start_fails_loudly() {
+    let _ = Mosquitto::builder()
+        .config_line("no_such_mosquitto_option 1")
+        .start();
+}
