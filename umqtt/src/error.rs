@@ -1,0 +1,126 @@
+//! The std client's error type: the core's typed errors plus I/O, TLS and timeouts.
+
+use std::fmt;
+use std::io;
+
+use umqtt_core::packet::{ConnectReturnCode, DecodeError};
+use umqtt_core::session::{CloseReason, ProtocolError, UsageError};
+
+use crate::transport::TransportError;
+
+/// Everything that can go wrong in a client call.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Opening the connection failed: DNS, TCP, or the TLS handshake.
+    Transport(TransportError),
+    /// Reading or writing the established connection failed.
+    Io(io::Error),
+    /// The broker closed the connection (end of stream).
+    ConnectionClosed,
+    /// The broker refused the connection with this CONNACK return code.
+    ConnectionRefused(ConnectReturnCode),
+    /// The broker sent bytes that are not a valid MQTT packet.
+    Decode(DecodeError),
+    /// The broker broke a protocol rule.
+    Protocol(ProtocolError),
+    /// No CONNACK arrived within the connect timeout.
+    ConnectTimeout,
+    /// No PINGRESP arrived in time: the link is dead or half-open.
+    KeepAliveTimeout,
+    /// The expected acknowledgement did not arrive within the response timeout; the connection
+    /// stays open.
+    Timeout,
+    /// The broker refused a subscription (SUBACK return code 0x80).
+    SubscribeRefused {
+        /// The refused filter.
+        filter: String,
+    },
+    /// The call is not possible in the current state or its arguments are invalid.
+    Usage(UsageError),
+    /// The queue of received messages is full: drain it with `check_msg`/`wait_msg` before
+    /// waiting for anything else. No message was dropped.
+    MessageQueueFull,
+}
+
+impl Error {
+    /// Whether the connection is gone after this error (reconnecting may help), as opposed to
+    /// a refusal, a usage error or an operation timeout on a live connection.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport(_)
+                | Error::Io(_)
+                | Error::ConnectionClosed
+                | Error::Decode(_)
+                | Error::Protocol(_)
+                | Error::ConnectTimeout
+                | Error::KeepAliveTimeout
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport(e) => write!(f, "{e}"),
+            Error::Io(e) => write!(f, "connection I/O error: {e}"),
+            Error::ConnectionClosed => f.write_str("connection closed by the broker"),
+            Error::ConnectionRefused(code) => write!(f, "connection refused by broker: {code}"),
+            Error::Decode(e) => write!(f, "malformed packet from broker: {e}"),
+            Error::Protocol(e) => write!(f, "protocol violation by broker: {e}"),
+            Error::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
+            Error::KeepAliveTimeout => f.write_str("no PINGRESP within the ping timeout"),
+            Error::Timeout => f.write_str("timed out waiting for the broker's response"),
+            Error::SubscribeRefused { filter } => {
+                write!(f, "broker refused subscription to {filter:?}")
+            }
+            Error::Usage(e) => write!(f, "{e}"),
+            Error::MessageQueueFull => f.write_str("received-message queue is full"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport(e) => Some(e),
+            Error::Io(e) => Some(e),
+            Error::Decode(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Usage(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Self {
+        Error::Transport(e)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
+}
+
+impl From<CloseReason> for Error {
+    fn from(reason: CloseReason) -> Self {
+        match reason {
+            CloseReason::Refused(code) => Error::ConnectionRefused(code),
+            CloseReason::Decode(e) => Error::Decode(e),
+            CloseReason::Protocol(e) => Error::Protocol(e),
+            CloseReason::ConnectTimeout => Error::ConnectTimeout,
+            CloseReason::KeepAliveTimeout => Error::KeepAliveTimeout,
+            _ => Error::Usage(UsageError::NotConnected),
+        }
+    }
+}

@@ -1,0 +1,606 @@
+//! The blocking client: one method per MQTT operation, like MicroPython's `umqtt.simple`.
+//!
+//! ```no_run
+//! use umqtt::simple::Client;
+//! use umqtt::QoS;
+//!
+//! let mut client = Client::new("sensor-1", "127.0.0.1");
+//! client.connect(true)?;
+//! client.subscribe("cmd/#", QoS::AtLeastOnce)?;
+//! client.publish("sensor-1/temp", b"21.5", QoS::AtLeastOnce, false)?;
+//! let message = client.wait_msg()?;
+//! println!("{}: {:?}", message.topic, message.payload);
+//! client.disconnect()?;
+//! # Ok::<(), umqtt::Error>(())
+//! ```
+//!
+//! Every call drives the connection: keepalive PINGREQs go out automatically during any call,
+//! and messages that arrive while a call waits for its acknowledgement are queued (bounded)
+//! and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
+//! delivered by recursion into a callback.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use umqtt_core::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
+use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
+
+use crate::error::Error;
+use crate::transport::{self, Stream, TlsConfig, Transport};
+
+/// A received application message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name it was published on.
+    pub topic: String,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// QoS it was delivered with.
+    pub qos: QoS,
+    /// Retained message (sent because of the subscription, not a live publish).
+    pub retain: bool,
+    /// The broker marked it as a possible redelivery.
+    pub dup: bool,
+}
+
+impl From<&Publish<'_>> for Message {
+    fn from(publish: &Publish<'_>) -> Self {
+        Message {
+            topic: publish.topic.to_string(),
+            payload: publish.payload.to_vec(),
+            qos: publish.qos,
+            retain: publish.retain,
+            dup: publish.dup,
+        }
+    }
+}
+
+/// Settings of a [`Client`]. `Default` gives port 1883 (8883 with TLS), keepalive 60 s,
+/// 10 s connect and response timeouts.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Client identifier (may be empty for a clean session; the broker then assigns one).
+    pub client_id: String,
+    /// Broker host name or IP address.
+    pub server: String,
+    /// Broker port; `None` means 1883, or 8883 with TLS.
+    pub port: Option<u16>,
+    /// TLS settings; `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<Vec<u8>>,
+    /// Keepalive in seconds (0 disables it).
+    pub keep_alive: u16,
+    /// Limit for TCP connect, TLS handshake and CONNACK together.
+    pub connect_timeout: Duration,
+    /// How long a call waits for its acknowledgement (PUBACK, SUBACK, PINGRESP…).
+    pub response_timeout: Duration,
+    /// Largest incoming packet accepted.
+    pub max_packet_size: usize,
+    /// Most received messages queued while calls wait for acknowledgements.
+    pub max_queued_messages: usize,
+    /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]).
+    pub max_in_flight: u16,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            client_id: String::new(),
+            server: "127.0.0.1".to_string(),
+            port: None,
+            tls: None,
+            username: None,
+            password: None,
+            keep_alive: 60,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+            max_packet_size: 4 * 1024 * 1024,
+            max_queued_messages: 1024,
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The port in use: the configured one, else 8883 with TLS or 1883 without.
+    pub fn effective_port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
+    }
+}
+
+/// What a drained session event meant, without borrowing the session.
+enum Notice {
+    Connected(bool),
+    MessageQueued,
+    Published(PacketId),
+    Subscribed(PacketId, Vec<SubscribeReturnCode>),
+    Unsubscribed(PacketId),
+    Pong,
+    Other,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A blocking MQTT 3.1.1 client over any [`Stream`] (TCP and TLS by default).
+pub struct Client<S: Stream = Transport> {
+    config: ClientConfig,
+    session: Session,
+    stream: Option<S>,
+    epoch: std::time::Instant,
+    messages: VecDeque<Message>,
+    read_buffer: Box<[u8]>,
+}
+
+impl Client<Transport> {
+    /// A client for `server` with default settings; nothing is sent until [`Client::connect`].
+    pub fn new(client_id: impl Into<String>, server: impl Into<String>) -> Self {
+        Client::with_config(ClientConfig {
+            client_id: client_id.into(),
+            server: server.into(),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// Opens TCP (and TLS if configured), sends CONNECT and waits for CONNACK. Returns whether
+    /// the broker resumed a stored session (`session_present`).
+    pub fn connect(&mut self, clean_session: bool) -> Result<bool, Error> {
+        let started = std::time::Instant::now();
+        let stream = transport::connect(
+            &self.config.server,
+            self.config.effective_port(),
+            self.config.tls.as_ref(),
+            self.config.connect_timeout,
+        )?;
+        let remaining = self
+            .config
+            .connect_timeout
+            .saturating_sub(started.elapsed());
+        self.connect_over(stream, clean_session, remaining)
+    }
+}
+
+impl<S: Stream> Client<S> {
+    /// A client with explicit settings.
+    pub fn with_config(config: ClientConfig) -> Self {
+        let session = Session::new(session_config(&config, None));
+        Client {
+            config,
+            session,
+            stream: None,
+            epoch: std::time::Instant::now(),
+            messages: VecDeque::new(),
+            read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Sets the last will, published by the broker if this client vanishes without
+    /// `disconnect`. Takes effect at the next `connect`.
+    pub fn set_last_will(&mut self, topic: &str, payload: &[u8], retain: bool, qos: QoS) {
+        self.session.config_mut().will = Some(Will {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+        });
+    }
+
+    /// Sends CONNECT over an already open stream and waits for CONNACK; returns
+    /// `session_present`. Use it for custom transports (WebSocket, a test pipe, a proxy).
+    pub fn connect_with_stream(&mut self, stream: S, clean_session: bool) -> Result<bool, Error> {
+        let timeout = self.config.connect_timeout;
+        self.connect_over(stream, clean_session, timeout)
+    }
+
+    fn connect_over(
+        &mut self,
+        stream: S,
+        clean_session: bool,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        if self.stream.is_some() {
+            return Err(Error::Usage(UsageError::AlreadyConnected));
+        }
+        let will = self.session.config().will.clone();
+        *self.session.config_mut() = session_config(&self.config, will);
+        self.session.config_mut().connect_timeout = timeout;
+        let now = self.now();
+        self.session.connect(now, clean_session)?;
+        self.stream = Some(stream);
+        let deadline = std::time::Instant::now() + timeout;
+        self.run_until(Some(deadline), |notice, _| match notice {
+            Notice::Connected(session_present) => Some(*session_present),
+            _ => None,
+        })
+    }
+
+    /// Whether a connection is established.
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some() && self.session.is_connected()
+    }
+
+    /// Publishes a message. QoS 0 returns once written; QoS 1 and 2 return when the broker has
+    /// acknowledged (PUBACK, or PUBCOMP). Returns the packet id used for QoS 1/2.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Option<PacketId>, Error> {
+        let packet_id = self.publish_nowait(topic, payload, qos, retain)?;
+        if let Some(id) = packet_id {
+            let deadline = std::time::Instant::now() + self.config.response_timeout;
+            self.run_until(Some(deadline), |notice, _| match notice {
+                Notice::Published(done) if *done == id => Some(()),
+                _ => None,
+            })?;
+        } else {
+            self.flush()?;
+        }
+        Ok(packet_id)
+    }
+
+    /// Publishes without waiting for the acknowledgement: QoS 1/2 messages are pipelined up to
+    /// `max_in_flight` and queued beyond it. Bytes are written when a call drives the connection
+    /// (e.g. [`Client::flush`], [`Client::wait_all_published`]), so many small messages go out
+    /// in one write. Returns the packet id for QoS 1/2.
+    pub fn publish_nowait(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Option<PacketId>, Error> {
+        if !self.is_connected() {
+            return Err(Error::Usage(UsageError::NotConnected));
+        }
+        Ok(self.session.publish(topic, payload, qos, retain)?)
+    }
+
+    /// Number of QoS 1/2 messages published and not yet acknowledged.
+    pub fn pending_publishes(&self) -> usize {
+        self.session.outgoing_len()
+    }
+
+    /// Waits until every QoS 1/2 message published so far is acknowledged, or `timeout`.
+    pub fn wait_all_published(&mut self, timeout: Duration) -> Result<(), Error> {
+        if self.session.outgoing_len() == 0 {
+            return self.flush();
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        let mut remaining = self.session.outgoing_len();
+        self.run_until(Some(deadline), |notice, _| {
+            if let Notice::Published(_) = notice {
+                remaining -= 1;
+            }
+            (remaining == 0).then_some(())
+        })
+    }
+
+    /// Subscribes to one filter; returns the QoS the broker granted. A refusal (0x80) is
+    /// [`Error::SubscribeRefused`].
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<QoS, Error> {
+        Ok(self.subscribe_many(&[(filter, qos)])?[0])
+    }
+
+    /// Subscribes to several filters in one SUBSCRIBE; returns the granted QoS per filter.
+    pub fn subscribe_many(&mut self, filters: &[(&str, QoS)]) -> Result<Vec<QoS>, Error> {
+        self.require_connection()?;
+        let id = self.session.subscribe(filters)?;
+        let deadline = std::time::Instant::now() + self.config.response_timeout;
+        let codes = self.run_until(Some(deadline), |notice, _| match notice {
+            Notice::Subscribed(done, codes) if *done == id => Some(codes.clone()),
+            _ => None,
+        })?;
+        codes
+            .iter()
+            .zip(filters)
+            .map(|(code, (filter, _))| match code {
+                SubscribeReturnCode::Success(qos) => Ok(*qos),
+                SubscribeReturnCode::Failure => Err(Error::SubscribeRefused {
+                    filter: filter.to_string(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Unsubscribes from one filter.
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<(), Error> {
+        self.unsubscribe_many(&[filter])
+    }
+
+    /// Unsubscribes from several filters in one UNSUBSCRIBE.
+    pub fn unsubscribe_many(&mut self, filters: &[&str]) -> Result<(), Error> {
+        self.require_connection()?;
+        let id = self.session.unsubscribe(filters)?;
+        let deadline = std::time::Instant::now() + self.config.response_timeout;
+        self.run_until(Some(deadline), |notice, _| match notice {
+            Notice::Unsubscribed(done) if *done == id => Some(()),
+            _ => None,
+        })
+    }
+
+    /// Sends PINGREQ and waits for PINGRESP.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        self.require_connection()?;
+        let now = self.now();
+        self.session.ping(now)?;
+        let deadline = std::time::Instant::now() + self.config.response_timeout;
+        self.run_until(Some(deadline), |notice, _| {
+            matches!(notice, Notice::Pong).then_some(())
+        })
+    }
+
+    /// Blocks until a message arrives and returns it. Keepalive runs meanwhile, so a dead link
+    /// ends the wait with [`Error::KeepAliveTimeout`] rather than hanging.
+    pub fn wait_msg(&mut self) -> Result<Message, Error> {
+        self.wait_msg_until(None)?.ok_or(Error::Timeout)
+    }
+
+    /// Like [`Client::wait_msg`] but gives up after `timeout`, returning `Ok(None)`.
+    pub fn wait_msg_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
+        self.wait_msg_until(Some(std::time::Instant::now() + timeout))
+    }
+
+    fn wait_msg_until(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Message>, Error> {
+        if let Some(message) = self.messages.pop_front() {
+            return Ok(Some(message));
+        }
+        self.require_connection()?;
+        match self.run_until(deadline, |_, messages| (!messages.is_empty()).then_some(())) {
+            Ok(()) => Ok(self.messages.pop_front()),
+            Err(Error::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Returns a received message if one is available, without blocking. Also sends any due
+    /// keepalive PINGREQ, so calling it regularly keeps the connection alive.
+    pub fn check_msg(&mut self) -> Result<Option<Message>, Error> {
+        if let Some(message) = self.messages.pop_front() {
+            return Ok(Some(message));
+        }
+        self.require_connection()?;
+        self.process_events(&mut |_, _| None::<()>)?;
+        self.flush()?;
+        if self.messages.is_empty() {
+            self.read_available(true)?;
+            self.process_events(&mut |_, _| None::<()>)?;
+            self.flush()?;
+        }
+        Ok(self.messages.pop_front())
+    }
+
+    /// Writes any pending bytes (pipelined publishes, acknowledgements, keepalive).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let now = self.now();
+        self.session.handle_timeout(now);
+        self.process_events(&mut |_, _| None::<()>)?;
+        self.write_pending()
+    }
+
+    /// Sends DISCONNECT and closes the connection; the broker discards the last will.
+    pub fn disconnect(&mut self) -> Result<(), Error> {
+        self.require_connection()?;
+        self.session.disconnect()?;
+        let result = self.write_pending();
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stream.shutdown();
+        }
+        self.drain_close_events();
+        result
+    }
+
+    /// The underlying stream, if connected.
+    pub fn get_ref(&self) -> Option<&S> {
+        self.stream.as_ref()
+    }
+
+    /// The underlying stream, mutably, if connected. Writing to it directly corrupts the MQTT
+    /// stream; this is for socket options and tests.
+    pub fn get_mut(&mut self) -> Option<&mut S> {
+        self.stream.as_mut()
+    }
+
+    /// The session state machine (pending publishes, in-flight count).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn require_connection(&self) -> Result<(), Error> {
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err(Error::Usage(UsageError::NotConnected))
+        }
+    }
+
+    fn now(&self) -> umqtt_core::Instant {
+        umqtt_core::Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// Drives the connection until `done` returns a value or the deadline passes.
+    fn run_until<R>(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+        mut done: impl FnMut(&Notice, &VecDeque<Message>) -> Option<R>,
+    ) -> Result<R, Error> {
+        loop {
+            let now = self.now();
+            self.session.handle_timeout(now);
+            if let Some(result) = self.process_events(&mut done)? {
+                self.write_pending()?;
+                return Ok(result);
+            }
+            self.write_pending()?;
+            if self.messages.len() >= self.config.max_queued_messages
+                && self.session.has_unprocessed_input()
+            {
+                return Err(Error::MessageQueueFull);
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            let timer = self.session.poll_timeout().map(|at| {
+                Duration::from_millis(at.as_millis().saturating_sub(self.now().as_millis()))
+            });
+            let wait = match (wait, timer) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.read_with_timeout(wait)?;
+        }
+    }
+
+    /// Turns session events into notices; queues messages; stops at `done` or when the
+    /// message queue is full.
+    fn process_events<R>(
+        &mut self,
+        done: &mut impl FnMut(&Notice, &VecDeque<Message>) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        while self.messages.len() < self.config.max_queued_messages {
+            let notice = match self.session.poll_event() {
+                None => return Ok(None),
+                Some(Event::Closed(reason)) => {
+                    self.stream = None;
+                    return Err(reason.into());
+                }
+                Some(Event::Message(publish)) => {
+                    self.messages.push_back(Message::from(&publish));
+                    Notice::MessageQueued
+                }
+                Some(Event::Connected { session_present }) => Notice::Connected(session_present),
+                Some(Event::Published(id)) => Notice::Published(id),
+                Some(Event::Subscribed(suback)) => {
+                    Notice::Subscribed(suback.packet_id, suback.codes().collect())
+                }
+                Some(Event::Unsubscribed(id)) => Notice::Unsubscribed(id),
+                Some(Event::PingResponse) => Notice::Pong,
+                Some(_) => Notice::Other,
+            };
+            if let Some(result) = done(&notice, &self.messages) {
+                return Ok(Some(result));
+            }
+        }
+        Ok(None)
+    }
+
+    fn write_pending(&mut self) -> Result<(), Error> {
+        let now = self.now();
+        let Some(bytes) = self.session.poll_transmit(now) else {
+            return Ok(());
+        };
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::Usage(UsageError::NotConnected));
+        };
+        if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
+            self.connection_lost();
+            return Err(Error::Io(e));
+        }
+        Ok(())
+    }
+
+    fn read_with_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::Usage(UsageError::NotConnected));
+        };
+        // A zero timeout means "block forever" to the OS: wait at least 1 ms.
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        if let Err(e) = stream.set_read_timeout(timeout) {
+            self.connection_lost();
+            return Err(Error::Io(e));
+        }
+        self.read_available(false)
+    }
+
+    /// One read from the stream into the session. `nonblocking` returns at once if nothing is
+    /// there. Timeouts are not errors.
+    fn read_available(&mut self, nonblocking: bool) -> Result<(), Error> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(Error::Usage(UsageError::NotConnected));
+        };
+        let result = if nonblocking {
+            stream.set_nonblocking(true).and_then(|()| {
+                let r = stream.read(&mut self.read_buffer);
+                stream.set_nonblocking(false).and(r)
+            })
+        } else {
+            stream.read(&mut self.read_buffer)
+        };
+        match result {
+            Ok(0) => {
+                self.connection_lost();
+                Err(Error::ConnectionClosed)
+            }
+            Ok(n) => {
+                let now = self.now();
+                self.session.handle_read(now, &self.read_buffer[..n]);
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                self.connection_lost();
+                Err(Error::Io(e))
+            }
+        }
+    }
+
+    fn connection_lost(&mut self) {
+        self.stream = None;
+        self.session.handle_connection_lost();
+        self.drain_close_events();
+    }
+
+    /// Events left after the connection ended (e.g. `Closed(Disconnected)`) carry nothing the
+    /// caller is waiting for; messages among them are kept.
+    fn drain_close_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            if let Event::Message(publish) = event {
+                self.messages.push_back(Message::from(&publish));
+            }
+        }
+    }
+}
+
+fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
+    SessionConfig {
+        client_id: config.client_id.clone(),
+        keep_alive: config.keep_alive,
+        connect_timeout: config.connect_timeout,
+        max_in_flight: config.max_in_flight,
+        max_packet_size: config.max_packet_size,
+        username: config.username.clone(),
+        password: config.password.clone(),
+        will,
+        ..SessionConfig::default()
+    }
+}
