@@ -27,7 +27,8 @@ pub enum Decoded<'a> {
 pub enum DecodeError {
     /// Packet type 0 or 15, which are reserved `[MQTT-2.2.1]`.
     ReservedPacketType(u8),
-    /// Fixed-header flags other than those the packet type requires `[MQTT-2.2.2-2]`.
+    /// Fixed-header flags other than those the packet type requires `[MQTT-2.2.2-2]`, or DUP
+    /// set on a QoS 0 PUBLISH `[MQTT-3.3.1-2]`.
     InvalidFlags {
         /// The packet's type.
         packet_type: PacketType,
@@ -174,6 +175,9 @@ pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, DecodeE
         }
     } else if (flags >> 1) & 0b11 == 3 {
         return Err(DecodeError::InvalidQoS);
+    } else if flags & 0b1110 == 0b1000 {
+        // DUP on a QoS 0 PUBLISH [MQTT-3.3.1-2]; `encode` refuses to produce it.
+        return Err(DecodeError::InvalidFlags { packet_type, flags });
     }
 
     let Some((remaining, length_bytes)) = read_remaining_length(&buf[1..])? else {

@@ -1,8 +1,9 @@
 //! Encoding into caller-provided buffers.
 
+use super::decode::EncodedStrings;
 use super::{
-    Connect, Packet, PacketType, ProtocolVersion, Publish, QoS, SubscribeTopics, UnsubscribeTopics,
-    MAX_REMAINING_LENGTH,
+    Connect, Packet, PacketType, ProtocolVersion, Publish, QoS, SubscribeReturnCode,
+    SubscribeTopics, UnsubscribeTopics, MAX_REMAINING_LENGTH,
 };
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 
@@ -34,6 +35,12 @@ pub enum EncodeError {
     PasswordWithoutUsername,
     /// SUBSCRIBE/UNSUBSCRIBE with no filters, or SUBACK with no codes `[MQTT-3.8.3-3]`.
     EmptyPayload,
+    /// A SUBACK return code other than 0, 1, 2 or 0x80 `[MQTT-3.9.3-2]`.
+    InvalidSubAckReturnCode(u8),
+    /// [`SubscribeTopics::Encoded`] or [`UnsubscribeTopics::Encoded`] bytes that are not a
+    /// well-formed list of entries (truncated, trailing bytes, bad UTF-8 or a requested QoS
+    /// byte other than 0, 1, 2).
+    MalformedTopicList,
 }
 
 impl core::fmt::Display for EncodeError {
@@ -53,6 +60,10 @@ impl core::fmt::Display for EncodeError {
             EncodeError::DupWithQoS0 => f.write_str("DUP flag set on a QoS 0 PUBLISH"),
             EncodeError::PasswordWithoutUsername => f.write_str("password without user name"),
             EncodeError::EmptyPayload => f.write_str("no topic filters or return codes"),
+            EncodeError::InvalidSubAckReturnCode(c) => {
+                write!(f, "invalid SUBACK return code {c:#04x}")
+            }
+            EncodeError::MalformedTopicList => f.write_str("malformed encoded topic list"),
         }
     }
 }
@@ -112,6 +123,15 @@ impl Packet<'_> {
                     len += topic_filter_len(filter)? + 1;
                     count += 1;
                 }
+                if let SubscribeTopics::Encoded(bytes) = subscribe.topics {
+                    // `iter` stops at the first malformed entry and reads a bad QoS byte as 0,
+                    // but the bytes are written as they are: they must be exactly the entries.
+                    if len != 2 + bytes.len()
+                        || EncodedStrings::new(bytes, true).any(|(_, qos)| qos > 2)
+                    {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
+                }
                 if count == 0 {
                     return Err(EncodeError::EmptyPayload);
                 }
@@ -121,6 +141,13 @@ impl Packet<'_> {
                 if suback.return_codes.is_empty() {
                     return Err(EncodeError::EmptyPayload);
                 }
+                if let Some(&bad) = suback
+                    .return_codes
+                    .iter()
+                    .find(|&&c| SubscribeReturnCode::from_u8(c).is_none())
+                {
+                    return Err(EncodeError::InvalidSubAckReturnCode(bad));
+                }
                 (0, 2 + suback.return_codes.len())
             }
             Packet::Unsubscribe(unsubscribe) => {
@@ -129,6 +156,11 @@ impl Packet<'_> {
                 for filter in unsubscribe.topics.iter() {
                     len += topic_filter_len(filter)?;
                     count += 1;
+                }
+                if let UnsubscribeTopics::Encoded(bytes) = unsubscribe.topics {
+                    if len != 2 + bytes.len() {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
                 }
                 if count == 0 {
                     return Err(EncodeError::EmptyPayload);
