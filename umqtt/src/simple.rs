@@ -82,7 +82,9 @@ pub struct ClientConfig {
     pub max_packet_size: usize,
     /// Most received messages queued while calls wait for acknowledgements.
     pub max_queued_messages: usize,
-    /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]).
+    /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]). Keep it at or
+    /// below the broker's limit (mosquitto: `max_inflight_messages`, default 20): a 3.1.1 broker
+    /// silently drops what exceeds it. See [`SessionConfig::max_in_flight`].
     pub max_in_flight: u16,
 }
 
@@ -100,7 +102,7 @@ impl Default for ClientConfig {
             response_timeout: Duration::from_secs(10),
             max_packet_size: 4 * 1024 * 1024,
             max_queued_messages: 1024,
-            max_in_flight: 64,
+            max_in_flight: 20,
         }
     }
 }

@@ -58,6 +58,11 @@ pub struct SessionConfig {
     /// How long to wait for CONNACK after CONNECT.
     pub connect_timeout: Duration,
     /// Most QoS 1/2 PUBLISH packets awaiting acknowledgement at once; more are queued.
+    ///
+    /// MQTT 3.1.1 cannot negotiate this, and brokers enforce their own limit by dropping the
+    /// excess *while still acknowledging it*: mosquitto 2 answers a PUBLISH beyond its
+    /// `max_inflight_messages` (default 20) with "quota exceeded", which a 3.1.1 PUBACK cannot
+    /// carry. So the default is 20; raise it only with the broker's limit.
     pub max_in_flight: u16,
     /// Most messages the session holds (in flight and queued) before `publish` refuses more.
     pub max_outgoing: usize,
@@ -80,7 +85,7 @@ impl Default for SessionConfig {
             keep_alive: 60,
             ping_timeout: None,
             connect_timeout: Duration::from_secs(10),
-            max_in_flight: 64,
+            max_in_flight: 20,
             max_outgoing: 65_000,
             max_packet_size: 4 * 1024 * 1024,
             protocol: ProtocolVersion::V311,
