@@ -483,6 +483,29 @@ impl Session {
         Ok(Some(packet_id))
     }
 
+    /// Withdraws an unacknowledged QoS 1/2 message (its delivery deadline passed, or its policy
+    /// dropped it). Returns false — and keeps the message — if it is unknown or if it is a QoS 2
+    /// message whose PUBREC already arrived: the broker owns it then, and only PUBREL may follow
+    /// `[MQTT-4.3.3-1]`.
+    pub fn cancel_publish(&mut self, packet_id: PacketId) -> bool {
+        let state = &mut self.state;
+        let Some(index) = state.outgoing.iter().position(|o| o.packet_id == packet_id) else {
+            return false;
+        };
+        if state.outgoing[index].stage == OutgoingStage::AwaitingPubComp {
+            return false;
+        }
+        if let Some(entry) = state.outgoing.remove(index) {
+            state.used_ids.remove(entry.packet_id);
+            state.spare_buffers.push(entry.packet);
+        }
+        if index < state.in_flight {
+            state.in_flight -= 1;
+            state.fill_window();
+        }
+        true
+    }
+
     /// Sends SUBSCRIBE for `filters`; [`Event::Subscribed`] with the returned id reports the
     /// outcome.
     pub fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Result<PacketId, UsageError> {

@@ -720,3 +720,21 @@ fn disconnect_writes_e0_00() {
         vec![Ev::Closed(CloseReason::Disconnected)]
     );
 }
+
+#[test]
+fn cancel_publish_frees_window_but_keeps_released_qos2() {
+    let mut session = connected(SessionConfig { max_in_flight: 1, ..config() });
+    let a = session.publish("t", b"a", QoS::AtLeastOnce, false).unwrap().unwrap();
+    let b = session.publish("t", b"b", QoS::ExactlyOnce, false).unwrap().unwrap();
+    let _ = sent(&mut session, t(1));
+    assert!(session.cancel_publish(a));
+    assert!(!session.cancel_publish(a), "already gone");
+    // The window slot went to b.
+    assert_eq!(sent(&mut session, t(2)), vec![publish_sent(b.get(), false, QoS::ExactlyOnce, b"b")]);
+    let id = b.get().to_be_bytes();
+    let _ = feed(&mut session, t(3), &[0x50, 2, id[0], id[1]]);
+    assert!(!session.cancel_publish(b), "after PUBREC only PUBREL may follow");
+    assert_eq!(session.outgoing_len(), 1);
+    // A PUBACK for the cancelled id is ignored.
+    assert_eq!(feed(&mut session, t(4), &[0x40, 2, 0, a.get() as u8]), vec![]);
+}
