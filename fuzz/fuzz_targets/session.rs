@@ -1,0 +1,317 @@
+//! Drives a client `Session` with an arbitrary sequence of commands, timer ticks and broker
+//! input (raw bytes or well-formed broker packets, whole or split), draining events and
+//! transmissions after every step as a driver would.
+//!
+//! Invariants checked:
+//! - nothing panics and `poll_event` terminates;
+//! - every transmission is a sequence of whole, valid packets a client may send;
+//! - every QoS 1/2 publish is reported exactly once, by `Published` or `PublishDiscarded`, and
+//!   `outgoing()` lists exactly the publishes not yet reported;
+//! - `in_flight() <= min(outgoing_len(), max_in_flight)` and `outgoing_len() <= max_outgoing`;
+//! - after `Closed` the session is disconnected.
+#![no_main]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use libfuzzer_sys::arbitrary::{Result, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use umqtt_core::packet::{
+    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, Publish, QoS, SubAck,
+};
+use umqtt_core::session::{Event, Session, SessionConfig};
+use umqtt_core::Instant;
+
+const TOPICS: &[&str] = &["a", "a/b", "$SYS/x", "t/é"];
+const FILTERS: &[&str] = &["a", "a/+", "#", "+/b/#"];
+
+fn qos(u: &mut Unstructured<'_>) -> Result<QoS> {
+    Ok(*u.choose(&[QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce])?)
+}
+
+/// A packet id: usually one the session is using, sometimes any.
+fn packet_id(u: &mut Unstructured<'_>, known: &[u16]) -> Result<PacketId> {
+    let raw = if !known.is_empty() && u.ratio(3, 4)? {
+        *u.choose(known)?
+    } else {
+        u.int_in_range(1..=8)?
+    };
+    Ok(PacketId::new(raw).unwrap())
+}
+
+struct Harness {
+    session: Session,
+    now: u64,
+    /// Ids returned by `publish` and not yet reported by an event.
+    pending: BTreeSet<u16>,
+    /// Ids of recent SUBSCRIBE/UNSUBSCRIBE requests.
+    requests: Vec<u16>,
+    max_in_flight: usize,
+    max_outgoing: usize,
+}
+
+impl Harness {
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.now)
+    }
+
+    /// What a driver does after every input: drain events, then write what is to be written.
+    fn drain(&mut self) {
+        let mut events = 0;
+        while let Some(event) = self.session.poll_event() {
+            events += 1;
+            assert!(events < 100_000, "poll_event does not terminate");
+            let closed = match event {
+                Event::Published(id) | Event::PublishDiscarded(id) => {
+                    assert!(
+                        self.pending.remove(&id.get()),
+                        "{event:?} for an id not pending"
+                    );
+                    false
+                }
+                Event::Message(publish) => {
+                    assert_eq!(publish.qos == QoS::AtMostOnce, publish.packet_id.is_none());
+                    false
+                }
+                Event::Closed(_) => true,
+                _ => false,
+            };
+            if closed {
+                assert!(!self.session.is_connecting_or_connected());
+            }
+        }
+        let now = self.now();
+        if let Some(bytes) = self.session.poll_transmit(now) {
+            check_transmission(bytes);
+        }
+        assert!(self.session.poll_transmit(now).is_none());
+        self.check_counts();
+    }
+
+    fn check_counts(&self) {
+        let outgoing: BTreeSet<u16> = self.session.outgoing().map(|(id, _, _)| id.get()).collect();
+        assert_eq!(outgoing.len(), self.session.outgoing_len());
+        assert_eq!(outgoing, self.pending);
+        assert!(self.session.outgoing_len() <= self.max_outgoing);
+        assert!(self.session.in_flight() <= self.session.outgoing_len());
+        assert!(self.session.in_flight() <= self.max_in_flight);
+    }
+
+    fn known_ids(&self) -> Vec<u16> {
+        self.pending
+            .iter()
+            .copied()
+            .chain(self.requests.iter().copied())
+            .collect()
+    }
+
+    /// Encodes a broker packet from the input.
+    fn broker_packet(&self, u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
+        let known = self.known_ids();
+        let len = u.int_in_range(0..=40)?;
+        let payload = u.bytes(len)?.to_vec();
+        let codes = [0u8, 1, 2, 0x80];
+        let suback_codes: Vec<u8> = (0..u.int_in_range(1..=4)?)
+            .map(|_| u.choose(&codes).copied())
+            .collect::<Result<_>>()?;
+        let packet = match u.int_in_range(0..=8)? {
+            0 => Packet::ConnAck(ConnAck {
+                session_present: u.arbitrary()?,
+                code: ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
+                    0
+                } else {
+                    u.int_in_range(1..=5)?
+                })
+                .unwrap(),
+            }),
+            1 => {
+                let qos = qos(u)?;
+                let id = packet_id(u, &known)?;
+                Packet::Publish(Publish {
+                    dup: qos != QoS::AtMostOnce && u.arbitrary()?,
+                    qos,
+                    retain: u.arbitrary()?,
+                    topic: u.choose(TOPICS)?,
+                    packet_id: (qos != QoS::AtMostOnce).then_some(id),
+                    payload: &[],
+                })
+            }
+            2 => Packet::PubAck(packet_id(u, &known)?),
+            3 => Packet::PubRec(packet_id(u, &known)?),
+            4 => Packet::PubRel(packet_id(u, &known)?),
+            5 => Packet::PubComp(packet_id(u, &known)?),
+            6 => Packet::SubAck(SubAck {
+                packet_id: packet_id(u, &known)?,
+                return_codes: &[],
+            }),
+            7 => Packet::UnsubAck(packet_id(u, &known)?),
+            _ => Packet::PingResp,
+        };
+        // Fill in the borrowed parts.
+        let packet = match packet {
+            Packet::Publish(p) => Packet::Publish(Publish {
+                payload: &payload,
+                ..p
+            }),
+            Packet::SubAck(s) => Packet::SubAck(SubAck {
+                return_codes: &suback_codes,
+                ..s
+            }),
+            other => other,
+        };
+        let len = packet.encoded_len().expect("broker packets are valid");
+        let mut buf = vec![0u8; len];
+        packet.encode(&mut buf).unwrap();
+        Ok(buf)
+    }
+
+    fn step(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
+        let now = self.now();
+        match u.int_in_range(0..=11)? {
+            0 => {
+                let _ = self.session.connect(now, u.arbitrary()?);
+            }
+            1 => {
+                let topic = if u.ratio(1, 20)? {
+                    "bad/+"
+                } else {
+                    *u.choose(TOPICS)?
+                };
+                let len = u.int_in_range(0..=16)?;
+                let payload = u.bytes(len)?;
+                let qos = qos(u)?;
+                if let Ok(Some(id)) = self.session.publish(topic, payload, qos, u.arbitrary()?) {
+                    assert_ne!(qos, QoS::AtMostOnce);
+                    assert!(self.pending.insert(id.get()), "packet id {id} reused");
+                }
+            }
+            2 => {
+                let n = u.int_in_range(0..=3)?;
+                let filters: Vec<(&str, QoS)> = (0..n)
+                    .map(|_| Ok((*u.choose(FILTERS)?, qos(u)?)))
+                    .collect::<Result<_>>()?;
+                if let Ok(id) = self.session.subscribe(&filters) {
+                    self.requests.push(id.get());
+                }
+            }
+            3 => {
+                let n = u.int_in_range(0..=3)?;
+                let filters: Vec<&str> = (0..n)
+                    .map(|_| u.choose(FILTERS).copied())
+                    .collect::<Result<_>>()?;
+                if let Ok(id) = self.session.unsubscribe(&filters) {
+                    self.requests.push(id.get());
+                }
+            }
+            4 => {
+                let _ = self.session.ping(now);
+            }
+            5 => {
+                let _ = self.session.disconnect();
+            }
+            6 => self.session.handle_connection_lost(),
+            7 => {
+                let len = u.int_in_range(0..=32)?;
+                let bytes = u.bytes(len)?;
+                self.session.handle_read(now, bytes);
+            }
+            8 | 9 => {
+                let bytes = self.broker_packet(u)?;
+                if u.ratio(1, 4)? && bytes.len() > 1 {
+                    let split = u.int_in_range(1..=bytes.len() - 1)?;
+                    self.session.handle_read(now, &bytes[..split]);
+                    self.drain();
+                    self.session.handle_read(self.now(), &bytes[split..]);
+                } else {
+                    self.session.handle_read(now, &bytes);
+                }
+            }
+            10 => {
+                // Sleep until the session's next deadline, or a little.
+                let until = match self.session.poll_timeout() {
+                    Some(t) if u.ratio(3, 4)? => t.as_millis().max(self.now),
+                    _ => self.now + u64::from(u.int_in_range(0..=5_000u32)?),
+                };
+                self.now = until;
+                self.session.handle_timeout(self.now());
+            }
+            _ => {
+                self.now += u64::from(u.int_in_range(0..=200_000u32)?);
+            }
+        }
+        if self.requests.len() > 8 {
+            self.requests.remove(0);
+        }
+        self.drain();
+        Ok(())
+    }
+}
+
+/// Every transmission is whole packets that a client may send.
+fn check_transmission(mut bytes: &[u8]) {
+    assert!(!bytes.is_empty());
+    while !bytes.is_empty() {
+        match decode(bytes, usize::MAX) {
+            Ok(Decoded::Complete { packet, consumed }) => {
+                assert!(
+                    matches!(
+                        packet.packet_type(),
+                        PacketType::Connect
+                            | PacketType::Publish
+                            | PacketType::PubAck
+                            | PacketType::PubRec
+                            | PacketType::PubRel
+                            | PacketType::PubComp
+                            | PacketType::Subscribe
+                            | PacketType::Unsubscribe
+                            | PacketType::PingReq
+                            | PacketType::Disconnect
+                    ),
+                    "client sent {packet:?}"
+                );
+                bytes = &bytes[consumed..];
+            }
+            other => panic!("client sent invalid bytes {bytes:02X?}: {other:?}"),
+        }
+    }
+}
+
+fn run(data: &[u8]) -> Result<()> {
+    let mut u = Unstructured::new(data);
+    let max_in_flight: u16 = u.int_in_range(1..=4)?;
+    let max_outgoing: usize = u.int_in_range(1..=8)?;
+    let config = SessionConfig {
+        client_id: if u.ratio(1, 8)? {
+            String::new()
+        } else {
+            "fuzz".to_string()
+        },
+        keep_alive: u.int_in_range(0..=120)?,
+        ping_timeout: if u.arbitrary()? {
+            Some(Duration::from_millis(u.int_in_range(0..=10_000)?))
+        } else {
+            None
+        },
+        connect_timeout: Duration::from_millis(u.int_in_range(0..=20_000)?),
+        max_in_flight,
+        max_outgoing,
+        max_packet_size: u.int_in_range(2..=256)?,
+        ..SessionConfig::default()
+    };
+    let mut harness = Harness {
+        session: Session::new(config),
+        now: u.int_in_range(0..=1_000_000)?,
+        pending: BTreeSet::new(),
+        requests: Vec::new(),
+        max_in_flight: usize::from(max_in_flight),
+        max_outgoing,
+    };
+    while !u.is_empty() {
+        harness.step(&mut u)?;
+    }
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = run(data);
+});
