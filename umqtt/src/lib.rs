@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod robust;
 pub mod simple;
 pub mod transport;
 

@@ -115,6 +115,15 @@ impl ClientConfig {
     }
 }
 
+/// The outcome of a QoS 1/2 publish, recorded for the robust layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// PUBACK / PUBCOMP arrived.
+    Published(PacketId),
+    /// A clean session discarded it before it was acknowledged.
+    Discarded(PacketId),
+}
+
 /// What a drained session event meant, without borrowing the session.
 enum Notice {
     Connected(bool),
@@ -136,6 +145,8 @@ pub struct Client<S: Stream = Transport> {
     epoch: std::time::Instant,
     messages: VecDeque<Message>,
     read_buffer: Box<[u8]>,
+    /// Outcomes of QoS 1/2 publishes, kept only when the robust layer asks for them.
+    completions: Option<VecDeque<Completion>>,
 }
 
 impl Client<Transport> {
@@ -177,6 +188,7 @@ impl<S: Stream> Client<S> {
             epoch: std::time::Instant::now(),
             messages: VecDeque::new(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
+            completions: None,
         }
     }
 
@@ -422,6 +434,48 @@ impl<S: Stream> Client<S> {
         &self.session
     }
 
+    /// Withdraws an unacknowledged QoS 1/2 message; see
+    /// [`Session::cancel_publish`](umqtt_core::session::Session::cancel_publish).
+    pub fn cancel_publish(&mut self, packet_id: PacketId) -> bool {
+        self.session.cancel_publish(packet_id)
+    }
+
+    /// Starts recording publish outcomes for [`Client::take_completion`].
+    pub(crate) fn record_completions(&mut self) {
+        self.completions.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next recorded publish outcome.
+    pub(crate) fn take_completion(&mut self) -> Option<Completion> {
+        self.completions.as_mut()?.pop_front()
+    }
+
+    /// Drives the connection for up to `timeout`: reads, acknowledges, pings. Returns early
+    /// once a message is queued or a publish completes.
+    pub(crate) fn drive(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.require_connection()?;
+        let deadline = std::time::Instant::now() + timeout;
+        let result = self.run_until(Some(deadline), |notice, _| match notice {
+            Notice::MessageQueued | Notice::Published(_) | Notice::Other => Some(()),
+            _ => None,
+        });
+        match result {
+            Ok(()) | Err(Error::Timeout) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the next queued received message, if any, without touching the network.
+    pub(crate) fn pop_message(&mut self) -> Option<Message> {
+        self.messages.pop_front()
+    }
+
+    /// Replaces the broker address for the next `connect` (server-list failover).
+    pub(crate) fn set_server(&mut self, server: &str, port: Option<u16>) {
+        self.config.server = server.to_string();
+        self.config.port = port;
+    }
+
     fn require_connection(&self) -> Result<(), Error> {
         if self.is_connected() {
             Ok(())
@@ -492,7 +546,18 @@ impl<S: Stream> Client<S> {
                     Notice::MessageQueued
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
-                Some(Event::Published(id)) => Notice::Published(id),
+                Some(Event::Published(id)) => {
+                    if let Some(completions) = self.completions.as_mut() {
+                        completions.push_back(Completion::Published(id));
+                    }
+                    Notice::Published(id)
+                }
+                Some(Event::PublishDiscarded(id)) => {
+                    if let Some(completions) = self.completions.as_mut() {
+                        completions.push_back(Completion::Discarded(id));
+                    }
+                    Notice::Other
+                }
                 Some(Event::Subscribed(suback)) => {
                     Notice::Subscribed(suback.packet_id, suback.codes().collect())
                 }

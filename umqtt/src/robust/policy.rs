@@ -1,0 +1,363 @@
+//! Reconnect policies: how hard to try, chosen by the application.
+//!
+//! The seed note of MicroPython's `umqtt.robust` argues there is no single meaning of
+//! "robust". A policy is the Rust form of its overridable `delay(i)` / `reconnect()`: given why
+//! the last attempt failed, how many attempts failed in a row, how long the outage lasts and
+//! what is still waiting to be delivered, it decides when to try again — or to stop.
+//!
+//! Policies are pure: they never read a clock or sleep, so they are tested with made-up times.
+
+use std::time::Duration;
+
+use umqtt_core::packet::ConnectReturnCode;
+
+use super::Delivery;
+
+/// Why a connection attempt failed or an established connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The broker refused the connection with this CONNACK code.
+    Refused(ConnectReturnCode),
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection was refused or could not be opened.
+    TcpConnect,
+    /// TCP connect, TLS handshake or CONNACK took longer than the connect timeout.
+    Timeout,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No PINGRESP: the link was dead or half-open.
+    KeepAliveExpired,
+    /// Reading or writing an established connection failed, or the broker closed it.
+    ConnectionLost,
+    /// The broker sent malformed bytes or broke the protocol.
+    Protocol,
+    /// The local configuration is unusable (unreadable CA or key file, invalid server name).
+    Configuration,
+}
+
+impl FailureKind {
+    /// Whether retrying cannot help until someone changes the configuration: bad credentials,
+    /// not authorized, protocol version or client id rejected. No shipped policy retries these
+    /// in a tight loop.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            FailureKind::Configuration
+                | FailureKind::Refused(
+                    ConnectReturnCode::BadUserNameOrPassword
+                        | ConnectReturnCode::NotAuthorized
+                        | ConnectReturnCode::UnacceptableProtocolVersion
+                        | ConnectReturnCode::IdentifierRejected
+                )
+        )
+    }
+}
+
+/// What a policy knows when it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// Why the last attempt failed.
+    pub kind: FailureKind,
+    /// Attempts failed in a row, including this one (1 for the first failure).
+    pub consecutive: u32,
+    /// Time since the connection was last lost (or since the first attempt if it never
+    /// connected).
+    pub outage: Duration,
+    /// What waits for the link.
+    pub pending: PendingSummary,
+}
+
+/// The messages waiting for delivery, as a policy sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingSummary {
+    /// Messages not yet delivered.
+    pub messages: usize,
+    /// How many of them are guaranteed.
+    pub guaranteed: usize,
+    /// Time left until the earliest delivery deadline among them, if any has one.
+    pub earliest_deadline: Option<Duration>,
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again after this delay.
+    RetryAfter(Duration),
+    /// Stop trying. Messages whose contract allows dropping are dropped (and reported); the
+    /// next `publish`, `subscribe` or nudge tries once more.
+    Stop,
+}
+
+/// Decides when to reconnect. Implement it to encode an application's own idea of robustness.
+pub trait ReconnectPolicy: Send {
+    /// Called after every failed attempt and when an established connection ends.
+    fn on_failure(&mut self, failure: &Failure) -> Decision;
+
+    /// Called when a connection is established; reset any backoff here.
+    fn on_connected(&mut self) {}
+
+    /// The application knows the network is back (e.g. a Wi-Fi up event): the client tries at
+    /// once; the policy may reset its spacing.
+    fn on_nudge(&mut self) {}
+
+    /// The delivery contract of a message published without one.
+    fn default_delivery(&self) -> Delivery {
+        Delivery::Guaranteed
+    }
+}
+
+/// **Temperature**: a reading sent every minute. A failed send is dropped — the next reading
+/// replaces it — and no retry drains the battery. Each `publish` makes at most one connection
+/// attempt.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRetry;
+
+impl ReconnectPolicy for NoRetry {
+    fn on_failure(&mut self, _failure: &Failure) -> Decision {
+        Decision::Stop
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        Delivery::NoRetry
+    }
+}
+
+/// `umqtt.robust`'s behaviour, for compatibility: the same delay between every attempt
+/// (2 s by default), forever — except for refusals retrying cannot fix.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedDelay {
+    /// Delay between attempts.
+    pub delay: Duration,
+}
+
+impl Default for FixedDelay {
+    fn default() -> Self {
+        FixedDelay {
+            delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ReconnectPolicy for FixedDelay {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        if failure.kind.is_permanent() {
+            Decision::Stop
+        } else {
+            Decision::RetryAfter(self.delay)
+        }
+    }
+}
+
+/// Exponential backoff with jitter and a cap: `initial × 2^(n−1)`, at most `max`, each delay
+/// spread by ±`jitter` (a fraction) so a fleet of devices does not reconnect in lockstep.
+#[derive(Debug, Clone)]
+pub struct ExponentialBackoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Relative spread of each delay, 0.0..=1.0.
+    pub jitter: f64,
+    rng: XorShift,
+}
+
+impl ExponentialBackoff {
+    /// Backoff from `initial` to `max` with ±20 % jitter.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        ExponentialBackoff {
+            initial,
+            max,
+            jitter: 0.2,
+            rng: XorShift::seeded(),
+        }
+    }
+
+    /// Sets the jitter fraction (0 disables it).
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The delay after `consecutive` failures, before jitter.
+    pub fn base_delay(&self, consecutive: u32) -> Duration {
+        let doublings = consecutive.saturating_sub(1).min(32);
+        self.initial
+            .saturating_mul(1u32 << doublings.min(31))
+            .min(self.max)
+    }
+
+    fn jittered(&mut self, delay: Duration) -> Duration {
+        if self.jitter == 0.0 {
+            return delay;
+        }
+        let factor = 1.0 + self.jitter * (self.rng.next_unit() * 2.0 - 1.0);
+        delay.mul_f64(factor).min(self.max)
+    }
+}
+
+impl Default for ExponentialBackoff {
+    fn default() -> Self {
+        ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(60))
+    }
+}
+
+impl ReconnectPolicy for ExponentialBackoff {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        if failure.kind.is_permanent() {
+            return Decision::Stop;
+        }
+        let delay = self.base_delay(failure.consecutive);
+        Decision::RetryAfter(self.jittered(delay))
+    }
+}
+
+/// **Button**: a press is worth retrying, but only while it is still relevant. Messages carry
+/// a delivery deadline (`max_age`, 15 s by default); the client retries with a short backoff
+/// while any pending message is younger than its deadline, then stops. Expired messages are
+/// dropped and reported.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    /// How long a message stays relevant.
+    pub max_age: Duration,
+    backoff: ExponentialBackoff,
+}
+
+impl Deadline {
+    /// Messages expire `max_age` after `publish`.
+    pub fn new(max_age: Duration) -> Self {
+        let cap = (max_age / 4).max(Duration::from_millis(500));
+        Deadline {
+            max_age,
+            backoff: ExponentialBackoff::new(Duration::from_millis(500), cap).with_jitter(0.1),
+        }
+    }
+}
+
+impl Default for Deadline {
+    fn default() -> Self {
+        Deadline::new(Duration::from_secs(15))
+    }
+}
+
+impl ReconnectPolicy for Deadline {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        if failure.kind.is_permanent() {
+            return Decision::Stop;
+        }
+        let Some(left) = failure.pending.earliest_deadline else {
+            // Nothing with a deadline waits; guaranteed messages would, without a deadline.
+            return if failure.pending.guaranteed > 0 {
+                self.backoff.on_failure(failure)
+            } else {
+                Decision::Stop
+            };
+        };
+        if left.is_zero() {
+            return Decision::Stop;
+        }
+        match self.backoff.on_failure(failure) {
+            // Never sleep past the deadline: one last attempt just before it.
+            Decision::RetryAfter(delay) => Decision::RetryAfter(delay.min(left)),
+            Decision::Stop => Decision::Stop,
+        }
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        Delivery::Within(self.max_age)
+    }
+}
+
+/// **Burglar alarm**: delivered no matter what, retried smartly so the battery lasts. Never
+/// gives up. Attempts start quickly (backoff from `initial`), then are rationed by an hourly
+/// budget that halves for every hour the outage lasts, down to `min_per_hour` — so a six-hour
+/// outage costs a handful of attempts, not thousands. [`ReconnectPolicy::on_nudge`] (the
+/// application saw the network come back) triggers an attempt at once and restarts the
+/// quick phase.
+#[derive(Debug, Clone)]
+pub struct BatteryAware {
+    /// First delay of the quick phase.
+    pub initial: Duration,
+    /// Attempts allowed in the first hour of an outage.
+    pub attempts_per_hour: u32,
+    /// Attempts per hour never fall below this.
+    pub min_per_hour: u32,
+    /// Spacing for refusals retrying cannot fix (bad credentials): slow, never a tight loop.
+    pub permanent_refusal_delay: Duration,
+    nudged: bool,
+}
+
+impl BatteryAware {
+    /// Quick phase from 1 s, 60 attempts in the first hour, never fewer than 2 per hour.
+    pub fn new() -> Self {
+        BatteryAware {
+            initial: Duration::from_secs(1),
+            attempts_per_hour: 60,
+            min_per_hour: 2,
+            permanent_refusal_delay: Duration::from_secs(3600),
+            nudged: false,
+        }
+    }
+
+    /// The attempts per hour allowed after `outage` has lasted this long.
+    pub fn budget_per_hour(&self, outage: Duration) -> u32 {
+        let hours = (outage.as_secs() / 3600).min(31) as u32;
+        (self.attempts_per_hour >> hours).max(self.min_per_hour.max(1))
+    }
+}
+
+impl Default for BatteryAware {
+    fn default() -> Self {
+        BatteryAware::new()
+    }
+}
+
+impl ReconnectPolicy for BatteryAware {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        if failure.kind.is_permanent() {
+            return Decision::RetryAfter(self.permanent_refusal_delay);
+        }
+        let consecutive = if self.nudged { 1 } else { failure.consecutive };
+        self.nudged = false;
+        // Quick phase: initial × 2^(n−1) until it reaches the rationed spacing, which then
+        // rules: 3600 s / budget, the budget halving with every hour of outage.
+        let quick = self
+            .initial
+            .saturating_mul(1u32 << consecutive.saturating_sub(1).min(20));
+        let rationed = Duration::from_secs(3600) / self.budget_per_hour(failure.outage);
+        Decision::RetryAfter(quick.min(rationed))
+    }
+
+    fn on_nudge(&mut self) {
+        self.nudged = true;
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        Delivery::Guaranteed
+    }
+}
+
+/// A tiny deterministic generator for jitter (no dependency, no global state).
+#[derive(Debug, Clone)]
+struct XorShift(u64);
+
+impl XorShift {
+    fn seeded() -> Self {
+        // Randomly keyed per instance (std's hash keys), so devices spread out.
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        XorShift(seed | 1)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}

@@ -1,0 +1,246 @@
+//! Policy behaviour on made-up times: no sockets, no sleeps.
+
+use std::time::Duration;
+
+use super::*;
+use umqtt_core::packet::ConnectReturnCode;
+
+fn failure(
+    kind: FailureKind,
+    consecutive: u32,
+    outage: Duration,
+    pending: PendingSummary,
+) -> Failure {
+    Failure {
+        kind,
+        consecutive,
+        outage,
+        pending,
+    }
+}
+
+fn lost(consecutive: u32, outage_secs: u64) -> Failure {
+    failure(
+        FailureKind::TcpConnect,
+        consecutive,
+        Duration::from_secs(outage_secs),
+        PendingSummary::default(),
+    )
+}
+
+const PERMANENT: [ConnectReturnCode; 4] = [
+    ConnectReturnCode::BadUserNameOrPassword,
+    ConnectReturnCode::NotAuthorized,
+    ConnectReturnCode::UnacceptableProtocolVersion,
+    ConnectReturnCode::IdentifierRejected,
+];
+
+#[test]
+fn no_retry_never_schedules_an_attempt() {
+    let mut policy = NoRetry;
+    for n in 1..5 {
+        assert_eq!(policy.on_failure(&lost(n, 0)), Decision::Stop);
+    }
+    assert_eq!(policy.default_delivery(), Delivery::NoRetry);
+}
+
+#[test]
+fn fixed_delay_is_two_seconds_and_stops_on_bad_credentials() {
+    let mut policy = FixedDelay::default();
+    assert_eq!(
+        policy.on_failure(&lost(1, 0)),
+        Decision::RetryAfter(Duration::from_secs(2))
+    );
+    assert_eq!(
+        policy.on_failure(&lost(50, 100)),
+        Decision::RetryAfter(Duration::from_secs(2))
+    );
+    for code in PERMANENT {
+        let f = failure(
+            FailureKind::Refused(code),
+            1,
+            Duration::ZERO,
+            PendingSummary::default(),
+        );
+        assert_eq!(policy.on_failure(&f), Decision::Stop, "{code:?}");
+    }
+    // Server unavailable is transient.
+    let f = failure(
+        FailureKind::Refused(ConnectReturnCode::ServerUnavailable),
+        1,
+        Duration::ZERO,
+        PendingSummary::default(),
+    );
+    assert_eq!(
+        policy.on_failure(&f),
+        Decision::RetryAfter(Duration::from_secs(2))
+    );
+}
+
+#[test]
+fn backoff_grows_and_is_capped() {
+    let mut policy =
+        ExponentialBackoff::new(Duration::from_secs(1), Duration::from_secs(60)).with_jitter(0.0);
+    let delays: Vec<Duration> = (1..=10)
+        .map(|n| match policy.on_failure(&lost(n, 0)) {
+            Decision::RetryAfter(d) => d,
+            Decision::Stop => panic!("backoff stopped"),
+        })
+        .collect();
+    let secs: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+    assert_eq!(secs, vec![1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);
+    assert_eq!(
+        policy.on_failure(&lost(u32::MAX, 0)),
+        Decision::RetryAfter(Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn backoff_jitter_stays_within_bounds_and_varies() {
+    let mut policy =
+        ExponentialBackoff::new(Duration::from_secs(10), Duration::from_secs(100)).with_jitter(0.2);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let Decision::RetryAfter(d) = policy.on_failure(&lost(2, 0)) else {
+            panic!()
+        };
+        assert!(
+            d >= Duration::from_secs(16) && d <= Duration::from_secs(24),
+            "{d:?}"
+        );
+        seen.insert(d.as_millis());
+    }
+    assert!(
+        seen.len() > 50,
+        "jitter should spread delays, got {} distinct",
+        seen.len()
+    );
+}
+
+#[test]
+fn deadline_retries_until_the_message_deadline_then_stops() {
+    let mut policy = Deadline::new(Duration::from_secs(15));
+    assert_eq!(
+        policy.default_delivery(),
+        Delivery::Within(Duration::from_secs(15))
+    );
+    let pending = |left: u64| PendingSummary {
+        messages: 1,
+        guaranteed: 0,
+        earliest_deadline: Some(Duration::from_secs(left)),
+    };
+    let mut waited = Duration::ZERO;
+    let mut attempts = 0;
+    loop {
+        let left = Duration::from_secs(15).saturating_sub(waited);
+        let f = failure(
+            FailureKind::TcpConnect,
+            attempts + 1,
+            waited,
+            pending(left.as_secs()),
+        );
+        match policy.on_failure(&f) {
+            Decision::RetryAfter(d) => {
+                assert!(d <= left, "never sleeps past the deadline");
+                assert!(d > Duration::ZERO);
+                waited += d;
+                attempts += 1;
+            }
+            Decision::Stop => break,
+        }
+        assert!(attempts < 100, "deadline policy must stop");
+    }
+    assert!(
+        waited >= Duration::from_secs(14),
+        "kept trying until the deadline, stopped at {waited:?}"
+    );
+    assert!(waited <= Duration::from_secs(16));
+    // With nothing pending there is nothing to retry for.
+    assert_eq!(policy.on_failure(&lost(1, 0)), Decision::Stop);
+}
+
+#[test]
+fn battery_aware_attempts_per_hour_fall_over_a_long_outage() {
+    let mut policy = BatteryAware::new();
+    assert_eq!(policy.default_delivery(), Delivery::Guaranteed);
+    // Simulate a 6-hour outage on a virtual clock.
+    let mut clock = Duration::ZERO;
+    let mut per_hour = [0u32; 6];
+    let mut consecutive = 0;
+    while clock < Duration::from_secs(6 * 3600) {
+        per_hour[(clock.as_secs() / 3600) as usize] += 1;
+        consecutive += 1;
+        match policy.on_failure(&lost(consecutive, clock.as_secs())) {
+            Decision::RetryAfter(d) => {
+                assert!(d >= Duration::from_secs(1));
+                clock += d;
+            }
+            Decision::Stop => panic!("guaranteed delivery never gives up"),
+        }
+    }
+    for pair in per_hour.windows(2) {
+        assert!(
+            pair[1] <= pair[0],
+            "attempts per hour must not rise: {per_hour:?}"
+        );
+    }
+    assert!(per_hour[0] <= 70, "first hour within budget: {per_hour:?}");
+    assert!(
+        per_hour[5] <= 4,
+        "late in the outage only a few attempts: {per_hour:?}"
+    );
+    assert!(per_hour[5] >= 1, "never gives up: {per_hour:?}");
+    let total: u32 = per_hour.iter().sum();
+    // A fixed 2 s delay would have made 10 800 attempts.
+    assert!(
+        total < 150,
+        "total attempts over 6 h: {total} ({per_hour:?})"
+    );
+}
+
+#[test]
+fn battery_aware_nudge_restarts_the_quick_phase() {
+    let mut policy = BatteryAware::new();
+    let late = policy.on_failure(&lost(40, 3 * 3600));
+    assert!(
+        matches!(late, Decision::RetryAfter(d) if d >= Duration::from_secs(400)),
+        "{late:?}"
+    );
+    policy.on_nudge();
+    assert_eq!(
+        policy.on_failure(&lost(41, 3 * 3600)),
+        Decision::RetryAfter(Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn no_shipped_policy_spins_on_bad_credentials() {
+    let mut policies: Vec<Box<dyn ReconnectPolicy>> = vec![
+        Box::new(NoRetry),
+        Box::new(FixedDelay::default()),
+        Box::new(ExponentialBackoff::default()),
+        Box::new(Deadline::default()),
+        Box::new(BatteryAware::new()),
+    ];
+    for policy in policies.iter_mut() {
+        for code in PERMANENT {
+            let pending = PendingSummary {
+                messages: 1,
+                guaranteed: 1,
+                earliest_deadline: Some(Duration::from_secs(10)),
+            };
+            match policy.on_failure(&failure(
+                FailureKind::Refused(code),
+                3,
+                Duration::from_secs(5),
+                pending,
+            )) {
+                Decision::Stop => {}
+                Decision::RetryAfter(d) => assert!(
+                    d >= Duration::from_secs(600),
+                    "{code:?} retried after {d:?}"
+                ),
+            }
+        }
+    }
+}
