@@ -1,12 +1,13 @@
-//! Drives a client `Session` with an arbitrary sequence of commands, timer ticks and broker
-//! input (raw bytes or well-formed broker packets, whole or split), draining events and
-//! transmissions after every step as a driver would.
+//! Drives a client `Session` with an arbitrary sequence of commands (`cancel_publish`
+//! included), timer ticks and broker input (raw bytes or well-formed broker packets, whole or
+//! split), draining events and transmissions after every step as a driver would.
 //!
 //! Invariants checked:
 //! - nothing panics and `poll_event` terminates;
 //! - every transmission is a sequence of whole, valid packets a client may send;
-//! - every QoS 1/2 publish is reported exactly once, by `Published` or `PublishDiscarded`, and
-//!   `outgoing()` lists exactly the publishes not yet reported;
+//! - every QoS 1/2 publish is reported exactly once, by `Published` or `PublishDiscarded`, or
+//!   withdrawn by a successful `cancel_publish` (refused only after PUBREC), and `outgoing()`
+//!   lists exactly the publishes not yet reported;
 //! - `in_flight() <= min(outgoing_len(), max_in_flight)` and `outgoing_len() <= max_outgoing`;
 //! - after `Closed` the session is disconnected.
 #![no_main]
@@ -19,7 +20,7 @@ use libfuzzer_sys::fuzz_target;
 use umqtt_core::packet::{
     decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, Publish, QoS, SubAck,
 };
-use umqtt_core::session::{Event, Session, SessionConfig};
+use umqtt_core::session::{Event, OutgoingStage, Session, SessionConfig};
 use umqtt_core::Instant;
 
 const TOPICS: &[&str] = &["a", "a/b", "$SYS/x", "t/é"];
@@ -167,7 +168,7 @@ impl Harness {
 
     fn step(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
         let now = self.now();
-        match u.int_in_range(0..=11)? {
+        match u.int_in_range(0..=12)? {
             0 => {
                 let _ = self.session.connect(now, u.arbitrary()?);
             }
@@ -234,6 +235,20 @@ impl Harness {
                 };
                 self.now = until;
                 self.session.handle_timeout(self.now());
+            }
+            11 => {
+                let known: Vec<u16> = self.pending.iter().copied().collect();
+                let id = packet_id(u, &known)?;
+                let awaiting_pubcomp = self
+                    .session
+                    .outgoing()
+                    .any(|(o, _, stage)| o == id && stage == OutgoingStage::AwaitingPubComp);
+                if self.session.cancel_publish(id) {
+                    assert!(self.pending.remove(&id.get()), "cancelled unknown id {id}");
+                    assert!(!awaiting_pubcomp, "cancelled {id} after PUBREC");
+                } else {
+                    assert!(!self.pending.contains(&id.get()) || awaiting_pubcomp);
+                }
             }
             _ => {
                 self.now += u64::from(u.int_in_range(0..=200_000u32)?);
