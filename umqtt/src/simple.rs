@@ -534,7 +534,10 @@ impl<S: Stream> Client<S> {
         &mut self,
         done: &mut impl FnMut(&Notice, &VecDeque<Message>) -> Option<R>,
     ) -> Result<Option<R>, Error> {
-        while self.messages.len() < self.config.max_queued_messages {
+        // A full queue stops decoding (no message is dropped), except when the session is not
+        // connected: then no message can come, only CONNACK or the close that must be seen.
+        while self.messages.len() < self.config.max_queued_messages || !self.session.is_connected()
+        {
             let notice = match self.session.poll_event() {
                 None => return Ok(None),
                 Some(Event::Closed(reason)) => {

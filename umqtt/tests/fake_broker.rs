@@ -805,8 +805,6 @@ fn connect_and_disconnect_bytes_are_exact() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "bug in simple.rs: process_events stops at a full queue, so CONNACK is never \
-            processed when old messages fill it (connect fails with MessageQueueFull)"]
 fn reconnect_succeeds_with_old_messages_filling_the_queue() {
     let old = [
         message("old/1", b"a", QoS::AtMostOnce, false),
@@ -857,8 +855,6 @@ fn reconnect_succeeds_with_old_messages_filling_the_queue() {
 }
 
 #[test]
-#[ignore = "bug in simple.rs: process_events stops at a full queue, so Closed(KeepAliveTimeout) \
-            is never seen: the call times out instead and the stale stream blocks reconnecting"]
 fn keepalive_timeout_is_reported_with_a_full_message_queue() {
     let queued = [
         message("q/1", b"a", QoS::AtMostOnce, false),

@@ -52,8 +52,9 @@ pub struct SessionConfig {
     /// Keepalive in seconds; 0 disables PINGREQ and dead-link detection.
     pub keep_alive: u16,
     /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other bytes
-    /// keep arriving) before the link is declared dead. `None` means half the keepalive, at
-    /// least one second, so a silent link is detected within 1.5 × keepalive.
+    /// keep arriving) before the link is declared dead. `None` means half the keepalive, so a
+    /// silent link is detected within 1.5 × keepalive. Never less than one second, whatever is
+    /// set: a shorter wait would mistake scheduling hiccups for a dead link.
     pub ping_timeout: Option<Duration>,
     /// How long to wait for CONNACK after CONNECT.
     pub connect_timeout: Duration,
@@ -301,6 +302,8 @@ struct State {
     /// Ids of `outgoing` entries and of pending SUBSCRIBE/UNSUBSCRIBE requests.
     used_ids: IdSet,
     requests: Vec<(PacketId, Request)>,
+    /// Ids of cancelled messages sent on this connection; freed when it ends.
+    quarantined_ids: Vec<PacketId>,
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
@@ -326,6 +329,7 @@ impl Session {
                 in_flight: 0,
                 used_ids: IdSet::new(),
                 requests: Vec::new(),
+                quarantined_ids: Vec::new(),
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
                 tx: Vec::new(),
@@ -496,7 +500,13 @@ impl Session {
             return false;
         }
         if let Some(entry) = state.outgoing.remove(index) {
-            state.used_ids.remove(entry.packet_id);
+            if index < state.in_flight {
+                // Sent on this connection: a late PUBACK/PUBREC may still come. Keep the id out
+                // of use until the connection ends, so it cannot complete a newer message.
+                state.quarantined_ids.push(entry.packet_id);
+            } else {
+                state.used_ids.remove(entry.packet_id);
+            }
             state.spare_buffers.push(entry.packet);
         }
         if index < state.in_flight {
@@ -820,6 +830,9 @@ impl State {
         self.in_flight = 0;
         self.ping_deadline = None;
         for (packet_id, _) in self.requests.drain(..) {
+            self.used_ids.remove(packet_id);
+        }
+        for packet_id in self.quarantined_ids.drain(..) {
             self.used_ids.remove(packet_id);
         }
     }

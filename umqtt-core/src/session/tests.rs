@@ -735,6 +735,9 @@ fn cancel_publish_frees_window_but_keeps_released_qos2() {
     let _ = feed(&mut session, t(3), &[0x50, 2, id[0], id[1]]);
     assert!(!session.cancel_publish(b), "after PUBREC only PUBREL may follow");
     assert_eq!(session.outgoing_len(), 1);
-    // A PUBACK for the cancelled id is ignored.
+    // A PUBACK for the cancelled id is ignored, and the id is not reused on this connection.
     assert_eq!(feed(&mut session, t(4), &[0x40, 2, 0, a.get() as u8]), vec![]);
+    session.state.next_packet_id = a.get();
+    let c = session.publish("t", b"c", QoS::AtLeastOnce, false).unwrap().unwrap();
+    assert_ne!(c, a);
 }

@@ -590,7 +590,13 @@ impl Client {
                 let _ = self.attempt(now);
             }
         }
-        if matches!(self.link, Link::Up) {
+        if !matches!(self.link, Link::Up) {
+            // NoRetry messages never wait for a later attempt.
+            self.drop_waiting(
+                |p| p.delivery == Delivery::NoRetry,
+                DropReason::NotConnected,
+            );
+        } else {
             self.collect_completions();
             self.hand_off();
             if let Err(e) = self.simple.flush() {
@@ -746,20 +752,22 @@ impl Client {
             }
             Decision::Stop => {
                 self.emit(Event::GaveUp { kind });
-                self.drop_unguaranteed();
                 None
             }
-        };
-        self.link = Link::Down {
-            consecutive,
-            outage_started,
-            next_attempt,
         };
         // NoRetry messages never wait for a later attempt.
         self.drop_waiting(
             |p| p.delivery == Delivery::NoRetry,
             DropReason::NotConnected,
         );
+        if next_attempt.is_none() {
+            self.drop_unguaranteed();
+        }
+        self.link = Link::Down {
+            consecutive,
+            outage_started,
+            next_attempt,
+        };
     }
 
     fn drop_unguaranteed(&mut self) {

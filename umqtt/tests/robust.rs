@@ -1,0 +1,511 @@
+//! The robust client against real mosquitto, through a fault-injecting proxy, with short real
+//! times. Pure policy arithmetic is tested on a virtual clock in `src/robust/tests.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use umqtt::robust::{
+    BatteryAware, Client, Deadline, Delivery, DropReason, Event, ExponentialBackoff, FailureKind,
+    FixedDelay, NoRetry, Overflow, ReconnectPolicy, RobustConfig,
+};
+use umqtt::{simple, ClientConfig, ConnectReturnCode, Error, QoS, UsageError};
+use umqtt_testkit::broker::{free_port, Mosquitto};
+use umqtt_testkit::proxy::{FaultProxy, Mode};
+
+fn config(port: u16, client_id: &str) -> ClientConfig {
+    ClientConfig {
+        client_id: client_id.to_string(),
+        server: "127.0.0.1".to_string(),
+        port: Some(port),
+        keep_alive: 2,
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    }
+}
+
+/// Collects events through the handler so a test can inspect them while the client runs.
+fn recorded(client: &mut Client) -> Arc<Mutex<Vec<(Instant, Event)>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    client
+        .set_event_handler(move |event| sink.lock().unwrap().push((Instant::now(), event.clone())));
+    log
+}
+
+fn events(log: &Arc<Mutex<Vec<(Instant, Event)>>>) -> Vec<Event> {
+    log.lock().unwrap().iter().map(|(_, e)| e.clone()).collect()
+}
+
+fn simple_subscriber(broker: &Mosquitto, client_id: &str, filter: &str) -> simple::Client {
+    let mut sub: simple::Client = simple::Client::with_config(config(broker.port(), client_id));
+    sub.connect(true).unwrap();
+    sub.subscribe(filter, QoS::AtLeastOnce).unwrap();
+    sub
+}
+
+#[test]
+fn no_retry_drops_when_link_is_down_and_makes_no_further_attempts() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    proxy.set_mode(Mode::Refuse);
+    let mut client = Client::new(config(proxy.port(), "temperature"), NoRetry);
+    let log = recorded(&mut client);
+    let id = client
+        .publish("home/temp", b"21.5", QoS::AtLeastOnce, false)
+        .unwrap();
+    client.run_for(Duration::from_millis(1500)).unwrap();
+    assert_eq!(
+        client.stats().attempts,
+        1,
+        "only the publish's own attempt, no retries"
+    );
+    let evs = events(&log);
+    assert!(
+        evs.contains(&Event::Dropped {
+            id,
+            reason: DropReason::NotConnected
+        }),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::GaveUp {
+                kind: FailureKind::TcpConnect
+            }
+        )),
+        "{evs:?}"
+    );
+    assert_eq!(client.pending(), 0);
+
+    // The next reading tries again, once, and gets through.
+    proxy.set_mode(Mode::Forward);
+    let mut sub = simple_subscriber(&broker, "temp-sub", "home/#");
+    let id = client
+        .publish("home/temp", b"21.7", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert!(client.flush(Duration::from_secs(5)).unwrap());
+    assert!(events(&log).contains(&Event::Delivered { id }));
+    assert_eq!(client.stats().attempts, 2);
+    let m = sub
+        .wait_msg_timeout(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.payload, b"21.7");
+}
+
+#[test]
+fn deadline_retries_until_the_message_expires_then_stops() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    proxy.set_mode(Mode::Refuse);
+    let mut client = Client::new(
+        config(proxy.port(), "button"),
+        Deadline::new(Duration::from_secs(2)),
+    );
+    let log = recorded(&mut client);
+    let started = Instant::now();
+    let id = client
+        .publish("home/button", b"press", QoS::AtLeastOnce, false)
+        .unwrap();
+    client.run_for(Duration::from_millis(3500)).unwrap();
+    let log_entries = log.lock().unwrap().clone();
+    let expired_at = log_entries
+        .iter()
+        .find(|(_, e)| *e == Event::Expired { id })
+        .map(|(t, _)| t.duration_since(started))
+        .expect("the press expires");
+    assert!(
+        expired_at >= Duration::from_millis(1900) && expired_at < Duration::from_millis(3000),
+        "{expired_at:?}"
+    );
+    let attempts_at_deadline = client.stats().attempts;
+    assert!(
+        attempts_at_deadline >= 3,
+        "retried while relevant: {attempts_at_deadline}"
+    );
+    client.run_for(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        client.stats().attempts,
+        attempts_at_deadline,
+        "no attempts after the deadline"
+    );
+    assert!(events(&log)
+        .iter()
+        .any(|e| matches!(e, Event::GaveUp { .. })));
+}
+
+#[test]
+fn backoff_delays_grow_and_are_capped() {
+    let port = free_port(); // nothing listens: every attempt is refused
+    let policy = ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(400))
+        .with_jitter(0.0);
+    let mut client = Client::new(config(port, "backoff"), policy);
+    let log = recorded(&mut client);
+    client
+        .publish_with("t", b"x", QoS::AtLeastOnce, false, Delivery::Guaranteed)
+        .unwrap();
+    client.run_for(Duration::from_millis(2500)).unwrap();
+    let delays: Vec<u128> = events(&log)
+        .iter()
+        .filter_map(|e| match e {
+            Event::RetryScheduled { delay } => Some(delay.as_millis()),
+            _ => None,
+        })
+        .collect();
+    assert!(delays.len() >= 6, "{delays:?}");
+    assert_eq!(&delays[..5], &[50, 100, 200, 400, 400]);
+    assert!(delays.iter().all(|d| *d <= 400));
+    assert_eq!(client.pending(), 1, "guaranteed message kept");
+}
+
+#[test]
+fn nudge_reconnects_at_once() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    proxy.set_mode(Mode::Refuse);
+    let mut alarm = BatteryAware::new();
+    alarm.initial = Duration::from_secs(30); // without a nudge the next attempt is far away
+    let mut client = Client::new(config(proxy.port(), "alarm"), alarm);
+    let log = recorded(&mut client);
+    let id = client
+        .publish("home/alarm", b"window", QoS::AtLeastOnce, false)
+        .unwrap();
+    client.run_for(Duration::from_millis(300)).unwrap();
+    assert_eq!(client.stats().attempts, 1);
+    proxy.set_mode(Mode::Forward);
+    let nudger = client.nudger();
+    let nudged_at = Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        nudger.nudge();
+    });
+    assert!(
+        client.flush(Duration::from_secs(5)).unwrap(),
+        "delivered after the nudge"
+    );
+    assert!(
+        nudged_at.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        nudged_at.elapsed()
+    );
+    assert!(events(&log).contains(&Event::Delivered { id }));
+    assert_eq!(client.stats().attempts, 2);
+}
+
+#[test]
+fn bad_credentials_do_not_spin() {
+    let broker = Mosquitto::builder().user("alice", "secret").start();
+    for policy in [
+        Box::new(FixedDelay::default()) as Box<dyn ReconnectPolicy>,
+        Box::new(ExponentialBackoff::default()),
+        Box::new(BatteryAware::new()),
+    ] {
+        let mut cfg = config(broker.port(), "creds");
+        cfg.username = Some("alice".into());
+        cfg.password = Some(b"wrong".to_vec());
+        let mut client = Client::new(cfg, BoxedPolicy(policy));
+        let log = recorded(&mut client);
+        client
+            .publish_with("t", b"x", QoS::AtLeastOnce, false, Delivery::Guaranteed)
+            .unwrap();
+        client.run_for(Duration::from_secs(2)).unwrap();
+        assert_eq!(client.stats().attempts, 1, "{:?}", events(&log));
+        assert!(events(&log).iter().any(|e| matches!(
+            e,
+            Event::AttemptFailed {
+                kind: FailureKind::Refused(ConnectReturnCode::NotAuthorized),
+                ..
+            }
+        )));
+    }
+}
+
+/// Lets a boxed policy be handed to `Client::new`.
+struct BoxedPolicy(Box<dyn ReconnectPolicy>);
+
+impl ReconnectPolicy for BoxedPolicy {
+    fn on_failure(&mut self, failure: &umqtt::robust::Failure) -> umqtt::robust::Decision {
+        self.0.on_failure(failure)
+    }
+    fn on_connected(&mut self) {
+        self.0.on_connected()
+    }
+    fn on_nudge(&mut self) {
+        self.0.on_nudge()
+    }
+    fn default_delivery(&self) -> Delivery {
+        self.0.default_delivery()
+    }
+}
+
+#[test]
+fn half_open_link_detected_within_one_and_a_half_keepalives() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let keep_alive = 2;
+    let mut cfg = config(proxy.port(), "half-open");
+    cfg.keep_alive = keep_alive;
+    let mut client = Client::new(
+        cfg,
+        FixedDelay {
+            delay: Duration::from_millis(200),
+        },
+    );
+    let log = recorded(&mut client);
+    client.connect().unwrap();
+    client
+        .publish("t", b"warm", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert!(client.flush(Duration::from_secs(2)).unwrap());
+    // The peer goes silent while the socket stays open.
+    proxy.set_mode(Mode::BlackHole);
+    let silent_since = Instant::now();
+    let deadline = silent_since + Duration::from_secs(10);
+    let mut detected = None;
+    while Instant::now() < deadline && detected.is_none() {
+        client.run_for(Duration::from_millis(50)).unwrap();
+        detected = log.lock().unwrap().iter().find_map(|(t, e)| match e {
+            Event::Disconnected {
+                kind: FailureKind::KeepAliveExpired,
+                ..
+            } => Some(t.duration_since(silent_since)),
+            _ => None,
+        });
+    }
+    let detected = detected.expect("half-open link detected");
+    let limit = Duration::from_secs(u64::from(keep_alive)).mul_f64(1.5);
+    println!("half-open detected after {detected:?} (keepalive {keep_alive} s, limit {limit:?})");
+    assert!(
+        detected <= limit + Duration::from_millis(1000),
+        "{detected:?} > {limit:?} + 1 s"
+    );
+    // And it recovers once the network heals.
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    let id = client
+        .publish("t", b"after", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert!(client.flush(Duration::from_secs(10)).unwrap());
+    assert!(events(&log).contains(&Event::Delivered { id }));
+}
+
+#[test]
+fn qos0_while_down_follows_its_contract() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let mut sub = simple_subscriber(&broker, "qos0-sub", "q0/#");
+    let mut client = Client::new(
+        config(proxy.port(), "qos0"),
+        FixedDelay {
+            delay: Duration::from_millis(100),
+        },
+    );
+    let log = recorded(&mut client);
+    client.connect().unwrap();
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    // Let the client notice the cut.
+    client.run_for(Duration::from_millis(300)).unwrap();
+    assert!(!client.is_connected());
+    let dropped = client
+        .publish_with(
+            "q0/t",
+            b"dropped",
+            QoS::AtMostOnce,
+            false,
+            Delivery::NoRetry,
+        )
+        .unwrap();
+    let kept = client
+        .publish_with(
+            "q0/t",
+            b"kept",
+            QoS::AtMostOnce,
+            false,
+            Delivery::Guaranteed,
+        )
+        .unwrap();
+    assert!(events(&log).contains(&Event::Dropped {
+        id: dropped,
+        reason: DropReason::NotConnected
+    }));
+    proxy.set_mode(Mode::Forward);
+    assert!(client.flush(Duration::from_secs(5)).unwrap());
+    assert!(events(&log).contains(&Event::Delivered { id: kept }));
+    let m = sub
+        .wait_msg_timeout(Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.payload, b"kept");
+    assert!(sub
+        .wait_msg_timeout(Duration::from_millis(300))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn offline_queue_overflow_rules() {
+    let port = free_port();
+    let robust = |overflow| RobustConfig {
+        max_queued: 3,
+        overflow,
+        ..RobustConfig::default()
+    };
+    let policy = || FixedDelay {
+        delay: Duration::from_secs(60),
+    };
+
+    let mut refuse =
+        Client::with_robust_config(config(port, "q1"), policy(), robust(Overflow::RefuseNew));
+    for _ in 0..3 {
+        refuse.publish("t", b"m", QoS::AtLeastOnce, false).unwrap();
+    }
+    assert!(matches!(
+        refuse.publish("t", b"m", QoS::AtLeastOnce, false),
+        Err(Error::Usage(UsageError::OutgoingFull))
+    ));
+    assert_eq!(refuse.pending(), 3);
+
+    let mut oldest =
+        Client::with_robust_config(config(port, "q2"), policy(), robust(Overflow::DropOldest));
+    let log = recorded(&mut oldest);
+    let first = oldest.publish("t", b"1", QoS::AtLeastOnce, false).unwrap();
+    for _ in 0..3 {
+        oldest.publish("t", b"m", QoS::AtLeastOnce, false).unwrap();
+    }
+    assert_eq!(oldest.pending(), 3);
+    assert!(events(&log).contains(&Event::Dropped {
+        id: first,
+        reason: DropReason::QueueOverflow
+    }));
+
+    let mut newest =
+        Client::with_robust_config(config(port, "q3"), policy(), robust(Overflow::DropNewest));
+    let log = recorded(&mut newest);
+    for _ in 0..3 {
+        newest.publish("t", b"m", QoS::AtLeastOnce, false).unwrap();
+    }
+    let fourth = newest.publish("t", b"4", QoS::AtLeastOnce, false).unwrap();
+    assert_eq!(newest.pending(), 3);
+    assert!(events(&log).contains(&Event::Dropped {
+        id: fourth,
+        reason: DropReason::QueueOverflow
+    }));
+}
+
+#[test]
+fn server_list_fails_over_to_the_next_broker() {
+    let broker = Mosquitto::start();
+    let dead = free_port();
+    let robust = RobustConfig {
+        extra_servers: vec![("127.0.0.1".into(), Some(broker.port()))],
+        ..RobustConfig::default()
+    };
+    let mut client = Client::with_robust_config(
+        config(dead, "failover"),
+        FixedDelay {
+            delay: Duration::from_millis(50),
+        },
+        robust,
+    );
+    let log = recorded(&mut client);
+    let id = client.publish("t", b"x", QoS::AtLeastOnce, false).unwrap();
+    assert!(client.flush(Duration::from_secs(5)).unwrap());
+    assert!(events(&log).contains(&Event::Delivered { id }));
+    assert_eq!(client.stats().attempts, 2);
+}
+
+#[test]
+fn subscriber_resumes_session_without_resubscribing() {
+    let broker = Mosquitto::builder().persistence(true).start();
+    let proxy = FaultProxy::start(broker.addr());
+    let mut sub = Client::new(
+        config(proxy.port(), "resume-sub"),
+        FixedDelay {
+            delay: Duration::from_millis(100),
+        },
+    );
+    let log = recorded(&mut sub);
+    sub.subscribe("r/#", QoS::AtLeastOnce).unwrap();
+    assert!(sub.is_connected());
+    // The subscriber's link dies; messages are published meanwhile.
+    proxy.set_mode(Mode::Refuse);
+    proxy.cut();
+    sub.run_for(Duration::from_millis(300)).unwrap();
+    let mut publisher: simple::Client =
+        simple::Client::with_config(config(broker.port(), "resume-pub"));
+    publisher.connect(true).unwrap();
+    for i in 0..10 {
+        publisher
+            .publish("r/x", format!("{i}").as_bytes(), QoS::AtLeastOnce, false)
+            .unwrap();
+    }
+    proxy.set_mode(Mode::Forward);
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let m = sub
+            .wait_msg(Duration::from_secs(5))
+            .unwrap()
+            .expect("queued message after reconnect");
+        got.push(String::from_utf8(m.payload).unwrap());
+    }
+    assert_eq!(got, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+    let connects: Vec<bool> = events(&log)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connected {
+                session_present, ..
+            } => Some(*session_present),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connects, vec![false, true]);
+    let subscribes = broker
+        .log_contents()
+        .matches("Received SUBSCRIBE from resume-sub")
+        .count();
+    assert_eq!(subscribes, 1, "no resubscribe when the session was resumed");
+}
+
+#[test]
+fn subscriber_resubscribes_when_the_broker_lost_the_session() {
+    // No persistence: a restart forgets every session.
+    let mut broker = Mosquitto::start();
+    let mut sub = Client::new(
+        config(broker.port(), "lost-sub"),
+        FixedDelay {
+            delay: Duration::from_millis(100),
+        },
+    );
+    let log = recorded(&mut sub);
+    sub.subscribe("l/#", QoS::AtLeastOnce).unwrap();
+    broker.stop();
+    broker.restart();
+    // The subscriber notices, reconnects, finds no session and resubscribes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events(&log)
+        .iter()
+        .any(|e| matches!(e, Event::SessionLost { .. }))
+        && Instant::now() < deadline
+    {
+        sub.run_for(Duration::from_millis(100)).unwrap();
+    }
+    assert!(
+        events(&log).contains(&Event::SessionLost { count: 1 }),
+        "{:?}",
+        events(&log)
+    );
+    let mut publisher: simple::Client =
+        simple::Client::with_config(config(broker.port(), "lost-pub"));
+    publisher.connect(true).unwrap();
+    publisher
+        .publish("l/x", b"after restart", QoS::AtLeastOnce, false)
+        .unwrap();
+    let m = sub
+        .wait_msg(Duration::from_secs(5))
+        .unwrap()
+        .expect("delivered after resubscribing");
+    assert_eq!(m.payload, b"after restart");
+}
