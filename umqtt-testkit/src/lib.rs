@@ -8,6 +8,10 @@
 //!   an unrelated CA as PEM files.
 //! - [`raw`] builds and reads a few MQTT 3.1.1 packets byte by byte,
 //!   independently of the codec under test.
+//! - [`proxy::FaultProxy`] is a TCP proxy in front of a broker whose faults
+//!   can be switched at run time: refuse connections, black-hole them, cut
+//!   them with FIN or reset them with RST, add latency, split data into
+//!   tiny pieces.
 //!
 //! ```no_run
 //! use std::io::Write;
@@ -29,4 +33,5 @@
 mod base64;
 pub mod broker;
 pub mod certs;
+pub mod proxy;
 pub mod raw;
