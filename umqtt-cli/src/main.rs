@@ -1,1 +1,218 @@
-fn main() {}
+//! `umqtt`: an MQTT 3.1.1 command-line client whose `pub` and `sub` take mosquitto_pub's and
+//! mosquitto_sub's flags.
+//!
+//! Each subcommand lives in its own module (`pub_cmd`, `sub_cmd`) with its clap `Args` struct
+//! and a `run` function returning `Result<(), CliError>`; shared connection flags are in
+//! `common`. A new subcommand is a new module plus one variant in [`Command`].
+//!
+//! Failures are one line on stderr (`Error: …`) with the exit statuses listed in `error`;
+//! panics are reported the same way by a hook, never as a backtrace.
+#![forbid(unsafe_code)]
+
+mod common;
+mod error;
+mod policy;
+mod pub_cmd;
+mod stream;
+mod sub_cmd;
+mod url;
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::error::{print_error_line, EXIT_USAGE};
+
+/// Exit statuses, shown at the end of `--help`.
+const EXIT_STATUS_HELP: &str = "\
+Exit status: 0 success; 1 failure; 2 bad command line; 1-5 the broker refused the connection
+(the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
+
+/// MQTT 3.1.1 command-line client.
+#[derive(Parser, Debug)]
+#[command(
+    name = "umqtt",
+    version,
+    about = "MQTT 3.1.1 command-line client: `umqtt pub` and `umqtt sub` take the flags of \
+             mosquitto_pub and mosquitto_sub",
+    after_help = EXIT_STATUS_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish a message (flags as mosquitto_pub)
+    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    Pub(pub_cmd::PubArgs),
+    /// Subscribe and print messages (flags as mosquitto_sub)
+    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    Sub(sub_cmd::SubArgs),
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return report_clap_error(&error),
+    };
+    let result = match cli.command {
+        Command::Pub(args) => pub_cmd::run(args),
+        Command::Sub(args) => sub_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => error.report(),
+    }
+}
+
+/// Help and version go out as clap renders them; usage errors become one line that names the
+/// help to read, e.g. `Error: unexpected argument '--foo' found (see 'umqtt pub --help')`.
+fn report_clap_error(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE))
+        }
+        _ => {
+            print_error_line(&one_line_clap_error(
+                &error.render().to_string(),
+                &invoked_command(),
+            ));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `error: <what>` (with the argument list clap puts on the following lines, if any) and the
+/// subcommand's help to read, on one line.
+fn one_line_clap_error(rendered: &str, command: &str) -> String {
+    let mut lines = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("invalid command line");
+    let mut what = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+    if what.ends_with(':') {
+        // "the following required arguments were not provided:" + one indented line each.
+        let listed: Vec<&str> = rendered
+            .lines()
+            .skip_while(|line| line.trim() != first)
+            .skip(1)
+            .take_while(|line| line.starts_with(' ') && !line.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        what = format!("{what} {}", listed.join(", "));
+    }
+    format!("{what} (see '{command} --help')")
+}
+
+/// `umqtt pub` when the command line names a known subcommand, else `umqtt`.
+fn invoked_command() -> String {
+    let subcommand = std::env::args_os()
+        .skip(1)
+        .find(|arg| !arg.to_string_lossy().starts_with('-'))
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .filter(|name| Cli::command().find_subcommand(name).is_some());
+    match subcommand {
+        Some(name) => format!("umqtt {name}"),
+        None => "umqtt".to_owned(),
+    }
+}
+
+/// A bug must not greet the user with a backtrace: one line, then exit status 101.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown cause");
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = what.replace('\n', " ");
+        let _ = writeln!(
+            io::stderr().lock(),
+            "Error: internal error{location}: {what} (a bug in umqtt; please report it)"
+        );
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("umqtt").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn dash_h_is_the_host() {
+        let cli = parse(&["pub", "-h", "broker", "-t", "t", "-m", "x"]).unwrap();
+        let Command::Pub(args) = cli.command else {
+            panic!("not pub")
+        };
+        assert_eq!(args.connection.host.as_deref(), Some("broker"));
+        let help = parse(&["sub", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn exactly_one_message_source() {
+        let error = parse(&["pub", "-t", "t", "-m", "a", "-f", "file"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        let error = parse(&["pub", "-t", "t", "-n", "-l"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        let error = parse(&["pub", "-t", "t"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+        for source in [&["-m", "x"][..], &["-f", "x"], &["-n"], &["-s"], &["-l"]] {
+            let mut args = vec!["pub", "-t", "t"];
+            args.extend_from_slice(source);
+            parse(&args).unwrap();
+        }
+    }
+
+    #[test]
+    fn flag_values_are_checked() {
+        let error = parse(&["pub", "-t", "t", "-n", "-q", "3"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        let error = parse(&["sub", "-t", "t", "-V", "mqttv5"]).unwrap_err();
+        assert!(error.to_string().contains("MQTT 5 is not supported yet"));
+        let error = parse(&["sub", "-t", "t", "--policy", "fixed:0s"]).unwrap_err();
+        assert!(error.to_string().contains("greater than zero"));
+        let error = parse(&["sub", "-t", "t", "--will-payload", "x"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+        let error = parse(&["sub", "-L", "mqtt://h/t", "-p", "1"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let error = parse(&["pub", "--bogus"]).unwrap_err();
+        let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
+        assert!(
+            line.starts_with("unexpected argument '--bogus' found"),
+            "{line}"
+        );
+        assert!(line.ends_with("(see 'umqtt pub --help')"), "{line}");
+        assert!(!line.contains('\n'));
+        let error = parse(&["pub", "-t", "t"]).unwrap_err();
+        let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
+        assert!(line.contains("not provided"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+}

@@ -1,0 +1,364 @@
+//! The CLI's byte stream: the transport, plus the `-d` packet log and `-V mqttv31`.
+//!
+//! The simple client is generic over its stream, so the CLI sees every byte without any hook
+//! in the client: it decodes copies of what passes with the core's decoder and prints one
+//! mosquitto-style line per packet (`Client ID sending PUBLISH (d0, q1, r0, m1, 't', ... (5
+//! bytes))`) on stderr.
+//!
+//! MQTT 3.1: `ClientConfig` has no protocol setting yet, so the first CONNECT written is
+//! re-encoded with protocol name `MQIsdp`, level 3. Everything after CONNECT is identical in
+//! 3.1 and 3.1.1 for a client. Once the client exposes the protocol version this rewrite
+//! should go.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use umqtt::transport::{Stream, Transport};
+use umqtt_core::packet::{
+    decode, Connect, Decoded, Packet, ProtocolVersion, Publish, MAX_REMAINING_LENGTH,
+};
+
+/// Largest packet the `-d` log decodes: the protocol's own maximum (the client enforces its
+/// smaller limit itself).
+const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
+
+/// A [`Transport`] that can log packets and speak MQTT 3.1 at CONNECT.
+pub struct CliStream {
+    inner: Transport,
+    log: Option<PacketLog>,
+    /// Bytes of a not yet complete CONNECT to rewrite as MQTT 3.1; `None` once done or when
+    /// speaking 3.1.1.
+    connect_as_v31: Option<Vec<u8>>,
+}
+
+impl CliStream {
+    /// Wraps `inner`; `debug_client_id` turns the packet log on, naming the client as
+    /// mosquitto does.
+    pub fn new(
+        inner: Transport,
+        debug_client_id: Option<String>,
+        protocol: ProtocolVersion,
+    ) -> Self {
+        CliStream {
+            inner,
+            log: debug_client_id.map(PacketLog::new),
+            connect_as_v31: (protocol == ProtocolVersion::V31).then(Vec::new),
+        }
+    }
+
+    /// Writes all of `bytes` to the transport and logs them.
+    fn write_through(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.inner.write_all(bytes)?;
+        if let Some(log) = &mut self.log {
+            log.sent.extend(bytes);
+        }
+        Ok(())
+    }
+
+    /// Buffers `bytes` until the CONNECT is complete, then writes it as MQTT 3.1.
+    fn write_connect_as_v31(&mut self, pending: &mut Vec<u8>, bytes: &[u8]) -> io::Result<bool> {
+        pending.extend_from_slice(bytes);
+        let rewritten = match decode(pending, MAX_LOGGED_PACKET) {
+            Ok(Decoded::Incomplete) => return Ok(false),
+            Ok(Decoded::Complete {
+                packet: Packet::Connect(connect),
+                consumed,
+            }) => {
+                let connect = Packet::Connect(Connect {
+                    protocol: ProtocolVersion::V31,
+                    ..connect
+                });
+                let mut out = vec![0; connect.encoded_len().map_err(io::Error::other)?];
+                connect.encode(&mut out).map_err(io::Error::other)?;
+                out.extend_from_slice(&pending[consumed..]);
+                out
+            }
+            // Not a CONNECT (cannot happen with the simple client): pass it on unchanged.
+            _ => std::mem::take(pending),
+        };
+        self.write_through(&rewritten)?;
+        Ok(true)
+    }
+}
+
+impl Read for CliStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(log) = &mut self.log {
+            log.received.extend(&buf[..n]);
+            log.flush_received();
+        }
+        Ok(n)
+    }
+}
+
+impl Write for CliStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(mut pending) = self.connect_as_v31.take() {
+            let done = self.write_connect_as_v31(&mut pending, buf)?;
+            if !done {
+                self.connect_as_v31 = Some(pending);
+            }
+            return Ok(buf.len());
+        }
+        let n = self.inner.write(buf)?;
+        if let Some(log) = &mut self.log {
+            log.sent.extend(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        if let Some(log) = &mut self.log {
+            log.flush_sent();
+        }
+        Ok(())
+    }
+}
+
+impl Stream for CliStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        self.inner.set_nonblocking(nonblocking)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        if let Some(log) = &mut self.log {
+            log.flush_sent();
+        }
+        self.inner.shutdown()
+    }
+}
+
+/// Bytes seen in each direction, decoded into log lines as packets complete.
+struct PacketLog {
+    client_id: String,
+    sent: PacketBuffer,
+    received: PacketBuffer,
+}
+
+impl PacketLog {
+    fn new(client_id: String) -> Self {
+        PacketLog {
+            client_id,
+            sent: PacketBuffer::default(),
+            received: PacketBuffer::default(),
+        }
+    }
+
+    fn flush_sent(&mut self) {
+        let client_id = &self.client_id;
+        self.sent
+            .drain_packets(|packet| print_lines(&describe_sent(client_id, packet)));
+    }
+
+    fn flush_received(&mut self) {
+        let client_id = &self.client_id;
+        self.received
+            .drain_packets(|packet| print_lines(&describe_received(client_id, packet)));
+    }
+}
+
+#[derive(Default)]
+struct PacketBuffer {
+    bytes: Vec<u8>,
+}
+
+impl PacketBuffer {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Calls `each` for every complete packet and keeps the incomplete rest. Bytes that do not
+    /// decode are dropped (the client reports that error itself).
+    fn drain_packets(&mut self, mut each: impl FnMut(Result<&Packet<'_>, String>)) {
+        let mut start = 0;
+        loop {
+            match decode(&self.bytes[start..], MAX_LOGGED_PACKET) {
+                Ok(Decoded::Complete { packet, consumed }) => {
+                    each(Ok(&packet));
+                    start += consumed;
+                }
+                Ok(Decoded::Incomplete) => break,
+                Err(error) => {
+                    each(Err(error.to_string()));
+                    start = self.bytes.len();
+                    break;
+                }
+            }
+        }
+        self.bytes.drain(..start);
+    }
+}
+
+fn print_lines(lines: &[String]) {
+    let mut stderr = io::stderr().lock();
+    for line in lines {
+        // Losing a debug line is better than failing the command (or panicking in eprintln).
+        let _ = writeln!(stderr, "{line}");
+    }
+}
+
+fn describe_publish(publish: &Publish<'_>) -> String {
+    format!(
+        "(d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+        u8::from(publish.dup),
+        publish.qos as u8,
+        u8::from(publish.retain),
+        publish.packet_id.map_or(0, |id| id.get()),
+        publish.topic,
+        publish.payload.len()
+    )
+}
+
+/// The log lines for a packet this client sent, in libmosquitto's wording.
+fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<String> {
+    let prefix = format!("Client {client_id} sending");
+    let packet = match packet {
+        Ok(packet) => packet,
+        Err(error) => return vec![format!("{prefix} undecodable bytes ({error})")],
+    };
+    let line = match packet {
+        Packet::Connect(_) => "CONNECT".to_owned(),
+        Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
+        Packet::PubAck(id) => format!("PUBACK (m{id}, rc0)"),
+        Packet::PubRec(id) => format!("PUBREC (m{id}, rc0)"),
+        Packet::PubRel(id) => format!("PUBREL (m{id})"),
+        Packet::PubComp(id) => format!("PUBCOMP (m{id})"),
+        Packet::Subscribe(subscribe) => {
+            return subscribe
+                .topics
+                .iter()
+                .map(|(filter, qos)| {
+                    format!(
+                        "{prefix} SUBSCRIBE (Mid: {}, Topic: {filter}, QoS: {}, Options: 0x00)",
+                        subscribe.packet_id, qos as u8
+                    )
+                })
+                .collect();
+        }
+        Packet::Unsubscribe(unsubscribe) => {
+            return unsubscribe
+                .topics
+                .iter()
+                .map(|filter| {
+                    format!(
+                        "{prefix} UNSUBSCRIBE (Mid: {}, Topic: {filter})",
+                        unsubscribe.packet_id
+                    )
+                })
+                .collect();
+        }
+        Packet::PingReq => "PINGREQ".to_owned(),
+        Packet::Disconnect => "DISCONNECT".to_owned(),
+        other => format!("{:?}", other.packet_type()).to_uppercase(),
+    };
+    vec![format!("{prefix} {line}")]
+}
+
+/// The log lines for a packet this client received, in libmosquitto's wording.
+fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<String> {
+    let prefix = format!("Client {client_id} received");
+    let packet = match packet {
+        Ok(packet) => packet,
+        Err(error) => return vec![format!("{prefix} a malformed packet ({error})")],
+    };
+    let line = match packet {
+        Packet::ConnAck(connack) => format!("CONNACK ({})", connack.code as u8),
+        Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
+        Packet::PubAck(id) => format!("PUBACK (Mid: {id}, RC:0)"),
+        Packet::PubRec(id) => format!("PUBREC (Mid: {id})"),
+        Packet::PubRel(id) => format!("PUBREL (Mid: {id})"),
+        Packet::PubComp(id) => format!("PUBCOMP (Mid: {id}, RC:0)"),
+        Packet::SubAck(suback) => {
+            let codes: Vec<String> = suback.codes().map(|c| c.to_u8().to_string()).collect();
+            return vec![
+                format!("{prefix} SUBACK"),
+                format!(
+                    "Subscribed (mid: {}): {}",
+                    suback.packet_id,
+                    codes.join(", ")
+                ),
+            ];
+        }
+        Packet::UnsubAck(_) => "UNSUBACK".to_owned(),
+        Packet::PingResp => "PINGRESP".to_owned(),
+        other => format!("{:?}", other.packet_type()).to_uppercase(),
+    };
+    vec![format!("{prefix} {line}")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use umqtt_core::packet::{PacketId, QoS, SubAck, SubscribeTopics};
+
+    fn id(value: u16) -> PacketId {
+        PacketId::new(value).unwrap()
+    }
+
+    #[test]
+    fn publish_lines_match_libmosquitto() {
+        let publish = Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t",
+            packet_id: Some(id(1)),
+            payload: b"hello",
+        });
+        assert_eq!(
+            describe_sent("c1", Ok(&publish)),
+            ["Client c1 sending PUBLISH (d0, q1, r0, m1, 't', ... (5 bytes))"]
+        );
+        assert_eq!(
+            describe_received("c1", Ok(&Packet::PubAck(id(1)))),
+            ["Client c1 received PUBACK (Mid: 1, RC:0)"]
+        );
+    }
+
+    #[test]
+    fn subscribe_logs_one_line_per_filter_and_the_granted_qos() {
+        let filters = [("a", QoS::AtMostOnce), ("b/#", QoS::ExactlyOnce)];
+        let subscribe = Packet::Subscribe(umqtt_core::packet::Subscribe {
+            packet_id: id(3),
+            topics: SubscribeTopics::List(&filters),
+        });
+        assert_eq!(
+            describe_sent("c", Ok(&subscribe)),
+            [
+                "Client c sending SUBSCRIBE (Mid: 3, Topic: a, QoS: 0, Options: 0x00)",
+                "Client c sending SUBSCRIBE (Mid: 3, Topic: b/#, QoS: 2, Options: 0x00)"
+            ]
+        );
+        let suback = Packet::SubAck(SubAck {
+            packet_id: id(3),
+            return_codes: &[0, 0x80],
+        });
+        assert_eq!(
+            describe_received("c", Ok(&suback)),
+            ["Client c received SUBACK", "Subscribed (mid: 3): 0, 128"]
+        );
+    }
+
+    #[test]
+    fn packet_buffer_waits_for_whole_packets() {
+        let mut buffer = PacketBuffer::default();
+        let mut seen = Vec::new();
+        // PINGRESP, then the first byte of a PUBACK.
+        buffer.extend(&[0xD0, 0x00, 0x40]);
+        buffer.drain_packets(|p| seen.push(p.map(|p| p.packet_type())));
+        assert_eq!(seen.len(), 1);
+        buffer.extend(&[0x02, 0x00]);
+        buffer.drain_packets(|p| seen.push(p.map(|p| p.packet_type())));
+        assert_eq!(seen.len(), 1, "still incomplete");
+        buffer.extend(&[0x07]);
+        buffer.drain_packets(|p| seen.push(p.map(|p| p.packet_type())));
+        assert_eq!(seen.len(), 2);
+        assert!(buffer.bytes.is_empty());
+    }
+}
