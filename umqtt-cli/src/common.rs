@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{ArgAction, Args};
 use umqtt::simple::{Client, ClientConfig};
@@ -297,16 +296,9 @@ impl ConnectArgs {
     }
 }
 
-/// Connects (TCP, TLS, CONNECT/CONNACK) with these settings. `connect_timeout` overrides the
-/// default when given.
-pub fn connect(
-    settings: &Settings,
-    connect_timeout: Option<Duration>,
-) -> Result<CliClient, CliError> {
-    let mut config = settings.config.clone();
-    if let Some(timeout) = connect_timeout {
-        config.connect_timeout = timeout.max(Duration::from_millis(1));
-    }
+/// Connects (TCP, TLS, CONNECT/CONNACK) with these settings.
+pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
+    let config = settings.config.clone();
     let transport = umqtt::transport::connect(
         &config.server,
         config.effective_port(),

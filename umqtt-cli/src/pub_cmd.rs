@@ -99,7 +99,7 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         Some(read_message(&args.source)?)
     };
 
-    let mut client = common::connect(&settings, None)?;
+    let mut client = common::connect(&settings)?;
     match single {
         Some(payload) => {
             client.publish(&topic, &payload, qos, args.retain)?;

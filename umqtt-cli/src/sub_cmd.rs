@@ -58,7 +58,7 @@ pub struct SubArgs {
 pub fn run(args: SubArgs) -> Result<(), CliError> {
     let started = Instant::now();
     args.robust.require_simple_client()?;
-    let settings = args.connection.settings()?;
+    let mut settings = args.connection.settings()?;
     let mut topics = args.topics.clone();
     topics.extend(settings.url_topic.clone());
     if topics.is_empty() {
@@ -74,18 +74,25 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
     let time_limit = args.timeout.map(Duration::from_secs);
     let deadline = time_limit.map(|limit| started + limit);
     let timed_out = || CliError::TimedOut(time_limit.unwrap_or_default());
+    let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
 
-    // With -W, the whole command (connecting included) must end in time.
-    let connect_timeout = deadline.map(|d| {
-        d.saturating_duration_since(Instant::now())
-            .min(settings.config.connect_timeout)
-    });
-    let mut client = common::connect(&settings, connect_timeout).map_err(|e| match deadline {
-        Some(d) if Instant::now() >= d => timed_out(),
-        _ => e,
-    })?;
+    // With -W the whole command, connecting and subscribing included, ends in time (as
+    // mosquitto_sub's alarm): no single wait may outlast it.
+    if let Some(limit) = time_limit {
+        let config = &mut settings.config;
+        config.connect_timeout = config.connect_timeout.min(limit);
+        config.response_timeout = config.response_timeout.min(limit);
+    }
+    let mut client =
+        common::connect(&settings).map_err(|e| if past_deadline() { timed_out() } else { e })?;
     let filters: Vec<(&str, umqtt::QoS)> = topics.iter().map(|t| (t.as_str(), qos)).collect();
-    client.subscribe_many(&filters)?;
+    if let Err(e) = client.subscribe_many(&filters) {
+        return Err(if past_deadline() {
+            timed_out()
+        } else {
+            e.into()
+        });
+    }
 
     let output = Output {
         verbose: args.verbose,
