@@ -145,6 +145,9 @@ pub struct Client<S: Stream = Transport> {
     epoch: std::time::Instant,
     messages: VecDeque<Message>,
     read_buffer: Box<[u8]>,
+    /// The read timeout last set on `stream` (`Some(None)`: blocking), `None` when unknown.
+    /// Lets most reads skip the `setsockopt`; see `read_with_timeout`.
+    read_timeout: Option<Option<Duration>>,
     /// Outcomes of QoS 1/2 publishes, kept only when the robust layer asks for them.
     completions: Option<VecDeque<Completion>>,
 }
@@ -188,6 +191,7 @@ impl<S: Stream> Client<S> {
             epoch: std::time::Instant::now(),
             messages: VecDeque::new(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_timeout: None,
             completions: None,
         }
     }
@@ -230,6 +234,7 @@ impl<S: Stream> Client<S> {
         let now = self.now();
         self.session.connect(now, clean_session)?;
         self.stream = Some(stream);
+        self.read_timeout = None;
         let deadline = std::time::Instant::now() + timeout;
         self.run_until(Some(deadline), |notice, _| match notice {
             Notice::Connected(session_present) => Some(*session_present),
@@ -426,6 +431,8 @@ impl<S: Stream> Client<S> {
     /// The underlying stream, mutably, if connected. Writing to it directly corrupts the MQTT
     /// stream; this is for socket options and tests.
     pub fn get_mut(&mut self) -> Option<&mut S> {
+        // The caller may change the read timeout.
+        self.read_timeout = None;
         self.stream.as_mut()
     }
 
@@ -595,10 +602,26 @@ impl<S: Stream> Client<S> {
             return Err(Error::Usage(UsageError::NotConnected));
         };
         // A zero timeout means "block forever" to the OS: wait at least 1 ms.
-        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
-        if let Err(e) = stream.set_read_timeout(timeout) {
-            self.connection_lost();
-            return Err(Error::Io(e));
+        let wanted = timeout.map(|t| t.max(Duration::from_millis(1)));
+        // Setting the timeout is a system call per read, as costly as the read itself when
+        // small packets ping-pong. A timeout already set is kept while it is no longer than
+        // wanted (the read then returns early and the caller's loop waits again: never late)
+        // and at least half of it (so an early return costs at most one extra wake-up). A new
+        // one is set a little short (7/8) so that the next waits, which want slightly less,
+        // keep it.
+        let keep = match (self.read_timeout, wanted) {
+            (Some(None), None) => true,
+            (Some(Some(set)), Some(wanted)) => set <= wanted && set >= wanted / 2,
+            _ => false,
+        };
+        if !keep {
+            let timeout = wanted.map(|t| (t * 7 / 8).max(Duration::from_millis(1)));
+            self.read_timeout = None;
+            if let Err(e) = stream.set_read_timeout(timeout) {
+                self.connection_lost();
+                return Err(Error::Io(e));
+            }
+            self.read_timeout = Some(timeout);
         }
         self.read_available(false)
     }
