@@ -640,3 +640,48 @@ fn closed_stdout_ends_sub_quietly() {
     assert!(status.success(), "{status:?}, stderr {stderr:?}");
     assert_eq!(stderr, "");
 }
+
+#[test]
+fn persistent_session_with_disable_clean_session() {
+    let broker = Mosquitto::start();
+    let first = subscriber(&broker, "keeper", &["-c", "-t", "k", "-q", "1", "-C", "1"]);
+    run_at(&broker, "pub", &["-t", "k", "-q", "1", "-m", "online"]).assert_success();
+    let out = first.finish();
+    out.assert_success();
+    assert_eq!(out.stdout_text(), "online\n");
+    // Published while the subscriber is away: the broker keeps it for the session.
+    run_at(&broker, "pub", &["-t", "k", "-q", "1", "-m", "queued"]).assert_success();
+    let out = run_at(
+        &broker,
+        "sub",
+        &["-c", "-i", "keeper", "-t", "k", "-q", "1", "-C", "1"],
+    );
+    out.assert_success();
+    assert_eq!(out.stdout_text(), "queued\n");
+}
+
+#[test]
+fn idle_stdin_lines_keep_the_connection_alive() {
+    let broker = Mosquitto::start();
+    let sub = subscriber(&broker, "idle-sub", &["-t", "idle", "-C", "1"]);
+    let mut args = vec!["pub".to_owned(), "-i".to_owned(), "idle-pub".to_owned()];
+    args.extend(at(&broker, &["-t", "idle", "-l", "-k", "1"]));
+    let mut publisher = spawn(&strs(&args));
+    // Keepalive 1 s: the broker drops a client silent for 1.5 s, which mosquitto 2.0 notices
+    // within about 5 s. Stay quiet on stdin for longer; the publisher must ping meanwhile.
+    thread::sleep(Duration::from_secs(8));
+    publisher
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"still here\n")
+        .unwrap();
+    let out = publisher.finish();
+    out.assert_success();
+    let log = broker.log_contents();
+    assert!(log.contains("Received PINGREQ from idle-pub"), "{log}");
+    assert!(!log.contains("idle-pub has exceeded timeout"), "{log}");
+    let out = sub.finish();
+    out.assert_success();
+    assert_eq!(out.stdout_text(), "still here\n");
+}
