@@ -38,6 +38,8 @@ pub enum Error {
     },
     /// The call is not possible in the current state or its arguments are invalid.
     Usage(UsageError),
+    /// The durable outbox failed (open, read or write).
+    Outbox(crate::outbox::StoreError),
     /// The queue of received messages is full: drain it with `check_msg`/`wait_msg` before
     /// waiting for anything else. No message was dropped.
     MessageQueueFull,
@@ -76,6 +78,7 @@ impl fmt::Display for Error {
                 write!(f, "broker refused subscription to {filter:?}")
             }
             Error::Usage(e) => write!(f, "{e}"),
+            Error::Outbox(e) => write!(f, "{e}"),
             Error::MessageQueueFull => f.write_str("received-message queue is full"),
         }
     }
@@ -89,6 +92,7 @@ impl std::error::Error for Error {
             Error::Decode(e) => Some(e),
             Error::Protocol(e) => Some(e),
             Error::Usage(e) => Some(e),
+            Error::Outbox(e) => Some(e),
             _ => None,
         }
     }
@@ -97,6 +101,12 @@ impl std::error::Error for Error {
 impl From<TransportError> for Error {
     fn from(e: TransportError) -> Self {
         Error::Transport(e)
+    }
+}
+
+impl From<crate::outbox::StoreError> for Error {
+    fn from(e: crate::outbox::StoreError) -> Self {
+        Error::Outbox(e)
     }
 }
 

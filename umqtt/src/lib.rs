@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod outbox;
 pub mod robust;
 pub mod simple;
 pub mod transport;
@@ -17,5 +18,5 @@ pub mod transport;
 pub use error::Error;
 pub use simple::{Client, ClientConfig, Message};
 pub use transport::{TlsConfig, TransportError};
-pub use umqtt_core::packet::{ConnectReturnCode, PacketId, QoS};
+pub use umqtt_core::packet::{ConnectReturnCode, PacketId, ProtocolVersion, QoS};
 pub use umqtt_core::session::{CloseReason, ProtocolError, UsageError};

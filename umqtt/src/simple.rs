@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use umqtt_core::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
+use umqtt_core::packet::{PacketId, ProtocolVersion, Publish, QoS, SubscribeReturnCode};
 use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
 
 use crate::error::Error;
@@ -82,6 +82,8 @@ pub struct ClientConfig {
     pub max_packet_size: usize,
     /// Most received messages queued while calls wait for acknowledgements.
     pub max_queued_messages: usize,
+    /// Protocol version announced in CONNECT (3.1.1 by default; 3.1 for old brokers).
+    pub protocol: ProtocolVersion,
     /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]). Keep it at or
     /// below the broker's limit (mosquitto: `max_inflight_messages`, default 20): a 3.1.1 broker
     /// silently drops what exceeds it. See [`SessionConfig::max_in_flight`].
@@ -103,6 +105,7 @@ impl Default for ClientConfig {
             max_packet_size: 4 * 1024 * 1024,
             max_queued_messages: 1024,
             max_in_flight: 20,
+            protocol: ProtocolVersion::V311,
         }
     }
 }
@@ -447,6 +450,27 @@ impl<S: Stream> Client<S> {
         self.session.cancel_publish(packet_id)
     }
 
+    /// Puts back a message a previous process published with `packet_id` (durable outbox);
+    /// see [`Session::restore_publish`](umqtt_core::session::Session::restore_publish).
+    pub(crate) fn restore_publish(
+        &mut self,
+        packet_id: PacketId,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), Error> {
+        let publish = Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: Some(packet_id),
+            payload,
+        };
+        Ok(self.session.restore_publish(packet_id, &publish, true)?)
+    }
+
     /// Starts recording publish outcomes for [`Client::take_completion`].
     pub(crate) fn record_completions(&mut self) {
         self.completions.get_or_insert_with(VecDeque::new);
@@ -691,6 +715,7 @@ fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
         connect_timeout: config.connect_timeout,
         max_in_flight: config.max_in_flight,
         max_packet_size: config.max_packet_size,
+        protocol: config.protocol,
         username: config.username.clone(),
         password: config.password.clone(),
         will,

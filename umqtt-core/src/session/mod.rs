@@ -487,6 +487,51 @@ impl Session {
         Ok(Some(packet_id))
     }
 
+    /// Puts back a QoS 1/2 message that a previous process had published with `packet_id`
+    /// (read from a durable outbox after a crash), before the first `connect`. `sent_before`
+    /// says whether it may have reached the broker: if the broker resumes the session it is
+    /// then resent with DUP set and the same id, in the order messages were restored.
+    pub fn restore_publish(
+        &mut self,
+        packet_id: PacketId,
+        publish: &Publish<'_>,
+        sent_before: bool,
+    ) -> Result<(), UsageError> {
+        let state = &mut self.state;
+        if state.connection != Connection::Disconnected {
+            return Err(UsageError::AlreadyConnected);
+        }
+        validate_topic_name(publish.topic).map_err(UsageError::InvalidTopicName)?;
+        if publish.qos == QoS::AtMostOnce || state.used_ids.contains(packet_id) {
+            return Err(UsageError::Encode(EncodeError::PacketIdMismatch));
+        }
+        if state.outgoing.len() >= state.config.max_outgoing {
+            return Err(UsageError::OutgoingFull);
+        }
+        let packet = Packet::Publish(Publish {
+            dup: false,
+            packet_id: Some(packet_id),
+            ..*publish
+        });
+        let mut buffer = Vec::new();
+        append_packet(&mut buffer, &packet)?;
+        state.used_ids.insert(packet_id);
+        // A restored message is "sent" if it may have been: on a resumed session it goes
+        // first, with DUP.
+        state.outgoing.push_back(Outgoing {
+            packet_id,
+            qos: publish.qos,
+            stage: if sent_before {
+                OutgoingStage::AwaitingAck
+            } else {
+                OutgoingStage::Queued
+            },
+            sent_before,
+            packet: buffer,
+        });
+        Ok(())
+    }
+
     /// Withdraws an unacknowledged QoS 1/2 message (its delivery deadline passed, or its policy
     /// dropped it). Returns false — and keeps the message — if it is unknown or if it is a QoS 2
     /// message whose PUBREC already arrived: the broker owns it then, and only PUBREL may follow

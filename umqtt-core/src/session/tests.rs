@@ -723,21 +723,92 @@ fn disconnect_writes_e0_00() {
 
 #[test]
 fn cancel_publish_frees_window_but_keeps_released_qos2() {
-    let mut session = connected(SessionConfig { max_in_flight: 1, ..config() });
-    let a = session.publish("t", b"a", QoS::AtLeastOnce, false).unwrap().unwrap();
-    let b = session.publish("t", b"b", QoS::ExactlyOnce, false).unwrap().unwrap();
+    let mut session = connected(SessionConfig {
+        max_in_flight: 1,
+        ..config()
+    });
+    let a = session
+        .publish("t", b"a", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let b = session
+        .publish("t", b"b", QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
     let _ = sent(&mut session, t(1));
     assert!(session.cancel_publish(a));
     assert!(!session.cancel_publish(a), "already gone");
     // The window slot went to b.
-    assert_eq!(sent(&mut session, t(2)), vec![publish_sent(b.get(), false, QoS::ExactlyOnce, b"b")]);
+    assert_eq!(
+        sent(&mut session, t(2)),
+        vec![publish_sent(b.get(), false, QoS::ExactlyOnce, b"b")]
+    );
     let id = b.get().to_be_bytes();
     let _ = feed(&mut session, t(3), &[0x50, 2, id[0], id[1]]);
-    assert!(!session.cancel_publish(b), "after PUBREC only PUBREL may follow");
+    assert!(
+        !session.cancel_publish(b),
+        "after PUBREC only PUBREL may follow"
+    );
     assert_eq!(session.outgoing_len(), 1);
     // A PUBACK for the cancelled id is ignored, and the id is not reused on this connection.
-    assert_eq!(feed(&mut session, t(4), &[0x40, 2, 0, a.get() as u8]), vec![]);
+    assert_eq!(
+        feed(&mut session, t(4), &[0x40, 2, 0, a.get() as u8]),
+        vec![]
+    );
     session.state.next_packet_id = a.get();
-    let c = session.publish("t", b"c", QoS::AtLeastOnce, false).unwrap().unwrap();
+    let c = session
+        .publish("t", b"c", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
     assert_ne!(c, a);
+}
+
+#[test]
+fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
+    let mut session = Session::new(config());
+    let publish = |payload: &'static [u8]| Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "t",
+        packet_id: None,
+        payload,
+    };
+    session
+        .restore_publish(PacketId::new(7).unwrap(), &publish(b"a"), true)
+        .unwrap();
+    session
+        .restore_publish(PacketId::new(9).unwrap(), &publish(b"b"), true)
+        .unwrap();
+    assert!(
+        session
+            .restore_publish(PacketId::new(7).unwrap(), &publish(b"c"), true)
+            .is_err(),
+        "id in use"
+    );
+    session.connect(t(0), false).unwrap();
+    let _ = sent(&mut session, t(0));
+    assert_eq!(
+        feed(&mut session, t(1), &[0x20, 2, 1, 0]),
+        vec![Ev::Connected(true)]
+    );
+    assert_eq!(
+        sent(&mut session, t(1)),
+        vec![
+            publish_sent(7, true, QoS::AtLeastOnce, b"a"),
+            publish_sent(9, true, QoS::AtLeastOnce, b"b")
+        ]
+    );
+    // New messages never collide with restored ids.
+    let next = session
+        .publish("t", b"n", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert!(next.get() != 7 && next.get() != 9);
+    assert!(
+        session
+            .restore_publish(PacketId::new(11).unwrap(), &publish(b"x"), false)
+            .is_err(),
+        "only while disconnected"
+    );
 }

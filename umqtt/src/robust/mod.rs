@@ -43,6 +43,7 @@ use umqtt_core::session::UsageError;
 use umqtt_core::topic::validate_topic_name;
 
 use crate::error::Error;
+use crate::outbox::{OutboxStore, StoredMessage};
 use crate::simple::{self, ClientConfig, Completion, Message};
 use crate::transport::TransportError;
 
@@ -230,8 +231,16 @@ impl Default for RobustConfig {
     }
 }
 
+enum Outcome {
+    Delivered,
+    Expired,
+    Dropped(DropReason),
+}
+
 struct Pending {
     id: MessageId,
+    /// Written to the durable outbox.
+    stored: bool,
     topic: String,
     payload: Vec<u8>,
     qos: QoS,
@@ -281,6 +290,9 @@ pub struct Client {
     had_session: bool,
     events: VecDeque<Event>,
     handler: Option<EventHandler>,
+    /// Durable outbox for guaranteed messages, if any.
+    store: Option<Box<dyn OutboxStore>>,
+    last_durable_commit: Instant,
     stats: Stats,
 }
 
@@ -322,8 +334,65 @@ impl Client {
             had_session: false,
             events: VecDeque::new(),
             handler: None,
+            store: None,
+            last_durable_commit: now,
             stats: Stats::default(),
         }
+    }
+
+    /// Like [`Client::with_robust_config`], with guaranteed messages kept in `store` so they
+    /// survive the process dying. Messages a previous process left in the store are loaded and
+    /// will be sent again (those that had a packet id go first, with that id, and with DUP if
+    /// the broker resumes the session). Use the same client id as that process.
+    pub fn with_outbox(
+        config: ClientConfig,
+        policy: impl ReconnectPolicy + 'static,
+        robust: RobustConfig,
+        store: impl OutboxStore + 'static,
+    ) -> Result<Self, Error> {
+        let mut client = Client::with_robust_config(config, policy, robust);
+        let mut store: Box<dyn OutboxStore> = Box::new(store);
+        let stored = store.load()?;
+        for message in stored {
+            client.next_id = client.next_id.max(message.id + 1);
+            let mut pending = Pending {
+                id: MessageId(message.id),
+                stored: true,
+                topic: message.topic,
+                payload: message.payload,
+                qos: message.qos,
+                retain: message.retain,
+                delivery: Delivery::Guaranteed,
+                deadline: None,
+                packet_id: None,
+            };
+            client.queued_bytes += pending.payload.len();
+            let restored = match message.packet_id {
+                Some(packet_id) if pending.qos != QoS::AtMostOnce && client.queue.is_empty() => {
+                    client
+                        .simple
+                        .restore_publish(
+                            packet_id,
+                            &pending.topic,
+                            &pending.payload,
+                            pending.qos,
+                            pending.retain,
+                        )
+                        .is_ok()
+                        .then_some(packet_id)
+                }
+                _ => None,
+            };
+            match restored {
+                Some(packet_id) => {
+                    pending.packet_id = Some(packet_id);
+                    client.in_session.push_back(pending);
+                }
+                None => client.queue.push_back(pending),
+            }
+        }
+        client.store = Some(store);
+        Ok(client)
     }
 
     /// Sets the last will (before the first connection).
@@ -385,7 +454,8 @@ impl Client {
     /// Publishes with an explicit delivery contract. Returns at once with the message's id;
     /// its fate is reported by [`Event::Delivered`], [`Event::Expired`] or [`Event::Dropped`].
     /// If the link is down and an attempt is due (or the policy had stopped), one attempt is
-    /// made within this call.
+    /// made within this call. With a durable outbox, a guaranteed message is on disk when this
+    /// returns.
     pub fn publish_with(
         &mut self,
         topic: &str,
@@ -394,55 +464,104 @@ impl Client {
         retain: bool,
         delivery: Delivery,
     ) -> Result<MessageId, Error> {
-        validate_topic_name(topic).map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
-        let full = |client: &Client| {
-            client.pending() >= client.config.max_queued
-                || client.queued_bytes + payload.len() > client.config.max_queued_bytes
-        };
-        let id = MessageId(self.next_id);
-        if full(self) {
-            match self.config.overflow {
-                Overflow::RefuseNew => return Err(Error::Usage(UsageError::OutgoingFull)),
-                Overflow::DropNewest => {
-                    self.next_id += 1;
-                    self.settle_dropped(id, DropReason::QueueOverflow);
-                    return Ok(id);
-                }
-                Overflow::DropOldest => {
-                    while full(self) {
-                        let Some(oldest) = self.queue.pop_front() else {
-                            break;
-                        };
-                        self.queued_bytes -= oldest.payload.len();
-                        self.settle_dropped(oldest.id, DropReason::QueueOverflow);
-                    }
-                    if full(self) {
-                        // Everything left is already in flight with the broker.
-                        return Err(Error::Usage(UsageError::OutgoingFull));
-                    }
-                }
-            }
+        let ids = self.publish_batch(&[(topic, payload)], qos, retain, delivery)?;
+        ids.first()
+            .copied()
+            .ok_or(Error::Usage(UsageError::OutgoingFull))
+    }
+
+    /// Publishes several messages at once: with a durable outbox they are written in one
+    /// commit (group commit: one fsync for the batch instead of one per message). Either all
+    /// are accepted or, on an error, none.
+    pub fn publish_batch(
+        &mut self,
+        messages: &[(&str, &[u8])],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+    ) -> Result<Vec<MessageId>, Error> {
+        for (topic, _) in messages {
+            validate_topic_name(topic)
+                .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
         }
-        self.next_id += 1;
         let now = Instant::now();
         let deadline = match delivery {
             Delivery::Within(max_age) => Some(now + max_age),
             _ => None,
         };
-        self.queued_bytes += payload.len();
-        self.queue.push_back(Pending {
-            id,
-            topic: topic.to_string(),
-            payload: payload.to_vec(),
-            qos,
-            retain,
-            delivery,
-            deadline,
-            packet_id: None,
-        });
+        let durable = delivery == Delivery::Guaranteed && self.store.is_some();
+        let mut batch: Vec<Pending> = Vec::with_capacity(messages.len());
+        let mut ids = Vec::with_capacity(messages.len());
+        let mut overflowed = Vec::new();
+        let mut batch_bytes = 0;
+        for (topic, payload) in messages {
+            let id = MessageId(self.next_id + ids.len() as u64);
+            ids.push(id);
+            let full = |client: &Client, batch_len: usize, batch_bytes: usize| {
+                client.pending() + batch_len >= client.config.max_queued
+                    || client.queued_bytes + batch_bytes + payload.len()
+                        > client.config.max_queued_bytes
+            };
+            if full(self, batch.len(), batch_bytes) {
+                match self.config.overflow {
+                    Overflow::RefuseNew => return Err(Error::Usage(UsageError::OutgoingFull)),
+                    Overflow::DropNewest => {
+                        overflowed.push(id);
+                        continue;
+                    }
+                    Overflow::DropOldest => {
+                        while full(self, batch.len(), batch_bytes) {
+                            let Some(oldest) = self.queue.pop_front() else {
+                                break;
+                            };
+                            self.settle(oldest, Outcome::Dropped(DropReason::QueueOverflow));
+                        }
+                        if full(self, batch.len(), batch_bytes) {
+                            // Everything left is already in flight with the broker.
+                            return Err(Error::Usage(UsageError::OutgoingFull));
+                        }
+                    }
+                }
+            }
+            batch_bytes += payload.len();
+            batch.push(Pending {
+                id,
+                stored: durable,
+                topic: topic.to_string(),
+                payload: payload.to_vec(),
+                qos,
+                retain,
+                delivery,
+                deadline,
+                packet_id: None,
+            });
+        }
+        if durable && !batch.is_empty() {
+            let records: Vec<StoredMessage> = batch
+                .iter()
+                .map(|p| StoredMessage {
+                    id: p.id.0,
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    qos: p.qos,
+                    retain: p.retain,
+                    packet_id: None,
+                })
+                .collect();
+            if let Some(store) = self.store.as_mut() {
+                store.insert(&records)?;
+                self.last_durable_commit = now;
+            }
+        }
+        self.next_id += ids.len() as u64;
+        for id in overflowed {
+            self.settle_dropped(id, DropReason::QueueOverflow);
+        }
+        self.queued_bytes += batch_bytes;
+        self.queue.extend(batch);
         self.rearm(now);
         self.step(now)?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Subscribes (now if connected, else at the next connection) and keeps the subscription
@@ -605,6 +724,24 @@ impl Client {
             self.settle_written_qos0();
             self.collect_completions();
         }
+        self.commit_store(now)
+    }
+
+    /// Writes the outbox's lazy updates (hand-offs, removals): cheaply at every pass, durably
+    /// at most once a second.
+    fn commit_store(&mut self, now: Instant) -> Result<(), Error> {
+        let Some(store) = self.store.as_mut() else {
+            return Ok(());
+        };
+        if store.lazy_updates() == 0 {
+            return Ok(());
+        }
+        let durable =
+            now.saturating_duration_since(self.last_durable_commit) >= Duration::from_secs(1);
+        store.commit(durable)?;
+        if durable {
+            self.last_durable_commit = now;
+        }
         Ok(())
     }
 
@@ -717,8 +854,7 @@ impl Client {
                     .is_none_or(|id| self.simple.cancel_publish(id));
             if cancellable {
                 if let Some(pending) = self.in_session.remove(index) {
-                    self.queued_bytes -= pending.payload.len();
-                    self.settle_dropped(pending.id, DropReason::LinkLost);
+                    self.settle(pending, Outcome::Dropped(DropReason::LinkLost));
                 }
             } else {
                 index += 1;
@@ -784,8 +920,7 @@ impl Client {
                     .is_none_or(|id| self.simple.cancel_publish(id));
             if droppable {
                 if let Some(pending) = self.in_session.remove(index) {
-                    self.queued_bytes -= pending.payload.len();
-                    self.settle_dropped(pending.id, DropReason::PolicyStopped);
+                    self.settle(pending, Outcome::Dropped(DropReason::PolicyStopped));
                 }
             } else {
                 index += 1;
@@ -797,8 +932,7 @@ impl Client {
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for pending in std::mem::take(&mut self.queue) {
             if predicate(&pending) {
-                self.queued_bytes -= pending.payload.len();
-                self.settle_dropped(pending.id, reason);
+                self.settle(pending, Outcome::Dropped(reason));
             } else {
                 kept.push_back(pending);
             }
@@ -853,6 +987,11 @@ impl Client {
             ) {
                 Ok(packet_id) => {
                     pending.packet_id = packet_id;
+                    if let (true, Some(store), Some(packet_id)) =
+                        (pending.stored, self.store.as_mut(), packet_id)
+                    {
+                        store.set_packet_id(pending.id.0, packet_id);
+                    }
                     self.in_session.push_back(pending);
                 }
                 Err(_) => {
@@ -873,9 +1012,7 @@ impl Client {
         while index < self.in_session.len() {
             if self.in_session[index].qos == QoS::AtMostOnce {
                 if let Some(pending) = self.in_session.remove(index) {
-                    self.queued_bytes -= pending.payload.len();
-                    self.stats.delivered += 1;
-                    self.emit(Event::Delivered { id: pending.id });
+                    self.settle(pending, Outcome::Delivered);
                 }
             } else {
                 index += 1;
@@ -895,9 +1032,7 @@ impl Client {
                         continue;
                     };
                     if let Some(pending) = self.in_session.remove(index) {
-                        self.queued_bytes -= pending.payload.len();
-                        self.stats.delivered += 1;
-                        self.emit(Event::Delivered { id: pending.id });
+                        self.settle(pending, Outcome::Delivered);
                     }
                 }
                 Completion::Discarded(packet_id) => {
@@ -931,9 +1066,7 @@ impl Client {
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for pending in std::mem::take(&mut self.queue) {
             if expired(&pending) {
-                self.queued_bytes -= pending.payload.len();
-                self.stats.expired += 1;
-                self.emit(Event::Expired { id: pending.id });
+                self.settle(pending, Outcome::Expired);
             } else {
                 kept.push_back(pending);
             }
@@ -948,13 +1081,33 @@ impl Client {
                     .is_none_or(|id| self.simple.cancel_publish(id));
             if withdraw {
                 if let Some(pending) = self.in_session.remove(index) {
-                    self.queued_bytes -= pending.payload.len();
-                    self.stats.expired += 1;
-                    self.emit(Event::Expired { id: pending.id });
+                    self.settle(pending, Outcome::Expired);
                 }
             } else {
                 index += 1;
             }
+        }
+    }
+
+    /// Ends a message's life: exactly one event says how, and the store forgets it.
+    fn settle(&mut self, pending: Pending, outcome: Outcome) {
+        self.queued_bytes -= pending.payload.len();
+        if pending.stored {
+            if let Some(store) = self.store.as_mut() {
+                store.remove(pending.id.0);
+            }
+        }
+        let id = pending.id;
+        match outcome {
+            Outcome::Delivered => {
+                self.stats.delivered += 1;
+                self.emit(Event::Delivered { id });
+            }
+            Outcome::Expired => {
+                self.stats.expired += 1;
+                self.emit(Event::Expired { id });
+            }
+            Outcome::Dropped(reason) => self.settle_dropped(id, reason),
         }
     }
 
