@@ -23,9 +23,9 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::packet::{
-    decode, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
-    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
-    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
+    decode, encode_publish_header, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded,
+    EncodeError, LastWill, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck,
+    Subscribe, SubscribeTopics, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -737,10 +737,29 @@ impl Session {
     }
 }
 
-/// Appends an encoded packet to `buffer`.
+/// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
 fn append_packet(buffer: &mut Vec<u8>, packet: &Packet<'_>) -> Result<(), EncodeError> {
-    let len = packet.encoded_len()?;
     let start = buffer.len();
+    if let Packet::Publish(publish) = packet {
+        // Only the header is zero-filled and encoded in place, and validated once; the payload,
+        // which may be large, is copied once instead of being zero-filled first.
+        // Fixed header (1 + at most 4), topic length (2), packet id (2).
+        let max_header = 9 + publish.topic.len();
+        buffer.reserve(max_header + publish.payload.len());
+        buffer.resize(start + max_header, 0);
+        match encode_publish_header(publish, &mut buffer[start..]) {
+            Ok(header) => {
+                buffer.truncate(start + header);
+                buffer.extend_from_slice(publish.payload);
+                return Ok(());
+            }
+            Err(e) => {
+                buffer.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    let len = packet.encoded_len()?;
     buffer.resize(start + len, 0);
     packet.encode(&mut buffer[start..])?;
     Ok(())
