@@ -18,6 +18,28 @@
 //! and messages that arrive while a call waits for its acknowledgement are queued (bounded)
 //! and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
 //! delivered by recursion into a callback.
+//!
+//! # Receiving without allocating
+//! [`Client::wait_msg`] and [`Client::check_msg`] return an owned [`Message`]: a `String` and a
+//! `Vec` allocated per message. [`Client::wait_msg_into`], [`Client::wait_msg_timeout_into`]
+//! and [`Client::check_msg_into`] instead write the message into one the caller keeps, so a
+//! receive loop allocates nothing once its buffers have grown to the largest message:
+//!
+//! ```no_run
+//! # use umqtt::simple::{Client, Message};
+//! # let mut client = Client::new("sensor-1", "127.0.0.1");
+//! let mut message = Message::default();
+//! loop {
+//!     client.wait_msg_into(&mut message)?;
+//!     println!("{}: {} bytes", message.topic, message.payload.len());
+//! }
+//! # Ok::<(), umqtt::Error>(())
+//! ```
+//!
+//! Messages queued while a call waited for its acknowledgement are handed over by swapping
+//! buffers with the caller's message (no copy); the caller's previous buffers go to a pool the
+//! queue takes from next time. The pool holds at most as many messages as the queue once held
+//! at the same time (never more than `max_queued_messages`), each with the capacity it grew to.
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,8 +51,9 @@ use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
 use crate::error::Error;
 use crate::transport::{self, Stream, TlsConfig, Transport};
 
-/// A received application message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A received application message. `Default` gives an empty message to pass to
+/// [`Client::wait_msg_into`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// Topic name it was published on.
     pub topic: String,
@@ -53,6 +76,19 @@ impl From<&Publish<'_>> for Message {
             retain: publish.retain,
             dup: publish.dup,
         }
+    }
+}
+
+impl Message {
+    /// Overwrites this message with `publish`, reusing the topic and payload capacity.
+    fn set_from(&mut self, publish: &Publish<'_>) {
+        self.topic.clear();
+        self.topic.push_str(publish.topic);
+        self.payload.clear();
+        self.payload.extend_from_slice(publish.payload);
+        self.qos = publish.qos;
+        self.retain = publish.retain;
+        self.dup = publish.dup;
     }
 }
 
@@ -147,6 +183,8 @@ pub struct Client<S: Stream = Transport> {
     stream: Option<S>,
     epoch: std::time::Instant,
     messages: VecDeque<Message>,
+    /// Emptied messages whose buffers the queue reuses; see "Receiving without allocating".
+    spare_messages: Vec<Message>,
     read_buffer: Box<[u8]>,
     /// The read timeout last set on `stream` (`Some(None)`: blocking), `None` when unknown.
     /// Lets most reads skip the `setsockopt`; see `read_with_timeout`.
@@ -193,6 +231,7 @@ impl<S: Stream> Client<S> {
             stream: None,
             epoch: std::time::Instant::now(),
             messages: VecDeque::new(),
+            spare_messages: Vec::new(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             read_timeout: None,
             completions: None,
@@ -374,17 +413,49 @@ impl<S: Stream> Client<S> {
         self.wait_msg_until(Some(std::time::Instant::now() + timeout))
     }
 
+    /// Like [`Client::wait_msg`], but writes the message into `message`, reusing its buffers:
+    /// no allocation once they are large enough (see the [module docs](self)). On error
+    /// `message` is unchanged.
+    pub fn wait_msg_into(&mut self, message: &mut Message) -> Result<(), Error> {
+        if self.wait_queued(None)? {
+            self.take_queued_into(message);
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Like [`Client::wait_msg_timeout`], but writes the message into `message`, reusing its
+    /// buffers. Returns whether a message was written; if not, `message` is unchanged.
+    pub fn wait_msg_timeout_into(
+        &mut self,
+        message: &mut Message,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
+        let received = self.wait_queued(Some(std::time::Instant::now() + timeout))?;
+        if received {
+            self.take_queued_into(message);
+        }
+        Ok(received)
+    }
+
     fn wait_msg_until(
         &mut self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Message>, Error> {
-        if let Some(message) = self.messages.pop_front() {
-            return Ok(Some(message));
+        self.wait_queued(deadline)?;
+        Ok(self.messages.pop_front())
+    }
+
+    /// Drives the connection until a message is queued; `false` if the deadline passed first.
+    fn wait_queued(&mut self, deadline: Option<std::time::Instant>) -> Result<bool, Error> {
+        if !self.messages.is_empty() {
+            return Ok(true);
         }
         self.require_connection()?;
         match self.run_until(deadline, |_, messages| (!messages.is_empty()).then_some(())) {
-            Ok(()) => Ok(self.messages.pop_front()),
-            Err(Error::Timeout) => Ok(None),
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -392,8 +463,24 @@ impl<S: Stream> Client<S> {
     /// Returns a received message if one is available, without blocking. Also sends any due
     /// keepalive PINGREQ, so calling it regularly keeps the connection alive.
     pub fn check_msg(&mut self) -> Result<Option<Message>, Error> {
-        if let Some(message) = self.messages.pop_front() {
-            return Ok(Some(message));
+        self.check_queued()?;
+        Ok(self.messages.pop_front())
+    }
+
+    /// Like [`Client::check_msg`], but writes the message into `message`, reusing its buffers.
+    /// Returns whether a message was written; if not, `message` is unchanged.
+    pub fn check_msg_into(&mut self, message: &mut Message) -> Result<bool, Error> {
+        let received = self.check_queued()?;
+        if received {
+            self.take_queued_into(message);
+        }
+        Ok(received)
+    }
+
+    /// Reads what is available without blocking; whether a message is queued.
+    fn check_queued(&mut self) -> Result<bool, Error> {
+        if !self.messages.is_empty() {
+            return Ok(true);
         }
         self.require_connection()?;
         self.process_events(&mut |_, _| None::<()>)?;
@@ -403,7 +490,18 @@ impl<S: Stream> Client<S> {
             self.process_events(&mut |_, _| None::<()>)?;
             self.flush()?;
         }
-        Ok(self.messages.pop_front())
+        Ok(!self.messages.is_empty())
+    }
+
+    /// Moves the oldest queued message into `message` by swapping buffers; the caller's old
+    /// buffers become a spare for the queue.
+    fn take_queued_into(&mut self, message: &mut Message) {
+        if let Some(mut queued) = self.messages.pop_front() {
+            std::mem::swap(message, &mut queued);
+            if self.spare_messages.len() < self.config.max_queued_messages {
+                self.spare_messages.push(queued);
+            }
+        }
     }
 
     /// Writes any pending bytes (pipelined publishes, acknowledgements, keepalive).
@@ -576,7 +674,7 @@ impl<S: Stream> Client<S> {
                     return Err(reason.into());
                 }
                 Some(Event::Message(publish)) => {
-                    self.messages.push_back(Message::from(&publish));
+                    queue_message(&mut self.messages, &mut self.spare_messages, &publish);
                     Notice::MessageQueued
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
@@ -702,10 +800,26 @@ impl<S: Stream> Client<S> {
     fn drain_close_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             if let Event::Message(publish) = event {
-                self.messages.push_back(Message::from(&publish));
+                queue_message(&mut self.messages, &mut self.spare_messages, &publish);
             }
         }
     }
+}
+
+/// Queues a received message, in a spare's buffers when there is one.
+fn queue_message(
+    messages: &mut VecDeque<Message>,
+    spare_messages: &mut Vec<Message>,
+    publish: &Publish<'_>,
+) {
+    let message = match spare_messages.pop() {
+        Some(mut spare) => {
+            spare.set_from(publish);
+            spare
+        }
+        None => Message::from(publish),
+    };
+    messages.push_back(message);
 }
 
 fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {

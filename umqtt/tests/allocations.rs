@@ -1,0 +1,288 @@
+//! Steady-state publishing and receiving allocate nothing per message, against a real
+//! mosquitto.
+//!
+//! A counting global allocator wraps `System` and counts, per thread, every `alloc`,
+//! `alloc_zeroed` and `realloc`. Counting per thread keeps the test harness, the other tests
+//! running in parallel and the helper publisher threads out of the measurement. Each test
+//! warms the client up (buffers grow to their working size, the in-flight window fills once),
+//! then counts the allocations of the measuring thread over many more messages.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::thread;
+use std::time::Duration;
+
+use umqtt::simple::{Client, ClientConfig, Message};
+use umqtt::QoS;
+use umqtt_testkit::broker::Mosquitto;
+
+struct CountingAllocator;
+
+thread_local! {
+    // `const` and `Cell<u64>`: no lazy initialisation and no destructor, so the allocator can
+    // use it at any time without allocating or recursing.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; counting touches only a thread-local
+// `Cell`.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations made by the current thread while `f` runs.
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+const PAYLOAD: [u8; 64] = [0x5A; 64];
+const WARM_UP: usize = 2_000;
+const MEASURED: usize = 10_000;
+
+fn config(broker: &Mosquitto, client_id: &str) -> ClientConfig {
+    ClientConfig {
+        client_id: client_id.to_owned(),
+        server: "127.0.0.1".to_owned(),
+        port: Some(broker.port()),
+        response_timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    }
+}
+
+fn connected(broker: &Mosquitto, client_id: &str) -> Client {
+    let mut client = Client::with_config(config(broker, client_id));
+    client.connect(true).expect("connect");
+    client
+}
+
+#[test]
+fn publish_qos0_allocates_nothing_per_message() {
+    let broker = Mosquitto::start();
+    let mut client = connected(&broker, "alloc-qos0");
+    let publish = |client: &mut Client, count: usize| {
+        for _ in 0..count {
+            client
+                .publish("alloc/qos0", &PAYLOAD, QoS::AtMostOnce, false)
+                .expect("publish");
+        }
+    };
+    publish(&mut client, WARM_UP);
+    let allocations = allocations_during(|| publish(&mut client, MEASURED));
+    assert_eq!(
+        allocations, 0,
+        "QoS 0 publish: {allocations} allocations for {MEASURED} messages"
+    );
+
+    // Batched: publish_nowait accumulates, flush writes.
+    let batched = |client: &mut Client, count: usize| {
+        for i in 0..count {
+            client
+                .publish_nowait("alloc/qos0", &PAYLOAD, QoS::AtMostOnce, false)
+                .expect("publish_nowait");
+            if i % 100 == 99 {
+                client.flush().expect("flush");
+            }
+        }
+        client.flush().expect("flush");
+    };
+    batched(&mut client, WARM_UP);
+    let allocations = allocations_during(|| batched(&mut client, MEASURED));
+    assert_eq!(
+        allocations, 0,
+        "QoS 0 publish_nowait: {allocations} allocations for {MEASURED} messages"
+    );
+}
+
+#[test]
+fn publish_qos1_waiting_for_each_ack_allocates_nothing_per_message() {
+    let broker = Mosquitto::start();
+    let mut client = connected(&broker, "alloc-qos1");
+    let publish = |client: &mut Client, count: usize| {
+        for _ in 0..count {
+            let id = client
+                .publish("alloc/qos1", &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish");
+            assert!(id.is_some());
+        }
+    };
+    publish(&mut client, WARM_UP);
+    let allocations = allocations_during(|| publish(&mut client, MEASURED));
+    assert_eq!(
+        allocations, 0,
+        "QoS 1 publish: {allocations} allocations for {MEASURED} messages"
+    );
+}
+
+#[test]
+fn publish_qos1_pipelined_allocates_nothing_per_message() {
+    // The default window (20) matches mosquitto's default max_inflight_messages.
+    let broker = Mosquitto::start();
+    let mut client = connected(&broker, "alloc-qos1-pipelined");
+    let publish = |client: &mut Client, count: usize| {
+        for i in 0..count {
+            client
+                .publish_nowait("alloc/qos1", &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish_nowait");
+            if i % 500 == 499 {
+                client
+                    .wait_all_published(Duration::from_secs(10))
+                    .expect("wait_all_published");
+            }
+        }
+        client
+            .wait_all_published(Duration::from_secs(10))
+            .expect("wait_all_published");
+    };
+    publish(&mut client, WARM_UP);
+    let allocations = allocations_during(|| publish(&mut client, MEASURED));
+    assert_eq!(
+        allocations, 0,
+        "pipelined QoS 1: {allocations} allocations for {MEASURED} messages"
+    );
+}
+
+/// Publishes `count` messages (64 B) on `topic` from another thread, at QoS 1 so that none is
+/// lost and the receiver sees exactly `count`.
+fn publish_from_thread(
+    broker: &Mosquitto,
+    topic: &'static str,
+    count: usize,
+) -> thread::JoinHandle<()> {
+    let mut publisher = connected(broker, &format!("publisher-{topic}"));
+    thread::spawn(move || {
+        for i in 0..count {
+            publisher
+                .publish_nowait(topic, &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish_nowait");
+            if i % 200 == 199 {
+                publisher
+                    .wait_all_published(Duration::from_secs(10))
+                    .expect("wait_all_published");
+            }
+        }
+        publisher
+            .wait_all_published(Duration::from_secs(10))
+            .expect("wait_all_published");
+    })
+}
+
+fn subscribed(broker: &Mosquitto, client_id: &str, filter: &str, qos: QoS) -> Client {
+    let mut client = connected(broker, client_id);
+    client.subscribe(filter, qos).expect("subscribe");
+    client
+}
+
+#[test]
+fn receive_allocates_nothing_per_message() {
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+        let broker = Mosquitto::start();
+        let mut receiver = subscribed(&broker, "alloc-receiver", "alloc/in", qos);
+        let publisher = publish_from_thread(&broker, "alloc/in", WARM_UP + MEASURED);
+        let mut message = Message::default();
+        let mut receive = |receiver: &mut Client, count: usize| {
+            for _ in 0..count {
+                receiver.wait_msg_into(&mut message).expect("wait_msg_into");
+                assert_eq!(message.payload.len(), PAYLOAD.len());
+            }
+        };
+        receive(&mut receiver, WARM_UP);
+        let allocations = allocations_during(|| receive(&mut receiver, MEASURED));
+        publisher.join().expect("publisher thread");
+        assert_eq!(
+            allocations, 0,
+            "receive at {qos:?}: {allocations} allocations for {MEASURED} messages"
+        );
+    }
+}
+
+/// Messages that arrive while a call waits for its acknowledgement are queued inside the
+/// client; the queue recycles the buffers that `check_msg_into` hands back.
+#[test]
+fn messages_queued_during_an_ack_wait_allocate_nothing() {
+    let broker = Mosquitto::start();
+    let mut client = subscribed(&broker, "alloc-echo", "alloc/echo/#", QoS::AtLeastOnce);
+    let mut message = Message::default();
+    let mut round = |client: &mut Client, count: usize| {
+        for _ in 0..count {
+            // The broker echoes this publish back to us, possibly before its PUBACK: it is
+            // then queued while `publish` waits.
+            client
+                .publish("alloc/echo/1", &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish");
+            client
+                .publish("alloc/echo/2", &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish");
+            let mut received = 0;
+            while received < 2 {
+                if client.check_msg_into(&mut message).expect("check_msg_into") {
+                    received += 1;
+                } else {
+                    assert!(client
+                        .wait_msg_timeout_into(&mut message, Duration::from_secs(10))
+                        .expect("wait_msg_timeout_into"));
+                    received += 1;
+                }
+            }
+        }
+    };
+    round(&mut client, WARM_UP / 2);
+    let allocations = allocations_during(|| round(&mut client, MEASURED / 2));
+    assert_eq!(
+        allocations, 0,
+        "echo: {allocations} allocations for {MEASURED} messages"
+    );
+}
+
+/// The control: the counter does see allocations, and `wait_msg`, which hands out an owned
+/// `Message`, allocates its topic and payload for every message.
+#[test]
+fn counter_sees_the_allocations_of_wait_msg() {
+    let broker = Mosquitto::start();
+    let mut receiver = subscribed(&broker, "alloc-owned", "alloc/owned", QoS::AtLeastOnce);
+    let count = 1_000;
+    let publisher = publish_from_thread(&broker, "alloc/owned", WARM_UP + count);
+    for _ in 0..WARM_UP {
+        receiver.wait_msg().expect("wait_msg");
+    }
+    let mut kept = Vec::with_capacity(count);
+    let allocations = allocations_during(|| {
+        for _ in 0..count {
+            kept.push(receiver.wait_msg().expect("wait_msg"));
+        }
+    });
+    publisher.join().expect("publisher thread");
+    assert!(
+        allocations >= 2 * count as u64,
+        "wait_msg: only {allocations} allocations for {count} messages"
+    );
+}
