@@ -20,3 +20,8 @@ pub use simple::{Client, ClientConfig, Message};
 pub use transport::{TlsConfig, TransportError};
 pub use umqtt_core::packet::{ConnectReturnCode, PacketId, ProtocolVersion, QoS};
 pub use umqtt_core::session::{CloseReason, ProtocolError, UsageError};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

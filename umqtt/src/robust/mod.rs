@@ -231,6 +231,7 @@ impl Default for RobustConfig {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Outcome {
     Delivered,
     Expired,
@@ -293,6 +294,8 @@ pub struct Client {
     /// Durable outbox for guaranteed messages, if any.
     store: Option<Box<dyn OutboxStore>>,
     last_durable_commit: Instant,
+    /// Cached earliest deadline of pending messages (see `next_expiry`).
+    earliest_deadline: Option<Instant>,
     stats: Stats,
 }
 
@@ -336,6 +339,7 @@ impl Client {
             handler: None,
             store: None,
             last_durable_commit: now,
+            earliest_deadline: None,
             stats: Stats::default(),
         }
     }
@@ -558,6 +562,10 @@ impl Client {
             self.settle_dropped(id, DropReason::QueueOverflow);
         }
         self.queued_bytes += batch_bytes;
+        if let Some(deadline) = deadline.filter(|_| !batch.is_empty()) {
+            self.earliest_deadline =
+                Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
+        }
         self.queue.extend(batch);
         self.rearm(now);
         self.step(now)?;
@@ -713,7 +721,7 @@ impl Client {
             // NoRetry messages never wait for a later attempt.
             self.drop_waiting(
                 |p| p.delivery == Delivery::NoRetry,
-                DropReason::NotConnected,
+                Outcome::Dropped(DropReason::NotConnected),
             );
         } else {
             self.collect_completions();
@@ -845,21 +853,10 @@ impl Client {
             detail: error.to_string(),
         });
         // NoRetry messages die with the link.
-        let mut index = 0;
-        while index < self.in_session.len() {
-            let pending = &self.in_session[index];
-            let cancellable = pending.delivery == Delivery::NoRetry
-                && pending
-                    .packet_id
-                    .is_none_or(|id| self.simple.cancel_publish(id));
-            if cancellable {
-                if let Some(pending) = self.in_session.remove(index) {
-                    self.settle(pending, Outcome::Dropped(DropReason::LinkLost));
-                }
-            } else {
-                index += 1;
-            }
-        }
+        self.withdraw(
+            |p| p.delivery == Delivery::NoRetry,
+            Outcome::Dropped(DropReason::LinkLost),
+        );
         self.link = Link::Down {
             consecutive: 0,
             outage_started: now,
@@ -894,7 +891,7 @@ impl Client {
         // NoRetry messages never wait for a later attempt.
         self.drop_waiting(
             |p| p.delivery == Delivery::NoRetry,
-            DropReason::NotConnected,
+            Outcome::Dropped(DropReason::NotConnected),
         );
         if next_attempt.is_none() {
             self.drop_unguaranteed();
@@ -907,32 +904,40 @@ impl Client {
     }
 
     fn drop_unguaranteed(&mut self) {
-        self.drop_waiting(
+        self.withdraw(
             |p| p.delivery != Delivery::Guaranteed,
-            DropReason::PolicyStopped,
+            Outcome::Dropped(DropReason::PolicyStopped),
         );
+    }
+
+    /// Settles every message matching `predicate` with `outcome`: all those still waiting,
+    /// and those handed to the session if it lets go of them (not a QoS 2 message after
+    /// PUBREC: the broker owns it then).
+    fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        self.drop_waiting(&predicate, outcome);
         let mut index = 0;
         while index < self.in_session.len() {
             let pending = &self.in_session[index];
-            let droppable = pending.delivery != Delivery::Guaranteed
+            let withdrawn = predicate(pending)
                 && pending
                     .packet_id
                     .is_none_or(|id| self.simple.cancel_publish(id));
-            if droppable {
-                if let Some(pending) = self.in_session.remove(index) {
-                    self.settle(pending, Outcome::Dropped(DropReason::PolicyStopped));
-                }
-            } else {
-                index += 1;
+            match withdrawn.then(|| self.in_session.remove(index)).flatten() {
+                Some(pending) => self.settle(pending, outcome),
+                None => index += 1,
             }
         }
     }
 
-    fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, reason: DropReason) {
+    /// Settles the waiting (not yet handed over) messages matching `predicate`.
+    fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        if !self.queue.iter().any(&predicate) {
+            return;
+        }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for pending in std::mem::take(&mut self.queue) {
             if predicate(&pending) {
-                self.settle(pending, Outcome::Dropped(reason));
+                self.settle(pending, outcome);
             } else {
                 kept.push_back(pending);
             }
@@ -1053,40 +1058,23 @@ impl Client {
         }
     }
 
+    /// The earliest delivery deadline; may be earlier than the real one after messages
+    /// settled (the next expiry pass corrects it), never later.
     fn next_expiry(&self) -> Option<Instant> {
-        self.in_session
-            .iter()
-            .chain(self.queue.iter())
-            .filter_map(|p| p.deadline)
-            .min()
+        self.earliest_deadline
     }
 
     fn expire(&mut self, now: Instant) {
-        let expired = |p: &Pending| p.deadline.is_some_and(|d| d <= now);
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for pending in std::mem::take(&mut self.queue) {
-            if expired(&pending) {
-                self.settle(pending, Outcome::Expired);
-            } else {
-                kept.push_back(pending);
-            }
+        if self.next_expiry().is_none_or(|at| at > now) {
+            return;
         }
-        self.queue = kept;
-        let mut index = 0;
-        while index < self.in_session.len() {
-            let pending = &self.in_session[index];
-            let withdraw = expired(pending)
-                && pending
-                    .packet_id
-                    .is_none_or(|id| self.simple.cancel_publish(id));
-            if withdraw {
-                if let Some(pending) = self.in_session.remove(index) {
-                    self.settle(pending, Outcome::Expired);
-                }
-            } else {
-                index += 1;
-            }
-        }
+        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
+        self.earliest_deadline = self
+            .in_session
+            .iter()
+            .chain(self.queue.iter())
+            .filter_map(|p| p.deadline)
+            .min();
     }
 
     /// Ends a message's life: exactly one event says how, and the store forgets it.
