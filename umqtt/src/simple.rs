@@ -594,6 +594,13 @@ impl<S: Stream> Client<S> {
         }
     }
 
+    /// Reads whatever has already arrived, without waiting, and answers it.
+    pub(crate) fn pump(&mut self) -> Result<(), Error> {
+        self.require_connection()?;
+        self.read_available(true)?;
+        self.flush()
+    }
+
     /// Takes the next queued received message, if any, without touching the network.
     pub(crate) fn pop_message(&mut self) -> Option<Message> {
         self.messages.pop_front()

@@ -791,15 +791,16 @@ impl Client {
             });
         match result {
             Ok(session_present) => Ok(session_present),
-            Err(e) => {
-                let kind = classify(&e);
-                if matches!(self.link, Link::Up) {
-                    // Connected, then failed while renewing subscriptions.
-                    self.link_lost(kind, &e, Instant::now());
-                } else {
-                    self.next_server += 1;
-                    self.attempt_failed(kind, &e, now);
+            Err(e) if matches!(self.link, Link::Up) => {
+                // Connected, then renewing subscriptions failed: a refusal leaves the link up.
+                if e.is_connection_lost() || matches!(e, Error::Usage(UsageError::NotConnected)) {
+                    self.link_lost(classify(&e), &e, Instant::now());
                 }
+                Err(e)
+            }
+            Err(e) => {
+                self.next_server += 1;
+                self.attempt_failed(classify(&e), &e, now);
                 Err(e)
             }
         }
@@ -974,8 +975,20 @@ impl Client {
         }
     }
 
-    /// Moves waiting messages into the session while its in-flight window has room.
+    /// Moves waiting messages into the session while its in-flight window has room; when it is
+    /// full, reads the acknowledgements already there without waiting, to make room.
     fn hand_off(&mut self) {
+        let window = usize::from(self.simple.config().max_in_flight.max(1));
+        if !self.queue.is_empty() && self.simple.pending_publishes() >= window {
+            if self.simple.pump().is_err() {
+                return; // the next drive reports the broken link
+            }
+            self.collect_completions();
+        }
+        self.fill_session();
+    }
+
+    fn fill_session(&mut self) {
         let window = usize::from(self.simple.config().max_in_flight.max(1));
         while let Some(front) = self.queue.front() {
             if front.qos != QoS::AtMostOnce && self.simple.pending_publishes() >= window {
