@@ -26,7 +26,10 @@ fn client(broker: &Mosquitto, client_id: &str) -> Client {
 
 fn connected(broker: &Mosquitto, client_id: &str) -> Client {
     let mut c = client(broker, client_id);
-    assert!(!c.connect(true).expect("connect"), "clean session has no session present");
+    assert!(
+        !c.connect(true).expect("connect"),
+        "clean session has no session present"
+    );
     c
 }
 
@@ -46,15 +49,26 @@ fn expect_silence(c: &mut Client, wait: Duration) {
 fn connect_publish_subscribe_disconnect() {
     let broker = Mosquitto::start();
     let mut sub = connected(&broker, "sub");
-    assert_eq!(sub.subscribe("a/#", QoS::ExactlyOnce).unwrap(), QoS::ExactlyOnce);
+    assert_eq!(
+        sub.subscribe("a/#", QoS::ExactlyOnce).unwrap(),
+        QoS::ExactlyOnce
+    );
     let mut publisher = connected(&broker, "pub");
-    publisher.publish("a/b", b"hello", QoS::AtMostOnce, false).unwrap();
+    publisher
+        .publish("a/b", b"hello", QoS::AtMostOnce, false)
+        .unwrap();
     let m = expect_message(&mut sub);
-    assert_eq!((m.topic.as_str(), m.payload.as_slice(), m.qos, m.retain), ("a/b", &b"hello"[..], QoS::AtMostOnce, false));
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice(), m.qos, m.retain),
+        ("a/b", &b"hello"[..], QoS::AtMostOnce, false)
+    );
     publisher.ping().unwrap();
     publisher.disconnect().unwrap();
     assert!(!publisher.is_connected());
-    assert!(matches!(publisher.publish("a/b", b"x", QoS::AtMostOnce, false), Err(Error::Usage(_))));
+    assert!(matches!(
+        publisher.publish("a/b", b"x", QoS::AtMostOnce, false),
+        Err(Error::Usage(_))
+    ));
     sub.disconnect().unwrap();
 }
 
@@ -62,13 +76,23 @@ fn connect_publish_subscribe_disconnect() {
 fn qos_levels_in_both_directions() {
     let broker = Mosquitto::start();
     let mut sub = connected(&broker, "sub-qos");
-    sub.subscribe_many(&[("q/0", QoS::AtMostOnce), ("q/1", QoS::AtLeastOnce), ("q/2", QoS::ExactlyOnce)])
-        .unwrap();
+    sub.subscribe_many(&[
+        ("q/0", QoS::AtMostOnce),
+        ("q/1", QoS::AtLeastOnce),
+        ("q/2", QoS::ExactlyOnce),
+    ])
+    .unwrap();
     let mut publisher = connected(&broker, "pub-qos");
     for publish_qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
-        for (topic, sub_qos) in [("q/0", QoS::AtMostOnce), ("q/1", QoS::AtLeastOnce), ("q/2", QoS::ExactlyOnce)] {
+        for (topic, sub_qos) in [
+            ("q/0", QoS::AtMostOnce),
+            ("q/1", QoS::AtLeastOnce),
+            ("q/2", QoS::ExactlyOnce),
+        ] {
             let payload = format!("{publish_qos:?}->{topic}");
-            let id = publisher.publish(topic, payload.as_bytes(), publish_qos, false).unwrap();
+            let id = publisher
+                .publish(topic, payload.as_bytes(), publish_qos, false)
+                .unwrap();
             assert_eq!(id.is_some(), publish_qos != QoS::AtMostOnce);
             let m = expect_message(&mut sub);
             assert_eq!(m.topic, topic);
@@ -85,13 +109,20 @@ fn qos_levels_in_both_directions() {
 fn retained_message_reaches_new_subscriber() {
     let broker = Mosquitto::start();
     let mut publisher = connected(&broker, "pub-retain");
-    publisher.publish("r/state", b"on", QoS::AtLeastOnce, true).unwrap();
+    publisher
+        .publish("r/state", b"on", QoS::AtLeastOnce, true)
+        .unwrap();
     let mut sub = connected(&broker, "sub-retain");
     sub.subscribe("r/#", QoS::AtLeastOnce).unwrap();
     let m = expect_message(&mut sub);
-    assert_eq!((m.topic.as_str(), m.payload.as_slice(), m.retain), ("r/state", &b"on"[..], true));
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice(), m.retain),
+        ("r/state", &b"on"[..], true)
+    );
     // A live publish is not flagged retained for an existing subscriber.
-    publisher.publish("r/state", b"off", QoS::AtLeastOnce, true).unwrap();
+    publisher
+        .publish("r/state", b"off", QoS::AtLeastOnce, true)
+        .unwrap();
     let m = expect_message(&mut sub);
     assert_eq!((m.payload.as_slice(), m.retain), (&b"off"[..], false));
 }
@@ -118,20 +149,28 @@ fn last_will_published_when_socket_dies_not_on_disconnect() {
     }
     drop(doomed);
     let m = expect_message(&mut watcher);
-    assert_eq!((m.topic.as_str(), m.payload.as_slice(), m.qos), ("will/doomed", &b"lost"[..], QoS::AtLeastOnce));
+    assert_eq!(
+        (m.topic.as_str(), m.payload.as_slice(), m.qos),
+        ("will/doomed", &b"lost"[..], QoS::AtLeastOnce)
+    );
 }
 
 #[test]
 fn persistent_session_queues_messages_while_offline() {
     let broker = Mosquitto::builder().persistence(true).start();
     let mut sub = client(&broker, "persistent-sub");
-    assert!(!sub.connect(false).unwrap(), "first connection has no stored session");
+    assert!(
+        !sub.connect(false).unwrap(),
+        "first connection has no stored session"
+    );
     sub.subscribe("p/#", QoS::AtLeastOnce).unwrap();
     sub.disconnect().unwrap();
 
     let mut publisher = connected(&broker, "pub-offline");
     for i in 0..5 {
-        publisher.publish("p/x", format!("{i}").as_bytes(), QoS::AtLeastOnce, false).unwrap();
+        publisher
+            .publish("p/x", format!("{i}").as_bytes(), QoS::AtLeastOnce, false)
+            .unwrap();
     }
     publisher.disconnect().unwrap();
 
@@ -153,12 +192,17 @@ fn persistent_session_survives_broker_restart() {
     sub.disconnect().unwrap();
     let mut publisher = connected(&broker, "restart-pub");
     for i in 0..3 {
-        publisher.publish("s/x", format!("{i}").as_bytes(), QoS::AtLeastOnce, false).unwrap();
+        publisher
+            .publish("s/x", format!("{i}").as_bytes(), QoS::AtLeastOnce, false)
+            .unwrap();
     }
     publisher.disconnect().unwrap();
     broker.stop();
     broker.restart();
-    assert!(sub.connect(false).unwrap(), "session restored from mosquitto.db");
+    assert!(
+        sub.connect(false).unwrap(),
+        "session restored from mosquitto.db"
+    );
     for i in 0..3 {
         assert_eq!(expect_message(&mut sub).payload, format!("{i}").as_bytes());
     }
@@ -167,7 +211,10 @@ fn persistent_session_survives_broker_restart() {
 #[test]
 fn keepalive_pingreq_is_sent_automatically() {
     let broker = Mosquitto::start();
-    let mut c = Client::with_config(ClientConfig { keep_alive: 1, ..config(&broker, "pinger") });
+    let mut c = Client::with_config(ClientConfig {
+        keep_alive: 1,
+        ..config(&broker, "pinger")
+    });
     c.connect(true).unwrap();
     // Nothing to receive: wait_msg must keep the connection alive on its own.
     expect_silence(&mut c, Duration::from_millis(2_500));
@@ -178,7 +225,8 @@ fn keepalive_pingreq_is_sent_automatically() {
         broker.log_contents()
     );
     // Still usable after several keepalive periods.
-    c.publish("k", b"still here", QoS::AtLeastOnce, false).unwrap();
+    c.publish("k", b"still here", QoS::AtLeastOnce, false)
+        .unwrap();
 }
 
 #[test]
@@ -204,7 +252,10 @@ fn credentials_accepted_and_refused() {
     assert!(!bad.is_connected());
 
     let mut anonymous = client(&broker, "anon");
-    assert!(matches!(anonymous.connect(true), Err(Error::ConnectionRefused(ConnectReturnCode::NotAuthorized))));
+    assert!(matches!(
+        anonymous.connect(true),
+        Err(Error::ConnectionRefused(ConnectReturnCode::NotAuthorized))
+    ));
 }
 
 #[test]
@@ -219,7 +270,8 @@ fn tls_with_generated_ca_accepted_and_wrong_ca_refused() {
     let mut good = Client::with_config(tls_config(certs.ca()));
     good.connect(true).unwrap();
     good.subscribe("tls/#", QoS::AtLeastOnce).unwrap();
-    good.publish("tls/x", b"secret", QoS::AtLeastOnce, false).unwrap();
+    good.publish("tls/x", b"secret", QoS::AtLeastOnce, false)
+        .unwrap();
     assert_eq!(expect_message(&mut good).payload, b"secret");
     good.disconnect().unwrap();
 
@@ -234,11 +286,16 @@ fn tls_with_generated_ca_accepted_and_wrong_ca_refused() {
 fn unsubscribe_stops_delivery() {
     let broker = Mosquitto::start();
     let mut sub = connected(&broker, "unsub");
-    sub.subscribe_many(&[("u/a", QoS::AtLeastOnce), ("u/b", QoS::AtLeastOnce)]).unwrap();
+    sub.subscribe_many(&[("u/a", QoS::AtLeastOnce), ("u/b", QoS::AtLeastOnce)])
+        .unwrap();
     sub.unsubscribe("u/a").unwrap();
     let mut publisher = connected(&broker, "unsub-pub");
-    publisher.publish("u/a", b"1", QoS::AtLeastOnce, false).unwrap();
-    publisher.publish("u/b", b"2", QoS::AtLeastOnce, false).unwrap();
+    publisher
+        .publish("u/a", b"1", QoS::AtLeastOnce, false)
+        .unwrap();
+    publisher
+        .publish("u/b", b"2", QoS::AtLeastOnce, false)
+        .unwrap();
     let m = expect_message(&mut sub);
     assert_eq!(m.topic, "u/b");
     expect_silence(&mut sub, Duration::from_millis(300));
@@ -247,19 +304,30 @@ fn unsubscribe_stops_delivery() {
 #[test]
 fn pipelined_qos1_and_qos2_count_every_message() {
     let broker = Mosquitto::start();
-    let mut sub = Client::with_config(ClientConfig { max_queued_messages: 10_000, ..config(&broker, "count-sub") });
+    let mut sub = Client::with_config(ClientConfig {
+        max_queued_messages: 10_000,
+        ..config(&broker, "count-sub")
+    });
     sub.connect(true).unwrap();
     sub.subscribe("c/#", QoS::ExactlyOnce).unwrap();
     let mut publisher = connected(&broker, "count-pub");
     let total = 2_000;
     for i in 0..total {
-        let qos = if i % 2 == 0 { QoS::AtLeastOnce } else { QoS::ExactlyOnce };
-        publisher.publish_nowait("c/n", format!("{i}").as_bytes(), qos, false).unwrap();
+        let qos = if i % 2 == 0 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        publisher
+            .publish_nowait("c/n", format!("{i}").as_bytes(), qos, false)
+            .unwrap();
         if i % 100 == 99 {
             publisher.flush().unwrap();
         }
     }
-    publisher.wait_all_published(Duration::from_secs(20)).unwrap();
+    publisher
+        .wait_all_published(Duration::from_secs(20))
+        .unwrap();
     assert_eq!(publisher.pending_publishes(), 0);
     let started = Instant::now();
     let mut seen = vec![false; total];
@@ -278,6 +346,12 @@ fn pipelined_qos1_and_qos2_count_every_message() {
 #[test]
 fn connect_to_closed_port_is_a_transport_error() {
     let port = umqtt_testkit::broker::free_port();
-    let mut c = Client::with_config(ClientConfig { port: Some(port), ..ClientConfig::default() });
-    assert!(matches!(c.connect(true), Err(Error::Transport(TransportError::Connect { .. }))));
+    let mut c = Client::with_config(ClientConfig {
+        port: Some(port),
+        ..ClientConfig::default()
+    });
+    assert!(matches!(
+        c.connect(true),
+        Err(Error::Transport(TransportError::Connect { .. }))
+    ));
 }
