@@ -19,7 +19,8 @@
 //! - the child's CPU window runs from its first publish until the subscriber has everything.
 //!
 //! Results go to stdout as markdown; `--update-benchmarks-md` also replaces the generated
-//! section of `BENCHMARKS.md`.
+//! section of `BENCHMARKS.md`. To profile a client, set `UMQTT_BENCH_CHILD_WRAPPER` (e.g.
+//! `valgrind --tool=callgrind`): every child runs under it.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -106,10 +107,22 @@ const VARIANTS: &[Variant] = &[
         how: "simple `publish_nowait(.., QoS 1)` × `--chunk`, then `wait_all_published`",
     },
     Variant {
-        name: "umqtt-robust",
+        name: "robust-qos0",
+        kind: Kind::Robust,
+        mode: Mode::Qos0,
+        how: "robust `publish(.., QoS 0)` × `--chunk`, then `flush` (FixedDelay policy, clean session, in-memory queue)",
+    },
+    Variant {
+        name: "robust-qos1-wait",
+        kind: Kind::Robust,
+        mode: Mode::Qos1Wait,
+        how: "robust `publish(.., QoS 1)` then `flush` (returns when delivered)",
+    },
+    Variant {
+        name: "robust-qos1-pipelined",
         kind: Kind::Robust,
         mode: Mode::Qos1Pipelined,
-        how: "TODO: robust: not built yet",
+        how: "robust `publish(.., QoS 1)` × `--chunk`, then `flush`",
     },
     Variant {
         name: "rumqttc-qos0",
@@ -346,7 +359,9 @@ fn child_main(args: &Args, name: &str) {
         (Kind::Rumqttc, mode) => {
             rumqttc_publisher(args, mode, n, &payload, &mut start, &mut latencies)
         }
-        (Kind::Robust, _) => panic!("umqtt::robust is not built yet"),
+        (Kind::Robust, mode) => {
+            robust_publisher(args, mode, n, &payload, &mut start, &mut latencies)
+        }
     }
     let published_ns = monotonic_ns();
     // The CPU window ends when the parent's subscriber has every message.
@@ -483,6 +498,65 @@ fn umqtt_publisher(
             client
                 .wait_all_published(Duration::from_secs(30))
                 .expect("wait_all_published");
+        }
+    }
+}
+
+fn robust_publisher(
+    args: &Args,
+    mode: Mode,
+    n: usize,
+    payload: &[u8],
+    start: &mut dyn FnMut(),
+    latencies: &mut Latencies,
+) {
+    use umqtt::robust::{Client, FixedDelay, RobustConfig};
+
+    let config = ClientConfig {
+        client_id: "umqtt-robust-bench".to_owned(),
+        server: "127.0.0.1".to_owned(),
+        port: Some(args.port),
+        max_in_flight: args.window,
+        response_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let robust = RobustConfig {
+        clean_session: true,
+        ..RobustConfig::default()
+    };
+    let mut client = Client::with_robust_config(config, FixedDelay::default(), robust);
+    // Events (Delivered per message) are consumed as they come, not queued.
+    client.set_event_handler(|_| {});
+    client.connect().expect("robust connect");
+    let topic = args.topic.as_str();
+    let flush = |client: &mut Client| {
+        assert!(
+            client.flush(Duration::from_secs(30)).expect("flush"),
+            "robust: messages still pending"
+        );
+    };
+    let qos = match mode {
+        Mode::Qos0 => QoS::AtMostOnce,
+        Mode::Qos1Wait | Mode::Qos1Pipelined => QoS::AtLeastOnce,
+    };
+    start();
+    match mode {
+        Mode::Qos1Wait => {
+            for _ in 0..n {
+                let sent = monotonic_ns();
+                client.publish(topic, payload, qos, false).expect("publish");
+                flush(&mut client);
+                latencies.0.push(monotonic_ns() - sent);
+            }
+        }
+        Mode::Qos0 | Mode::Qos1Pipelined => {
+            for i in 0..n {
+                client.publish(topic, payload, qos, false).expect("publish");
+                if (i + 1) % args.chunk == 0 {
+                    flush(&mut client);
+                }
+            }
+            flush(&mut client);
         }
     }
 }
@@ -666,7 +740,19 @@ fn run_variant(args: &Args, broker: &Mosquitto, variant: &Variant, repeat: usize
     let topic = format!("bench/{}/{repeat}", variant.name);
     let subscriber = start_subscriber(broker.port(), &topic, n);
     let broker_cpu_before = broker.pid().and_then(process_cpu_us);
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+    let exe = std::env::current_exe().expect("current_exe");
+    // Profiling: UMQTT_BENCH_CHILD_WRAPPER="valgrind --tool=callgrind" runs each child under it.
+    let wrapper = std::env::var("UMQTT_BENCH_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut command = match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(&exe);
+            command
+        }
+        None => Command::new(&exe),
+    };
+    let mut child = command
         .args(["--child", variant.name])
         .args(["--port", &broker.port().to_string()])
         .args(["--topic", &topic])
@@ -785,9 +871,6 @@ fn parent_main(args: &Args) {
     // Interleave the repeats so that slow drifts of the machine hit every variant alike.
     for repeat in 0..args.repeats {
         for (variant, summary) in results.iter_mut() {
-            if variant.kind == Kind::Robust {
-                continue;
-            }
             let run = run_variant(args, &broker, variant, repeat);
             eprintln!(
                 "{:<24} run {}: {:>10.0} msg/s, client {:>7.0} ns/msg, rss {:>6} KiB, p50 {:>7} ns, p99 {:>7} ns, broker {:>6.0} ns/msg",
