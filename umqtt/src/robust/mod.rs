@@ -1039,35 +1039,33 @@ impl Client {
     }
 
     fn collect_completions(&mut self) {
+        let mut discarded = Vec::new();
         while let Some(completion) = self.simple.take_completion() {
-            match completion {
-                Completion::Published(packet_id) => {
-                    let Some(index) = self
-                        .in_session
-                        .iter()
-                        .position(|p| p.packet_id == Some(packet_id))
-                    else {
-                        continue;
-                    };
-                    if let Some(pending) = self.in_session.remove(index) {
-                        self.settle(pending, Outcome::Delivered);
-                    }
-                }
-                Completion::Discarded(packet_id) => {
-                    // A clean session dropped it: publish it again as a new message, ahead of
-                    // what was queued after it.
-                    if let Some(index) = self
-                        .in_session
-                        .iter()
-                        .position(|p| p.packet_id == Some(packet_id))
-                    {
-                        if let Some(mut pending) = self.in_session.remove(index) {
-                            pending.packet_id = None;
-                            self.queue.push_front(pending);
-                        }
-                    }
-                }
+            let (packet_id, published) = match completion {
+                Completion::Published(packet_id) => (packet_id, true),
+                Completion::Discarded(packet_id) => (packet_id, false),
+            };
+            let Some(index) = self
+                .in_session
+                .iter()
+                .position(|p| p.packet_id == Some(packet_id))
+            else {
+                continue;
+            };
+            let Some(mut pending) = self.in_session.remove(index) else {
+                continue;
+            };
+            if published {
+                self.settle(pending, Outcome::Delivered);
+            } else {
+                // A clean session dropped it: publish it again as a new message.
+                pending.packet_id = None;
+                discarded.push(pending);
             }
+        }
+        // Ahead of what was queued after them, in their original order.
+        for pending in discarded.into_iter().rev() {
+            self.queue.push_front(pending);
         }
     }
 
