@@ -95,8 +95,10 @@ fn binary_len(b: &[u8]) -> Result<usize, EncodeError> {
 }
 
 fn topic_name_len(topic: &str) -> Result<usize, EncodeError> {
+    // A valid topic name has no U+0000 and fits in a string (the checks of `string_len`),
+    // so the bytes are scanned once.
     validate_topic_name(topic).map_err(EncodeError::InvalidTopicName)?;
-    string_len(topic)
+    Ok(2 + topic.len())
 }
 
 fn topic_filter_len(filter: &str) -> Result<usize, EncodeError> {
