@@ -138,27 +138,15 @@ pub struct ConnectArgs {
     pub help: Option<bool>,
 }
 
-/// Flags for the robust client. Only parsed today: anything but `--policy none` is refused.
+/// Flags for the robust client.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Reconnection")]
 pub struct RobustArgs {
-    /// What to do when the connection is lost: none, fixed:2s, backoff:1s..60s, deadline:15s,
-    /// guaranteed (only `none` works until the robust client is built)
-    #[arg(long = "policy", value_name = "POLICY", default_value = "none",
-          value_parser = PolicySpec::parse)]
-    pub policy: PolicySpec,
-}
-
-impl RobustArgs {
-    /// Refuses policies the simple client cannot honour.
-    pub fn require_simple_client(&self) -> Result<(), CliError> {
-        match self.policy {
-            PolicySpec::None => Ok(()),
-            _ => Err(CliError::failed(
-                "--policy needs the robust client (not built yet)",
-            )),
-        }
-    }
+    /// Use the reconnecting client with this policy: none (no retry), fixed:2s, backoff:1s..60s,
+    /// deadline:15s (messages expire), guaranteed (retry until delivered, battery-aware).
+    /// Without it, a lost connection ends the command
+    #[arg(long = "policy", value_name = "POLICY", value_parser = PolicySpec::parse)]
+    pub policy: Option<PolicySpec>,
 }
 
 fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
@@ -186,8 +174,6 @@ pub struct Settings {
     pub will: Option<(String, Vec<u8>, QoS, bool)>,
     /// Log packets on stderr.
     pub debug: bool,
-    /// Protocol version for CONNECT.
-    pub protocol: ProtocolVersion,
     /// The topic part of `-L`, if any.
     pub url_topic: Option<String>,
 }
@@ -266,12 +252,12 @@ impl ConnectArgs {
                 username,
                 password,
                 keep_alive: self.keepalive,
+                protocol: self.protocol,
                 ..ClientConfig::default()
             },
             clean_session: !self.disable_clean_session,
             will,
             debug: self.debug,
-            protocol: self.protocol,
             url_topic: url.and_then(|u| u.topic),
         })
     }
@@ -305,11 +291,7 @@ pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
         config.tls.as_ref(),
         config.connect_timeout,
     )?;
-    let stream = CliStream::new(
-        transport,
-        settings.debug.then(|| config.client_id.clone()),
-        settings.protocol,
-    );
+    let stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
     let mut client = Client::with_config(config);
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use umqtt::transport::TransportError;
@@ -91,6 +92,24 @@ impl From<TransportError> for CliError {
     fn from(error: TransportError) -> Self {
         CliError::Failed(describe_transport(&error))
     }
+}
+
+/// Set while a library call that catches its own panics runs (see [`quiet_panics`]).
+static PANICS_CAUGHT_ELSEWHERE: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f`, whose panics are caught and turned into errors by the library (redb on a
+/// damaged outbox file), with the panic hook silenced so that no crash line is printed for
+/// them.
+pub fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    PANICS_CAUGHT_ELSEWHERE.store(true, Ordering::SeqCst);
+    let result = f();
+    PANICS_CAUGHT_ELSEWHERE.store(false, Ordering::SeqCst);
+    result
+}
+
+/// Whether the panic hook should stay quiet (see [`quiet_panics`]).
+pub fn panics_caught_elsewhere() -> bool {
+    PANICS_CAUGHT_ELSEWHERE.load(Ordering::SeqCst)
 }
 
 /// Writes `Error: {message}` on one line to stderr. Write failures are ignored: there is no

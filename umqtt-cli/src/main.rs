@@ -13,6 +13,7 @@ mod common;
 mod error;
 mod policy;
 mod pub_cmd;
+mod reconnect;
 mod stream;
 mod sub_cmd;
 mod url;
@@ -129,6 +130,9 @@ fn invoked_command() -> String {
 /// A bug must not greet the user with a backtrace: one line, then exit status 101.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
+        if error::panics_caught_elsewhere() {
+            return;
+        }
         let payload = info.payload();
         let what = payload
             .downcast_ref::<&str>()

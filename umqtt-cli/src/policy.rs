@@ -1,14 +1,30 @@
 //! The `--policy` flag: what to do when the connection is lost.
 //!
-//! Parsed here so that bad syntax is reported before anything connects. Only `none` (the
-//! simple client: a lost connection ends the command) works today; the other policies need
-//! the robust client, which will map a [`PolicySpec`] onto its own policy type.
+//! Parsed here so that bad syntax is reported before anything connects, and mapped onto the
+//! robust client's policies ([`PolicySpec::for_publishing`], [`PolicySpec::for_subscribing`]).
+//! Without `--policy` the commands use the simple client: a lost connection ends them.
 //!
 //! Syntax: `none`, `fixed:2s`, `backoff:1s..60s`, `deadline:15s`, `guaranteed`. Durations
 //! take a unit: `ms`, `s`, `m` or `h` (`250ms`, `1.5s` is not accepted: use `1500ms`).
+//!
+//! | policy | robust policy | a published message |
+//! |---|---|---|
+//! | `none` | `NoRetry` | sent if the link is up, else dropped (and reported) |
+//! | `fixed:D` | `FixedDelay(D)` | kept until delivered |
+//! | `backoff:A..B` | `ExponentialBackoff(A, B)` | kept until delivered |
+//! | `deadline:D` | `Deadline(D)` | expires (reported) if not delivered within D |
+//! | `guaranteed` | `BatteryAware` | kept until delivered, attempts rationed |
+//!
+//! `umqtt sub` has no messages of its own to deliver, so there `deadline:D` means: keep
+//! reconnecting, but give up once the broker has been unreachable for D.
 
 use std::fmt;
 use std::time::Duration;
+
+use umqtt::robust::{
+    BatteryAware, Deadline, Decision, Delivery, ExponentialBackoff, Failure, FixedDelay, NoRetry,
+    ReconnectPolicy,
+};
 
 /// A reconnection policy as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,15 +41,45 @@ pub enum PolicySpec {
         /// Largest delay.
         max: Duration,
     },
-    /// Keep reconnecting, but give up once this long has passed without a connection.
+    /// Publishing: each message expires if not delivered within this long. Subscribing: keep
+    /// reconnecting, but give up once this long has passed without a connection.
     Deadline(Duration),
-    /// Reconnect forever and never lose a QoS 1/2 message (persistent session + outbox).
+    /// Reconnect until delivered, rationing attempts during long outages (battery-aware).
     Guaranteed,
 }
 
 impl PolicySpec {
     /// The accepted forms, for error messages and `--help`.
     pub const SYNTAX: &'static str = "none, fixed:2s, backoff:1s..60s, deadline:15s, guaranteed";
+
+    /// Whether a message published under this policy is kept until delivered (so that it
+    /// belongs in a durable outbox).
+    pub fn guarantees_delivery(self) -> bool {
+        matches!(
+            self,
+            PolicySpec::Fixed(_) | PolicySpec::Backoff { .. } | PolicySpec::Guaranteed
+        )
+    }
+
+    /// The robust client's policy for publishing.
+    pub fn for_publishing(self) -> CliPolicy {
+        CliPolicy(match self {
+            PolicySpec::None => Box::new(NoRetry),
+            PolicySpec::Fixed(delay) => Box::new(FixedDelay { delay }),
+            PolicySpec::Backoff { min, max } => Box::new(ExponentialBackoff::new(min, max)),
+            PolicySpec::Deadline(max_age) => Box::new(Deadline::new(max_age)),
+            PolicySpec::Guaranteed => Box::new(BatteryAware::new()),
+        })
+    }
+
+    /// The robust client's policy for subscribing: as for publishing, except `deadline:D`,
+    /// which gives up once the broker has been unreachable for D.
+    pub fn for_subscribing(self) -> CliPolicy {
+        match self {
+            PolicySpec::Deadline(limit) => CliPolicy(Box::new(OutageLimit::new(limit))),
+            other => other.for_publishing(),
+        }
+    }
 
     /// Parses the `--policy` value.
     pub fn parse(text: &str) -> Result<PolicySpec, String> {
@@ -94,6 +140,57 @@ impl fmt::Display for PolicySpec {
     }
 }
 
+/// One of the policies above, chosen at run time.
+pub struct CliPolicy(Box<dyn ReconnectPolicy>);
+
+impl ReconnectPolicy for CliPolicy {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        self.0.on_failure(failure)
+    }
+
+    fn on_connected(&mut self) {
+        self.0.on_connected();
+    }
+
+    fn on_nudge(&mut self) {
+        self.0.on_nudge();
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        self.0.default_delivery()
+    }
+}
+
+/// `sub --policy deadline:D`: reconnect with a short backoff while the outage is younger
+/// than `limit`, never sleeping past it, then stop.
+struct OutageLimit {
+    limit: Duration,
+    backoff: ExponentialBackoff,
+}
+
+impl OutageLimit {
+    fn new(limit: Duration) -> Self {
+        let cap = (limit / 4).max(Duration::from_millis(500));
+        OutageLimit {
+            limit,
+            backoff: ExponentialBackoff::new(Duration::from_millis(500), cap).with_jitter(0.1),
+        }
+    }
+}
+
+impl ReconnectPolicy for OutageLimit {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        let left = self.limit.saturating_sub(failure.outage);
+        if failure.kind.is_permanent() || left.is_zero() {
+            return Decision::Stop;
+        }
+        match self.backoff.on_failure(failure) {
+            Decision::RetryAfter(delay) => Decision::RetryAfter(delay.min(left)),
+            Decision::Stop => Decision::Stop,
+        }
+    }
+}
+
 /// A duration with a unit, greater than zero: a zero delay would reconnect in a busy loop.
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
@@ -141,7 +238,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Prints a duration the way [`parse_duration`] reads it back.
-struct DurationText(Duration);
+pub struct DurationText(pub Duration);
 
 impl fmt::Display for DurationText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,6 +303,49 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn mapping_to_robust_policies() {
+        use umqtt::robust::{FailureKind, PendingSummary};
+        let failure = |consecutive, outage| Failure {
+            kind: FailureKind::TcpConnect,
+            consecutive,
+            outage,
+            pending: PendingSummary::default(),
+        };
+        let none = PolicySpec::None.for_publishing();
+        assert_eq!(none.default_delivery(), Delivery::NoRetry);
+        let deadline = PolicySpec::Deadline(secs(15)).for_publishing();
+        assert_eq!(deadline.default_delivery(), Delivery::Within(secs(15)));
+        for spec in [
+            PolicySpec::Fixed(secs(2)),
+            PolicySpec::Backoff {
+                min: secs(1),
+                max: secs(2),
+            },
+            PolicySpec::Guaranteed,
+        ] {
+            assert!(spec.guarantees_delivery());
+            assert_eq!(
+                spec.for_publishing().default_delivery(),
+                Delivery::Guaranteed
+            );
+        }
+        assert!(!PolicySpec::None.guarantees_delivery());
+        assert!(!PolicySpec::Deadline(secs(1)).guarantees_delivery());
+        let mut fixed = PolicySpec::Fixed(secs(2)).for_subscribing();
+        assert_eq!(
+            fixed.on_failure(&failure(5, secs(100))),
+            Decision::RetryAfter(secs(2))
+        );
+        // A subscriber's deadline bounds the outage.
+        let mut sub = PolicySpec::Deadline(secs(10)).for_subscribing();
+        match sub.on_failure(&failure(1, secs(9))) {
+            Decision::RetryAfter(delay) => assert!(delay <= secs(1), "{delay:?}"),
+            Decision::Stop => panic!("stopped before the deadline"),
+        }
+        assert_eq!(sub.on_failure(&failure(9, secs(10))), Decision::Stop);
     }
 
     #[test]

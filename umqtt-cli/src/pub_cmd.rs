@@ -1,23 +1,39 @@
 //! `umqtt pub`: publish one message, or one per stdin line, like `mosquitto_pub`.
+//!
+//! Without `--policy` the simple client publishes and a lost connection ends the command. With
+//! `--policy` the robust client does: each message gets the policy's delivery contract, `-l`
+//! keeps reading lines while the client reconnects in the background, and the command exits
+//! 0 only once every message is delivered (else 1, naming how many were dropped or expired).
+//! `--outbox FILE` keeps guaranteed messages on disk until acknowledged, so a run that was
+//! killed leaves them for the next run with the same file, which sends them first.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
 use clap::Args;
+use umqtt::robust::ReconnectPolicy as _;
 use umqtt::QoS;
 
-use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs};
+use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs, Settings};
 use crate::error::{io_message, CliError};
+use crate::policy::PolicySpec;
+use crate::reconnect;
 
 /// How often `-l` drives the connection (keepalive, PINGRESP) while stdin is quiet.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 /// Lines read ahead of the publisher; the reader blocks beyond this.
 const LINE_QUEUE: usize = 64;
+/// With a policy: how long one pass drives the robust client between looks at stdin.
+const ROBUST_TICK: Duration = Duration::from_millis(10);
+/// With a policy: most lines published in one call (one outbox commit).
+const BATCH: usize = 256;
+/// With a policy: stdin is not read while this many messages wait for delivery.
+const MAX_PENDING: usize = 10_000;
 
 /// Flags of `umqtt pub`.
 #[derive(Args, Debug)]
@@ -43,6 +59,18 @@ pub struct PubArgs {
 
     #[command(flatten)]
     pub robust: RobustArgs,
+
+    /// Keep guaranteed messages in this file until the broker acknowledges them; a later run
+    /// with the same file sends what a killed run left first (needs --policy guaranteed,
+    /// fixed:… or backoff:…)
+    #[arg(long = "outbox", value_name = "FILE", help_heading = "Reconnection")]
+    pub outbox: Option<PathBuf>,
+
+    /// Print `published <message>` on stdout once each message is accepted: with --outbox,
+    /// once it is on disk; with a policy, once queued; else once sent (QoS 0) or
+    /// acknowledged (QoS 1/2)
+    #[arg(long = "confirm", help_heading = "Reconnection")]
+    pub confirm: bool,
 }
 
 /// Where the message comes from: exactly one of these.
@@ -73,7 +101,6 @@ pub struct MessageSource {
 
 /// Runs `umqtt pub`.
 pub fn run(args: PubArgs) -> Result<(), CliError> {
-    args.robust.require_simple_client()?;
     let settings = args.connection.settings()?;
     let topic = match (&args.topic, &settings.url_topic) {
         (Some(_), Some(_)) => {
@@ -90,6 +117,12 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
     };
     umqtt_core::topic::validate_topic_name(&topic)
         .map_err(|e| CliError::usage(format!("invalid topic {topic:?}: {e}")))?;
+    if args.outbox.is_some() && !args.robust.policy.is_some_and(|p| p.guarantees_delivery()) {
+        return Err(CliError::usage(
+            "--outbox needs a policy that keeps messages until delivered: --policy guaranteed, \
+             fixed:… or backoff:…",
+        ));
+    }
     let qos = common::qos(args.qos);
 
     // Read the message before connecting, so a missing file costs no connection.
@@ -98,16 +131,144 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
     } else {
         Some(read_message(&args.source)?)
     };
+    let message = Publication {
+        topic: &topic,
+        qos,
+        retain: args.retain,
+        confirm: args.confirm,
+    };
+    if let Some(policy) = args.robust.policy {
+        return publish_robust(&args, &settings, policy, &message, single);
+    }
 
     let mut client = common::connect(&settings)?;
     match single {
         Some(payload) => {
             client.publish(&topic, &payload, qos, args.retain)?;
+            message.confirmed(&payload);
         }
-        None => publish_lines(&mut client, &topic, qos, args.retain)?,
+        None => publish_lines(&mut client, &message)?,
     }
     client.disconnect()?;
     Ok(())
+}
+
+/// Where and how every message of this run goes.
+struct Publication<'a> {
+    topic: &'a str,
+    qos: QoS,
+    retain: bool,
+    /// `--confirm`.
+    confirm: bool,
+}
+
+impl Publication<'_> {
+    /// `--confirm`: `published <payload>` on stdout, flushed. A closed stdout is ignored:
+    /// the confirmation is for whoever still listens.
+    fn confirmed(&self, payload: &[u8]) {
+        if self.confirm {
+            let mut stdout = io::stdout().lock();
+            let _ = stdout
+                .write_all(b"published ")
+                .and_then(|()| stdout.write_all(payload))
+                .and_then(|()| stdout.write_all(b"\n"))
+                .and_then(|()| stdout.flush());
+        }
+    }
+}
+
+/// With `--policy`: the robust client publishes, reconnecting as the policy says, and the
+/// command ends once every message (this run's and those a killed run left in the outbox) is
+/// settled.
+fn publish_robust(
+    args: &PubArgs,
+    settings: &Settings,
+    policy: PolicySpec,
+    message: &Publication<'_>,
+    single: Option<Vec<u8>>,
+) -> Result<(), CliError> {
+    let policy_impl = policy.for_publishing();
+    let delivery = policy_impl.default_delivery();
+    let (mut client, tracker) = reconnect::client(settings, policy_impl, args.outbox.as_deref())?;
+    // Left by an earlier run in the outbox; sent first.
+    let restored = client.pending() as u64;
+    let mut published = 0u64;
+    match single {
+        Some(payload) => {
+            client.publish(message.topic, &payload, message.qos, message.retain)?;
+            published += 1;
+            message.confirmed(&payload);
+        }
+        None => {
+            let lines = spawn_line_reader()?;
+            let mut end_of_input = false;
+            while !end_of_input {
+                tracker.check_fatal()?;
+                let mut batch = Vec::new();
+                if client.pending() < MAX_PENDING {
+                    while batch.len() < BATCH {
+                        match lines.try_recv() {
+                            Ok(Ok(line)) => batch.push(line),
+                            Ok(Err(e)) => return Err(stdin_error(&e)),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                end_of_input = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                if batch.is_empty() {
+                    if !end_of_input {
+                        client.run_for(ROBUST_TICK)?;
+                    }
+                    continue;
+                }
+                let messages: Vec<(&str, &[u8])> = batch
+                    .iter()
+                    .map(|line| (message.topic, line.as_slice()))
+                    .collect();
+                client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                published += batch.len() as u64;
+                for line in &batch {
+                    message.confirmed(line);
+                }
+            }
+        }
+    }
+    // Every message ends delivered, expired or dropped; guaranteed ones wait for the broker.
+    while client.pending() > 0 {
+        tracker.check_fatal()?;
+        if tracker.tally().stopped {
+            // Left: guaranteed messages after a failure the policy deems permanent, or QoS 2
+            // messages the broker owns (PUBREC) on a link that is gone.
+            break;
+        }
+        client.run_for(ROBUST_TICK)?;
+    }
+    let undelivered = client.pending() as u64;
+    let _ = client.disconnect();
+    if undelivered > 0 {
+        let detail = tracker.tally().last_failure.clone().unwrap_or_default();
+        return Err(CliError::failed(format!(
+            "{undelivered} message(s) not delivered: the policy stopped retrying: {detail}"
+        )));
+    }
+    tracker.outcome(published + restored, policy)
+}
+
+fn stdin_error(error: &io::Error) -> CliError {
+    CliError::failed(format!("unable to read stdin: {}", io_message(error)))
+}
+
+/// Starts the thread that reads stdin lines (see [`read_lines`]).
+fn spawn_line_reader() -> Result<Receiver<io::Result<Vec<u8>>>, CliError> {
+    let (sender, lines) = mpsc::sync_channel::<io::Result<Vec<u8>>>(LINE_QUEUE);
+    thread::Builder::new()
+        .name("stdin-lines".to_owned())
+        .spawn(move || read_lines(io::stdin().lock(), &sender))
+        .map_err(|e| CliError::failed(format!("cannot start the stdin reader: {e}")))?;
+    Ok(lines)
 }
 
 fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
@@ -136,28 +297,15 @@ fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
 
 /// `-l`: one message per line of stdin until end of input. Stdin is read on its own thread so
 /// the connection keeps being driven (keepalive) while no line comes.
-fn publish_lines(
-    client: &mut CliClient,
-    topic: &str,
-    qos: QoS,
-    retain: bool,
-) -> Result<(), CliError> {
-    let (sender, lines) = mpsc::sync_channel::<io::Result<Vec<u8>>>(LINE_QUEUE);
-    thread::Builder::new()
-        .name("stdin-lines".to_owned())
-        .spawn(move || read_lines(io::stdin().lock(), &sender))
-        .map_err(|e| CliError::failed(format!("cannot start the stdin reader: {e}")))?;
+fn publish_lines(client: &mut CliClient, message: &Publication<'_>) -> Result<(), CliError> {
+    let lines = spawn_line_reader()?;
     loop {
         match lines.recv_timeout(IDLE_TICK) {
             Ok(Ok(line)) => {
-                client.publish(topic, &line, qos, retain)?;
+                client.publish(message.topic, &line, message.qos, message.retain)?;
+                message.confirmed(&line);
             }
-            Ok(Err(e)) => {
-                return Err(CliError::failed(format!(
-                    "unable to read stdin: {}",
-                    io_message(&e)
-                )))
-            }
+            Ok(Err(e)) => return Err(stdin_error(&e)),
             Err(RecvTimeoutError::Timeout) => {
                 // Sends a due PINGREQ and reads what arrived; nothing is subscribed, so no
                 // message is expected.

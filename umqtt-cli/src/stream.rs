@@ -1,83 +1,36 @@
-//! The CLI's byte stream: the transport, plus the `-d` packet log and `-V mqttv31`.
+//! The CLI's byte stream: the transport, plus the `-d` packet log.
 //!
 //! The simple client is generic over its stream, so the CLI sees every byte without any hook
 //! in the client: it decodes copies of what passes with the core's decoder and prints one
 //! mosquitto-style line per packet (`Client ID sending PUBLISH (d0, q1, r0, m1, 't', ... (5
 //! bytes))`) on stderr.
 //!
-//! MQTT 3.1: `ClientConfig` has no protocol setting yet, so the first CONNECT written is
-//! re-encoded with protocol name `MQIsdp`, level 3. Everything after CONNECT is identical in
-//! 3.1 and 3.1.1 for a client. Once the client exposes the protocol version this rewrite
-//! should go.
+//! (`-V mqttv31` is `ClientConfig::protocol`: the client itself writes the 3.1 CONNECT.)
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
-use umqtt_core::packet::{
-    decode, Connect, Decoded, Packet, ProtocolVersion, Publish, MAX_REMAINING_LENGTH,
-};
+use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH};
 
 /// Largest packet the `-d` log decodes: the protocol's own maximum (the client enforces its
 /// smaller limit itself).
 const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 
-/// A [`Transport`] that can log packets and speak MQTT 3.1 at CONNECT.
+/// A [`Transport`] that can log packets.
 pub struct CliStream {
     inner: Transport,
     log: Option<PacketLog>,
-    /// Bytes of a not yet complete CONNECT to rewrite as MQTT 3.1; `None` once done or when
-    /// speaking 3.1.1.
-    connect_as_v31: Option<Vec<u8>>,
 }
 
 impl CliStream {
     /// Wraps `inner`; `debug_client_id` turns the packet log on, naming the client as
     /// mosquitto does.
-    pub fn new(
-        inner: Transport,
-        debug_client_id: Option<String>,
-        protocol: ProtocolVersion,
-    ) -> Self {
+    pub fn new(inner: Transport, debug_client_id: Option<String>) -> Self {
         CliStream {
             inner,
             log: debug_client_id.map(PacketLog::new),
-            connect_as_v31: (protocol == ProtocolVersion::V31).then(Vec::new),
         }
-    }
-
-    /// Writes all of `bytes` to the transport and logs them.
-    fn write_through(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.inner.write_all(bytes)?;
-        if let Some(log) = &mut self.log {
-            log.sent.extend(bytes);
-        }
-        Ok(())
-    }
-
-    /// Buffers `bytes` until the CONNECT is complete, then writes it as MQTT 3.1.
-    fn write_connect_as_v31(&mut self, pending: &mut Vec<u8>, bytes: &[u8]) -> io::Result<bool> {
-        pending.extend_from_slice(bytes);
-        let rewritten = match decode(pending, MAX_LOGGED_PACKET) {
-            Ok(Decoded::Incomplete) => return Ok(false),
-            Ok(Decoded::Complete {
-                packet: Packet::Connect(connect),
-                consumed,
-            }) => {
-                let connect = Packet::Connect(Connect {
-                    protocol: ProtocolVersion::V31,
-                    ..connect
-                });
-                let mut out = vec![0; connect.encoded_len().map_err(io::Error::other)?];
-                connect.encode(&mut out).map_err(io::Error::other)?;
-                out.extend_from_slice(&pending[consumed..]);
-                out
-            }
-            // Not a CONNECT (cannot happen with the simple client): pass it on unchanged.
-            _ => std::mem::take(pending),
-        };
-        self.write_through(&rewritten)?;
-        Ok(true)
     }
 }
 
@@ -94,13 +47,6 @@ impl Read for CliStream {
 
 impl Write for CliStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(mut pending) = self.connect_as_v31.take() {
-            let done = self.write_connect_as_v31(&mut pending, buf)?;
-            if !done {
-                self.connect_as_v31 = Some(pending);
-            }
-            return Ok(buf.len());
-        }
         let n = self.inner.write(buf)?;
         if let Some(log) = &mut self.log {
             log.sent.extend(&buf[..n]);

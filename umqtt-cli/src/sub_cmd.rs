@@ -3,6 +3,12 @@
 //! Payloads are written as raw bytes (not re-encoded), one message per line, and stdout is
 //! flushed after each message so that pipes see them at once. A closed stdout (`| head -1`)
 //! ends the command quietly with status 0.
+//!
+//! With `--policy` the robust client subscribes and keeps the subscription across reconnects:
+//! with `-c` (persistent session, needs `-i`) the broker keeps it and queues QoS 1/2 messages
+//! meanwhile; with a clean session it is renewed on every connection. The command ends with an
+//! error only when the policy gives up (`none` at the first failure, `deadline:D` after an
+//! outage of D) or the broker refuses in a way retrying cannot fix.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -12,6 +18,10 @@ use umqtt::Message;
 
 use crate::common::{self, ConnectArgs, RobustArgs};
 use crate::error::{io_message, CliError};
+use crate::reconnect;
+
+/// With a policy: longest single wait for a message, between checks of the policy's state.
+const ROBUST_TICK: Duration = Duration::from_millis(100);
 
 /// Flags of `umqtt sub`.
 #[derive(Args, Debug)]
@@ -57,7 +67,6 @@ pub struct SubArgs {
 /// Runs `umqtt sub`.
 pub fn run(args: SubArgs) -> Result<(), CliError> {
     let started = Instant::now();
-    args.robust.require_simple_client()?;
     let mut settings = args.connection.settings()?;
     let mut topics = args.topics.clone();
     topics.extend(settings.url_topic.clone());
@@ -83,9 +92,56 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         config.connect_timeout = config.connect_timeout.min(limit);
         config.response_timeout = config.response_timeout.min(limit);
     }
+    let output = Output {
+        verbose: args.verbose,
+        end_of_line: !args.no_eol,
+    };
+    let filters: Vec<(&str, umqtt::QoS)> = topics.iter().map(|t| (t.as_str(), qos)).collect();
+    let limit = args.count.unwrap_or(u64::MAX);
+    if let Some(policy) = args.robust.policy {
+        let (mut client, tracker) = reconnect::client(&settings, policy.for_subscribing(), None)?;
+        for (filter, qos) in &filters {
+            client.subscribe(filter, *qos)?;
+        }
+        let mut stdout = io::stdout().lock();
+        let mut printed = 0;
+        while printed < limit {
+            tracker.check_fatal()?;
+            if tracker.tally().stopped {
+                let detail = tracker.tally().last_failure.clone().unwrap_or_default();
+                return Err(CliError::failed(format!(
+                    "{detail} (--policy {policy} stopped reconnecting)"
+                )));
+            }
+            let mut wait = ROBUST_TICK;
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let _ = client.disconnect();
+                    return Err(timed_out());
+                }
+                wait = wait.min(left);
+            }
+            let Some(message) = client.wait_msg(wait)? else {
+                continue;
+            };
+            if args.no_retained && message.retain {
+                continue;
+            }
+            match output.print(&mut stdout, &message) {
+                Ok(()) => printed += 1,
+                Err(e) => {
+                    let _ = client.disconnect();
+                    return output_error(&e);
+                }
+            }
+        }
+        let _ = client.disconnect();
+        return Ok(());
+    }
+
     let mut client =
         common::connect(&settings).map_err(|e| if past_deadline() { timed_out() } else { e })?;
-    let filters: Vec<(&str, umqtt::QoS)> = topics.iter().map(|t| (t.as_str(), qos)).collect();
     if let Err(e) = client.subscribe_many(&filters) {
         return Err(if past_deadline() {
             timed_out()
@@ -94,13 +150,8 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         });
     }
 
-    let output = Output {
-        verbose: args.verbose,
-        end_of_line: !args.no_eol,
-    };
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
-    let limit = args.count.unwrap_or(u64::MAX);
     while printed < limit {
         let message = match deadline {
             None => client.wait_msg()?,
@@ -123,22 +174,26 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         }
         match output.print(&mut stdout, &message) {
             Ok(()) => printed += 1,
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                // The reader is gone (`| head -1`): nothing left to do, not a failure.
-                let _ = client.disconnect();
-                return Ok(());
-            }
             Err(e) => {
                 let _ = client.disconnect();
-                return Err(CliError::failed(format!(
-                    "unable to write to stdout: {}",
-                    io_message(&e)
-                )));
+                return output_error(&e);
             }
         }
     }
     client.disconnect()?;
     Ok(())
+}
+
+/// A failed write to stdout: the reader is gone (`| head -1`), which ends the command
+/// successfully, or a real error.
+fn output_error(error: &io::Error) -> Result<(), CliError> {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        return Ok(());
+    }
+    Err(CliError::failed(format!(
+        "unable to write to stdout: {}",
+        io_message(error)
+    )))
 }
 
 /// How messages are printed.
