@@ -1036,22 +1036,24 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
          “× ceiling” compares with `ceiling-qos0` (latency: `ceiling-qos1-wait`), “× rumqttc” \
          with rumqttc in the same mode. CPU is user + system time of the whole client process \
          (all its threads) per message, “sys” the kernel's share of it; “thread” is the publishing \
-         thread alone. Broker CPU comes from `/proc/<pid>/stat` (10 ms ticks).\n",
+         thread alone. Broker CPU comes from `/proc/<pid>/stat` (10 ms ticks); “broker busy” is the share of one \
+         core mosquitto used during the run (mosquitto is single-threaded: near 100% it is the \
+         bottleneck).\n",
         PAYLOAD_SIZE, args.window, args.window, args.repeats
     );
     let _ = writeln!(
         out,
-        "| variant | msgs | delivered msg/s | spread | × ceiling | × rumqttc | client CPU ns/msg | × ceiling | × rumqttc | sys | thread ns/msg | peak RSS MiB | × ceiling | × rumqttc | broker CPU ns/msg |"
+        "| variant | msgs | delivered msg/s | spread | × ceiling | × rumqttc | client CPU ns/msg | × ceiling | × rumqttc | sys | thread ns/msg | peak RSS MiB | × ceiling | × rumqttc | broker CPU ns/msg | broker busy |"
     );
     let _ = writeln!(
         out,
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     );
     for (variant, summary) in results {
         if summary.runs.is_empty() {
             let _ = writeln!(
                 out,
-                "| {} | – | {} | | | | | | | | | | | | |",
+                "| {} | – | {} | | | | | | | | | | | | | |",
                 variant.name, variant.how
             );
             continue;
@@ -1059,7 +1061,7 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
         let rumqttc = peer(variant.mode);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.1}% | {} | {} | {:.0} | {} | {} | {:.0}% | {:.0} | {:.1} | {} | {} | {:.0} |",
+            "| {} | {} | {:.0} | {:.1}% | {} | {} | {:.0} | {} | {} | {:.0}% | {:.0} | {:.1} | {} | {} | {:.0} | {:.0}% |",
             variant.name,
             summary.runs[0].messages,
             summary.rate(),
@@ -1075,6 +1077,7 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
             ratio(summary.rss_mib(), ceiling.map(Summary::rss_mib)),
             ratio(summary.rss_mib(), rumqttc.map(Summary::rss_mib)),
             summary.broker_cpu(),
+            summary.get(|r| r.broker_cpu_ns_per_msg * r.delivered_per_s / 1e7),
         );
     }
     let _ = writeln!(
