@@ -27,7 +27,8 @@
 //!
 //! Results go to stdout as markdown; `--update-benchmarks-md` also replaces the generated
 //! section of `BENCHMARKS.md`. To profile a client, set `UMQTT_BENCH_CHILD_WRAPPER` (e.g.
-//! `valgrind --tool=callgrind`): every child runs under it.
+//! `valgrind --tool=callgrind`): every child runs under it. `UMQTT_BENCH_NAGLE=1` turns
+//! Nagle's algorithm back on for the umqtt simple client (the transport sets TCP_NODELAY).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -519,6 +520,11 @@ fn umqtt_publisher(
         ..ClientConfig::default()
     });
     client.connect(true).expect("umqtt connect");
+    if std::env::var_os("UMQTT_BENCH_NAGLE").is_some() {
+        // Experiment: Nagle's algorithm on instead of the transport's TCP_NODELAY.
+        let stream = client.get_ref().expect("connected").tcp_stream();
+        stream.set_nodelay(false).expect("nodelay");
+    }
     let topic = args.topic.as_str();
     start();
     match mode {
