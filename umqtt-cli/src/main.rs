@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod common;
+mod demo;
 mod error;
 mod policy;
 mod pub_cmd;
@@ -53,6 +54,10 @@ enum Command {
     /// Subscribe and print messages (flags as mosquitto_sub)
     #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
     Sub(sub_cmd::SubArgs),
+    /// Three devices (temperature, button, burglar alarm) through a network outage, with an
+    /// embedded broker: what each reconnect policy delivers, drops and costs
+    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pub(args) => pub_cmd::run(args),
         Command::Sub(args) => sub_cmd::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
