@@ -380,8 +380,33 @@ impl Writer<'_> {
 /// payload) into `buf`, returning its length. Lets a caller write the payload separately
 /// (vectored I/O) without copying it.
 pub fn encode_publish_header(publish: &Publish<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    write_publish_header(publish, buf, true)
+}
+
+/// [`encode_publish_header`] for a caller that has already checked the topic name with
+/// [`validate_topic_name`] (the session does, to report it as a usage error): the topic is not
+/// scanned a second time. Any other field is still validated.
+#[cfg(feature = "alloc")]
+pub(crate) fn encode_publish_header_validated_topic(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    debug_assert!(validate_topic_name(publish.topic).is_ok());
+    write_publish_header(publish, buf, false)
+}
+
+fn write_publish_header(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+    validate_topic: bool,
+) -> Result<usize, EncodeError> {
     let first = (PacketType::Publish as u8) << 4 | publish_flags(publish)?;
-    let remaining = publish_body_len(publish)?;
+    let remaining = if validate_topic {
+        publish_body_len(publish)?
+    } else {
+        let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
+        2 + publish.topic.len() + id_len + publish.payload.len()
+    };
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge);
     }

@@ -7,6 +7,8 @@ mod decode;
 mod encode;
 
 pub use decode::{decode, DecodeError, Decoded};
+#[cfg(feature = "alloc")]
+pub(crate) use encode::encode_publish_header_validated_topic;
 pub use encode::{encode_publish_header, EncodeError};
 
 use core::num::NonZeroU16;

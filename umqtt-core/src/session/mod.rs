@@ -23,9 +23,10 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::packet::{
-    decode, encode_publish_header, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded,
-    EncodeError, LastWill, Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck,
-    Subscribe, SubscribeTopics, Unsubscribe, UnsubscribeTopics,
+    decode, encode_publish_header, encode_publish_header_validated_topic, ConnAck, Connect,
+    ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill, Packet, PacketId, PacketType,
+    ProtocolVersion, Publish, QoS, SubAck, Subscribe, SubscribeTopics, Unsubscribe,
+    UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -445,33 +446,33 @@ impl Session {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
             }
-            let packet = Packet::Publish(Publish {
+            let publish = Publish {
                 dup: false,
                 qos,
                 retain,
                 topic,
                 packet_id: None,
                 payload,
-            });
+            };
             state.begin_tx();
-            append_packet(&mut state.tx, &packet)?;
+            append_publish_validated_topic(&mut state.tx, &publish)?;
             return Ok(None);
         }
         if state.outgoing.len() >= state.config.max_outgoing {
             return Err(UsageError::OutgoingFull);
         }
         let packet_id = state.allocate_packet_id()?;
-        let packet = Packet::Publish(Publish {
+        let publish = Publish {
             dup: false,
             qos,
             retain,
             topic,
             packet_id: Some(packet_id),
             payload,
-        });
+        };
         let mut buffer = state.spare_buffers.pop().unwrap_or_default();
         buffer.clear();
-        if let Err(e) = append_packet(&mut buffer, &packet) {
+        if let Err(e) = append_publish_validated_topic(&mut buffer, &publish) {
             state.spare_buffers.push(buffer);
             return Err(e.into());
         }
@@ -739,30 +740,47 @@ impl Session {
 
 /// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
 fn append_packet(buffer: &mut Vec<u8>, packet: &Packet<'_>) -> Result<(), EncodeError> {
-    let start = buffer.len();
     if let Packet::Publish(publish) = packet {
-        // Only the header is zero-filled and encoded in place, and validated once; the payload,
-        // which may be large, is copied once instead of being zero-filled first.
-        // Fixed header (1 + at most 4), topic length (2), packet id (2).
-        let max_header = 9 + publish.topic.len();
-        buffer.reserve(max_header + publish.payload.len());
-        buffer.resize(start + max_header, 0);
-        match encode_publish_header(publish, &mut buffer[start..]) {
-            Ok(header) => {
-                buffer.truncate(start + header);
-                buffer.extend_from_slice(publish.payload);
-                return Ok(());
-            }
-            Err(e) => {
-                buffer.truncate(start);
-                return Err(e);
-            }
-        }
+        return append_publish(buffer, publish, encode_publish_header);
     }
+    let start = buffer.len();
     let len = packet.encoded_len()?;
     buffer.resize(start + len, 0);
     packet.encode(&mut buffer[start..])?;
     Ok(())
+}
+
+/// Appends a PUBLISH whose topic name the caller has validated (so it is not scanned again).
+fn append_publish_validated_topic(
+    buffer: &mut Vec<u8>,
+    publish: &Publish<'_>,
+) -> Result<(), EncodeError> {
+    append_publish(buffer, publish, encode_publish_header_validated_topic)
+}
+
+/// Appends a PUBLISH; on error `buffer` is unchanged. Only the header is zero-filled and
+/// encoded in place; the payload, which may be large, is copied once.
+fn append_publish(
+    buffer: &mut Vec<u8>,
+    publish: &Publish<'_>,
+    encode_header: fn(&Publish<'_>, &mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = buffer.len();
+    // Fixed header (1 + at most 4), topic length (2), packet id (2).
+    let max_header = 9 + publish.topic.len();
+    buffer.reserve(max_header + publish.payload.len());
+    buffer.resize(start + max_header, 0);
+    match encode_header(publish, &mut buffer[start..]) {
+        Ok(header) => {
+            buffer.truncate(start + header);
+            buffer.extend_from_slice(publish.payload);
+            Ok(())
+        }
+        Err(e) => {
+            buffer.truncate(start);
+            Err(e)
+        }
+    }
 }
 
 const DUP_FLAG: u8 = 0b1000;
