@@ -409,3 +409,25 @@ fn persistent_subscription_gets_what_was_published_while_away() {
         broker.log_contents()
     );
 }
+
+#[test]
+fn refusals_retrying_cannot_fix_end_the_command() {
+    let broker = Mosquitto::builder().user("alice", "secret").start();
+    for (subcommand, args) in [
+        (
+            "pub",
+            &["-t", "r", "-q", "1", "-m", "x", "--policy", "guaranteed"][..],
+        ),
+        ("sub", &["-t", "r", "--policy", "fixed:100ms"][..]),
+    ] {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["-u", "alice", "-P", "wrong"]);
+        let started = Instant::now();
+        let out = run_at(&broker, subcommand, &all);
+        let line = out.assert_one_line_error();
+        assert!(line.contains("not authorised"), "{line}");
+        // As without a policy: the CONNACK code is the exit status.
+        assert_eq!(out.status.code(), Some(5), "{subcommand}: {out:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
