@@ -181,7 +181,8 @@ impl DurableOutbox {
 /// Runs a redb operation on a file that may be damaged. redb reports truncation as an error,
 /// but some bit-level damage trips assertions inside it (measured with redb 4.6: a flipped
 /// page panics with a slice index out of range); that becomes [`StoreError::Damaged`] here so
-/// a bad file never takes the process down.
+/// a bad file never takes the process down. The panic still passes through the process's
+/// panic hook (which prints it by default) before it is caught.
 fn guard_corruption<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(Err(StoreError::Damaged))
 }

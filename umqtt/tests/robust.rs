@@ -205,7 +205,7 @@ fn bad_credentials_do_not_spin() {
         let mut cfg = config(broker.port(), "creds");
         cfg.username = Some("alice".into());
         cfg.password = Some(b"wrong".to_vec());
-        let mut client = Client::new(cfg, BoxedPolicy(policy));
+        let mut client = Client::new(cfg, policy);
         let log = recorded(&mut client);
         client
             .publish_with("t", b"x", QoS::AtLeastOnce, false, Delivery::Guaranteed)
@@ -219,24 +219,6 @@ fn bad_credentials_do_not_spin() {
                 ..
             }
         )));
-    }
-}
-
-/// Lets a boxed policy be handed to `Client::new`.
-struct BoxedPolicy(Box<dyn ReconnectPolicy>);
-
-impl ReconnectPolicy for BoxedPolicy {
-    fn on_failure(&mut self, failure: &umqtt::robust::Failure) -> umqtt::robust::Decision {
-        self.0.on_failure(failure)
-    }
-    fn on_connected(&mut self) {
-        self.0.on_connected()
-    }
-    fn on_nudge(&mut self) {
-        self.0.on_nudge()
-    }
-    fn default_delivery(&self) -> Delivery {
-        self.0.default_delivery()
     }
 }
 

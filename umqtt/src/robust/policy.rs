@@ -108,6 +108,25 @@ pub trait ReconnectPolicy: Send {
     }
 }
 
+/// A boxed policy is a policy, so one can be chosen at run time (e.g. from a command-line flag).
+impl<P: ReconnectPolicy + ?Sized> ReconnectPolicy for Box<P> {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        (**self).on_failure(failure)
+    }
+
+    fn on_connected(&mut self) {
+        (**self).on_connected()
+    }
+
+    fn on_nudge(&mut self) {
+        (**self).on_nudge()
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        (**self).default_delivery()
+    }
+}
+
 /// **Temperature**: a reading sent every minute. A failed send is dropped — the next reading
 /// replaces it — and no retry drains the battery. Each `publish` makes at most one connection
 /// attempt.
