@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use umqtt::robust::{
-    BatteryAware, Deadline, Decision, Delivery, ExponentialBackoff, Failure, FixedDelay, NoRetry,
+    BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FixedDelay, NoRetry,
     ReconnectPolicy,
 };
 
@@ -63,20 +63,20 @@ impl PolicySpec {
 
     /// The robust client's policy for publishing.
     pub fn for_publishing(self) -> CliPolicy {
-        CliPolicy(match self {
+        match self {
             PolicySpec::None => Box::new(NoRetry),
             PolicySpec::Fixed(delay) => Box::new(FixedDelay { delay }),
             PolicySpec::Backoff { min, max } => Box::new(ExponentialBackoff::new(min, max)),
             PolicySpec::Deadline(max_age) => Box::new(Deadline::new(max_age)),
             PolicySpec::Guaranteed => Box::new(BatteryAware::new()),
-        })
+        }
     }
 
     /// The robust client's policy for subscribing: as for publishing, except `deadline:D`,
     /// which gives up once the broker has been unreachable for D.
     pub fn for_subscribing(self) -> CliPolicy {
         match self {
-            PolicySpec::Deadline(limit) => CliPolicy(Box::new(OutageLimit::new(limit))),
+            PolicySpec::Deadline(limit) => Box::new(OutageLimit::new(limit)),
             other => other.for_publishing(),
         }
     }
@@ -141,25 +141,7 @@ impl fmt::Display for PolicySpec {
 }
 
 /// One of the policies above, chosen at run time.
-pub struct CliPolicy(Box<dyn ReconnectPolicy>);
-
-impl ReconnectPolicy for CliPolicy {
-    fn on_failure(&mut self, failure: &Failure) -> Decision {
-        self.0.on_failure(failure)
-    }
-
-    fn on_connected(&mut self) {
-        self.0.on_connected();
-    }
-
-    fn on_nudge(&mut self) {
-        self.0.on_nudge();
-    }
-
-    fn default_delivery(&self) -> Delivery {
-        self.0.default_delivery()
-    }
-}
+pub type CliPolicy = Box<dyn ReconnectPolicy>;
 
 /// `sub --policy deadline:D`: reconnect with a short backoff while the outage is younger
 /// than `limit`, never sleeping past it, then stop.
@@ -258,6 +240,7 @@ impl fmt::Display for DurationText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use umqtt::robust::Delivery;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)

@@ -111,24 +111,6 @@ impl Kind {
     }
 }
 
-/// `Box<dyn ReconnectPolicy>` as a policy.
-struct AnyPolicy(Box<dyn ReconnectPolicy>);
-
-impl ReconnectPolicy for AnyPolicy {
-    fn on_failure(&mut self, failure: &umqtt::robust::Failure) -> umqtt::robust::Decision {
-        self.0.on_failure(failure)
-    }
-    fn on_connected(&mut self) {
-        self.0.on_connected();
-    }
-    fn on_nudge(&mut self) {
-        self.0.on_nudge();
-    }
-    fn default_delivery(&self) -> umqtt::robust::Delivery {
-        self.0.default_delivery()
-    }
-}
-
 /// The link as the events describe it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Link {
@@ -318,7 +300,7 @@ impl Scenario {
         mut rng: Rng,
     ) -> Result<Scenario, CliError> {
         let config = device_config(format!("umqtt-demo-{run_id}-{}", kind.name()), endpoint);
-        let mut client = Client::new(config, AnyPolicy(kind.policy()));
+        let mut client = Client::new(config, kind.policy());
         let record = Shared(Arc::new(Mutex::new(Record::new())));
         let handler_record = record.clone();
         client.set_event_handler(move |event| handler_record.lock().on_event(event));
