@@ -224,7 +224,11 @@ impl Client<Transport> {
 impl<S: Stream> Client<S> {
     /// A client with explicit settings.
     pub fn with_config(config: ClientConfig) -> Self {
-        let session = Session::new(session_config(&config, None));
+        let mut session = Session::new(session_config(&config, None));
+        // Reads decode everything before reading again, so the session holds at most a partial
+        // packet plus one read: with room for that reserved now, receiving packets up to
+        // READ_CHUNK never grows the buffer later, whatever the burst sizes.
+        session.reserve_input(2 * READ_CHUNK);
         Client {
             config,
             session,

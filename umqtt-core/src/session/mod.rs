@@ -654,6 +654,16 @@ impl Session {
         }
     }
 
+    /// Makes room for `capacity` bytes of received input, so that [`Session::handle_read`]
+    /// does not allocate while the undecoded tail plus a new read fit in it. A driver that
+    /// reads at most `n` bytes at a time and decodes everything before reading again needs
+    /// `n` plus the largest packet it expects; without this the buffer grows on demand (to the
+    /// same size, at the first read that needs it).
+    pub fn reserve_input(&mut self, capacity: usize) {
+        let used = self.rx.len();
+        self.rx.reserve(capacity.saturating_sub(used));
+    }
+
     /// Whether received bytes are waiting to be decoded by [`Session::poll_event`].
     pub fn has_unprocessed_input(&self) -> bool {
         self.rx_start < self.rx.len()
