@@ -858,6 +858,19 @@ impl Client {
             |p| p.delivery == Delivery::NoRetry,
             Outcome::Dropped(DropReason::LinkLost),
         );
+        // QoS 0 messages handed over but not known to be written go back to wait, in order.
+        let mut unwritten = Vec::new();
+        let mut index = 0;
+        while index < self.in_session.len() {
+            if self.in_session[index].packet_id.is_none() {
+                unwritten.extend(self.in_session.remove(index));
+            } else {
+                index += 1;
+            }
+        }
+        for pending in unwritten.into_iter().rev() {
+            self.queue.push_front(pending);
+        }
         self.link = Link::Down {
             consecutive: 0,
             outage_started: now,
