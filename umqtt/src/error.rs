@@ -28,6 +28,9 @@ pub enum Error {
     ConnectTimeout,
     /// No PINGRESP arrived in time: the link is dead or half-open.
     KeepAliveTimeout,
+    /// A write made no progress within the response timeout: the broker or the network
+    /// stopped taking data (the send buffer is full). The connection is closed.
+    WriteStalled,
     /// The expected acknowledgement did not arrive within the response timeout; the connection
     /// stays open.
     Timeout,
@@ -58,6 +61,7 @@ impl Error {
                 | Error::Protocol(_)
                 | Error::ConnectTimeout
                 | Error::KeepAliveTimeout
+                | Error::WriteStalled
         )
     }
 }
@@ -73,6 +77,9 @@ impl fmt::Display for Error {
             Error::Protocol(e) => write!(f, "protocol violation by broker: {e}"),
             Error::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
             Error::KeepAliveTimeout => f.write_str("no PINGRESP within the ping timeout"),
+            Error::WriteStalled => {
+                f.write_str("the broker stopped reading: a write made no progress in time")
+            }
             Error::Timeout => f.write_str("timed out waiting for the broker's response"),
             Error::SubscribeRefused { filter } => {
                 write!(f, "broker refused subscription to {filter:?}")

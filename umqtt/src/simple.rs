@@ -112,7 +112,8 @@ pub struct ClientConfig {
     pub keep_alive: u16,
     /// Limit for TCP connect, TLS handshake and CONNACK together.
     pub connect_timeout: Duration,
-    /// How long a call waits for its acknowledgement (PUBACK, SUBACK, PINGRESP…).
+    /// How long a call waits for its acknowledgement (PUBACK, SUBACK, PINGRESP…), and how long
+    /// a write may make no progress before the link counts as lost.
     pub response_timeout: Duration,
     /// Largest incoming packet accepted.
     pub max_packet_size: usize,
@@ -279,6 +280,12 @@ impl<S: Stream> Client<S> {
         self.session.config_mut().connect_timeout = timeout;
         let now = self.now();
         self.session.connect(now, clean_session)?;
+        let mut stream = stream;
+        // A write that makes no progress for this long means the peer stopped reading: fail
+        // (and let keepalive-free callers see a lost link) rather than block forever.
+        stream.set_write_timeout(Some(
+            self.config.response_timeout.max(Duration::from_millis(100)),
+        ))?;
         self.stream = Some(stream);
         self.read_timeout = None;
         let deadline = std::time::Instant::now() + timeout;
@@ -725,7 +732,10 @@ impl<S: Stream> Client<S> {
         };
         if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
             self.connection_lost();
-            return Err(Error::Io(e));
+            return Err(match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
+                _ => Error::Io(e),
+            });
         }
         Ok(())
     }

@@ -46,6 +46,11 @@ pub trait Stream: Read + Write + Send {
     /// [`io::ErrorKind::TimedOut`], depending on the platform.
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
 
+    /// Sets how long a blocking write may make no progress; `None` blocks forever. The client
+    /// sets it so that writing into a link that stopped draining (a half-open connection
+    /// with a full send buffer) fails instead of hanging.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
     /// Switches the underlying socket in or out of non-blocking mode.
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()>;
 
@@ -61,6 +66,10 @@ impl Stream for TcpStream {
         TcpStream::set_read_timeout(self, timeout)
     }
 
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
         TcpStream::set_nonblocking(self, nonblocking)
     }
@@ -73,6 +82,10 @@ impl Stream for TcpStream {
 impl Stream for StreamOwned<ClientConnection, TcpStream> {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.sock.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(timeout)
     }
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
@@ -187,6 +200,13 @@ impl Stream for Transport {
         match self {
             Transport::Tcp(stream) => Stream::set_read_timeout(stream, timeout),
             Transport::Tls(stream) => Stream::set_read_timeout(stream.as_mut(), timeout),
+        }
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => Stream::set_write_timeout(stream, timeout),
+            Transport::Tls(stream) => Stream::set_write_timeout(stream.as_mut(), timeout),
         }
     }
 

@@ -537,3 +537,35 @@ fn clean_session_republishes_unacknowledged_messages_in_order() {
         (0..5).map(|i| i.to_string()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn writes_into_a_black_hole_fail_instead_of_blocking_forever() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let mut cfg = config(proxy.port(), "flood");
+    cfg.keep_alive = 60; // keepalive alone would take 90 s to notice
+    let mut client: simple::Client = simple::Client::with_config(cfg);
+    client.connect(true).unwrap();
+    proxy.set_mode(Mode::BlackHole);
+    let payload = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let mut written = 0usize;
+    let error = loop {
+        match client.publish("flood", &payload, QoS::AtMostOnce, false) {
+            Ok(_) => written += payload.len(),
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still writing after {written} bytes"
+        );
+    };
+    println!(
+        "write stalled after {} KiB, failed after {:?}: {error}",
+        written / 1024,
+        started.elapsed()
+    );
+    assert!(matches!(error, umqtt::Error::WriteStalled), "{error:?}");
+    assert!(error.is_connection_lost());
+    assert!(!client.is_connected());
+}
