@@ -569,3 +569,24 @@ fn writes_into_a_black_hole_fail_instead_of_blocking_forever() {
     assert!(error.is_connection_lost());
     assert!(!client.is_connected());
 }
+
+#[test]
+fn persistent_session_without_client_id_is_a_configuration_error_not_a_retry_loop() {
+    let broker = Mosquitto::start();
+    let mut client = Client::new(
+        config(broker.port(), ""),
+        FixedDelay {
+            delay: Duration::from_millis(10),
+        },
+    );
+    let log = recorded(&mut client);
+    assert!(matches!(
+        client.connect(),
+        Err(Error::Usage(UsageError::EmptyClientIdNeedsCleanSession))
+    ));
+    client.run_for(Duration::from_millis(300)).unwrap();
+    assert_eq!(client.stats().attempts, 1, "{:?}", events(&log));
+    assert!(events(&log).contains(&Event::GaveUp {
+        kind: FailureKind::Configuration
+    }));
+}

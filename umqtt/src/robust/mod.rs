@@ -1152,7 +1152,9 @@ pub fn classify(error: &Error) -> FailureKind {
             FailureKind::Timeout
         }
         Error::Transport(TransportError::Tls(_) | TransportError::TlsIo(_)) => FailureKind::Tls,
-        Error::Transport(_) => FailureKind::Configuration,
+        // Unusable local settings (TLS files, server name, an empty client id with a
+        // persistent session): retrying cannot help.
+        Error::Transport(_) | Error::Usage(_) => FailureKind::Configuration,
         Error::ConnectionRefused(code) => FailureKind::Refused(*code),
         Error::KeepAliveTimeout => FailureKind::KeepAliveExpired,
         Error::Decode(_) | Error::Protocol(_) => FailureKind::Protocol,

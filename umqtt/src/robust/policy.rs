@@ -33,7 +33,8 @@ pub enum FailureKind {
     ConnectionLost,
     /// The broker sent malformed bytes or broke the protocol.
     Protocol,
-    /// The local configuration is unusable (unreadable CA or key file, invalid server name).
+    /// The local configuration is unusable (unreadable CA or key file, invalid server name,
+    /// empty client id with a persistent session).
     Configuration,
 }
 
