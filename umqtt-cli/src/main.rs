@@ -15,6 +15,7 @@ mod error;
 mod policy;
 mod pub_cmd;
 mod reconnect;
+mod signal;
 mod stream;
 mod sub_cmd;
 mod url;
@@ -67,8 +68,14 @@ fn main() -> ExitCode {
         Err(error) => return report_clap_error(&error),
     };
     let result = match cli.command {
-        Command::Pub(args) => pub_cmd::run(args),
-        Command::Sub(args) => sub_cmd::run(args),
+        Command::Pub(args) => {
+            signal::install();
+            pub_cmd::run(args)
+        }
+        Command::Sub(args) => {
+            signal::install();
+            sub_cmd::run(args)
+        }
         Command::Demo(args) => demo::run(args),
     };
     match result {

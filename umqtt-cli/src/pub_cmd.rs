@@ -202,7 +202,7 @@ fn publish_robust(
         None => {
             let lines = spawn_line_reader()?;
             let mut end_of_input = false;
-            while !end_of_input {
+            while !end_of_input && !crate::signal::interrupted() {
                 tracker.check_fatal()?;
                 let mut batch = Vec::new();
                 if client.pending() < MAX_PENDING {
@@ -237,7 +237,7 @@ fn publish_robust(
         }
     }
     // Every message ends delivered, expired or dropped; guaranteed ones wait for the broker.
-    while client.pending() > 0 {
+    while client.pending() > 0 && !crate::signal::interrupted() {
         tracker.check_fatal()?;
         if tracker.tally().stopped {
             // Left: guaranteed messages after a failure the policy deems permanent, or QoS 2
@@ -248,6 +248,16 @@ fn publish_robust(
     }
     let undelivered = client.pending() as u64;
     let _ = client.disconnect();
+    if undelivered > 0 && crate::signal::interrupted() {
+        let kept = if args.outbox.is_some() {
+            " (kept in the outbox)"
+        } else {
+            ""
+        };
+        return Err(CliError::failed(format!(
+            "interrupted: {undelivered} message(s) not delivered{kept}"
+        )));
+    }
     if undelivered > 0 {
         let detail = tracker.tally().last_failure.clone().unwrap_or_default();
         return Err(CliError::failed(format!(
@@ -299,7 +309,7 @@ fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
 /// the connection keeps being driven (keepalive) while no line comes.
 fn publish_lines(client: &mut CliClient, message: &Publication<'_>) -> Result<(), CliError> {
     let lines = spawn_line_reader()?;
-    loop {
+    while !crate::signal::interrupted() {
         match lines.recv_timeout(IDLE_TICK) {
             Ok(Ok(line)) => {
                 client.publish(message.topic, &line, message.qos, message.retain)?;
@@ -314,6 +324,7 @@ fn publish_lines(client: &mut CliClient, message: &Publication<'_>) -> Result<()
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
     }
+    Ok(())
 }
 
 /// Sends each line without its `\n` (a `\r` stays, as with mosquitto_pub); a last line

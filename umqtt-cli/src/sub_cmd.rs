@@ -22,6 +22,8 @@ use crate::reconnect;
 
 /// With a policy: longest single wait for a message, between checks of the policy's state.
 const ROBUST_TICK: Duration = Duration::from_millis(100);
+/// How often a blocking wait looks for Ctrl-C / SIGTERM.
+const SIGNAL_TICK: Duration = Duration::from_millis(200);
 
 /// Flags of `umqtt sub`.
 #[derive(Args, Debug)]
@@ -106,6 +108,9 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         let mut stdout = io::stdout().lock();
         let mut printed = 0;
         while printed < limit {
+            if crate::signal::interrupted() {
+                break;
+            }
             tracker.check_fatal()?;
             if tracker.tally().stopped {
                 let detail = tracker.tally().last_failure.clone().unwrap_or_default();
@@ -152,9 +157,13 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
 
     let mut stdout = io::stdout().lock();
     let mut printed = 0;
-    while printed < limit {
+    while printed < limit && !crate::signal::interrupted() {
         let message = match deadline {
-            None => client.wait_msg()?,
+            // In slices, so Ctrl-C / SIGTERM is noticed.
+            None => match client.wait_msg_timeout(SIGNAL_TICK)? {
+                Some(message) => message,
+                None => continue,
+            },
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match (!left.is_zero()).then(|| client.wait_msg_timeout(left)) {

@@ -493,3 +493,65 @@ fn idle_stdin_lines_keep_the_connection_alive() {
     out.assert_success();
     assert_eq!(out.stdout_text(), "still here\n");
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM end `sub` and `pub -l` with DISCONNECT, so the broker does not
+/// publish their last will — unlike SIGKILL above.
+#[test]
+fn sigint_and_sigterm_disconnect_cleanly_without_the_will() {
+    let broker = Mosquitto::start();
+    for (subcommand, signal) in [("sub", "-INT"), ("pub", "-TERM")] {
+        let id = format!("polite-{subcommand}");
+        let mut args = vec![subcommand.to_owned()];
+        let will_topic = format!("will/{id}");
+        let mut flags = vec![
+            "-i",
+            &id,
+            "-t",
+            "work",
+            "--will-topic",
+            &will_topic,
+            "--will-payload",
+            "gone",
+        ];
+        if subcommand == "pub" {
+            flags.push("-l");
+        }
+        args.extend(at(&broker, &flags));
+        let mut running = spawn(&strs(&args));
+        assert!(
+            broker.wait_for_log(&format!("as {id} ("), LOG_WAIT),
+            "{}",
+            broker.log_contents()
+        );
+        let watcher = subscriber(
+            &broker,
+            &format!("watch-{subcommand}"),
+            &["-t", "will/#", "-W", "2"],
+        );
+        let pid = running.child.as_ref().unwrap().id().to_string();
+        let started = Instant::now();
+        assert!(std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = running.child.as_mut().unwrap().wait().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{subcommand} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(status.code(), Some(0), "{subcommand} after {signal}");
+        assert!(
+            broker.wait_for_log(&format!("Received DISCONNECT from {id}"), LOG_WAIT),
+            "{}",
+            broker.log_contents()
+        );
+        let out = watcher.finish();
+        assert_eq!(
+            out.stdout_text(),
+            "",
+            "the will was published for {subcommand}"
+        );
+    }
+}
