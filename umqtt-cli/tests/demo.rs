@@ -116,9 +116,10 @@ fn demo_tells_the_three_stories() {
     assert!(alarm.sent >= 1, "{stdout}");
     assert_eq!(alarm.delivered, alarm.sent, "{stdout}");
     if alarm.kept > 0 {
-        // Nudged when the network came back: delivered at once, not at the next backoff.
+        // Nudged when the network came back: delivered at once, not at the next backoff
+        // (after a 3 s outage that would be ~4 s away); 2 s leaves room for a loaded machine.
         let recovery = alarm.recovery.expect("kept alarms were delivered");
-        assert!(recovery < 1.0, "alarm recovery {recovery}: {stdout}");
+        assert!(recovery < 2.0, "alarm recovery {recovery}: {stdout}");
     }
 }
 
