@@ -1,4 +1,4 @@
-//! The reconnecting client: [`simple::Client`](crate::simple::Client) plus a policy that says
+//! The reconnecting client: [`simple::Client`] plus a policy that says
 //! how hard to try, per application and per message.
 //!
 //! ```no_run
