@@ -780,12 +780,10 @@ fn connect_tcp(
     port: u16,
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), TransportError> {
-    let addresses = (host, port)
-        .to_socket_addrs()
-        .map_err(|source| TransportError::Resolve {
-            host: host.to_owned(),
-            source,
-        })?;
+    let addresses = resolve(host, port, timeout).map_err(|source| TransportError::Resolve {
+        host: host.to_owned(),
+        source,
+    })?;
     let mut last_error = None;
     for addr in addresses {
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -799,6 +797,31 @@ fn connect_tcp(
     Err(last_error.unwrap_or_else(|| TransportError::NoAddress {
         host: host.to_owned(),
     }))
+}
+
+/// Resolves `host` within `timeout`. The system resolver has no timeout of its own (a
+/// broken DNS server can stall it for tens of seconds), so a name is looked up on a helper
+/// thread and abandoned when the time is up; IP literals need no lookup.
+fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("umqtt-dns".into())
+        .spawn(move || {
+            let result = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = sender.send(result);
+        })?;
+    receiver.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "name lookup did not finish within the connect timeout",
+        ))
+    })
 }
 
 /// Drives the TLS handshake to completion within `timeout`, so that TLS
@@ -859,5 +882,20 @@ fn handshake_error(error: io::Error, addr: SocketAddr) -> TransportError {
     match error.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TransportError::Timeout { addr },
         _ => TransportError::TlsIo(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_literals_need_no_lookup_and_names_resolve_within_the_timeout() {
+        let addrs = resolve("127.0.0.1", 1883, Duration::from_millis(1)).unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 1883))]);
+        let addrs = resolve("::1", 8883, Duration::from_millis(1)).unwrap();
+        assert_eq!(addrs[0].port(), 8883);
+        let addrs = resolve("localhost", 1883, Duration::from_secs(5)).unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }
