@@ -875,8 +875,8 @@ impl State {
         let entry = &mut self.outgoing[index];
         match entry.stage {
             OutgoingStage::AwaitingPubComp => {
-                let id = entry.packet_id.get().to_be_bytes();
-                self.tx.extend_from_slice(&[0x62, 0x02, id[0], id[1]]);
+                let packet_id = entry.packet_id;
+                self.send_ack(0x62, packet_id);
             }
             OutgoingStage::Queued | OutgoingStage::AwaitingAck => {
                 let start = self.tx.len();
