@@ -243,6 +243,7 @@ mod tests {
             qos: QoS::AtMostOnce,
             retain: false,
             dup: false,
+            packet_id: None,
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Message {
     pub retain: bool,
     /// The broker marked it as a possible redelivery.
     pub dup: bool,
+    /// The packet id the broker sent it with (QoS 1/2), for logs and for telling a broker's
+    /// redelivery of one message apart from two messages with the same content.
+    pub packet_id: Option<PacketId>,
 }
 
 impl From<&Publish<'_>> for Message {
@@ -75,6 +78,7 @@ impl From<&Publish<'_>> for Message {
             qos: publish.qos,
             retain: publish.retain,
             dup: publish.dup,
+            packet_id: publish.packet_id,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Message {
         self.qos = publish.qos;
         self.retain = publish.retain;
         self.dup = publish.dup;
+        self.packet_id = publish.packet_id;
     }
 }
 

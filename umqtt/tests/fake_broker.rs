@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use umqtt::simple::{Client, ClientConfig, Message};
 use umqtt::transport::Transport;
 use umqtt::{Error, QoS, UsageError};
-use umqtt_core::packet::{DecodeError, PacketType};
+use umqtt_core::packet::{DecodeError, PacketId, PacketType};
 use umqtt_core::topic::TopicError;
 use umqtt_testkit::raw;
 
@@ -216,7 +216,14 @@ fn message(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
         qos,
         retain,
         dup: false,
+        packet_id: None,
     }
+}
+
+/// `message` as the broker sends it with packet id `id` (0: QoS 0, no id).
+fn with_id(mut message: Message, id: u16) -> Message {
+    message.packet_id = PacketId::new(id);
+    message
 }
 
 /// The raw PUBLISH a broker sends for `message` (`packet_id` for QoS 1/2).
@@ -578,7 +585,10 @@ fn messages_arriving_during_publish_are_queued_in_order() {
     assert_eq!(id.map(|id| id.get()), Some(1));
     assert_eq!(client.pending_publishes(), 0);
 
-    let expected: Vec<Message> = incoming_messages().into_iter().map(|(m, _)| m).collect();
+    let expected: Vec<Message> = incoming_messages()
+        .into_iter()
+        .map(|(m, id)| with_id(m, id))
+        .collect();
     let mut received = vec![client.check_msg().unwrap().expect("first queued message")];
     for _ in 1..expected.len() {
         received.push(client.wait_msg().unwrap());
@@ -594,11 +604,14 @@ fn full_message_queue_is_reported_and_nothing_is_lost() {
     const MESSAGES: u16 = 5;
     let expected: Vec<Message> = (1..=MESSAGES)
         .map(|i| {
-            message(
-                &format!("q/{i}"),
-                &[b'0' + i as u8],
-                QoS::AtLeastOnce,
-                false,
+            with_id(
+                message(
+                    &format!("q/{i}"),
+                    &[b'0' + i as u8],
+                    QoS::AtLeastOnce,
+                    false,
+                ),
+                i,
             )
         })
         .collect();
