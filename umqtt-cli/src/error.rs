@@ -155,6 +155,7 @@ pub fn describe(error: &umqtt::Error) -> String {
         umqtt::Error::SubscribeRefused { filter } => {
             format!("the broker refused the subscription to {filter:?}")
         }
+        umqtt::Error::Connect(inner) => describe(inner),
         other => other.to_string(),
     }
 }

@@ -22,8 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use umqtt::robust::{
-    BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FixedDelay, NoRetry,
-    ReconnectPolicy,
+    BatteryAware, Deadline, ExponentialBackoff, FixedDelay, NoRetry, OutageLimit, ReconnectPolicy,
 };
 
 /// A reconnection policy as written on the command line.
@@ -76,7 +75,13 @@ impl PolicySpec {
     /// which gives up once the broker has been unreachable for D.
     pub fn for_subscribing(self) -> CliPolicy {
         match self {
-            PolicySpec::Deadline(limit) => Box::new(OutageLimit::new(limit)),
+            PolicySpec::Deadline(limit) => {
+                // A short backoff, never sleeping past the limit, then stop.
+                let cap = (limit / 4).max(Duration::from_millis(500));
+                let spacing =
+                    ExponentialBackoff::new(Duration::from_millis(500), cap).with_jitter(0.1);
+                Box::new(OutageLimit::new(limit, spacing))
+            }
             other => other.for_publishing(),
         }
     }
@@ -142,36 +147,6 @@ impl fmt::Display for PolicySpec {
 
 /// One of the policies above, chosen at run time.
 pub type CliPolicy = Box<dyn ReconnectPolicy>;
-
-/// `sub --policy deadline:D`: reconnect with a short backoff while the outage is younger
-/// than `limit`, never sleeping past it, then stop.
-struct OutageLimit {
-    limit: Duration,
-    backoff: ExponentialBackoff,
-}
-
-impl OutageLimit {
-    fn new(limit: Duration) -> Self {
-        let cap = (limit / 4).max(Duration::from_millis(500));
-        OutageLimit {
-            limit,
-            backoff: ExponentialBackoff::new(Duration::from_millis(500), cap).with_jitter(0.1),
-        }
-    }
-}
-
-impl ReconnectPolicy for OutageLimit {
-    fn on_failure(&mut self, failure: &Failure) -> Decision {
-        let left = self.limit.saturating_sub(failure.outage);
-        if failure.kind.is_permanent() || left.is_zero() {
-            return Decision::Stop;
-        }
-        match self.backoff.on_failure(failure) {
-            Decision::RetryAfter(delay) => Decision::RetryAfter(delay.min(left)),
-            Decision::Stop => Decision::Stop,
-        }
-    }
-}
 
 /// A duration with a unit, greater than zero: a zero delay would reconnect in a busy loop.
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -290,13 +265,9 @@ mod tests {
 
     #[test]
     fn mapping_to_robust_policies() {
-        use umqtt::robust::{FailureKind, PendingSummary};
-        let failure = |consecutive, outage| Failure {
-            kind: FailureKind::TcpConnect,
-            consecutive,
-            outage,
-            pending: PendingSummary::default(),
-        };
+        use umqtt::robust::{Decision, Failure, FailureKind};
+        let failure =
+            |consecutive, outage| Failure::new(FailureKind::TcpConnect, consecutive, outage);
         let none = PolicySpec::None.for_publishing();
         assert_eq!(none.default_delivery(), Delivery::NoRetry);
         let deadline = PolicySpec::Deadline(secs(15)).for_publishing();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use umqtt::outbox::DurableOutbox;
-use umqtt::robust::{Client, DropReason, Event, FailureKind, RobustConfig};
+use umqtt::robust::{Client, DropReason, Event, FailureKind, LinkError, LinkFailure, RobustConfig};
 use umqtt::ConnectReturnCode;
 
 use crate::common::Settings;
@@ -76,8 +76,8 @@ impl Tracker {
         let mut tally = self.tally();
         match event {
             Event::Connected { .. } => tally.stopped = false,
-            Event::AttemptFailed { kind, detail, .. } | Event::Disconnected { kind, detail } => {
-                let detail = clean_detail(detail);
+            Event::AttemptFailed { kind, error, .. } | Event::Disconnected { kind, error } => {
+                let detail = describe_link(error);
                 if tally.fatal.is_none() {
                     tally.fatal = match kind {
                         FailureKind::Refused(code) if kind.is_permanent() => {
@@ -137,6 +137,15 @@ fn reason_text(reason: DropReason) -> &'static str {
         DropReason::PolicyStopped => "the policy stopped retrying",
         DropReason::QueueOverflow => "queue full",
         _ => "dropped",
+    }
+}
+
+/// One line for a failed attempt or a lost link, from the typed error.
+fn describe_link(error: &LinkError<LinkFailure>) -> String {
+    match error {
+        LinkError::Transport(failure) => crate::error::describe(failure.error()),
+        LinkError::Closed(reason) => crate::error::describe(&umqtt::Error::from(*reason)),
+        other => other.to_string(),
     }
 }
 
@@ -209,19 +218,17 @@ fn log_event(client_id: &str, event: &Event) {
             "Client {client_id} connected to {server} (session present: {})",
             u8::from(*session_present)
         ),
-        Event::Disconnected { detail, .. } => {
+        Event::Disconnected { error, .. } => {
             format!(
                 "Client {client_id} lost the connection: {}",
-                clean_detail(detail)
+                describe_link(error)
             )
         }
         Event::AttemptFailed {
-            consecutive,
-            detail,
-            ..
+            consecutive, error, ..
         } => format!(
             "Client {client_id} connection attempt failed ({consecutive} in a row): {}",
-            clean_detail(detail)
+            describe_link(error)
         ),
         Event::RetryScheduled { delay } => {
             format!("Client {client_id} retrying in {}", seconds(*delay))
@@ -250,6 +257,11 @@ fn seconds(duration: Duration) -> String {
 mod tests {
     use super::*;
     use umqtt::robust::MessageId;
+    use umqtt::CloseReason;
+
+    fn closed(reason: CloseReason) -> LinkError<LinkFailure> {
+        LinkError::Closed(reason)
+    }
 
     #[test]
     fn os_error_suffixes_are_removed() {
@@ -268,7 +280,8 @@ mod tests {
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::TcpConnect,
             consecutive: 1,
-            detail: "cannot connect to h:1: Connection refused (os error 111)".into(),
+            server: 0,
+            error: closed(CloseReason::KeepAliveTimeout),
         });
         tracker.record(&Event::Expired { id: MessageId(2) });
         tracker.record(&Event::Dropped {
@@ -281,7 +294,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "2 of 3 messages not delivered: 1 expired (not delivered within 1s), 1 dropped \
-             (not connected); last error: cannot connect to h:1: Connection refused"
+             (not connected); last error: the broker stopped answering (no PINGRESP in time)"
         );
     }
 
@@ -291,13 +304,15 @@ mod tests {
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::Refused(ConnectReturnCode::ServerUnavailable),
             consecutive: 1,
-            detail: "x".into(),
+            server: 0,
+            error: closed(CloseReason::Refused(ConnectReturnCode::ServerUnavailable)),
         });
         assert!(tracker.check_fatal().is_ok());
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::Refused(ConnectReturnCode::NotAuthorized),
             consecutive: 2,
-            detail: "x".into(),
+            server: 0,
+            error: closed(CloseReason::Refused(ConnectReturnCode::NotAuthorized)),
         });
         assert_eq!(tracker.check_fatal().unwrap_err().exit_code(), 5);
     }

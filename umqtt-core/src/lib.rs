@@ -28,4 +28,8 @@ pub mod topic;
 pub use packet::{Packet, PacketId, QoS};
 pub use time::Instant;
 #[cfg(feature = "alloc")]
+pub mod message;
+#[cfg(feature = "alloc")]
+pub mod robust;
+#[cfg(feature = "alloc")]
 pub mod session;

@@ -43,6 +43,9 @@ pub enum Error {
     Usage(UsageError),
     /// The durable outbox failed (open, read or write).
     Outbox(crate::outbox::StoreError),
+    /// A connection attempt of the robust client failed with this error (shared with the
+    /// event that reported it).
+    Connect(std::sync::Arc<Error>),
     /// The queue of received messages is full: drain it with `check_msg`/`wait_msg` before
     /// waiting for anything else. No message was dropped.
     MessageQueueFull,
@@ -62,6 +65,7 @@ impl Error {
                 | Error::ConnectTimeout
                 | Error::KeepAliveTimeout
                 | Error::WriteStalled
+                | Error::Connect(_)
         )
     }
 }
@@ -87,6 +91,7 @@ impl fmt::Display for Error {
             Error::Usage(e) => write!(f, "{e}"),
             Error::Outbox(e) => write!(f, "{e}"),
             Error::MessageQueueFull => f.write_str("received-message queue is full"),
+            Error::Connect(e) => e.fmt(f),
         }
     }
 }
@@ -100,6 +105,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Usage(e) => Some(e),
             Error::Outbox(e) => Some(e),
+            Error::Connect(e) => Some(&**e),
             _ => None,
         }
     }

@@ -51,51 +51,7 @@ use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
 use crate::error::Error;
 use crate::transport::{self, Stream, TlsConfig, Transport};
 
-/// A received application message. `Default` gives an empty message to pass to
-/// [`Client::wait_msg_into`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Message {
-    /// Topic name it was published on.
-    pub topic: String,
-    /// Payload bytes.
-    pub payload: Vec<u8>,
-    /// QoS it was delivered with.
-    pub qos: QoS,
-    /// Retained message (sent because of the subscription, not a live publish).
-    pub retain: bool,
-    /// The broker marked it as a possible redelivery.
-    pub dup: bool,
-    /// The packet id the broker sent it with (QoS 1/2), for logs and for telling a broker's
-    /// redelivery of one message apart from two messages with the same content.
-    pub packet_id: Option<PacketId>,
-}
-
-impl From<&Publish<'_>> for Message {
-    fn from(publish: &Publish<'_>) -> Self {
-        Message {
-            topic: publish.topic.to_string(),
-            payload: publish.payload.to_vec(),
-            qos: publish.qos,
-            retain: publish.retain,
-            dup: publish.dup,
-            packet_id: publish.packet_id,
-        }
-    }
-}
-
-impl Message {
-    /// Overwrites this message with `publish`, reusing the topic and payload capacity.
-    fn set_from(&mut self, publish: &Publish<'_>) {
-        self.topic.clear();
-        self.topic.push_str(publish.topic);
-        self.payload.clear();
-        self.payload.extend_from_slice(publish.payload);
-        self.qos = publish.qos;
-        self.retain = publish.retain;
-        self.dup = publish.dup;
-        self.packet_id = publish.packet_id;
-    }
-}
+pub use umqtt_core::message::Message;
 
 /// Settings of a [`Client`]. `Default` gives port 1883 (8883 with TLS), keepalive 60 s,
 /// 10 s connect and response timeouts.
@@ -160,15 +116,6 @@ impl ClientConfig {
     }
 }
 
-/// The outcome of a QoS 1/2 publish, recorded for the robust layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Completion {
-    /// PUBACK / PUBCOMP arrived.
-    Published(PacketId),
-    /// A clean session discarded it before it was acknowledged.
-    Discarded(PacketId),
-}
-
 /// What a drained session event meant, without borrowing the session.
 enum Notice {
     Connected(bool),
@@ -195,8 +142,6 @@ pub struct Client<S: Stream = Transport> {
     /// The read timeout last set on `stream` (`Some(None)`: blocking), `None` when unknown.
     /// Lets most reads skip the `setsockopt`; see `read_with_timeout`.
     read_timeout: Option<Option<Duration>>,
-    /// Outcomes of QoS 1/2 publishes, kept only when the robust layer asks for them.
-    completions: Option<VecDeque<Completion>>,
 }
 
 impl Client<Transport> {
@@ -244,7 +189,6 @@ impl<S: Stream> Client<S> {
             spare_messages: Vec::new(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             read_timeout: None,
-            completions: None,
         }
     }
 
@@ -564,70 +508,6 @@ impl<S: Stream> Client<S> {
         self.session.cancel_publish(packet_id)
     }
 
-    /// Puts back a message a previous process published with `packet_id` (durable outbox);
-    /// see [`Session::restore_publish`](umqtt_core::session::Session::restore_publish).
-    pub(crate) fn restore_publish(
-        &mut self,
-        packet_id: PacketId,
-        topic: &str,
-        payload: &[u8],
-        qos: QoS,
-        retain: bool,
-    ) -> Result<(), Error> {
-        let publish = Publish {
-            dup: false,
-            qos,
-            retain,
-            topic,
-            packet_id: Some(packet_id),
-            payload,
-        };
-        Ok(self.session.restore_publish(packet_id, &publish, true)?)
-    }
-
-    /// Starts recording publish outcomes for [`Client::take_completion`].
-    pub(crate) fn record_completions(&mut self) {
-        self.completions.get_or_insert_with(VecDeque::new);
-    }
-
-    /// The next recorded publish outcome.
-    pub(crate) fn take_completion(&mut self) -> Option<Completion> {
-        self.completions.as_mut()?.pop_front()
-    }
-
-    /// Drives the connection for up to `timeout`: reads, acknowledges, pings. Returns early
-    /// once a message is queued or a publish completes.
-    pub(crate) fn drive(&mut self, timeout: Duration) -> Result<(), Error> {
-        self.require_connection()?;
-        let deadline = std::time::Instant::now() + timeout;
-        let result = self.run_until(Some(deadline), |notice, _| match notice {
-            Notice::MessageQueued | Notice::Published(_) | Notice::Other => Some(()),
-            _ => None,
-        });
-        match result {
-            Ok(()) | Err(Error::Timeout) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads whatever has already arrived, without waiting, and answers it.
-    pub(crate) fn pump(&mut self) -> Result<(), Error> {
-        self.require_connection()?;
-        self.read_available(true)?;
-        self.flush()
-    }
-
-    /// Takes the next queued received message, if any, without touching the network.
-    pub(crate) fn pop_message(&mut self) -> Option<Message> {
-        self.messages.pop_front()
-    }
-
-    /// Replaces the broker address for the next `connect` (server-list failover).
-    pub(crate) fn set_server(&mut self, server: &str, port: Option<u16>) {
-        self.config.server = server.to_string();
-        self.config.port = port;
-    }
-
     fn require_connection(&self) -> Result<(), Error> {
         if self.is_connected() {
             Ok(())
@@ -701,18 +581,7 @@ impl<S: Stream> Client<S> {
                     Notice::MessageQueued
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
-                Some(Event::Published(id)) => {
-                    if let Some(completions) = self.completions.as_mut() {
-                        completions.push_back(Completion::Published(id));
-                    }
-                    Notice::Published(id)
-                }
-                Some(Event::PublishDiscarded(id)) => {
-                    if let Some(completions) = self.completions.as_mut() {
-                        completions.push_back(Completion::Discarded(id));
-                    }
-                    Notice::Other
-                }
+                Some(Event::Published(id)) => Notice::Published(id),
                 Some(Event::Subscribed(suback)) => {
                     Notice::Subscribed(suback.packet_id, suback.codes().collect())
                 }

@@ -78,6 +78,10 @@ pub struct SessionConfig {
     pub password: Option<Vec<u8>>,
     /// Last will.
     pub will: Option<Will>,
+    /// On a clean-session `connect`, keep the unacknowledged messages and publish them again
+    /// as new messages (DUP clear), as after a lost session, instead of discarding them with
+    /// [`Event::PublishDiscarded`]. The robust engine sets this: its messages outlive sessions.
+    pub republish_on_clean_session: bool,
 }
 
 impl Default for SessionConfig {
@@ -94,6 +98,7 @@ impl Default for SessionConfig {
             username: None,
             password: None,
             will: None,
+            republish_on_clean_session: false,
         }
     }
 }
@@ -233,6 +238,9 @@ pub enum Event<'a> {
     Message(Publish<'a>),
     /// A QoS 1 (PUBACK) or QoS 2 (PUBCOMP) publish completed.
     Published(PacketId),
+    /// PUBREC arrived for a QoS 2 publish: the broker holds the message and only PUBREL /
+    /// PUBCOMP remain; it can no longer be cancelled `[MQTT-4.3.3-1]`.
+    PublishReceived(PacketId),
     /// A queued or unacknowledged publish was discarded because a clean session was started.
     PublishDiscarded(PacketId),
     /// SUBACK for a SUBSCRIBE.
@@ -374,6 +382,16 @@ impl Session {
         self.state.in_flight
     }
 
+    /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
+    /// [`Session::cancel_publish`].
+    pub fn can_cancel(&self, packet_id: PacketId) -> bool {
+        self.state
+            .outgoing
+            .iter()
+            .find(|o| o.packet_id == packet_id)
+            .is_some_and(|o| !(o.qos == QoS::ExactlyOnce && o.sent_before))
+    }
+
     /// The outgoing messages in order: packet id, QoS and stage.
     pub fn outgoing(&self) -> impl Iterator<Item = (PacketId, QoS, OutgoingStage)> + '_ {
         self.state
@@ -416,7 +434,7 @@ impl Session {
         append_packet(&mut state.tx, &connect)?;
         self.rx.clear();
         self.rx_start = 0;
-        if clean_session {
+        if clean_session && !state.config.republish_on_clean_session {
             state.discard_session();
         }
         state.connection = Connection::AwaitingConnAck {
@@ -535,14 +553,17 @@ impl Session {
 
     /// Withdraws an unacknowledged QoS 1/2 message (its delivery deadline passed, or its policy
     /// dropped it). Returns false — and keeps the message — if it is unknown or if it is a QoS 2
-    /// message whose PUBREC already arrived: the broker owns it then, and only PUBREL may follow
-    /// `[MQTT-4.3.3-1]`.
+    /// message that was ever sent: the broker may hold its packet id in its QoS 2 table, so
+    /// the id cannot be reused for another message (the broker would take that one for a
+    /// duplicate and drop it), and after PUBREC only PUBREL may follow `[MQTT-4.3.3-1]`. Such
+    /// a message completes with PUBREL / PUBCOMP.
     pub fn cancel_publish(&mut self, packet_id: PacketId) -> bool {
         let state = &mut self.state;
         let Some(index) = state.outgoing.iter().position(|o| o.packet_id == packet_id) else {
             return false;
         };
-        if state.outgoing[index].stage == OutgoingStage::AwaitingPubComp {
+        let entry = &state.outgoing[index];
+        if entry.qos == QoS::ExactlyOnce && entry.sent_before {
             return false;
         }
         if let Some(entry) = state.outgoing.remove(index) {
@@ -962,9 +983,10 @@ impl State {
                     return None;
                 }
                 // A repeated PUBREC (stage already AwaitingPubComp) gets PUBREL again.
+                let first = entry.stage != OutgoingStage::AwaitingPubComp;
                 entry.stage = OutgoingStage::AwaitingPubComp;
                 self.send_outgoing(index);
-                None
+                first.then_some(Event::PublishReceived(id))
             }
             Packet::PubComp(id) => {
                 let index = self.position_in_flight(id)?;

@@ -110,6 +110,7 @@ fn events(session: &mut Session) -> Vec<Ev> {
                 dup: p.dup,
             },
             Event::Published(id) => Ev::Published(id.get()),
+            Event::PublishReceived(_) => continue,
             Event::PublishDiscarded(id) => Ev::Discarded(id.get()),
             Event::Subscribed(s) => Ev::Subscribed(s.packet_id.get(), s.return_codes.to_vec()),
             Event::Unsubscribed(id) => Ev::Unsubscribed(id.get()),

@@ -5,11 +5,14 @@
 //! the last attempt failed, how many attempts failed in a row, how long the outage lasts and
 //! what is still waiting to be delivered, it decides when to try again — or to stop.
 //!
-//! Policies are pure: they never read a clock or sleep, so they are tested with made-up times.
+//! Policies are pure: they never read a clock, sleep or draw random numbers (jitter comes from
+//! [`Failure::random`], drawn by the engine from the seed its driver passed in), so they are
+//! tested with made-up times and replay identically.
 
-use std::time::Duration;
+use alloc::boxed::Box;
+use core::time::Duration;
 
-use umqtt_core::packet::ConnectReturnCode;
+use crate::packet::ConnectReturnCode;
 
 use super::Delivery;
 
@@ -68,6 +71,29 @@ pub struct Failure {
     pub outage: Duration,
     /// What waits for the link.
     pub pending: PendingSummary,
+    /// Subscriptions the application keeps (they need the link even when no message waits).
+    pub subscriptions: usize,
+    /// A random number for jitter, drawn from the engine's seeded generator.
+    pub random: u64,
+}
+
+impl Failure {
+    /// A failure with nothing pending and no subscriptions, for policy tests and simulations.
+    pub fn new(kind: FailureKind, consecutive: u32, outage: Duration) -> Self {
+        Failure {
+            kind,
+            consecutive,
+            outage,
+            pending: PendingSummary::default(),
+            subscriptions: 0,
+            random: 0,
+        }
+    }
+
+    /// `random` as a fraction in `[0, 1)`.
+    pub fn random_unit(&self) -> f64 {
+        (self.random >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// The messages waiting for delivery, as a policy sees them.
@@ -86,9 +112,38 @@ pub struct PendingSummary {
 pub enum Decision {
     /// Try again after this delay.
     RetryAfter(Duration),
-    /// Stop trying. Messages whose contract allows dropping are dropped (and reported); the
-    /// next `publish`, `subscribe` or nudge tries once more.
+    /// Stop trying for the messages: those whose contract allows dropping are dropped (and
+    /// reported). Subscriptions still keep the link alive through
+    /// [`ReconnectPolicy::keep_listening`]; once that stops too, the next `publish`,
+    /// `subscribe` or nudge tries once more.
     Stop,
+}
+
+/// The spacing [`ReconnectPolicy::keep_listening`] uses by default: backoff from 1 s to 60 s
+/// (paho's), ±20 % jitter; never for a failure retrying cannot fix.
+pub fn listening_backoff(failure: &Failure) -> Decision {
+    if failure.kind.is_permanent() {
+        return Decision::Stop;
+    }
+    let base = backoff_delay(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        failure.consecutive,
+    );
+    Decision::RetryAfter(jittered(base, 0.2, Duration::from_secs(60), failure))
+}
+
+fn backoff_delay(initial: Duration, max: Duration, consecutive: u32) -> Duration {
+    let doublings = consecutive.saturating_sub(1).min(31);
+    initial.saturating_mul(1u32 << doublings).min(max)
+}
+
+fn jittered(delay: Duration, jitter: f64, max: Duration, failure: &Failure) -> Duration {
+    if jitter == 0.0 {
+        return delay;
+    }
+    let factor = 1.0 + jitter * (failure.random_unit() * 2.0 - 1.0);
+    delay.mul_f64(factor).min(max)
 }
 
 /// Decides when to reconnect. Implement it to encode an application's own idea of robustness.
@@ -106,6 +161,14 @@ pub trait ReconnectPolicy: Send {
     /// The delivery contract of a message published without one.
     fn default_delivery(&self) -> Delivery {
         Delivery::Guaranteed
+    }
+
+    /// Called when [`ReconnectPolicy::on_failure`] said [`Decision::Stop`] but the application
+    /// keeps subscriptions: a subscriber must not go deaf because nothing waits to be sent.
+    /// The default retries with [`listening_backoff`]; a policy that should give up on
+    /// subscriptions too (see [`OutageLimit`]) returns [`Decision::Stop`].
+    fn keep_listening(&mut self, failure: &Failure) -> Decision {
+        listening_backoff(failure)
     }
 }
 
@@ -125,6 +188,10 @@ impl<P: ReconnectPolicy + ?Sized> ReconnectPolicy for Box<P> {
 
     fn default_delivery(&self) -> Delivery {
         (**self).default_delivery()
+    }
+
+    fn keep_listening(&mut self, failure: &Failure) -> Decision {
+        (**self).keep_listening(failure)
     }
 }
 
@@ -180,7 +247,6 @@ pub struct ExponentialBackoff {
     pub max: Duration,
     /// Relative spread of each delay, 0.0..=1.0.
     pub jitter: f64,
-    rng: XorShift,
 }
 
 impl ExponentialBackoff {
@@ -190,7 +256,6 @@ impl ExponentialBackoff {
             initial,
             max,
             jitter: 0.2,
-            rng: XorShift::seeded(),
         }
     }
 
@@ -202,18 +267,7 @@ impl ExponentialBackoff {
 
     /// The delay after `consecutive` failures, before jitter.
     pub fn base_delay(&self, consecutive: u32) -> Duration {
-        let doublings = consecutive.saturating_sub(1).min(32);
-        self.initial
-            .saturating_mul(1u32 << doublings.min(31))
-            .min(self.max)
-    }
-
-    fn jittered(&mut self, delay: Duration) -> Duration {
-        if self.jitter == 0.0 {
-            return delay;
-        }
-        let factor = 1.0 + self.jitter * (self.rng.next_unit() * 2.0 - 1.0);
-        delay.mul_f64(factor).min(self.max)
+        backoff_delay(self.initial, self.max, consecutive)
     }
 }
 
@@ -229,7 +283,7 @@ impl ReconnectPolicy for ExponentialBackoff {
             return Decision::Stop;
         }
         let delay = self.base_delay(failure.consecutive);
-        Decision::RetryAfter(self.jittered(delay))
+        Decision::RetryAfter(jittered(delay, self.jitter, self.max, failure))
     }
 }
 
@@ -358,26 +412,56 @@ impl ReconnectPolicy for BatteryAware {
     }
 }
 
-/// A tiny deterministic generator for jitter (no dependency, no global state).
+/// Gives up once the broker has been unreachable for `limit`, on messages *and*
+/// subscriptions: the shape of a command-line tool that should end instead of waiting forever.
+/// Until then it retries with `inner`'s spacing (and `inner`'s delivery contract).
 #[derive(Debug, Clone)]
-struct XorShift(u64);
+pub struct OutageLimit<P> {
+    /// How long an outage may last before giving up.
+    pub limit: Duration,
+    /// The policy whose spacing is used until then.
+    pub inner: P,
+}
 
-impl XorShift {
-    fn seeded() -> Self {
-        // Randomly keyed per instance (std's hash keys), so devices spread out.
-        use std::hash::{BuildHasher, Hasher};
-        let seed = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        XorShift(seed | 1)
+impl<P: ReconnectPolicy> OutageLimit<P> {
+    /// Gives up after `limit` of outage, retrying with `inner` until then.
+    pub fn new(limit: Duration, inner: P) -> Self {
+        OutageLimit { limit, inner }
     }
 
-    fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+    fn within_limit(&self, failure: &Failure, decision: Decision) -> Decision {
+        match decision {
+            Decision::RetryAfter(delay)
+                if !failure.kind.is_permanent() && failure.outage < self.limit =>
+            {
+                // One last attempt just at the limit, never past it.
+                Decision::RetryAfter(delay.min(self.limit - failure.outage))
+            }
+            _ => Decision::Stop,
+        }
+    }
+}
+
+impl<P: ReconnectPolicy> ReconnectPolicy for OutageLimit<P> {
+    fn on_failure(&mut self, failure: &Failure) -> Decision {
+        let decision = self.inner.on_failure(failure);
+        self.within_limit(failure, decision)
+    }
+
+    fn on_connected(&mut self) {
+        self.inner.on_connected();
+    }
+
+    fn on_nudge(&mut self) {
+        self.inner.on_nudge();
+    }
+
+    fn default_delivery(&self) -> Delivery {
+        self.inner.default_delivery()
+    }
+
+    fn keep_listening(&mut self, failure: &Failure) -> Decision {
+        let decision = self.inner.keep_listening(failure);
+        self.within_limit(failure, decision)
     }
 }

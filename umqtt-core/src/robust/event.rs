@@ -1,0 +1,280 @@
+//! What the engine tells its driver and the application: events, outcomes, counters.
+
+use alloc::string::String;
+use core::fmt;
+use core::time::Duration;
+
+use super::policy::FailureKind;
+use crate::message::Message;
+use crate::packet::{PacketId, QoS};
+use crate::session::CloseReason;
+
+/// How robust one message must be: its delivery contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Sent only if the link is up, or comes up at the attempt this publish starts; dropped
+    /// (and reported) otherwise or if the link breaks before the acknowledgement. The
+    /// temperature reading.
+    NoRetry,
+    /// Retried until acknowledged or until this long after `publish`, then expired (and
+    /// reported). The button press.
+    Within(Duration),
+    /// Kept until acknowledged, across any outage. The burglar alarm.
+    Guaranteed,
+}
+
+/// A handle for one published message, named by the events about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+/// Why a message was dropped. Like [`Event::Expired`], a drop means *not confirmed*: a message
+/// whose PUBLISH was already written may still have reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// A [`Delivery::NoRetry`] message found no link.
+    NotConnected,
+    /// The link broke before a [`Delivery::NoRetry`] message was acknowledged.
+    LinkLost,
+    /// The policy stopped retrying and the message is not guaranteed.
+    PolicyStopped,
+    /// The offline queue was full (see [`Overflow`]).
+    QueueOverflow,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::NotConnected => "not connected (no-retry message)",
+            DropReason::LinkLost => "link lost before the acknowledgement (no-retry message)",
+            DropReason::PolicyStopped => "the reconnect policy gave up",
+            DropReason::QueueOverflow => "the offline queue was full",
+        })
+    }
+}
+
+/// What the offline queue does when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop the oldest waiting message (reported) to make room.
+    DropOldest,
+    /// Drop the new message (reported); `publish` still returns its id.
+    DropNewest,
+    /// `publish` fails with [`UsageError::OutgoingFull`](crate::session::UsageError).
+    #[default]
+    RefuseNew,
+}
+
+/// Why a link or an attempt ended: a rule the core enforced, or the driver's transport error
+/// (`E`, e.g. an I/O or TLS error; cloneable so events can be cloned).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkError<E> {
+    /// The session closed the connection (refused, malformed bytes, protocol violation,
+    /// keepalive, CONNACK timeout).
+    Closed(CloseReason),
+    /// The transport could not be opened, or failed, as the driver reported.
+    Transport(E),
+    /// The attempt (opening the transport and the CONNECT/CONNACK handshake together) took
+    /// longer than the connect timeout.
+    AttemptTimeout,
+}
+
+impl<E: fmt::Display> fmt::Display for LinkError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkError::Closed(reason) => reason.fmt(f),
+            LinkError::Transport(error) => error.fmt(f),
+            LinkError::AttemptTimeout => {
+                f.write_str("connection attempt timed out (transport and CONNACK)")
+            }
+        }
+    }
+}
+
+/// Something the application may want to show (blink an LED), log or act on. One stream
+/// carries the link's life, every message's outcome and the messages received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<E> {
+    /// A connection was established (CONNACK accepted it).
+    Connected {
+        /// The broker resumed the stored session.
+        session_present: bool,
+        /// Index of the server used (0 is the first configured).
+        server: usize,
+    },
+    /// An established connection ended.
+    Disconnected {
+        /// Why, as a policy sees it.
+        kind: FailureKind,
+        /// The error.
+        error: LinkError<E>,
+    },
+    /// A connection attempt failed.
+    AttemptFailed {
+        /// Why, as a policy sees it.
+        kind: FailureKind,
+        /// Attempts failed in a row.
+        consecutive: u32,
+        /// Index of the server tried.
+        server: usize,
+        /// The error.
+        error: LinkError<E>,
+    },
+    /// The next attempt is due after this delay.
+    RetryScheduled {
+        /// Delay chosen by the policy.
+        delay: Duration,
+    },
+    /// The policy stopped retrying, for messages and subscriptions; the next publish,
+    /// subscribe, connect or nudge tries again.
+    GaveUp {
+        /// The last failure.
+        kind: FailureKind,
+    },
+    /// The broker acknowledged the message (PUBACK for QoS 1, PUBCOMP for QoS 2), or it was
+    /// written to the transport (QoS 0).
+    Delivered {
+        /// The message.
+        id: MessageId,
+    },
+    /// The message's delivery deadline passed before the broker acknowledged it. Not
+    /// confirmed, which is not the same as not delivered: a PUBLISH already written may have
+    /// reached the broker.
+    Expired {
+        /// The message.
+        id: MessageId,
+    },
+    /// The message was dropped without an acknowledgement (see [`DropReason`]).
+    Dropped {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// The broker had no session although a persistent one was used before: subscriptions
+    /// are renewed and owed messages republished, but messages queued for us meanwhile are
+    /// gone. A broker that keeps doing this is not persistent.
+    SessionLost {
+        /// How often it happened so far.
+        count: u32,
+    },
+    /// The broker granted a subscription (also after renewing it).
+    Subscribed {
+        /// The topic filter.
+        filter: String,
+        /// The QoS granted.
+        granted: QoS,
+    },
+    /// The broker refused a subscription (SUBACK 0x80); it is no longer kept.
+    SubscriptionRefused {
+        /// The topic filter.
+        filter: String,
+    },
+    /// The broker acknowledged an UNSUBSCRIBE.
+    Unsubscribed {
+        /// The topic filter.
+        filter: String,
+    },
+    /// An application message arrived. With manual acknowledgement (QoS 1/2), the broker
+    /// gets its PUBACK/PUBREC only when the application acknowledges it.
+    Message(Message),
+}
+
+/// Counts per [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DropCounts {
+    /// [`DropReason::NotConnected`].
+    pub not_connected: u64,
+    /// [`DropReason::LinkLost`].
+    pub link_lost: u64,
+    /// [`DropReason::PolicyStopped`].
+    pub policy_stopped: u64,
+    /// [`DropReason::QueueOverflow`].
+    pub queue_overflow: u64,
+}
+
+impl DropCounts {
+    /// The count for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::NotConnected => self.not_connected,
+            DropReason::LinkLost => self.link_lost,
+            DropReason::PolicyStopped => self.policy_stopped,
+            DropReason::QueueOverflow => self.queue_overflow,
+        }
+    }
+
+    pub(super) fn add(&mut self, reason: DropReason) {
+        let count = match reason {
+            DropReason::NotConnected => &mut self.not_connected,
+            DropReason::LinkLost => &mut self.link_lost,
+            DropReason::PolicyStopped => &mut self.policy_stopped,
+            DropReason::QueueOverflow => &mut self.queue_overflow,
+        };
+        *count += 1;
+    }
+}
+
+/// Counters for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connection attempts made.
+    pub attempts: u64,
+    /// Attempts that succeeded.
+    pub connects: u64,
+    /// Established connections that ended.
+    pub disconnects: u64,
+    /// Times the broker had lost the session.
+    pub sessions_lost: u32,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages expired.
+    pub expired: u64,
+    /// Messages dropped (all reasons).
+    pub dropped: u64,
+    /// Messages dropped, by reason.
+    pub dropped_by: DropCounts,
+    /// Application messages received.
+    pub received: u64,
+    /// Events discarded because nobody drained them (never messages: reading from the
+    /// network pauses instead).
+    pub events_overflowed: u64,
+}
+
+/// What the driver must do with its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Open a transport (TCP, TLS…) to server `server` (an index into the driver's list),
+    /// then call [`Engine::handle_opened`](super::Engine::handle_opened) or
+    /// [`Engine::handle_open_failed`](super::Engine::handle_open_failed). Abandon any open in
+    /// progress first.
+    Open {
+        /// Which server.
+        server: usize,
+    },
+    /// Close the transport (after writing what [`poll_transmit`](super::Engine::poll_transmit)
+    /// returned), or abandon an open in progress.
+    Close,
+}
+
+/// A change a durable outbox must record for a message published as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// The message was handed to the session with this packet id (a restart resends it with
+    /// the same id).
+    Assigned {
+        /// The message.
+        id: MessageId,
+        /// Its packet id.
+        packet_id: PacketId,
+    },
+    /// The message is settled (delivered, expired or dropped): forget it.
+    Settled {
+        /// The message.
+        id: MessageId,
+    },
+}

@@ -1,0 +1,1241 @@
+//! The robust engine: reconnecting, per-message delivery contracts and kept subscriptions, as a
+//! state machine with no I/O and no clock — the same rules for the blocking, async and embedded
+//! drivers and for the simulator.
+//!
+//! MicroPython's `umqtt.robust` notes there is no single meaning of "robust": a temperature
+//! reading should not be retried, a button press only for a while, a burglar alarm no matter
+//! what, smartly. The engine makes that an explicit choice: a [`ReconnectPolicy`] says when to
+//! try again, a [`Delivery`] contract per message says how long it is worth keeping.
+//!
+//! # Driving an engine
+//! ```text
+//!          open / close a transport to server N   ◄── poll_action()
+//! driver   bytes to write                         ◄── poll_transmit(now), then handle_written(now)
+//!          events (outcomes, messages, link)      ◄── poll_event()
+//!          when to call handle_timeout            ◄── poll_timeout()
+//!     ──►  handle_opened / handle_open_failed / handle_read / handle_connection_lost /
+//!          handle_timeout (all with `now`), commands: publish, subscribe, unsubscribe, nudge…
+//! ```
+//! After any input, a driver: performs every [`Engine::poll_action`] (writing
+//! [`Engine::poll_transmit`]'s bytes before a [`Action::Close`]), writes
+//! [`Engine::poll_transmit`] and reports [`Engine::handle_written`], drains
+//! [`Engine::poll_event`], then waits for input, reading only while [`Engine::wants_read`],
+//! until [`Engine::poll_timeout`].
+//!
+//! # What it guarantees
+//! - Every message published ends in exactly one of [`Event::Delivered`], [`Event::Expired`]
+//!   or [`Event::Dropped`].
+//! - Sessions are persistent by default. When the broker resumes one, nothing is resubscribed
+//!   and unacknowledged QoS 1/2 messages are resent with the same packet id and DUP set, in
+//!   order, before new traffic. When the broker lost it, subscriptions are renewed and what is
+//!   still owed is published again as new messages ([`Event::SessionLost`]).
+//! - A QoS 2 message that was ever sent is never withdrawn: the broker may hold its packet
+//!   id, so it completes with PUBREL / PUBCOMP, whatever its deadline.
+//! - Subscriptions keep the link alive under every policy (see
+//!   [`ReconnectPolicy::keep_listening`]).
+//! - Received messages wait in the event stream up to a bound (count and bytes); past it the
+//!   engine asks the driver to stop reading ([`Engine::wants_read`]), so TCP pushes back on
+//!   the broker instead of memory growing.
+
+mod event;
+mod policy;
+
+pub use event::{
+    Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Overflow, Stats, StoreOp,
+};
+pub use policy::{
+    listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
+    FixedDelay, NoRetry, OutageLimit, PendingSummary, ReconnectPolicy,
+};
+
+use alloc::collections::VecDeque;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::message::Message;
+use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, SubscribeReturnCode};
+use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
+use crate::time::Instant;
+use crate::topic::{validate_topic_filter, validate_topic_name};
+
+/// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// The MQTT session's settings (client id, keepalive, connect timeout — which bounds a
+    /// whole attempt: opening the transport and the CONNACK together —, window, will…).
+    pub session: SessionConfig,
+    /// How many servers the driver can open (tried in turn after a failed attempt).
+    pub servers: usize,
+    /// Start clean sessions instead of persistent ones (default false: persistent, which
+    /// needs a client id).
+    pub clean_session: bool,
+    /// Most messages waiting for delivery.
+    pub max_queued: usize,
+    /// Most payload bytes waiting for delivery.
+    pub max_queued_bytes: usize,
+    /// What to do when either limit is reached.
+    pub overflow: Overflow,
+    /// Most received messages waiting in the event stream before reading pauses.
+    pub max_received: usize,
+    /// Most received payload bytes waiting in the event stream before reading pauses.
+    pub max_received_bytes: usize,
+    /// Most other events kept when nobody drains them; the oldest are then discarded and
+    /// counted in [`Stats::events_overflowed`].
+    pub max_events: usize,
+}
+
+impl EngineConfig {
+    /// Defaults around `session`: one server, persistent sessions, up to 100 000 messages /
+    /// 64 MiB waiting, [`Overflow::RefuseNew`], 1 024 received messages / 16 MiB waiting.
+    pub fn new(session: SessionConfig) -> Self {
+        EngineConfig {
+            session,
+            servers: 1,
+            clean_session: false,
+            max_queued: 100_000,
+            max_queued_bytes: 64 * 1024 * 1024,
+            overflow: Overflow::RefuseNew,
+            max_received: 1024,
+            max_received_bytes: 16 * 1024 * 1024,
+            max_events: 65_536,
+        }
+    }
+}
+
+/// One message the engine owns until it is settled.
+#[derive(Debug)]
+struct Pending {
+    id: MessageId,
+    /// Kept in the driver's durable outbox: report [`StoreOp`]s.
+    durable: bool,
+    /// Topic and payload, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
+    topic: String,
+    payload: Vec<u8>,
+    /// Payload length (kept after the payload moved into the session).
+    size: usize,
+    qos: QoS,
+    retain: bool,
+    delivery: Delivery,
+    deadline: Option<Instant>,
+    /// Set once handed to the session (QoS 1/2).
+    packet_id: Option<PacketId>,
+    /// QoS 0: handed to the driver by `poll_transmit`, settled by `handle_written`.
+    transmitted: bool,
+}
+
+impl Pending {
+    /// Its fate is the broker's: a QoS 2 PUBLISH that was sent may be held there, so it must
+    /// complete (no deadline, no drop).
+    fn pinned(&self, session: &Session) -> bool {
+        self.packet_id.is_some_and(|id| !session.can_cancel(id))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubState {
+    /// Not (yet) known to the broker's session: send SUBSCRIBE when connected.
+    Wanted,
+    /// SUBSCRIBE sent with this packet id on the current connection.
+    Requested(PacketId),
+    /// Granted within the current session.
+    Active,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    filter: String,
+    qos: QoS,
+    state: SubState,
+}
+
+#[derive(Debug)]
+enum RequestKind {
+    Subscribe,
+    Unsubscribe,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    Down {
+        consecutive: u32,
+        outage_started: Instant,
+        /// `None`: nothing scheduled (the policy stopped, or the application disconnected);
+        /// new work re-arms an attempt.
+        next_attempt: Option<Instant>,
+    },
+    /// Waiting for the driver to open the transport, then for CONNACK; `deadline` bounds both.
+    Attempt {
+        server: usize,
+        opened: bool,
+        deadline: Instant,
+        consecutive: u32,
+        outage_started: Instant,
+    },
+    Up {
+        server: usize,
+    },
+}
+
+/// The robust engine: a [`Session`] plus reconnecting, delivery contracts and subscriptions.
+/// `P` is the policy, `E` the driver's transport error carried in events. See the
+/// [module docs](self) for the call order.
+pub struct Engine<P, E> {
+    session: Session,
+    policy: P,
+    config: EngineConfig,
+    link: Link,
+    next_server: usize,
+    /// Handed to the session, in publish order.
+    in_session: VecDeque<Pending>,
+    /// Waiting for the link or for room in the in-flight window, in publish order.
+    queue: VecDeque<Pending>,
+    queued_bytes: usize,
+    next_id: u64,
+    subscriptions: Vec<Subscription>,
+    /// Filters to unsubscribe from at the next connection (a persistent session still has them).
+    unsubscribe_later: Vec<String>,
+    requests: Vec<(PacketId, RequestKind, Vec<String>)>,
+    had_session: bool,
+    events: VecDeque<Event<E>>,
+    received: usize,
+    received_bytes: usize,
+    actions: VecDeque<Action>,
+    store_ops: VecDeque<StoreOp>,
+    /// Earliest deadline among pending messages; may be earlier than the real one after
+    /// messages settled (the next expiry pass corrects it), never later.
+    earliest_deadline: Option<Instant>,
+    rng: u64,
+    stats: Stats,
+}
+
+impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
+    /// An engine that will attempt a connection at its first drive. `seed` feeds the jitter of
+    /// the policies (a device-specific value spreads a fleet out; a fixed one replays).
+    pub fn new(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
+        config.session.republish_on_clean_session = true;
+        config.servers = config.servers.max(1);
+        Engine {
+            session: Session::new(config.session.clone()),
+            policy,
+            config,
+            link: Link::Down {
+                consecutive: 0,
+                outage_started: now,
+                next_attempt: Some(now),
+            },
+            next_server: 0,
+            in_session: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_id: 1,
+            subscriptions: Vec::new(),
+            unsubscribe_later: Vec::new(),
+            requests: Vec::new(),
+            had_session: false,
+            events: VecDeque::new(),
+            received: 0,
+            received_bytes: 0,
+            actions: VecDeque::new(),
+            store_ops: VecDeque::new(),
+            earliest_deadline: None,
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            stats: Stats::default(),
+        }
+    }
+
+    // ----- getters ---------------------------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The session (packet ids, in-flight messages).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
+    /// Whether CONNACK accepted the current connection.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.link, Link::Up { .. })
+    }
+
+    /// The server of the current connection, if connected.
+    pub fn connected_server(&self) -> Option<usize> {
+        match self.link {
+            Link::Up { server } => Some(server),
+            _ => None,
+        }
+    }
+
+    /// Whether a connection attempt is in progress.
+    pub fn is_connecting(&self) -> bool {
+        matches!(self.link, Link::Attempt { .. })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Messages not yet settled.
+    pub fn pending(&self) -> usize {
+        self.in_session.len() + self.queue.len()
+    }
+
+    /// The id the next published message gets.
+    pub fn next_message_id(&self) -> MessageId {
+        MessageId(self.next_id)
+    }
+
+    /// Whether `messages` more messages of `bytes` payload bytes in all fit in the queue.
+    pub fn has_room(&self, messages: usize, bytes: usize) -> bool {
+        self.pending() + messages <= self.config.max_queued
+            && self.queued_bytes + bytes <= self.config.max_queued_bytes
+    }
+
+    /// The subscriptions kept, with their QoS.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, QoS)> + '_ {
+        self.subscriptions
+            .iter()
+            .map(|s| (s.filter.as_str(), s.qos))
+    }
+
+    // ----- outputs ---------------------------------------------------------------------------
+
+    /// The next thing to do with the transport.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Bytes to write, all of them, then report [`Engine::handle_written`].
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
+        if !matches!(
+            self.link,
+            Link::Up { .. } | Link::Attempt { opened: true, .. }
+        ) {
+            return None;
+        }
+        for pending in self.in_session.iter_mut() {
+            if pending.qos == QoS::AtMostOnce {
+                pending.transmitted = true;
+            }
+        }
+        self.session.poll_transmit(now)
+    }
+
+    /// The next event: link changes, outcomes, received messages. A received message counts
+    /// against the receive bound until the driver reports [`Engine::handle_consumed`] (when
+    /// the application took it), so a driver may queue events without defeating the bound.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event<E>> {
+        self.events.pop_front()
+    }
+
+    /// The application took a received message of `payload_len` bytes: room for another.
+    pub fn handle_consumed(&mut self, payload_len: usize) {
+        self.received = self.received.saturating_sub(1);
+        self.received_bytes = self.received_bytes.saturating_sub(payload_len);
+    }
+
+    /// Sets (or clears) the last will, from the next connection on.
+    pub fn set_will(&mut self, will: Option<session::Will>) {
+        self.config.session.will = will.clone();
+        self.session.config_mut().will = will;
+    }
+
+    /// A change to record in the durable outbox.
+    #[must_use]
+    pub fn poll_store(&mut self) -> Option<StoreOp> {
+        self.store_ops.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] is due next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let link = match self.link {
+            Link::Down { next_attempt, .. } => next_attempt,
+            Link::Attempt { deadline, .. } => Some(deadline),
+            Link::Up { .. } => None,
+        };
+        [link, self.session.poll_timeout(), self.earliest_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether the driver should read from the transport: false while received messages fill
+    /// the event stream up to its bound (and while no transport is open).
+    pub fn wants_read(&self) -> bool {
+        matches!(
+            self.link,
+            Link::Up { .. } | Link::Attempt { opened: true, .. }
+        ) && !self.receive_full()
+    }
+
+    fn receive_full(&self) -> bool {
+        self.received >= self.config.max_received
+            || self.received_bytes >= self.config.max_received_bytes
+    }
+
+    // ----- inputs from the driver ------------------------------------------------------------
+
+    /// The transport asked for by [`Action::Open`] is open: CONNECT goes out.
+    pub fn handle_opened(&mut self, now: Instant) {
+        let Link::Attempt { opened, .. } = &mut self.link else {
+            return;
+        };
+        *opened = true;
+        if let Err(error) = self.session.connect(now, self.config.clean_session) {
+            // Unusable settings (an empty client id with a persistent session, a will that
+            // cannot be encoded): retrying cannot help.
+            let error = LinkError::Closed(match error {
+                UsageError::EmptyClientIdNeedsCleanSession => {
+                    CloseReason::Refused(ConnectReturnCode::IdentifierRejected)
+                }
+                _ => CloseReason::Disconnected,
+            });
+            self.actions.push_back(Action::Close);
+            self.attempt_failed(now, FailureKind::Configuration, error);
+        }
+    }
+
+    /// Opening the transport failed (`kind` as a policy should see it).
+    pub fn handle_open_failed(&mut self, now: Instant, kind: FailureKind, error: E) {
+        if matches!(self.link, Link::Attempt { .. }) {
+            self.session.handle_connection_lost();
+            self.attempt_failed(now, kind, LinkError::Transport(error));
+        }
+    }
+
+    /// The transport failed or the broker closed it.
+    pub fn handle_connection_lost(&mut self, now: Instant, kind: FailureKind, error: E) {
+        self.connection_ended(now, kind, LinkError::Transport(error));
+    }
+
+    /// The bytes of the last [`Engine::poll_transmit`] were written: QoS 0 messages in them
+    /// are delivered.
+    pub fn handle_written(&mut self, _now: Instant) {
+        let mut index = 0;
+        while index < self.in_session.len() {
+            if self.in_session[index].transmitted {
+                if let Some(pending) = self.in_session.remove(index) {
+                    self.settle(pending, Outcome::Delivered);
+                }
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Bytes read from the transport.
+    pub fn handle_read(&mut self, now: Instant, data: &[u8]) {
+        self.session.handle_read(now, data);
+        self.pump(now);
+    }
+
+    /// Fires what is due at `now`: attempts, the attempt deadline, keepalive, expiries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        match self.link {
+            Link::Down {
+                next_attempt: Some(at),
+                ..
+            } if now >= at => self.start_attempt(now),
+            Link::Attempt { deadline, .. } if now >= deadline => {
+                self.session.handle_connection_lost();
+                self.actions.push_back(Action::Close);
+                self.attempt_failed(now, FailureKind::Timeout, LinkError::AttemptTimeout);
+            }
+            _ => {
+                self.session.handle_timeout(now);
+                self.pump(now);
+            }
+        }
+    }
+
+    // ----- commands --------------------------------------------------------------------------
+
+    /// Publishes with the policy's default [`Delivery`].
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, UsageError> {
+        let delivery = self.policy.default_delivery();
+        self.publish_with(now, topic, payload, qos, retain, delivery)
+    }
+
+    /// Publishes with an explicit delivery contract. Never waits for the network: the message
+    /// is queued and its fate reported by an outcome event. While the link is down and the
+    /// policy had stopped, this starts an attempt.
+    pub fn publish_with(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+    ) -> Result<MessageId, UsageError> {
+        self.enqueue(now, topic, payload, qos, retain, (delivery, false))
+    }
+
+    /// Like [`Engine::publish_with`] for a guaranteed message the driver keeps in a durable
+    /// outbox: its packet id and settlement are reported by [`Engine::poll_store`].
+    pub fn publish_durable(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, UsageError> {
+        self.enqueue(
+            now,
+            topic,
+            payload,
+            qos,
+            retain,
+            (Delivery::Guaranteed, true),
+        )
+    }
+
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        (delivery, durable): (Delivery, bool),
+    ) -> Result<MessageId, UsageError> {
+        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        check_publish_size(topic, payload)?;
+        let id = MessageId(self.next_id);
+        if !self.has_room(1, payload.len()) {
+            match self.config.overflow {
+                Overflow::RefuseNew => return Err(UsageError::OutgoingFull),
+                Overflow::DropNewest => {
+                    self.next_id += 1;
+                    self.stats.dropped += 1;
+                    self.stats.dropped_by.add(DropReason::QueueOverflow);
+                    self.push_event(Event::Dropped {
+                        id,
+                        reason: DropReason::QueueOverflow,
+                    });
+                    return Ok(id);
+                }
+                Overflow::DropOldest => {
+                    while !self.has_room(1, payload.len()) {
+                        let Some(oldest) = self.queue.pop_front() else {
+                            break;
+                        };
+                        self.settle(oldest, Outcome::Dropped(DropReason::QueueOverflow));
+                    }
+                    if !self.has_room(1, payload.len()) {
+                        // Everything left is already with the session.
+                        return Err(UsageError::OutgoingFull);
+                    }
+                }
+            }
+        }
+        self.next_id += 1;
+        let deadline = match delivery {
+            Delivery::Within(max_age) => Some(now.saturating_add(max_age)),
+            _ => None,
+        };
+        if let Some(deadline) = deadline {
+            self.earliest_deadline =
+                Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
+        }
+        self.queued_bytes += payload.len();
+        self.queue.push_back(Pending {
+            id,
+            durable,
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            size: payload.len(),
+            qos,
+            retain,
+            delivery,
+            deadline,
+            packet_id: None,
+            transmitted: false,
+        });
+        self.rearm(now);
+        if delivery == Delivery::NoRetry && matches!(self.link, Link::Down { .. }) {
+            // Down with a later attempt scheduled: a no-retry message does not wait for it.
+            self.drop_waiting(
+                |p| p.delivery == Delivery::NoRetry,
+                Outcome::Dropped(DropReason::NotConnected),
+            );
+        }
+        self.fill_session();
+        Ok(id)
+    }
+
+    /// Puts back a guaranteed message a previous process left in a durable outbox, before the
+    /// first connection. With a `packet_id` it goes to the session first, with that id (and
+    /// DUP if the broker resumes the session).
+    pub fn restore(
+        &mut self,
+        id: MessageId,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: Option<PacketId>,
+    ) -> Result<(), UsageError> {
+        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        self.next_id = self.next_id.max(id.0 + 1);
+        let mut pending = Pending {
+            id,
+            durable: true,
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            size: payload.len(),
+            qos,
+            retain,
+            delivery: Delivery::Guaranteed,
+            deadline: None,
+            packet_id: None,
+            transmitted: false,
+        };
+        self.queued_bytes += pending.size;
+        if let (Some(packet_id), true) =
+            (packet_id, qos != QoS::AtMostOnce && self.queue.is_empty())
+        {
+            let publish = Publish {
+                dup: false,
+                qos,
+                retain,
+                topic,
+                packet_id: Some(packet_id),
+                payload,
+            };
+            if self
+                .session
+                .restore_publish(packet_id, &publish, true)
+                .is_ok()
+            {
+                pending.packet_id = Some(packet_id);
+                pending.topic = String::new();
+                pending.payload = Vec::new();
+                self.in_session.push_back(pending);
+                return Ok(());
+            }
+        }
+        self.queue.push_back(pending);
+        Ok(())
+    }
+
+    /// Subscribes now if connected, else at the next connection, and keeps the subscription
+    /// across reconnects (renewed only when the broker lost the session). Reported by
+    /// [`Event::Subscribed`] or [`Event::SubscriptionRefused`].
+    pub fn subscribe(&mut self, now: Instant, filter: &str, qos: QoS) -> Result<(), UsageError> {
+        validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        self.unsubscribe_later.retain(|f| f != filter);
+        self.subscriptions.retain(|s| s.filter != filter);
+        self.subscriptions.push(Subscription {
+            filter: filter.to_string(),
+            qos,
+            state: SubState::Wanted,
+        });
+        self.rearm(now);
+        self.send_subscriptions();
+        Ok(())
+    }
+
+    /// Forgets a subscription and unsubscribes: now if connected, else at the next connection
+    /// (a persistent session would otherwise keep delivering).
+    pub fn unsubscribe(&mut self, now: Instant, filter: &str) -> Result<(), UsageError> {
+        validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        self.subscriptions.retain(|s| s.filter != filter);
+        if !self.unsubscribe_later.iter().any(|f| f == filter) {
+            self.unsubscribe_later.push(filter.to_string());
+        }
+        self.rearm(now);
+        self.send_subscriptions();
+        Ok(())
+    }
+
+    /// The network is back (e.g. Wi-Fi up): an attempt starts at once if the link is down.
+    pub fn nudge(&mut self, now: Instant) {
+        self.policy.on_nudge();
+        if let Link::Down { next_attempt, .. } = &mut self.link {
+            *next_attempt = Some(now);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Attempts a connection now, whatever the schedule (no-op while connected or connecting).
+    pub fn connect(&mut self, now: Instant) {
+        if matches!(self.link, Link::Down { .. }) {
+            self.start_attempt(now);
+        }
+    }
+
+    /// Sends DISCONNECT if connected and stops reconnecting until new work (a publish,
+    /// subscribe, connect or nudge). Pending messages stay, and are resent by a later
+    /// connection if the session persists.
+    pub fn disconnect(&mut self, now: Instant) {
+        match self.link {
+            Link::Up { .. } => {
+                let _ = self.session.disconnect();
+                self.pump(now);
+                self.actions.push_back(Action::Close);
+            }
+            Link::Attempt { .. } => {
+                self.session.handle_connection_lost();
+                self.actions.push_back(Action::Close);
+            }
+            Link::Down { .. } => {}
+        }
+        self.requeue_unwritten();
+        self.link = Link::Down {
+            consecutive: 0,
+            outage_started: now,
+            next_attempt: None,
+        };
+    }
+
+    // ----- internals -------------------------------------------------------------------------
+
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    fn push_event(&mut self, event: Event<E>) {
+        if self.events.len() >= self.config.max_events.saturating_add(self.received) {
+            // Only non-message events are ever discarded: find the oldest.
+            if let Some(index) = self
+                .events
+                .iter()
+                .position(|e| !matches!(e, Event::Message(_)))
+            {
+                self.events.remove(index);
+                self.stats.events_overflowed += 1;
+            }
+        }
+        self.events.push_back(event);
+    }
+
+    fn rearm(&mut self, now: Instant) {
+        if let Link::Down { next_attempt, .. } = &mut self.link {
+            if next_attempt.is_none() {
+                *next_attempt = Some(now);
+                self.start_attempt(now);
+            }
+        }
+    }
+
+    fn start_attempt(&mut self, now: Instant) {
+        let (consecutive, outage_started) = match self.link {
+            Link::Down {
+                consecutive,
+                outage_started,
+                ..
+            } => (consecutive, outage_started),
+            _ => return,
+        };
+        let server = self.next_server % self.config.servers;
+        self.stats.attempts += 1;
+        self.link = Link::Attempt {
+            server,
+            opened: false,
+            deadline: now.saturating_add(self.config.session.connect_timeout),
+            consecutive,
+            outage_started,
+        };
+        self.actions.push_back(Action::Open { server });
+    }
+
+    /// Reads what the session decoded, while the event stream has room for messages.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            if self.receive_full() {
+                return;
+            }
+            let Some(event) = self.session.poll_event() else {
+                break;
+            };
+            // Owned from here on: the session's event borrows its receive buffer.
+            let step = match event {
+                session::Event::Message(publish) => Step::Message(Message::from(&publish)),
+                session::Event::Connected { session_present } => Step::Connected(session_present),
+                session::Event::Published(packet_id) => Step::Published(packet_id),
+                session::Event::PublishDiscarded(packet_id) => Step::Discarded(packet_id),
+                session::Event::Subscribed(suback) => {
+                    Step::Subscribed(suback.packet_id, suback.codes().collect())
+                }
+                session::Event::Unsubscribed(packet_id) => Step::Unsubscribed(packet_id),
+                session::Event::Closed(reason) => Step::Closed(reason),
+                session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
+            };
+            match step {
+                Step::Message(message) => {
+                    self.received += 1;
+                    self.received_bytes += message.payload.len();
+                    self.stats.received += 1;
+                    self.events.push_back(Event::Message(message));
+                }
+                Step::Connected(session_present) => self.connected(session_present),
+                Step::Published(packet_id) => {
+                    if let Some(index) = self.position(packet_id) {
+                        if let Some(pending) = self.in_session.remove(index) {
+                            self.settle(pending, Outcome::Delivered);
+                        }
+                    }
+                }
+                Step::Discarded(packet_id) => {
+                    // Not with `republish_on_clean_session`; kept for completeness.
+                    if let Some(index) = self.position(packet_id) {
+                        if let Some(mut pending) = self.in_session.remove(index) {
+                            pending.packet_id = None;
+                            self.queue.push_front(pending);
+                        }
+                    }
+                }
+                Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
+                Step::Unsubscribed(packet_id) => {
+                    if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
+                        let (_, _, filters) = self.requests.swap_remove(index);
+                        for filter in filters {
+                            self.push_event(Event::Unsubscribed { filter });
+                        }
+                    }
+                }
+                Step::Closed(reason) => {
+                    let kind = close_kind(reason);
+                    self.connection_ended(now, kind, LinkError::Closed(reason));
+                    return;
+                }
+            }
+        }
+        self.fill_session();
+    }
+
+    fn position(&self, packet_id: PacketId) -> Option<usize> {
+        self.in_session
+            .iter()
+            .position(|p| p.packet_id == Some(packet_id))
+    }
+
+    fn connected(&mut self, session_present: bool) {
+        let Link::Attempt { server, .. } = self.link else {
+            return;
+        };
+        self.link = Link::Up { server };
+        self.stats.connects += 1;
+        self.policy.on_connected();
+        self.push_event(Event::Connected {
+            session_present,
+            server,
+        });
+        let persistent = !self.config.clean_session;
+        if !session_present {
+            if self.had_session && persistent {
+                self.stats.sessions_lost += 1;
+                let count = self.stats.sessions_lost;
+                self.push_event(Event::SessionLost { count });
+            }
+            // The broker knows none of our subscriptions, and has none to remove.
+            self.unsubscribe_later.clear();
+            for subscription in self.subscriptions.iter_mut() {
+                subscription.state = SubState::Wanted;
+            }
+        } else {
+            for subscription in self.subscriptions.iter_mut() {
+                if matches!(subscription.state, SubState::Requested(_)) {
+                    subscription.state = SubState::Wanted;
+                }
+            }
+        }
+        self.requests.clear();
+        self.had_session = persistent;
+        self.send_subscriptions();
+        self.fill_session();
+    }
+
+    /// Sends SUBSCRIBE for wanted subscriptions and UNSUBSCRIBE for dropped ones, if connected.
+    fn send_subscriptions(&mut self) {
+        if !self.is_connected() {
+            return;
+        }
+        let wanted: Vec<(&str, QoS)> = self
+            .subscriptions
+            .iter()
+            .filter(|s| s.state == SubState::Wanted)
+            .map(|s| (s.filter.as_str(), s.qos))
+            .collect();
+        if !wanted.is_empty() {
+            match self.session.subscribe(&wanted) {
+                Ok(packet_id) => {
+                    let filters: Vec<String> = wanted.iter().map(|(f, _)| f.to_string()).collect();
+                    for subscription in self.subscriptions.iter_mut() {
+                        if subscription.state == SubState::Wanted {
+                            subscription.state = SubState::Requested(packet_id);
+                        }
+                    }
+                    self.requests
+                        .push((packet_id, RequestKind::Subscribe, filters));
+                }
+                Err(_) => return, // no packet id free: retried at the next connection
+            }
+        }
+        if !self.unsubscribe_later.is_empty() {
+            let filters: Vec<&str> = self.unsubscribe_later.iter().map(String::as_str).collect();
+            if let Ok(packet_id) = self.session.unsubscribe(&filters) {
+                let filters = core::mem::take(&mut self.unsubscribe_later);
+                self.requests
+                    .push((packet_id, RequestKind::Unsubscribe, filters));
+            }
+        }
+    }
+
+    fn subscribed(&mut self, packet_id: PacketId, codes: &[SubscribeReturnCode]) {
+        let Some(index) = self
+            .requests
+            .iter()
+            .position(|r| r.0 == packet_id && matches!(r.1, RequestKind::Subscribe))
+        else {
+            return;
+        };
+        let (_, _, filters) = self.requests.swap_remove(index);
+        for (filter, code) in filters.into_iter().zip(codes.iter().copied()) {
+            let current = self
+                .subscriptions
+                .iter()
+                .position(|s| s.filter == filter && s.state == SubState::Requested(packet_id));
+            match code {
+                SubscribeReturnCode::Success(granted) => {
+                    if let Some(index) = current {
+                        self.subscriptions[index].state = SubState::Active;
+                    }
+                    self.push_event(Event::Subscribed { filter, granted });
+                }
+                SubscribeReturnCode::Failure => {
+                    if let Some(index) = current {
+                        self.subscriptions.remove(index);
+                    }
+                    self.push_event(Event::SubscriptionRefused { filter });
+                }
+            }
+        }
+    }
+
+    /// The connection (or the attempt's handshake) ended.
+    fn connection_ended(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
+        match self.link {
+            Link::Attempt { .. } => {
+                self.session.handle_connection_lost();
+                self.actions.push_back(Action::Close);
+                self.attempt_failed(now, kind, error);
+            }
+            Link::Up { .. } => {
+                self.session.handle_connection_lost();
+                self.actions.push_back(Action::Close);
+                self.link_lost(now, kind, error);
+            }
+            Link::Down { .. } => {}
+        }
+    }
+
+    fn attempt_failed(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
+        let Link::Attempt {
+            server,
+            consecutive,
+            outage_started,
+            ..
+        } = self.link
+        else {
+            return;
+        };
+        self.next_server = self.next_server.wrapping_add(1);
+        let consecutive = consecutive + 1;
+        self.push_event(Event::AttemptFailed {
+            kind,
+            consecutive,
+            server,
+            error,
+        });
+        self.schedule(now, kind, consecutive, outage_started);
+    }
+
+    fn link_lost(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
+        self.stats.disconnects += 1;
+        self.push_event(Event::Disconnected { kind, error });
+        // No-retry messages die with the link (unless the broker may hold them).
+        self.withdraw(
+            |p| p.delivery == Delivery::NoRetry,
+            Outcome::Dropped(DropReason::LinkLost),
+        );
+        self.requeue_unwritten();
+        self.link = Link::Down {
+            consecutive: 0,
+            outage_started: now,
+            next_attempt: None,
+        };
+        self.schedule(now, kind, 1, now);
+    }
+
+    /// QoS 0 messages handed to the session but not known to be written wait again, in order.
+    fn requeue_unwritten(&mut self) {
+        let mut index = self.in_session.len();
+        while index > 0 {
+            index -= 1;
+            if self.in_session[index].qos == QoS::AtMostOnce {
+                if let Some(mut pending) = self.in_session.remove(index) {
+                    pending.transmitted = false;
+                    self.queue.push_front(pending);
+                }
+            }
+        }
+    }
+
+    fn summary(&self, now: Instant) -> PendingSummary {
+        let session = &self.session;
+        let all = || self.in_session.iter().chain(self.queue.iter());
+        PendingSummary {
+            messages: self.pending(),
+            guaranteed: all()
+                .filter(|p| p.delivery == Delivery::Guaranteed || p.pinned(session))
+                .count(),
+            earliest_deadline: all()
+                .filter(|p| !p.pinned(session))
+                .filter_map(|p| p.deadline)
+                .min()
+                .map(|d| d.saturating_duration_since(now)),
+        }
+    }
+
+    fn schedule(
+        &mut self,
+        now: Instant,
+        kind: FailureKind,
+        consecutive: u32,
+        outage_started: Instant,
+    ) {
+        let failure = Failure {
+            kind,
+            consecutive,
+            outage: now.saturating_duration_since(outage_started),
+            pending: self.summary(now),
+            subscriptions: self.subscriptions.len(),
+            random: self.next_random(),
+        };
+        let mut decision = self.policy.on_failure(&failure);
+        if decision == Decision::Stop {
+            self.withdraw(
+                |p| p.delivery != Delivery::Guaranteed,
+                Outcome::Dropped(DropReason::PolicyStopped),
+            );
+            if !self.subscriptions.is_empty() || !self.unsubscribe_later.is_empty() {
+                decision = self.policy.keep_listening(&failure);
+            }
+        }
+        // No-retry messages never wait for a later attempt.
+        self.drop_waiting(
+            |p| p.delivery == Delivery::NoRetry,
+            Outcome::Dropped(DropReason::NotConnected),
+        );
+        let next_attempt = match decision {
+            Decision::RetryAfter(delay) => {
+                self.push_event(Event::RetryScheduled { delay });
+                Some(now.saturating_add(delay))
+            }
+            Decision::Stop => {
+                self.push_event(Event::GaveUp { kind });
+                None
+            }
+        };
+        self.link = Link::Down {
+            consecutive,
+            outage_started,
+            next_attempt,
+        };
+    }
+
+    /// Settles every message matching `predicate` with `outcome`: those still waiting, and
+    /// those handed to the session if it lets go of them (not a QoS 2 message that was sent).
+    fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        self.drop_waiting(&predicate, outcome);
+        let mut index = 0;
+        while index < self.in_session.len() {
+            let pending = &self.in_session[index];
+            let withdrawn = predicate(pending)
+                && match pending.packet_id {
+                    Some(packet_id) => self.session.cancel_publish(packet_id),
+                    // QoS 0: only if not handed to the driver yet.
+                    None => !pending.transmitted,
+                };
+            match withdrawn.then(|| self.in_session.remove(index)).flatten() {
+                Some(pending) => self.settle(pending, outcome),
+                None => index += 1,
+            }
+        }
+    }
+
+    /// Settles the waiting (not yet handed over) messages matching `predicate`.
+    fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        if !self.queue.iter().any(&predicate) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for pending in core::mem::take(&mut self.queue) {
+            if predicate(&pending) {
+                self.settle(pending, outcome);
+            } else {
+                kept.push_back(pending);
+            }
+        }
+        self.queue = kept;
+    }
+
+    /// Moves waiting messages into the session while its in-flight window has room.
+    fn fill_session(&mut self) {
+        if !self.is_connected() {
+            return;
+        }
+        let window = usize::from(self.config.session.max_in_flight.max(1));
+        while let Some(front) = self.queue.front() {
+            if front.qos != QoS::AtMostOnce && self.session.outgoing_len() >= window {
+                break;
+            }
+            let Some(mut pending) = self.queue.pop_front() else {
+                break;
+            };
+            match self.session.publish(
+                &pending.topic,
+                &pending.payload,
+                pending.qos,
+                pending.retain,
+            ) {
+                Ok(packet_id) => {
+                    pending.packet_id = packet_id;
+                    if let Some(packet_id) = packet_id {
+                        // The session holds the encoded PUBLISH now: one copy is enough.
+                        pending.topic = String::new();
+                        pending.payload = Vec::new();
+                        if pending.durable {
+                            self.store_ops.push_back(StoreOp::Assigned {
+                                id: pending.id,
+                                packet_id,
+                            });
+                        }
+                    }
+                    self.in_session.push_back(pending);
+                }
+                Err(_) => {
+                    // Checked at publish; only "no packet id free" remains: wait.
+                    self.queue.push_front(pending);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if self.earliest_deadline.is_none_or(|at| at > now) {
+            return;
+        }
+        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
+        // Pinned messages keep their deadline field but are not waited on.
+        let session = &self.session;
+        self.earliest_deadline = self
+            .in_session
+            .iter()
+            .chain(self.queue.iter())
+            .filter(|p| !p.pinned(session))
+            .filter_map(|p| p.deadline)
+            .min();
+    }
+
+    /// Ends a message's life: exactly one event says how, and the outbox forgets it.
+    fn settle(&mut self, pending: Pending, outcome: Outcome) {
+        self.queued_bytes -= pending.size;
+        if pending.durable {
+            self.store_ops
+                .push_back(StoreOp::Settled { id: pending.id });
+        }
+        let id = pending.id;
+        let event = match outcome {
+            Outcome::Delivered => {
+                self.stats.delivered += 1;
+                Event::Delivered { id }
+            }
+            Outcome::Expired => {
+                self.stats.expired += 1;
+                Event::Expired { id }
+            }
+            Outcome::Dropped(reason) => {
+                self.stats.dropped += 1;
+                self.stats.dropped_by.add(reason);
+                Event::Dropped { id, reason }
+            }
+        };
+        self.push_event(event);
+    }
+}
+
+/// A session event, owned.
+enum Step {
+    Message(Message),
+    Connected(bool),
+    Published(PacketId),
+    Discarded(PacketId),
+    Subscribed(PacketId, Vec<SubscribeReturnCode>),
+    Unsubscribed(PacketId),
+    Closed(CloseReason),
+}
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Delivered,
+    Expired,
+    Dropped(DropReason),
+}
+
+/// How a policy sees a connection the session closed.
+pub fn close_kind(reason: CloseReason) -> FailureKind {
+    match reason {
+        CloseReason::Refused(code) => FailureKind::Refused(code),
+        CloseReason::Decode(_) | CloseReason::Protocol(_) => FailureKind::Protocol,
+        CloseReason::ConnectTimeout => FailureKind::Timeout,
+        CloseReason::KeepAliveTimeout => FailureKind::KeepAliveExpired,
+        _ => FailureKind::ConnectionLost,
+    }
+}
+
+/// A PUBLISH must fit MQTT's largest remaining length (268 435 455 bytes) `[MQTT-2.2.3]`:
+/// checked when the message is accepted, not when it is sent.
+fn check_publish_size(topic: &str, payload: &[u8]) -> Result<(), UsageError> {
+    const MAX_REMAINING: usize = 268_435_455;
+    // Topic length prefix (2), topic, packet id (2), payload.
+    if 2 + topic.len() + 2 + payload.len() > MAX_REMAINING {
+        return Err(UsageError::Encode(
+            crate::packet::EncodeError::PacketTooLarge,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
