@@ -1,0 +1,1018 @@
+//! The simulated MQTT 3.1.1 broker: sessions, routing, retained messages, QoS handshakes and
+//! keepalive, behaving like mosquitto with `persistence true`.
+//!
+//! It never touches the network: the [`SimNet`](super::SimNet) feeds it opens, bytes and closes
+//! and carries what it writes ([`Action`]s in its outbox) back to the clients.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use umqtt_core::packet::{
+    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, Publish, QoS,
+    SubAck, SubscribeReturnCode, MAX_REMAINING_LENGTH,
+};
+use umqtt_core::{topic, Instant};
+
+use super::ConnId;
+
+/// mosquitto's default `max_inflight_messages`.
+const DEFAULT_MAX_INFLIGHT: usize = 20;
+
+/// An application message the broker accepted from a client's PUBLISH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Client id of the publisher.
+    pub client_id: String,
+    /// Topic name.
+    pub topic: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// QoS of the PUBLISH.
+    pub qos: QoS,
+    /// Retain flag of the PUBLISH.
+    pub retain: bool,
+    /// DUP flag of the PUBLISH.
+    pub dup: bool,
+    /// Packet id of the PUBLISH (QoS 1 and 2).
+    pub packet_id: Option<PacketId>,
+    /// When the broker processed it.
+    pub at: Instant,
+}
+
+/// A PUBLISH the broker sent to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Topic name.
+    pub topic: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// QoS the broker sent it with: min(published, granted).
+    pub qos: QoS,
+    /// Retain flag: set only for retained messages sent because of a new subscription.
+    pub retain: bool,
+    /// DUP flag: set on a resend after the session was resumed.
+    pub dup: bool,
+    /// The broker's packet id (QoS 1 and 2).
+    pub packet_id: Option<PacketId>,
+    /// When the broker wrote it (not when the client received it).
+    pub at: Instant,
+}
+
+/// One CONNECT the broker answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectRecord {
+    /// Client id as sent (or as assigned by the broker for an empty one).
+    pub client_id: String,
+    /// The CONNECT's clean-session flag.
+    pub clean_session: bool,
+    /// The CONNECT's keepalive, in seconds.
+    pub keep_alive: u16,
+    /// The CONNECT's user name.
+    pub username: Option<String>,
+    /// Session present, as answered in CONNACK.
+    pub session_present: bool,
+    /// Return code, as answered in CONNACK.
+    pub code: ConnectReturnCode,
+    /// When the broker answered.
+    pub at: Instant,
+}
+
+/// What the broker asks the network to do with one of its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Write these bytes (one whole packet).
+    Send(Vec<u8>),
+    /// Close the connection (FIN).
+    Close,
+}
+
+/// An application message as the broker stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Message {
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+}
+
+/// Where an outgoing QoS 1/2 PUBLISH stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the packets awaited
+enum Awaiting {
+    /// QoS 1, PUBLISH sent, waiting for PUBACK.
+    PubAck,
+    /// QoS 2, PUBLISH sent, waiting for PUBREC.
+    PubRec,
+    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
+    PubComp,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    packet_id: PacketId,
+    message: Message,
+    stage: Awaiting,
+}
+
+/// State that outlives a connection when `clean_session` is 0 `[MQTT-3.1.2-4]`.
+#[derive(Debug, Clone, Default)]
+struct Session {
+    clean: bool,
+    conn: Option<ConnId>,
+    /// In order of first subscription; a re-subscribe replaces the QoS in place.
+    subscriptions: Vec<(String, QoS)>,
+    last_packet_id: u16,
+    /// Outgoing QoS 1/2 messages sent and not completed, in sending order.
+    in_flight: Vec<InFlight>,
+    /// Outgoing QoS 1/2 messages waiting for a window slot or for the client to come back.
+    queue: VecDeque<Message>,
+    /// Incoming QoS 2 packet ids answered with PUBREC and not yet released.
+    incoming_qos2: BTreeSet<PacketId>,
+}
+
+impl Session {
+    fn next_packet_id(&mut self) -> PacketId {
+        loop {
+            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
+            let id = PacketId::new(self.last_packet_id).expect("never 0");
+            if !self.in_flight.iter().any(|f| f.packet_id == id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// One network connection as the broker sees it.
+#[derive(Debug)]
+struct Conn {
+    /// Bytes received and not yet decoded.
+    buffer: Vec<u8>,
+    /// Set once CONNECT was accepted.
+    client_id: Option<String>,
+    keep_alive: u16,
+    last_packet: Instant,
+    will: Option<Message>,
+}
+
+/// A decoded packet, copied out of the read buffer.
+enum Incoming {
+    Connect {
+        client_id: String,
+        keep_alive: u16,
+        clean_session: bool,
+        username: Option<String>,
+        will: Option<Message>,
+    },
+    Publish {
+        message: Message,
+        dup: bool,
+        packet_id: Option<PacketId>,
+    },
+    PubAck(PacketId),
+    PubRec(PacketId),
+    PubRel(PacketId),
+    PubComp(PacketId),
+    Subscribe {
+        packet_id: PacketId,
+        filters: Vec<(String, QoS)>,
+    },
+    Unsubscribe {
+        packet_id: PacketId,
+        filters: Vec<String>,
+    },
+    PingReq,
+    Disconnect,
+    /// A packet only a server may send.
+    ServerOnly(PacketType),
+}
+
+impl Incoming {
+    fn from_packet(packet: &Packet<'_>) -> Incoming {
+        match packet {
+            Packet::Connect(c) => Incoming::Connect {
+                client_id: c.client_id.to_owned(),
+                keep_alive: c.keep_alive,
+                clean_session: c.clean_session,
+                username: c.username.map(str::to_owned),
+                will: c.will.map(|w| Message {
+                    topic: w.topic.to_owned(),
+                    payload: w.payload.to_vec(),
+                    qos: w.qos,
+                    retain: w.retain,
+                }),
+            },
+            Packet::Publish(p) => Incoming::Publish {
+                message: Message {
+                    topic: p.topic.to_owned(),
+                    payload: p.payload.to_vec(),
+                    qos: p.qos,
+                    retain: p.retain,
+                },
+                dup: p.dup,
+                packet_id: p.packet_id,
+            },
+            Packet::PubAck(id) => Incoming::PubAck(*id),
+            Packet::PubRec(id) => Incoming::PubRec(*id),
+            Packet::PubRel(id) => Incoming::PubRel(*id),
+            Packet::PubComp(id) => Incoming::PubComp(*id),
+            Packet::Subscribe(s) => Incoming::Subscribe {
+                packet_id: s.packet_id,
+                filters: s.topics.iter().map(|(f, q)| (f.to_owned(), q)).collect(),
+            },
+            Packet::Unsubscribe(u) => Incoming::Unsubscribe {
+                packet_id: u.packet_id,
+                filters: u.topics.iter().map(str::to_owned).collect(),
+            },
+            Packet::PingReq => Incoming::PingReq,
+            Packet::Disconnect => Incoming::Disconnect,
+            other => Incoming::ServerOnly(other.packet_type()),
+        }
+    }
+}
+
+/// What the broker writes, and the record of every PUBLISH it wrote.
+#[derive(Debug, Default)]
+struct Output {
+    outbox: Vec<(Instant, ConnId, Action)>,
+    delivered: BTreeMap<String, Vec<Delivery>>,
+}
+
+impl Output {
+    fn send(&mut self, now: Instant, conn: ConnId, packet: &Packet<'_>) {
+        self.outbox.push((now, conn, Action::Send(encode(packet))));
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        client_id: &str,
+        message: &Message,
+        dup: bool,
+        packet_id: Option<PacketId>,
+    ) {
+        self.send(
+            now,
+            conn,
+            &Packet::Publish(Publish {
+                dup,
+                qos: message.qos,
+                retain: message.retain,
+                topic: &message.topic,
+                packet_id,
+                payload: &message.payload,
+            }),
+        );
+        self.delivered
+            .entry(client_id.to_owned())
+            .or_default()
+            .push(Delivery {
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                qos: message.qos,
+                retain: message.retain,
+                dup,
+                packet_id,
+                at: now,
+            });
+    }
+
+    /// Sends queued messages while the in-flight window has room.
+    fn fill_window(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        session: &mut Session,
+        max_in_flight: usize,
+    ) {
+        let Some(conn) = session.conn else { return };
+        while session.in_flight.len() < max_in_flight {
+            let Some(message) = session.queue.pop_front() else {
+                break;
+            };
+            let packet_id = session.next_packet_id();
+            self.publish(now, conn, client_id, &message, false, Some(packet_id));
+            let stage = if message.qos == QoS::ExactlyOnce {
+                Awaiting::PubRec
+            } else {
+                Awaiting::PubAck
+            };
+            session.in_flight.push(InFlight {
+                packet_id,
+                message,
+                stage,
+            });
+        }
+    }
+}
+
+/// Encodes a packet the broker built itself; they are always valid.
+fn encode(packet: &Packet<'_>) -> Vec<u8> {
+    let len = packet.encoded_len().expect("broker packets are valid");
+    let mut bytes = vec![0; len];
+    packet.encode(&mut bytes).expect("sized by encoded_len");
+    bytes
+}
+
+/// A deterministic MQTT 3.1.1 broker, one per simulated server.
+///
+/// Like mosquitto with `persistence true`: persistent sessions (subscriptions, in-flight
+/// messages, offline queue of QoS 1/2 messages, incoming QoS 2 table) and retained messages, an
+/// outgoing in-flight window of 20 with the rest queued, DUP resends on a resumed session,
+/// keepalive enforced at 1.5 × the client's keepalive `[MQTT-3.1.2-24]`, wills, client-id
+/// takeover. Choices where the specification leaves room:
+///
+/// - a message matching several of one client's subscriptions is delivered once, at the highest
+///   granted QoS `[MQTT-3.3.5-1]`;
+/// - QoS 0 messages are not queued for a disconnected client (mosquitto's default);
+/// - the will is published on any close without DISCONNECT (end of stream, reset, keepalive
+///   timeout, protocol violation), but not when a takeover by the same client id closes the old
+///   connection, nor when the broker process itself goes down;
+/// - a connection that never sends CONNECT is kept open.
+///
+/// Tests read what happened through [`accepted`](Self::accepted),
+/// [`delivered`](Self::delivered), [`connects`](Self::connects) and
+/// [`protocol_violations`](Self::protocol_violations), and act as other clients through
+/// [`publish`](Self::publish).
+#[derive(Debug)]
+pub struct SimBroker {
+    conns: BTreeMap<ConnId, Conn>,
+    sessions: BTreeMap<String, Session>,
+    retained: BTreeMap<String, Message>,
+    out: Output,
+    accepted: Vec<Accepted>,
+    connects: Vec<ConnectRecord>,
+    violations: Vec<String>,
+    opens: u64,
+    max_packet_size: usize,
+    max_in_flight: usize,
+    refuse_connect: Option<ConnectReturnCode>,
+    refused_filters: BTreeSet<String>,
+    withhold_acks: bool,
+    assigned_ids: u64,
+}
+
+impl Default for SimBroker {
+    fn default() -> Self {
+        SimBroker::new()
+    }
+}
+
+impl SimBroker {
+    /// A broker with no sessions, no retained messages and mosquitto's defaults.
+    pub fn new() -> SimBroker {
+        SimBroker {
+            conns: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            retained: BTreeMap::new(),
+            out: Output::default(),
+            accepted: Vec::new(),
+            connects: Vec::new(),
+            violations: Vec::new(),
+            opens: 0,
+            max_packet_size: 1 + 4 + MAX_REMAINING_LENGTH,
+            max_in_flight: DEFAULT_MAX_INFLIGHT,
+            refuse_connect: None,
+            refused_filters: BTreeSet::new(),
+            withhold_acks: false,
+            assigned_ids: 0,
+        }
+    }
+
+    // ---- what tests configure ----
+
+    /// Publishes a message as if another client had: routed to subscribers, stored if retained
+    /// (an empty retained payload deletes the stored one). Not recorded in
+    /// [`accepted`](Self::accepted). Panics on an invalid topic name.
+    pub fn publish(&mut self, now: Instant, topic: &str, payload: &[u8], qos: QoS, retain: bool) {
+        topic::validate_topic_name(topic).expect("SimBroker::publish: invalid topic name");
+        let message = Message {
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+        };
+        self.route(now, &message);
+    }
+
+    /// Largest packet (fixed header included) the broker accepts; a larger one is a protocol
+    /// violation and closes the connection. Default: the largest MQTT allows.
+    pub fn set_max_packet_size(&mut self, max: usize) {
+        self.max_packet_size = max;
+    }
+
+    /// Outgoing QoS 1/2 messages in flight per client before the rest are queued (default 20,
+    /// mosquitto's `max_inflight_messages`). At least 1.
+    pub fn set_max_in_flight(&mut self, max: usize) {
+        self.max_in_flight = max.max(1);
+    }
+
+    /// Answers every CONNECT with this return code and closes the connection (e.g.
+    /// `BadUserNameOrPassword`), or accepts them again with `None`.
+    pub fn set_refuse_connect(&mut self, code: Option<ConnectReturnCode>) {
+        self.refuse_connect = code.filter(|c| *c != ConnectReturnCode::Accepted);
+    }
+
+    /// Answers SUBSCRIBE to exactly this filter with 0x80 (failure) while `on`.
+    pub fn refuse_subscription(&mut self, filter: &str, on: bool) {
+        if on {
+            self.refused_filters.insert(filter.to_owned());
+        } else {
+            self.refused_filters.remove(filter);
+        }
+    }
+
+    /// While `on`, PUBACK, PUBREC, PUBCOMP, SUBACK and UNSUBACK are not sent (the packets are
+    /// still processed). Nothing withheld is sent when it is turned off.
+    pub fn set_withhold_acks(&mut self, on: bool) {
+        self.withhold_acks = on;
+    }
+
+    // ---- what tests observe ----
+
+    /// Every application message accepted from a client's PUBLISH, in order. A QoS 2 resend
+    /// before PUBREL is not accepted again; a QoS 1 resend is (it is a duplicate).
+    pub fn accepted(&self) -> &[Accepted] {
+        &self.accepted
+    }
+
+    /// Every PUBLISH the broker wrote to connections of `client_id`, resends included.
+    pub fn delivered(&self, client_id: &str) -> Vec<Delivery> {
+        self.out
+            .delivered
+            .get(client_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every CONNECT answered, in order (refused ones included).
+    pub fn connects(&self) -> &[ConnectRecord] {
+        &self.connects
+    }
+
+    /// Connection opens that reached this broker's host, refused ones included (black-holed
+    /// ones never reach it; see [`SimNet::open_attempts`](super::SimNet::open_attempts)).
+    pub fn opens(&self) -> u64 {
+        self.opens
+    }
+
+    /// The subscriptions of `client_id`'s session with their granted QoS, in order of first
+    /// subscription; empty without a session.
+    pub fn subscriptions(&self, client_id: &str) -> Vec<(String, QoS)> {
+        self.sessions
+            .get(client_id)
+            .map(|s| s.subscriptions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether the broker holds a session for `client_id`: a persistent one (connected or not)
+    /// or a clean one whose connection is open.
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.sessions.contains_key(client_id)
+    }
+
+    /// Whether a connection of `client_id` is open as far as the broker knows (a half-open link
+    /// stays connected until keepalive notices).
+    pub fn is_connected(&self, client_id: &str) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|s| s.conn.is_some())
+    }
+
+    /// Outgoing QoS 1/2 messages for `client_id` sent and not yet completed.
+    pub fn in_flight(&self, client_id: &str) -> usize {
+        self.sessions.get(client_id).map_or(0, |s| s.in_flight.len())
+    }
+
+    /// Outgoing QoS 1/2 messages for `client_id` waiting (window full or client offline).
+    pub fn queued(&self, client_id: &str) -> usize {
+        self.sessions.get(client_id).map_or(0, |s| s.queue.len())
+    }
+
+    /// The retained message stored for `topic`, as (payload, QoS).
+    pub fn retained(&self, topic: &str) -> Option<(Vec<u8>, QoS)> {
+        self.retained
+            .get(topic)
+            .map(|m| (m.payload.clone(), m.qos))
+    }
+
+    /// Every rule of MQTT 3.1.1 a client broke, in order, each as
+    /// `"<ms> conn <id>: <what> [MQTT-x.y.z-n]"`. The broker closed the connection each time.
+    pub fn protocol_violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    // ---- what the network drives ----
+
+    pub(crate) fn take_outbox(&mut self) -> Vec<(Instant, ConnId, Action)> {
+        std::mem::take(&mut self.out.outbox)
+    }
+
+    pub(crate) fn has_output(&self) -> Option<Instant> {
+        self.out.outbox.first().map(|(at, _, _)| *at)
+    }
+
+    /// A host-level open reached this server (counted whether or not it is accepted).
+    pub(crate) fn count_open(&mut self) {
+        self.opens += 1;
+    }
+
+    pub(crate) fn handle_open(&mut self, now: Instant, conn: ConnId) {
+        self.conns.insert(
+            conn,
+            Conn {
+                buffer: Vec::new(),
+                client_id: None,
+                keep_alive: 0,
+                last_packet: now,
+                will: None,
+            },
+        );
+    }
+
+    /// The peer closed (end of stream) or reset the connection.
+    pub(crate) fn handle_peer_closed(&mut self, now: Instant, conn: ConnId) {
+        self.close(now, conn, true, false);
+    }
+
+    /// The broker process stops: every connection vanishes without wills; sessions and retained
+    /// messages survive only if `keep_sessions`.
+    pub(crate) fn crash(&mut self, keep_sessions: bool) {
+        self.conns.clear();
+        self.out.outbox.clear();
+        if keep_sessions {
+            self.sessions.retain(|_, s| !s.clean);
+            for session in self.sessions.values_mut() {
+                session.conn = None;
+            }
+        } else {
+            self.sessions.clear();
+            self.retained.clear();
+        }
+    }
+
+    /// Earliest keepalive deadline.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.conns.values().filter_map(keepalive_deadline).min()
+    }
+
+    /// Closes every connection whose keepalive deadline has passed `[MQTT-3.1.2-24]`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| keepalive_deadline(c).is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in expired {
+            self.close(now, conn, true, true);
+        }
+    }
+
+    pub(crate) fn handle_data(&mut self, now: Instant, conn: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.buffer.extend_from_slice(bytes);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            let (incoming, consumed) = match decode(&c.buffer, self.max_packet_size) {
+                Ok(Decoded::Complete { packet, consumed }) => {
+                    (Incoming::from_packet(&packet), consumed)
+                }
+                Ok(Decoded::Incomplete) => return,
+                Err(e) => {
+                    self.violation(now, conn, &format!("malformed packet: {e}"));
+                    return;
+                }
+            };
+            c.buffer.drain(..consumed);
+            // Only complete packets are signs of life.
+            c.last_packet = now;
+            self.handle_packet(now, conn, incoming);
+        }
+    }
+
+    // ---- internals ----
+
+    /// Records a violation and closes the connection like a real broker (will published).
+    fn violation(&mut self, now: Instant, conn: ConnId, what: &str) {
+        self.violations
+            .push(format!("{} conn {}: {what}", now.as_millis(), conn.0));
+        self.close(now, conn, true, true);
+    }
+
+    /// Forgets a connection; publishes its will if asked and it has one; tells the network to
+    /// close it if `notify`.
+    fn close(&mut self, now: Instant, conn: ConnId, publish_will: bool, notify: bool) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if notify {
+            self.out.outbox.push((now, conn, Action::Close));
+        }
+        if let Some(client_id) = &c.client_id {
+            if let Some(session) = self.sessions.get_mut(client_id) {
+                if session.conn == Some(conn) {
+                    session.conn = None;
+                    if session.clean {
+                        self.sessions.remove(client_id);
+                    }
+                }
+            }
+        }
+        if publish_will {
+            if let Some(will) = c.will {
+                self.route(now, &will);
+            }
+        }
+    }
+
+    fn send_ack(&mut self, now: Instant, conn: ConnId, packet: &Packet<'_>) {
+        if !self.withhold_acks {
+            self.out.send(now, conn, packet);
+        }
+    }
+
+    fn handle_packet(&mut self, now: Instant, conn: ConnId, incoming: Incoming) {
+        let client_id = self.conns.get(&conn).and_then(|c| c.client_id.clone());
+        let (client_id, incoming) = match (client_id, incoming) {
+            (
+                None,
+                Incoming::Connect {
+                    client_id,
+                    keep_alive,
+                    clean_session,
+                    username,
+                    will,
+                },
+            ) => {
+                return self.handle_connect(
+                    now,
+                    conn,
+                    client_id,
+                    keep_alive,
+                    clean_session,
+                    username,
+                    will,
+                );
+            }
+            (Some(_), Incoming::Connect { .. }) => {
+                return self.violation(now, conn, "second CONNECT [MQTT-3.1.0-2]");
+            }
+            (None, _) => {
+                return self.violation(now, conn, "first packet is not CONNECT [MQTT-3.1.0-1]");
+            }
+            (Some(id), incoming) => (id, incoming),
+        };
+        match incoming {
+            Incoming::Connect { .. } => unreachable!("handled above"),
+            Incoming::Publish {
+                message,
+                dup,
+                packet_id,
+            } => self.handle_publish(now, conn, &client_id, message, dup, packet_id),
+            Incoming::PubAck(id) => {
+                self.complete(now, &client_id, id, Awaiting::PubAck);
+            }
+            Incoming::PubRec(id) => {
+                let Some(session) = self.sessions.get_mut(&client_id) else {
+                    return;
+                };
+                if let Some(f) = session.in_flight.iter_mut().find(|f| f.packet_id == id) {
+                    if f.stage != Awaiting::PubAck {
+                        f.stage = Awaiting::PubComp;
+                        self.out.send(now, conn, &Packet::PubRel(id));
+                    }
+                }
+            }
+            Incoming::PubComp(id) => {
+                self.complete(now, &client_id, id, Awaiting::PubComp);
+            }
+            Incoming::PubRel(id) => {
+                if let Some(session) = self.sessions.get_mut(&client_id) {
+                    session.incoming_qos2.remove(&id);
+                }
+                // PUBCOMP even for an unknown id [MQTT-4.3.3-2]: the PUBCOMP may have been lost.
+                self.send_ack(now, conn, &Packet::PubComp(id));
+            }
+            Incoming::Subscribe { packet_id, filters } => {
+                if self.id_in_incoming_qos2(&client_id, packet_id) {
+                    return self.packet_id_reuse(now, conn, "SUBSCRIBE", packet_id);
+                }
+                self.handle_subscribe(now, conn, &client_id, packet_id, &filters);
+            }
+            Incoming::Unsubscribe { packet_id, filters } => {
+                if self.id_in_incoming_qos2(&client_id, packet_id) {
+                    return self.packet_id_reuse(now, conn, "UNSUBSCRIBE", packet_id);
+                }
+                if let Some(session) = self.sessions.get_mut(&client_id) {
+                    session
+                        .subscriptions
+                        .retain(|(f, _)| !filters.iter().any(|u| u == f));
+                }
+                self.send_ack(now, conn, &Packet::UnsubAck(packet_id));
+            }
+            Incoming::PingReq => self.out.send(now, conn, &Packet::PingResp),
+            Incoming::Disconnect => {
+                // A DISCONNECT discards the will [MQTT-3.14.4-3].
+                self.close(now, conn, false, true);
+            }
+            Incoming::ServerOnly(packet_type) => {
+                self.violation(
+                    now,
+                    conn,
+                    &format!("{packet_type:?} sent by a client [MQTT-3.2], [MQTT-3.9], [MQTT-3.11], [MQTT-3.13]"),
+                );
+            }
+        }
+    }
+
+    fn id_in_incoming_qos2(&self, client_id: &str, id: PacketId) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|s| s.incoming_qos2.contains(&id))
+    }
+
+    fn packet_id_reuse(&mut self, now: Instant, conn: ConnId, what: &str, id: PacketId) {
+        self.violation(
+            now,
+            conn,
+            &format!("{what} reuses packet id {id} of a QoS 2 PUBLISH not yet released [MQTT-2.3.1-2]"),
+        );
+    }
+
+    /// PUBACK or PUBCOMP: frees the slot if the message was at `stage`, then refills the window.
+    fn complete(&mut self, now: Instant, client_id: &str, id: PacketId, stage: Awaiting) {
+        let max = self.max_in_flight;
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let Some(index) = session
+            .in_flight
+            .iter()
+            .position(|f| f.packet_id == id && f.stage == stage)
+        else {
+            return;
+        };
+        session.in_flight.remove(index);
+        self.out.fill_window(now, client_id, session, max);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_connect(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        client_id: String,
+        keep_alive: u16,
+        clean_session: bool,
+        username: Option<String>,
+        will: Option<Message>,
+    ) {
+        let mut record = ConnectRecord {
+            client_id: client_id.clone(),
+            clean_session,
+            keep_alive,
+            username,
+            session_present: false,
+            code: ConnectReturnCode::Accepted,
+            at: now,
+        };
+        let refusal = if let Some(code) = self.refuse_connect {
+            Some(code)
+        } else if client_id.is_empty() && !clean_session {
+            Some(ConnectReturnCode::IdentifierRejected) // [MQTT-3.1.3-8]
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            record.code = code;
+            self.connects.push(record);
+            self.out.send(
+                now,
+                conn,
+                &Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    code,
+                }),
+            );
+            // Not yet connected: no will [MQTT-3.2.2-5].
+            self.close(now, conn, false, true);
+            return;
+        }
+        let client_id = if client_id.is_empty() {
+            self.assigned_ids += 1;
+            format!("auto-{}", self.assigned_ids)
+        } else {
+            client_id
+        };
+        record.client_id.clone_from(&client_id);
+
+        // Takeover: the existing connection of this client id is closed [MQTT-3.1.4-2].
+        if let Some(old) = self.sessions.get(&client_id).and_then(|s| s.conn) {
+            self.close(now, old, false, true);
+        }
+        if clean_session {
+            // [MQTT-3.1.2-6]
+            self.sessions.remove(&client_id);
+        }
+        let session_present = self.sessions.contains_key(&client_id);
+        let session = self.sessions.entry(client_id.clone()).or_default();
+        session.clean = clean_session;
+        session.conn = Some(conn);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.client_id = Some(client_id.clone());
+            c.keep_alive = keep_alive;
+            c.will = will;
+        }
+        record.session_present = session_present;
+        self.connects.push(record);
+        self.out.send(
+            now,
+            conn,
+            &Packet::ConnAck(ConnAck {
+                session_present,
+                code: ConnectReturnCode::Accepted,
+            }),
+        );
+        if session_present {
+            // Resume: unacknowledged PUBLISH again with DUP, PUBREL for those past PUBREC, in
+            // the original order [MQTT-4.4.0-1].
+            for f in &session.in_flight {
+                match f.stage {
+                    Awaiting::PubAck | Awaiting::PubRec => self.out.publish(
+                        now,
+                        conn,
+                        &client_id,
+                        &f.message,
+                        true,
+                        Some(f.packet_id),
+                    ),
+                    Awaiting::PubComp => {
+                        self.out.send(now, conn, &Packet::PubRel(f.packet_id));
+                    }
+                }
+            }
+        }
+        self.out
+            .fill_window(now, &client_id, session, self.max_in_flight);
+    }
+
+    fn handle_publish(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        client_id: &str,
+        message: Message,
+        dup: bool,
+        packet_id: Option<PacketId>,
+    ) {
+        if let (QoS::ExactlyOnce, Some(id)) = (message.qos, packet_id) {
+            if self.id_in_incoming_qos2(client_id, id) {
+                if !dup {
+                    return self.packet_id_reuse(now, conn, "PUBLISH", id);
+                }
+                // A resend before PUBREL: already accepted, answer again [MQTT-4.3.3-2].
+                self.send_ack(now, conn, &Packet::PubRec(id));
+                return;
+            }
+        }
+        self.accepted.push(Accepted {
+            client_id: client_id.to_owned(),
+            topic: message.topic.clone(),
+            payload: message.payload.clone(),
+            qos: message.qos,
+            retain: message.retain,
+            dup,
+            packet_id,
+            at: now,
+        });
+        self.route(now, &message);
+        match (message.qos, packet_id) {
+            (QoS::AtLeastOnce, Some(id)) => self.send_ack(now, conn, &Packet::PubAck(id)),
+            (QoS::ExactlyOnce, Some(id)) => {
+                if let Some(session) = self.sessions.get_mut(client_id) {
+                    session.incoming_qos2.insert(id);
+                }
+                self.send_ack(now, conn, &Packet::PubRec(id));
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_subscribe(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        client_id: &str,
+        packet_id: PacketId,
+        filters: &[(String, QoS)],
+    ) {
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut granted = Vec::new();
+        if let Some(session) = self.sessions.get_mut(client_id) {
+            for (filter, qos) in filters {
+                if self.refused_filters.contains(filter) {
+                    codes.push(SubscribeReturnCode::Failure.to_u8());
+                    continue;
+                }
+                codes.push(SubscribeReturnCode::Success(*qos).to_u8());
+                granted.push((filter.clone(), *qos));
+                // A subscription to an existing filter replaces it [MQTT-3.8.4-3].
+                match session.subscriptions.iter_mut().find(|(f, _)| f == filter) {
+                    Some(existing) => existing.1 = *qos,
+                    None => session.subscriptions.push((filter.clone(), *qos)),
+                }
+            }
+        }
+        self.send_ack(
+            now,
+            conn,
+            &Packet::SubAck(SubAck {
+                packet_id,
+                return_codes: &codes,
+            }),
+        );
+        // Retained messages for each new subscription, with RETAIN set [MQTT-3.3.1-6],
+        // [MQTT-3.3.1-8].
+        let mut retained = Vec::new();
+        for (filter, qos) in &granted {
+            for message in self.retained.values() {
+                if topic::matches(filter, &message.topic) {
+                    let mut copy = message.clone();
+                    copy.qos = copy.qos.min(*qos);
+                    copy.retain = true;
+                    retained.push(copy);
+                }
+            }
+        }
+        for message in retained {
+            self.deliver(now, client_id, message);
+        }
+    }
+
+    /// Stores or deletes a retained message, then delivers to every matching subscriber.
+    fn route(&mut self, now: Instant, message: &Message) {
+        if message.retain {
+            if message.payload.is_empty() {
+                // [MQTT-3.3.1-10], [MQTT-3.3.1-11]
+                self.retained.remove(&message.topic);
+            } else {
+                // [MQTT-3.3.1-5]
+                self.retained.insert(message.topic.clone(), message.clone());
+            }
+        }
+        let mut targets = Vec::new();
+        for (client_id, session) in &self.sessions {
+            let granted = session
+                .subscriptions
+                .iter()
+                .filter(|(f, _)| topic::matches(f, &message.topic))
+                .map(|(_, q)| *q)
+                .max();
+            if let Some(granted) = granted {
+                targets.push((client_id.clone(), granted));
+            }
+        }
+        for (client_id, granted) in targets {
+            let mut copy = message.clone();
+            copy.qos = copy.qos.min(granted);
+            // RETAIN is 0 for a match of an established subscription [MQTT-3.3.1-9].
+            copy.retain = false;
+            self.deliver(now, &client_id, copy);
+        }
+    }
+
+    /// Sends (QoS 0, or QoS 1/2 with a free slot) or queues a message for `client_id`.
+    fn deliver(&mut self, now: Instant, client_id: &str, message: Message) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        match (session.conn, message.qos) {
+            (Some(conn), QoS::AtMostOnce) => {
+                self.out
+                    .publish(now, conn, client_id, &message, false, None);
+            }
+            (None, QoS::AtMostOnce) => {}
+            (_, _) => {
+                session.queue.push_back(message);
+                self.out
+                    .fill_window(now, client_id, session, self.max_in_flight);
+            }
+        }
+    }
+}
+
+/// When the broker gives up on a silent client: 1.5 × keepalive after its last packet.
+fn keepalive_deadline(conn: &Conn) -> Option<Instant> {
+    if conn.client_id.is_none() || conn.keep_alive == 0 {
+        return None;
+    }
+    Some(
+        conn.last_packet
+            .saturating_add(Duration::from_millis(u64::from(conn.keep_alive) * 1500)),
+    )
+}
