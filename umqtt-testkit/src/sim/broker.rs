@@ -481,7 +481,9 @@ impl SimBroker {
 
     /// Outgoing QoS 1/2 messages for `client_id` sent and not yet completed.
     pub fn in_flight(&self, client_id: &str) -> usize {
-        self.sessions.get(client_id).map_or(0, |s| s.in_flight.len())
+        self.sessions
+            .get(client_id)
+            .map_or(0, |s| s.in_flight.len())
     }
 
     /// Outgoing QoS 1/2 messages for `client_id` waiting (window full or client offline).
@@ -491,9 +493,7 @@ impl SimBroker {
 
     /// The retained message stored for `topic`, as (payload, QoS).
     pub fn retained(&self, topic: &str) -> Option<(Vec<u8>, QoS)> {
-        self.retained
-            .get(topic)
-            .map(|m| (m.payload.clone(), m.qos))
+        self.retained.get(topic).map(|m| (m.payload.clone(), m.qos))
     }
 
     /// Every rule of MQTT 3.1.1 a client broke, in order, each as
@@ -740,7 +740,9 @@ impl SimBroker {
         self.violation(
             now,
             conn,
-            &format!("{what} reuses packet id {id} of a QoS 2 PUBLISH not yet released [MQTT-2.3.1-2]"),
+            &format!(
+                "{what} reuses packet id {id} of a QoS 2 PUBLISH not yet released [MQTT-2.3.1-2]"
+            ),
         );
     }
 
@@ -843,14 +845,10 @@ impl SimBroker {
             // the original order [MQTT-4.4.0-1].
             for f in &session.in_flight {
                 match f.stage {
-                    Awaiting::PubAck | Awaiting::PubRec => self.out.publish(
-                        now,
-                        conn,
-                        &client_id,
-                        &f.message,
-                        true,
-                        Some(f.packet_id),
-                    ),
+                    Awaiting::PubAck | Awaiting::PubRec => {
+                        self.out
+                            .publish(now, conn, &client_id, &f.message, true, Some(f.packet_id))
+                    }
                     Awaiting::PubComp => {
                         self.out.send(now, conn, &Packet::PubRel(f.packet_id));
                     }
@@ -890,7 +888,7 @@ impl SimBroker {
             packet_id,
             at: now,
         });
-        self.route(now, &message);
+        // Acknowledged before it is routed, as mosquitto writes its PUBACK first.
         match (message.qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(now, conn, &Packet::PubAck(id)),
             (QoS::ExactlyOnce, Some(id)) => {
@@ -901,6 +899,7 @@ impl SimBroker {
             }
             _ => {}
         }
+        self.route(now, &message);
     }
 
     fn handle_subscribe(

@@ -540,7 +540,13 @@ impl SimNet {
 
     /// Ends every link the broker of `server` holds: in-flight bytes are lost; the client is
     /// told with FIN or RST (`client_reset`); the broker is told now if `tell_broker`.
-    fn sever(&mut self, now: Instant, server: usize, client_reset: Option<bool>, tell_broker: bool) {
+    fn sever(
+        &mut self,
+        now: Instant,
+        server: usize,
+        client_reset: Option<bool>,
+        tell_broker: bool,
+    ) {
         let affected: Vec<ConnId> = self
             .links
             .iter()
@@ -586,7 +592,9 @@ impl SimNet {
                     continue;
                 }
                 match action {
-                    Action::Send(bytes) => self.deliver_to_client(at, conn, ClientEvent::Data(bytes)),
+                    Action::Send(bytes) => {
+                        self.deliver_to_client(at, conn, ClientEvent::Data(bytes))
+                    }
                     Action::Close => {
                         link.server_open = false;
                         if !link.client_finished {
@@ -619,7 +627,11 @@ impl SimNet {
                     }
                     ServerMode::Refuse | ServerMode::Down => {
                         link.client_finished = true;
-                        self.deliver_to_client(at, conn, ClientEvent::OpenFailed(OpenError::Refused));
+                        self.deliver_to_client(
+                            at,
+                            conn,
+                            ClientEvent::OpenFailed(OpenError::Refused),
+                        );
                     }
                     ServerMode::BlackHole => link.black_holed = true,
                 }
