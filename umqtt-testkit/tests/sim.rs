@@ -340,10 +340,11 @@ fn wildcard_subscriptions_route_to_a_second_client() {
     rig.send(&publisher, &publish("x/y/z", b"2", Q0, 0, false));
     rig.send(&publisher, &publish("$SYS/load", b"3", Q1, 2, false));
     rig.send(&publisher, &publish("a/b/c/d", b"4", Q2, 3, false));
+    rig.send(&publisher, &publish("a/x/c", b"5", Q2, 4, false));
     rig.wait(2);
     assert_eq!(
         rig.recv(&mut publisher),
-        vec![puback(1), puback(2), pubrec(3)]
+        vec![puback(1), puback(2), pubrec(3), pubrec(4)]
     );
     // One copy per message at the highest granted QoS of the matching filters; "#" does not
     // match "$SYS/load" [MQTT-4.7.2-1]; the broker numbers its own packet ids.
@@ -353,10 +354,11 @@ fn wildcard_subscriptions_route_to_a_second_client() {
             publish("a/b/c", b"1", Q1, 1, false),
             publish("x/y/z", b"2", Q0, 0, false),
             publish("a/b/c/d", b"4", Q2, 2, false),
+            publish("a/x/c", b"5", Q2, 3, false),
         ]
     );
     let delivered = rig.net.broker(0).delivered("sub");
-    assert_eq!(delivered.len(), 3);
+    assert_eq!(delivered.len(), 4);
     assert_eq!(delivered[2].packet_id, Some(id(2)));
 
     // Unsubscribed filters stop matching; the others stay.
@@ -364,10 +366,10 @@ fn wildcard_subscriptions_route_to_a_second_client() {
         rig.exchange(&mut sub, &unsubscribe(2, &["#", "a/+/c"]), 2),
         vec![enc(&Packet::UnsubAck(id(2)))]
     );
-    rig.send(&publisher, &publish("a/b/c", b"5", Q1, 4, false));
-    rig.send(&publisher, &publish("x/1", b"6", Q1, 5, false));
+    rig.send(&publisher, &publish("a/b/c", b"6", Q1, 5, false));
+    rig.send(&publisher, &publish("x/1", b"7", Q1, 6, false));
     rig.wait(2);
-    assert_eq!(rig.recv(&mut sub), vec![publish("x/1", b"6", Q0, 0, false)]);
+    assert_eq!(rig.recv(&mut sub), vec![publish("x/1", b"7", Q0, 0, false)]);
 }
 
 #[test]
