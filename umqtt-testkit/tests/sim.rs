@@ -8,6 +8,7 @@ use umqtt_core::packet::{
     ProtocolVersion, Publish, QoS, SubAck, Subscribe, SubscribeTopics, Unsubscribe,
     UnsubscribeTopics,
 };
+use umqtt_core::session::{Event as SessionEvent, Session, SessionConfig};
 use umqtt_core::Instant;
 use umqtt_testkit::sim::{ClientEvent, ConnId, OpenError, ServerMode, SimNet};
 
@@ -1016,4 +1017,230 @@ fn six_hours_of_pings_and_outages_in_ten_thousand_steps() {
     assert!(broker.is_connected("dev"));
     assert!(broker.protocol_violations().is_empty());
     assert_eq!(answered_in_hour, [true, true, false, true, true, true]);
+}
+
+/// A minimal driver joining umqtt-core's client [`Session`] to the simulated network, the way
+/// a robust engine's driver will: open, feed link events, write what the session asks, run its
+/// timers, reopen a second after a loss, give up on an open after 5 s.
+struct SessionDriver {
+    session: Session,
+    conn: Option<ConnId>,
+    open_deadline: Option<Instant>,
+    retry_at: Option<Instant>,
+    log: Vec<(u64, String)>,
+}
+
+impl SessionDriver {
+    fn new(net: &mut SimNet, now: Instant, config: SessionConfig) -> SessionDriver {
+        let mut driver = SessionDriver {
+            session: Session::new(config),
+            conn: None,
+            open_deadline: None,
+            retry_at: Some(now),
+            log: Vec::new(),
+        };
+        driver.step(net, now);
+        driver
+    }
+
+    fn lost(&mut self, now: Instant, what: String) {
+        self.log.push((now.as_millis(), what));
+        self.session.handle_connection_lost();
+        self.conn = None;
+        self.open_deadline = None;
+        self.retry_at = Some(now.saturating_add(Duration::from_secs(1)));
+    }
+
+    /// Drains the session's events and writes what it asks.
+    fn drain(&mut self, net: &mut SimNet, now: Instant) {
+        let mut closed = None;
+        while let Some(event) = self.session.poll_event() {
+            let line = match event {
+                SessionEvent::Connected { session_present } => {
+                    format!("connected session_present={session_present}")
+                }
+                SessionEvent::Message(p) => format!(
+                    "message {} {} dup={}",
+                    p.topic,
+                    String::from_utf8_lossy(p.payload),
+                    p.dup
+                ),
+                SessionEvent::Published(id) => format!("published {id}"),
+                SessionEvent::Subscribed(_) => "subscribed".to_string(),
+                SessionEvent::Closed(reason) => {
+                    closed = Some(format!("closed: {reason}"));
+                    continue;
+                }
+                other => format!("{other:?}"),
+            };
+            self.log.push((now.as_millis(), line));
+        }
+        if let (Some(conn), Some(bytes)) = (self.conn, self.session.poll_transmit(now)) {
+            net.send(now, conn, bytes);
+        }
+        if let (Some(conn), Some(what)) = (self.conn, closed) {
+            net.close(now, conn);
+            self.lost(now, what);
+        }
+    }
+
+    fn step(&mut self, net: &mut SimNet, now: Instant) {
+        net.advance(now);
+        if let Some(conn) = self.conn {
+            while let Some(event) = net.poll_client_event(conn) {
+                match event {
+                    ClientEvent::Opened => {
+                        self.open_deadline = None;
+                        self.session.connect(now, false).unwrap();
+                    }
+                    ClientEvent::Data(bytes) => self.session.handle_read(now, &bytes),
+                    other => {
+                        self.lost(now, format!("link: {other:?}"));
+                        break;
+                    }
+                }
+                self.drain(net, now);
+                if self.conn.is_none() {
+                    break;
+                }
+            }
+        }
+        if self.open_deadline.is_some_and(|d| d <= now) {
+            net.close(now, self.conn.unwrap());
+            self.lost(now, "open timed out".to_string());
+        }
+        if self.retry_at.is_some_and(|r| r <= now) {
+            self.retry_at = None;
+            self.conn = Some(net.open(now, 0));
+            self.open_deadline = Some(now.saturating_add(Duration::from_secs(5)));
+        }
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        self.drain(net, now);
+    }
+
+    /// Runs every instant anything is due, up to `end`.
+    fn run_until(&mut self, net: &mut SimNet, end: Instant) {
+        for _ in 0..100_000 {
+            let next = [
+                net.next_timeout(),
+                self.session.poll_timeout(),
+                self.open_deadline,
+                self.retry_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(end)
+            .clamp(net.now(), end);
+            self.step(net, next);
+            if next == end {
+                return;
+            }
+        }
+        panic!("no progress towards {end:?}");
+    }
+
+    fn lines(&self, from_ms: u64) -> Vec<&str> {
+        self.log
+            .iter()
+            .filter(|(at, _)| *at >= from_ms)
+            .map(|(_, line)| line.as_str())
+            .collect()
+    }
+}
+
+#[test]
+fn core_session_survives_a_black_hole_against_the_sim_broker() {
+    let mut net = SimNet::new(9);
+    net.set_split_writes(true);
+    let config = SessionConfig {
+        client_id: "e2e".to_string(),
+        keep_alive: 10,
+        ..SessionConfig::default()
+    };
+    let mut d = SessionDriver::new(&mut net, t(0), config);
+    d.run_until(&mut net, t(1_000));
+    d.session.subscribe(&[("e2e/#", Q2)]).unwrap();
+    d.drain(&mut net, t(1_000));
+    d.run_until(&mut net, t(2_000));
+    let a = d
+        .session
+        .publish("e2e/a", b"1", Q1, false)
+        .unwrap()
+        .unwrap();
+    let b = d
+        .session
+        .publish("e2e/b", b"2", Q2, false)
+        .unwrap()
+        .unwrap();
+    d.drain(&mut net, t(2_000));
+    d.run_until(&mut net, t(60_000));
+    let mut first = d.lines(0);
+    first.sort_unstable();
+    let mut expected = vec![
+        "connected session_present=false".to_string(),
+        "subscribed".to_string(),
+        format!("published {a}"),
+        format!("published {b}"),
+        "message e2e/a 1 dup=false".to_string(),
+        "message e2e/b 2 dup=false".to_string(),
+        "PingResponse".to_string(),
+        "PingResponse".to_string(),
+        "PingResponse".to_string(),
+        "PingResponse".to_string(),
+        "PingResponse".to_string(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(first, expected, "{:?}", d.log);
+
+    // The link goes half-open; a message published now is lost on it.
+    net.set_mode(t(60_000), 0, ServerMode::BlackHole);
+    let c = d
+        .session
+        .publish("e2e/c", b"3", Q1, false)
+        .unwrap()
+        .unwrap();
+    d.drain(&mut net, t(60_000));
+    d.run_until(&mut net, t(120_000));
+    let (detected_at, _) = d
+        .log
+        .iter()
+        .find(|(_, line)| line.contains("no PINGRESP"))
+        .expect("the session noticed the dead link");
+    // Last PINGREQ at 52 s: the next at 62 s, its PINGRESP awaited 5 s (half the keepalive).
+    assert_eq!(*detected_at, 67_006, "{:?}", d.log);
+    assert!(
+        !net.broker(0).is_connected("e2e"),
+        "the broker gave up after 15 s"
+    );
+    assert!(d.lines(60_000).contains(&"open timed out"));
+    assert_eq!(net.broker(0).accepted().len(), 2);
+
+    net.set_mode(t(120_000), 0, ServerMode::Up);
+    d.run_until(&mut net, t(130_000));
+    let after: Vec<&str> = d
+        .lines(120_000)
+        .into_iter()
+        .filter(|l| !l.starts_with("link") && !l.starts_with("open"))
+        .collect();
+    let published = format!("published {c}");
+    assert_eq!(
+        after,
+        [
+            "connected session_present=true",
+            published.as_str(),
+            "message e2e/c 3 dup=false"
+        ],
+        "{:?}",
+        d.log
+    );
+    let accepted = net.broker(0).accepted();
+    assert_eq!(accepted.len(), 3);
+    assert_eq!(
+        (accepted[2].topic.as_str(), accepted[2].dup),
+        ("e2e/c", true)
+    );
+    assert!(net.broker(0).protocol_violations().is_empty());
 }
