@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use umqtt_core::packet::{
-    decode, ConnAck, Connect, ConnectReturnCode, Decoded, LastWill, Packet, PacketId,
+    decode, ConnAck, Connect, ConnectReturnCode, Decoded, LastWill, Packet, PacketId, PacketType,
     ProtocolVersion, Publish, QoS, SubAck, Subscribe, SubscribeTopics, Unsubscribe,
     UnsubscribeTopics,
 };
@@ -548,6 +548,13 @@ fn keepalive_closes_a_silent_client_at_one_and_a_half_times_and_publishes_its_wi
     let ping_arrives = rig.now.as_millis() + 1;
     assert_eq!(rig.exchange(&mut dev, &pingreq(), 2), vec![pingresp()]);
     let deadline = ping_arrives + 15_000;
+    assert_eq!(
+        rig.net.broker(0).received("dev"),
+        [
+            (t(ping_arrives - 5_002), PacketType::Connect),
+            (t(ping_arrives), PacketType::PingReq)
+        ]
+    );
 
     rig.wait(deadline - 1 - rig.now.as_millis());
     rig.recv(&mut dev);

@@ -4,12 +4,19 @@
 //! It never touches the network: the [`SimNet`](super::SimNet) feeds it opens, bytes and closes
 //! and carries what it writes ([`Action`]s in its outbox) back to the clients.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod incoming;
+mod records;
+mod session;
+
+pub use records::{Accepted, ConnectRecord, Delivery};
+pub(crate) use session::Action;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use umqtt_core::packet::{
-    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, Publish, QoS,
-    SubAck, SubscribeReturnCode, MAX_REMAINING_LENGTH,
+    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, QoS, SubAck,
+    SubscribeReturnCode, MAX_REMAINING_LENGTH,
 };
 use umqtt_core::{topic, Instant};
 
@@ -18,129 +25,8 @@ use super::ConnId;
 /// mosquitto's default `max_inflight_messages`.
 const DEFAULT_MAX_INFLIGHT: usize = 20;
 
-/// An application message the broker accepted from a client's PUBLISH.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Accepted {
-    /// Client id of the publisher.
-    pub client_id: String,
-    /// Topic name.
-    pub topic: String,
-    /// Payload.
-    pub payload: Vec<u8>,
-    /// QoS of the PUBLISH.
-    pub qos: QoS,
-    /// Retain flag of the PUBLISH.
-    pub retain: bool,
-    /// DUP flag of the PUBLISH.
-    pub dup: bool,
-    /// Packet id of the PUBLISH (QoS 1 and 2).
-    pub packet_id: Option<PacketId>,
-    /// When the broker processed it.
-    pub at: Instant,
-}
-
-/// A PUBLISH the broker sent to a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Topic name.
-    pub topic: String,
-    /// Payload.
-    pub payload: Vec<u8>,
-    /// QoS the broker sent it with: min(published, granted).
-    pub qos: QoS,
-    /// Retain flag: set only for retained messages sent because of a new subscription.
-    pub retain: bool,
-    /// DUP flag: set on a resend after the session was resumed.
-    pub dup: bool,
-    /// The broker's packet id (QoS 1 and 2).
-    pub packet_id: Option<PacketId>,
-    /// When the broker wrote it (not when the client received it).
-    pub at: Instant,
-}
-
-/// One CONNECT the broker answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectRecord {
-    /// Client id as sent (or as assigned by the broker for an empty one).
-    pub client_id: String,
-    /// The CONNECT's clean-session flag.
-    pub clean_session: bool,
-    /// The CONNECT's keepalive, in seconds.
-    pub keep_alive: u16,
-    /// The CONNECT's user name.
-    pub username: Option<String>,
-    /// Session present, as answered in CONNACK.
-    pub session_present: bool,
-    /// Return code, as answered in CONNACK.
-    pub code: ConnectReturnCode,
-    /// When the broker answered.
-    pub at: Instant,
-}
-
-/// What the broker asks the network to do with one of its connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Write these bytes (one whole packet).
-    Send(Vec<u8>),
-    /// Close the connection (FIN).
-    Close,
-}
-
-/// An application message as the broker stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Message {
-    topic: String,
-    payload: Vec<u8>,
-    qos: QoS,
-    retain: bool,
-}
-
-/// Where an outgoing QoS 1/2 PUBLISH stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::enum_variant_names)] // named after the packets awaited
-enum Awaiting {
-    /// QoS 1, PUBLISH sent, waiting for PUBACK.
-    PubAck,
-    /// QoS 2, PUBLISH sent, waiting for PUBREC.
-    PubRec,
-    /// QoS 2, PUBREL sent, waiting for PUBCOMP.
-    PubComp,
-}
-
-#[derive(Debug, Clone)]
-struct InFlight {
-    packet_id: PacketId,
-    message: Message,
-    stage: Awaiting,
-}
-
-/// State that outlives a connection when `clean_session` is 0 `[MQTT-3.1.2-4]`.
-#[derive(Debug, Clone, Default)]
-struct Session {
-    clean: bool,
-    conn: Option<ConnId>,
-    /// In order of first subscription; a re-subscribe replaces the QoS in place.
-    subscriptions: Vec<(String, QoS)>,
-    last_packet_id: u16,
-    /// Outgoing QoS 1/2 messages sent and not completed, in sending order.
-    in_flight: Vec<InFlight>,
-    /// Outgoing QoS 1/2 messages waiting for a window slot or for the client to come back.
-    queue: VecDeque<Message>,
-    /// Incoming QoS 2 packet ids answered with PUBREC and not yet released.
-    incoming_qos2: BTreeSet<PacketId>,
-}
-
-impl Session {
-    fn next_packet_id(&mut self) -> PacketId {
-        loop {
-            self.last_packet_id = self.last_packet_id.checked_add(1).unwrap_or(1);
-            let id = PacketId::new(self.last_packet_id).expect("never 0");
-            if !self.in_flight.iter().any(|f| f.packet_id == id) {
-                return id;
-            }
-        }
-    }
-}
+use incoming::Incoming;
+use session::{Awaiting, Message, Output, Session};
 
 /// One network connection as the broker sees it.
 #[derive(Debug)]
@@ -152,166 +38,6 @@ struct Conn {
     keep_alive: u16,
     last_packet: Instant,
     will: Option<Message>,
-}
-
-/// A decoded packet, copied out of the read buffer.
-enum Incoming {
-    Connect {
-        client_id: String,
-        keep_alive: u16,
-        clean_session: bool,
-        username: Option<String>,
-        will: Option<Message>,
-    },
-    Publish {
-        message: Message,
-        dup: bool,
-        packet_id: Option<PacketId>,
-    },
-    PubAck(PacketId),
-    PubRec(PacketId),
-    PubRel(PacketId),
-    PubComp(PacketId),
-    Subscribe {
-        packet_id: PacketId,
-        filters: Vec<(String, QoS)>,
-    },
-    Unsubscribe {
-        packet_id: PacketId,
-        filters: Vec<String>,
-    },
-    PingReq,
-    Disconnect,
-    /// A packet only a server may send.
-    ServerOnly(PacketType),
-}
-
-impl Incoming {
-    fn from_packet(packet: &Packet<'_>) -> Incoming {
-        match packet {
-            Packet::Connect(c) => Incoming::Connect {
-                client_id: c.client_id.to_owned(),
-                keep_alive: c.keep_alive,
-                clean_session: c.clean_session,
-                username: c.username.map(str::to_owned),
-                will: c.will.map(|w| Message {
-                    topic: w.topic.to_owned(),
-                    payload: w.payload.to_vec(),
-                    qos: w.qos,
-                    retain: w.retain,
-                }),
-            },
-            Packet::Publish(p) => Incoming::Publish {
-                message: Message {
-                    topic: p.topic.to_owned(),
-                    payload: p.payload.to_vec(),
-                    qos: p.qos,
-                    retain: p.retain,
-                },
-                dup: p.dup,
-                packet_id: p.packet_id,
-            },
-            Packet::PubAck(id) => Incoming::PubAck(*id),
-            Packet::PubRec(id) => Incoming::PubRec(*id),
-            Packet::PubRel(id) => Incoming::PubRel(*id),
-            Packet::PubComp(id) => Incoming::PubComp(*id),
-            Packet::Subscribe(s) => Incoming::Subscribe {
-                packet_id: s.packet_id,
-                filters: s.topics.iter().map(|(f, q)| (f.to_owned(), q)).collect(),
-            },
-            Packet::Unsubscribe(u) => Incoming::Unsubscribe {
-                packet_id: u.packet_id,
-                filters: u.topics.iter().map(str::to_owned).collect(),
-            },
-            Packet::PingReq => Incoming::PingReq,
-            Packet::Disconnect => Incoming::Disconnect,
-            other => Incoming::ServerOnly(other.packet_type()),
-        }
-    }
-}
-
-/// What the broker writes, and the record of every PUBLISH it wrote.
-#[derive(Debug, Default)]
-struct Output {
-    outbox: Vec<(Instant, ConnId, Action)>,
-    delivered: BTreeMap<String, Vec<Delivery>>,
-}
-
-impl Output {
-    fn send(&mut self, now: Instant, conn: ConnId, packet: &Packet<'_>) {
-        self.outbox.push((now, conn, Action::Send(encode(packet))));
-    }
-
-    fn publish(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        client_id: &str,
-        message: &Message,
-        dup: bool,
-        packet_id: Option<PacketId>,
-    ) {
-        self.send(
-            now,
-            conn,
-            &Packet::Publish(Publish {
-                dup,
-                qos: message.qos,
-                retain: message.retain,
-                topic: &message.topic,
-                packet_id,
-                payload: &message.payload,
-            }),
-        );
-        self.delivered
-            .entry(client_id.to_owned())
-            .or_default()
-            .push(Delivery {
-                topic: message.topic.clone(),
-                payload: message.payload.clone(),
-                qos: message.qos,
-                retain: message.retain,
-                dup,
-                packet_id,
-                at: now,
-            });
-    }
-
-    /// Sends queued messages while the in-flight window has room.
-    fn fill_window(
-        &mut self,
-        now: Instant,
-        client_id: &str,
-        session: &mut Session,
-        max_in_flight: usize,
-    ) {
-        let Some(conn) = session.conn else { return };
-        while session.in_flight.len() < max_in_flight {
-            let Some(message) = session.queue.pop_front() else {
-                break;
-            };
-            let packet_id = session.next_packet_id();
-            self.publish(now, conn, client_id, &message, false, Some(packet_id));
-            let stage = if message.qos == QoS::ExactlyOnce {
-                Awaiting::PubRec
-            } else {
-                Awaiting::PubAck
-            };
-            session.in_flight.push(InFlight {
-                packet_id,
-                message,
-                stage,
-            });
-        }
-    }
-}
-
-/// Encodes a packet the broker built itself; they are always valid.
-fn encode(packet: &Packet<'_>) -> Vec<u8> {
-    let len = packet.encoded_len().expect("broker packets are valid");
-    let mut bytes = vec![0; len];
-    packet.encode(&mut bytes).expect("sized by encoded_len");
-    bytes
 }
 
 /// A deterministic MQTT 3.1.1 broker, one per simulated server.
@@ -342,6 +68,7 @@ pub struct SimBroker {
     out: Output,
     accepted: Vec<Accepted>,
     connects: Vec<ConnectRecord>,
+    received: BTreeMap<String, Vec<(Instant, PacketType)>>,
     violations: Vec<String>,
     opens: u64,
     max_packet_size: usize,
@@ -368,6 +95,7 @@ impl SimBroker {
             out: Output::default(),
             accepted: Vec::new(),
             connects: Vec::new(),
+            received: BTreeMap::new(),
             violations: Vec::new(),
             opens: 0,
             max_packet_size: 1 + 4 + MAX_REMAINING_LENGTH,
@@ -443,6 +171,12 @@ impl SimBroker {
             .get(client_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Every packet received from connections of `client_id` (from its accepted CONNECT on),
+    /// with the time it was decoded: to check pings, resubscriptions, resends.
+    pub fn received(&self, client_id: &str) -> Vec<(Instant, PacketType)> {
+        self.received.get(client_id).cloned().unwrap_or_default()
     }
 
     /// Every CONNECT answered, in order (refused ones included).
@@ -578,10 +312,12 @@ impl SimBroker {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
             };
-            let (incoming, consumed) = match decode(&c.buffer, self.max_packet_size) {
-                Ok(Decoded::Complete { packet, consumed }) => {
-                    (Incoming::from_packet(&packet), consumed)
-                }
+            let (incoming, packet_type, consumed) = match decode(&c.buffer, self.max_packet_size) {
+                Ok(Decoded::Complete { packet, consumed }) => (
+                    Incoming::from_packet(&packet),
+                    packet.packet_type(),
+                    consumed,
+                ),
                 Ok(Decoded::Incomplete) => return,
                 Err(e) => {
                     self.violation(now, conn, &format!("malformed packet: {e}"));
@@ -591,7 +327,17 @@ impl SimBroker {
             c.buffer.drain(..consumed);
             // Only complete packets are signs of life.
             c.last_packet = now;
+            let before = c.client_id.clone();
             self.handle_packet(now, conn, incoming);
+            // CONNECT is filed under the client id it established.
+            let client_id =
+                before.or_else(|| self.conns.get(&conn).and_then(|c| c.client_id.clone()));
+            if let Some(client_id) = client_id {
+                self.received
+                    .entry(client_id)
+                    .or_default()
+                    .push((now, packet_type));
+            }
         }
     }
 
