@@ -814,13 +814,17 @@ fn latency_is_honoured_in_both_directions() {
 
 #[test]
 fn protocol_violations_are_recorded_and_close_the_link() {
-    let cases: [(&str, Vec<Vec<u8>>); 5] = [
+    let cases: [(&str, Vec<Vec<u8>>); 6] = [
         ("not CONNECT", vec![pingreq()]),
         (
             "second CONNECT",
             vec![connect("v", true, 0), connect("v", true, 0)],
         ),
         ("malformed", vec![connect("v", true, 0), vec![0xF0, 0x00]]),
+        (
+            "ConnAck is sent only by servers",
+            vec![connect("v", true, 0), accepted(false)],
+        ),
         (
             "reuses packet id",
             vec![

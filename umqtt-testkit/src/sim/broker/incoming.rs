@@ -4,15 +4,18 @@ use umqtt_core::packet::{Packet, PacketId, PacketType, QoS};
 
 use super::session::Message;
 
+/// The fields of a CONNECT the broker acts on.
+pub(super) struct ConnectRequest {
+    pub(super) client_id: String,
+    pub(super) keep_alive: u16,
+    pub(super) clean_session: bool,
+    pub(super) username: Option<String>,
+    pub(super) will: Option<Message>,
+}
+
 /// A decoded packet, copied out of the read buffer.
 pub(super) enum Incoming {
-    Connect {
-        client_id: String,
-        keep_alive: u16,
-        clean_session: bool,
-        username: Option<String>,
-        will: Option<Message>,
-    },
+    Connect(ConnectRequest),
     Publish {
         message: Message,
         dup: bool,
@@ -39,7 +42,7 @@ pub(super) enum Incoming {
 impl Incoming {
     pub(super) fn from_packet(packet: &Packet<'_>) -> Incoming {
         match packet {
-            Packet::Connect(c) => Incoming::Connect {
+            Packet::Connect(c) => Incoming::Connect(ConnectRequest {
                 client_id: c.client_id.to_owned(),
                 keep_alive: c.keep_alive,
                 clean_session: c.clean_session,
@@ -50,7 +53,7 @@ impl Incoming {
                     qos: w.qos,
                     retain: w.retain,
                 }),
-            },
+            }),
             Packet::Publish(p) => Incoming::Publish {
                 message: Message {
                     topic: p.topic.to_owned(),

@@ -25,7 +25,7 @@ use super::ConnId;
 /// mosquitto's default `max_inflight_messages`.
 const DEFAULT_MAX_INFLIGHT: usize = 20;
 
-use incoming::Incoming;
+use incoming::{ConnectRequest, Incoming};
 use session::{Awaiting, Message, Output, Session};
 
 /// One network connection as the broker sees it.
@@ -383,38 +383,14 @@ impl SimBroker {
     }
 
     fn handle_packet(&mut self, now: Instant, conn: ConnId, incoming: Incoming) {
-        let client_id = self.conns.get(&conn).and_then(|c| c.client_id.clone());
-        let (client_id, incoming) = match (client_id, incoming) {
-            (
-                None,
-                Incoming::Connect {
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    username,
-                    will,
-                },
-            ) => {
-                return self.handle_connect(
-                    now,
-                    conn,
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    username,
-                    will,
-                );
-            }
-            (Some(_), Incoming::Connect { .. }) => {
-                return self.violation(now, conn, "second CONNECT [MQTT-3.1.0-2]");
-            }
-            (None, _) => {
-                return self.violation(now, conn, "first packet is not CONNECT [MQTT-3.1.0-1]");
-            }
-            (Some(id), incoming) => (id, incoming),
+        let Some(client_id) = self.conns.get(&conn).and_then(|c| c.client_id.clone()) else {
+            return match incoming {
+                Incoming::Connect(request) => self.handle_connect(now, conn, request),
+                _ => self.violation(now, conn, "first packet is not CONNECT [MQTT-3.1.0-1]"),
+            };
         };
         match incoming {
-            Incoming::Connect { .. } => unreachable!("handled above"),
+            Incoming::Connect(_) => self.violation(now, conn, "second CONNECT [MQTT-3.1.0-2]"),
             Incoming::Publish {
                 message,
                 dup,
@@ -470,7 +446,7 @@ impl SimBroker {
                 self.violation(
                     now,
                     conn,
-                    &format!("{packet_type:?} sent by a client [MQTT-3.2], [MQTT-3.9], [MQTT-3.11], [MQTT-3.13]"),
+                    &format!("{packet_type:?} is sent only by servers [MQTT-2.2.1]"),
                 );
             }
         }
@@ -509,17 +485,14 @@ impl SimBroker {
         self.out.fill_window(now, client_id, session, max);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn handle_connect(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        client_id: String,
-        keep_alive: u16,
-        clean_session: bool,
-        username: Option<String>,
-        will: Option<Message>,
-    ) {
+    fn handle_connect(&mut self, now: Instant, conn: ConnId, request: ConnectRequest) {
+        let ConnectRequest {
+            client_id,
+            keep_alive,
+            clean_session,
+            username,
+            will,
+        } = request;
         let mut record = ConnectRecord {
             client_id: client_id.clone(),
             clean_session,
