@@ -367,7 +367,8 @@ impl SimNet {
     }
 
     /// The earliest instant at which something is scheduled (a delivery, a broker timer, a
-    /// fault), or `None` when nothing is.
+    /// fault, bytes a test made a broker write), or `None` when nothing is. It can be at or
+    /// before [`now`](Self::now) (a fault scheduled in the past): advance to `now` then.
     pub fn next_timeout(&self) -> Option<Instant> {
         let queued = self.queue.keys().next().map(|(at, _)| *at);
         let brokers = self
