@@ -1262,3 +1262,37 @@ fn core_session_survives_a_black_hole_against_the_sim_broker() {
     );
     assert!(net.broker(0).protocol_violations().is_empty());
 }
+
+#[test]
+fn failover_to_an_independent_second_server() {
+    let mut rig = Rig::with(SimNet::with_servers(11, 2));
+    rig.net.set_mode(rig.now, 0, ServerMode::Down);
+    let mut first = rig.open(0);
+    rig.wait(2);
+    rig.recv(&mut first);
+    assert_eq!(first.open_failed, Some(OpenError::Refused));
+
+    let (mut c, answer) = rig.connect_raw(1, &connect("dev", false, 0));
+    assert_eq!(answer, vec![accepted(false)]);
+    rig.exchange(&mut c, &subscribe(1, &[("d", Q1)]), 2);
+    assert!(rig.net.broker(1).has_session("dev"));
+    assert!(
+        !rig.net.broker(0).has_session("dev"),
+        "brokers share nothing"
+    );
+
+    // Server 0 comes back; server 1 goes away: the session does not follow.
+    rig.net.set_mode(rig.now, 0, ServerMode::Up);
+    rig.net.set_mode(rig.now, 1, ServerMode::Refuse);
+    let (_c0, answer) = rig.connect_raw(0, &connect("dev", false, 0));
+    assert_eq!(answer, vec![accepted(false)]);
+    assert_eq!(
+        (rig.net.open_attempts(0), rig.net.broker(0).opens()),
+        (2, 2)
+    );
+    assert_eq!(rig.net.broker(1).opens(), 1);
+    assert!(rig.net.broker(0).subscriptions("dev").is_empty());
+    assert_eq!(rig.net.broker(1).subscriptions("dev").len(), 1);
+    assert_eq!(rig.net.servers(), 2);
+    assert_eq!(rig.net.mode(1), ServerMode::Refuse);
+}
