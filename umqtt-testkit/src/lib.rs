@@ -12,6 +12,9 @@
 //!   can be switched at run time: refuse connections, black-hole them, cut
 //!   them with FIN or reset them with RST, add latency, split data into
 //!   tiny pieces.
+//! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1
+//!   brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
+//!   no sockets, no threads, faults scripted at virtual times.
 //!
 //! ```no_run
 //! use std::io::Write;
@@ -35,3 +38,4 @@ pub mod broker;
 pub mod certs;
 pub mod proxy;
 pub mod raw;
+pub mod sim;
