@@ -145,6 +145,7 @@ fn describe_link(error: &LinkError<LinkFailure>) -> String {
     match error {
         LinkError::Transport(failure) => crate::error::describe(failure.error()),
         LinkError::Closed(reason) => crate::error::describe(&umqtt::Error::from(*reason)),
+        LinkError::Usage(error) => crate::error::describe(&umqtt::Error::Usage(*error)),
         other => other.to_string(),
     }
 }

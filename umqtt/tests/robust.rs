@@ -37,6 +37,20 @@ fn events(log: &Arc<Mutex<Vec<(Instant, Event)>>>) -> Vec<Event> {
     log.lock().unwrap().iter().map(|(_, e)| e.clone()).collect()
 }
 
+/// Drives `client` until the broker granted `filter` (the event arrives through the handler).
+fn until_subscribed(client: &mut Client, log: &Arc<Mutex<Vec<(Instant, Event)>>>, filter: &str) {
+    let granted = |log: &Arc<Mutex<Vec<(Instant, Event)>>>| {
+        events(log)
+            .iter()
+            .any(|e| matches!(e, Event::Subscribed { filter: f, .. } if f == filter))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !granted(log) {
+        assert!(Instant::now() < deadline, "no SUBACK for {filter}");
+        client.run_for(Duration::from_millis(20)).unwrap();
+    }
+}
+
 fn simple_subscriber(broker: &Mosquitto, client_id: &str, filter: &str) -> simple::Client {
     let mut sub: simple::Client = simple::Client::with_config(config(broker.port(), client_id));
     sub.connect(true).unwrap();
@@ -309,6 +323,8 @@ fn qos0_while_down_follows_its_contract() {
             Delivery::Guaranteed,
         )
         .unwrap();
+    // A no-retry message waits at most for the attempt in progress (refused here).
+    client.run_for(Duration::from_millis(300)).unwrap();
     assert!(events(&log).contains(&Event::Dropped {
         id: dropped,
         reason: DropReason::NotConnected
@@ -410,7 +426,9 @@ fn subscriber_resumes_session_without_resubscribing() {
         },
     );
     let log = recorded(&mut sub);
+    sub.connect().unwrap();
     sub.subscribe("r/#", QoS::AtLeastOnce).unwrap();
+    until_subscribed(&mut sub, &log, "r/#");
     assert!(sub.is_connected());
     // The subscriber's link dies; messages are published meanwhile.
     proxy.set_mode(Mode::Refuse);
@@ -462,7 +480,9 @@ fn subscriber_resubscribes_when_the_broker_lost_the_session() {
         },
     );
     let log = recorded(&mut sub);
+    sub.connect().unwrap();
     sub.subscribe("l/#", QoS::AtLeastOnce).unwrap();
+    until_subscribed(&mut sub, &log, "l/#");
     broker.stop();
     broker.restart();
     // The subscriber notices, reconnects, finds no session and resubscribes.

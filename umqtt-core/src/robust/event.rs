@@ -7,7 +7,7 @@ use core::time::Duration;
 use super::policy::FailureKind;
 use crate::message::Message;
 use crate::packet::{PacketId, QoS};
-use crate::session::CloseReason;
+use crate::session::{CloseReason, UsageError};
 
 /// How robust one message must be: its delivery contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ pub enum LinkError<E> {
     /// The attempt (opening the transport and the CONNECT/CONNACK handshake together) took
     /// longer than the connect timeout.
     AttemptTimeout,
+    /// The settings cannot make a valid CONNECT (e.g. an empty client id with a persistent
+    /// session); found before any network traffic.
+    Usage(UsageError),
 }
 
 impl<E: fmt::Display> fmt::Display for LinkError<E> {
@@ -88,6 +91,7 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
             LinkError::AttemptTimeout => {
                 f.write_str("connection attempt timed out (transport and CONNACK)")
             }
+            LinkError::Usage(error) => error.fmt(f),
         }
     }
 }

@@ -53,7 +53,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, SubscribeReturnCode};
+use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
@@ -395,16 +395,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         };
         *opened = true;
         if let Err(error) = self.session.connect(now, self.config.clean_session) {
-            // Unusable settings (an empty client id with a persistent session, a will that
-            // cannot be encoded): retrying cannot help.
-            let error = LinkError::Closed(match error {
-                UsageError::EmptyClientIdNeedsCleanSession => {
-                    CloseReason::Refused(ConnectReturnCode::IdentifierRejected)
-                }
-                _ => CloseReason::Disconnected,
-            });
+            // Unusable settings (a will that cannot be encoded): retrying cannot help.
             self.actions.push_back(Action::Close);
-            self.attempt_failed(now, FailureKind::Configuration, error);
+            self.attempt_failed(now, FailureKind::Configuration, LinkError::Usage(error));
         }
     }
 
@@ -764,6 +757,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             consecutive,
             outage_started,
         };
+        if self.config.session.client_id.is_empty() && !self.config.clean_session {
+            // [MQTT-3.1.3-7]: found before opening anything; retrying cannot help.
+            let error = LinkError::Usage(UsageError::EmptyClientIdNeedsCleanSession);
+            self.attempt_failed(now, FailureKind::Configuration, error);
+            return;
+        }
         self.actions.push_back(Action::Open { server });
     }
 

@@ -662,6 +662,7 @@ fn link_error(error: LinkError<LinkFailure>) -> Error {
     match error {
         LinkError::Closed(reason) => Error::from(reason),
         LinkError::Transport(failure) => Error::Connect(failure.shared()),
+        LinkError::Usage(error) => Error::Usage(error),
         _ => Error::ConnectTimeout,
     }
 }
