@@ -764,6 +764,42 @@ fn cancel_publish_frees_window_but_keeps_released_qos2() {
     assert_ne!(c, a);
 }
 
+/// Issue 9 item 9: a QoS 2 PUBLISH that was sent may sit in the broker's QoS 2 table even
+/// though its PUBREC never arrived; cancelling it would free its id for a new message the
+/// broker would then take for a duplicate and drop. It stays (and completes) instead, also
+/// across connections; an unsent QoS 2 message can still be withdrawn.
+#[test]
+fn a_sent_qos2_message_is_never_cancelled() {
+    let mut session = connected(SessionConfig {
+        max_in_flight: 1,
+        ..config()
+    });
+    let sent_one = session
+        .publish("t", b"a", QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let unsent = session
+        .publish("t", b"b", QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let _ = sent(&mut session, t(1));
+    assert!(!session.can_cancel(sent_one));
+    assert!(
+        !session.cancel_publish(sent_one),
+        "the broker may hold its id"
+    );
+    session.handle_connection_lost();
+    assert!(
+        !session.cancel_publish(sent_one),
+        "nor after the link is gone"
+    );
+    assert!(
+        session.cancel_publish(unsent),
+        "never sent: free to withdraw"
+    );
+    assert_eq!(session.outgoing_len(), 1);
+}
+
 #[test]
 fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
     let mut session = Session::new(config());

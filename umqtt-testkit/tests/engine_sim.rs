@@ -1,0 +1,507 @@
+//! The robust engine (`umqtt_core::robust`) joined to the simulated broker on a virtual clock:
+//! reconnecting, delivery contracts, subscriptions and outages, deterministic and in
+//! milliseconds of wall time. Every scenario counts events; none sleeps.
+
+use std::time::Duration;
+
+use umqtt_core::packet::{ConnectReturnCode, QoS};
+use umqtt_core::robust::{
+    Action, BatteryAware, Deadline, Delivery, Engine, EngineConfig, Event, ExponentialBackoff,
+    FailureKind, FixedDelay, LinkError, NoRetry, ReconnectPolicy,
+};
+use umqtt_core::session::SessionConfig;
+use umqtt_core::Instant;
+use umqtt_testkit::sim::{ClientEvent, ConnId, ServerMode, SimNet};
+
+const SECOND: u64 = 1000;
+const HOUR: u64 = 3600 * SECOND;
+
+fn at(millis: u64) -> Instant {
+    Instant::from_millis(millis)
+}
+
+fn config(client_id: &str) -> EngineConfig {
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: client_id.to_string(),
+        keep_alive: 10,
+        ..SessionConfig::default()
+    });
+    config.servers = 1;
+    config
+}
+
+/// One device: the engine plus the few lines a driver needs (open, write, read, close).
+struct Device {
+    engine: Engine<Box<dyn ReconnectPolicy>, String>,
+    conn: Option<ConnId>,
+    events: Vec<(u64, Event<String>)>,
+    /// Take received messages out of the engine (an application that keeps up).
+    consume: bool,
+}
+
+impl Device {
+    fn new(config: EngineConfig, policy: impl ReconnectPolicy + 'static) -> Device {
+        let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
+        Device {
+            engine: Engine::new(config, policy, 7, at(0)),
+            conn: None,
+            events: Vec::new(),
+            consume: true,
+        }
+    }
+
+    /// Carries out what the engine asks, then feeds it what the network delivered.
+    fn service(&mut self, net: &mut SimNet, now: Instant) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.engine.poll_action() {
+                busy = true;
+                match action {
+                    Action::Open { server } => {
+                        if let Some(conn) = self.conn.take() {
+                            net.close(now, conn);
+                        }
+                        self.conn = Some(net.open(now, server));
+                    }
+                    Action::Close => {
+                        self.write(net, now);
+                        if let Some(conn) = self.conn.take() {
+                            net.close(now, conn);
+                        }
+                    }
+                }
+            }
+            self.write(net, now);
+            while let Some(event) = self.engine.poll_event() {
+                if let (Event::Message(m), true) = (&event, self.consume) {
+                    self.engine.handle_consumed(m.payload.len());
+                }
+                self.events.push((now.as_millis(), event));
+            }
+            if let Some(conn) = self.conn {
+                if self.engine.wants_read() || !self.engine.is_connected() {
+                    if let Some(input) = net.poll_client_event(conn) {
+                        busy = true;
+                        match input {
+                            ClientEvent::Opened => self.engine.handle_opened(now),
+                            ClientEvent::OpenFailed(e) => {
+                                self.conn = None;
+                                self.engine.handle_open_failed(
+                                    now,
+                                    FailureKind::TcpConnect,
+                                    format!("{e:?}"),
+                                );
+                            }
+                            ClientEvent::Data(bytes) => self.engine.handle_read(now, &bytes),
+                            ClientEvent::Closed { reset } => {
+                                self.conn = None;
+                                self.engine.handle_connection_lost(
+                                    now,
+                                    FailureKind::ConnectionLost,
+                                    format!("closed (reset: {reset})"),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    fn write(&mut self, net: &mut SimNet, now: Instant) {
+        if let Some(conn) = self.conn {
+            if let Some(bytes) = self.engine.poll_transmit(now) {
+                net.send(now, conn, bytes);
+                self.engine.handle_written(now);
+            }
+        }
+    }
+
+    fn count(&self, predicate: impl Fn(&Event<String>) -> bool) -> usize {
+        self.events.iter().filter(|(_, e)| predicate(e)).count()
+    }
+
+    fn attempts_between(&self, from: u64, to: u64) -> usize {
+        self.events
+            .iter()
+            .filter(|(t, e)| *t >= from && *t < to && matches!(e, Event::AttemptFailed { .. }))
+            .count()
+    }
+}
+
+/// Runs the devices and the network up to `until`, jumping from timer to timer. Panics on a
+/// busy loop (a device asking to be woken at the same instant over and over).
+fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64) -> u64 {
+    let mut now = at(from);
+    let mut same_instant = 0;
+    for device in devices.iter_mut() {
+        device.service(net, now);
+    }
+    loop {
+        let mut next = at(until);
+        for device in devices.iter() {
+            if let Some(t) = device.engine.poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        if let Some(t) = net.next_timeout() {
+            next = next.min(t);
+        }
+        let next = next.max(now);
+        same_instant = if next == now { same_instant + 1 } else { 0 };
+        assert!(same_instant < 10_000, "busy loop at {} ms", now.as_millis());
+        now = next;
+        net.advance(now);
+        for device in devices.iter_mut() {
+            device.engine.handle_timeout(now);
+            device.service(net, now);
+        }
+        if now >= at(until) {
+            return now.as_millis();
+        }
+    }
+}
+
+fn payloads(net: &SimNet, topic: &str) -> Vec<Vec<u8>> {
+    net.broker(0)
+        .accepted()
+        .iter()
+        .filter(|a| a.topic == topic)
+        .map(|a| a.payload.clone())
+        .collect()
+}
+
+#[test]
+fn guaranteed_messages_survive_a_restart_and_are_delivered_once_each() {
+    let mut net = SimNet::new(1);
+    let mut alarm = Device::new(config("alarm"), BatteryAware::new());
+    run(&mut net, &mut [&mut alarm], 0, SECOND);
+    assert!(alarm.engine.is_connected());
+    for n in 0..50 {
+        alarm
+            .engine
+            .publish(
+                at(SECOND),
+                "alarm",
+                format!("{n}").as_bytes(),
+                QoS::ExactlyOnce,
+                false,
+            )
+            .unwrap();
+    }
+    net.schedule(at(SECOND + 5), |net, now| net.restart(now, 0, true));
+    run(&mut net, &mut [&mut alarm], SECOND, 120 * SECOND);
+    assert_eq!(alarm.engine.pending(), 0);
+    assert_eq!(alarm.count(|e| matches!(e, Event::Delivered { .. })), 50);
+    let got = payloads(&net, "alarm");
+    let expected: Vec<Vec<u8>> = (0..50).map(|n| format!("{n}").into_bytes()).collect();
+    assert_eq!(got, expected, "each exactly once, in order");
+}
+
+/// Item 2: a subscriber under a policy that gives up on messages keeps its link.
+#[test]
+fn subscribers_stay_connected_under_no_retry_and_deadline() {
+    let policies: [(&str, Box<dyn ReconnectPolicy>); 2] = [
+        ("no-retry", Box::new(NoRetry)),
+        ("deadline", Box::new(Deadline::new(Duration::from_secs(15)))),
+    ];
+    for (name, policy) in policies {
+        let mut net = SimNet::new(2);
+        let mut sub = Device::new(config(name), policy);
+        sub.engine
+            .subscribe(at(0), "cmd/#", QoS::AtLeastOnce)
+            .unwrap();
+        run(&mut net, &mut [&mut sub], 0, SECOND);
+        net.set_mode(at(SECOND), 0, ServerMode::Down);
+        run(&mut net, &mut [&mut sub], SECOND, 60 * SECOND);
+        net.set_mode(at(60 * SECOND), 0, ServerMode::Up);
+        run(&mut net, &mut [&mut sub], 60 * SECOND, 200 * SECOND);
+        assert!(sub.engine.is_connected(), "{name}: deaf after the outage");
+        net.broker_mut(0)
+            .publish(at(200 * SECOND), "cmd/x", b"on", QoS::AtLeastOnce, false);
+        run(&mut net, &mut [&mut sub], 200 * SECOND, 201 * SECOND);
+        assert_eq!(
+            sub.count(|e| matches!(e, Event::Message(m) if m.payload == b"on")),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            sub.count(|e| matches!(e, Event::GaveUp { .. })),
+            0,
+            "{name}"
+        );
+    }
+}
+
+/// Items 3 and 9: a QoS 2 message past PUBREC whose deadline passes while the link is down is
+/// neither expired (the broker holds it) nor spun on; it completes once the link is back.
+#[test]
+fn qos2_past_pubrec_completes_instead_of_expiring_or_spinning() {
+    let mut net = SimNet::new(3);
+    net.set_latency(Duration::from_millis(100));
+    let mut button = Device::new(config("button"), Deadline::new(Duration::from_secs(5)));
+    run(&mut net, &mut [&mut button], 0, SECOND);
+    assert!(button.engine.is_connected());
+    let id = button
+        .engine
+        .publish(at(SECOND), "press", b"1", QoS::ExactlyOnce, false)
+        .unwrap();
+    // PUBLISH reaches the broker at +100 ms, PUBREC is back at +200 ms; the PUBREL sent then
+    // falls into the black hole.
+    net.schedule(at(SECOND + 250), |net, now| {
+        net.set_mode(now, 0, ServerMode::BlackHole)
+    });
+    run(&mut net, &mut [&mut button], SECOND, 30 * SECOND);
+    assert!(!button.engine.is_connected());
+    assert_eq!(button.count(|e| matches!(e, Event::Expired { .. })), 0);
+    net.set_mode(at(30 * SECOND), 0, ServerMode::Up);
+    run(&mut net, &mut [&mut button], 30 * SECOND, 120 * SECOND);
+    assert_eq!(button.count(|e| *e == Event::Delivered { id }), 1);
+    assert_eq!(payloads(&net, "press"), vec![b"1".to_vec()]);
+}
+
+/// Item 4: unsubscribing while offline reaches a persistent session at the next connection.
+#[test]
+fn unsubscribe_while_offline_reaches_the_broker() {
+    let mut net = SimNet::new(4);
+    let mut sub = Device::new(config("unsub"), FixedDelay::default());
+    sub.engine
+        .subscribe(at(0), "a/#", QoS::AtLeastOnce)
+        .unwrap();
+    run(&mut net, &mut [&mut sub], 0, SECOND);
+    assert_eq!(net.broker(0).subscriptions("unsub").len(), 1);
+    net.set_mode(at(SECOND), 0, ServerMode::Down);
+    run(&mut net, &mut [&mut sub], SECOND, 5 * SECOND);
+    sub.engine.unsubscribe(at(5 * SECOND), "a/#").unwrap();
+    net.set_mode(at(5 * SECOND), 0, ServerMode::Up);
+    run(&mut net, &mut [&mut sub], 5 * SECOND, 20 * SECOND);
+    assert!(sub.engine.is_connected());
+    assert!(net.broker(0).subscriptions("unsub").is_empty());
+    assert_eq!(sub.count(|e| matches!(e, Event::Unsubscribed { .. })), 1);
+}
+
+/// Item 5: a subscription the broker refuses when it is renewed is reported.
+#[test]
+fn refused_renewal_is_reported() {
+    let mut net = SimNet::new(5);
+    let mut sub = Device::new(config("renew"), FixedDelay::default());
+    sub.engine
+        .subscribe(at(0), "x/#", QoS::AtLeastOnce)
+        .unwrap();
+    run(&mut net, &mut [&mut sub], 0, SECOND);
+    net.broker_mut(0).refuse_subscription("x/#", true);
+    net.restart(at(SECOND), 0, false);
+    run(&mut net, &mut [&mut sub], SECOND, 20 * SECOND);
+    assert_eq!(sub.count(|e| matches!(e, Event::SessionLost { .. })), 1);
+    assert_eq!(
+        sub.count(|e| matches!(e, Event::SubscriptionRefused { filter } if filter == "x/#")),
+        1
+    );
+    assert_eq!(sub.engine.subscriptions().count(), 0);
+}
+
+/// Item 6: incoming messages share the event stream; past the bound, reading pauses (no
+/// error, nothing lost) until the application takes them.
+#[test]
+fn received_messages_are_bounded_and_none_is_lost() {
+    let mut net = SimNet::new(6);
+    let mut config = config("reader");
+    config.max_received = 100;
+    let mut sub = Device::new(config, FixedDelay::default());
+    sub.consume = false;
+    sub.engine
+        .subscribe(at(0), "m/#", QoS::AtLeastOnce)
+        .unwrap();
+    run(&mut net, &mut [&mut sub], 0, SECOND);
+    for n in 0..2000 {
+        net.broker_mut(0).publish(
+            at(SECOND),
+            "m/x",
+            format!("{n}").as_bytes(),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+    run(&mut net, &mut [&mut sub], SECOND, 2 * SECOND);
+    let held = sub.count(|e| matches!(e, Event::Message(_)));
+    assert_eq!(held, 100, "reading paused at the bound");
+    assert!(!sub.engine.wants_read());
+    // The application catches up.
+    for _ in 0..held {
+        sub.engine.handle_consumed(4);
+    }
+    sub.consume = true;
+    run(&mut net, &mut [&mut sub], 2 * SECOND, 60 * SECOND);
+    let got: Vec<Vec<u8>> = sub
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Message(m) => Some(m.payload.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<Vec<u8>> = (0..2000).map(|n| format!("{n}").into_bytes()).collect();
+    assert_eq!(got, expected);
+    assert!(sub.engine.is_connected(), "keepalive survived the pause");
+}
+
+/// Items 7 and 8: one deadline bounds the whole attempt (a black-holed open), and events carry
+/// typed errors.
+#[test]
+fn one_deadline_bounds_an_attempt_and_errors_are_typed() {
+    let mut net = SimNet::new(8);
+    net.set_mode(at(0), 0, ServerMode::BlackHole);
+    let mut device = Device::new(config("bh"), FixedDelay::default());
+    run(&mut net, &mut [&mut device], 0, 11 * SECOND);
+    let failures: Vec<(u64, LinkError<String>)> = device
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::AttemptFailed { error, kind, .. } => {
+                assert_eq!(*kind, FailureKind::Timeout);
+                Some((*t, error.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures, vec![(10 * SECOND, LinkError::AttemptTimeout)]);
+
+    let mut net = SimNet::new(8);
+    net.broker_mut(0)
+        .set_refuse_connect(Some(ConnectReturnCode::NotAuthorized));
+    let mut device = Device::new(config("refused"), FixedDelay::default());
+    run(&mut net, &mut [&mut device], 0, 60 * SECOND);
+    assert!(device.events.iter().any(|(_, e)| matches!(
+        e,
+        Event::AttemptFailed {
+            error: LinkError::Closed(umqtt_core::session::CloseReason::Refused(
+                ConnectReturnCode::NotAuthorized
+            )),
+            ..
+        }
+    )));
+    assert_eq!(
+        device.engine.stats().attempts,
+        1,
+        "no retry loop on a refusal"
+    );
+}
+
+/// Item 1's rule on the core: a publish while an attempt hangs returns at once and waits.
+#[test]
+fn button_press_expires_at_its_deadline_and_attempts_stop() {
+    let mut net = SimNet::new(9);
+    net.set_mode(at(0), 0, ServerMode::Refuse);
+    let mut button = Device::new(config("btn"), Deadline::new(Duration::from_secs(15)));
+    let id = button
+        .engine
+        .publish(at(0), "press", b"1", QoS::AtLeastOnce, false)
+        .unwrap();
+    let end = run(&mut net, &mut [&mut button], 0, 600 * SECOND);
+    let expired: Vec<u64> = button
+        .events
+        .iter()
+        .filter(|(_, e)| *e == Event::Expired { id })
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(expired, vec![15 * SECOND]);
+    assert_eq!(button.attempts_between(16 * SECOND, end), 0);
+    assert!(button.engine.stats().attempts >= 5);
+}
+
+#[test]
+fn battery_aware_six_hour_outage_costs_few_attempts_and_a_nudge_delivers_at_once() {
+    let started = std::time::Instant::now();
+    let mut net = SimNet::new(10);
+    net.set_mode(at(0), 0, ServerMode::Refuse);
+    let mut alarm = Device::new(config("alarm"), BatteryAware::new());
+    let id = alarm
+        .engine
+        .publish(at(0), "alarm", b"window", QoS::AtLeastOnce, false)
+        .unwrap();
+    run(&mut net, &mut [&mut alarm], 0, 6 * HOUR);
+    let per_hour: Vec<usize> = (0..6)
+        .map(|h| alarm.attempts_between(h * HOUR, (h + 1) * HOUR))
+        .collect();
+    assert!(per_hour.windows(2).all(|w| w[1] <= w[0]), "{per_hour:?}");
+    assert!(per_hour.iter().sum::<usize>() < 150, "{per_hour:?}");
+    assert!(per_hour[5] >= 1, "never gives up: {per_hour:?}");
+    // The network is back; the application says so.
+    net.set_mode(at(6 * HOUR), 0, ServerMode::Up);
+    alarm.engine.nudge(at(6 * HOUR));
+    run(
+        &mut net,
+        &mut [&mut alarm],
+        6 * HOUR,
+        6 * HOUR + 10 * SECOND,
+    );
+    let delivered_at = alarm
+        .events
+        .iter()
+        .find(|(_, e)| *e == Event::Delivered { id })
+        .map(|(t, _)| *t)
+        .expect("delivered after the nudge");
+    assert!(delivered_at - 6 * HOUR < SECOND, "{delivered_at}");
+    println!(
+        "6 h outage: attempts per hour {per_hour:?}, delivered {} ms after the nudge, {:?} wall",
+        delivered_at - 6 * HOUR,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn backoff_spacing_and_failover_to_the_second_server() {
+    let mut net = SimNet::with_servers(11, 2);
+    net.set_mode(at(0), 0, ServerMode::Refuse);
+    let mut config = config("failover");
+    config.servers = 2;
+    let policy = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(1))
+        .with_jitter(0.0);
+    let mut device = Device::new(config, policy);
+    run(&mut net, &mut [&mut device], 0, 5 * SECOND);
+    assert!(device.engine.is_connected());
+    assert_eq!(device.engine.connected_server(), Some(1));
+    assert_eq!(net.broker(1).connects().len(), 1);
+
+    // Both down: the delays double up to the cap.
+    net.set_mode(at(5 * SECOND), 1, ServerMode::Down);
+    run(&mut net, &mut [&mut device], 5 * SECOND, 20 * SECOND);
+    let delays: Vec<u128> = device
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::RetryScheduled { delay } if *t >= 5 * SECOND => Some(delay.as_millis()),
+            _ => None,
+        })
+        .take(6)
+        .collect();
+    assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+}
+
+#[test]
+fn half_open_link_is_detected_within_one_and_a_half_keepalives() {
+    let mut net = SimNet::new(12);
+    let mut device = Device::new(config("halfopen"), FixedDelay::default());
+    run(&mut net, &mut [&mut device], 0, SECOND);
+    net.set_mode(at(SECOND), 0, ServerMode::BlackHole);
+    run(&mut net, &mut [&mut device], SECOND, 60 * SECOND);
+    let lost_at = device
+        .events
+        .iter()
+        .find(|(_, e)| {
+            matches!(
+                e,
+                Event::Disconnected {
+                    kind: FailureKind::KeepAliveExpired,
+                    ..
+                }
+            )
+        })
+        .map(|(t, _)| *t)
+        .expect("dead link detected");
+    // Keepalive 10 s: silence since ~0 s, detected by 15 s after the last packet.
+    assert!(lost_at <= 16 * SECOND, "{lost_at}");
+}
