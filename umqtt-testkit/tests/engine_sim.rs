@@ -505,3 +505,64 @@ fn half_open_link_is_detected_within_one_and_a_half_keepalives() {
     // Keepalive 10 s: silence since ~0 s, detected by 15 s after the last packet.
     assert!(lost_at <= 16 * SECOND, "{lost_at}");
 }
+
+/// Manual acknowledgement: nothing is acknowledged before the application says so, acks go
+/// out in arrival order, and what was never acknowledged is redelivered after a reconnect.
+#[test]
+fn manual_ack_holds_acknowledgements_until_the_application_is_done() {
+    let mut net = SimNet::new(13);
+    let mut config = config("manual");
+    config.manual_ack = true;
+    let mut sub = Device::new(config, FixedDelay::default());
+    sub.engine
+        .subscribe(at(0), "m/#", QoS::ExactlyOnce)
+        .unwrap();
+    run(&mut net, &mut [&mut sub], 0, SECOND);
+    let broker = net.broker_mut(0);
+    broker.publish(at(SECOND), "m/1", b"a", QoS::AtLeastOnce, false);
+    broker.publish(at(SECOND), "m/2", b"b", QoS::AtLeastOnce, false);
+    broker.publish(at(SECOND), "m/3", b"c", QoS::ExactlyOnce, false);
+    run(&mut net, &mut [&mut sub], SECOND, 2 * SECOND);
+    let messages = |sub: &Device| -> Vec<umqtt_core::message::Message> {
+        sub.events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Message(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = messages(&sub);
+    assert_eq!(first.len(), 3);
+    assert_eq!(
+        net.broker(0).in_flight("manual"),
+        3,
+        "nothing acknowledged yet"
+    );
+
+    // The application crashes before processing: the link goes, the broker redelivers the
+    // QoS 1 messages; the QoS 2 one is not reported twice.
+    net.reset(at(2 * SECOND), 0);
+    run(&mut net, &mut [&mut sub], 2 * SECOND, 10 * SECOND);
+    assert!(sub.engine.is_connected());
+    let all = messages(&sub);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(all[3].dup && all[4].dup);
+
+    // Acknowledged out of order: nothing goes out until the first is done.
+    let now = at(10 * SECOND);
+    assert!(sub.engine.ack(now, &all[4]));
+    sub.service(&mut net, now);
+    run(&mut net, &mut [&mut sub], 10 * SECOND, 11 * SECOND);
+    assert_eq!(net.broker(0).in_flight("manual"), 3);
+    assert!(sub.engine.ack(at(11 * SECOND), &all[3]));
+    assert!(sub.engine.ack(at(11 * SECOND), &all[2]));
+    assert!(
+        !sub.engine.ack(at(11 * SECOND), &all[2]),
+        "acknowledged once"
+    );
+    run(&mut net, &mut [&mut sub], 11 * SECOND, 12 * SECOND);
+    assert_eq!(net.broker(0).in_flight("manual"), 0, "all acknowledged");
+    // The first delivery's QoS 1 acks were forgotten with their connection.
+    assert!(!sub.engine.ack(at(12 * SECOND), &all[0]));
+}

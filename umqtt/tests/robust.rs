@@ -1,5 +1,8 @@
-//! The robust client against real mosquitto, through a fault-injecting proxy, with short real
-//! times. Pure policy arithmetic is tested on a virtual clock in `src/robust/tests.rs`.
+//! The robust client (the blocking driver of the core engine) against real mosquitto, through
+//! a fault-injecting proxy, with short real times. Timing rules (deadlines, backoff, six-hour
+//! outages, half-open detection, failover) are tested on the virtual clock against the
+//! simulated broker in `umqtt-testkit/tests/engine_sim.rs`; these tests check that the driver
+//! moves real bytes and real time the same way.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -609,4 +612,86 @@ fn persistent_session_without_client_id_is_a_configuration_error_not_a_retry_loo
     assert!(events(&log).contains(&Event::GaveUp {
         kind: FailureKind::Configuration
     }));
+}
+
+/// Issue 9 item 1: with an attempt in progress that the broker never answers (the kernel
+/// accepts the TCP connection, nobody sends CONNACK), `publish` returns at once and
+/// `poll(50 ms)` after about 50 ms — not after the 10 s connect timeout.
+#[test]
+fn publish_and_poll_never_wait_for_a_hanging_attempt() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut client = Client::new(
+        ClientConfig {
+            connect_timeout: Duration::from_secs(10),
+            ..config(port, "no-freeze")
+        },
+        FixedDelay::default(),
+    );
+    let started = Instant::now();
+    client.publish("t", b"1", QoS::AtLeastOnce, false).unwrap();
+    let publish_took = started.elapsed();
+    let started = Instant::now();
+    let mut polls = 0;
+    while started.elapsed() < Duration::from_millis(500) {
+        let _ = client.poll(Duration::from_millis(50)).unwrap();
+        polls += 1;
+    }
+    println!("publish took {publish_took:?}; {polls} polls of 50 ms in 500 ms");
+    // Liveness, not speed: the old loop took the whole 10 s connect timeout here.
+    assert!(publish_took < Duration::from_secs(2), "{publish_took:?}");
+    assert!(polls >= 3, "poll(50 ms) blocked: {polls} polls in 500 ms");
+    assert_eq!(client.pending(), 1);
+    drop(silent);
+}
+
+/// Issue 9 item 6: a loop that only calls `poll` receives every message (they share the
+/// event stream) and never fails with a full queue, however many arrive.
+#[test]
+fn a_poll_only_loop_receives_every_message() {
+    const TOTAL: usize = 3000;
+    let broker = Mosquitto::builder().max_queued_messages(10_000).start();
+    let mut sub = Client::with_robust_config(
+        config(broker.port(), "poll-only"),
+        FixedDelay::default(),
+        RobustConfig {
+            max_received: 64,
+            ..RobustConfig::default()
+        },
+    );
+    sub.subscribe("p/#", QoS::AtLeastOnce).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        sub.poll(Duration::from_millis(100)).unwrap(),
+        Some(Event::Subscribed { .. })
+    ) {
+        assert!(Instant::now() < deadline, "no SUBACK");
+    }
+    let mut publisher: simple::Client =
+        simple::Client::with_config(config(broker.port(), "poll-only-pub"));
+    publisher.connect(true).unwrap();
+    for n in 0..TOTAL {
+        publisher
+            .publish_nowait("p/x", n.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .unwrap();
+        if n % 100 == 99 {
+            publisher
+                .wait_all_published(Duration::from_secs(10))
+                .unwrap();
+        }
+    }
+    publisher
+        .wait_all_published(Duration::from_secs(10))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < TOTAL && Instant::now() < deadline {
+        if let Some(Event::Message(m)) = sub.poll(Duration::from_millis(500)).unwrap() {
+            got.push(String::from_utf8(m.payload).unwrap());
+        }
+    }
+    let expected: Vec<String> = (0..TOTAL).map(|n| n.to_string()).collect();
+    assert_eq!(got.len(), TOTAL);
+    assert_eq!(got, expected);
+    assert_eq!(sub.stats().received, TOTAL as u64);
 }

@@ -83,6 +83,10 @@ pub struct EngineConfig {
     /// Most other events kept when nobody drains them; the oldest are then discarded and
     /// counted in [`Stats::events_overflowed`].
     pub max_events: usize,
+    /// Acknowledge received QoS 1/2 messages only when the application calls
+    /// [`Engine::ack`] (see [`SessionConfig::manual_ack`]): a message is not lost if the
+    /// application dies before processing it. Default false.
+    pub manual_ack: bool,
 }
 
 impl EngineConfig {
@@ -99,6 +103,7 @@ impl EngineConfig {
             max_received: 1024,
             max_received_bytes: 16 * 1024 * 1024,
             max_events: 65_536,
+            manual_ack: false,
         }
     }
 }
@@ -214,6 +219,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// the policies (a device-specific value spreads a fleet out; a fixed one replays).
     pub fn new(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
         config.session.republish_on_clean_session = true;
+        config.session.manual_ack = config.manual_ack;
         config.servers = config.servers.max(1);
         Engine {
             session: Session::new(config.session.clone()),
@@ -671,6 +677,15 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             *next_attempt = Some(now);
         }
         self.handle_timeout(now);
+    }
+
+    /// With [`EngineConfig::manual_ack`]: the application processed the received message
+    /// (its [`Message::packet_id`]); the broker gets its PUBACK / PUBREC, in arrival order.
+    /// Returns whether an acknowledgement was owed.
+    pub fn ack(&mut self, _now: Instant, message: &Message) -> bool {
+        message
+            .packet_id
+            .is_some_and(|packet_id| self.session.ack(packet_id))
     }
 
     /// Attempts a connection now, whatever the schedule (no-op while connected or connecting).

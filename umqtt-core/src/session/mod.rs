@@ -82,6 +82,11 @@ pub struct SessionConfig {
     /// as new messages (DUP clear), as after a lost session, instead of discarding them with
     /// [`Event::PublishDiscarded`]. The robust engine sets this: its messages outlive sessions.
     pub republish_on_clean_session: bool,
+    /// Acknowledge received QoS 1/2 messages only when the application says so
+    /// ([`Session::ack`]), so a crash between receipt and processing does not lose one: the
+    /// broker redelivers what was never acknowledged. PUBACK / PUBREC still go out in the
+    /// order the messages arrived `[MQTT-4.6.0-2]` `[MQTT-4.6.0-3]`.
+    pub manual_ack: bool,
 }
 
 impl Default for SessionConfig {
@@ -99,6 +104,7 @@ impl Default for SessionConfig {
             password: None,
             will: None,
             republish_on_clean_session: false,
+            manual_ack: false,
         }
     }
 }
@@ -316,6 +322,9 @@ struct State {
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
+    /// With `manual_ack`: received QoS 1/2 messages whose PUBACK (0x40) / PUBREC (0x50) is
+    /// not yet written, in arrival order, and whether the application acknowledged them.
+    pending_acks: VecDeque<(PacketId, u8, bool)>,
     tx: Vec<u8>,
     tx_taken: bool,
     events: VecDeque<Event<'static>>,
@@ -341,6 +350,7 @@ impl Session {
                 quarantined_ids: Vec::new(),
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
+                pending_acks: VecDeque::new(),
                 tx: Vec::new(),
                 tx_taken: false,
                 events: VecDeque::new(),
@@ -380,6 +390,25 @@ impl Session {
     /// Number of QoS 1/2 PUBLISH (or PUBREL) awaiting acknowledgement on this connection.
     pub fn in_flight(&self) -> usize {
         self.state.in_flight
+    }
+
+    /// With [`SessionConfig::manual_ack`]: the application processed the received QoS 1/2
+    /// message `packet_id`. Its PUBACK / PUBREC goes out once every message received before it
+    /// is acknowledged too. Returns false if no such acknowledgement is owed (already
+    /// acknowledged, QoS 0, or forgotten: a QoS 1 message whose connection ended is
+    /// redelivered by the broker and acknowledged then).
+    pub fn ack(&mut self, packet_id: PacketId) -> bool {
+        let state = &mut self.state;
+        let Some(entry) = state
+            .pending_acks
+            .iter_mut()
+            .find(|(id, _, acked)| *id == packet_id && !*acked)
+        else {
+            return false;
+        };
+        entry.2 = true;
+        state.flush_acks();
+        true
     }
 
     /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
@@ -929,6 +958,7 @@ impl State {
 
     fn discard_session(&mut self) {
         self.incoming_qos2.clear();
+        self.pending_acks.clear();
         self.in_flight = 0;
         while let Some(entry) = self.outgoing.pop_front() {
             self.used_ids.remove(entry.packet_id);
@@ -938,7 +968,22 @@ impl State {
         }
     }
 
+    /// Writes the acknowledgements the application released, in arrival order.
+    fn flush_acks(&mut self) {
+        if self.connection != Connection::Connected {
+            return;
+        }
+        while let Some(&(id, kind, true)) = self.pending_acks.front() {
+            self.pending_acks.pop_front();
+            self.send_ack(kind, id);
+        }
+    }
+
     fn connection_ended(&mut self) {
+        // A QoS 1 message not acknowledged is redelivered on the next connection (and
+        // acknowledged then); a QoS 2 one stays in `incoming_qos2`, so its redelivery is not
+        // reported again and the PUBREC it is owed goes out when the application is done.
+        self.pending_acks.retain(|(_, kind, _)| *kind == 0x50);
         self.connection = Connection::Disconnected;
         self.in_flight = 0;
         self.ping_deadline = None;
@@ -1080,25 +1125,39 @@ impl State {
             // messages (DUP clear), including QoS 2 messages whose PUBREL the broker can no
             // longer match.
             self.incoming_qos2.clear();
+            self.pending_acks.clear();
             for entry in self.outgoing.iter_mut() {
                 entry.stage = OutgoingStage::Queued;
                 entry.sent_before = false;
             }
         }
         self.fill_window();
+        self.flush_acks();
         Some(Event::Connected {
             session_present: ack.session_present,
         })
     }
 
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
+        let manual = self.config.manual_ack;
         match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(id)) if manual => {
+                self.pending_acks.push_back((id, 0x40, false))
+            }
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(0x40, id),
             (QoS::ExactlyOnce, Some(id)) => {
-                self.send_ack(0x50, id);
                 if !self.incoming_qos2.insert(id) {
                     // Already received and not yet released: deliver once [MQTT-4.3.3-2].
+                    // Its PUBREC is repeated, unless it still waits for the application.
+                    if !self.pending_acks.iter().any(|(p, _, _)| *p == id) {
+                        self.send_ack(0x50, id);
+                    }
                     return None;
+                }
+                if manual {
+                    self.pending_acks.push_back((id, 0x50, false));
+                } else {
+                    self.send_ack(0x50, id);
                 }
             }
             _ => {}

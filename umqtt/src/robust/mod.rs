@@ -83,6 +83,9 @@ pub struct RobustConfig {
     pub max_received_bytes: usize,
     /// Seed of the policies' jitter; `None` draws one per client (so a fleet spreads out).
     pub seed: Option<u64>,
+    /// Acknowledge received QoS 1/2 messages only through [`Client::ack`], once processed:
+    /// a message the process dies holding is redelivered by the broker instead of lost.
+    pub manual_ack: bool,
 }
 
 impl Default for RobustConfig {
@@ -97,6 +100,7 @@ impl Default for RobustConfig {
             max_received: 1024,
             max_received_bytes: 16 * 1024 * 1024,
             seed: None,
+            manual_ack: false,
         }
     }
 }
@@ -151,6 +155,7 @@ impl Client {
         engine_config.max_events = robust.max_events;
         engine_config.max_received = robust.max_received.max(1);
         engine_config.max_received_bytes = robust.max_received_bytes;
+        engine_config.manual_ack = robust.manual_ack;
         let seed = robust.seed.unwrap_or_else(random_seed);
         let epoch = Instant::now();
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
@@ -368,6 +373,17 @@ impl Client {
         let now = self.now();
         self.engine.unsubscribe(now, filter)?;
         self.service(now)
+    }
+
+    /// With [`RobustConfig::manual_ack`]: `message` is processed; the broker gets its PUBACK /
+    /// PUBREC (in the order messages arrived). Returns whether an acknowledgement was owed
+    /// (false for QoS 0, a second ack, or a QoS 1 message whose connection ended: the broker
+    /// redelivers it and the redelivery is acknowledged instead).
+    pub fn ack(&mut self, message: &Message) -> Result<bool, Error> {
+        let now = self.now();
+        let owed = self.engine.ack(now, message);
+        self.service(now)?;
+        Ok(owed)
     }
 
     /// Drives the client for up to `timeout` and returns the next event (received messages
