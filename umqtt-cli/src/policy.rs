@@ -71,10 +71,13 @@ impl PolicySpec {
         }
     }
 
-    /// The robust client's policy for subscribing: as for publishing, except `deadline:D`,
-    /// which gives up once the broker has been unreachable for D.
+    /// The robust client's policy for subscribing: as for publishing (whose policies keep a
+    /// subscriber connected whatever becomes of messages), except `none`, which ends at the
+    /// first failure, and `deadline:D`, which gives up once the broker has been unreachable
+    /// for D.
     pub fn for_subscribing(self) -> CliPolicy {
         match self {
+            PolicySpec::None => Box::new(OutageLimit::new(Duration::ZERO, NoRetry)),
             PolicySpec::Deadline(limit) => {
                 // A short backoff, never sleeping past the limit, then stop.
                 let cap = (limit / 4).max(Duration::from_millis(500));
