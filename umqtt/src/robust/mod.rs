@@ -122,6 +122,8 @@ pub struct Client {
     nudger: Nudger,
     epoch: Instant,
     read_buffer: Box<[u8]>,
+    /// The read timeout set on `stream`, if known: most reads then skip the `setsockopt`.
+    read_timeout: Option<Duration>,
     /// Events drained from the engine, not yet taken by the application.
     events: VecDeque<Event>,
     handler: Option<EventHandler>,
@@ -169,6 +171,7 @@ impl Client {
             nudger: Nudger::default(),
             epoch,
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
+            read_timeout: None,
             events: VecDeque::new(),
             handler: None,
             store: None,
@@ -494,6 +497,7 @@ impl Client {
         match result {
             Ok(stream) => {
                 self.stream = Some(stream);
+                self.read_timeout = None;
                 self.engine.handle_opened(now);
             }
             Err(error) => {
@@ -527,9 +531,20 @@ impl Client {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
-        let result = stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.read(&mut self.read_buffer));
+        // A timeout already set is kept while it is no longer than wanted (the read may return
+        // early; the caller's loop waits again, never late) and at least half of it; a new one
+        // is set a little short so the next, slightly shorter waits keep it. This saves a
+        // system call per read when small packets ping-pong.
+        let keep = self
+            .read_timeout
+            .is_some_and(|set| set <= timeout && set >= timeout / 2);
+        let mut result = Ok(());
+        if !keep {
+            let wanted = (timeout * 7 / 8).max(Duration::from_millis(1));
+            result = stream.set_read_timeout(Some(wanted));
+            self.read_timeout = result.is_ok().then_some(wanted);
+        }
+        let result = result.and_then(|()| stream.read(&mut self.read_buffer));
         let now = self.now();
         match result {
             Ok(0) => self.lost(now, Error::ConnectionClosed),
