@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use umqtt_core::packet::{ConnectReturnCode, QoS};
 use umqtt_core::robust::{
-    Action, BatteryAware, Deadline, Delivery, Engine, EngineConfig, Event, ExponentialBackoff,
-    FailureKind, FixedDelay, LinkError, NoRetry, ReconnectPolicy,
+    Action, BatteryAware, Deadline, Engine, EngineConfig, Event, ExponentialBackoff, FailureKind,
+    FixedDelay, LinkError, NoRetry, ReconnectPolicy,
 };
 use umqtt_core::session::SessionConfig;
 use umqtt_core::Instant;
