@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Every call drives the connection: keepalive PINGREQs go out automatically during any call,
-//! and messages that arrive while a call waits for its acknowledgement are queued (bounded)
-//! and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
+//! and messages that arrive while a call waits for its acknowledgement are queued (bounded in
+//! count, [`ClientConfig::max_queued_messages`], and in bytes,
+//! [`ClientConfig::max_queued_bytes`]) and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
 //! delivered by recursion into a callback.
 //!
 //! # Receiving without allocating
@@ -39,7 +40,9 @@
 //! Messages queued while a call waited for its acknowledgement are handed over by swapping
 //! buffers with the caller's message (no copy); the caller's previous buffers go to a pool the
 //! queue takes from next time. The pool holds at most as many messages as the queue once held
-//! at the same time (never more than `max_queued_messages`), each with the capacity it grew to.
+//! at the same time (never more than `max_queued_messages`), and at most 1 MiB of buffer
+//! capacity in total: after a burst of large messages the extra buffers are freed, so messages
+//! larger than that allocate each time (a cost small next to copying them).
 
 use std::collections::VecDeque;
 use std::io;
@@ -115,10 +118,19 @@ pub struct ClientConfig {
     /// How long a call waits for its acknowledgement (PUBACK, SUBACK, PINGRESP…), and how long
     /// a write may make no progress before the link counts as lost.
     pub response_timeout: Duration,
-    /// Largest incoming packet accepted.
+    /// Largest incoming packet accepted, fixed header included (default 4 MiB). This is a local
+    /// limit on memory, not MQTT's (which allows 256 MiB): a larger packet ends the connection
+    /// with [`Error::PacketTooLarge`], decided from its fixed header before anything is stored.
+    /// Raise it to receive larger messages.
     pub max_packet_size: usize,
     /// Most received messages queued while calls wait for acknowledgements.
     pub max_queued_messages: usize,
+    /// Most topic and payload bytes queued while calls wait for acknowledgements (default
+    /// 64 MiB). Reaching it, like reaching `max_queued_messages`, stops reading (nothing is
+    /// dropped) until the queue is drained: calls that wait for something else then fail with
+    /// [`Error::MessageQueueFull`]. One message is always accepted into an empty queue, so the
+    /// queue may exceed this by at most one message.
+    pub max_queued_bytes: usize,
     /// Protocol version announced in CONNECT (3.1.1 by default; 3.1 for old brokers).
     pub protocol: ProtocolVersion,
     /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]). Keep it at or
@@ -141,6 +153,7 @@ impl Default for ClientConfig {
             response_timeout: Duration::from_secs(10),
             max_packet_size: 4 * 1024 * 1024,
             max_queued_messages: 1024,
+            max_queued_bytes: 64 * 1024 * 1024,
             max_in_flight: 20,
             protocol: ProtocolVersion::V311,
         }
@@ -183,16 +196,20 @@ pub struct Client<S: Stream = Transport> {
     session: Session,
     stream: Option<S>,
     epoch: std::time::Instant,
-    messages: VecDeque<Message>,
-    /// Emptied messages whose buffers the queue reuses; see "Receiving without allocating".
-    spare_messages: Vec<Message>,
+    /// Received messages not yet handed to the application.
+    inbox: Inbox,
     read_buffer: Box<[u8]>,
     /// The read timeout last set on `stream` (`Some(None)`: blocking), `None` when unknown.
     /// Lets most reads skip the `setsockopt`; see `read_with_timeout`.
     read_timeout: Option<Option<Duration>>,
     /// Outcomes of QoS 1/2 publishes, kept only when the robust layer asks for them.
     completions: Option<VecDeque<Completion>>,
+    /// How long a write may make no progress before the link counts as lost.
+    write_stall: Duration,
 }
+
+/// Shortest socket write timeout: shorter slices would only add wake-ups.
+const MIN_WRITE_SLICE: Duration = Duration::from_millis(100);
 
 impl Client<Transport> {
     /// A client for `server` with default settings; nothing is sent until [`Client::connect`].
@@ -225,6 +242,7 @@ impl Client<Transport> {
 impl<S: Stream> Client<S> {
     /// A client with explicit settings.
     pub fn with_config(config: ClientConfig) -> Self {
+        let response_timeout = config.response_timeout;
         let mut session = Session::new(session_config(&config, None));
         // Reads decode everything before reading again, so the session holds at most a partial
         // packet plus one read: with room for that reserved now, receiving packets up to
@@ -235,11 +253,11 @@ impl<S: Stream> Client<S> {
             session,
             stream: None,
             epoch: std::time::Instant::now(),
-            messages: VecDeque::new(),
-            spare_messages: Vec::new(),
+            inbox: Inbox::default(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             read_timeout: None,
             completions: None,
+            write_stall: response_timeout,
         }
     }
 
@@ -282,10 +300,18 @@ impl<S: Stream> Client<S> {
         self.session.connect(now, clean_session)?;
         let mut stream = stream;
         // A write that makes no progress for this long means the peer stopped reading: fail
-        // (and let keepalive-free callers see a lost link) rather than block forever.
-        stream.set_write_timeout(Some(
-            self.config.response_timeout.max(Duration::from_millis(100)),
-        ))?;
+        // rather than block forever. The session's timers cannot fire while a write blocks,
+        // so with a keepalive the stall is also bounded by the keepalive's clock
+        // (1.5 × keepalive, as for a silent link), not only by the response timeout.
+        let mut stall = self.config.response_timeout;
+        if let Some(link) = self.session.config().link_timeout() {
+            stall = stall.min(link);
+        }
+        self.write_stall = stall.max(MIN_WRITE_SLICE);
+        // The socket's own timeout bounds one write call (Linux returns a partial write only
+        // when it expires), so it is a slice of the allowed stall: `write_within` measures
+        // progress between calls, and gives up within stall + slice of the last progress.
+        stream.set_write_timeout(Some((self.write_stall / 8).max(MIN_WRITE_SLICE)))?;
         self.stream = Some(stream);
         self.read_timeout = None;
         let deadline = std::time::Instant::now() + timeout;
@@ -361,6 +387,11 @@ impl<S: Stream> Client<S> {
 
     /// Subscribes to one filter; returns the QoS the broker granted. A refusal (0x80) is
     /// [`Error::SubscribeRefused`].
+    ///
+    /// A broker may send matching messages before the SUBACK (MQTT 3.1.1 §3.8.4). They are
+    /// acknowledged and queued as they arrive, and stay queued whatever the outcome: after a
+    /// failed subscribe (no SUBACK in time, a broken SUBACK, a lost connection) they are still
+    /// returned by [`Client::take_queued_msg`], [`Client::check_msg`] and [`Client::wait_msg`].
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<QoS, Error> {
         Ok(self.subscribe_many(&[(filter, qos)])?[0])
     }
@@ -455,12 +486,12 @@ impl<S: Stream> Client<S> {
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Message>, Error> {
         self.wait_queued(deadline)?;
-        Ok(self.messages.pop_front())
+        Ok(self.inbox.pop())
     }
 
     /// Drives the connection until a message is queued; `false` if the deadline passed first.
     fn wait_queued(&mut self, deadline: Option<std::time::Instant>) -> Result<bool, Error> {
-        if !self.messages.is_empty() {
+        if !self.inbox.messages.is_empty() {
             return Ok(true);
         }
         self.require_connection()?;
@@ -475,7 +506,7 @@ impl<S: Stream> Client<S> {
     /// keepalive PINGREQ, so calling it regularly keeps the connection alive.
     pub fn check_msg(&mut self) -> Result<Option<Message>, Error> {
         self.check_queued()?;
-        Ok(self.messages.pop_front())
+        Ok(self.inbox.pop())
     }
 
     /// Like [`Client::check_msg`], but writes the message into `message`, reusing its buffers.
@@ -490,28 +521,26 @@ impl<S: Stream> Client<S> {
 
     /// Reads what is available without blocking; whether a message is queued.
     fn check_queued(&mut self) -> Result<bool, Error> {
-        if !self.messages.is_empty() {
+        if !self.inbox.messages.is_empty() {
             return Ok(true);
         }
         self.require_connection()?;
         self.process_events(&mut |_, _| None::<()>)?;
         self.flush()?;
-        if self.messages.is_empty() {
+        if self.inbox.messages.is_empty() {
             self.read_available(true)?;
             self.process_events(&mut |_, _| None::<()>)?;
             self.flush()?;
         }
-        Ok(!self.messages.is_empty())
+        Ok(!self.inbox.messages.is_empty())
     }
 
     /// Moves the oldest queued message into `message` by swapping buffers; the caller's old
     /// buffers become a spare for the queue.
     fn take_queued_into(&mut self, message: &mut Message) {
-        if let Some(mut queued) = self.messages.pop_front() {
+        if let Some(mut queued) = self.inbox.pop() {
             std::mem::swap(message, &mut queued);
-            if self.spare_messages.len() < self.config.max_queued_messages {
-                self.spare_messages.push(queued);
-            }
+            self.inbox.recycle(queued, self.config.max_queued_messages);
         }
     }
 
@@ -614,7 +643,15 @@ impl<S: Stream> Client<S> {
 
     /// Takes the next queued received message, if any, without touching the network.
     pub(crate) fn pop_message(&mut self) -> Option<Message> {
-        self.messages.pop_front()
+        self.take_queued_msg()
+    }
+
+    /// The oldest message already received and queued, without reading the network: works
+    /// while connected or not, e.g. after a failed [`Client::subscribe`] or a lost
+    /// connection. Every QoS 1/2 message the client acknowledged reaches the application
+    /// through this, [`Client::check_msg`] or [`Client::wait_msg`].
+    pub fn take_queued_msg(&mut self) -> Option<Message> {
+        self.inbox.pop()
     }
 
     /// Replaces the broker address for the next `connect` (server-list failover).
@@ -649,9 +686,7 @@ impl<S: Stream> Client<S> {
                 return Ok(result);
             }
             self.write_pending()?;
-            if self.messages.len() >= self.config.max_queued_messages
-                && self.session.has_unprocessed_input()
-            {
+            if self.inbox.is_full(&self.config) && self.session.has_unprocessed_input() {
                 return Err(Error::MessageQueueFull);
             }
             let wait = match deadline {
@@ -683,8 +718,7 @@ impl<S: Stream> Client<S> {
     ) -> Result<Option<R>, Error> {
         // A full queue stops decoding (no message is dropped), except when the session is not
         // connected: then no message can come, only CONNACK or the close that must be seen.
-        while self.messages.len() < self.config.max_queued_messages || !self.session.is_connected()
-        {
+        while !self.inbox.is_full(&self.config) || !self.session.is_connected() {
             let notice = match self.session.poll_event() {
                 None => return Ok(None),
                 Some(Event::Closed(reason)) => {
@@ -692,7 +726,7 @@ impl<S: Stream> Client<S> {
                     return Err(reason.into());
                 }
                 Some(Event::Message(publish)) => {
-                    queue_message(&mut self.messages, &mut self.spare_messages, &publish);
+                    self.inbox.push(&publish);
                     Notice::MessageQueued
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
@@ -715,7 +749,7 @@ impl<S: Stream> Client<S> {
                 Some(Event::PingResponse) => Notice::Pong,
                 Some(_) => Notice::Other,
             };
-            if let Some(result) = done(&notice, &self.messages) {
+            if let Some(result) = done(&notice, &self.inbox.messages) {
                 return Ok(Some(result));
             }
         }
@@ -730,7 +764,7 @@ impl<S: Stream> Client<S> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(Error::Usage(UsageError::NotConnected));
         };
-        if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
+        if let Err(e) = write_within(stream, bytes, self.write_stall) {
             self.connection_lost();
             return Err(match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
@@ -821,26 +855,111 @@ impl<S: Stream> Client<S> {
     fn drain_close_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             if let Event::Message(publish) = event {
-                queue_message(&mut self.messages, &mut self.spare_messages, &publish);
+                self.inbox.push(&publish);
             }
         }
     }
 }
 
-/// Queues a received message, in a spare's buffers when there is one.
-fn queue_message(
-    messages: &mut VecDeque<Message>,
-    spare_messages: &mut Vec<Message>,
-    publish: &Publish<'_>,
-) {
-    let message = match spare_messages.pop() {
-        Some(mut spare) => {
-            spare.set_from(publish);
-            spare
+/// Writes all of `bytes` and flushes, failing with the last `WouldBlock` / `TimedOut` once no
+/// call has made progress for `stall`. The stream's write timeout must be set (to a fraction of
+/// `stall`): each blocked call then returns in time to check. Retrying after a timeout is safe
+/// for TCP and for rustls, whose `write` reports a timeout only before taking any byte.
+fn write_within<S: Stream>(stream: &mut S, bytes: &[u8], stall: Duration) -> io::Result<()> {
+    let mut rest = bytes;
+    let mut last_progress = std::time::Instant::now();
+    let mut flushed = false;
+    while !flushed {
+        let result = if rest.is_empty() {
+            stream.flush().map(|()| {
+                flushed = true;
+            })
+        } else {
+            match stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    last_progress = std::time::Instant::now();
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && last_progress.elapsed() < stall => {}
+            Err(e) => return Err(e),
         }
-        None => Message::from(publish),
-    };
-    messages.push_back(message);
+    }
+    Ok(())
+}
+
+/// Most topic and payload capacity kept in the pool of emptied messages.
+const SPARE_MESSAGES_CAPACITY: usize = 1024 * 1024;
+
+/// Received messages waiting for `wait_msg` / `check_msg`, bounded in count and bytes, and
+/// the emptied messages whose buffers the queue reuses (see "Receiving without allocating").
+#[derive(Debug, Default)]
+struct Inbox {
+    messages: VecDeque<Message>,
+    /// Topic and payload bytes held by `messages`.
+    bytes: usize,
+    spares: Vec<Message>,
+    /// Topic and payload capacity held by `spares`, at most [`SPARE_MESSAGES_CAPACITY`].
+    spare_capacity: usize,
+}
+
+impl Inbox {
+    /// Queues a received message, in a spare's buffers when there is one.
+    fn push(&mut self, publish: &Publish<'_>) {
+        let message = match self.spares.pop() {
+            Some(mut spare) => {
+                self.spare_capacity -= capacity(&spare);
+                spare.set_from(publish);
+                spare
+            }
+            None => Message::from(publish),
+        };
+        self.bytes += size(&message);
+        self.messages.push_back(message);
+    }
+
+    fn pop(&mut self) -> Option<Message> {
+        let message = self.messages.pop_front()?;
+        self.bytes -= size(&message);
+        Some(message)
+    }
+
+    /// Whether the queue takes no more messages: decoding stops until it is drained.
+    fn is_full(&self, config: &ClientConfig) -> bool {
+        self.messages.len() >= config.max_queued_messages
+            || (self.bytes >= config.max_queued_bytes && !self.messages.is_empty())
+    }
+
+    /// Keeps an emptied message's buffers for the next `push`, unless the pool is full (in
+    /// count or capacity): then they are freed.
+    fn recycle(&mut self, message: Message, max_count: usize) {
+        let capacity = capacity(&message);
+        if self.spares.len() < max_count
+            && self.spare_capacity + capacity <= SPARE_MESSAGES_CAPACITY
+        {
+            self.spare_capacity += capacity;
+            self.spares.push(message);
+        }
+    }
+}
+
+fn size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
+}
+
+fn capacity(message: &Message) -> usize {
+    message.topic.capacity() + message.payload.capacity()
 }
 
 fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {

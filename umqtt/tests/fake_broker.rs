@@ -435,14 +435,11 @@ fn oversized_packet_is_refused_from_its_header_alone() {
     let result = client.wait_msg();
     let elapsed = started.elapsed();
     match result {
-        Err(Error::Decode(e)) => assert_eq!(
-            e,
-            DecodeError::PacketTooLarge {
-                size: 1 + 3 + 1024 * 1024,
-                max: 1024
-            }
-        ),
-        other => panic!("expected Decode(PacketTooLarge), got {other:?}"),
+        // A local limit, reported as such (not as a malformed packet from the broker).
+        Err(Error::PacketTooLarge { size, max }) => {
+            assert_eq!((size, max), (1 + 3 + 1024 * 1024, 1024));
+        }
+        other => panic!("expected PacketTooLarge, got {other:?}"),
     }
     // Decided from the header: long before any timeout (keepalive 30 s, broker gives up at 10).
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
@@ -897,4 +894,86 @@ fn keepalive_timeout_is_reported_with_a_full_message_queue() {
     assert!(matches!(client.connect(true), Ok(false)));
     client.disconnect().unwrap();
     broker.join();
+}
+
+// ---------------------------------------------------------------------------------------
+// Misbehaving brokers (issue 10)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn trickled_packet_does_not_keep_a_dead_link_alive() {
+    const KEEP_ALIVE: u16 = 2;
+    /// Pace of the trickle: well inside the ping timeout (1 s), so every wait sees bytes.
+    const TRICKLE: Duration = Duration::from_millis(400);
+    let broker = FakeBroker::start(|mut peer| {
+        peer.handshake(KEEP_ALIVE);
+        // PUBLISH announcing 1000 bytes of remaining length, then one byte at a time.
+        peer.send(&[0x30, 0xE8, 0x07, 0x00, 0x01, b't']);
+        let mut sent = 0;
+        // At most 60 bytes (24 s): the client must have closed long before.
+        while sent < 60 {
+            thread::sleep(TRICKLE);
+            if peer.stream.write_all(b"x").is_err() {
+                return sent;
+            }
+            sent += 1;
+        }
+        panic!("broker: the client was still reading after {sent} trickled bytes");
+    });
+
+    let mut client = connected_client(config(broker.port, KEEP_ALIVE));
+    let started = Instant::now();
+    let result = client.wait_msg();
+    let detected_after = started.elapsed();
+    assert!(
+        matches!(result, Err(Error::KeepAliveTimeout)),
+        "expected KeepAliveTimeout, got {result:?}"
+    );
+    assert!(!client.is_connected());
+    let trickled = broker.join();
+    eprintln!(
+        "trickle: link declared dead after {detected_after:?} with keepalive {KEEP_ALIVE} s \
+         ({trickled} bytes trickled)"
+    );
+    // 1.5 x keepalive = 3 s; loose bound: 3 x keepalive.
+    assert!(
+        detected_after <= Duration::from_secs(3 * u64::from(KEEP_ALIVE)),
+        "dead link detected only after {detected_after:?}"
+    );
+}
+
+#[test]
+fn broker_that_never_reads_is_detected_on_the_keepalive_clock() {
+    const KEEP_ALIVE: u16 = 3;
+    let (done, wait_done) = std::sync::mpsc::channel::<()>();
+    let broker = FakeBroker::start(move |mut peer| {
+        peer.handshake(KEEP_ALIVE);
+        // Never read again; hold the socket open until the test is over (30 s at most).
+        let _ = wait_done.recv_timeout(Duration::from_secs(30));
+        drop(peer);
+    });
+
+    let mut cfg = config(broker.port, KEEP_ALIVE);
+    // As in the CLI: the response timeout alone would let the stall last 30 s.
+    cfg.response_timeout = Duration::from_secs(30);
+    let mut client = connected_client(cfg);
+    let payload = vec![0x42; 8 * 1024 * 1024];
+    let started = Instant::now();
+    let result = client.publish("big", &payload, QoS::AtLeastOnce, false);
+    let failed_after = started.elapsed();
+    let _ = done.send(());
+    broker.join();
+    eprintln!("never-reading broker: publish failed after {failed_after:?}: {result:?}");
+    match &result {
+        // Stalled in the write, or written into the socket buffers and then no PINGRESP.
+        Err(e @ (Error::WriteStalled | Error::KeepAliveTimeout)) => {
+            assert!(e.is_connection_lost());
+        }
+        other => panic!("expected WriteStalled or KeepAliveTimeout, got {other:?}"),
+    }
+    assert!(!client.is_connected());
+    assert!(
+        failed_after <= Duration::from_secs(3 * u64::from(KEEP_ALIVE)),
+        "took {failed_after:?}: the stall was not bounded by the keepalive"
+    );
 }

@@ -23,10 +23,10 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::packet::{
-    decode, encode_publish_header, encode_publish_header_validated_topic, ConnAck, Connect,
-    ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill, Packet, PacketId, PacketType,
-    ProtocolVersion, Publish, QoS, SubAck, Subscribe, SubscribeTopics, Unsubscribe,
-    UnsubscribeTopics,
+    decode, encode_publish_header, encode_publish_header_validated_topic, max_payload_len,
+    packet_size, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
+    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
+    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -52,8 +52,8 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Keepalive in seconds; 0 disables PINGREQ and dead-link detection.
     pub keep_alive: u16,
-    /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other bytes
-    /// keep arriving) before the link is declared dead. `None` means half the keepalive, so a
+    /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other
+    /// *complete* packets keep arriving) before the link is declared dead. `None` means half the keepalive, so a
     /// silent link is detected within 1.5 × keepalive. Never less than one second, whatever is
     /// set: a shorter wait would mistake scheduling hiccups for a dead link.
     pub ping_timeout: Option<Duration>,
@@ -68,7 +68,10 @@ pub struct SessionConfig {
     pub max_in_flight: u16,
     /// Most messages the session holds (in flight and queued) before `publish` refuses more.
     pub max_outgoing: usize,
-    /// Largest incoming packet accepted, fixed header included.
+    /// Largest incoming packet accepted, fixed header included: a local limit on what this
+    /// client buffers (MQTT itself allows up to 256 MiB). A larger packet is refused from its
+    /// fixed header, before its body is waited for or stored, with
+    /// [`CloseReason::PacketTooLarge`].
     pub max_packet_size: usize,
     /// Protocol version announced.
     pub protocol: ProtocolVersion,
@@ -103,6 +106,17 @@ impl SessionConfig {
         self.ping_timeout
             .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
             .max(Duration::from_secs(1))
+    }
+
+    /// How long the link may go without a sign of life before the session declares it dead:
+    /// the keepalive plus the ping timeout (1.5 × keepalive by default). `None` when the
+    /// keepalive is 0. A driver blocked in a write that makes no progress (the broker stopped
+    /// reading) should give up after this long too, since the session's timers cannot fire
+    /// while it is blocked.
+    pub fn link_timeout(&self) -> Option<Duration> {
+        (self.keep_alive != 0).then(|| {
+            Duration::from_secs(u64::from(self.keep_alive)) + self.effective_ping_timeout()
+        })
     }
 }
 
@@ -156,6 +170,15 @@ pub enum CloseReason {
     KeepAliveTimeout,
     /// The application sent DISCONNECT.
     Disconnected,
+    /// The broker announced a packet larger than [`SessionConfig::max_packet_size`]. This is a
+    /// local limit, not a protocol violation (MQTT allows 268 435 455 bytes of remaining length
+    /// `[MQTT-2.2.3]`); it was refused from the fixed header, before the body was stored.
+    PacketTooLarge {
+        /// Total size announced, fixed header included.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for CloseReason {
@@ -167,6 +190,11 @@ impl core::fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
             CloseReason::KeepAliveTimeout => f.write_str("no PINGRESP: link is dead"),
             CloseReason::Disconnected => f.write_str("disconnected by the application"),
+            CloseReason::PacketTooLarge { size, max } => write!(
+                f,
+                "incoming packet of {size} bytes exceeds the configured maximum of {max} \
+                 (raise max_packet_size)"
+            ),
         }
     }
 }
@@ -191,6 +219,16 @@ pub enum UsageError {
     Encode(EncodeError),
     /// The session already holds `max_outgoing` messages, or all 65 535 packet ids are in use.
     OutgoingFull,
+    /// The payload does not fit in one PUBLISH: with the topic (and packet id at QoS 1/2) it
+    /// would exceed the 268 435 455 bytes the remaining length can express `[MQTT-2.2.3]`.
+    /// Refused before anything is copied.
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The largest payload this topic and QoS allow
+        /// ([`max_payload_len`](crate::packet::max_payload_len)).
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for UsageError {
@@ -206,6 +244,11 @@ impl core::fmt::Display for UsageError {
             }
             UsageError::Encode(e) => write!(f, "cannot encode packet: {e}"),
             UsageError::OutgoingFull => f.write_str("too many unacknowledged messages"),
+            UsageError::PayloadTooLarge { size, max } => write!(
+                f,
+                "payload of {size} bytes exceeds the MQTT maximum of {max} bytes for this \
+                 topic and QoS"
+            ),
         }
     }
 }
@@ -289,8 +332,24 @@ pub struct Session {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
     rx: Vec<u8>,
     rx_start: usize,
+    /// Start of the first received packet not yet complete in `rx` (`>= rx_start`): the
+    /// keepalive counts only complete packets as signs of life.
+    rx_scan: usize,
+    /// Capacity asked for by [`Session::reserve_input`]; `rx` shrinks back towards it after a
+    /// large packet.
+    rx_keep: usize,
     state: State,
 }
+
+/// `rx` and `tx` keep at least this much capacity (or what `reserve_input` asked for) when
+/// they shrink after a large packet.
+const BUFFER_KEEP: usize = 64 * 1024;
+/// An idle `rx` or `tx` larger than this many times what it keeps is shrunk: a burst of large
+/// packets does not pin its peak memory, while packets up to a few times `BUFFER_KEEP` never
+/// cause a reallocation.
+const BUFFER_SHRINK_FACTOR: usize = 4;
+/// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
+const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct State {
@@ -314,7 +373,10 @@ struct State {
     last_tx: Instant,
     last_rx: Instant,
     ping_deadline: Option<Instant>,
+    /// Emptied outgoing-packet buffers that `publish` reuses, at most
+    /// [`SPARE_BUFFERS_CAPACITY`] bytes of capacity in total (`spare_capacity`).
     spare_buffers: Vec<Vec<u8>>,
+    spare_capacity: usize,
 }
 
 impl Session {
@@ -323,6 +385,8 @@ impl Session {
         Session {
             rx: Vec::new(),
             rx_start: 0,
+            rx_scan: 0,
+            rx_keep: 0,
             state: State {
                 config,
                 connection: Connection::Disconnected,
@@ -340,6 +404,7 @@ impl Session {
                 last_rx: Instant::default(),
                 ping_deadline: None,
                 spare_buffers: Vec::new(),
+                spare_capacity: 0,
             },
         }
     }
@@ -416,6 +481,7 @@ impl Session {
         append_packet(&mut state.tx, &connect)?;
         self.rx.clear();
         self.rx_start = 0;
+        self.rx_scan = 0;
         if clean_session {
             state.discard_session();
         }
@@ -441,6 +507,7 @@ impl Session {
         retain: bool,
     ) -> Result<Option<PacketId>, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        check_payload_len(topic, payload, qos)?;
         let state = &mut self.state;
         if qos == QoS::AtMostOnce {
             if state.connection != Connection::Connected {
@@ -470,10 +537,9 @@ impl Session {
             packet_id: Some(packet_id),
             payload,
         };
-        let mut buffer = state.spare_buffers.pop().unwrap_or_default();
-        buffer.clear();
+        let mut buffer = state.take_spare_buffer();
         if let Err(e) = append_publish_validated_topic(&mut buffer, &publish) {
-            state.spare_buffers.push(buffer);
+            state.recycle_buffer(buffer);
             return Err(e.into());
         }
         state.used_ids.insert(packet_id);
@@ -503,6 +569,7 @@ impl Session {
             return Err(UsageError::AlreadyConnected);
         }
         validate_topic_name(publish.topic).map_err(UsageError::InvalidTopicName)?;
+        check_payload_len(publish.topic, publish.payload, publish.qos)?;
         if publish.qos == QoS::AtMostOnce || state.used_ids.contains(packet_id) {
             return Err(UsageError::Encode(EncodeError::PacketIdMismatch));
         }
@@ -553,7 +620,7 @@ impl Session {
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
-            state.spare_buffers.push(entry.packet);
+            state.recycle_buffer(entry.packet);
         }
         if index < state.in_flight {
             state.in_flight -= 1;
@@ -633,6 +700,7 @@ impl Session {
         self.state.tx_taken = false;
         self.rx.clear();
         self.rx_start = 0;
+        self.rx_scan = 0;
     }
 
     /// Feeds bytes read from the transport. Drain [`Session::poll_event`] afterwards: decoding
@@ -643,14 +711,29 @@ impl Session {
         }
         if self.rx_start > 0 {
             self.rx.drain(..self.rx_start);
+            self.rx_scan -= self.rx_start;
             self.rx_start = 0;
         }
         self.rx.extend_from_slice(data);
-        self.state.last_rx = now;
-        if self.state.ping_deadline.is_some() {
-            // Bytes are flowing: a PINGRESP queued behind a large message is not late.
-            self.state.ping_deadline =
-                Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+        // Only a complete packet is a sign of life: a broker that trickles the bytes of one
+        // packet forever must not keep a dead link open [MQTT-3.1.2-24]. Packet boundaries are
+        // read from fixed headers only; `poll_event` decodes (and reports malformed or
+        // oversized packets).
+        let mut completed = false;
+        while let Ok(Some(size)) = packet_size(&self.rx[self.rx_scan..]) {
+            if size > self.rx.len() - self.rx_scan {
+                break;
+            }
+            self.rx_scan += size;
+            completed = true;
+        }
+        if completed {
+            self.state.last_rx = now;
+            if self.state.ping_deadline.is_some() {
+                // Packets are flowing: a PINGRESP queued behind a large message is not late.
+                self.state.ping_deadline =
+                    Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+            }
         }
     }
 
@@ -660,6 +743,7 @@ impl Session {
     /// `n` plus the largest packet it expects; without this the buffer grows on demand (to the
     /// same size, at the first read that needs it).
     pub fn reserve_input(&mut self, capacity: usize) {
+        self.rx_keep = self.rx_keep.max(capacity);
         let used = self.rx.len();
         self.rx.reserve(capacity.saturating_sub(used));
     }
@@ -723,15 +807,30 @@ impl Session {
         if let Some(event) = self.state.events.pop_front() {
             return Some(event);
         }
+        if self.rx_start == self.rx.len() {
+            // Everything received is decoded: a buffer a large packet grew is given back.
+            let keep = self.rx_keep.max(BUFFER_KEEP);
+            if self.rx.capacity() > keep * BUFFER_SHRINK_FACTOR {
+                self.rx.clear();
+                self.rx_start = 0;
+                self.rx_scan = 0;
+                self.rx.shrink_to(keep);
+            }
+        }
         let Session {
             rx,
             rx_start,
             state,
+            ..
         } = self;
         while state.connection != Connection::Disconnected {
             let input = &rx[*rx_start..];
             match decode(input, state.config.max_packet_size) {
                 Ok(Decoded::Incomplete) => return None,
+                Err(DecodeError::PacketTooLarge { size, max }) => {
+                    state.close(CloseReason::PacketTooLarge { size, max });
+                    return state.events.pop_front();
+                }
                 Err(e) => {
                     state.close(CloseReason::Decode(e));
                     return state.events.pop_front();
@@ -746,6 +845,18 @@ impl Session {
         }
         None
     }
+}
+
+/// Refuses a payload that cannot fit in one PUBLISH, before anything is copied `[MQTT-2.2.3]`.
+fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
+    let max = max_payload_len(topic, qos);
+    if payload.len() > max {
+        return Err(UsageError::PayloadTooLarge {
+            size: payload.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
@@ -778,11 +889,13 @@ fn append_publish(
     let start = buffer.len();
     // Fixed header (1 + at most 4), topic length (2), packet id (2).
     let max_header = 9 + publish.topic.len();
-    buffer.reserve(max_header + publish.payload.len());
+    // The header is encoded (and the size checked) before room for the payload is reserved,
+    // so a payload too large for MQTT costs no allocation.
     buffer.resize(start + max_header, 0);
     match encode_header(publish, &mut buffer[start..]) {
         Ok(header) => {
             buffer.truncate(start + header);
+            buffer.reserve_exact(publish.payload.len());
             buffer.extend_from_slice(publish.payload);
             Ok(())
         }
@@ -801,6 +914,33 @@ impl State {
         if self.tx_taken {
             self.tx.clear();
             self.tx_taken = false;
+            // A large PUBLISH grew the buffer: do not hold that much for small packets.
+            if self.tx.capacity() > BUFFER_KEEP * BUFFER_SHRINK_FACTOR {
+                self.tx.shrink_to(BUFFER_KEEP);
+            }
+        }
+    }
+
+    /// An empty buffer for an outgoing packet, from the pool when it has one.
+    fn take_spare_buffer(&mut self) -> Vec<u8> {
+        match self.spare_buffers.pop() {
+            Some(mut buffer) => {
+                self.spare_capacity -= buffer.capacity();
+                buffer.clear();
+                buffer
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Returns a completed packet's buffer to the pool, unless the pool would then hold more
+    /// than [`SPARE_BUFFERS_CAPACITY`] bytes: a burst of large or many messages does not pin
+    /// its peak memory.
+    fn recycle_buffer(&mut self, buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity > 0 && self.spare_capacity + capacity <= SPARE_BUFFERS_CAPACITY {
+            self.spare_capacity += capacity;
+            self.spare_buffers.push(buffer);
         }
     }
 
@@ -901,7 +1041,7 @@ impl State {
         let entry = self.outgoing.remove(index)?;
         self.used_ids.remove(entry.packet_id);
         self.in_flight -= 1;
-        self.spare_buffers.push(entry.packet);
+        self.recycle_buffer(entry.packet);
         self.fill_window();
         Some(Event::Published(entry.packet_id))
     }
@@ -913,7 +1053,7 @@ impl State {
             self.used_ids.remove(entry.packet_id);
             self.events
                 .push_back(Event::PublishDiscarded(entry.packet_id));
-            self.spare_buffers.push(entry.packet);
+            self.recycle_buffer(entry.packet);
         }
     }
 
