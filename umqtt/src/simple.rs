@@ -758,18 +758,19 @@ impl<S: Stream> Client<S> {
 
     fn write_pending(&mut self) -> Result<(), Error> {
         let now = self.now();
-        let Some(bytes) = self.session.poll_transmit(now) else {
-            return Ok(());
-        };
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(Error::Usage(UsageError::NotConnected));
-        };
-        if let Err(e) = write_within(stream, bytes, self.write_stall) {
-            self.connection_lost();
-            return Err(match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
-                _ => Error::Io(e),
-            });
+        // Small packets come in one slice; a large PUBLISH in its own, from the session's
+        // stored copy (not copied again for sending).
+        while let Some(bytes) = self.session.poll_transmit(now) {
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(Error::Usage(UsageError::NotConnected));
+            };
+            if let Err(e) = write_within(stream, bytes, self.write_stall) {
+                self.connection_lost();
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
+                    _ => Error::Io(e),
+                });
+            }
         }
         Ok(())
     }

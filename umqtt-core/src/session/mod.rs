@@ -9,7 +9,8 @@
 //! driver:
 //! 1. calls [`Session::poll_event`] until it returns `None` (this is also where received packets
 //!    are decoded and answered, so it must be drained before reading more);
-//! 2. writes everything [`Session::poll_transmit`] returns;
+//! 2. calls [`Session::poll_transmit`] until it returns `None`, writing each slice in order
+//!    (a large PUBLISH comes as its own slice, straight from the message's stored copy);
 //! 3. sleeps or reads until [`Session::poll_timeout`], then calls [`Session::handle_timeout`].
 //!
 //! After [`Event::Closed`] the driver closes the socket; the session keeps its state for the
@@ -348,6 +349,9 @@ const BUFFER_KEEP: usize = 64 * 1024;
 /// packets does not pin its peak memory, while packets up to a few times `BUFFER_KEEP` never
 /// cause a reallocation.
 const BUFFER_SHRINK_FACTOR: usize = 4;
+/// A stored PUBLISH larger than this is handed to the driver from its own buffer rather than
+/// copied into `tx`; smaller ones are copied so that many go out in one write.
+const STORED_SEND_MIN: usize = BUFFER_KEEP;
 /// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
@@ -367,8 +371,12 @@ struct State {
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
+    /// Bytes to send; `tx[..tx_sent]` were handed to the driver.
     tx: Vec<u8>,
-    tx_taken: bool,
+    tx_sent: usize,
+    /// Large stored PUBLISH packets to send from their own buffer (no copy into `tx`): each
+    /// goes out once `tx_sent` reaches its offset in `tx`.
+    tx_stored: VecDeque<(usize, PacketId)>,
     events: VecDeque<Event<'static>>,
     last_tx: Instant,
     last_rx: Instant,
@@ -398,7 +406,8 @@ impl Session {
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
                 tx: Vec::new(),
-                tx_taken: false,
+                tx_sent: 0,
+                tx_stored: VecDeque::new(),
                 events: VecDeque::new(),
                 last_tx: Instant::default(),
                 last_rx: Instant::default(),
@@ -477,7 +486,8 @@ impl Session {
         // Validate before touching any state.
         connect.encoded_len()?;
         state.tx.clear();
-        state.tx_taken = false;
+        state.tx_sent = 0;
+        state.tx_stored.clear();
         append_packet(&mut state.tx, &connect)?;
         self.rx.clear();
         self.rx_start = 0;
@@ -696,8 +706,7 @@ impl Session {
     /// `connect`; unsent bytes are dropped (what matters is resent after reconnecting).
     pub fn handle_connection_lost(&mut self) {
         self.state.connection_ended();
-        self.state.tx.clear();
-        self.state.tx_taken = false;
+        self.state.reset_tx();
         self.rx.clear();
         self.rx_start = 0;
         self.rx_scan = 0;
@@ -788,17 +797,35 @@ impl Session {
         }
     }
 
-    /// Bytes to write to the transport, all of them, before the next call on the session.
-    /// `now` is when they are written: the keepalive timer counts from it.
+    /// The next bytes to write to the transport. Call it until it returns `None` and write
+    /// every slice, in order, before the next input to the session. Small packets come
+    /// together in one slice; a PUBLISH larger than 64 KiB comes as its own slice, borrowed
+    /// from the message's stored copy, so that a large payload is not held twice while it is
+    /// sent. `now` is when they are written: the keepalive timer counts from it.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         let state = &mut self.state;
-        if state.tx_taken || state.tx.is_empty() {
-            return None;
+        loop {
+            let next_stored = state.tx_stored.front().map(|&(at, _)| at);
+            if next_stored == Some(state.tx_sent) {
+                let (_, packet_id) = state.tx_stored.pop_front()?;
+                // A message cancelled after it was queued for sending is skipped: none of its
+                // bytes were handed out.
+                let Some(index) = state.outgoing.iter().position(|o| o.packet_id == packet_id)
+                else {
+                    continue;
+                };
+                state.last_tx = now;
+                return Some(&state.outgoing[index].packet);
+            }
+            let end = next_stored.unwrap_or(state.tx.len());
+            if end == state.tx_sent {
+                return None;
+            }
+            let start = core::mem::replace(&mut state.tx_sent, end);
+            state.last_tx = now;
+            return Some(&state.tx[start..end]);
         }
-        state.tx_taken = true;
-        state.last_tx = now;
-        Some(&state.tx)
     }
 
     /// The next event. Received packets are decoded, acknowledged and checked here.
@@ -911,14 +938,21 @@ const DUP_FLAG: u8 = 0b1000;
 impl State {
     /// Starts writing new bytes: forgets bytes the driver already took.
     fn begin_tx(&mut self) {
-        if self.tx_taken {
+        if self.tx_sent > 0 && self.tx_sent == self.tx.len() && self.tx_stored.is_empty() {
             self.tx.clear();
-            self.tx_taken = false;
+            self.tx_sent = 0;
             // A large PUBLISH grew the buffer: do not hold that much for small packets.
             if self.tx.capacity() > BUFFER_KEEP * BUFFER_SHRINK_FACTOR {
                 self.tx.shrink_to(BUFFER_KEEP);
             }
         }
+    }
+
+    /// Drops every byte not yet handed to the driver (the connection is starting or over).
+    fn reset_tx(&mut self) {
+        self.tx.clear();
+        self.tx_sent = 0;
+        self.tx_stored.clear();
     }
 
     /// An empty buffer for an outgoing packet, from the pool when it has one.
@@ -1019,10 +1053,17 @@ impl State {
                 self.send_ack(0x62, packet_id);
             }
             OutgoingStage::Queued | OutgoingStage::AwaitingAck => {
-                let start = self.tx.len();
-                self.tx.extend_from_slice(&entry.packet);
-                if entry.sent_before {
-                    self.tx[start] |= DUP_FLAG;
+                // DUP is set on every resend of a PUBLISH sent before, and only then
+                // [MQTT-3.3.1-1], [MQTT-3.3.1-3].
+                let dup = if entry.sent_before { DUP_FLAG } else { 0 };
+                if entry.packet.len() > STORED_SEND_MIN {
+                    // Sent from the stored copy: the flag is set there, in place.
+                    entry.packet[0] = (entry.packet[0] & !DUP_FLAG) | dup;
+                    self.tx_stored.push_back((self.tx.len(), entry.packet_id));
+                } else {
+                    let start = self.tx.len();
+                    self.tx.extend_from_slice(&entry.packet);
+                    self.tx[start] = (self.tx[start] & !DUP_FLAG) | dup;
                 }
                 entry.stage = OutgoingStage::AwaitingAck;
                 entry.sent_before = true;
@@ -1071,8 +1112,7 @@ impl State {
 
     fn close(&mut self, reason: CloseReason) {
         self.connection_ended();
-        self.tx.clear();
-        self.tx_taken = false;
+        self.reset_tx();
         self.events.push_back(Event::Closed(reason));
     }
 

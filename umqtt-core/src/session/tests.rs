@@ -44,11 +44,13 @@ enum Sent {
 }
 
 fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
-    let Some(bytes) = session.poll_transmit(now) else {
-        return Vec::new();
-    };
+    let mut bytes = Vec::new();
+    while let Some(part) = session.poll_transmit(now) {
+        assert!(!part.is_empty(), "poll_transmit returned an empty slice");
+        bytes.extend_from_slice(part);
+    }
     let mut out = Vec::new();
-    let mut rest = bytes;
+    let mut rest = &bytes[..];
     while !rest.is_empty() {
         let Ok(Decoded::Complete { packet, consumed }) = decode(rest, usize::MAX) else {
             panic!("session wrote an invalid packet: {rest:02x?}");
@@ -966,5 +968,71 @@ fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
             .restore_publish(PacketId::new(11).unwrap(), &publish(b"x"), false)
             .is_err(),
         "only while disconnected"
+    );
+}
+
+#[test]
+fn large_publish_is_sent_from_its_stored_copy_in_order_with_dup_on_resend() {
+    let mut session = connected(SessionConfig {
+        max_in_flight: 10,
+        ..config()
+    });
+    let big = vec![7u8; 200 * 1024];
+    session.publish("t", b"a", QoS::AtLeastOnce, false).unwrap();
+    session.publish("t", &big, QoS::AtLeastOnce, false).unwrap();
+    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
+    // Three slices: the small PUBLISH, the large one from its stored buffer, the small one.
+    let parts: Vec<usize> =
+        core::iter::from_fn(|| session.poll_transmit(t(2)).map(<[u8]>::len)).collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert!(parts[1] > 200 * 1024);
+    // Nothing of the large payload was copied into the transmit buffer.
+    assert!(
+        session.state.tx.capacity() < 1024,
+        "{}",
+        session.state.tx.capacity()
+    );
+
+    // Resent with DUP on a resumed session, same order.
+    session.handle_connection_lost();
+    session.connect(t(3), false).unwrap();
+    let _ = sent(&mut session, t(3));
+    feed(&mut session, t(4), &[0x20, 0x02, 0x01, 0x00]);
+    assert_eq!(
+        sent(&mut session, t(4)),
+        vec![
+            publish_sent(1, true, QoS::AtLeastOnce, b"a"),
+            publish_sent(2, true, QoS::AtLeastOnce, &big),
+            publish_sent(3, true, QoS::AtLeastOnce, b"b"),
+        ]
+    );
+    // A lost session republishes them as new messages: DUP clear again.
+    session.handle_connection_lost();
+    session.connect(t(5), false).unwrap();
+    let _ = sent(&mut session, t(5));
+    feed(&mut session, t(6), &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        sent(&mut session, t(6)),
+        vec![
+            publish_sent(1, false, QoS::AtLeastOnce, b"a"),
+            publish_sent(2, false, QoS::AtLeastOnce, &big),
+            publish_sent(3, false, QoS::AtLeastOnce, b"b"),
+        ]
+    );
+}
+
+#[test]
+fn cancelled_large_publish_is_skipped_before_it_is_sent() {
+    let mut session = connected(config());
+    let big = vec![7u8; 200 * 1024];
+    let id = session
+        .publish("t", &big, QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
+    assert!(session.cancel_publish(id));
+    assert_eq!(
+        sent(&mut session, t(2)),
+        vec![publish_sent(2, false, QoS::AtLeastOnce, b"b")]
     );
 }
