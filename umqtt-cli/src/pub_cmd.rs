@@ -145,8 +145,19 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
     let mut client = common::connect(&settings)?;
     match single {
         Some(payload) => {
-            client.publish(&topic, &payload, qos, args.retain)?;
-            message.confirmed(&payload);
+            // The client copies the message (into its transmit buffer, or its stored copy
+            // until acknowledged); ours is dropped before waiting, unless --confirm prints it,
+            // so a large payload is held once while it is sent.
+            let packet_id = client.publish_nowait(&topic, &payload, qos, args.retain)?;
+            let confirmation = args.confirm.then_some(payload);
+            if packet_id.is_some() {
+                client.wait_all_published(settings.config.response_timeout)?;
+            } else {
+                client.flush()?;
+            }
+            if let Some(payload) = confirmation {
+                message.confirmed(&payload);
+            }
         }
         None => publish_lines(&mut client, &message)?,
     }
