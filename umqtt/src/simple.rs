@@ -977,3 +977,69 @@ fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
         ..SessionConfig::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish<'a>(topic: &'a str, payload: &'a [u8]) -> Publish<'a> {
+        Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload,
+        }
+    }
+
+    #[test]
+    fn inbox_is_full_by_count_or_bytes_but_always_takes_one_message() {
+        let config = ClientConfig {
+            max_queued_messages: 3,
+            max_queued_bytes: 10,
+            ..ClientConfig::default()
+        };
+        let mut inbox = Inbox::default();
+        assert!(!inbox.is_full(&config));
+        // One message larger than the byte bound is still accepted into an empty queue.
+        inbox.push(&publish("t", &[0; 50]));
+        assert!(inbox.is_full(&config));
+        assert_eq!(inbox.pop().map(|m| m.payload.len()), Some(50));
+        assert_eq!(inbox.bytes, 0);
+        assert!(!inbox.is_full(&config));
+        for _ in 0..3 {
+            inbox.push(&publish("t", b"x"));
+        }
+        assert_eq!(inbox.bytes, 6);
+        assert!(inbox.is_full(&config), "full by count");
+    }
+
+    #[test]
+    fn spare_pool_frees_buffers_beyond_its_capacity() {
+        let mut inbox = Inbox::default();
+        // A burst of large messages comes back as spares: most are freed.
+        for _ in 0..8 {
+            let message = Message::from(&publish("t", &[0; 512 * 1024]));
+            inbox.recycle(message, 1024);
+        }
+        assert!(inbox.spare_capacity <= SPARE_MESSAGES_CAPACITY);
+        assert_eq!(
+            inbox.spare_capacity,
+            inbox.spares.iter().map(capacity).sum::<usize>()
+        );
+        assert!(inbox.spares.len() < 8);
+        // Small messages are still pooled, up to the count bound.
+        let mut small = Inbox::default();
+        for _ in 0..5 {
+            small.recycle(Message::from(&publish("t", b"abc")), 3);
+        }
+        assert_eq!(small.spares.len(), 3);
+        // Taking a spare for a new message updates the pooled capacity.
+        small.push(&publish("t", b"x"));
+        assert_eq!(
+            small.spare_capacity,
+            small.spares.iter().map(capacity).sum::<usize>()
+        );
+    }
+}

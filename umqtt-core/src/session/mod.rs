@@ -227,7 +227,7 @@ pub enum UsageError {
         /// The payload's size.
         size: usize,
         /// The largest payload this topic and QoS allow
-        /// ([`max_payload_len`](crate::packet::max_payload_len)).
+        /// ([`max_payload_len`]).
         max: usize,
     },
 }
