@@ -82,8 +82,13 @@ impl Harness {
             }
         }
         let now = self.now();
-        if let Some(bytes) = self.session.poll_transmit(now) {
-            check_transmission(bytes);
+        let mut transmitted = Vec::new();
+        while let Some(bytes) = self.session.poll_transmit(now) {
+            assert!(!bytes.is_empty());
+            transmitted.extend_from_slice(bytes);
+        }
+        if !transmitted.is_empty() {
+            check_transmission(&transmitted);
         }
         assert!(self.session.poll_transmit(now).is_none());
         self.check_counts();

@@ -73,6 +73,12 @@ pub struct ConnectArgs {
           default_value = "mqttv311", value_parser = parse_protocol_version)]
     pub protocol: ProtocolVersion,
 
+    /// Largest incoming packet accepted, in bytes (a local memory limit; MQTT allows up to
+    /// 268435460) [default: 4194304]
+    #[arg(long = "max-packet-size", value_name = "BYTES",
+          value_parser = clap::value_parser!(u32).range(2..=MAX_PACKET_SIZE))]
+    pub max_packet_size: Option<u32>,
+
     /// Print every packet sent and received on stderr
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -148,6 +154,10 @@ pub struct RobustArgs {
     #[arg(long = "policy", value_name = "POLICY", value_parser = PolicySpec::parse)]
     pub policy: Option<PolicySpec>,
 }
+
+/// The largest packet MQTT can express: remaining length 268 435 455 `[MQTT-2.2.3]` plus a
+/// five-byte fixed header.
+const MAX_PACKET_SIZE: i64 = umqtt_core::packet::MAX_REMAINING_LENGTH as i64 + 5;
 
 fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
     match text {
@@ -253,6 +263,11 @@ impl ConnectArgs {
                 password,
                 keep_alive: self.keepalive,
                 protocol: self.protocol,
+                max_packet_size: self
+                    .max_packet_size
+                    .map_or(ClientConfig::default().max_packet_size, |bytes| {
+                        bytes as usize
+                    }),
                 ..ClientConfig::default()
             },
             clean_session: !self.disable_clean_session,

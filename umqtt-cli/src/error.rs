@@ -152,6 +152,10 @@ pub fn describe(error: &umqtt::Error) -> String {
             "the broker stopped answering (no PINGRESP in time)".to_owned()
         }
         umqtt::Error::Timeout => "timed out waiting for the broker's acknowledgement".to_owned(),
+        umqtt::Error::PacketTooLarge { size, max } => format!(
+            "incoming packet of {size} bytes exceeds the configured maximum of {max} \
+             (raise --max-packet-size)"
+        ),
         umqtt::Error::SubscribeRefused { filter } => {
             format!("the broker refused the subscription to {filter:?}")
         }

@@ -147,7 +147,27 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
 
     let mut client =
         common::connect(&settings).map_err(|e| if past_deadline() { timed_out() } else { e })?;
+    let mut stdout = io::stdout().lock();
+    let mut printed = 0;
     if let Err(e) = client.subscribe_many(&filters) {
+        // A broker may send messages before its SUBACK (MQTT 3.1.1 §3.8.4); the client has
+        // acknowledged them, so they are printed before the failure is reported.
+        while printed < limit {
+            let Some(message) = client.take_queued_msg() else {
+                break;
+            };
+            if args.no_retained && message.retain {
+                continue;
+            }
+            if let Err(e) = output.print(&mut stdout, &message) {
+                return output_error(&e);
+            }
+            printed += 1;
+        }
+        if printed >= limit {
+            let _ = client.disconnect();
+            return Ok(());
+        }
         return Err(if past_deadline() {
             timed_out()
         } else {
@@ -155,8 +175,6 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         });
     }
 
-    let mut stdout = io::stdout().lock();
-    let mut printed = 0;
     while printed < limit && !crate::signal::interrupted() {
         let message = match deadline {
             // In slices, so Ctrl-C / SIGTERM is noticed.

@@ -113,8 +113,12 @@ impl Device {
 
     fn write(&mut self, net: &mut SimNet, now: Instant) {
         if let Some(conn) = self.conn {
-            if let Some(bytes) = self.engine.poll_transmit(now) {
+            let mut wrote = false;
+            while let Some(bytes) = self.engine.poll_transmit(now) {
                 net.send(now, conn, bytes);
+                wrote = true;
+            }
+            if wrote {
                 self.engine.handle_written(now);
             }
         }

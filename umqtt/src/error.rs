@@ -28,9 +28,20 @@ pub enum Error {
     ConnectTimeout,
     /// No PINGRESP arrived in time: the link is dead or half-open.
     KeepAliveTimeout,
-    /// A write made no progress within the response timeout: the broker or the network
-    /// stopped taking data (the send buffer is full). The connection is closed.
+    /// A write made no progress within the response timeout, or within 1.5 × keepalive when
+    /// that is shorter: the broker or the network stopped taking data (the send buffer is
+    /// full). The connection is closed.
     WriteStalled,
+    /// The broker announced a packet larger than
+    /// [`ClientConfig::max_packet_size`](crate::simple::ClientConfig::max_packet_size): a local
+    /// limit (MQTT allows up to 256 MiB), checked from the fixed header before anything is
+    /// stored. The connection is closed; raise the limit to receive such messages.
+    PacketTooLarge {
+        /// Total size announced, fixed header included.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
     /// The expected acknowledgement did not arrive within the response timeout; the connection
     /// stays open.
     Timeout,
@@ -66,6 +77,7 @@ impl Error {
                 | Error::KeepAliveTimeout
                 | Error::WriteStalled
                 | Error::Connect(_)
+                | Error::PacketTooLarge { .. }
         )
     }
 }
@@ -84,6 +96,11 @@ impl fmt::Display for Error {
             Error::WriteStalled => {
                 f.write_str("the broker stopped reading: a write made no progress in time")
             }
+            Error::PacketTooLarge { size, max } => write!(
+                f,
+                "incoming packet of {size} bytes exceeds the configured maximum of {max} \
+                 (raise max_packet_size)"
+            ),
             Error::Timeout => f.write_str("timed out waiting for the broker's response"),
             Error::SubscribeRefused { filter } => {
                 write!(f, "broker refused subscription to {filter:?}")
@@ -143,6 +160,7 @@ impl From<CloseReason> for Error {
             CloseReason::Protocol(e) => Error::Protocol(e),
             CloseReason::ConnectTimeout => Error::ConnectTimeout,
             CloseReason::KeepAliveTimeout => Error::KeepAliveTimeout,
+            CloseReason::PacketTooLarge { size, max } => Error::PacketTooLarge { size, max },
             _ => Error::Usage(UsageError::NotConnected),
         }
     }

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Every call drives the connection: keepalive PINGREQs go out automatically during any call,
-//! and messages that arrive while a call waits for its acknowledgement are queued (bounded)
-//! and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
+//! and messages that arrive while a call waits for its acknowledgement are queued (bounded in
+//! count, [`ClientConfig::max_queued_messages`], and in bytes,
+//! [`ClientConfig::max_queued_bytes`]) and returned by the next [`Client::wait_msg`] / [`Client::check_msg`] — never dropped, never
 //! delivered by recursion into a callback.
 //!
 //! # Receiving without allocating
@@ -39,7 +40,9 @@
 //! Messages queued while a call waited for its acknowledgement are handed over by swapping
 //! buffers with the caller's message (no copy); the caller's previous buffers go to a pool the
 //! queue takes from next time. The pool holds at most as many messages as the queue once held
-//! at the same time (never more than `max_queued_messages`), each with the capacity it grew to.
+//! at the same time (never more than `max_queued_messages`), and at most 1 MiB of buffer
+//! capacity in total: after a burst of large messages the extra buffers are freed, so messages
+//! larger than that allocate each time (a cost small next to copying them).
 
 use std::collections::VecDeque;
 use std::io;
@@ -76,10 +79,19 @@ pub struct ClientConfig {
     /// How long a call waits for its acknowledgement (PUBACK, SUBACK, PINGRESP…), and how long
     /// a write may make no progress before the link counts as lost.
     pub response_timeout: Duration,
-    /// Largest incoming packet accepted.
+    /// Largest incoming packet accepted, fixed header included (default 4 MiB). This is a local
+    /// limit on memory, not MQTT's (which allows 256 MiB): a larger packet ends the connection
+    /// with [`Error::PacketTooLarge`], decided from its fixed header before anything is stored.
+    /// Raise it to receive larger messages.
     pub max_packet_size: usize,
     /// Most received messages queued while calls wait for acknowledgements.
     pub max_queued_messages: usize,
+    /// Most topic and payload bytes queued while calls wait for acknowledgements (default
+    /// 64 MiB). Reaching it, like reaching `max_queued_messages`, stops reading (nothing is
+    /// dropped) until the queue is drained: calls that wait for something else then fail with
+    /// [`Error::MessageQueueFull`]. One message is always accepted into an empty queue, so the
+    /// queue may exceed this by at most one message.
+    pub max_queued_bytes: usize,
     /// Protocol version announced in CONNECT (3.1.1 by default; 3.1 for old brokers).
     pub protocol: ProtocolVersion,
     /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]). Keep it at or
@@ -102,6 +114,7 @@ impl Default for ClientConfig {
             response_timeout: Duration::from_secs(10),
             max_packet_size: 4 * 1024 * 1024,
             max_queued_messages: 1024,
+            max_queued_bytes: 64 * 1024 * 1024,
             max_in_flight: 20,
             protocol: ProtocolVersion::V311,
         }
@@ -135,13 +148,14 @@ pub struct Client<S: Stream = Transport> {
     session: Session,
     stream: Option<S>,
     epoch: std::time::Instant,
-    messages: VecDeque<Message>,
-    /// Emptied messages whose buffers the queue reuses; see "Receiving without allocating".
-    spare_messages: Vec<Message>,
+    /// Received messages not yet handed to the application.
+    inbox: Inbox,
     read_buffer: Box<[u8]>,
     /// The read timeout last set on `stream` (`Some(None)`: blocking), `None` when unknown.
     /// Lets most reads skip the `setsockopt`; see `read_with_timeout`.
     read_timeout: Option<Option<Duration>>,
+    /// How long a write may make no progress before the link counts as lost.
+    write_stall: Duration,
 }
 
 impl Client<Transport> {
@@ -175,6 +189,7 @@ impl Client<Transport> {
 impl<S: Stream> Client<S> {
     /// A client with explicit settings.
     pub fn with_config(config: ClientConfig) -> Self {
+        let response_timeout = config.response_timeout;
         let mut session = Session::new(session_config(&config, None));
         // Reads decode everything before reading again, so the session holds at most a partial
         // packet plus one read: with room for that reserved now, receiving packets up to
@@ -185,10 +200,10 @@ impl<S: Stream> Client<S> {
             session,
             stream: None,
             epoch: std::time::Instant::now(),
-            messages: VecDeque::new(),
-            spare_messages: Vec::new(),
+            inbox: Inbox::default(),
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             read_timeout: None,
+            write_stall: response_timeout,
         }
     }
 
@@ -231,10 +246,12 @@ impl<S: Stream> Client<S> {
         self.session.connect(now, clean_session)?;
         let mut stream = stream;
         // A write that makes no progress for this long means the peer stopped reading: fail
-        // (and let keepalive-free callers see a lost link) rather than block forever.
-        stream.set_write_timeout(Some(
-            self.config.response_timeout.max(Duration::from_millis(100)),
-        ))?;
+        // rather than block forever. The session's timers cannot fire while a write blocks,
+        // so with a keepalive the stall is also bounded by the keepalive's clock
+        // (1.5 × keepalive, as for a silent link), not only by the response timeout.
+        self.write_stall =
+            transport::write_stall(self.config.response_timeout, self.session.config());
+        transport::set_write_slice(&mut stream, self.write_stall)?;
         self.stream = Some(stream);
         self.read_timeout = None;
         let deadline = std::time::Instant::now() + timeout;
@@ -310,6 +327,11 @@ impl<S: Stream> Client<S> {
 
     /// Subscribes to one filter; returns the QoS the broker granted. A refusal (0x80) is
     /// [`Error::SubscribeRefused`].
+    ///
+    /// A broker may send matching messages before the SUBACK (MQTT 3.1.1 §3.8.4). They are
+    /// acknowledged and queued as they arrive, and stay queued whatever the outcome: after a
+    /// failed subscribe (no SUBACK in time, a broken SUBACK, a lost connection) they are still
+    /// returned by [`Client::take_queued_msg`], [`Client::check_msg`] and [`Client::wait_msg`].
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<QoS, Error> {
         Ok(self.subscribe_many(&[(filter, qos)])?[0])
     }
@@ -404,12 +426,12 @@ impl<S: Stream> Client<S> {
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<Message>, Error> {
         self.wait_queued(deadline)?;
-        Ok(self.messages.pop_front())
+        Ok(self.inbox.pop())
     }
 
     /// Drives the connection until a message is queued; `false` if the deadline passed first.
     fn wait_queued(&mut self, deadline: Option<std::time::Instant>) -> Result<bool, Error> {
-        if !self.messages.is_empty() {
+        if !self.inbox.messages.is_empty() {
             return Ok(true);
         }
         self.require_connection()?;
@@ -424,7 +446,7 @@ impl<S: Stream> Client<S> {
     /// keepalive PINGREQ, so calling it regularly keeps the connection alive.
     pub fn check_msg(&mut self) -> Result<Option<Message>, Error> {
         self.check_queued()?;
-        Ok(self.messages.pop_front())
+        Ok(self.inbox.pop())
     }
 
     /// Like [`Client::check_msg`], but writes the message into `message`, reusing its buffers.
@@ -439,28 +461,26 @@ impl<S: Stream> Client<S> {
 
     /// Reads what is available without blocking; whether a message is queued.
     fn check_queued(&mut self) -> Result<bool, Error> {
-        if !self.messages.is_empty() {
+        if !self.inbox.messages.is_empty() {
             return Ok(true);
         }
         self.require_connection()?;
         self.process_events(&mut |_, _| None::<()>)?;
         self.flush()?;
-        if self.messages.is_empty() {
+        if self.inbox.messages.is_empty() {
             self.read_available(true)?;
             self.process_events(&mut |_, _| None::<()>)?;
             self.flush()?;
         }
-        Ok(!self.messages.is_empty())
+        Ok(!self.inbox.messages.is_empty())
     }
 
     /// Moves the oldest queued message into `message` by swapping buffers; the caller's old
     /// buffers become a spare for the queue.
     fn take_queued_into(&mut self, message: &mut Message) {
-        if let Some(mut queued) = self.messages.pop_front() {
+        if let Some(mut queued) = self.inbox.pop() {
             std::mem::swap(message, &mut queued);
-            if self.spare_messages.len() < self.config.max_queued_messages {
-                self.spare_messages.push(queued);
-            }
+            self.inbox.recycle(queued, self.config.max_queued_messages);
         }
     }
 
@@ -508,6 +528,14 @@ impl<S: Stream> Client<S> {
         self.session.cancel_publish(packet_id)
     }
 
+    /// The oldest message already received and queued, without reading the network: works
+    /// while connected or not, e.g. after a failed [`Client::subscribe`] or a lost
+    /// connection. Every QoS 1/2 message the client acknowledged reaches the application
+    /// through this, [`Client::check_msg`] or [`Client::wait_msg`].
+    pub fn take_queued_msg(&mut self) -> Option<Message> {
+        self.inbox.pop()
+    }
+
     fn require_connection(&self) -> Result<(), Error> {
         if self.is_connected() {
             Ok(())
@@ -534,9 +562,7 @@ impl<S: Stream> Client<S> {
                 return Ok(result);
             }
             self.write_pending()?;
-            if self.messages.len() >= self.config.max_queued_messages
-                && self.session.has_unprocessed_input()
-            {
+            if self.inbox.is_full(&self.config) && self.session.has_unprocessed_input() {
                 return Err(Error::MessageQueueFull);
             }
             let wait = match deadline {
@@ -568,8 +594,7 @@ impl<S: Stream> Client<S> {
     ) -> Result<Option<R>, Error> {
         // A full queue stops decoding (no message is dropped), except when the session is not
         // connected: then no message can come, only CONNACK or the close that must be seen.
-        while self.messages.len() < self.config.max_queued_messages || !self.session.is_connected()
-        {
+        while !self.inbox.is_full(&self.config) || !self.session.is_connected() {
             let notice = match self.session.poll_event() {
                 None => return Ok(None),
                 Some(Event::Closed(reason)) => {
@@ -577,7 +602,7 @@ impl<S: Stream> Client<S> {
                     return Err(reason.into());
                 }
                 Some(Event::Message(publish)) => {
-                    queue_message(&mut self.messages, &mut self.spare_messages, &publish);
+                    self.inbox.push(&publish);
                     Notice::MessageQueued
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
@@ -589,7 +614,7 @@ impl<S: Stream> Client<S> {
                 Some(Event::PingResponse) => Notice::Pong,
                 Some(_) => Notice::Other,
             };
-            if let Some(result) = done(&notice, &self.messages) {
+            if let Some(result) = done(&notice, &self.inbox.messages) {
                 return Ok(Some(result));
             }
         }
@@ -598,18 +623,19 @@ impl<S: Stream> Client<S> {
 
     fn write_pending(&mut self) -> Result<(), Error> {
         let now = self.now();
-        let Some(bytes) = self.session.poll_transmit(now) else {
-            return Ok(());
-        };
-        let Some(stream) = self.stream.as_mut() else {
-            return Err(Error::Usage(UsageError::NotConnected));
-        };
-        if let Err(e) = stream.write_all(bytes).and_then(|()| stream.flush()) {
-            self.connection_lost();
-            return Err(match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
-                _ => Error::Io(e),
-            });
+        // Small packets come in one slice; a large PUBLISH in its own, from the session's
+        // stored copy (not copied again for sending).
+        while let Some(bytes) = self.session.poll_transmit(now) {
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(Error::Usage(UsageError::NotConnected));
+            };
+            if let Err(e) = transport::write_within(stream, bytes, self.write_stall) {
+                self.connection_lost();
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::WriteStalled,
+                    _ => Error::Io(e),
+                });
+            }
         }
         Ok(())
     }
@@ -695,26 +721,73 @@ impl<S: Stream> Client<S> {
     fn drain_close_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             if let Event::Message(publish) = event {
-                queue_message(&mut self.messages, &mut self.spare_messages, &publish);
+                self.inbox.push(&publish);
             }
         }
     }
 }
 
-/// Queues a received message, in a spare's buffers when there is one.
-fn queue_message(
-    messages: &mut VecDeque<Message>,
-    spare_messages: &mut Vec<Message>,
-    publish: &Publish<'_>,
-) {
-    let message = match spare_messages.pop() {
-        Some(mut spare) => {
-            spare.set_from(publish);
-            spare
+/// Most topic and payload capacity kept in the pool of emptied messages.
+const SPARE_MESSAGES_CAPACITY: usize = 1024 * 1024;
+
+/// Received messages waiting for `wait_msg` / `check_msg`, bounded in count and bytes, and
+/// the emptied messages whose buffers the queue reuses (see "Receiving without allocating").
+#[derive(Debug, Default)]
+struct Inbox {
+    messages: VecDeque<Message>,
+    /// Topic and payload bytes held by `messages`.
+    bytes: usize,
+    spares: Vec<Message>,
+    /// Topic and payload capacity held by `spares`, at most [`SPARE_MESSAGES_CAPACITY`].
+    spare_capacity: usize,
+}
+
+impl Inbox {
+    /// Queues a received message, in a spare's buffers when there is one.
+    fn push(&mut self, publish: &Publish<'_>) {
+        let message = match self.spares.pop() {
+            Some(mut spare) => {
+                self.spare_capacity -= capacity(&spare);
+                spare.set_from(publish);
+                spare
+            }
+            None => Message::from(publish),
+        };
+        self.bytes += size(&message);
+        self.messages.push_back(message);
+    }
+
+    fn pop(&mut self) -> Option<Message> {
+        let message = self.messages.pop_front()?;
+        self.bytes -= size(&message);
+        Some(message)
+    }
+
+    /// Whether the queue takes no more messages: decoding stops until it is drained.
+    fn is_full(&self, config: &ClientConfig) -> bool {
+        self.messages.len() >= config.max_queued_messages
+            || (self.bytes >= config.max_queued_bytes && !self.messages.is_empty())
+    }
+
+    /// Keeps an emptied message's buffers for the next `push`, unless the pool is full (in
+    /// count or capacity): then they are freed.
+    fn recycle(&mut self, message: Message, max_count: usize) {
+        let capacity = capacity(&message);
+        if self.spares.len() < max_count
+            && self.spare_capacity + capacity <= SPARE_MESSAGES_CAPACITY
+        {
+            self.spare_capacity += capacity;
+            self.spares.push(message);
         }
-        None => Message::from(publish),
-    };
-    messages.push_back(message);
+    }
+}
+
+fn size(message: &Message) -> usize {
+    message.topic.len() + message.payload.len()
+}
+
+fn capacity(message: &Message) -> usize {
+    message.topic.capacity() + message.payload.capacity()
 }
 
 fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
@@ -729,5 +802,71 @@ fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
         password: config.password.clone(),
         will,
         ..SessionConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish<'a>(topic: &'a str, payload: &'a [u8]) -> Publish<'a> {
+        Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload,
+        }
+    }
+
+    #[test]
+    fn inbox_is_full_by_count_or_bytes_but_always_takes_one_message() {
+        let config = ClientConfig {
+            max_queued_messages: 3,
+            max_queued_bytes: 10,
+            ..ClientConfig::default()
+        };
+        let mut inbox = Inbox::default();
+        assert!(!inbox.is_full(&config));
+        // One message larger than the byte bound is still accepted into an empty queue.
+        inbox.push(&publish("t", &[0; 50]));
+        assert!(inbox.is_full(&config));
+        assert_eq!(inbox.pop().map(|m| m.payload.len()), Some(50));
+        assert_eq!(inbox.bytes, 0);
+        assert!(!inbox.is_full(&config));
+        for _ in 0..3 {
+            inbox.push(&publish("t", b"x"));
+        }
+        assert_eq!(inbox.bytes, 6);
+        assert!(inbox.is_full(&config), "full by count");
+    }
+
+    #[test]
+    fn spare_pool_frees_buffers_beyond_its_capacity() {
+        let mut inbox = Inbox::default();
+        // A burst of large messages comes back as spares: most are freed.
+        for _ in 0..8 {
+            let message = Message::from(&publish("t", &[0; 512 * 1024]));
+            inbox.recycle(message, 1024);
+        }
+        assert!(inbox.spare_capacity <= SPARE_MESSAGES_CAPACITY);
+        assert_eq!(
+            inbox.spare_capacity,
+            inbox.spares.iter().map(capacity).sum::<usize>()
+        );
+        assert!(inbox.spares.len() < 8);
+        // Small messages are still pooled, up to the count bound.
+        let mut small = Inbox::default();
+        for _ in 0..5 {
+            small.recycle(Message::from(&publish("t", b"abc")), 3);
+        }
+        assert_eq!(small.spares.len(), 3);
+        // Taking a spare for a new message updates the pooled capacity.
+        small.push(&publish("t", b"x"));
+        assert_eq!(
+            small.spare_capacity,
+            small.spares.iter().map(capacity).sum::<usize>()
+        );
     }
 }

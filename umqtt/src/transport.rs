@@ -701,6 +701,75 @@ impl std::error::Error for TransportError {
     }
 }
 
+/// Shortest socket write timeout: shorter slices would only add wake-ups.
+const MIN_WRITE_SLICE: Duration = Duration::from_millis(100);
+
+/// How long a write may make no progress before the link counts as lost: the response
+/// timeout, and with a keepalive at most the keepalive's clock (1.5 × keepalive, as for a
+/// silent link) — the session's timers cannot fire while a write blocks.
+pub(crate) fn write_stall(
+    response_timeout: Duration,
+    session: &umqtt_core::session::SessionConfig,
+) -> Duration {
+    let mut stall = response_timeout;
+    if let Some(link) = session.link_timeout() {
+        stall = stall.min(link);
+    }
+    stall.max(MIN_WRITE_SLICE)
+}
+
+/// Sets the socket's write timeout to a slice of `stall`. The socket's own timeout bounds one
+/// write call (Linux returns a partial write only when it expires), so [`write_within`]
+/// measures progress between calls and gives up within stall + slice of the last progress.
+pub(crate) fn set_write_slice<S: Stream + ?Sized>(
+    stream: &mut S,
+    stall: Duration,
+) -> io::Result<()> {
+    stream.set_write_timeout(Some((stall / 8).max(MIN_WRITE_SLICE)))
+}
+
+/// Writes all of `bytes` and flushes, failing with the last `WouldBlock` / `TimedOut` once no
+/// call has made progress for `stall`. The stream's write timeout must be set (to a fraction of
+/// `stall`): each blocked call then returns in time to check. Retrying after a timeout is safe
+/// for TCP and for rustls, whose `write` reports a timeout only before taking any byte.
+pub(crate) fn write_within<S: Stream + ?Sized>(
+    stream: &mut S,
+    bytes: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    let mut rest = bytes;
+    let mut last_progress = std::time::Instant::now();
+    let mut flushed = false;
+    while !flushed {
+        let result = if rest.is_empty() {
+            stream.flush().map(|()| {
+                flushed = true;
+            })
+        } else {
+            match stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    last_progress = std::time::Instant::now();
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && last_progress.elapsed() < stall => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Opens a connection to `host:port`, over TLS when `tls` is given.
 ///
 /// `host` is a DNS name or an IP literal (IPv6 with or without brackets).

@@ -355,3 +355,46 @@ fn connect_to_closed_port_is_a_transport_error() {
         Err(Error::Transport(TransportError::Connect { .. }))
     ));
 }
+
+/// MQTT allows messages up to 256 MiB; the 4 MiB default is a local limit, raised by
+/// `max_packet_size`, and reported as one (not as a malformed packet) when it is not.
+#[test]
+fn eight_mib_message_is_received_only_with_a_raised_max_packet_size() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let broker = Mosquitto::start();
+    let mut raised_config = config(&broker, "big-raised");
+    raised_config.max_packet_size = SIZE + 1024;
+    let mut raised = Client::with_config(raised_config);
+    raised.connect(true).unwrap();
+    raised.subscribe("big", QoS::AtLeastOnce).unwrap();
+    let mut default = connected(&broker, "big-default");
+    default.subscribe("big", QoS::AtLeastOnce).unwrap();
+
+    let payload: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let mut publisher = connected(&broker, "big-pub");
+    publisher
+        .publish("big", &payload, QoS::AtLeastOnce, false)
+        .unwrap();
+
+    let message = raised
+        .wait_msg_timeout(Duration::from_secs(20))
+        .unwrap()
+        .expect("the 8 MiB message");
+    assert_eq!(message.payload.len(), SIZE);
+    assert!(message.payload == payload, "payload differs");
+
+    match default.wait_msg_timeout(Duration::from_secs(20)) {
+        Err(Error::PacketTooLarge { size, max }) => {
+            // Fixed header (1 + 4) + topic (2 + 3) + packet id (2) + payload.
+            assert_eq!(size, 5 + 5 + 2 + SIZE);
+            assert_eq!(max, 4 * 1024 * 1024);
+            let text = Error::PacketTooLarge { size, max }.to_string();
+            assert!(text.contains("configured maximum"), "{text}");
+            assert!(!text.contains("malformed"), "{text}");
+        }
+        other => panic!("expected PacketTooLarge, got {other:?}"),
+    }
+    assert!(!default.is_connected());
+    publisher.disconnect().unwrap();
+    raised.disconnect().unwrap();
+}

@@ -39,8 +39,9 @@ pub enum DecodeError {
     InvalidQoS,
     /// The remaining-length field continues past four bytes `[MQTT-2.2.3]`.
     MalformedRemainingLength,
-    /// The packet is larger than the configured maximum; detected from the fixed header alone,
-    /// before waiting for or storing the body.
+    /// The packet is larger than the maximum the caller passed to [`decode`] (a local limit,
+    /// not a rule the peer broke); detected from the fixed header alone, before waiting for or
+    /// storing the body.
     PacketTooLarge {
         /// Total size announced (fixed header included).
         size: usize,
@@ -114,7 +115,10 @@ impl core::fmt::Display for DecodeError {
                 f.write_str("remaining length longer than 4 bytes")
             }
             DecodeError::PacketTooLarge { size, max } => {
-                write!(f, "packet of {size} bytes exceeds the maximum of {max}")
+                write!(
+                    f,
+                    "packet of {size} bytes exceeds the configured maximum of {max}"
+                )
             }
             DecodeError::InvalidLength { packet_type } => {
                 write!(f, "{packet_type:?} has the wrong remaining length")
@@ -202,6 +206,17 @@ pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, DecodeE
 }
 
 /// Reads the variable-length remaining-length field: `Ok(None)` when more bytes are needed.
+/// The total size (fixed header included) of the packet starting at `buf[0]`, read from its
+/// fixed header alone; `Ok(None)` while the remaining-length field is incomplete.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) fn packet_size(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    Ok(read_remaining_length(&buf[1..])?
+        .map(|(remaining, length_bytes)| 1 + length_bytes + remaining))
+}
+
 fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     let mut value = 0usize;
     for (index, &byte) in bytes.iter().enumerate().take(4) {

@@ -6,6 +6,8 @@
 mod decode;
 mod encode;
 
+#[cfg(feature = "alloc")]
+pub(crate) use decode::packet_size;
 pub use decode::{decode, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
@@ -15,6 +17,15 @@ use core::num::NonZeroU16;
 
 /// Largest value the remaining-length field can express (four 7-bit groups) `[MQTT-2.2.3]`.
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// Largest payload a PUBLISH on `topic` at `qos` can carry: the remaining length
+/// (`[MQTT-2.2.3]`, at most [`MAX_REMAINING_LENGTH`]) also holds the topic's two-byte length
+/// prefix, the topic and, at QoS 1/2, the packet id `[MQTT-3.3.2]`. Lets a caller refuse a
+/// too-large payload before reading or copying it.
+pub const fn max_payload_len(topic: &str, qos: QoS) -> usize {
+    let id_len = if matches!(qos, QoS::AtMostOnce) { 0 } else { 2 };
+    MAX_REMAINING_LENGTH.saturating_sub(2 + topic.len() + id_len)
+}
 
 /// The delivery guarantee of a message `[MQTT-4.3]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

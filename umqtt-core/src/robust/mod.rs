@@ -321,7 +321,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.actions.pop_front()
     }
 
-    /// Bytes to write, all of them, then report [`Engine::handle_written`].
+    /// The next bytes to write. Call it until it returns `None`, write every slice in order,
+    /// then report [`Engine::handle_written`].
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         if !matches!(
@@ -1234,6 +1235,10 @@ pub fn close_kind(reason: CloseReason) -> FailureKind {
         CloseReason::Decode(_) | CloseReason::Protocol(_) => FailureKind::Protocol,
         CloseReason::ConnectTimeout => FailureKind::Timeout,
         CloseReason::KeepAliveTimeout => FailureKind::KeepAliveExpired,
+        // A message larger than the configured maximum: on a persistent session the broker
+        // sends it again at every connection, so retrying cannot help until the limit is
+        // raised.
+        CloseReason::PacketTooLarge { .. } => FailureKind::Configuration,
         _ => FailureKind::ConnectionLost,
     }
 }

@@ -37,7 +37,8 @@ pub enum FailureKind {
     /// The broker sent malformed bytes or broke the protocol.
     Protocol,
     /// The local configuration is unusable (unreadable CA or key file, invalid server name,
-    /// empty client id with a persistent session).
+    /// empty client id with a persistent session, an incoming message larger than the
+    /// configured maximum packet size).
     Configuration,
 }
 

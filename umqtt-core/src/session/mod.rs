@@ -9,7 +9,8 @@
 //! driver:
 //! 1. calls [`Session::poll_event`] until it returns `None` (this is also where received packets
 //!    are decoded and answered, so it must be drained before reading more);
-//! 2. writes everything [`Session::poll_transmit`] returns;
+//! 2. calls [`Session::poll_transmit`] until it returns `None`, writing each slice in order
+//!    (a large PUBLISH comes as its own slice, straight from the message's stored copy);
 //! 3. sleeps or reads until [`Session::poll_timeout`], then calls [`Session::handle_timeout`].
 //!
 //! After [`Event::Closed`] the driver closes the socket; the session keeps its state for the
@@ -23,10 +24,10 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::packet::{
-    decode, encode_publish_header, encode_publish_header_validated_topic, ConnAck, Connect,
-    ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill, Packet, PacketId, PacketType,
-    ProtocolVersion, Publish, QoS, SubAck, Subscribe, SubscribeTopics, Unsubscribe,
-    UnsubscribeTopics,
+    decode, encode_publish_header, encode_publish_header_validated_topic, max_payload_len,
+    packet_size, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
+    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
+    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -52,8 +53,8 @@ pub struct SessionConfig {
     pub client_id: String,
     /// Keepalive in seconds; 0 disables PINGREQ and dead-link detection.
     pub keep_alive: u16,
-    /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other bytes
-    /// keep arriving) before the link is declared dead. `None` means half the keepalive, so a
+    /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other
+    /// *complete* packets keep arriving) before the link is declared dead. `None` means half the keepalive, so a
     /// silent link is detected within 1.5 × keepalive. Never less than one second, whatever is
     /// set: a shorter wait would mistake scheduling hiccups for a dead link.
     pub ping_timeout: Option<Duration>,
@@ -68,7 +69,10 @@ pub struct SessionConfig {
     pub max_in_flight: u16,
     /// Most messages the session holds (in flight and queued) before `publish` refuses more.
     pub max_outgoing: usize,
-    /// Largest incoming packet accepted, fixed header included.
+    /// Largest incoming packet accepted, fixed header included: a local limit on what this
+    /// client buffers (MQTT itself allows up to 256 MiB). A larger packet is refused from its
+    /// fixed header, before its body is waited for or stored, with
+    /// [`CloseReason::PacketTooLarge`].
     pub max_packet_size: usize,
     /// Protocol version announced.
     pub protocol: ProtocolVersion,
@@ -114,6 +118,17 @@ impl SessionConfig {
         self.ping_timeout
             .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
             .max(Duration::from_secs(1))
+    }
+
+    /// How long the link may go without a sign of life before the session declares it dead:
+    /// the keepalive plus the ping timeout (1.5 × keepalive by default). `None` when the
+    /// keepalive is 0. A driver blocked in a write that makes no progress (the broker stopped
+    /// reading) should give up after this long too, since the session's timers cannot fire
+    /// while it is blocked.
+    pub fn link_timeout(&self) -> Option<Duration> {
+        (self.keep_alive != 0).then(|| {
+            Duration::from_secs(u64::from(self.keep_alive)) + self.effective_ping_timeout()
+        })
     }
 }
 
@@ -167,6 +182,15 @@ pub enum CloseReason {
     KeepAliveTimeout,
     /// The application sent DISCONNECT.
     Disconnected,
+    /// The broker announced a packet larger than [`SessionConfig::max_packet_size`]. This is a
+    /// local limit, not a protocol violation (MQTT allows 268 435 455 bytes of remaining length
+    /// `[MQTT-2.2.3]`); it was refused from the fixed header, before the body was stored.
+    PacketTooLarge {
+        /// Total size announced, fixed header included.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for CloseReason {
@@ -178,6 +202,11 @@ impl core::fmt::Display for CloseReason {
             CloseReason::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
             CloseReason::KeepAliveTimeout => f.write_str("no PINGRESP: link is dead"),
             CloseReason::Disconnected => f.write_str("disconnected by the application"),
+            CloseReason::PacketTooLarge { size, max } => write!(
+                f,
+                "incoming packet of {size} bytes exceeds the configured maximum of {max} \
+                 (raise max_packet_size)"
+            ),
         }
     }
 }
@@ -202,6 +231,16 @@ pub enum UsageError {
     Encode(EncodeError),
     /// The session already holds `max_outgoing` messages, or all 65 535 packet ids are in use.
     OutgoingFull,
+    /// The payload does not fit in one PUBLISH: with the topic (and packet id at QoS 1/2) it
+    /// would exceed the 268 435 455 bytes the remaining length can express `[MQTT-2.2.3]`.
+    /// Refused before anything is copied.
+    PayloadTooLarge {
+        /// The payload's size.
+        size: usize,
+        /// The largest payload this topic and QoS allow
+        /// ([`max_payload_len`]).
+        max: usize,
+    },
 }
 
 impl core::fmt::Display for UsageError {
@@ -217,6 +256,11 @@ impl core::fmt::Display for UsageError {
             }
             UsageError::Encode(e) => write!(f, "cannot encode packet: {e}"),
             UsageError::OutgoingFull => f.write_str("too many unacknowledged messages"),
+            UsageError::PayloadTooLarge { size, max } => write!(
+                f,
+                "payload of {size} bytes exceeds the MQTT maximum of {max} bytes for this \
+                 topic and QoS"
+            ),
         }
     }
 }
@@ -303,8 +347,27 @@ pub struct Session {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
     rx: Vec<u8>,
     rx_start: usize,
+    /// Start of the first received packet not yet complete in `rx` (`>= rx_start`): the
+    /// keepalive counts only complete packets as signs of life.
+    rx_scan: usize,
+    /// Capacity asked for by [`Session::reserve_input`]; `rx` shrinks back towards it after a
+    /// large packet.
+    rx_keep: usize,
     state: State,
 }
+
+/// `rx` and `tx` keep at least this much capacity (or what `reserve_input` asked for) when
+/// they shrink after a large packet.
+const BUFFER_KEEP: usize = 64 * 1024;
+/// An idle `rx` or `tx` larger than this many times what it keeps is shrunk: a burst of large
+/// packets does not pin its peak memory, while packets up to a few times `BUFFER_KEEP` never
+/// cause a reallocation.
+const BUFFER_SHRINK_FACTOR: usize = 4;
+/// A stored PUBLISH larger than this is handed to the driver from its own buffer rather than
+/// copied into `tx`; smaller ones are copied so that many go out in one write.
+const STORED_SEND_MIN: usize = BUFFER_KEEP;
+/// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
+const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct State {
@@ -325,13 +388,20 @@ struct State {
     /// With `manual_ack`: received QoS 1/2 messages whose PUBACK (0x40) / PUBREC (0x50) is
     /// not yet written, in arrival order, and whether the application acknowledged them.
     pending_acks: VecDeque<(PacketId, u8, bool)>,
+    /// Bytes to send; `tx[..tx_sent]` were handed to the driver.
     tx: Vec<u8>,
-    tx_taken: bool,
+    tx_sent: usize,
+    /// Large stored PUBLISH packets to send from their own buffer (no copy into `tx`): each
+    /// goes out once `tx_sent` reaches its offset in `tx`.
+    tx_stored: VecDeque<(usize, PacketId)>,
     events: VecDeque<Event<'static>>,
     last_tx: Instant,
     last_rx: Instant,
     ping_deadline: Option<Instant>,
+    /// Emptied outgoing-packet buffers that `publish` reuses, at most
+    /// [`SPARE_BUFFERS_CAPACITY`] bytes of capacity in total (`spare_capacity`).
     spare_buffers: Vec<Vec<u8>>,
+    spare_capacity: usize,
 }
 
 impl Session {
@@ -340,6 +410,8 @@ impl Session {
         Session {
             rx: Vec::new(),
             rx_start: 0,
+            rx_scan: 0,
+            rx_keep: 0,
             state: State {
                 config,
                 connection: Connection::Disconnected,
@@ -352,12 +424,14 @@ impl Session {
                 incoming_qos2: IdSet::new(),
                 pending_acks: VecDeque::new(),
                 tx: Vec::new(),
-                tx_taken: false,
+                tx_sent: 0,
+                tx_stored: VecDeque::new(),
                 events: VecDeque::new(),
                 last_tx: Instant::default(),
                 last_rx: Instant::default(),
                 ping_deadline: None,
                 spare_buffers: Vec::new(),
+                spare_capacity: 0,
             },
         }
     }
@@ -459,10 +533,12 @@ impl Session {
         // Validate before touching any state.
         connect.encoded_len()?;
         state.tx.clear();
-        state.tx_taken = false;
+        state.tx_sent = 0;
+        state.tx_stored.clear();
         append_packet(&mut state.tx, &connect)?;
         self.rx.clear();
         self.rx_start = 0;
+        self.rx_scan = 0;
         if clean_session && !state.config.republish_on_clean_session {
             state.discard_session();
         }
@@ -488,6 +564,7 @@ impl Session {
         retain: bool,
     ) -> Result<Option<PacketId>, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        check_payload_len(topic, payload, qos)?;
         let state = &mut self.state;
         if qos == QoS::AtMostOnce {
             if state.connection != Connection::Connected {
@@ -517,10 +594,9 @@ impl Session {
             packet_id: Some(packet_id),
             payload,
         };
-        let mut buffer = state.spare_buffers.pop().unwrap_or_default();
-        buffer.clear();
+        let mut buffer = state.take_spare_buffer();
         if let Err(e) = append_publish_validated_topic(&mut buffer, &publish) {
-            state.spare_buffers.push(buffer);
+            state.recycle_buffer(buffer);
             return Err(e.into());
         }
         state.used_ids.insert(packet_id);
@@ -550,6 +626,7 @@ impl Session {
             return Err(UsageError::AlreadyConnected);
         }
         validate_topic_name(publish.topic).map_err(UsageError::InvalidTopicName)?;
+        check_payload_len(publish.topic, publish.payload, publish.qos)?;
         if publish.qos == QoS::AtMostOnce || state.used_ids.contains(packet_id) {
             return Err(UsageError::Encode(EncodeError::PacketIdMismatch));
         }
@@ -603,7 +680,7 @@ impl Session {
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
-            state.spare_buffers.push(entry.packet);
+            state.recycle_buffer(entry.packet);
         }
         if index < state.in_flight {
             state.in_flight -= 1;
@@ -679,10 +756,10 @@ impl Session {
     /// `connect`; unsent bytes are dropped (what matters is resent after reconnecting).
     pub fn handle_connection_lost(&mut self) {
         self.state.connection_ended();
-        self.state.tx.clear();
-        self.state.tx_taken = false;
+        self.state.reset_tx();
         self.rx.clear();
         self.rx_start = 0;
+        self.rx_scan = 0;
     }
 
     /// Feeds bytes read from the transport. Drain [`Session::poll_event`] afterwards: decoding
@@ -693,14 +770,29 @@ impl Session {
         }
         if self.rx_start > 0 {
             self.rx.drain(..self.rx_start);
+            self.rx_scan -= self.rx_start;
             self.rx_start = 0;
         }
         self.rx.extend_from_slice(data);
-        self.state.last_rx = now;
-        if self.state.ping_deadline.is_some() {
-            // Bytes are flowing: a PINGRESP queued behind a large message is not late.
-            self.state.ping_deadline =
-                Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+        // Only a complete packet is a sign of life: a broker that trickles the bytes of one
+        // packet forever must not keep a dead link open [MQTT-3.1.2-24]. Packet boundaries are
+        // read from fixed headers only; `poll_event` decodes (and reports malformed or
+        // oversized packets).
+        let mut completed = false;
+        while let Ok(Some(size)) = packet_size(&self.rx[self.rx_scan..]) {
+            if size > self.rx.len() - self.rx_scan {
+                break;
+            }
+            self.rx_scan += size;
+            completed = true;
+        }
+        if completed {
+            self.state.last_rx = now;
+            if self.state.ping_deadline.is_some() {
+                // Packets are flowing: a PINGRESP queued behind a large message is not late.
+                self.state.ping_deadline =
+                    Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+            }
         }
     }
 
@@ -710,6 +802,7 @@ impl Session {
     /// `n` plus the largest packet it expects; without this the buffer grows on demand (to the
     /// same size, at the first read that needs it).
     pub fn reserve_input(&mut self, capacity: usize) {
+        self.rx_keep = self.rx_keep.max(capacity);
         let used = self.rx.len();
         self.rx.reserve(capacity.saturating_sub(used));
     }
@@ -754,17 +847,35 @@ impl Session {
         }
     }
 
-    /// Bytes to write to the transport, all of them, before the next call on the session.
-    /// `now` is when they are written: the keepalive timer counts from it.
+    /// The next bytes to write to the transport. Call it until it returns `None` and write
+    /// every slice, in order, before the next input to the session. Small packets come
+    /// together in one slice; a PUBLISH larger than 64 KiB comes as its own slice, borrowed
+    /// from the message's stored copy, so that a large payload is not held twice while it is
+    /// sent. `now` is when they are written: the keepalive timer counts from it.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         let state = &mut self.state;
-        if state.tx_taken || state.tx.is_empty() {
-            return None;
+        loop {
+            let next_stored = state.tx_stored.front().map(|&(at, _)| at);
+            if next_stored == Some(state.tx_sent) {
+                let (_, packet_id) = state.tx_stored.pop_front()?;
+                // A message cancelled after it was queued for sending is skipped: none of its
+                // bytes were handed out.
+                let Some(index) = state.outgoing.iter().position(|o| o.packet_id == packet_id)
+                else {
+                    continue;
+                };
+                state.last_tx = now;
+                return Some(&state.outgoing[index].packet);
+            }
+            let end = next_stored.unwrap_or(state.tx.len());
+            if end == state.tx_sent {
+                return None;
+            }
+            let start = core::mem::replace(&mut state.tx_sent, end);
+            state.last_tx = now;
+            return Some(&state.tx[start..end]);
         }
-        state.tx_taken = true;
-        state.last_tx = now;
-        Some(&state.tx)
     }
 
     /// The next event. Received packets are decoded, acknowledged and checked here.
@@ -773,15 +884,30 @@ impl Session {
         if let Some(event) = self.state.events.pop_front() {
             return Some(event);
         }
+        if self.rx_start == self.rx.len() {
+            // Everything received is decoded: a buffer a large packet grew is given back.
+            let keep = self.rx_keep.max(BUFFER_KEEP);
+            if self.rx.capacity() > keep * BUFFER_SHRINK_FACTOR {
+                self.rx.clear();
+                self.rx_start = 0;
+                self.rx_scan = 0;
+                self.rx.shrink_to(keep);
+            }
+        }
         let Session {
             rx,
             rx_start,
             state,
+            ..
         } = self;
         while state.connection != Connection::Disconnected {
             let input = &rx[*rx_start..];
             match decode(input, state.config.max_packet_size) {
                 Ok(Decoded::Incomplete) => return None,
+                Err(DecodeError::PacketTooLarge { size, max }) => {
+                    state.close(CloseReason::PacketTooLarge { size, max });
+                    return state.events.pop_front();
+                }
                 Err(e) => {
                     state.close(CloseReason::Decode(e));
                     return state.events.pop_front();
@@ -796,6 +922,18 @@ impl Session {
         }
         None
     }
+}
+
+/// Refuses a payload that cannot fit in one PUBLISH, before anything is copied `[MQTT-2.2.3]`.
+fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
+    let max = max_payload_len(topic, qos);
+    if payload.len() > max {
+        return Err(UsageError::PayloadTooLarge {
+            size: payload.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
@@ -828,11 +966,13 @@ fn append_publish(
     let start = buffer.len();
     // Fixed header (1 + at most 4), topic length (2), packet id (2).
     let max_header = 9 + publish.topic.len();
-    buffer.reserve(max_header + publish.payload.len());
+    // The header is encoded (and the size checked) before room for the payload is reserved,
+    // so a payload too large for MQTT costs no allocation.
     buffer.resize(start + max_header, 0);
     match encode_header(publish, &mut buffer[start..]) {
         Ok(header) => {
             buffer.truncate(start + header);
+            buffer.reserve_exact(publish.payload.len());
             buffer.extend_from_slice(publish.payload);
             Ok(())
         }
@@ -848,9 +988,43 @@ const DUP_FLAG: u8 = 0b1000;
 impl State {
     /// Starts writing new bytes: forgets bytes the driver already took.
     fn begin_tx(&mut self) {
-        if self.tx_taken {
+        if self.tx_sent > 0 && self.tx_sent == self.tx.len() && self.tx_stored.is_empty() {
             self.tx.clear();
-            self.tx_taken = false;
+            self.tx_sent = 0;
+            // A large PUBLISH grew the buffer: do not hold that much for small packets.
+            if self.tx.capacity() > BUFFER_KEEP * BUFFER_SHRINK_FACTOR {
+                self.tx.shrink_to(BUFFER_KEEP);
+            }
+        }
+    }
+
+    /// Drops every byte not yet handed to the driver (the connection is starting or over).
+    fn reset_tx(&mut self) {
+        self.tx.clear();
+        self.tx_sent = 0;
+        self.tx_stored.clear();
+    }
+
+    /// An empty buffer for an outgoing packet, from the pool when it has one.
+    fn take_spare_buffer(&mut self) -> Vec<u8> {
+        match self.spare_buffers.pop() {
+            Some(mut buffer) => {
+                self.spare_capacity -= buffer.capacity();
+                buffer.clear();
+                buffer
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Returns a completed packet's buffer to the pool, unless the pool would then hold more
+    /// than [`SPARE_BUFFERS_CAPACITY`] bytes: a burst of large or many messages does not pin
+    /// its peak memory.
+    fn recycle_buffer(&mut self, buffer: Vec<u8>) {
+        let capacity = buffer.capacity();
+        if capacity > 0 && self.spare_capacity + capacity <= SPARE_BUFFERS_CAPACITY {
+            self.spare_capacity += capacity;
+            self.spare_buffers.push(buffer);
         }
     }
 
@@ -929,10 +1103,17 @@ impl State {
                 self.send_ack(0x62, packet_id);
             }
             OutgoingStage::Queued | OutgoingStage::AwaitingAck => {
-                let start = self.tx.len();
-                self.tx.extend_from_slice(&entry.packet);
-                if entry.sent_before {
-                    self.tx[start] |= DUP_FLAG;
+                // DUP is set on every resend of a PUBLISH sent before, and only then
+                // [MQTT-3.3.1-1], [MQTT-3.3.1-3].
+                let dup = if entry.sent_before { DUP_FLAG } else { 0 };
+                if entry.packet.len() > STORED_SEND_MIN {
+                    // Sent from the stored copy: the flag is set there, in place.
+                    entry.packet[0] = (entry.packet[0] & !DUP_FLAG) | dup;
+                    self.tx_stored.push_back((self.tx.len(), entry.packet_id));
+                } else {
+                    let start = self.tx.len();
+                    self.tx.extend_from_slice(&entry.packet);
+                    self.tx[start] = (self.tx[start] & !DUP_FLAG) | dup;
                 }
                 entry.stage = OutgoingStage::AwaitingAck;
                 entry.sent_before = true;
@@ -951,7 +1132,7 @@ impl State {
         let entry = self.outgoing.remove(index)?;
         self.used_ids.remove(entry.packet_id);
         self.in_flight -= 1;
-        self.spare_buffers.push(entry.packet);
+        self.recycle_buffer(entry.packet);
         self.fill_window();
         Some(Event::Published(entry.packet_id))
     }
@@ -964,7 +1145,7 @@ impl State {
             self.used_ids.remove(entry.packet_id);
             self.events
                 .push_back(Event::PublishDiscarded(entry.packet_id));
-            self.spare_buffers.push(entry.packet);
+            self.recycle_buffer(entry.packet);
         }
     }
 
@@ -997,8 +1178,7 @@ impl State {
 
     fn close(&mut self, reason: CloseReason) {
         self.connection_ended();
-        self.tx.clear();
-        self.tx_taken = false;
+        self.reset_tx();
         self.events.push_back(Event::Closed(reason));
     }
 

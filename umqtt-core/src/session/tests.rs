@@ -44,11 +44,13 @@ enum Sent {
 }
 
 fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
-    let Some(bytes) = session.poll_transmit(now) else {
-        return Vec::new();
-    };
+    let mut bytes = Vec::new();
+    while let Some(part) = session.poll_transmit(now) {
+        assert!(!part.is_empty(), "poll_transmit returned an empty slice");
+        bytes.extend_from_slice(part);
+    }
     let mut out = Vec::new();
-    let mut rest = bytes;
+    let mut rest = &bytes[..];
     while !rest.is_empty() {
         let Ok(Decoded::Complete { packet, consumed }) = decode(rest, usize::MAX) else {
             panic!("session wrote an invalid packet: {rest:02x?}");
@@ -495,13 +497,169 @@ fn oversized_packet_rejected_from_header() {
     // Header announces 200 bytes; only the header has arrived.
     assert_eq!(
         feed(&mut session, t(2), &[0x30, 0xC8, 0x01]),
-        vec![Ev::Closed(CloseReason::Decode(
-            DecodeError::PacketTooLarge {
-                size: 203,
-                max: 100
-            }
-        ))]
+        vec![Ev::Closed(CloseReason::PacketTooLarge {
+            size: 203,
+            max: 100
+        })]
     );
+}
+
+#[test]
+fn large_packet_accepted_when_the_limit_is_raised_and_buffer_shrinks_after() {
+    const SIZE: usize = 8 * 1024 * 1024;
+    let mut session = connected(SessionConfig {
+        max_packet_size: SIZE + 16,
+        ..config()
+    });
+    let payload = vec![0xA5; SIZE];
+    let bytes = publish_bytes(QoS::AtMostOnce, 0, "t", &payload);
+    let mut evs = Vec::new();
+    for chunk in bytes.chunks(16 * 1024) {
+        evs.extend(feed(&mut session, t(2), chunk));
+    }
+    assert_eq!(evs.len(), 1);
+    assert!(matches!(&evs[0], Ev::Message { payload: p, .. } if p.len() == SIZE));
+    // Idle again: the 8 MiB receive buffer is given back at the next drain.
+    assert!(session.poll_event().is_none());
+    assert!(
+        session.rx.capacity() <= BUFFER_KEEP,
+        "rx kept {} bytes",
+        session.rx.capacity()
+    );
+    // And it still decodes what follows.
+    assert_eq!(feed(&mut session, t(3), &[0xD0, 0x00]), vec![Ev::Pong]);
+}
+
+#[test]
+fn trickled_packet_is_no_sign_of_life() {
+    // A broker starts a PUBLISH announcing 1000 bytes, then sends one byte every 2 s. With
+    // keepalive 5 s the link must be declared dead 1.5 x keepalive after the last complete
+    // packet (CONNACK at 1 ms), as for a silent broker.
+    let mut session = connected(SessionConfig {
+        keep_alive: 5,
+        ..config()
+    });
+    let mut now = 1;
+    assert!(feed(&mut session, t(now), &[0x30, 0xE8, 0x07, 0x00, 0x01, b't']).is_empty());
+    let mut closed_at = None;
+    let mut pings = 0;
+    while now < 120_000 && closed_at.is_none() {
+        // Whichever comes first: the session's next timer or the next trickled byte.
+        let next_byte = now - now % 2_000 + 2_000;
+        match session.poll_timeout() {
+            Some(timer) if timer.as_millis() <= next_byte => {
+                now = timer.as_millis();
+                session.handle_timeout(t(now));
+            }
+            _ => {
+                now = next_byte;
+                session.handle_read(t(now), b"x");
+            }
+        }
+        for ev in events(&mut session) {
+            if ev == Ev::Closed(CloseReason::KeepAliveTimeout) {
+                closed_at = Some(now);
+            }
+        }
+        pings += sent(&mut session, t(now))
+            .iter()
+            .filter(|p| **p == Sent::PingReq)
+            .count();
+    }
+    assert_eq!(pings, 1, "one PINGREQ, at the keepalive");
+    assert_eq!(closed_at, Some(7_500), "dead at 1.5 x keepalive");
+}
+
+#[test]
+fn complete_packets_keep_the_link_alive_while_a_ping_is_outstanding() {
+    let mut session = connected(SessionConfig {
+        keep_alive: 10,
+        ..config()
+    });
+    session.handle_timeout(t(10_000));
+    assert_eq!(sent(&mut session, t(10_000)), vec![Sent::PingReq]);
+    // A whole message at 14 s: the PINGRESP may be queued behind it.
+    let message = publish_bytes(QoS::AtMostOnce, 0, "t", b"hi");
+    assert_eq!(feed(&mut session, t(14_000), &message).len(), 1);
+    assert_eq!(session.poll_timeout(), Some(t(19_000)));
+    // Half of another message at 18 s does not count.
+    feed(&mut session, t(18_000), &message[..3]);
+    assert_eq!(session.poll_timeout(), Some(t(19_000)));
+    session.handle_timeout(t(19_000));
+    assert_eq!(
+        events(&mut session),
+        vec![Ev::Closed(CloseReason::KeepAliveTimeout)]
+    );
+}
+
+#[test]
+fn payload_too_large_for_mqtt_is_refused_before_copying() {
+    let mut session = connected(config());
+    let max = crate::packet::max_payload_len("t", QoS::AtLeastOnce);
+    assert_eq!(max, crate::packet::MAX_REMAINING_LENGTH - 5);
+    // A zero-filled allocation the OS maps lazily: the session must not copy it.
+    let payload = vec![0u8; crate::packet::MAX_REMAINING_LENGTH - 2];
+    assert_eq!(
+        session.publish("t", &payload[..max + 1], QoS::AtLeastOnce, false),
+        Err(UsageError::PayloadTooLarge { size: max + 1, max })
+    );
+    assert_eq!(
+        session.publish("t", &payload, QoS::AtMostOnce, false),
+        Err(UsageError::PayloadTooLarge {
+            size: crate::packet::MAX_REMAINING_LENGTH - 2,
+            max: crate::packet::MAX_REMAINING_LENGTH - 3
+        })
+    );
+    assert_eq!(session.outgoing_len(), 0);
+    assert!(session.state.spare_buffers.is_empty());
+    assert_eq!(session.state.tx.capacity(), session.state.tx.len());
+}
+
+#[test]
+fn spare_buffer_pool_is_bounded() {
+    let mut session = connected(SessionConfig {
+        max_in_flight: 100,
+        ..config()
+    });
+    let payload = vec![1u8; 200 * 1024];
+    let ids: Vec<PacketId> = (0..20)
+        .map(|_| {
+            session
+                .publish("t", &payload, QoS::AtLeastOnce, false)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let _ = sent(&mut session, t(2));
+    for id in ids {
+        let [hi, lo] = id.get().to_be_bytes();
+        feed(&mut session, t(3), &[0x40, 0x02, hi, lo]);
+    }
+    assert_eq!(session.outgoing_len(), 0);
+    let pooled: usize = session.state.spare_buffers.iter().map(Vec::capacity).sum();
+    assert!(pooled <= SPARE_BUFFERS_CAPACITY, "{pooled} bytes pooled");
+    assert_eq!(pooled, session.state.spare_capacity);
+    assert!(
+        !session.state.spare_buffers.is_empty(),
+        "small bursts still reuse buffers"
+    );
+    // The transmit buffer that held 4 MiB of PUBLISH shrinks when next used.
+    session.publish("t", b"x", QoS::AtMostOnce, false).unwrap();
+    assert!(session.state.tx.capacity() <= BUFFER_KEEP);
+}
+
+#[test]
+fn link_timeout_is_one_and_a_half_keepalives() {
+    let config = SessionConfig {
+        keep_alive: 10,
+        ..config()
+    };
+    assert_eq!(config.link_timeout(), Some(Duration::from_secs(15)));
+    let off = SessionConfig {
+        keep_alive: 0,
+        ..config
+    };
+    assert_eq!(off.link_timeout(), None);
 }
 
 #[test]
@@ -847,5 +1005,71 @@ fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
             .restore_publish(PacketId::new(11).unwrap(), &publish(b"x"), false)
             .is_err(),
         "only while disconnected"
+    );
+}
+
+#[test]
+fn large_publish_is_sent_from_its_stored_copy_in_order_with_dup_on_resend() {
+    let mut session = connected(SessionConfig {
+        max_in_flight: 10,
+        ..config()
+    });
+    let big = vec![7u8; 200 * 1024];
+    session.publish("t", b"a", QoS::AtLeastOnce, false).unwrap();
+    session.publish("t", &big, QoS::AtLeastOnce, false).unwrap();
+    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
+    // Three slices: the small PUBLISH, the large one from its stored buffer, the small one.
+    let parts: Vec<usize> =
+        core::iter::from_fn(|| session.poll_transmit(t(2)).map(<[u8]>::len)).collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert!(parts[1] > 200 * 1024);
+    // Nothing of the large payload was copied into the transmit buffer.
+    assert!(
+        session.state.tx.capacity() < 1024,
+        "{}",
+        session.state.tx.capacity()
+    );
+
+    // Resent with DUP on a resumed session, same order.
+    session.handle_connection_lost();
+    session.connect(t(3), false).unwrap();
+    let _ = sent(&mut session, t(3));
+    feed(&mut session, t(4), &[0x20, 0x02, 0x01, 0x00]);
+    assert_eq!(
+        sent(&mut session, t(4)),
+        vec![
+            publish_sent(1, true, QoS::AtLeastOnce, b"a"),
+            publish_sent(2, true, QoS::AtLeastOnce, &big),
+            publish_sent(3, true, QoS::AtLeastOnce, b"b"),
+        ]
+    );
+    // A lost session republishes them as new messages: DUP clear again.
+    session.handle_connection_lost();
+    session.connect(t(5), false).unwrap();
+    let _ = sent(&mut session, t(5));
+    feed(&mut session, t(6), &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        sent(&mut session, t(6)),
+        vec![
+            publish_sent(1, false, QoS::AtLeastOnce, b"a"),
+            publish_sent(2, false, QoS::AtLeastOnce, &big),
+            publish_sent(3, false, QoS::AtLeastOnce, b"b"),
+        ]
+    );
+}
+
+#[test]
+fn cancelled_large_publish_is_skipped_before_it_is_sent() {
+    let mut session = connected(config());
+    let big = vec![7u8; 200 * 1024];
+    let id = session
+        .publish("t", &big, QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
+    assert!(session.cancel_publish(id));
+    assert_eq!(
+        sent(&mut session, t(2)),
+        vec![publish_sent(2, false, QoS::AtLeastOnce, b"b")]
     );
 }

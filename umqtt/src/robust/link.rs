@@ -63,8 +63,11 @@ pub fn classify(error: &Error) -> FailureKind {
             FailureKind::Timeout
         }
         Error::Transport(TransportError::Tls(_) | TransportError::TlsIo(_)) => FailureKind::Tls,
-        // Unusable local settings (TLS files, server name): retrying cannot help.
-        Error::Transport(_) | Error::Usage(_) => FailureKind::Configuration,
+        // Unusable local settings (TLS files, server name, a maximum packet size below what
+        // the broker sends): retrying cannot help.
+        Error::Transport(_) | Error::Usage(_) | Error::PacketTooLarge { .. } => {
+            FailureKind::Configuration
+        }
         Error::ConnectionRefused(code) => FailureKind::Refused(*code),
         Error::KeepAliveTimeout => FailureKind::KeepAliveExpired,
         Error::Decode(_) | Error::Protocol(_) => FailureKind::Protocol,
@@ -134,7 +137,8 @@ pub(super) struct OpenRequest {
     pub port: u16,
     pub tls: Option<TlsConfig>,
     pub timeout: Duration,
-    pub write_timeout: Duration,
+    /// How long a write may make no progress (see `transport::write_stall`).
+    pub write_stall: Duration,
 }
 
 /// Opens a transport on a helper thread, so no call of the client waits for DNS, TCP or TLS;
@@ -161,9 +165,6 @@ fn open(request: &OpenRequest) -> Result<Transport, Error> {
         request.timeout,
     )?;
     // A write that makes no progress for this long means the peer stopped reading.
-    transport::Stream::set_write_timeout(
-        &mut stream,
-        Some(request.write_timeout.max(Duration::from_millis(100))),
-    )?;
+    transport::set_write_slice(&mut stream, request.write_stall)?;
     Ok(stream)
 }

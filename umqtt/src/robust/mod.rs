@@ -43,7 +43,7 @@ pub use umqtt_core::robust::{
 };
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use umqtt_core::packet::QoS;
@@ -54,7 +54,7 @@ use umqtt_core::topic::validate_topic_name;
 use crate::error::Error;
 use crate::outbox::{OutboxStore, StoredMessage};
 use crate::simple::{ClientConfig, Message};
-use crate::transport::{Stream, Transport};
+use crate::transport::{self, Stream, Transport};
 use link::OpenRequest;
 
 /// What happened: the link's life, every message's outcome, messages received.
@@ -124,6 +124,8 @@ pub struct Client {
     read_buffer: Box<[u8]>,
     /// The read timeout set on `stream`, if known: most reads then skip the `setsockopt`.
     read_timeout: Option<Duration>,
+    /// How long a write may make no progress before the link counts as lost.
+    write_stall: Duration,
     /// Events drained from the engine, not yet taken by the application.
     events: VecDeque<Event>,
     handler: Option<EventHandler>,
@@ -160,6 +162,7 @@ impl Client {
         engine_config.manual_ack = robust.manual_ack;
         let seed = robust.seed.unwrap_or_else(random_seed);
         let epoch = Instant::now();
+        let write_stall = transport::write_stall(config.response_timeout, &engine_config.session);
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
         Client {
             engine: Engine::new(engine_config, policy, seed, core_instant(epoch, epoch)),
@@ -172,6 +175,7 @@ impl Client {
             epoch,
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
             read_timeout: None,
+            write_stall,
             events: VecDeque::new(),
             handler: None,
             store: None,
@@ -605,7 +609,7 @@ impl Client {
             port,
             tls: self.config.tls.clone(),
             timeout: self.config.connect_timeout,
-            write_timeout: self.config.response_timeout,
+            write_stall: self.write_stall,
         };
         link::open_in_background(request, self.generation, self.nudger.clone());
     }
@@ -614,10 +618,19 @@ impl Client {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
-        let Some(bytes) = self.engine.poll_transmit(now) else {
+        let mut result = None;
+        while let Some(bytes) = self.engine.poll_transmit(now) {
+            let written = transport::write_within(stream, bytes, self.write_stall);
+            let failed = written.is_err();
+            result = Some(written);
+            if failed {
+                break;
+            }
+        }
+        let Some(result) = result else {
             return;
         };
-        match stream.write_all(bytes).and_then(|()| stream.flush()) {
+        match result {
             Ok(()) => self.engine.handle_written(now),
             Err(e) => {
                 let error = match e.kind() {
