@@ -1016,7 +1016,7 @@ fn messages_before_a_wrong_suback_reach_the_application() {
         matches!(result, Err(Error::Timeout)),
         "expected Timeout, got {result:?}"
     );
-    assert_eq!(client.take_queued_msg(), Some(early));
+    assert_eq!(client.take_queued_msg(), Some(with_id(early, 7)));
     assert_eq!(client.take_queued_msg(), None);
     client.disconnect().unwrap();
     broker.join();
@@ -1055,7 +1055,7 @@ fn messages_before_a_broken_suback_survive_the_closed_connection() {
     );
     assert!(!client.is_connected());
     // Acknowledged, so delivered: through wait_msg as well, although the link is gone.
-    assert_eq!(client.wait_msg().unwrap(), early);
+    assert_eq!(client.wait_msg().unwrap(), with_id(early, 3));
     assert!(matches!(
         client.wait_msg(),
         Err(Error::Usage(UsageError::NotConnected))
@@ -1068,11 +1068,14 @@ fn message_queue_is_bounded_in_bytes_and_nothing_is_lost() {
     const MESSAGES: u16 = 5;
     let expected: Vec<Message> = (1..=MESSAGES)
         .map(|i| {
-            message(
-                &format!("q/{i}"),
-                &[b'0' + i as u8; 100],
-                QoS::AtLeastOnce,
-                false,
+            with_id(
+                message(
+                    &format!("q/{i}"),
+                    &[b'0' + i as u8; 100],
+                    QoS::AtLeastOnce,
+                    false,
+                ),
+                i,
             )
         })
         .collect();

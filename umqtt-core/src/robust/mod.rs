@@ -38,7 +38,9 @@
 //!   the broker instead of memory growing.
 
 mod event;
+mod ledger;
 mod policy;
+mod subscriptions;
 
 pub use event::{
     Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Overflow, Stats, StoreOp,
@@ -53,6 +55,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
+use ledger::{check_publish_size, Outcome, Pending};
+use subscriptions::{RequestKind, SubState, Subscription};
 use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
@@ -106,58 +110,6 @@ impl EngineConfig {
             manual_ack: false,
         }
     }
-}
-
-/// One message the engine owns until it is settled.
-#[derive(Debug)]
-struct Pending {
-    id: MessageId,
-    /// Kept in the driver's durable outbox: report [`StoreOp`]s.
-    durable: bool,
-    /// Topic and payload, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
-    topic: String,
-    payload: Vec<u8>,
-    /// Payload length (kept after the payload moved into the session).
-    size: usize,
-    qos: QoS,
-    retain: bool,
-    delivery: Delivery,
-    deadline: Option<Instant>,
-    /// Set once handed to the session (QoS 1/2).
-    packet_id: Option<PacketId>,
-    /// QoS 0: handed to the driver by `poll_transmit`, settled by `handle_written`.
-    transmitted: bool,
-}
-
-impl Pending {
-    /// Its fate is the broker's: a QoS 2 PUBLISH that was sent may be held there, so it must
-    /// complete (no deadline, no drop).
-    fn pinned(&self, session: &Session) -> bool {
-        self.packet_id.is_some_and(|id| !session.can_cancel(id))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SubState {
-    /// Not (yet) known to the broker's session: send SUBSCRIBE when connected.
-    Wanted,
-    /// SUBSCRIBE sent with this packet id on the current connection.
-    Requested(PacketId),
-    /// Granted within the current session.
-    Active,
-}
-
-#[derive(Debug)]
-struct Subscription {
-    filter: String,
-    qos: QoS,
-    state: SubState,
-}
-
-#[derive(Debug)]
-enum RequestKind {
-    Subscribe,
-    Unsubscribe,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -847,12 +799,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.fill_session();
     }
 
-    fn position(&self, packet_id: PacketId) -> Option<usize> {
-        self.in_session
-            .iter()
-            .position(|p| p.packet_id == Some(packet_id))
-    }
-
     fn connected(&mut self, session_present: bool) {
         let Link::Attempt { server, .. } = self.link else {
             return;
@@ -887,73 +833,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.had_session = persistent;
         self.send_subscriptions();
         self.fill_session();
-    }
-
-    /// Sends SUBSCRIBE for wanted subscriptions and UNSUBSCRIBE for dropped ones, if connected.
-    fn send_subscriptions(&mut self) {
-        if !self.is_connected() {
-            return;
-        }
-        let wanted: Vec<(&str, QoS)> = self
-            .subscriptions
-            .iter()
-            .filter(|s| s.state == SubState::Wanted)
-            .map(|s| (s.filter.as_str(), s.qos))
-            .collect();
-        if !wanted.is_empty() {
-            match self.session.subscribe(&wanted) {
-                Ok(packet_id) => {
-                    let filters: Vec<String> = wanted.iter().map(|(f, _)| f.to_string()).collect();
-                    for subscription in self.subscriptions.iter_mut() {
-                        if subscription.state == SubState::Wanted {
-                            subscription.state = SubState::Requested(packet_id);
-                        }
-                    }
-                    self.requests
-                        .push((packet_id, RequestKind::Subscribe, filters));
-                }
-                Err(_) => return, // no packet id free: retried at the next connection
-            }
-        }
-        if !self.unsubscribe_later.is_empty() {
-            let filters: Vec<&str> = self.unsubscribe_later.iter().map(String::as_str).collect();
-            if let Ok(packet_id) = self.session.unsubscribe(&filters) {
-                let filters = core::mem::take(&mut self.unsubscribe_later);
-                self.requests
-                    .push((packet_id, RequestKind::Unsubscribe, filters));
-            }
-        }
-    }
-
-    fn subscribed(&mut self, packet_id: PacketId, codes: &[SubscribeReturnCode]) {
-        let Some(index) = self
-            .requests
-            .iter()
-            .position(|r| r.0 == packet_id && matches!(r.1, RequestKind::Subscribe))
-        else {
-            return;
-        };
-        let (_, _, filters) = self.requests.swap_remove(index);
-        for (filter, code) in filters.into_iter().zip(codes.iter().copied()) {
-            let current = self
-                .subscriptions
-                .iter()
-                .position(|s| s.filter == filter && s.state == SubState::Requested(packet_id));
-            match code {
-                SubscribeReturnCode::Success(granted) => {
-                    if let Some(index) = current {
-                        self.subscriptions[index].state = SubState::Active;
-                    }
-                    self.push_event(Event::Subscribed { filter, granted });
-                }
-                SubscribeReturnCode::Failure => {
-                    if let Some(index) = current {
-                        self.subscriptions.remove(index);
-                    }
-                    self.push_event(Event::SubscriptionRefused { filter });
-                }
-            }
-        }
     }
 
     /// The connection (or the attempt's handshake) ended.
@@ -1011,36 +890,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.schedule(now, kind, 1, now);
     }
 
-    /// QoS 0 messages handed to the session but not known to be written wait again, in order.
-    fn requeue_unwritten(&mut self) {
-        let mut index = self.in_session.len();
-        while index > 0 {
-            index -= 1;
-            if self.in_session[index].qos == QoS::AtMostOnce {
-                if let Some(mut pending) = self.in_session.remove(index) {
-                    pending.transmitted = false;
-                    self.queue.push_front(pending);
-                }
-            }
-        }
-    }
-
-    fn summary(&self, now: Instant) -> PendingSummary {
-        let session = &self.session;
-        let all = || self.in_session.iter().chain(self.queue.iter());
-        PendingSummary {
-            messages: self.pending(),
-            guaranteed: all()
-                .filter(|p| p.delivery == Delivery::Guaranteed || p.pinned(session))
-                .count(),
-            earliest_deadline: all()
-                .filter(|p| !p.pinned(session))
-                .filter_map(|p| p.deadline)
-                .min()
-                .map(|d| d.saturating_duration_since(now)),
-        }
-    }
-
     fn schedule(
         &mut self,
         now: Instant,
@@ -1088,126 +937,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         };
     }
 
-    /// Settles every message matching `predicate` with `outcome`: those still waiting, and
-    /// those handed to the session if it lets go of them (not a QoS 2 message that was sent).
-    fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        self.drop_waiting(&predicate, outcome);
-        let mut index = 0;
-        while index < self.in_session.len() {
-            let pending = &self.in_session[index];
-            let withdrawn = predicate(pending)
-                && match pending.packet_id {
-                    Some(packet_id) => self.session.cancel_publish(packet_id),
-                    // QoS 0: only if not handed to the driver yet.
-                    None => !pending.transmitted,
-                };
-            match withdrawn.then(|| self.in_session.remove(index)).flatten() {
-                Some(pending) => self.settle(pending, outcome),
-                None => index += 1,
-            }
-        }
-    }
-
-    /// Settles the waiting (not yet handed over) messages matching `predicate`.
-    fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        if !self.queue.iter().any(&predicate) {
-            return;
-        }
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for pending in core::mem::take(&mut self.queue) {
-            if predicate(&pending) {
-                self.settle(pending, outcome);
-            } else {
-                kept.push_back(pending);
-            }
-        }
-        self.queue = kept;
-    }
-
-    /// Moves waiting messages into the session while its in-flight window has room.
-    fn fill_session(&mut self) {
-        if !self.is_connected() {
-            return;
-        }
-        let window = usize::from(self.config.session.max_in_flight.max(1));
-        while let Some(front) = self.queue.front() {
-            if front.qos != QoS::AtMostOnce && self.session.outgoing_len() >= window {
-                break;
-            }
-            let Some(mut pending) = self.queue.pop_front() else {
-                break;
-            };
-            match self.session.publish(
-                &pending.topic,
-                &pending.payload,
-                pending.qos,
-                pending.retain,
-            ) {
-                Ok(packet_id) => {
-                    pending.packet_id = packet_id;
-                    if let Some(packet_id) = packet_id {
-                        // The session holds the encoded PUBLISH now: one copy is enough.
-                        pending.topic = String::new();
-                        pending.payload = Vec::new();
-                        if pending.durable {
-                            self.store_ops.push_back(StoreOp::Assigned {
-                                id: pending.id,
-                                packet_id,
-                            });
-                        }
-                    }
-                    self.in_session.push_back(pending);
-                }
-                Err(_) => {
-                    // Checked at publish; only "no packet id free" remains: wait.
-                    self.queue.push_front(pending);
-                    break;
-                }
-            }
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        if self.earliest_deadline.is_none_or(|at| at > now) {
-            return;
-        }
-        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
-        // Pinned messages keep their deadline field but are not waited on.
-        let session = &self.session;
-        self.earliest_deadline = self
-            .in_session
-            .iter()
-            .chain(self.queue.iter())
-            .filter(|p| !p.pinned(session))
-            .filter_map(|p| p.deadline)
-            .min();
-    }
-
-    /// Ends a message's life: exactly one event says how, and the outbox forgets it.
-    fn settle(&mut self, pending: Pending, outcome: Outcome) {
-        self.queued_bytes -= pending.size;
-        if pending.durable {
-            self.store_ops
-                .push_back(StoreOp::Settled { id: pending.id });
-        }
-        let id = pending.id;
-        let event = match outcome {
-            Outcome::Delivered => {
-                self.stats.delivered += 1;
-                Event::Delivered { id }
-            }
-            Outcome::Expired => {
-                self.stats.expired += 1;
-                Event::Expired { id }
-            }
-            Outcome::Dropped(reason) => {
-                self.stats.dropped += 1;
-                self.stats.dropped_by.add(reason);
-                Event::Dropped { id, reason }
-            }
-        };
-        self.push_event(event);
-    }
 }
 
 /// A session event, owned.
@@ -1219,13 +948,6 @@ enum Step {
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
     Unsubscribed(PacketId),
     Closed(CloseReason),
-}
-
-#[derive(Clone, Copy)]
-enum Outcome {
-    Delivered,
-    Expired,
-    Dropped(DropReason),
 }
 
 /// How a policy sees a connection the session closed.
@@ -1241,19 +963,6 @@ pub fn close_kind(reason: CloseReason) -> FailureKind {
         CloseReason::PacketTooLarge { .. } => FailureKind::Configuration,
         _ => FailureKind::ConnectionLost,
     }
-}
-
-/// A PUBLISH must fit MQTT's largest remaining length (268 435 455 bytes) `[MQTT-2.2.3]`:
-/// checked when the message is accepted, not when it is sent.
-fn check_publish_size(topic: &str, payload: &[u8]) -> Result<(), UsageError> {
-    const MAX_REMAINING: usize = 268_435_455;
-    // Topic length prefix (2), topic, packet id (2), payload.
-    if 2 + topic.len() + 2 + payload.len() > MAX_REMAINING {
-        return Err(UsageError::Encode(
-            crate::packet::EncodeError::PacketTooLarge,
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,221 @@
+//! The ledger: every message the engine owns, from `publish` to its one outcome — waiting in
+//! the queue, handed to the session, withdrawn, expired or settled.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::{
+    DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp, Delivery,
+};
+use crate::packet::{PacketId, QoS};
+use crate::session::{Session, UsageError};
+use crate::time::Instant;
+
+/// One message the engine owns until it is settled.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) id: MessageId,
+    /// Kept in the driver's durable outbox: report [`StoreOp`]s.
+    pub(super) durable: bool,
+    /// Topic and payload, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
+    pub(super) topic: String,
+    pub(super) payload: Vec<u8>,
+    /// Payload length (kept after the payload moved into the session).
+    pub(super) size: usize,
+    pub(super) qos: QoS,
+    pub(super) retain: bool,
+    pub(super) delivery: Delivery,
+    pub(super) deadline: Option<Instant>,
+    /// Set once handed to the session (QoS 1/2).
+    pub(super) packet_id: Option<PacketId>,
+    /// QoS 0: handed to the driver by `poll_transmit`, settled by `handle_written`.
+    pub(super) transmitted: bool,
+}
+
+impl Pending {
+    /// Its fate is the broker's: a QoS 2 PUBLISH that was sent may be held there, so it must
+    /// complete (no deadline, no drop).
+    pub(super) fn pinned(&self, session: &Session) -> bool {
+        self.packet_id.is_some_and(|id| !session.can_cancel(id))
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum Outcome {
+    Delivered,
+    Expired,
+    Dropped(DropReason),
+}
+
+/// A PUBLISH must fit MQTT's largest remaining length (268 435 455 bytes) `[MQTT-2.2.3]`:
+/// checked when the message is accepted, not when it is sent.
+pub(super) fn check_publish_size(topic: &str, payload: &[u8]) -> Result<(), UsageError> {
+    const MAX_REMAINING: usize = 268_435_455;
+    // Topic length prefix (2), topic, packet id (2), payload.
+    if 2 + topic.len() + 2 + payload.len() > MAX_REMAINING {
+        return Err(UsageError::Encode(
+            crate::packet::EncodeError::PacketTooLarge,
+        ));
+    }
+    Ok(())
+}
+
+impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
+    pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
+        self.in_session
+            .iter()
+            .position(|p| p.packet_id == Some(packet_id))
+    }
+
+    /// QoS 0 messages handed to the session but not known to be written wait again, in order.
+    pub(super) fn requeue_unwritten(&mut self) {
+        let mut index = self.in_session.len();
+        while index > 0 {
+            index -= 1;
+            if self.in_session[index].qos == QoS::AtMostOnce {
+                if let Some(mut pending) = self.in_session.remove(index) {
+                    pending.transmitted = false;
+                    self.queue.push_front(pending);
+                }
+            }
+        }
+    }
+
+    pub(super) fn summary(&self, now: Instant) -> PendingSummary {
+        let session = &self.session;
+        let all = || self.in_session.iter().chain(self.queue.iter());
+        PendingSummary {
+            messages: self.pending(),
+            guaranteed: all()
+                .filter(|p| p.delivery == Delivery::Guaranteed || p.pinned(session))
+                .count(),
+            earliest_deadline: all()
+                .filter(|p| !p.pinned(session))
+                .filter_map(|p| p.deadline)
+                .min()
+                .map(|d| d.saturating_duration_since(now)),
+        }
+    }
+
+    /// Settles every message matching `predicate` with `outcome`: those still waiting, and
+    /// those handed to the session if it lets go of them (not a QoS 2 message that was sent).
+    pub(super) fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        self.drop_waiting(&predicate, outcome);
+        let mut index = 0;
+        while index < self.in_session.len() {
+            let pending = &self.in_session[index];
+            let withdrawn = predicate(pending)
+                && match pending.packet_id {
+                    Some(packet_id) => self.session.cancel_publish(packet_id),
+                    // QoS 0: only if not handed to the driver yet.
+                    None => !pending.transmitted,
+                };
+            match withdrawn.then(|| self.in_session.remove(index)).flatten() {
+                Some(pending) => self.settle(pending, outcome),
+                None => index += 1,
+            }
+        }
+    }
+
+    /// Settles the waiting (not yet handed over) messages matching `predicate`.
+    pub(super) fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
+        if !self.queue.iter().any(&predicate) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for pending in core::mem::take(&mut self.queue) {
+            if predicate(&pending) {
+                self.settle(pending, outcome);
+            } else {
+                kept.push_back(pending);
+            }
+        }
+        self.queue = kept;
+    }
+
+    /// Moves waiting messages into the session while its in-flight window has room.
+    pub(super) fn fill_session(&mut self) {
+        if !self.is_connected() {
+            return;
+        }
+        let window = usize::from(self.config.session.max_in_flight.max(1));
+        while let Some(front) = self.queue.front() {
+            if front.qos != QoS::AtMostOnce && self.session.outgoing_len() >= window {
+                break;
+            }
+            let Some(mut pending) = self.queue.pop_front() else {
+                break;
+            };
+            match self.session.publish(
+                &pending.topic,
+                &pending.payload,
+                pending.qos,
+                pending.retain,
+            ) {
+                Ok(packet_id) => {
+                    pending.packet_id = packet_id;
+                    if let Some(packet_id) = packet_id {
+                        // The session holds the encoded PUBLISH now: one copy is enough.
+                        pending.topic = String::new();
+                        pending.payload = Vec::new();
+                        if pending.durable {
+                            self.store_ops.push_back(StoreOp::Assigned {
+                                id: pending.id,
+                                packet_id,
+                            });
+                        }
+                    }
+                    self.in_session.push_back(pending);
+                }
+                Err(_) => {
+                    // Checked at publish; only "no packet id free" remains: wait.
+                    self.queue.push_front(pending);
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn expire(&mut self, now: Instant) {
+        if self.earliest_deadline.is_none_or(|at| at > now) {
+            return;
+        }
+        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
+        // Pinned messages keep their deadline field but are not waited on.
+        let session = &self.session;
+        self.earliest_deadline = self
+            .in_session
+            .iter()
+            .chain(self.queue.iter())
+            .filter(|p| !p.pinned(session))
+            .filter_map(|p| p.deadline)
+            .min();
+    }
+
+    /// Ends a message's life: exactly one event says how, and the outbox forgets it.
+    pub(super) fn settle(&mut self, pending: Pending, outcome: Outcome) {
+        self.queued_bytes -= pending.size;
+        if pending.durable {
+            self.store_ops
+                .push_back(StoreOp::Settled { id: pending.id });
+        }
+        let id = pending.id;
+        let event = match outcome {
+            Outcome::Delivered => {
+                self.stats.delivered += 1;
+                Event::Delivered { id }
+            }
+            Outcome::Expired => {
+                self.stats.expired += 1;
+                Event::Expired { id }
+            }
+            Outcome::Dropped(reason) => {
+                self.stats.dropped += 1;
+                self.stats.dropped_by.add(reason);
+                Event::Dropped { id, reason }
+            }
+        };
+        self.push_event(event);
+    }
+}

@@ -1,0 +1,100 @@
+//! Kept subscriptions: what the application wants, what the broker's session has, and the
+//! SUBSCRIBE / UNSUBSCRIBE requests in flight between them.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use super::{Engine, Event, ReconnectPolicy};
+use crate::packet::{PacketId, QoS, SubscribeReturnCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SubState {
+    /// Not (yet) known to the broker's session: send SUBSCRIBE when connected.
+    Wanted,
+    /// SUBSCRIBE sent with this packet id on the current connection.
+    Requested(PacketId),
+    /// Granted within the current session.
+    Active,
+}
+
+#[derive(Debug)]
+pub(super) struct Subscription {
+    pub(super) filter: String,
+    pub(super) qos: QoS,
+    pub(super) state: SubState,
+}
+
+#[derive(Debug)]
+pub(super) enum RequestKind {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
+    /// Sends SUBSCRIBE for wanted subscriptions and UNSUBSCRIBE for dropped ones, if connected.
+    pub(super) fn send_subscriptions(&mut self) {
+        if !self.is_connected() {
+            return;
+        }
+        let wanted: Vec<(&str, QoS)> = self
+            .subscriptions
+            .iter()
+            .filter(|s| s.state == SubState::Wanted)
+            .map(|s| (s.filter.as_str(), s.qos))
+            .collect();
+        if !wanted.is_empty() {
+            match self.session.subscribe(&wanted) {
+                Ok(packet_id) => {
+                    let filters: Vec<String> = wanted.iter().map(|(f, _)| f.to_string()).collect();
+                    for subscription in self.subscriptions.iter_mut() {
+                        if subscription.state == SubState::Wanted {
+                            subscription.state = SubState::Requested(packet_id);
+                        }
+                    }
+                    self.requests
+                        .push((packet_id, RequestKind::Subscribe, filters));
+                }
+                Err(_) => return, // no packet id free: retried at the next connection
+            }
+        }
+        if !self.unsubscribe_later.is_empty() {
+            let filters: Vec<&str> = self.unsubscribe_later.iter().map(String::as_str).collect();
+            if let Ok(packet_id) = self.session.unsubscribe(&filters) {
+                let filters = core::mem::take(&mut self.unsubscribe_later);
+                self.requests
+                    .push((packet_id, RequestKind::Unsubscribe, filters));
+            }
+        }
+    }
+
+    pub(super) fn subscribed(&mut self, packet_id: PacketId, codes: &[SubscribeReturnCode]) {
+        let Some(index) = self
+            .requests
+            .iter()
+            .position(|r| r.0 == packet_id && matches!(r.1, RequestKind::Subscribe))
+        else {
+            return;
+        };
+        let (_, _, filters) = self.requests.swap_remove(index);
+        for (filter, code) in filters.into_iter().zip(codes.iter().copied()) {
+            let current = self
+                .subscriptions
+                .iter()
+                .position(|s| s.filter == filter && s.state == SubState::Requested(packet_id));
+            match code {
+                SubscribeReturnCode::Success(granted) => {
+                    if let Some(index) = current {
+                        self.subscriptions[index].state = SubState::Active;
+                    }
+                    self.push_event(Event::Subscribed { filter, granted });
+                }
+                SubscribeReturnCode::Failure => {
+                    if let Some(index) = current {
+                        self.subscriptions.remove(index);
+                    }
+                    self.push_event(Event::SubscriptionRefused { filter });
+                }
+            }
+        }
+    }
+}
