@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use umqtt::robust::{
-    BatteryAware, Client, Deadline, Delivery, DropReason, Event, ExponentialBackoff, FailureKind,
-    FixedDelay, NoRetry, Overflow, ReconnectPolicy, RobustConfig,
+    BatteryAware, Client, Delivery, DropReason, Event, ExponentialBackoff, FailureKind, FixedDelay,
+    NoRetry, Overflow, ReconnectPolicy, RobustConfig,
 };
 use umqtt::{simple, ClientConfig, ConnectReturnCode, Error, QoS, UsageError};
 use umqtt_testkit::broker::{free_port, Mosquitto};
@@ -110,71 +110,6 @@ fn no_retry_drops_when_link_is_down_and_makes_no_further_attempts() {
         .unwrap()
         .unwrap();
     assert_eq!(m.payload, b"21.7");
-}
-
-#[test]
-fn deadline_retries_until_the_message_expires_then_stops() {
-    let broker = Mosquitto::start();
-    let proxy = FaultProxy::start(broker.addr());
-    proxy.set_mode(Mode::Refuse);
-    let mut client = Client::new(
-        config(proxy.port(), "button"),
-        Deadline::new(Duration::from_secs(2)),
-    );
-    let log = recorded(&mut client);
-    let started = Instant::now();
-    let id = client
-        .publish("home/button", b"press", QoS::AtLeastOnce, false)
-        .unwrap();
-    client.run_for(Duration::from_millis(3500)).unwrap();
-    let log_entries = log.lock().unwrap().clone();
-    let expired_at = log_entries
-        .iter()
-        .find(|(_, e)| *e == Event::Expired { id })
-        .map(|(t, _)| t.duration_since(started))
-        .expect("the press expires");
-    assert!(
-        expired_at >= Duration::from_millis(1900) && expired_at < Duration::from_millis(3000),
-        "{expired_at:?}"
-    );
-    let attempts_at_deadline = client.stats().attempts;
-    assert!(
-        attempts_at_deadline >= 3,
-        "retried while relevant: {attempts_at_deadline}"
-    );
-    client.run_for(Duration::from_secs(2)).unwrap();
-    assert_eq!(
-        client.stats().attempts,
-        attempts_at_deadline,
-        "no attempts after the deadline"
-    );
-    assert!(events(&log)
-        .iter()
-        .any(|e| matches!(e, Event::GaveUp { .. })));
-}
-
-#[test]
-fn backoff_delays_grow_and_are_capped() {
-    let port = free_port(); // nothing listens: every attempt is refused
-    let policy = ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(400))
-        .with_jitter(0.0);
-    let mut client = Client::new(config(port, "backoff"), policy);
-    let log = recorded(&mut client);
-    client
-        .publish_with("t", b"x", QoS::AtLeastOnce, false, Delivery::Guaranteed)
-        .unwrap();
-    client.run_for(Duration::from_millis(2500)).unwrap();
-    let delays: Vec<u128> = events(&log)
-        .iter()
-        .filter_map(|e| match e {
-            Event::RetryScheduled { delay } => Some(delay.as_millis()),
-            _ => None,
-        })
-        .collect();
-    assert!(delays.len() >= 6, "{delays:?}");
-    assert_eq!(&delays[..5], &[50, 100, 200, 400, 400]);
-    assert!(delays.iter().all(|d| *d <= 400));
-    assert_eq!(client.pending(), 1, "guaranteed message kept");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp, Delivery,
+    Delivery, DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp,
 };
 use crate::packet::{PacketId, QoS};
 use crate::session::{Session, UsageError};

@@ -55,12 +55,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use ledger::{check_publish_size, Outcome, Pending};
-use subscriptions::{RequestKind, SubState, Subscription};
 use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
+use ledger::{check_publish_size, Outcome, Pending};
+use subscriptions::{RequestKind, SubState, Subscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
 #[derive(Debug, Clone)]
@@ -936,7 +936,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             next_attempt,
         };
     }
-
 }
 
 /// A session event, owned.
