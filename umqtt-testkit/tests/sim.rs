@@ -834,7 +834,7 @@ fn protocol_violations_are_recorded_and_close_the_link() {
             ],
         ),
         (
-            "exceeds the maximum",
+            "exceeds the configured maximum",
             vec![connect("v", true, 0), publish("a", &[0; 100], Q0, 0, false)],
         ),
     ];
@@ -1084,6 +1084,7 @@ impl SessionDriver {
                     p.dup
                 ),
                 SessionEvent::Published(id) => format!("published {id}"),
+                SessionEvent::PublishReceived(_) => continue,
                 SessionEvent::Subscribed(_) => "subscribed".to_string(),
                 SessionEvent::Closed(reason) => {
                     closed = Some(format!("closed: {reason}"));
