@@ -35,6 +35,8 @@ pub struct Tally {
     pub fatal: Option<Fatal>,
     /// The policy stopped retrying and nothing connected since.
     pub stopped: bool,
+    /// Topic filters the broker refused (SUBACK 0x80).
+    pub refused: Vec<String>,
 }
 
 /// Why the command must stop retrying.
@@ -90,6 +92,7 @@ impl Tracker {
                 tally.last_failure = Some(detail);
             }
             Event::GaveUp { .. } => tally.stopped = true,
+            Event::SubscriptionRefused { filter } => tally.refused.push(filter.clone()),
             Event::Delivered { .. } => tally.delivered += 1,
             Event::Expired { .. } => tally.expired += 1,
             Event::Dropped { reason, .. } => {
@@ -198,6 +201,11 @@ pub fn client(
         handler_tracker.record(event);
         if let Some(client_id) = &debug {
             log_event(client_id, event);
+        }
+        if let Event::SubscriptionRefused { filter } = event {
+            print_warning_line(&format!(
+                "the broker refused the subscription to {filter:?}"
+            ));
         }
         if let (Event::SessionLost { .. }, true) = (event, persistent) {
             print_warning_line(

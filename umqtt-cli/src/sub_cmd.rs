@@ -112,6 +112,11 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                 break;
             }
             tracker.check_fatal()?;
+            if tracker.tally().refused.len() >= filters.len() {
+                // As mosquitto_sub: nothing left to listen to.
+                let _ = client.disconnect();
+                return Err(CliError::failed("all subscription requests were denied"));
+            }
             if tracker.tally().stopped {
                 let detail = tracker.tally().last_failure.clone().unwrap_or_default();
                 return Err(CliError::failed(format!(

@@ -570,3 +570,33 @@ fn manual_ack_holds_acknowledgements_until_the_application_is_done() {
     // The first delivery's QoS 1 acks were forgotten with their connection.
     assert!(!sub.engine.ack(at(12 * SECOND), &all[0]));
 }
+
+/// `disconnect` is the application's doing: DISCONNECT goes out (no will), no failure is
+/// reported to the policy and nothing reconnects until new work.
+#[test]
+fn disconnect_is_not_a_failure_and_new_work_reconnects() {
+    let mut net = SimNet::new(14);
+    let mut device = Device::new(config("bye"), FixedDelay::default());
+    run(&mut net, &mut [&mut device], 0, SECOND);
+    device.engine.disconnect(at(SECOND));
+    run(&mut net, &mut [&mut device], SECOND, 60 * SECOND);
+    assert!(!device.engine.is_connected());
+    assert_eq!(
+        device.count(|e| matches!(
+            e,
+            Event::Disconnected { .. } | Event::RetryScheduled { .. } | Event::AttemptFailed { .. }
+        )),
+        0,
+        "{:?}",
+        device.events
+    );
+    assert_eq!(device.engine.stats().attempts, 1);
+    assert!(!net.broker(0).is_connected("bye"));
+    let id = device
+        .engine
+        .publish(at(60 * SECOND), "t", b"x", QoS::AtLeastOnce, false)
+        .unwrap();
+    run(&mut net, &mut [&mut device], 60 * SECOND, 61 * SECOND);
+    assert_eq!(device.count(|e| *e == Event::Delivered { id }), 1);
+    assert_eq!(device.engine.stats().attempts, 2);
+}

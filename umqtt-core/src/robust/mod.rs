@@ -652,7 +652,17 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// subscribe, connect or nudge). Pending messages stay, and are resent by a later
     /// connection if the session persists.
     pub fn disconnect(&mut self, now: Instant) {
-        match self.link {
+        let link = core::mem::replace(
+            &mut self.link,
+            Link::Down {
+                consecutive: 0,
+                outage_started: now,
+                next_attempt: None,
+            },
+        );
+        // Down first: the session's `Closed(Disconnected)` is the application's doing, not a
+        // failure for the policy.
+        match link {
             Link::Up { .. } => {
                 let _ = self.session.disconnect();
                 self.pump(now);
@@ -665,11 +675,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Down { .. } => {}
         }
         self.requeue_unwritten();
-        self.link = Link::Down {
-            consecutive: 0,
-            outage_started: now,
-            next_attempt: None,
-        };
     }
 
     // ----- internals -------------------------------------------------------------------------
