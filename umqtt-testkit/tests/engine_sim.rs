@@ -592,6 +592,13 @@ fn disconnect_is_not_a_failure_and_new_work_reconnects() {
     );
     assert_eq!(device.engine.stats().attempts, 1);
     assert!(!net.broker(0).is_connected("bye"));
+    assert!(
+        net.broker(0)
+            .received("bye")
+            .iter()
+            .any(|(_, t)| *t == umqtt_core::packet::PacketType::Disconnect),
+        "DISCONNECT went out"
+    );
     let id = device
         .engine
         .publish(at(60 * SECOND), "t", b"x", QoS::AtLeastOnce, false)

@@ -9,7 +9,7 @@ use super::{
     Delivery, DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp,
 };
 use crate::packet::{PacketId, QoS};
-use crate::session::{Session, UsageError};
+use crate::session::Session;
 use crate::time::Instant;
 
 /// One message the engine owns until it is settled.
@@ -29,8 +29,6 @@ pub(super) struct Pending {
     pub(super) deadline: Option<Instant>,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
-    /// QoS 0: handed to the driver by `poll_transmit`, settled by `handle_written`.
-    pub(super) transmitted: bool,
 }
 
 impl Pending {
@@ -48,19 +46,6 @@ pub(super) enum Outcome {
     Dropped(DropReason),
 }
 
-/// A PUBLISH must fit MQTT's largest remaining length (268 435 455 bytes) `[MQTT-2.2.3]`:
-/// checked when the message is accepted, not when it is sent.
-pub(super) fn check_publish_size(topic: &str, payload: &[u8]) -> Result<(), UsageError> {
-    const MAX_REMAINING: usize = 268_435_455;
-    // Topic length prefix (2), topic, packet id (2), payload.
-    if 2 + topic.len() + 2 + payload.len() > MAX_REMAINING {
-        return Err(UsageError::Encode(
-            crate::packet::EncodeError::PacketTooLarge,
-        ));
-    }
-    Ok(())
-}
-
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
         self.in_session
@@ -70,21 +55,20 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// QoS 0 messages handed to the session but not known to be written wait again, in order.
     pub(super) fn requeue_unwritten(&mut self) {
-        let mut index = self.in_session.len();
-        while index > 0 {
-            index -= 1;
-            if self.in_session[index].qos == QoS::AtMostOnce {
-                if let Some(mut pending) = self.in_session.remove(index) {
-                    pending.transmitted = false;
-                    self.queue.push_front(pending);
-                }
-            }
+        self.qos0_transmitted = 0;
+        while let Some(pending) = self.qos0.pop_back() {
+            self.queue.push_front(pending);
         }
     }
 
     pub(super) fn summary(&self, now: Instant) -> PendingSummary {
         let session = &self.session;
-        let all = || self.in_session.iter().chain(self.queue.iter());
+        let all = || {
+            self.in_session
+                .iter()
+                .chain(self.qos0.iter())
+                .chain(self.queue.iter())
+        };
         PendingSummary {
             messages: self.pending(),
             guaranteed: all()
@@ -99,18 +83,18 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// Settles every message matching `predicate` with `outcome`: those still waiting, and
-    /// those handed to the session if it lets go of them (not a QoS 2 message that was sent).
+    /// QoS 1/2 messages handed to the session if it lets go of them (not a QoS 2 message that
+    /// was sent). QoS 0 messages in the session's send buffer go out with it (a lost link
+    /// puts them back in the queue first).
     pub(super) fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
         self.drop_waiting(&predicate, outcome);
         let mut index = 0;
         while index < self.in_session.len() {
             let pending = &self.in_session[index];
             let withdrawn = predicate(pending)
-                && match pending.packet_id {
-                    Some(packet_id) => self.session.cancel_publish(packet_id),
-                    // QoS 0: only if not handed to the driver yet.
-                    None => !pending.transmitted,
-                };
+                && pending
+                    .packet_id
+                    .is_some_and(|packet_id| self.session.cancel_publish(packet_id));
             match withdrawn.then(|| self.in_session.remove(index)).flatten() {
                 Some(pending) => self.settle(pending, outcome),
                 None => index += 1,
@@ -134,42 +118,64 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.queue = kept;
     }
 
-    /// Moves waiting messages into the session while its in-flight window has room.
-    pub(super) fn fill_session(&mut self) {
-        if !self.is_connected() {
-            return;
+    /// Whether the session can take a message of `qos` now: connected, and for QoS 1/2 room
+    /// in the in-flight window (the engine keeps the rest, so deadlines apply to them).
+    pub(super) fn session_has_room(&self, qos: QoS) -> bool {
+        self.is_connected()
+            && (qos == QoS::AtMostOnce
+                || self.session.outgoing_len()
+                    < usize::from(self.config.session.max_in_flight.max(1)))
+    }
+
+    /// Hands a message to the session (its topic and payload are already checked). A QoS 1/2
+    /// message keeps no copy here: the session holds the encoded PUBLISH. Returns the
+    /// message back if the session cannot take it (no packet id free).
+    pub(super) fn hand_over(
+        &mut self,
+        mut pending: Pending,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), Pending> {
+        let Ok(packet_id) =
+            self.session
+                .publish_valid_topic(topic, payload, pending.qos, pending.retain)
+        else {
+            return Err(pending);
+        };
+        match packet_id {
+            None => self.qos0.push_back(pending),
+            Some(packet_id) => {
+                pending.packet_id = Some(packet_id);
+                pending.topic = String::new();
+                pending.payload = Vec::new();
+                if pending.durable {
+                    self.store_ops.push_back(StoreOp::Assigned {
+                        id: pending.id,
+                        packet_id,
+                    });
+                }
+                self.in_session.push_back(pending);
+            }
         }
-        let window = usize::from(self.config.session.max_in_flight.max(1));
+        Ok(())
+    }
+
+    /// Moves waiting messages into the session while it has room, in order.
+    pub(super) fn fill_session(&mut self) {
         while let Some(front) = self.queue.front() {
-            if front.qos != QoS::AtMostOnce && self.session.outgoing_len() >= window {
+            if !self.session_has_room(front.qos) {
                 break;
             }
             let Some(mut pending) = self.queue.pop_front() else {
                 break;
             };
-            match self.session.publish(
-                &pending.topic,
-                &pending.payload,
-                pending.qos,
-                pending.retain,
-            ) {
-                Ok(packet_id) => {
-                    pending.packet_id = packet_id;
-                    if let Some(packet_id) = packet_id {
-                        // The session holds the encoded PUBLISH now: one copy is enough.
-                        pending.topic = String::new();
-                        pending.payload = Vec::new();
-                        if pending.durable {
-                            self.store_ops.push_back(StoreOp::Assigned {
-                                id: pending.id,
-                                packet_id,
-                            });
-                        }
-                    }
-                    self.in_session.push_back(pending);
-                }
-                Err(_) => {
-                    // Checked at publish; only "no packet id free" remains: wait.
+            let topic = core::mem::take(&mut pending.topic);
+            let payload = core::mem::take(&mut pending.payload);
+            match self.hand_over(pending, &topic, &payload) {
+                Ok(()) => {}
+                Err(mut pending) => {
+                    pending.topic = topic;
+                    pending.payload = payload;
                     self.queue.push_front(pending);
                     break;
                 }
@@ -187,6 +193,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.earliest_deadline = self
             .in_session
             .iter()
+            .chain(self.qos0.iter())
             .chain(self.queue.iter())
             .filter(|p| !p.pinned(session))
             .filter_map(|p| p.deadline)

@@ -59,7 +59,7 @@ use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
-use ledger::{check_publish_size, Outcome, Pending};
+use ledger::{Outcome, Pending};
 use subscriptions::{RequestKind, SubState, Subscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
@@ -143,8 +143,12 @@ pub struct Engine<P, E> {
     config: EngineConfig,
     link: Link,
     next_server: usize,
-    /// Handed to the session, in publish order.
+    /// QoS 1/2 messages handed to the session, in publish order.
     in_session: VecDeque<Pending>,
+    /// QoS 0 messages handed to the session (their PUBLISH is in its send buffer), in order;
+    /// the first `qos0_transmitted` went out with the last `poll_transmit`.
+    qos0: VecDeque<Pending>,
+    qos0_transmitted: usize,
     /// Waiting for the link or for room in the in-flight window, in publish order.
     queue: VecDeque<Pending>,
     queued_bytes: usize,
@@ -184,6 +188,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             },
             next_server: 0,
             in_session: VecDeque::new(),
+            qos0: VecDeque::new(),
+            qos0_transmitted: 0,
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_id: 1,
@@ -244,7 +250,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// Messages not yet settled.
     pub fn pending(&self) -> usize {
-        self.in_session.len() + self.queue.len()
+        self.in_session.len() + self.qos0.len() + self.queue.len()
     }
 
     /// The id the next published message gets.
@@ -277,17 +283,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// then report [`Engine::handle_written`].
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
-        if !matches!(
-            self.link,
-            Link::Up { .. } | Link::Attempt { opened: true, .. }
-        ) {
-            return None;
-        }
-        for pending in self.in_session.iter_mut() {
-            if pending.qos == QoS::AtMostOnce {
-                pending.transmitted = true;
-            }
-        }
+        // QoS 0 messages handed to the session are in these bytes.
+        self.qos0_transmitted = self.qos0.len();
         self.session.poll_transmit(now)
     }
 
@@ -376,14 +373,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// The bytes of the last [`Engine::poll_transmit`] were written: QoS 0 messages in them
     /// are delivered.
     pub fn handle_written(&mut self, _now: Instant) {
-        let mut index = 0;
-        while index < self.in_session.len() {
-            if self.in_session[index].transmitted {
-                if let Some(pending) = self.in_session.remove(index) {
-                    self.settle(pending, Outcome::Delivered);
-                }
-            } else {
-                index += 1;
+        for _ in 0..core::mem::take(&mut self.qos0_transmitted) {
+            if let Some(pending) = self.qos0.pop_front() {
+                self.settle(pending, Outcome::Delivered);
             }
         }
     }
@@ -474,7 +466,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         (delivery, durable): (Delivery, bool),
     ) -> Result<MessageId, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
-        check_publish_size(topic, payload)?;
+        session::check_payload_len(topic, payload, qos)?;
         let id = MessageId(self.next_id);
         if !self.has_room(1, payload.len()) {
             match self.config.overflow {
@@ -513,19 +505,36 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
         }
         self.queued_bytes += payload.len();
-        self.queue.push_back(Pending {
+        let mut pending = Pending {
             id,
             durable,
-            topic: topic.to_string(),
-            payload: payload.to_vec(),
+            topic: String::new(),
+            payload: Vec::new(),
             size: payload.len(),
             qos,
             retain,
             delivery,
             deadline,
             packet_id: None,
-            transmitted: false,
-        });
+        };
+        // Straight into the session when nothing waits ahead of it and there is room: a QoS
+        // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
+        // keeps its copy until written, in case the link fails first.
+        if self.queue.is_empty() && self.session_has_room(qos) {
+            if qos == QoS::AtMostOnce {
+                pending.topic = topic.to_string();
+                pending.payload = payload.to_vec();
+            }
+            match self.hand_over(pending, topic, payload) {
+                Ok(()) => return Ok(id),
+                Err(back) => pending = back,
+            }
+        }
+        if pending.topic.is_empty() {
+            pending.topic = topic.to_string();
+            pending.payload = payload.to_vec();
+        }
+        self.queue.push_back(pending);
         self.rearm(now);
         if delivery == Delivery::NoRetry && matches!(self.link, Link::Down { .. }) {
             // Down with a later attempt scheduled: a no-retry message does not wait for it.
@@ -563,7 +572,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery: Delivery::Guaranteed,
             deadline: None,
             packet_id: None,
-            transmitted: false,
         };
         self.queued_bytes += pending.size;
         if let (Some(packet_id), true) =
@@ -881,12 +889,13 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     fn link_lost(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
         self.stats.disconnects += 1;
         self.push_event(Event::Disconnected { kind, error });
-        // No-retry messages die with the link (unless the broker may hold them).
+        // QoS 0 messages not known to be written wait again, in order; then no-retry
+        // messages die with the link (unless the broker may hold them).
+        self.requeue_unwritten();
         self.withdraw(
             |p| p.delivery == Delivery::NoRetry,
             Outcome::Dropped(DropReason::LinkLost),
         );
-        self.requeue_unwritten();
         self.link = Link::Down {
             consecutive: 0,
             outage_started: now,

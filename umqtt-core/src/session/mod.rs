@@ -564,6 +564,18 @@ impl Session {
         retain: bool,
     ) -> Result<Option<PacketId>, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        self.publish_valid_topic(topic, payload, qos, retain)
+    }
+
+    /// [`Session::publish`] for a topic name the caller has validated (the robust engine
+    /// checks it when the message is accepted): not scanned again.
+    pub(crate) fn publish_valid_topic(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Option<PacketId>, UsageError> {
         check_payload_len(topic, payload, qos)?;
         let state = &mut self.state;
         if qos == QoS::AtMostOnce {
@@ -925,7 +937,7 @@ impl Session {
 }
 
 /// Refuses a payload that cannot fit in one PUBLISH, before anything is copied `[MQTT-2.2.3]`.
-fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
+pub(crate) fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
     let max = max_payload_len(topic, qos);
     if payload.len() > max {
         return Err(UsageError::PayloadTooLarge {
