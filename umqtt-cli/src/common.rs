@@ -77,6 +77,11 @@ pub struct ConnectArgs {
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
+    /// Print nothing on stderr: no errors, warnings or "connection lost" / "reconnected"
+    /// lines (the exit status still tells), as mosquitto's --quiet
+    #[arg(long = "quiet")]
+    pub quiet: bool,
+
     /// Topic of the last will, published by the broker if this client vanishes
     #[arg(long = "will-topic", value_name = "TOPIC", help_heading = "Last will")]
     pub will_topic: Option<String>,
@@ -92,7 +97,7 @@ pub struct ConnectArgs {
 
     /// QoS of the last will [default: 0]
     #[arg(long = "will-qos", value_name = "QOS", requires = "will_topic",
-          value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Last will")]
+          allow_hyphen_values = true, value_parser = parse_qos, help_heading = "Last will")]
     pub will_qos: Option<u8>,
 
     /// Retain the last will
@@ -125,13 +130,21 @@ pub struct ConnectArgs {
     )]
     pub key: Option<PathBuf>,
 
-    /// Use TLS, trusting the built-in Mozilla root certificates
+    /// Use TLS, trusting the operating system's CA bundle (the file named by $SSL_CERT_FILE,
+    /// else the first of /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
+    /// /etc/ssl/ca-bundle.pem, /etc/ssl/cert.pem), plus --cafile if given
     #[arg(long = "tls-use-os-certs", help_heading = "TLS")]
     pub tls_use_os_certs: bool,
 
-    /// DANGEROUS: use TLS but accept any server certificate for any name
+    /// Do not check that the broker's certificate names the host connected to (as
+    /// mosquitto's --insecure). The certificate must still be signed by a trusted CA
     #[arg(long = "insecure", help_heading = "TLS")]
     pub insecure: bool,
+
+    /// DANGEROUS: use TLS but accept ANY server certificate for any name (no CA check
+    /// either): anyone on the network path can impersonate the broker
+    #[arg(long = "tls-insecure-accept-any-cert", help_heading = "TLS")]
+    pub accept_any_cert: bool,
 
     /// Print help
     #[arg(long = "help", action = ArgAction::Help)]
@@ -144,7 +157,9 @@ pub struct ConnectArgs {
 pub struct RobustArgs {
     /// Use the reconnecting client with this policy: none (no retry), fixed:2s, backoff:1s..60s,
     /// deadline:15s (messages expire), guaranteed (retry until delivered, battery-aware).
-    /// Without it, a lost connection ends the command
+    /// Without it, as mosquitto_sub / mosquitto_pub -l: the first connection must succeed, then
+    /// a lost connection is retried every second, forever (a refusal such as "not authorised"
+    /// ends the command); `umqtt: connection lost …` / `umqtt: reconnected` go to stderr
     #[arg(long = "policy", value_name = "POLICY", value_parser = PolicySpec::parse)]
     pub policy: Option<PolicySpec>,
 }
@@ -155,6 +170,18 @@ fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
         "mqttv31" | "31" => Ok(ProtocolVersion::V31),
         "mqttv5" | "5" => Err("MQTT 5 is not supported yet".to_owned()),
         _ => Err("expected mqttv311 (311) or mqttv31 (31)".to_owned()),
+    }
+}
+
+/// A `-q` / `--will-qos` value: 0, 1 or 2. Negative numbers reach this parser (the flags
+/// set `allow_hyphen_values`), so `-q -1` says what is wrong instead of "unexpected argument".
+pub fn parse_qos(text: &str) -> Result<u8, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "2" => Ok(2),
+        // clap puts the value in front: "invalid value '-1' for '--qos <QOS>': …".
+        _ => Err("must be 0, 1 or 2".to_owned()),
     }
 }
 
@@ -176,11 +203,19 @@ pub struct Settings {
     pub debug: bool,
     /// The topic part of `-L`, if any.
     pub url_topic: Option<String>,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// Count open incoming QoS 2 handshakes (a subscriber at QoS 2, see
+    /// [`CliStream::open_qos2_handshakes`]).
+    pub watch_qos2: bool,
 }
 
 impl ConnectArgs {
     /// Checks the flag combinations clap cannot express and resolves defaults.
     pub fn settings(&self) -> Result<Settings, CliError> {
+        if self.quiet {
+            crate::error::set_quiet();
+        }
         let url = self
             .url
             .as_deref()
@@ -218,13 +253,18 @@ impl ConnectArgs {
             || self.cafile.is_some()
             || self.cert.is_some()
             || self.tls_use_os_certs
-            || self.insecure;
-        let tls = wants_tls.then(|| self.tls_config());
+            || self.insecure
+            || self.accept_any_cert;
+        let tls = wants_tls.then(|| self.tls_config()).transpose()?;
 
         let will = match &self.will_topic {
             Some(topic) => {
-                umqtt_core::topic::validate_topic_name(topic)
-                    .map_err(|e| CliError::usage(format!("invalid will topic {topic:?}: {e}")))?;
+                umqtt_core::topic::validate_topic_name(topic).map_err(|e| {
+                    CliError::usage(format!(
+                        "invalid will topic {}: {e}",
+                        crate::error::echo(topic)
+                    ))
+                })?;
                 Some((
                     topic.clone(),
                     self.will_payload.as_ref().map(os_bytes).unwrap_or_default(),
@@ -259,45 +299,108 @@ impl ConnectArgs {
             will,
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
+            quiet: self.quiet,
+            watch_qos2: false,
         })
     }
 
-    fn tls_config(&self) -> TlsConfig {
+    fn tls_config(&self) -> Result<TlsConfig, CliError> {
         let mut tls = TlsConfig::new();
-        if let Some(cafile) = &self.cafile {
-            tls = tls.ca_file(cafile);
+        match (&self.cafile, self.tls_use_os_certs) {
+            (Some(cafile), false) => tls = tls.ca_file(cafile),
+            (None, true) => tls = tls.ca_file(os_ca_bundle()?),
+            (Some(cafile), true) => {
+                // Both, as mosquitto: the OS store and the given file.
+                let mut pem = read_pem(&os_ca_bundle()?)?;
+                pem.push(b'\n');
+                pem.extend(read_pem(cafile)?);
+                tls = tls.ca_pem(pem);
+            }
+            // Neither: the Mozilla roots built into umqtt.
+            (None, false) => {}
         }
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             tls = tls.client_auth(cert, key);
         }
         if self.insecure {
+            tls = tls.skip_hostname_verification(true);
+        }
+        if self.accept_any_cert {
             print_warning_line(
-                "--insecure: the broker's certificate is NOT verified. Anyone on the network path \
-                 can impersonate the broker and read or change every message, password included. \
-                 Use it only for testing.",
+                "--tls-insecure-accept-any-cert: the broker's certificate is NOT verified. Anyone \
+                 on the network path can impersonate the broker and read or change every \
+                 message, password included. Use it only for testing.",
             );
             tls = tls.danger_accept_invalid_certs(true);
         }
-        tls
+        Ok(tls)
     }
+}
+
+/// Where operating systems keep their CA bundle (PEM), most common first.
+const OS_CA_BUNDLES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+];
+
+/// The OS CA bundle: `$SSL_CERT_FILE` (as OpenSSL, which mosquitto uses), else the first of
+/// [`OS_CA_BUNDLES`] that exists.
+fn os_ca_bundle() -> Result<PathBuf, CliError> {
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    OS_CA_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "--tls-use-os-certs: no CA bundle found (looked for $SSL_CERT_FILE, {}); give \
+                 the CA with --cafile",
+                OS_CA_BUNDLES.join(", ")
+            ))
+        })
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| {
+        CliError::failed(format!(
+            "unable to read CA file {}: {}",
+            path.display(),
+            crate::error::io_message(&e)
+        ))
+    })
 }
 
 /// Connects (TCP, TLS, CONNECT/CONNACK) with these settings.
 pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
+    Ok(try_connect(settings)?.0)
+}
+
+/// Like [`connect`], keeping the library's error (for a reconnect policy to classify) and
+/// returning whether the broker resumed the session.
+pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), umqtt::Error> {
     let config = settings.config.clone();
     let transport = umqtt::transport::connect(
         &config.server,
         config.effective_port(),
         config.tls.as_ref(),
         config.connect_timeout,
-    )?;
-    let stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
+    )
+    .map_err(umqtt::Error::Transport)?;
+    let mut stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
+    if settings.watch_qos2 {
+        stream = stream.watch_qos2();
+    }
     let mut client = Client::with_config(config);
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
-    client.connect_with_stream(stream, settings.clean_session)?;
-    Ok(client)
+    let session_present = client.connect_with_stream(stream, settings.clean_session)?;
+    Ok((client, session_present))
 }
 
 /// A client id unlikely to collide: `umqtt-` and 16 hex digits (22 characters, within MQTT
@@ -349,6 +452,16 @@ mod tests {
         assert_eq!(error, "MQTT 5 is not supported yet");
         assert!(parse_protocol_version("5").is_err());
         assert!(parse_protocol_version("4").is_err());
+    }
+
+    #[test]
+    fn qos_values() {
+        assert_eq!(parse_qos("0"), Ok(0));
+        assert_eq!(parse_qos("2"), Ok(2));
+        for bad in ["-1", "3", "", "one"] {
+            let error = parse_qos(bad).unwrap_err();
+            assert!(error.contains("must be 0, 1 or 2"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@
 mod common;
 mod demo;
 mod error;
+mod link;
+mod output;
 mod policy;
 mod pub_cmd;
 mod reconnect;
@@ -30,7 +32,7 @@ use crate::error::{print_error_line, EXIT_USAGE};
 
 /// Exit statuses, shown at the end of `--help`.
 const EXIT_STATUS_HELP: &str = "\
-Exit status: 0 success; 1 failure; 2 bad command line; 1-5 the broker refused the connection
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the connection
 (the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
 
 /// MQTT 3.1.1 command-line client.
@@ -123,6 +125,14 @@ fn one_line_clap_error(rendered: &str, command: &str) -> String {
             .map(str::trim)
             .collect();
         what = format!("{what} {}", listed.join(", "));
+    }
+    // clap's "did you mean" hint: `tip: a similar argument exists: '--topic'`.
+    for tip in rendered
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("tip: "))
+    {
+        what = format!("{what}; {tip}");
     }
     format!("{what} (see '{command} --help')")
 }
@@ -231,5 +241,11 @@ mod tests {
         let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
         assert!(line.contains("not provided"), "{line}");
         assert!(!line.contains('\n'));
+        let error = parse(&["pub", "--topi", "t"]).unwrap_err();
+        let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
+        assert!(
+            line.contains("a similar argument exists: '--topic'"),
+            "{line}"
+        );
     }
 }

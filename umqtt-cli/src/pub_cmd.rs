@@ -1,6 +1,8 @@
 //! `umqtt pub`: publish one message, or one per stdin line, like `mosquitto_pub`.
 //!
-//! Without `--policy` the simple client publishes and a lost connection ends the command. With
+//! Without `--policy` the simple client publishes: a single message (`-m`, `-f`, `-n`, `-s`)
+//! fails with its connection, while `-l`, as mosquitto_pub -l, reconnects every second and
+//! sends the interrupted line again (see `link`). With
 //! `--policy` the robust client does: each message gets the policy's delivery contract, `-l`
 //! keeps reading lines while the client reconnects in the background, and the command exits
 //! 0 only once every message is delivered (else 1, naming how many were dropped or expired).
@@ -19,8 +21,9 @@ use clap::Args;
 use umqtt::robust::ReconnectPolicy as _;
 use umqtt::QoS;
 
-use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs, Settings};
+use crate::common::{self, os_bytes, ConnectArgs, RobustArgs, Settings};
 use crate::error::{io_message, CliError};
+use crate::link::{Link, Recovered};
 use crate::policy::PolicySpec;
 use crate::reconnect;
 
@@ -44,7 +47,7 @@ pub struct PubArgs {
 
     /// Quality of service: 0, 1 or 2
     #[arg(short = 'q', long = "qos", value_name = "QOS", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=2))]
+          allow_hyphen_values = true, value_parser = common::parse_qos)]
     pub qos: u8,
 
     /// Ask the broker to retain the message
@@ -66,9 +69,10 @@ pub struct PubArgs {
     #[arg(long = "outbox", value_name = "FILE", help_heading = "Reconnection")]
     pub outbox: Option<PathBuf>,
 
-    /// Print `published <message>` on stdout once each message is accepted: with --outbox,
-    /// once it is on disk; with a policy, once queued; else once sent (QoS 0) or
-    /// acknowledged (QoS 1/2)
+    /// Print one line on stdout once each message is accepted, saying what accepted means:
+    /// `published <message>` once sent (QoS 0) or acknowledged by the broker (QoS 1/2);
+    /// with --policy, `queued <message>` once queued for delivery (the broker may be down);
+    /// with --outbox, `stored <message>` once on disk
     #[arg(long = "confirm", help_heading = "Reconnection")]
     pub confirm: bool,
 }
@@ -115,8 +119,9 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
             ))
         }
     };
-    umqtt_core::topic::validate_topic_name(&topic)
-        .map_err(|e| CliError::usage(format!("invalid topic {topic:?}: {e}")))?;
+    umqtt_core::topic::validate_topic_name(&topic).map_err(|e| {
+        CliError::usage(format!("invalid topic {}: {e}", crate::error::echo(&topic)))
+    })?;
     if args.outbox.is_some() && !args.robust.policy.is_some_and(|p| p.guarantees_delivery()) {
         return Err(CliError::usage(
             "--outbox needs a policy that keeps messages until delivered: --policy guaranteed, \
@@ -135,22 +140,48 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         topic: &topic,
         qos,
         retain: args.retain,
-        confirm: args.confirm,
+        confirm: args
+            .confirm
+            .then_some(match (&args.outbox, &args.robust.policy) {
+                (Some(_), _) => "stored",
+                (None, Some(_)) => "queued",
+                (None, None) => "published",
+            }),
     };
     if let Some(policy) = args.robust.policy {
         return publish_robust(&args, &settings, policy, &message, single);
     }
 
-    let mut client = common::connect(&settings)?;
     match single {
         Some(payload) => {
-            client.publish(&topic, &payload, qos, args.retain)?;
+            let mut client = common::connect(&settings)?;
+            client
+                .publish(&topic, &payload, qos, args.retain)
+                .map_err(with_policy_hint)?;
             message.confirmed(&payload);
+            client.disconnect()?;
         }
-        None => publish_lines(&mut client, &message)?,
+        None => {
+            // As mosquitto_pub -l: reconnect when the link is lost (see `link`).
+            let mut link = Link::connect(&settings, settings.quiet)?;
+            publish_lines(&mut link, &message)?;
+            link.disconnect();
+        }
     }
-    client.disconnect()?;
     Ok(())
+}
+
+/// A single message lost with its link: name the flag that would have retried.
+fn with_policy_hint(error: umqtt::Error) -> CliError {
+    if error.is_connection_lost() {
+        CliError::failed(format!(
+            "{} (not retried: --policy fixed:1s or guaranteed keeps the message until \
+             delivered)",
+            crate::error::describe(&error)
+        ))
+    } else {
+        error.into()
+    }
 }
 
 /// Where and how every message of this run goes.
@@ -158,18 +189,19 @@ struct Publication<'a> {
     topic: &'a str,
     qos: QoS,
     retain: bool,
-    /// `--confirm`.
-    confirm: bool,
+    /// `--confirm`: the word of the confirmation line (`published`, `queued`, `stored`).
+    confirm: Option<&'static str>,
 }
 
 impl Publication<'_> {
-    /// `--confirm`: `published <payload>` on stdout, flushed. A closed stdout is ignored:
-    /// the confirmation is for whoever still listens.
+    /// `--confirm`: `<word> <payload>` on stdout, flushed. A closed stdout is ignored: the
+    /// confirmation is for whoever still listens.
     fn confirmed(&self, payload: &[u8]) {
-        if self.confirm {
+        if let Some(word) = self.confirm {
             let mut stdout = io::stdout().lock();
             let _ = stdout
-                .write_all(b"published ")
+                .write_all(word.as_bytes())
+                .and_then(|()| stdout.write_all(b" "))
                 .and_then(|()| stdout.write_all(payload))
                 .and_then(|()| stdout.write_all(b"\n"))
                 .and_then(|()| stdout.flush());
@@ -306,20 +338,41 @@ fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
 }
 
 /// `-l`: one message per line of stdin until end of input. Stdin is read on its own thread so
-/// the connection keeps being driven (keepalive) while no line comes.
-fn publish_lines(client: &mut CliClient, message: &Publication<'_>) -> Result<(), CliError> {
+/// the connection keeps being driven (keepalive) while no line comes. A lost link is
+/// re-established and the line being published is sent again on the new connection (at least
+/// once: a QoS 1/2 line the broker had already taken may arrive twice).
+fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliError> {
     let lines = spawn_line_reader()?;
     while !crate::signal::interrupted() {
         match lines.recv_timeout(IDLE_TICK) {
-            Ok(Ok(line)) => {
-                client.publish(message.topic, &line, message.qos, message.retain)?;
-                message.confirmed(&line);
-            }
+            Ok(Ok(line)) => loop {
+                let error =
+                    match link
+                        .client()
+                        .publish(message.topic, &line, message.qos, message.retain)
+                    {
+                        Ok(_) => {
+                            message.confirmed(&line);
+                            break;
+                        }
+                        Err(error) => error,
+                    };
+                match link.recover(error, None)? {
+                    Recovered::Connected { .. } => continue,
+                    Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),
+                }
+            },
             Ok(Err(e)) => return Err(stdin_error(&e)),
             Err(RecvTimeoutError::Timeout) => {
                 // Sends a due PINGREQ and reads what arrived; nothing is subscribed, so no
                 // message is expected.
-                client.check_msg()?;
+                if let Err(error) = link.client().check_msg() {
+                    if let Recovered::Interrupted | Recovered::DeadlinePassed =
+                        link.recover(error, None)?
+                    {
+                        return Ok(());
+                    }
+                }
             }
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }

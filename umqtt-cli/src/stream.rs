@@ -17,10 +17,11 @@ use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH}
 /// smaller limit itself).
 const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 
-/// A [`Transport`] that can log packets.
+/// A [`Transport`] that can log packets and watch incoming QoS 2 handshakes.
 pub struct CliStream {
     inner: Transport,
     log: Option<PacketLog>,
+    qos2: Option<Qos2Watch>,
 }
 
 impl CliStream {
@@ -30,7 +31,22 @@ impl CliStream {
         CliStream {
             inner,
             log: debug_client_id.map(PacketLog::new),
+            qos2: None,
         }
+    }
+
+    /// Also counts incoming QoS 2 messages whose handshake is open (see
+    /// [`CliStream::open_qos2_handshakes`]): for a subscriber that may receive QoS 2.
+    pub fn watch_qos2(mut self) -> Self {
+        self.qos2 = Some(Qos2Watch::default());
+        self
+    }
+
+    /// Incoming QoS 2 messages received but not yet completed by our PUBCOMP. A subscriber
+    /// must not DISCONNECT before this is 0: the broker would keep the message as
+    /// undelivered (and send it again to a persistent session). 0 unless watched.
+    pub fn open_qos2_handshakes(&self) -> usize {
+        self.qos2.as_ref().map_or(0, |watch| watch.open.len())
     }
 }
 
@@ -41,6 +57,9 @@ impl Read for CliStream {
             log.received.extend(&buf[..n]);
             log.flush_received();
         }
+        if let Some(watch) = &mut self.qos2 {
+            watch.received(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -50,6 +69,9 @@ impl Write for CliStream {
         let n = self.inner.write(buf)?;
         if let Some(log) = &mut self.log {
             log.sent.extend(&buf[..n]);
+        }
+        if let Some(watch) = &mut self.qos2 {
+            watch.sent(&buf[..n]);
         }
         Ok(n)
     }
@@ -110,6 +132,38 @@ impl PacketLog {
         let client_id = &self.client_id;
         self.received
             .drain_packets(|packet| print_lines(&describe_received(client_id, packet)));
+    }
+}
+
+/// Packet ids of incoming QoS 2 PUBLISHes not yet answered with PUBCOMP [MQTT-4.3.3-2].
+#[derive(Default)]
+struct Qos2Watch {
+    received: PacketBuffer,
+    sent: PacketBuffer,
+    open: std::collections::BTreeSet<u16>,
+}
+
+impl Qos2Watch {
+    fn received(&mut self, bytes: &[u8]) {
+        self.received.extend(bytes);
+        let open = &mut self.open;
+        self.received.drain_packets(|packet| {
+            if let Ok(Packet::Publish(publish)) = packet {
+                if let Some(id) = publish.packet_id.filter(|_| publish.qos as u8 == 2) {
+                    open.insert(id.get());
+                }
+            }
+        });
+    }
+
+    fn sent(&mut self, bytes: &[u8]) {
+        self.sent.extend(bytes);
+        let open = &mut self.open;
+        self.sent.drain_packets(|packet| {
+            if let Ok(Packet::PubComp(id)) = packet {
+                open.remove(&id.get());
+            }
+        });
     }
 }
 
@@ -293,6 +347,22 @@ mod tests {
             describe_received("c", Ok(&suback)),
             ["Client c received SUBACK", "Subscribed (mid: 3): 0, 128"]
         );
+    }
+
+    #[test]
+    fn qos2_handshakes_close_with_our_pubcomp() {
+        let mut watch = Qos2Watch::default();
+        // PUBLISH QoS 2, topic "t", id 7, payload "x"; split across reads.
+        let publish = [0x34, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x'];
+        watch.received(&publish[..3]);
+        assert!(watch.open.is_empty());
+        watch.received(&publish[3..]);
+        assert_eq!(watch.open.len(), 1);
+        // Our PUBREC does not close it; PUBCOMP does.
+        watch.sent(&[0x50, 0x02, 0x00, 0x07]);
+        assert_eq!(watch.open.len(), 1);
+        watch.sent(&[0x70, 0x02, 0x00, 0x07]);
+        assert!(watch.open.is_empty());
     }
 
     #[test]

@@ -310,6 +310,7 @@ pub struct TlsConfig {
     ca: Option<PemSource>,
     client_auth: Option<(PemSource, PemSource)>,
     danger_accept_invalid_certs: bool,
+    skip_hostname_verification: bool,
     server_name: Option<String>,
 }
 
@@ -368,6 +369,20 @@ impl TlsConfig {
         self
     }
 
+    /// When `true`, the broker's certificate must still chain to a trusted CA
+    /// and be valid (dates, usage, signatures), but need not name the host:
+    /// what mosquitto's `--insecure` and OpenSSL's "no host-name check" mean.
+    ///
+    /// Weaker than full verification (any certificate from a trusted CA is
+    /// accepted for any broker), far stronger than
+    /// [`TlsConfig::danger_accept_invalid_certs`]. For brokers reached by an
+    /// address their certificate does not list; prefer
+    /// [`TlsConfig::server_name`] when the right name is known.
+    pub fn skip_hostname_verification(mut self, skip: bool) -> Self {
+        self.skip_hostname_verification = skip;
+        self
+    }
+
     /// Verifies the certificate against this name (and sends it as SNI when
     /// it is a DNS name) instead of the host passed to [`connect`].
     ///
@@ -405,6 +420,16 @@ impl TlsConfig {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
                     algorithms: provider.signature_verification_algorithms,
                 }))
+        } else if self.skip_hostname_verification {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(self.root_store()?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|error| TransportError::Config(rustls::Error::General(error.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyNameServerCert { webpki }))
         } else {
             builder.with_root_certificates(self.root_store()?)
         };
@@ -478,6 +503,65 @@ fn read_private_key(source: &PemSource) -> Result<PrivateKeyDer<'static>, Transp
             source: other,
         },
     })
+}
+
+/// The verifier behind [`TlsConfig::skip_hostname_verification`]: webpki's
+/// full verification, except that a certificate valid for another name is
+/// accepted. Every other failure (unknown issuer, expired, bad signature)
+/// still rejects it.
+#[derive(Debug)]
+struct AnyNameServerCert {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for AnyNameServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            // webpki checks the name last, after the chain, dates and usage.
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki
+            .verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki
+            .verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The verifier behind [`TlsConfig::danger_accept_invalid_certs`]: trusts

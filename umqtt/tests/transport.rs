@@ -147,6 +147,34 @@ fn tls_hostname_is_verified_for_dns_names() {
 }
 
 #[test]
+fn skip_hostname_verification_still_checks_the_chain() {
+    let certs = TestCerts::generate();
+    // This server certificate names `localhost` only, no IP address.
+    let broker = Mosquitto::builder()
+        .tls_with(certs.ca(), certs.server_dns_only())
+        .start();
+    let any_name = TlsConfig::new()
+        .ca_file(certs.ca().cert_path())
+        .skip_hostname_verification(true);
+    assert_mqtt_works(connect("127.0.0.1", broker.tls_port(), Some(&any_name), TIMEOUT).unwrap());
+
+    // A CA that did not sign the certificate: still rejected.
+    let wrong_ca = TlsConfig::new()
+        .ca_file(certs.other_ca().cert_path())
+        .skip_hostname_verification(true);
+    let error = connect("127.0.0.1", broker.tls_port(), Some(&wrong_ca), TIMEOUT).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TransportError::Tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
 fn danger_accept_invalid_certs_accepts_unknown_ca_and_wrong_name() {
     let certs = TestCerts::generate();
     let broker = Mosquitto::builder()

@@ -1,0 +1,333 @@
+//! `umqtt pub` / `umqtt sub` as drop-ins for mosquitto_pub / mosquitto_sub: reconnecting by
+//! default, signals in every state, command-line errors, TLS name checks, and output formats
+//! compared byte for byte with mosquitto_sub (when it is installed).
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+use umqtt_testkit::broker::Mosquitto;
+use umqtt_testkit::certs::TestCerts;
+
+/// How many times `needle` is in the broker's log.
+fn log_count(broker: &Mosquitto, needle: &str) -> usize {
+    broker.log_contents().matches(needle).count()
+}
+
+/// Waits until the broker's log holds `needle` at least `count` times.
+#[track_caller]
+fn wait_log_count(broker: &Mosquitto, needle: &str, count: usize) {
+    let deadline = Instant::now() + LOG_WAIT;
+    while log_count(broker, needle) < count {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not {count} times in the log:\n{}",
+            broker.log_contents()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(signal: &str, pid: u32) {
+    assert!(Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits for `running` to exit after a signal; panics if it takes longer than `limit`.
+#[track_caller]
+fn exited_within(running: &mut Running, limit: Duration) -> std::process::ExitStatus {
+    let child = running.child.as_mut().unwrap();
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running {limit:?} after the signal"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Item 1 and 2: without --policy, `sub` and `pub -l` come back after a broker restart, as
+/// mosquitto_sub / mosquitto_pub -l do, saying so on stderr once each way.
+#[test]
+fn sub_and_pub_lines_reconnect_after_a_broker_restart_by_default() {
+    let mut broker = Mosquitto::start();
+    let sub = subscriber(&broker, "back-sub", &["-t", "t", "-v", "-C", "2"]);
+    let mut args = vec!["pub".to_owned(), "-i".to_owned(), "back-pub".to_owned()];
+    args.extend(at(&broker, &["-t", "t", "-l", "-q", "1"]));
+    let mut publisher = spawn(&strs(&args));
+    let stdin = publisher.stdin.as_mut().unwrap();
+    stdin.write_all(b"before\n").unwrap();
+    wait_log_count(&broker, "Received PUBLISH from back-pub", 1);
+
+    broker.restart();
+    // Both come back by themselves; the subscriber subscribes again (clean session).
+    wait_log_count(&broker, "Sending SUBACK to back-sub", 2);
+    wait_log_count(&broker, "as back-pub (", 2);
+    let stdin = publisher.stdin.as_mut().unwrap();
+    stdin.write_all(b"after\n").unwrap();
+
+    let published = publisher.finish();
+    assert!(published.status.success(), "{published:?}");
+    let out = sub.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout_text(), "t before\nt after\n");
+    for stderr in [&out.stderr, &published.stderr] {
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            [
+                "umqtt: connection lost (the broker closed the connection); reconnecting",
+                "umqtt: reconnected"
+            ],
+            "{stderr}"
+        );
+    }
+}
+
+/// `--quiet` silences the link notices (and errors, as mosquitto's --quiet).
+#[test]
+fn quiet_silences_link_notices_and_errors() {
+    let mut broker = Mosquitto::start();
+    let sub = subscriber(&broker, "quiet-sub", &["-t", "t", "-C", "1", "--quiet"]);
+    broker.restart();
+    wait_log_count(&broker, "Sending SUBACK to quiet-sub", 2);
+    run_at(&broker, "pub", &["-t", "t", "-m", "x"]).assert_success();
+    let out = sub.finish();
+    out.assert_success();
+    assert_eq!(out.stdout_text(), "x\n");
+
+    let port = umqtt_testkit::broker::free_port().to_string();
+    let out = run(&[
+        "pub",
+        "-p",
+        &port,
+        "-h",
+        "127.0.0.1",
+        "-t",
+        "t",
+        "-n",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.stderr, "", "{out:?}");
+}
+
+/// A refusal on reconnecting ends the command with mosquitto's CONNACK exit status.
+#[test]
+fn a_refusal_while_reconnecting_ends_sub() {
+    let mut broker = Mosquitto::builder().user("alice", "secret").start();
+    let sub = subscriber(
+        &broker,
+        "refused-sub",
+        &["-t", "t", "-u", "alice", "-P", "secret"],
+    );
+    // The same broker, now with a different password for alice.
+    let password_file = broker.directory().join("passwords");
+    let line = format!(
+        "alice:{}\n",
+        umqtt_testkit::broker::hash_password("changed")
+    );
+    std::fs::write(&password_file, line).unwrap();
+    broker.restart();
+    let out = sub.finish();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(out.stderr.contains("umqtt: connection lost"), "{out:?}");
+    assert!(
+        out.stderr
+            .ends_with("Error: Connection Refused: not authorised.\n"),
+        "{out:?}"
+    );
+}
+
+/// Item 6: a broker that accepts TCP and never sends CONNACK. mosquitto_sub ends at once on
+/// SIGTERM; so must we, with or without --policy (liveness bound, not a timing test).
+#[test]
+fn sigterm_while_waiting_for_connack_ends_the_command() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let accepted = thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        thread::sleep(Duration::from_secs(20));
+        drop(held);
+    });
+    let cases: [&[&str]; 4] = [
+        &["sub", "-t", "t"],
+        &["sub", "-t", "t", "--policy", "fixed:1s"],
+        &["pub", "-t", "t", "-m", "x"],
+        &["pub", "-t", "t", "-l", "--policy", "guaranteed"],
+    ];
+    for case in cases {
+        let mut args: Vec<&str> = case.to_vec();
+        args.extend(["-h", "127.0.0.1", "-p", &port]);
+        let mut running = spawn(&args);
+        // Give it time to connect and send CONNECT.
+        thread::sleep(Duration::from_millis(500));
+        let pid = running.child.as_ref().unwrap().id();
+        kill("-TERM", pid);
+        let status = exited_within(&mut running, Duration::from_secs(3));
+        assert!(status.code().is_some(), "{case:?}: killed by {status:?}");
+    }
+    drop(accepted);
+}
+
+/// Item 6: a subscriber whose stdout pipe is full (nobody reads it) still ends on SIGTERM,
+/// and says DISCONNECT to the broker.
+#[test]
+fn sigterm_while_stdout_is_full_ends_sub_with_disconnect() {
+    let broker = Mosquitto::start();
+    let mut args = vec!["sub".to_owned(), "-i".to_owned(), "stuck-sub".to_owned()];
+    args.extend(at(&broker, &["-t", "flood"]));
+    let mut child = command(&strs(&args))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped()) // never read
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let mut running = Running {
+        child: Some(child),
+        stdin: None,
+        stdout: None,
+        stderr: None,
+    };
+    wait_subscribed(&broker, "stuck-sub");
+    // 4 MiB in 64 KiB messages: far more than a pipe (64 KiB) holds.
+    let payload = "x".repeat(64 * 1024);
+    let mut flood = spawn(&strs(&{
+        let mut args = vec!["pub".to_owned()];
+        args.extend(at(&broker, &["-t", "flood", "-l", "-i", "flooder"]));
+        args
+    }));
+    {
+        let stdin = flood.stdin.as_mut().unwrap();
+        for _ in 0..64 {
+            stdin.write_all(payload.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    flood.finish().assert_success();
+    // The subscriber is now blocked on its full stdout.
+    thread::sleep(Duration::from_millis(500));
+    let pid = running.child.as_ref().unwrap().id();
+    kill("-TERM", pid);
+    let status = exited_within(&mut running, Duration::from_secs(3));
+    running.child = None;
+    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "stderr {stderr:?}");
+    assert!(
+        broker.wait_for_log("Received DISCONNECT from stuck-sub", LOG_WAIT),
+        "{}",
+        broker.log_contents()
+    );
+}
+
+/// Item 5: `sub -q 2 -C 1` finishes the QoS 2 exchange (PUBREL / PUBCOMP) before DISCONNECT.
+#[test]
+fn qos2_count_finishes_the_handshake_before_disconnecting() {
+    let broker = Mosquitto::start();
+    let sub = subscriber(
+        &broker,
+        "q2-sub",
+        &["-t", "q", "-q", "2", "-C", "1", "-c", "-d"],
+    );
+    run_at(&broker, "pub", &["-t", "q", "-q", "2", "-m", "once"]).assert_success();
+    let out = sub.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout_text(), "once\n");
+    let sent_pubcomp = out.stderr.find("sending PUBCOMP").expect("no PUBCOMP sent");
+    let sent_disconnect = out
+        .stderr
+        .find("sending DISCONNECT")
+        .expect("no DISCONNECT");
+    assert!(sent_pubcomp < sent_disconnect, "{}", out.stderr);
+    assert!(
+        broker.wait_for_log("Received PUBCOMP from q2-sub", LOG_WAIT),
+        "{}",
+        broker.log_contents()
+    );
+    // The persistent session owes nothing: a second run receives nothing within 1 s.
+    let again = run_at(
+        &broker,
+        "sub",
+        &["-t", "q", "-q", "2", "-c", "-i", "q2-sub", "-W", "1"],
+    );
+    assert_eq!(again.status.code(), Some(27), "{again:?}");
+    assert_eq!(again.stdout_text(), "");
+}
+
+/// Item 5: command-line mistakes exit 1, as mosquitto's clients, with a clear line.
+#[test]
+fn usage_errors_exit_1_with_clear_messages() {
+    let long_topic = "a".repeat(70_000);
+    let cases: [(&[&str], &str); 6] = [
+        (&["sub", "-t", "t", "-q", "-1"], "must be 0, 1 or 2"),
+        (&["sub", "-t", "t", "-C", "0"], "1 or more (1..)"),
+        (
+            &["pub", "--topi", "t", "-n"],
+            "a similar argument exists: '--topic'",
+        ),
+        (&["sub", "--bogus"], "unexpected argument '--bogus'"),
+        (&["pub", "-t", "a/+", "-n"], "invalid topic"),
+        (&["pub", "-t", &long_topic, "-n"], "(70000 bytes)"),
+    ];
+    for (args, expected) in cases {
+        let out = run(args);
+        let line = out.assert_one_line_error();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(line.contains(expected), "{expected:?} not in {line}");
+        assert!(!line.contains("18446744073709551615"), "{line}");
+        assert!(line.len() < 400, "{} bytes: {}", line.len(), &line[..200]);
+    }
+}
+
+/// Item 3: `--insecure` skips only the host-name check, as in mosquitto: a certificate for
+/// another name is accepted, one from an unknown CA is not. The old meaning has its own loud
+/// flag.
+#[test]
+fn insecure_skips_the_name_check_only() {
+    let certs = TestCerts::generate();
+    // The certificate names only `localhost`; we connect to 127.0.0.1.
+    let broker = Mosquitto::builder()
+        .tls_with(certs.ca(), certs.server_dns_only())
+        .start();
+    let port = broker.tls_port().to_string();
+    let ca = certs.ca().cert_path().to_str().unwrap().to_owned();
+    let other_ca = certs.other_ca().cert_path().to_str().unwrap().to_owned();
+    let tls_pub = |extra: &[&str]| {
+        let mut args = vec!["pub", "-h", "127.0.0.1", "-p", &port, "-t", "s", "-n"];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // Without --insecure: the name does not match.
+    let out = tls_pub(&["--cafile", &ca]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("certificate"), "{line}");
+    // --insecure: the chain is checked, the name is not.
+    tls_pub(&["--cafile", &ca, "--insecure"]).assert_success();
+    // --insecure with the wrong CA still fails, as in mosquitto.
+    let out = tls_pub(&["--cafile", &other_ca, "--insecure"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("certificate"), "{line}");
+    // Accepting anything needs the loud flag, and warns.
+    let out = tls_pub(&["--cafile", &other_ca, "--tls-insecure-accept-any-cert"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("Warning: --tls-insecure-accept-any-cert"),
+        "{out:?}"
+    );
+}
