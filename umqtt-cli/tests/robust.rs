@@ -229,18 +229,18 @@ fn lines_keep_being_read_while_reconnecting() {
     ));
     let mut publisher = LineChild::start(&args);
     publisher.write("a\n");
-    publisher.expect_line("published a");
+    publisher.expect_line("queued a");
     // Acknowledged before the cut (else it is sent again: a duplicate, as QoS 1 allows).
     assert!(broker.wait_for_log("Sending PUBACK to l-pub", LOG_WAIT));
     thread::sleep(Duration::from_millis(200));
     proxy.set_mode(Mode::Refuse);
     proxy.reset();
     publisher.write("b\n");
-    publisher.expect_line("published b");
+    publisher.expect_line("queued b");
     thread::sleep(Duration::from_millis(500));
     proxy.set_mode(Mode::Forward);
     publisher.write("c\n");
-    publisher.expect_line("published c");
+    publisher.expect_line("queued c");
     let (status, stderr) = publisher.finish();
     assert!(status.success(), "{status:?} {stderr}");
     let out = sub.finish();
@@ -279,11 +279,11 @@ fn outbox_round_trip_sends_what_a_killed_run_left_first() {
     };
     // The broker is unreachable: the message is on disk when confirmed; then the run dies.
     let first = publish("first");
-    first.expect_line("published first");
+    first.expect_line("stored first");
     drop(first); // SIGKILL
     proxy.set_mode(Mode::Forward);
     let second = publish("second");
-    second.expect_line("published second");
+    second.expect_line("stored second");
     let (status, stderr) = second.finish();
     assert!(status.success(), "{status:?} {stderr}");
     let out = sub.finish();
