@@ -205,9 +205,9 @@ pub struct Settings {
     pub url_topic: Option<String>,
     /// `--quiet`.
     pub quiet: bool,
-    /// Count open incoming QoS 2 handshakes (a subscriber at QoS 2, see
-    /// [`CliStream::open_qos2_handshakes`]).
-    pub watch_qos2: bool,
+    /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
+    /// [`CliStream::watch_inbound`]).
+    pub watch_inbound: bool,
 }
 
 impl ConnectArgs {
@@ -300,7 +300,7 @@ impl ConnectArgs {
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
             quiet: self.quiet,
-            watch_qos2: false,
+            watch_inbound: false,
         })
     }
 
@@ -392,8 +392,8 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), umqtt::Erro
     )
     .map_err(umqtt::Error::Transport)?;
     let mut stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
-    if settings.watch_qos2 {
-        stream = stream.watch_qos2();
+    if settings.watch_inbound {
+        stream = stream.watch_inbound();
     }
     let mut client = Client::with_config(config);
     if let Some((topic, payload, qos, retain)) = &settings.will {

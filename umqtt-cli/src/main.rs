@@ -9,9 +9,12 @@
 //! panics are reported the same way by a hook, never as a backtrace.
 #![forbid(unsafe_code)]
 
+mod clock;
 mod common;
 mod demo;
 mod error;
+mod format;
+mod json;
 mod link;
 mod output;
 mod policy;

@@ -21,7 +21,7 @@ const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 pub struct CliStream {
     inner: Transport,
     log: Option<PacketLog>,
-    qos2: Option<Qos2Watch>,
+    inbound: Option<InboundWatch>,
 }
 
 impl CliStream {
@@ -31,14 +31,14 @@ impl CliStream {
         CliStream {
             inner,
             log: debug_client_id.map(PacketLog::new),
-            qos2: None,
+            inbound: None,
         }
     }
 
-    /// Also counts incoming QoS 2 messages whose handshake is open (see
-    /// [`CliStream::open_qos2_handshakes`]): for a subscriber that may receive QoS 2.
-    pub fn watch_qos2(mut self) -> Self {
-        self.qos2 = Some(Qos2Watch::default());
+    /// Also watches incoming messages (see [`CliStream::open_qos2_handshakes`] and
+    /// [`CliStream::next_packet_id`]): for a subscriber.
+    pub fn watch_inbound(mut self) -> Self {
+        self.inbound = Some(InboundWatch::default());
         self
     }
 
@@ -46,7 +46,17 @@ impl CliStream {
     /// must not DISCONNECT before this is 0: the broker would keep the message as
     /// undelivered (and send it again to a persistent session). 0 unless watched.
     pub fn open_qos2_handshakes(&self) -> usize {
-        self.qos2.as_ref().map_or(0, |watch| watch.open.len())
+        self.inbound.as_ref().map_or(0, |watch| watch.open.len())
+    }
+
+    /// The packet id of the oldest message the client has received and not yet asked about
+    /// (0 for QoS 0): the client queues messages in the order their PUBLISH arrived, and
+    /// drops a QoS 2 PUBLISH whose handshake is still open as a duplicate [MQTT-4.3.3-2], as
+    /// this watch does. `None` unless watched.
+    pub fn next_packet_id(&mut self) -> Option<u16> {
+        self.inbound
+            .as_mut()
+            .and_then(|watch| watch.ids.pop_front())
     }
 }
 
@@ -57,7 +67,7 @@ impl Read for CliStream {
             log.received.extend(&buf[..n]);
             log.flush_received();
         }
-        if let Some(watch) = &mut self.qos2 {
+        if let Some(watch) = &mut self.inbound {
             watch.received(&buf[..n]);
         }
         Ok(n)
@@ -70,7 +80,7 @@ impl Write for CliStream {
         if let Some(log) = &mut self.log {
             log.sent.extend(&buf[..n]);
         }
-        if let Some(watch) = &mut self.qos2 {
+        if let Some(watch) = &mut self.inbound {
             watch.sent(&buf[..n]);
         }
         Ok(n)
@@ -135,23 +145,34 @@ impl PacketLog {
     }
 }
 
-/// Packet ids of incoming QoS 2 PUBLISHes not yet answered with PUBCOMP [MQTT-4.3.3-2].
+/// Incoming messages: packet ids of QoS 2 PUBLISHes not yet answered with PUBCOMP
+/// [MQTT-4.3.3-2], and the packet id of each message the client will deliver, in order.
 #[derive(Default)]
-struct Qos2Watch {
+struct InboundWatch {
     received: PacketBuffer,
     sent: PacketBuffer,
     open: std::collections::BTreeSet<u16>,
+    ids: std::collections::VecDeque<u16>,
 }
 
-impl Qos2Watch {
+/// Most packet ids remembered for messages nobody asked about.
+const MAX_REMEMBERED_IDS: usize = 65_536;
+
+impl InboundWatch {
     fn received(&mut self, bytes: &[u8]) {
         self.received.extend(bytes);
-        let open = &mut self.open;
+        let (open, ids) = (&mut self.open, &mut self.ids);
         self.received.drain_packets(|packet| {
             if let Ok(Packet::Publish(publish)) = packet {
-                if let Some(id) = publish.packet_id.filter(|_| publish.qos as u8 == 2) {
-                    open.insert(id.get());
+                let id = publish.packet_id.map_or(0, |id| id.get());
+                // A QoS 2 resend of an open handshake is not delivered again.
+                if publish.qos as u8 == 2 && !open.insert(id) {
+                    return;
                 }
+                if ids.len() == MAX_REMEMBERED_IDS {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
             }
         });
     }
@@ -351,13 +372,16 @@ mod tests {
 
     #[test]
     fn qos2_handshakes_close_with_our_pubcomp() {
-        let mut watch = Qos2Watch::default();
+        let mut watch = InboundWatch::default();
         // PUBLISH QoS 2, topic "t", id 7, payload "x"; split across reads.
         let publish = [0x34, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x'];
         watch.received(&publish[..3]);
         assert!(watch.open.is_empty());
         watch.received(&publish[3..]);
         assert_eq!(watch.open.len(), 1);
+        // A resend while open is not a new message.
+        watch.received(&[0x3C, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x']);
+        assert_eq!(watch.ids, [7]);
         // Our PUBREC does not close it; PUBCOMP does.
         watch.sent(&[0x50, 0x02, 0x00, 0x07]);
         assert_eq!(watch.open.len(), 1);

@@ -8,23 +8,29 @@
 //! link is re-established every second (see `link`), announced by one line on stderr each way,
 //! and the subscriptions are renewed unless the broker kept the session.
 //!
+//! Which messages are printed follows mosquitto_sub's rules, in its order: `--retained-only`
+//! stops at the first live message, `-R` skips stale ones, `-T` filters topics out,
+//! `--remove-retained` clears each retained message it prints; then `-C` counts.
+//!
 //! With `--policy` the robust client subscribes and keeps the subscription across reconnects:
 //! with `-c` (persistent session, needs `-i`) the broker keeps it and queues QoS 1/2 messages
 //! meanwhile; with a clean session it is renewed on every connection. The command ends with an
 //! error only when the policy gives up (`none` at the first failure, `deadline:D` after an
 //! outage of D) or the broker refuses in a way retrying cannot fix.
 
-use std::io;
-use std::time::{Duration, Instant};
+use std::io::{self, Write as _};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
-use umqtt::Message;
+use umqtt::{Message, QoS};
 
 use crate::common::{self, ConnectArgs, RobustArgs};
-use crate::error::{io_message, CliError};
+use crate::error::{io_message, is_quiet, CliError};
+use crate::format::{Extra, Format};
 use crate::link::{Link, Recovered};
 use crate::output::{Printer, Stopped};
-use crate::reconnect;
+use crate::policy::PolicySpec;
+use crate::reconnect::{self, Tracker};
 
 /// With a policy: longest single wait for a message, between checks of the policy's state.
 const ROBUST_TICK: Duration = Duration::from_millis(100);
@@ -65,6 +71,56 @@ pub struct SubArgs {
     #[arg(short = 'R', long = "no-retained")]
     pub no_retained: bool,
 
+    /// Output format, as mosquitto_sub's -F: %t topic, %p payload, %x/%X payload in hex,
+    /// %l length, %m packet id, %q QoS, %r retain, %I ISO 8601 time, %U Unix time, %j/%J
+    /// JSON, %% a percent sign; flags, width and precision as in %-10t %05l %.3t; @Y @m @d
+    /// @H @M @S … the local time as strftime, @N nanoseconds, @@ an at sign; escapes \\ \0 \a
+    /// \e \n \r \t \v. Overrides -v
+    #[arg(
+        short = 'F',
+        long = "format",
+        value_name = "FORMAT",
+        help_heading = "Output"
+    )]
+    pub format: Option<String>,
+
+    /// With -F %j or %J: indent the JSON (as cJSON_Print)
+    #[arg(long = "pretty", help_heading = "Output")]
+    pub pretty: bool,
+
+    /// Do not print messages on topics matching this filter; repeatable
+    #[arg(
+        short = 'T',
+        long = "filter-out",
+        value_name = "FILTER",
+        help_heading = "Output"
+    )]
+    pub filter_out: Vec<String>,
+
+    /// Print only the retained messages, and exit (status 0) at the first live one
+    #[arg(long = "retained-only", help_heading = "Output")]
+    pub retained_only: bool,
+
+    /// Clear each retained message printed: publish an empty retained message (QoS 1) on its
+    /// topic. With -t '#' --retained-only this empties the broker's retained store
+    #[arg(long = "remove-retained", help_heading = "Output")]
+    pub remove_retained: bool,
+
+    /// Unsubscribe from this filter after subscribing (to end a persistent session's
+    /// subscription, with -c -i); repeatable
+    #[arg(short = 'U', long = "unsubscribe", value_name = "FILTER")]
+    pub unsubscribe: Vec<String>,
+
+    /// Exit (status 0) once subscribed: sets up a persistent session (-c -i) for later
+    #[arg(short = 'E', long = "exit-after-subscribe")]
+    pub exit_after_subscribe: bool,
+
+    /// Session expiry interval: an MQTT 5 property. umqtt speaks MQTT 3.1.1, where a -c
+    /// session never expires and a clean one ends with the connection: accepted and ignored,
+    /// with a warning
+    #[arg(short = 'x', long = "session-expiry-interval", value_name = "SECONDS")]
+    pub session_expiry: Option<String>,
+
     #[command(flatten)]
     pub connection: ConnectArgs,
 
@@ -91,13 +147,35 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
             "no topic given: use -t TOPIC (repeatable) or -L mqtt://host/TOPIC",
         ));
     }
-    for topic in &topics {
+    for topic in topics
+        .iter()
+        .chain(&args.filter_out)
+        .chain(&args.unsubscribe)
+    {
         umqtt_core::topic::validate_topic_filter(topic).map_err(|e| {
             CliError::usage(format!(
                 "invalid topic filter {}: {e}",
                 crate::error::echo(topic)
             ))
         })?;
+    }
+    let format = args
+        .format
+        .as_deref()
+        .map(|text| Format::parse(text, args.pretty))
+        .transpose()
+        .map_err(CliError::usage)?;
+    if args.session_expiry.is_some() {
+        crate::error::print_warning_line(
+            "-x ignored: the session expiry interval is an MQTT 5 property and umqtt speaks \
+             MQTT 3.1.1 (-c keeps a session until a clean connection ends it)",
+        );
+    }
+    if args.exit_after_subscribe && args.robust.policy.is_some() {
+        return Err(CliError::usage(
+            "-E waits for the broker's SUBACK, which --policy does not report: use -E without \
+             --policy",
+        ));
     }
     let qos = common::qos(args.qos);
     let time_limit = args.timeout.map(Duration::from_secs);
@@ -112,152 +190,251 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         config.connect_timeout = config.connect_timeout.min(limit);
         config.response_timeout = config.response_timeout.min(limit);
     }
-    let output = Output {
-        verbose: args.verbose,
-        end_of_line: !args.no_eol,
+    let handling = Handling {
+        retained_only: args.retained_only,
+        no_retained: args.no_retained,
+        filter_out: args.filter_out.clone(),
+        remove_retained: args.remove_retained,
+        output: Output {
+            verbose: args.verbose,
+            end_of_line: !args.no_eol,
+            format,
+        },
     };
-    let filters: Vec<(&str, umqtt::QoS)> = topics.iter().map(|t| (t.as_str(), qos)).collect();
+    let filters: Vec<(&str, QoS)> = topics.iter().map(|t| (t.as_str(), qos)).collect();
+    let unsubscribe: Vec<&str> = args.unsubscribe.iter().map(String::as_str).collect();
     let limit = args.count.unwrap_or(u64::MAX);
+    let response_timeout = settings.config.response_timeout;
+
+    let mut subscriber = match args.robust.policy {
+        Some(policy) => {
+            let (mut client, tracker) =
+                reconnect::client(&settings, policy.for_subscribing(), None)?;
+            for (filter, qos) in &filters {
+                client.subscribe(filter, *qos)?;
+            }
+            for filter in &unsubscribe {
+                client.unsubscribe(filter)?;
+            }
+            Subscriber::Robust {
+                client,
+                tracker,
+                policy,
+            }
+        }
+        None => {
+            // As mosquitto_sub: reconnect by default (see `link`).
+            settings.watch_inbound = true;
+            let link = Link::connect(&settings, settings.quiet).map_err(|e| {
+                if past_deadline() {
+                    timed_out()
+                } else {
+                    e
+                }
+            })?;
+            let mut subscriber = Subscriber::Plain { link };
+            match subscriber.subscribe(&filters, &unsubscribe, deadline) {
+                Ok(true) => {}
+                Ok(false) => {
+                    subscriber.finish(response_timeout);
+                    return Ok(());
+                }
+                Err(Some(e)) => return Err(if past_deadline() { timed_out() } else { e }),
+                Err(None) => return Err(timed_out()),
+            }
+            if args.exit_after_subscribe {
+                subscriber.finish(response_timeout);
+                return Ok(());
+            }
+            subscriber
+        }
+    };
+
     let mut printer = Printer::stdout()
         .map_err(|e| CliError::failed(format!("cannot start the stdout writer: {e}")))?;
-    if let Some(policy) = args.robust.policy {
-        let (mut client, tracker) = reconnect::client(&settings, policy.for_subscribing(), None)?;
-        for (filter, qos) in &filters {
-            client.subscribe(filter, *qos)?;
-        }
-        let mut printed = 0;
-        while printed < limit {
-            if crate::signal::interrupted() {
-                break;
-            }
-            if let Err(stopped) = printer.check() {
-                let _ = client.disconnect();
-                return stopped_printing(stopped);
-            }
-            tracker.check_fatal()?;
-            if tracker.tally().stopped {
-                let detail = tracker.tally().last_failure.clone().unwrap_or_default();
-                return Err(CliError::failed(format!(
-                    "{detail} (--policy {policy} stopped reconnecting)"
-                )));
-            }
-            let mut wait = ROBUST_TICK;
-            if let Some(deadline) = deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    let _ = client.disconnect();
-                    return Err(timed_out());
-                }
-                wait = wait.min(left);
-            }
-            let Some(message) = client.wait_msg(wait)? else {
-                continue;
-            };
-            if args.no_retained && message.retain {
-                continue;
-            }
-            match printer.print(output.format(&message)) {
-                Ok(()) => printed += 1,
-                Err(stopped) => {
-                    let _ = client.disconnect();
-                    return stopped_printing(stopped);
-                }
-            }
-        }
-        let finished = printer.finish();
-        let _ = client.disconnect();
-        return finished.or_else(stopped_printing);
-    }
-
-    // Without --policy: reconnect as mosquitto_sub does (see `link`).
-    settings.watch_qos2 = qos == umqtt::QoS::ExactlyOnce;
-    let mut link = Link::connect(&settings, settings.quiet).map_err(|e| {
-        if past_deadline() {
-            timed_out()
-        } else {
-            e
-        }
-    })?;
-    match subscribe_all(&mut link, &filters, deadline, &timed_out) {
-        Ok(true) => {}
-        Ok(false) => {
-            link.disconnect();
-            return Ok(());
-        }
-        Err(e) => return Err(if past_deadline() { timed_out() } else { e }),
-    }
-
     let mut printed = 0;
     while printed < limit && !crate::signal::interrupted() {
         if let Err(stopped) = printer.check() {
-            link.disconnect();
+            subscriber.finish(response_timeout);
             return stopped_printing(stopped);
         }
-        // In slices, so Ctrl-C / SIGTERM is noticed.
         let mut wait = SIGNAL_TICK;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                link.disconnect();
+                subscriber.finish(response_timeout);
                 return Err(timed_out());
             }
             wait = wait.min(left);
         }
-        let message = match link.client().wait_msg_timeout(wait) {
-            Ok(Some(message)) => message,
+        let (message, packet_id) = match subscriber.next(wait, deadline, &filters, &unsubscribe) {
+            Ok(Some(received)) => received,
             Ok(None) => continue,
-            Err(error) => {
-                match link.recover(error, deadline)? {
-                    Recovered::Connected { session_present } => {
-                        // A resumed session keeps the subscriptions [MQTT-3.1.2-4].
-                        if !session_present
-                            && !subscribe_all(&mut link, &filters, deadline, &timed_out)?
-                        {
-                            break;
-                        }
-                    }
-                    Recovered::Interrupted => break,
-                    Recovered::DeadlinePassed => return Err(timed_out()),
-                }
-                continue;
-            }
+            Err(Some(error)) => return Err(error),
+            Err(None) => return Err(timed_out()),
         };
-        // A broker sets retain only on messages it held before the subscription, never on
-        // live ones [MQTT-3.3.1-9], so retain = stale.
-        if args.no_retained && message.retain {
-            continue;
+        match handling.judge(&message) {
+            Verdict::Skip => continue,
+            Verdict::Stop => break,
+            Verdict::Print => {}
         }
-        match printer.print(output.format(&message)) {
+        if handling.remove_retained && message.retain {
+            subscriber.clear_retained(&message.topic)?;
+        }
+        let (bytes, errors) = handling.output.format(&message, packet_id);
+        for error in errors {
+            if !is_quiet() {
+                let _ = writeln!(io::stderr().lock(), "Error: {error}");
+            }
+        }
+        match printer.print(bytes) {
             Ok(()) => printed += 1,
             Err(stopped) => {
-                link.disconnect();
+                subscriber.finish(response_timeout);
                 return stopped_printing(stopped);
             }
         }
     }
-    finish_qos2_handshakes(&mut link, settings.config.response_timeout);
     let finished = printer.finish();
-    link.disconnect();
+    subscriber.finish(response_timeout);
     finished.or_else(stopped_printing)
 }
 
-/// Subscribes to every filter, reconnecting if the link is lost meanwhile; `false` if
-/// interrupted.
-fn subscribe_all(
-    link: &mut Link,
-    filters: &[(&str, umqtt::QoS)],
-    deadline: Option<Instant>,
-    timed_out: &dyn Fn() -> CliError,
-) -> Result<bool, CliError> {
-    loop {
-        let error = match link.client().subscribe_many(filters) {
-            Ok(_) => return Ok(true),
-            Err(error) => error,
+/// The connection a subscriber receives on: the simple client that reconnects as mosquitto
+/// (no `--policy`), or the robust client with a policy.
+enum Subscriber {
+    Plain {
+        link: Link,
+    },
+    Robust {
+        client: umqtt::robust::Client,
+        tracker: Tracker,
+        policy: PolicySpec,
+    },
+}
+
+/// A failure (`Some`) or the `-W` deadline passing (`None`).
+type Failure = Option<CliError>;
+
+impl Subscriber {
+    /// Subscribes (then unsubscribes `-U`), reconnecting if the link is lost meanwhile;
+    /// `false` if interrupted.
+    fn subscribe(
+        &mut self,
+        filters: &[(&str, QoS)],
+        unsubscribe: &[&str],
+        deadline: Option<Instant>,
+    ) -> Result<bool, Failure> {
+        let Subscriber::Plain { link } = self else {
+            return Ok(true);
         };
-        match link.recover(error, deadline)? {
-            Recovered::Connected { .. } => continue,
-            Recovered::Interrupted => return Ok(false),
-            Recovered::DeadlinePassed => return Err(timed_out()),
+        loop {
+            let result = link.client().subscribe_many(filters).and_then(|_| {
+                if unsubscribe.is_empty() {
+                    Ok(())
+                } else {
+                    link.client().unsubscribe_many(unsubscribe)
+                }
+            });
+            let Err(error) = result else {
+                return Ok(true);
+            };
+            match link.recover(error, deadline).map_err(Some)? {
+                Recovered::Connected { .. } => continue,
+                Recovered::Interrupted => return Ok(false),
+                Recovered::DeadlinePassed => return Err(None),
+            }
+        }
+    }
+
+    /// The next message and its packet id, waiting up to `wait`; reconnects (and subscribes
+    /// again) as needed. `Ok(None)`: nothing yet, or interrupted.
+    fn next(
+        &mut self,
+        wait: Duration,
+        deadline: Option<Instant>,
+        filters: &[(&str, QoS)],
+        unsubscribe: &[&str],
+    ) -> Result<Option<(Message, u16)>, Failure> {
+        match self {
+            Subscriber::Plain { link } => match link.client().wait_msg_timeout(wait) {
+                Ok(Some(message)) => {
+                    let packet_id = link
+                        .client()
+                        .get_mut()
+                        .and_then(|stream| stream.next_packet_id())
+                        .unwrap_or(0);
+                    Ok(Some((message, packet_id)))
+                }
+                Ok(None) => Ok(None),
+                Err(error) => {
+                    match link.recover(error, deadline).map_err(Some)? {
+                        // A resumed session keeps the subscriptions [MQTT-3.1.2-4].
+                        Recovered::Connected {
+                            session_present: false,
+                        } => {
+                            self.subscribe(filters, unsubscribe, deadline)?;
+                        }
+                        Recovered::Connected { .. } | Recovered::Interrupted => {}
+                        Recovered::DeadlinePassed => return Err(None),
+                    }
+                    Ok(None)
+                }
+            },
+            Subscriber::Robust {
+                client,
+                tracker,
+                policy,
+            } => {
+                tracker.check_fatal().map_err(Some)?;
+                if tracker.tally().stopped {
+                    let detail = tracker.tally().last_failure.clone().unwrap_or_default();
+                    return Err(Some(CliError::failed(format!(
+                        "{detail} (--policy {policy} stopped reconnecting)"
+                    ))));
+                }
+                // The robust client does not expose packet ids: `%m` prints 0.
+                let message = client
+                    .wait_msg(wait.min(ROBUST_TICK))
+                    .map_err(|e| Some(e.into()))?;
+                Ok(message.map(|message| (message, 0)))
+            }
+        }
+    }
+
+    /// `--remove-retained`: an empty retained message on `topic` (QoS 1, as mosquitto).
+    fn clear_retained(&mut self, topic: &str) -> Result<(), CliError> {
+        match self {
+            Subscriber::Plain { link } => loop {
+                let Err(error) = link.client().publish(topic, b"", QoS::AtLeastOnce, true) else {
+                    return Ok(());
+                };
+                match link.recover(error, None)? {
+                    Recovered::Connected { .. } => continue,
+                    Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),
+                }
+            },
+            Subscriber::Robust { client, .. } => {
+                client.publish(topic, b"", QoS::AtLeastOnce, true)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the connection: lets QoS 2 handshakes and `--remove-retained` publishes finish
+    /// (bounded by `limit`), then DISCONNECT.
+    fn finish(&mut self, limit: Duration) {
+        match self {
+            Subscriber::Plain { link } => {
+                finish_qos2_handshakes(link, limit);
+                link.disconnect();
+            }
+            Subscriber::Robust { client, .. } => {
+                if !crate::signal::interrupted() {
+                    let _ = client.flush(limit);
+                }
+                let _ = client.disconnect();
+            }
         }
     }
 }
@@ -299,37 +476,88 @@ fn output_error(error: &io::Error) -> Result<(), CliError> {
     )))
 }
 
+/// What happens to a received message: mosquitto_sub's rules, in its order.
+struct Handling {
+    retained_only: bool,
+    no_retained: bool,
+    filter_out: Vec<String>,
+    remove_retained: bool,
+    output: Output,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Print it (and count it).
+    Print,
+    /// Not printed, not counted.
+    Skip,
+    /// `--retained-only` and a live message: the command ends (status 0).
+    Stop,
+}
+
+impl Handling {
+    fn judge(&self, message: &Message) -> Verdict {
+        if self.retained_only && !message.retain {
+            return Verdict::Stop;
+        }
+        // A broker sets retain only on messages it held before the subscription, never on
+        // live ones [MQTT-3.3.1-9], so retain = stale.
+        if self.no_retained && message.retain {
+            return Verdict::Skip;
+        }
+        if self
+            .filter_out
+            .iter()
+            .any(|filter| umqtt_core::topic::matches(filter, &message.topic))
+        {
+            return Verdict::Skip;
+        }
+        Verdict::Print
+    }
+}
+
 /// How messages are printed.
 struct Output {
     verbose: bool,
     end_of_line: bool,
+    format: Option<Format>,
 }
 
 impl Output {
-    /// The bytes printed for one message. As mosquitto_sub: `-v` prints `topic payload`, and
-    /// `topic (null)` for an empty payload. Unlike mosquitto_sub, an empty payload without
-    /// `-v` still prints its (empty) line, so that line-counting readers see every message.
-    fn format(&self, message: &Message) -> Vec<u8> {
+    /// The bytes printed for one message, and error lines for stderr (`-F %J` with a payload
+    /// that is not JSON). As mosquitto_sub: `-F` wins over `-v`; `-v` prints `topic payload`,
+    /// and `topic (null)` for an empty payload. Unlike mosquitto_sub, an empty payload without
+    /// `-v` or `-F` still prints its (empty) line, so that line-counting readers see every
+    /// message.
+    fn format(&self, message: &Message, packet_id: u16) -> (Vec<u8>, Vec<String>) {
         let mut out = Vec::with_capacity(message.topic.len() + message.payload.len() + 8);
-        if self.verbose {
-            out.extend_from_slice(message.topic.as_bytes());
-            out.push(b' ');
-            if message.payload.is_empty() {
-                out.extend_from_slice(b"(null)");
+        let mut errors = Vec::new();
+        if let Some(format) = &self.format {
+            let extra = Extra {
+                packet_id,
+                now: SystemTime::now(),
+            };
+            errors = format.render(message, extra, &mut out);
+        } else {
+            if self.verbose {
+                out.extend_from_slice(message.topic.as_bytes());
+                out.push(b' ');
+                if message.payload.is_empty() {
+                    out.extend_from_slice(b"(null)");
+                }
             }
+            out.extend_from_slice(&message.payload);
         }
-        out.extend_from_slice(&message.payload);
         if self.end_of_line {
             out.push(b'\n');
         }
-        out
+        (out, errors)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use umqtt::QoS;
 
     fn message(topic: &str, payload: &[u8]) -> Message {
         Message {
@@ -345,8 +573,10 @@ mod tests {
         Output {
             verbose,
             end_of_line,
+            format: None,
         }
-        .format(message)
+        .format(message, 0)
+        .0
     }
 
     #[test]
@@ -361,5 +591,33 @@ mod tests {
         assert_eq!(printed(true, true, &empty), b"a/b (null)\n");
         let binary = message("t", &[0xff, 0x00, 0xfe]);
         assert_eq!(printed(false, true, &binary), [0xff, 0x00, 0xfe, b'\n']);
+    }
+
+    #[test]
+    fn handling_follows_mosquittos_order() {
+        let handling = |retained_only, no_retained, filter_out: &[&str]| Handling {
+            retained_only,
+            no_retained,
+            filter_out: filter_out.iter().map(|f| f.to_string()).collect(),
+            remove_retained: false,
+            output: Output {
+                verbose: false,
+                end_of_line: true,
+                format: None,
+            },
+        };
+        let mut stale = message("a/b", b"x");
+        stale.retain = true;
+        let live = message("a/b", b"x");
+        assert_eq!(handling(false, false, &[]).judge(&live), Verdict::Print);
+        assert_eq!(handling(false, true, &[]).judge(&stale), Verdict::Skip);
+        assert_eq!(handling(false, true, &[]).judge(&live), Verdict::Print);
+        assert_eq!(handling(true, false, &[]).judge(&live), Verdict::Stop);
+        assert_eq!(handling(true, false, &[]).judge(&stale), Verdict::Print);
+        assert_eq!(handling(false, false, &["a/+"]).judge(&live), Verdict::Skip);
+        assert_eq!(
+            handling(false, false, &["b/#"]).judge(&live),
+            Verdict::Print
+        );
     }
 }

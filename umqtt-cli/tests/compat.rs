@@ -331,3 +331,156 @@ fn insecure_skips_the_name_check_only() {
         "{out:?}"
     );
 }
+
+/// mosquitto_sub from mosquitto-clients (CI installs it).
+fn mosquitto_sub() -> Command {
+    let path = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("mosquitto_sub not installed: apt-get install mosquitto-clients");
+    Command::new(path)
+}
+
+/// Runs `sub` with the same arguments through mosquitto_sub and umqtt (TZ=UTC for both);
+/// returns (mosquitto's stdout, stderr; umqtt's stdout, stderr).
+fn both(broker: &Mosquitto, args: &[&str]) -> (Vec<u8>, String, Vec<u8>, String) {
+    let full: Vec<String> = at(broker, args);
+    let mosquitto = mosquitto_sub()
+        .args(&full)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut umqtt_args = vec!["sub".to_owned()];
+    umqtt_args.extend(full);
+    let mut umqtt = command(&strs(&umqtt_args));
+    let umqtt = umqtt
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        mosquitto.status.code(),
+        umqtt.status.code(),
+        "{args:?}: exit status"
+    );
+    (
+        mosquitto.stdout,
+        String::from_utf8_lossy(&mosquitto.stderr).into_owned(),
+        umqtt.stdout,
+        String::from_utf8_lossy(&umqtt.stderr).into_owned(),
+    )
+}
+
+/// Digits replaced by `0`: for output with times in it.
+fn without_digits(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|b| if b.is_ascii_digit() { b'0' } else { *b })
+        .collect()
+}
+
+/// Item 7, `-F`: every specifier, flag, width, precision and escape prints what mosquitto_sub
+/// 2.0 prints, byte for byte (times: the same shape).
+#[test]
+fn format_matches_mosquitto_sub_byte_for_byte() {
+    let broker = Mosquitto::start();
+    // Retained, so that both subscribers get the same three messages, in the same order, with
+    // the same packet ids (1, 2, 3: each is a fresh QoS 1 session).
+    run_at(
+        &broker,
+        "pub",
+        &["-t", "fmt/a", "-m", "hello \"w\"", "-r", "-q", "1"],
+    )
+    .assert_success();
+    let binary = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(binary.path(), b"a\tb\x01\xff\x00z\n\\").unwrap();
+    let binary_path = binary.path().to_str().unwrap();
+    run_at(
+        &broker,
+        "pub",
+        &["-t", "fmt/b", "-f", binary_path, "-r", "-q", "1"],
+    )
+    .assert_success();
+    let json = r#" {"x": [1, 2.50, -0, 1e300, "\u00e9\n"], "e": {}, "n": null, "t": true} "#;
+    run_at(
+        &broker,
+        "pub",
+        &["-t", "fmt/c", "-m", json, "-r", "-q", "1"],
+    )
+    .assert_success();
+
+    let exact = [
+        "%t|%p|%q|%r|%l|%m",
+        "%x %X|%10x|%3X|%-12x|%012x|",
+        "%10t|%-10t|%.2t|%5.1t|%05l|%-5l|%5l|%05m|%-05t|",
+        "%10p|%-10p|%.2p|%04p|",
+        "%A|%5A|%C|%5C|%D|%E|%F|%P|%R|%S|%05S|%%",
+        "\\n\\t\\e\\a\\0\\v\\r|\\\\",
+        "plain text @@ 100%%",
+    ];
+    for format in exact {
+        for extra in [&[][..], &["-N"]] {
+            let mut args = vec!["-t", "fmt/#", "-q", "1", "-C", "3", "-F", format];
+            args.extend_from_slice(extra);
+            let (expected, _, actual, stderr) = both(&broker, &args);
+            assert_eq!(
+                String::from_utf8_lossy(&actual),
+                String::from_utf8_lossy(&expected),
+                "-F {format:?} {extra:?}"
+            );
+            assert_eq!(actual, expected, "-F {format:?} {extra:?}");
+            assert_eq!(stderr, "", "-F {format:?}");
+        }
+    }
+    let timed = [
+        "%I|%U|%15I|%-30I|",
+        "@Y-@m-@dT@H:@M:@S.@N @Z @z @a @A @b @B @j @p @s @e @D",
+        "%j",
+        "%J",
+    ];
+    for format in timed {
+        for pretty in [false, true] {
+            let mut args = vec!["-t", "fmt/#", "-q", "1", "-C", "3", "-F", format];
+            if pretty {
+                args.push("--pretty");
+            }
+            let (expected, expected_err, actual, stderr) = both(&broker, &args);
+            assert!(!expected.is_empty());
+            assert_eq!(
+                String::from_utf8_lossy(&without_digits(&actual)),
+                String::from_utf8_lossy(&without_digits(&expected)),
+                "-F {format:?} pretty {pretty}"
+            );
+            // %J: the two payloads that are not JSON get mosquitto's error line.
+            assert_eq!(stderr, expected_err, "-F {format:?}");
+        }
+    }
+}
+
+/// Item 7, `-F` mistakes: mosquitto's messages and exit status 1.
+#[test]
+fn bad_formats_are_refused_like_mosquitto_sub() {
+    for (format, message) in [
+        ("%", "Incomplete format specifier."),
+        ("%5", "Incomplete format specifier."),
+        ("%Z", "Invalid format specifier 'Z'."),
+        ("@", "Incomplete format specifier."),
+        ("\\", "Incomplete escape specifier."),
+        ("\\z", "Invalid escape specifier 'z'."),
+    ] {
+        let mosquitto = mosquitto_sub()
+            .args(["-t", "t", "-F", format])
+            .output()
+            .unwrap();
+        let expected = String::from_utf8_lossy(&mosquitto.stderr).into_owned();
+        assert!(
+            expected.starts_with(&format!("Error: {message}")),
+            "{expected}"
+        );
+        let out = run(&["sub", "-t", "t", "-F", format]);
+        let line = out.assert_one_line_error();
+        assert_eq!(out.status.code(), mosquitto.status.code(), "{format}");
+        assert!(line.contains(message), "{format}: {line}");
+    }
+}
