@@ -42,6 +42,39 @@ pub struct ConnectArgs {
     #[arg(short = 'i', long = "id", value_name = "ID")]
     pub id: Option<String>,
 
+    /// Client id made of this prefix and the process id, as mosquitto's -I
+    #[arg(
+        short = 'I',
+        long = "id-prefix",
+        value_name = "PREFIX",
+        conflicts_with = "id"
+    )]
+    pub id_prefix: Option<String>,
+
+    /// Connect through this Unix domain socket instead of TCP (-h and -p are then unused)
+    #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
+    pub unix: Option<PathBuf>,
+
+    /// Most QoS 1/2 messages sent and not yet acknowledged at a time [default: 20]
+    #[arg(short = 'M', long = "max-inflight", value_name = "COUNT",
+          allow_hyphen_values = true, value_parser = parse_max_inflight)]
+    pub max_inflight: Option<u16>,
+
+    /// Accepted for mosquitto compatibility: umqtt always disables Nagle's algorithm
+    #[arg(long = "nodelay")]
+    pub nodelay: bool,
+
+    /// Session expiry interval: an MQTT 5 property. umqtt speaks MQTT 3.1.1, where a -c
+    /// session never expires and a clean one ends with the connection: accepted and ignored,
+    /// with a warning
+    #[arg(
+        short = 'x',
+        long = "session-expiry-interval",
+        value_name = "SECONDS",
+        allow_hyphen_values = true
+    )]
+    pub session_expiry: Option<String>,
+
     /// Keep the session when disconnecting (clean session off); needs -i
     #[arg(short = 'c', long = "disable-clean-session")]
     pub disable_clean_session: bool,
@@ -146,9 +179,92 @@ pub struct ConnectArgs {
     #[arg(long = "tls-insecure-accept-any-cert", help_heading = "TLS")]
     pub accept_any_cert: bool,
 
+    /// Trust the CA certificates in this directory (every file holding PEM certificates, as
+    /// OpenSSL's c_rehash directories); enables TLS
+    #[arg(long = "capath", value_name = "DIR", help_heading = "TLS")]
+    pub capath: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub unsupported: Unsupported,
+
     /// Print help
     #[arg(long = "help", action = ArgAction::Help)]
     pub help: Option<bool>,
+}
+
+/// mosquitto flags umqtt cannot honour: accepted by the parser so that the error says why,
+/// instead of "unexpected argument".
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Not supported (each says why)")]
+pub struct Unsupported {
+    /// Bind to this local address: not supported yet
+    #[arg(short = 'A', value_name = "ADDRESS")]
+    pub bind_address: Option<String>,
+
+    /// OpenSSL cipher list: rustls offers only modern suites, not configurable
+    #[arg(long = "ciphers", value_name = "CIPHERS")]
+    pub ciphers: Option<String>,
+
+    /// TLS-PSK key: rustls has no pre-shared-key cipher suites
+    #[arg(long = "psk", value_name = "HEX")]
+    pub psk: Option<String>,
+
+    /// TLS-PSK identity: see --psk
+    #[arg(long = "psk-identity", value_name = "IDENTITY")]
+    pub psk_identity: Option<String>,
+
+    /// OpenSSL engine: not available with rustls
+    #[arg(long = "tls-engine", value_name = "ENGINE")]
+    pub tls_engine: Option<String>,
+
+    /// Key form for an OpenSSL engine: not available with rustls
+    #[arg(long = "keyform", value_name = "FORM")]
+    pub keyform: Option<String>,
+
+    /// OpenSSL engine key password hash: not available with rustls
+    #[arg(long = "tls-engine-kpass-sha1", value_name = "HASH")]
+    pub tls_engine_kpass_sha1: Option<String>,
+
+    /// MQTT 5 property: needs MQTT 5, not supported yet
+    #[arg(short = 'D', long = "property", value_names = ["COMMAND", "IDENTIFIER", "VALUE"],
+          num_args = 2..=4)]
+    pub property: Option<Vec<String>>,
+}
+
+impl Unsupported {
+    /// The reason the first unsupported flag given cannot work.
+    fn check(&self) -> Result<(), CliError> {
+        let reason = if self.bind_address.is_some() {
+            "-A (bind to a local address) is not supported by umqtt yet"
+        } else if self.ciphers.is_some() {
+            "--ciphers takes an OpenSSL cipher list; umqtt's TLS (rustls) offers only modern \
+             suites (TLS 1.3 AES-GCM and ChaCha20-Poly1305, TLS 1.2 ECDHE with AES-GCM or \
+             ChaCha20-Poly1305) and cannot be given a list"
+        } else if self.psk.is_some() || self.psk_identity.is_some() {
+            "--psk / --psk-identity: TLS-PSK is not available, rustls (umqtt's TLS) does not \
+             implement pre-shared keys; use certificates (--cafile, --cert, --key)"
+        } else if self.tls_engine.is_some()
+            || self.keyform.is_some()
+            || self.tls_engine_kpass_sha1.is_some()
+        {
+            "--tls-engine / --keyform / --tls-engine-kpass-sha1: OpenSSL engines are not \
+             available, umqtt uses rustls; give the private key as a PEM file with --key"
+        } else if self.property.is_some() {
+            "-D / --property sets MQTT 5 properties; umqtt speaks MQTT 3.1.1 (MQTT 5 is not \
+             supported yet)"
+        } else {
+            return Ok(());
+        };
+        Err(CliError::failed(reason))
+    }
+}
+
+/// A `-M` value: 1 to 65535.
+fn parse_max_inflight(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err("must be greater than 0 (1..65535)".to_owned()),
+    }
 }
 
 /// Flags for the robust client.
@@ -208,6 +324,8 @@ pub struct Settings {
     /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
     /// [`CliStream::watch_inbound`]).
     pub watch_inbound: bool,
+    /// `--unix`: the broker's Unix domain socket.
+    pub unix: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -216,6 +334,13 @@ impl ConnectArgs {
         if self.quiet {
             crate::error::set_quiet();
         }
+        self.unsupported.check()?;
+        if self.session_expiry.is_some() {
+            print_warning_line(
+                "-x ignored: the session expiry interval is an MQTT 5 property and umqtt speaks \
+                 MQTT 3.1.1 (-c keeps a session until a clean connection ends it)",
+            );
+        }
         let url = self
             .url
             .as_deref()
@@ -223,13 +348,15 @@ impl ConnectArgs {
             .transpose()
             .map_err(CliError::Usage)?;
 
+        // As mosquitto: -I does not count as a client id for -c.
         if self.disable_clean_session && self.id.as_deref().unwrap_or_default().is_empty() {
             return Err(CliError::usage(
                 "You must provide a client id if you are using the -c option.",
             ));
         }
-        let client_id = match &self.id {
-            Some(id) if !id.is_empty() => id.clone(),
+        let client_id = match (&self.id, &self.id_prefix) {
+            (Some(id), _) if !id.is_empty() => id.clone(),
+            (_, Some(prefix)) => format!("{prefix}{}", std::process::id()),
             _ => generated_client_id(),
         };
 
@@ -254,7 +381,8 @@ impl ConnectArgs {
             || self.cert.is_some()
             || self.tls_use_os_certs
             || self.insecure
-            || self.accept_any_cert;
+            || self.accept_any_cert
+            || self.capath.is_some();
         let tls = wants_tls.then(|| self.tls_config()).transpose()?;
 
         let will = match &self.will_topic {
@@ -293,6 +421,9 @@ impl ConnectArgs {
                 password,
                 keep_alive: self.keepalive,
                 protocol: self.protocol,
+                max_in_flight: self
+                    .max_inflight
+                    .unwrap_or(ClientConfig::default().max_in_flight),
                 ..ClientConfig::default()
             },
             clean_session: !self.disable_clean_session,
@@ -301,23 +432,33 @@ impl ConnectArgs {
             url_topic: url.and_then(|u| u.topic),
             quiet: self.quiet,
             watch_inbound: false,
+            unix: self.unix.clone(),
         })
     }
 
     fn tls_config(&self) -> Result<TlsConfig, CliError> {
         let mut tls = TlsConfig::new();
-        match (&self.cafile, self.tls_use_os_certs) {
-            (Some(cafile), false) => tls = tls.ca_file(cafile),
-            (None, true) => tls = tls.ca_file(os_ca_bundle()?),
-            (Some(cafile), true) => {
-                // Both, as mosquitto: the OS store and the given file.
-                let mut pem = read_pem(&os_ca_bundle()?)?;
-                pem.push(b'\n');
-                pem.extend(read_pem(cafile)?);
+        match (&self.cafile, self.tls_use_os_certs, &self.capath) {
+            (Some(cafile), false, None) => tls = tls.ca_file(cafile),
+            (None, true, None) => tls = tls.ca_file(os_ca_bundle()?),
+            // Neither: the Mozilla roots built into umqtt.
+            (None, false, None) => {}
+            // Several, as mosquitto: all of them.
+            (cafile, os, capath) => {
+                let mut pem = Vec::new();
+                if os {
+                    pem.extend(read_pem(&os_ca_bundle()?)?);
+                    pem.push(b'\n');
+                }
+                if let Some(cafile) = cafile {
+                    pem.extend(read_pem(cafile)?);
+                    pem.push(b'\n');
+                }
+                if let Some(capath) = capath {
+                    pem.extend(read_ca_directory(capath)?);
+                }
                 tls = tls.ca_pem(pem);
             }
-            // Neither: the Mozilla roots built into umqtt.
-            (None, false) => {}
         }
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             tls = tls.client_auth(cert, key);
@@ -365,6 +506,43 @@ fn os_ca_bundle() -> Result<PathBuf, CliError> {
         })
 }
 
+/// `--capath`: every regular file in `directory` holding a PEM certificate, concatenated
+/// (OpenSSL reads such directories by hashed names; reading every file finds the same ones).
+fn read_ca_directory(directory: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    let unreadable = |e: std::io::Error| {
+        CliError::failed(format!(
+            "unable to read --capath {}: {}",
+            directory.display(),
+            crate::error::io_message(&e)
+        ))
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map_err(unreadable)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut pem = Vec::new();
+    for path in entries {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue; // a subdirectory or an unreadable file: OpenSSL skips it too
+        };
+        if bytes
+            .windows(27)
+            .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+        {
+            pem.extend(bytes);
+            pem.push(b'\n');
+        }
+    }
+    if pem.is_empty() {
+        return Err(CliError::failed(format!(
+            "--capath {}: no PEM certificate found in this directory",
+            directory.display()
+        )));
+    }
+    Ok(pem)
+}
+
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| {
         CliError::failed(format!(
@@ -380,18 +558,86 @@ pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
     Ok(try_connect(settings)?.0)
 }
 
+/// Why a connection could not be made: the library's error, or `--unix` failing to reach its
+/// socket.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// From the client or transport.
+    Client(umqtt::Error),
+    /// `--unix PATH` could not be connected.
+    Unix {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ConnectError {
+    /// What a reconnect policy sees.
+    pub fn kind(&self) -> umqtt::robust::FailureKind {
+        match self {
+            ConnectError::Client(error) => umqtt::robust::classify(error),
+            ConnectError::Unix { .. } => umqtt::robust::FailureKind::TcpConnect,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Client(error) => f.write_str(&crate::error::describe(error)),
+            ConnectError::Unix { path, source } => write!(
+                f,
+                "unable to connect to {}: {}",
+                path.display(),
+                crate::error::io_message(source)
+            ),
+        }
+    }
+}
+
+impl From<umqtt::Error> for ConnectError {
+    fn from(error: umqtt::Error) -> Self {
+        ConnectError::Client(error)
+    }
+}
+
+impl From<ConnectError> for CliError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Client(error) => error.into(),
+            unix => CliError::failed(unix.to_string()),
+        }
+    }
+}
+
 /// Like [`connect`], keeping the library's error (for a reconnect policy to classify) and
 /// returning whether the broker resumed the session.
-pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), umqtt::Error> {
+pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectError> {
     let config = settings.config.clone();
-    let transport = umqtt::transport::connect(
-        &config.server,
-        config.effective_port(),
-        config.tls.as_ref(),
-        config.connect_timeout,
-    )
-    .map_err(umqtt::Error::Transport)?;
-    let mut stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
+    let debug = settings.debug.then(|| config.client_id.clone());
+    let mut stream = match &settings.unix {
+        Some(path) => {
+            let socket = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+                ConnectError::Unix {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            CliStream::unix(socket, debug)
+        }
+        None => {
+            let transport = umqtt::transport::connect(
+                &config.server,
+                config.effective_port(),
+                config.tls.as_ref(),
+                config.connect_timeout,
+            )
+            .map_err(umqtt::Error::Transport)?;
+            CliStream::new(transport, debug)
+        }
+    };
     if settings.watch_inbound {
         stream = stream.watch_inbound();
     }
@@ -399,7 +645,9 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), umqtt::Erro
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
-    let session_present = client.connect_with_stream(stream, settings.clean_session)?;
+    let session_present = client
+        .connect_with_stream(stream, settings.clean_session)
+        .map_err(ConnectError::Client)?;
     Ok((client, session_present))
 }
 

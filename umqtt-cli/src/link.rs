@@ -15,9 +15,9 @@ use std::io::{self, Write as _};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use umqtt::robust::{classify, Decision, Failure, FixedDelay, PendingSummary, ReconnectPolicy};
+use umqtt::robust::{Decision, Failure, FixedDelay, PendingSummary, ReconnectPolicy};
 
-use crate::common::{self, CliClient, Settings};
+use crate::common::{self, CliClient, ConnectError, Settings};
 use crate::error::{describe, CliError};
 
 /// libmosquitto's default reconnect delay (`reconnect_delay` 1 s, no exponential backoff).
@@ -101,7 +101,7 @@ impl Link {
                 Err(failure) => {
                     consecutive += 1;
                     let decision = self.policy.on_failure(&Failure {
-                        kind: classify(&failure),
+                        kind: failure.kind(),
                         consecutive,
                         outage: outage_started.elapsed(),
                         pending: PendingSummary::default(),
@@ -109,17 +109,17 @@ impl Link {
                     let Decision::RetryAfter(delay) = decision else {
                         // As mosquitto: a refusal ends the command with the CONNACK code.
                         return Err(match failure {
-                            umqtt::Error::ConnectionRefused(code) => CliError::Refused(code),
+                            ConnectError::Client(umqtt::Error::ConnectionRefused(code)) => {
+                                CliError::Refused(code)
+                            }
                             other => CliError::failed(format!(
-                                "{} (while reconnecting; retrying cannot fix this)",
-                                describe(&other)
+                                "{other} (while reconnecting; retrying cannot fix this)"
                             )),
                         });
                     };
                     if self.settings.debug {
                         self.say(&format!(
-                            "reconnect attempt {consecutive} failed: {}",
-                            describe(&failure)
+                            "reconnect attempt {consecutive} failed: {failure}"
                         ));
                     }
                     sleep_unless_interrupted(delay, deadline);

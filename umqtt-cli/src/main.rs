@@ -25,7 +25,9 @@ mod stream;
 mod sub_cmd;
 mod url;
 
+use std::ffi::OsString;
 use std::io::{self, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -37,6 +39,24 @@ use crate::error::{print_error_line, EXIT_USAGE};
 const EXIT_STATUS_HELP: &str = "\
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the connection
 (the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
+
+/// The end of `umqtt pub --help`.
+const PUB_HELP: &str = "\
+Options file: as mosquitto_pub, the options in $XDG_CONFIG_HOME/mosquitto_pub (or
+~/.config/mosquitto_pub) come first, one per line (\"-h broker\"), lines starting with # are
+comments; the command line overrides them.
+
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
+connection (the CONNACK code, as mosquitto: 5 = not authorised).";
+
+/// The end of `umqtt sub --help`.
+const SUB_HELP: &str = "\
+Options file: as mosquitto_sub, the options in $XDG_CONFIG_HOME/mosquitto_sub (or
+~/.config/mosquitto_sub) come first, one per line (\"-h broker\"), lines starting with # are
+comments; the command line overrides them.
+
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
+connection (the CONNACK code, as mosquitto: 5 = not authorised); 27 -W timed out.";
 
 /// MQTT 3.1.1 command-line client.
 #[derive(Parser, Debug)]
@@ -55,10 +75,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Publish a message (flags as mosquitto_pub)
-    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    #[command(disable_help_flag = true, args_override_self = true, after_help = PUB_HELP)]
     Pub(pub_cmd::PubArgs),
     /// Subscribe and print messages (flags as mosquitto_sub)
-    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    #[command(disable_help_flag = true, args_override_self = true, after_help = SUB_HELP)]
     Sub(sub_cmd::SubArgs),
     /// Three devices (temperature, button, burglar alarm) through a network outage, with an
     /// embedded broker: what each reconnect policy delivers, drops and costs
@@ -68,7 +88,8 @@ enum Command {
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let args = with_options_file(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return report_clap_error(&error),
     };
@@ -87,6 +108,64 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => error.report(),
     }
+}
+
+/// mosquitto_pub / mosquitto_sub read options from `$XDG_CONFIG_HOME/mosquitto_pub` (or
+/// `~/.config/mosquitto_pub`, and `…/mosquitto_sub`) before the command line; so do
+/// `umqtt pub` and `umqtt sub`, with the same files so that one setup serves both. A missing
+/// or unreadable file is skipped, as mosquitto does.
+fn with_options_file(args: Vec<OsString>) -> Vec<OsString> {
+    let file = match args.get(1).and_then(|a| a.to_str()) {
+        Some("pub") => "mosquitto_pub",
+        Some("sub") => "mosquitto_sub",
+        _ => return args,
+    };
+    let directory = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(directory) => PathBuf::from(directory),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".config"),
+            None => return args,
+        },
+    };
+    let Ok(contents) = std::fs::read(directory.join(file)) else {
+        return args;
+    };
+    let mut all = args[..2].to_vec();
+    all.extend(options_file_args(&contents));
+    all.extend_from_slice(&args[2..]);
+    all
+}
+
+/// The arguments an options file holds: per line an option and, after the first space, its
+/// value (the rest of the line, spaces included); `#` starts a comment line.
+fn options_file_args(contents: &[u8]) -> Vec<OsString> {
+    let mut args = Vec::new();
+    for line in contents.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() == Some(&b'#') {
+            continue;
+        }
+        let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+        let line = &line[start..];
+        if line.is_empty() {
+            continue;
+        }
+        match line.iter().position(|&b| b == b' ') {
+            Some(space) => {
+                args.push(os_string(&line[..space]));
+                if space + 1 < line.len() {
+                    args.push(os_string(&line[space + 1..]));
+                }
+            }
+            None => args.push(os_string(line)),
+        }
+    }
+    args
+}
+
+fn os_string(bytes: &[u8]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).to_owned()
 }
 
 /// Help and version go out as clap renders them; usage errors become one line that names the
@@ -228,6 +307,36 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
         let error = parse(&["sub", "-L", "mqtt://h/t", "-p", "1"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn options_files_are_read_as_mosquitto_does() {
+        let args = options_file_args(
+            b"# comment\n-h broker.example\r\n\n  -v\n--cafile /a path/ca.pem\n-d \n",
+        );
+        assert_eq!(
+            args,
+            [
+                "-h",
+                "broker.example",
+                "-v",
+                "--cafile",
+                "/a path/ca.pem",
+                "-d"
+            ]
+        );
+        // The command line wins over the file.
+        let cli = parse(&["sub", "-p", "1", "-t", "t", "-p", "2"]).unwrap();
+        let Command::Sub(sub) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(sub.connection.port, Some(2));
+        // Repeatable flags still add up.
+        let cli = parse(&["sub", "-t", "a", "-t", "b", "-v", "-v"]).unwrap();
+        let Command::Sub(sub) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(sub.topics, ["a", "b"]);
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub struct PubArgs {
     #[arg(short = 'r', long = "retain")]
     pub retain: bool,
 
+    /// Publish the message (-m, -f, -s, -n) this many times, on one connection
+    #[arg(long = "repeat", value_name = "COUNT", default_value_t = 1,
+          allow_hyphen_values = true, value_parser = parse_repeat)]
+    pub repeat: u64,
+
+    /// With --repeat: wait this many seconds (a decimal number) between publishes
+    #[arg(long = "repeat-delay", value_name = "SECONDS", value_parser = parse_delay)]
+    pub repeat_delay: Option<Duration>,
+
     #[command(flatten)]
     pub source: MessageSource,
 
@@ -103,6 +112,22 @@ pub struct MessageSource {
     pub stdin_line: bool,
 }
 
+fn parse_repeat(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err("must be a whole number, 1 or more".to_owned()),
+    }
+}
+
+/// Seconds, decimals allowed (`0.5`), as mosquitto_pub's --repeat-delay.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| "must be a number of seconds, 0 or more (e.g. 0.5)".to_owned())
+}
+
 /// Runs `umqtt pub`.
 pub fn run(args: PubArgs) -> Result<(), CliError> {
     let settings = args.connection.settings()?;
@@ -129,6 +154,15 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         ));
     }
     let qos = common::qos(args.qos);
+    if args.source.stdin_line && (args.repeat > 1 || args.repeat_delay.is_some()) {
+        return Err(CliError::usage(
+            "--repeat and --repeat-delay apply to -m, -f, -s and -n; with -l each line is a \
+             message",
+        ));
+    }
+    if settings.unix.is_some() && args.robust.policy.is_some() {
+        return Err(CliError::usage("--unix works without --policy only"));
+    }
 
     // Read the message before connecting, so a missing file costs no connection.
     let single = if args.source.stdin_line {
@@ -155,10 +189,20 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
     match single {
         Some(payload) => {
             let mut client = common::connect(&settings)?;
-            client
-                .publish(&topic, &payload, qos, args.retain)
-                .map_err(with_policy_hint)?;
-            message.confirmed(&payload);
+            for round in 0..args.repeat {
+                if round > 0 {
+                    if let Some(delay) = args.repeat_delay {
+                        sleep_unless_interrupted(delay);
+                    }
+                }
+                if crate::signal::interrupted() {
+                    break;
+                }
+                client
+                    .publish(&topic, &payload, qos, args.retain)
+                    .map_err(with_policy_hint)?;
+                message.confirmed(&payload);
+            }
             client.disconnect()?;
         }
         None => {
@@ -169,6 +213,18 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Sleeps `delay`, waking early for Ctrl-C / SIGTERM.
+fn sleep_unless_interrupted(delay: Duration) {
+    let end = std::time::Instant::now() + delay;
+    while !crate::signal::interrupted() {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(IDLE_TICK));
+    }
 }
 
 /// A single message lost with its link: name the flag that would have retried.
@@ -227,9 +283,22 @@ fn publish_robust(
     let mut published = 0u64;
     match single {
         Some(payload) => {
-            client.publish(message.topic, &payload, message.qos, message.retain)?;
-            published += 1;
-            message.confirmed(&payload);
+            for round in 0..args.repeat {
+                if round > 0 {
+                    if let Some(delay) = args.repeat_delay {
+                        let end = std::time::Instant::now() + delay;
+                        while std::time::Instant::now() < end && !crate::signal::interrupted() {
+                            client.run_for(ROBUST_TICK)?;
+                        }
+                    }
+                }
+                if crate::signal::interrupted() {
+                    break;
+                }
+                client.publish(message.topic, &payload, message.qos, message.retain)?;
+                published += 1;
+                message.confirmed(&payload);
+            }
         }
         None => {
             let lines = spawn_line_reader()?;

@@ -8,6 +8,7 @@
 //! (`-V mqttv31` is `ClientConfig::protocol`: the client itself writes the 3.1 CONNECT.)
 
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
@@ -17,9 +18,15 @@ use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH}
 /// smaller limit itself).
 const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 
-/// A [`Transport`] that can log packets and watch incoming QoS 2 handshakes.
+/// The connection underneath: TCP/TLS, or `--unix`.
+enum Inner {
+    Net(Transport),
+    Unix(UnixStream),
+}
+
+/// A [`Transport`] (or Unix socket) that can log packets and watch incoming messages.
 pub struct CliStream {
-    inner: Transport,
+    inner: Inner,
     log: Option<PacketLog>,
     inbound: Option<InboundWatch>,
 }
@@ -29,7 +36,16 @@ impl CliStream {
     /// mosquitto does.
     pub fn new(inner: Transport, debug_client_id: Option<String>) -> Self {
         CliStream {
-            inner,
+            inner: Inner::Net(inner),
+            log: debug_client_id.map(PacketLog::new),
+            inbound: None,
+        }
+    }
+
+    /// Like [`CliStream::new`], over a Unix domain socket (`--unix`).
+    pub fn unix(socket: UnixStream, debug_client_id: Option<String>) -> Self {
+        CliStream {
+            inner: Inner::Unix(socket),
             log: debug_client_id.map(PacketLog::new),
             inbound: None,
         }
@@ -57,6 +73,64 @@ impl CliStream {
         self.inbound
             .as_mut()
             .and_then(|watch| watch.ids.pop_front())
+    }
+}
+
+impl Read for Inner {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Inner::Net(transport) => transport.read(buf),
+            Inner::Unix(socket) => socket.read(buf),
+        }
+    }
+}
+
+impl Write for Inner {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Inner::Net(transport) => transport.write(buf),
+            Inner::Unix(socket) => socket.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.flush(),
+            Inner::Unix(socket) => socket.flush(),
+        }
+    }
+}
+
+impl Stream for Inner {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_read_timeout(timeout),
+            Inner::Unix(socket) => socket.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_write_timeout(timeout),
+            Inner::Unix(socket) => socket.set_write_timeout(timeout),
+        }
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_nonblocking(nonblocking),
+            Inner::Unix(socket) => socket.set_nonblocking(nonblocking),
+        }
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.shutdown(),
+            Inner::Unix(socket) => match socket.shutdown(std::net::Shutdown::Both) {
+                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+                _ => Ok(()),
+            },
+        }
     }
 }
 

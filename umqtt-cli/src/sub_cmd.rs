@@ -111,15 +111,15 @@ pub struct SubArgs {
     #[arg(short = 'U', long = "unsubscribe", value_name = "FILTER")]
     pub unsubscribe: Vec<String>,
 
+    /// Print only this percentage of the messages, chosen at random (they all count for -C,
+    /// as mosquitto_sub)
+    #[arg(long = "random-filter", value_name = "PERCENT", value_parser = parse_percent,
+          allow_hyphen_values = true, help_heading = "Output")]
+    pub random_filter: Option<f64>,
+
     /// Exit (status 0) once subscribed: sets up a persistent session (-c -i) for later
     #[arg(short = 'E', long = "exit-after-subscribe")]
     pub exit_after_subscribe: bool,
-
-    /// Session expiry interval: an MQTT 5 property. umqtt speaks MQTT 3.1.1, where a -c
-    /// session never expires and a clean one ends with the connection: accepted and ignored,
-    /// with a warning
-    #[arg(short = 'x', long = "session-expiry-interval", value_name = "SECONDS")]
-    pub session_expiry: Option<String>,
 
     #[command(flatten)]
     pub connection: ConnectArgs,
@@ -133,6 +133,41 @@ fn parse_count(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(count) if count >= 1 => Ok(count),
         _ => Err("must be a whole number, 1 or more (1..)".to_owned()),
+    }
+}
+
+/// A `--random-filter` value: 0.1 to 100, as mosquitto_sub.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(percent) if (0.1..=100.0).contains(&percent) => Ok(percent),
+        _ => Err("the chance must be between 0.1 and 100.0 (percent)".to_owned()),
+    }
+}
+
+/// `--random-filter`: keeps each message with probability `percent` / 100 (xorshift64, seeded
+/// from the OS's per-process random hash keys).
+struct RandomFilter {
+    /// mosquitto's resolution: out of 10 000.
+    keep_below: u64,
+    state: u64,
+}
+
+impl RandomFilter {
+    fn new(percent: f64) -> RandomFilter {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        RandomFilter {
+            keep_below: (percent * 100.0).round() as u64,
+            state: hasher.finish() | 1,
+        }
+    }
+
+    fn keep(&mut self) -> bool {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state % 10_000 < self.keep_below
     }
 }
 
@@ -165,11 +200,8 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         .map(|text| Format::parse(text, args.pretty))
         .transpose()
         .map_err(CliError::usage)?;
-    if args.session_expiry.is_some() {
-        crate::error::print_warning_line(
-            "-x ignored: the session expiry interval is an MQTT 5 property and umqtt speaks \
-             MQTT 3.1.1 (-c keeps a session until a clean connection ends it)",
-        );
+    if settings.unix.is_some() && args.robust.policy.is_some() {
+        return Err(CliError::usage("--unix works without --policy only"));
     }
     if args.exit_after_subscribe && args.robust.policy.is_some() {
         return Err(CliError::usage(
@@ -252,6 +284,7 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
 
     let mut printer = Printer::stdout()
         .map_err(|e| CliError::failed(format!("cannot start the stdout writer: {e}")))?;
+    let mut random_filter = args.random_filter.map(RandomFilter::new);
     let mut printed = 0;
     while printed < limit && !crate::signal::interrupted() {
         if let Err(stopped) = printer.check() {
@@ -280,6 +313,10 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         }
         if handling.remove_retained && message.retain {
             subscriber.clear_retained(&message.topic)?;
+        }
+        if random_filter.as_mut().is_some_and(|filter| !filter.keep()) {
+            printed += 1; // counted, not printed: as mosquitto_sub
+            continue;
         }
         let (bytes, errors) = handling.output.format(&message, packet_id);
         for error in errors {
@@ -591,6 +628,21 @@ mod tests {
         assert_eq!(printed(true, true, &empty), b"a/b (null)\n");
         let binary = message("t", &[0xff, 0x00, 0xfe]);
         assert_eq!(printed(false, true, &binary), [0xff, 0x00, 0xfe, b'\n']);
+    }
+
+    #[test]
+    fn random_filter_keeps_about_the_share_asked() {
+        let mut all = RandomFilter::new(100.0);
+        assert!((0..1000).all(|_| all.keep()));
+        let mut none = RandomFilter::new(0.0);
+        assert!((0..1000).all(|_| !none.keep()));
+        let mut half = RandomFilter::new(50.0);
+        let kept = (0..10_000).filter(|_| half.keep()).count();
+        assert!((4_000..6_000).contains(&kept), "{kept}");
+        for bad in ["101", "-1", "0", "0.05", "x"] {
+            assert!(parse_percent(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_percent("0.1"), Ok(0.1));
     }
 
     #[test]
