@@ -55,6 +55,12 @@ pub struct ConnectArgs {
     #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
     pub unix: Option<PathBuf>,
 
+    /// Reach the broker through this SOCKS5 proxy: socks5h://[user[:password]@]host[:port]
+    /// (port 1080 by default; the proxy resolves the broker's name)
+    #[arg(long = "proxy", value_name = "URL", conflicts_with = "unix",
+          value_parser = crate::socks::Proxy::parse)]
+    pub proxy: Option<crate::socks::Proxy>,
+
     /// Most QoS 1/2 messages sent and not yet acknowledged at a time [default: 20]
     #[arg(short = 'M', long = "max-inflight", value_name = "COUNT",
           allow_hyphen_values = true, value_parser = parse_max_inflight)]
@@ -179,6 +185,17 @@ pub struct ConnectArgs {
     #[arg(long = "tls-insecure-accept-any-cert", help_heading = "TLS")]
     pub accept_any_cert: bool,
 
+    /// Oldest TLS version to accept: tlsv1.3, or tlsv1.2 (the default; tlsv1.1 is taken as
+    /// tlsv1.2, the oldest umqtt's TLS implements)
+    #[arg(long = "tls-version", value_name = "VERSION", value_parser = parse_tls_version,
+          help_heading = "TLS")]
+    pub tls_version: Option<umqtt::TlsVersion>,
+
+    /// Offer this ALPN protocol in the TLS handshake (e.g. x-amzn-mqtt-ca for AWS IoT on port
+    /// 443)
+    #[arg(long = "tls-alpn", value_name = "PROTOCOL", help_heading = "TLS")]
+    pub tls_alpn: Option<String>,
+
     /// Trust the CA certificates in this directory (every file holding PEM certificates, as
     /// OpenSSL's c_rehash directories); enables TLS
     #[arg(long = "capath", value_name = "DIR", help_heading = "TLS")]
@@ -259,6 +276,16 @@ impl Unsupported {
     }
 }
 
+/// A `--tls-version` value, as mosquitto names them. mosquitto takes it as the oldest version
+/// allowed; rustls has nothing older than TLS 1.2.
+fn parse_tls_version(text: &str) -> Result<umqtt::TlsVersion, String> {
+    match text {
+        "tlsv1.3" => Ok(umqtt::TlsVersion::Tls13),
+        "tlsv1.2" | "tlsv1.1" => Ok(umqtt::TlsVersion::Tls12),
+        _ => Err("expected tlsv1.3, tlsv1.2 or tlsv1.1".to_owned()),
+    }
+}
+
 /// A `-M` value: 1 to 65535.
 fn parse_max_inflight(text: &str) -> Result<u16, String> {
     match text.trim().parse::<u16>() {
@@ -326,6 +353,8 @@ pub struct Settings {
     pub watch_inbound: bool,
     /// `--unix`: the broker's Unix domain socket.
     pub unix: Option<PathBuf>,
+    /// `--proxy`: a SOCKS5 proxy on the way.
+    pub proxy: Option<crate::socks::Proxy>,
 }
 
 impl ConnectArgs {
@@ -433,6 +462,7 @@ impl ConnectArgs {
             quiet: self.quiet,
             watch_inbound: false,
             unix: self.unix.clone(),
+            proxy: self.proxy.clone(),
         })
     }
 
@@ -465,6 +495,12 @@ impl ConnectArgs {
         }
         if self.insecure {
             tls = tls.skip_hostname_verification(true);
+        }
+        if let Some(version) = self.tls_version {
+            tls = tls.minimum_version(version);
+        }
+        if let Some(protocol) = &self.tls_alpn {
+            tls = tls.alpn_protocols(vec![protocol.as_bytes().to_vec()]);
         }
         if self.accept_any_cert {
             print_warning_line(
@@ -564,6 +600,8 @@ pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
 pub enum ConnectError {
     /// From the client or transport.
     Client(umqtt::Error),
+    /// The `--proxy` could not be reached or did not connect us.
+    Proxy(std::io::Error),
     /// `--unix PATH` could not be connected.
     Unix {
         /// The socket.
@@ -578,7 +616,9 @@ impl ConnectError {
     pub fn kind(&self) -> umqtt::robust::FailureKind {
         match self {
             ConnectError::Client(error) => umqtt::robust::classify(error),
-            ConnectError::Unix { .. } => umqtt::robust::FailureKind::TcpConnect,
+            ConnectError::Unix { .. } | ConnectError::Proxy(_) => {
+                umqtt::robust::FailureKind::TcpConnect
+            }
         }
     }
 }
@@ -587,6 +627,9 @@ impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnectError::Client(error) => f.write_str(&crate::error::describe(error)),
+            ConnectError::Proxy(source) => {
+                write!(f, "through the proxy: {}", crate::error::io_message(source))
+            }
             ConnectError::Unix { path, source } => write!(
                 f,
                 "unable to connect to {}: {}",
@@ -628,12 +671,29 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectErro
             CliStream::unix(socket, debug)
         }
         None => {
-            let transport = umqtt::transport::connect(
-                &config.server,
-                config.effective_port(),
-                config.tls.as_ref(),
-                config.connect_timeout,
-            )
+            let transport = match &settings.proxy {
+                Some(proxy) => {
+                    let tcp = proxy
+                        .connect(
+                            &config.server,
+                            config.effective_port(),
+                            config.connect_timeout,
+                        )
+                        .map_err(ConnectError::Proxy)?;
+                    umqtt::transport::connect_over(
+                        tcp,
+                        &config.server,
+                        config.tls.as_ref(),
+                        config.connect_timeout,
+                    )
+                }
+                None => umqtt::transport::connect(
+                    &config.server,
+                    config.effective_port(),
+                    config.tls.as_ref(),
+                    config.connect_timeout,
+                ),
+            }
             .map_err(umqtt::Error::Transport)?;
             CliStream::new(transport, debug)
         }

@@ -21,6 +21,7 @@ mod policy;
 mod pub_cmd;
 mod reconnect;
 mod signal;
+mod socks;
 mod stream;
 mod sub_cmd;
 mod url;

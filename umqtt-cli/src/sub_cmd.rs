@@ -200,8 +200,11 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         .map(|text| Format::parse(text, args.pretty))
         .transpose()
         .map_err(CliError::usage)?;
-    if settings.unix.is_some() && args.robust.policy.is_some() {
-        return Err(CliError::usage("--unix works without --policy only"));
+    if (settings.unix.is_some() || settings.proxy.is_some()) && args.robust.policy.is_some() {
+        return Err(CliError::usage(
+            "--unix and --proxy work without --policy only (the reconnecting client of \
+             --policy opens plain TCP/TLS connections)",
+        ));
     }
     if args.exit_after_subscribe && args.robust.policy.is_some() {
         return Err(CliError::usage(
@@ -249,7 +252,7 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                 client.unsubscribe(filter)?;
             }
             Subscriber::Robust {
-                client,
+                client: Box::new(client),
                 tracker,
                 policy,
             }
@@ -264,7 +267,9 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                     e
                 }
             })?;
-            let mut subscriber = Subscriber::Plain { link };
+            let mut subscriber = Subscriber::Plain {
+                link: Box::new(link),
+            };
             match subscriber.subscribe(&filters, &unsubscribe, deadline) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -341,10 +346,10 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
 /// (no `--policy`), or the robust client with a policy.
 enum Subscriber {
     Plain {
-        link: Link,
+        link: Box<Link>,
     },
     Robust {
-        client: umqtt::robust::Client,
+        client: Box<umqtt::robust::Client>,
         tracker: Tracker,
         policy: PolicySpec,
     },

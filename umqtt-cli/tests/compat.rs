@@ -834,3 +834,201 @@ fn capath_trusts_a_directory_of_certificates() {
     let line = out.assert_one_line_error();
     assert!(line.contains("no PEM certificate"), "{line}");
 }
+
+/// A SOCKS5 proxy for one test (RFC 1928, with RFC 1929 user name / password when
+/// `credentials` is given): records the targets it was asked for and pipes the bytes.
+fn socks5_proxy(
+    credentials: Option<(&'static str, &'static str)>,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = targets.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let seen = seen.clone();
+            thread::spawn(move || -> std::io::Result<()> {
+                let mut head = [0u8; 2];
+                client.read_exact(&mut head)?;
+                let mut methods = vec![0u8; usize::from(head[1])];
+                client.read_exact(&mut methods)?;
+                match credentials {
+                    None => client.write_all(&[5, 0])?,
+                    Some((user, password)) => {
+                        client.write_all(&[5, 2])?;
+                        let mut version_and_length = [0u8; 2];
+                        client.read_exact(&mut version_and_length)?;
+                        let mut name = vec![0u8; usize::from(version_and_length[1])];
+                        client.read_exact(&mut name)?;
+                        let mut length = [0u8; 1];
+                        client.read_exact(&mut length)?;
+                        let mut secret = vec![0u8; usize::from(length[0])];
+                        client.read_exact(&mut secret)?;
+                        let ok = name == user.as_bytes() && secret == password.as_bytes();
+                        client.write_all(&[1, if ok { 0 } else { 1 }])?;
+                        if !ok {
+                            return Ok(());
+                        }
+                    }
+                }
+                let mut request = [0u8; 4];
+                client.read_exact(&mut request)?;
+                let host = match request[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        client.read_exact(&mut ip)?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    3 => {
+                        let mut length = [0u8; 1];
+                        client.read_exact(&mut length)?;
+                        let mut name = vec![0u8; usize::from(length[0])];
+                        client.read_exact(&mut name)?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                    _ => return Ok(()),
+                };
+                let mut port = [0u8; 2];
+                client.read_exact(&mut port)?;
+                let port = u16::from_be_bytes(port);
+                seen.lock().unwrap().push(format!("{host}:{port}"));
+                let upstream = TcpStream::connect((host.as_str(), port))?;
+                client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
+                let (mut up_read, mut client_write) = (upstream.try_clone()?, client.try_clone()?);
+                let (mut client_read, mut up_write) = (client, upstream);
+                thread::spawn(move || std::io::copy(&mut up_read, &mut client_write));
+                std::io::copy(&mut client_read, &mut up_write)?;
+                Ok(())
+            });
+        }
+    });
+    (port, targets)
+}
+
+/// Item 7: --proxy socks5h://… (as mosquitto's clients), plain and with TLS end to end, and
+/// the same proxy works for mosquitto_pub.
+#[test]
+fn socks5_proxy_plain_and_tls() {
+    let certs = TestCerts::generate();
+    let broker = Mosquitto::builder().tls(&certs).start();
+    let (proxy_port, targets) = socks5_proxy(Some(("me", "secret")));
+    let proxy = format!("socks5h://me:secret@127.0.0.1:{proxy_port}");
+    let sub = subscriber(&broker, "proxy-sub", &["-t", "p", "-C", "3"]);
+    let port = broker.port().to_string();
+    run(&[
+        "pub",
+        "--proxy",
+        &proxy,
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "-t",
+        "p",
+        "-m",
+        "plain",
+    ])
+    .assert_success();
+    let tls_port = broker.tls_port().to_string();
+    let ca = certs.ca().cert_path().to_str().unwrap().to_owned();
+    run(&[
+        "pub",
+        "--proxy",
+        &proxy,
+        "-h",
+        "localhost",
+        "-p",
+        &tls_port,
+        "--cafile",
+        &ca,
+        "-t",
+        "p",
+        "-m",
+        "tls",
+    ])
+    .assert_success();
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "--proxy",
+            &proxy,
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "-t",
+            "p",
+            "-m",
+            "mosquitto",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sub.finish();
+    out.assert_success();
+    assert_eq!(out.stdout_text(), "plain\ntls\nmosquitto\n");
+    // The proxy resolved the name (socks5h).
+    assert_eq!(
+        *targets.lock().unwrap(),
+        [
+            format!("localhost:{port}"),
+            format!("localhost:{tls_port}"),
+            format!("localhost:{port}")
+        ]
+    );
+    // Wrong password: one line, status 1.
+    let wrong = format!("socks5h://me:wrong@127.0.0.1:{proxy_port}");
+    let out = run(&[
+        "pub",
+        "--proxy",
+        &wrong,
+        "-h",
+        "localhost",
+        "-p",
+        &port,
+        "-t",
+        "p",
+        "-n",
+    ]);
+    let line = out.assert_one_line_error();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(line.contains("user name or password"), "{line}");
+    let out = run(&["pub", "--proxy", "http://x", "-t", "p", "-n"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("only socks5h://"), "{line}");
+}
+
+/// Item 7: --tls-version and --tls-alpn.
+#[test]
+fn tls_version_and_alpn() {
+    let certs = TestCerts::generate();
+    let broker = Mosquitto::builder().tls(&certs).start();
+    let port = broker.tls_port().to_string();
+    let ca = certs.ca().cert_path().to_str().unwrap().to_owned();
+    for flags in [
+        &["--tls-version", "tlsv1.3"][..],
+        &["--tls-version", "tlsv1.2"],
+        &["--tls-alpn", "mqtt"],
+    ] {
+        let mut args = vec![
+            "pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--cafile",
+            &ca,
+            "-t",
+            "t",
+            "-n",
+        ];
+        args.extend_from_slice(flags);
+        run(&args).assert_success();
+    }
+    let out = run(&["pub", "-t", "t", "-n", "--tls-version", "tlsv1.0"]);
+    let line = out.assert_one_line_error();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(line.contains("tlsv1.3, tlsv1.2 or tlsv1.1"), "{line}");
+}

@@ -312,6 +312,18 @@ pub struct TlsConfig {
     danger_accept_invalid_certs: bool,
     skip_hostname_verification: bool,
     server_name: Option<String>,
+    minimum_version: Option<TlsVersion>,
+    alpn_protocols: Vec<Vec<u8>>,
+}
+
+/// A TLS protocol version, for [`TlsConfig::minimum_version`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
 }
 
 impl TlsConfig {
@@ -383,6 +395,22 @@ impl TlsConfig {
         self
     }
 
+    /// Refuses protocol versions older than `version`. By default TLS 1.2 and
+    /// 1.3 are offered (rustls implements nothing older); `TlsVersion::Tls13`
+    /// offers TLS 1.3 only.
+    pub fn minimum_version(mut self, version: TlsVersion) -> Self {
+        self.minimum_version = Some(version);
+        self
+    }
+
+    /// Offers these ALPN protocol names in the handshake (RFC 7301), e.g.
+    /// `x-amzn-mqtt-ca` for AWS IoT on port 443. By default none is sent, as
+    /// MQTT on port 8883 uses none.
+    pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn_protocols = protocols;
+        self
+    }
+
     /// Verifies the certificate against this name (and sends it as SNI when
     /// it is a DNS name) instead of the host passed to [`connect`].
     ///
@@ -410,9 +438,12 @@ impl TlsConfig {
         // An explicit provider, so that a process which also links another
         // rustls crypto backend does not make rustls refuse to pick one.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(TransportError::Config)?;
+        let builder = ClientConfig::builder_with_provider(provider.clone());
+        let builder = match self.minimum_version {
+            Some(TlsVersion::Tls13) => builder.with_protocol_versions(&[&rustls::version::TLS13]),
+            Some(TlsVersion::Tls12) | None => builder.with_safe_default_protocol_versions(),
+        }
+        .map_err(TransportError::Config)?;
 
         let builder = if self.danger_accept_invalid_certs {
             builder
@@ -444,8 +475,8 @@ impl TlsConfig {
                     .map_err(TransportError::Config)?
             }
         };
-        // MQTT over TLS uses no ALPN protocol on port 8883.
-        config.alpn_protocols.clear();
+        // MQTT over TLS uses no ALPN protocol on port 8883, unless asked for.
+        config.alpn_protocols = self.alpn_protocols.clone();
         Ok(config)
     }
 
@@ -826,16 +857,50 @@ pub fn connect(
     };
 
     let (tcp, addr) = connect_tcp(host, port, connect_timeout)?;
+    finish_connect(tcp, addr, tls_setup, connect_timeout)
+}
+
+/// Like [`connect`], over a TCP connection the caller already opened, e.g.
+/// through a SOCKS proxy: with `tls`, the handshake (verifying the
+/// certificate against `tls.server_name` or `host`) completes within
+/// `handshake_timeout`; without, the stream is used as is.
+///
+/// # Errors
+///
+/// As [`connect`], minus resolution and TCP failures.
+pub fn connect_over(
+    tcp: TcpStream,
+    host: &str,
+    tls: Option<&TlsConfig>,
+    handshake_timeout: Duration,
+) -> Result<Transport, TransportError> {
+    let host = strip_ipv6_brackets(host);
+    let tls_setup = match tls {
+        Some(tls) => {
+            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
+            Some((Arc::new(tls.to_client_config()?), server_name))
+        }
+        None => None,
+    };
+    let addr = tcp.peer_addr().map_err(TransportError::TlsIo)?;
+    finish_connect(tcp, addr, tls_setup, handshake_timeout)
+}
+
+fn finish_connect(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls_setup: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    timeout: Duration,
+) -> Result<Transport, TransportError> {
     // Best effort: without it the connection still works, only slower.
     let _ = tcp.set_nodelay(true);
-
     match tls_setup {
         None => Ok(Transport::Tcp(tcp)),
         Some((config, server_name)) => {
             let connection =
                 ClientConnection::new(config, server_name).map_err(TransportError::Tls)?;
             let mut stream = StreamOwned::new(connection, tcp);
-            complete_handshake(&mut stream, addr, connect_timeout)?;
+            complete_handshake(&mut stream, addr, timeout)?;
             Ok(Transport::Tls(Box::new(stream)))
         }
     }
