@@ -201,12 +201,12 @@ pub struct ConnectArgs {
     #[arg(long = "capath", value_name = "DIR", help_heading = "TLS")]
     pub capath: Option<PathBuf>,
 
+    /// Print help
+    #[arg(long = "help", action = ArgAction::Help, help_heading = "Connection")]
+    pub help: Option<bool>,
+
     #[command(flatten)]
     pub unsupported: Unsupported,
-
-    /// Print help
-    #[arg(long = "help", action = ArgAction::Help)]
-    pub help: Option<bool>,
 }
 
 /// mosquitto flags umqtt cannot honour: accepted by the parser so that the error says why,

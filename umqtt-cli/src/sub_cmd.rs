@@ -1,7 +1,8 @@
 //! `umqtt sub`: subscribe and print messages, like `mosquitto_sub`.
 //!
-//! Payloads are written as raw bytes (not re-encoded), one message per line, and stdout is
-//! flushed after each message so that pipes see them at once. A closed stdout (`| head -1`)
+//! Payloads are written as raw bytes (not re-encoded), one message per line, byte for byte as
+//! mosquitto_sub prints them, and stdout is flushed after each message so that pipes see them
+//! at once. A closed stdout (`| head -1`)
 //! ends the command quietly with status 0.
 //!
 //! Without `--policy`, as mosquitto_sub: the first connection must succeed; after that a lost
@@ -567,10 +568,9 @@ struct Output {
 
 impl Output {
     /// The bytes printed for one message, and error lines for stderr (`-F %J` with a payload
-    /// that is not JSON). As mosquitto_sub: `-F` wins over `-v`; `-v` prints `topic payload`,
-    /// and `topic (null)` for an empty payload. Unlike mosquitto_sub, an empty payload without
-    /// `-v` or `-F` still prints its (empty) line, so that line-counting readers see every
-    /// message.
+    /// that is not JSON). As mosquitto_sub, byte for byte: `-F` wins over `-v`; `-v` prints
+    /// `topic payload`, and `topic (null)` for an empty payload (nothing at all with `-N`);
+    /// without `-v` an empty payload prints nothing (it still counts for `-C`).
     fn format(&self, message: &Message, packet_id: u16) -> (Vec<u8>, Vec<String>) {
         let mut out = Vec::with_capacity(message.topic.len() + message.payload.len() + 8);
         let mut errors = Vec::new();
@@ -580,13 +580,17 @@ impl Output {
                 now: SystemTime::now(),
             };
             errors = format.render(message, extra, &mut out);
+        } else if message.payload.is_empty() {
+            if self.verbose && self.end_of_line {
+                out.extend_from_slice(message.topic.as_bytes());
+                out.extend_from_slice(b" (null)");
+            } else {
+                return (out, errors);
+            }
         } else {
             if self.verbose {
                 out.extend_from_slice(message.topic.as_bytes());
                 out.push(b' ');
-                if message.payload.is_empty() {
-                    out.extend_from_slice(b"(null)");
-                }
             }
             out.extend_from_slice(&message.payload);
         }
@@ -629,8 +633,9 @@ mod tests {
         assert_eq!(printed(false, false, &hello), b"hello");
         assert_eq!(printed(true, false, &hello), b"a/b hello");
         let empty = message("a/b", b"");
-        assert_eq!(printed(false, true, &empty), b"\n");
+        assert_eq!(printed(false, true, &empty), b"");
         assert_eq!(printed(true, true, &empty), b"a/b (null)\n");
+        assert_eq!(printed(true, false, &empty), b"");
         let binary = message("t", &[0xff, 0x00, 0xfe]);
         assert_eq!(printed(false, true, &binary), [0xff, 0x00, 0xfe, b'\n']);
     }

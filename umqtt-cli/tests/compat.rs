@@ -1032,3 +1032,71 @@ fn tls_version_and_alpn() {
     assert_eq!(out.status.code(), Some(1));
     assert!(line.contains("tlsv1.3, tlsv1.2 or tlsv1.1"), "{line}");
 }
+
+/// Default output (no -F), -v, -N, and an empty payload: the same bytes as mosquitto_sub, on
+/// live messages received side by side.
+#[test]
+fn default_output_matches_mosquitto_sub() {
+    let broker = Mosquitto::start();
+    let variants: [&[&str]; 4] = [&[], &["-v"], &["-N"], &["-v", "-N"]];
+    let mut running = Vec::new();
+    for (index, flags) in variants.iter().enumerate() {
+        for tool in ["mosquitto", "umqtt"] {
+            let id = format!("{tool}-{index}");
+            // -W: every child ends, even if a message went missing.
+            let mut args = vec!["-i", id.as_str(), "-t", "live/#", "-C", "4", "-W", "10"];
+            args.extend_from_slice(flags);
+            let full = at(&broker, &args);
+            let child = if tool == "mosquitto" {
+                mosquitto_sub()
+                    .args(&full)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            } else {
+                let mut all = vec!["sub".to_owned()];
+                all.extend(full);
+                command(&strs(&all))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            };
+            wait_subscribed(&broker, &id);
+            running.push((tool, *flags, child));
+        }
+    }
+    for (topic, message) in [
+        ("live/a", "one"),
+        ("live/b", ""),
+        ("live/c", "two words"),
+        ("live/a", "x"),
+    ] {
+        let mut args = vec!["-t", topic];
+        if message.is_empty() {
+            args.push("-n");
+        } else {
+            args.extend(["-m", message]);
+        }
+        run_at(&broker, "pub", &args).assert_success();
+    }
+    let mut outputs = Vec::new();
+    for (tool, flags, child) in running {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{tool} {flags:?}: {output:?}");
+        outputs.push((flags, output.stdout));
+    }
+    for pair in outputs.chunks(2) {
+        assert_eq!(
+            String::from_utf8_lossy(&pair[1].1),
+            String::from_utf8_lossy(&pair[0].1),
+            "{:?}: umqtt vs mosquitto_sub",
+            pair[0].0
+        );
+    }
+    assert_eq!(
+        outputs[2].1,
+        b"live/a one\nlive/b (null)\nlive/c two words\nlive/a x\n"
+    );
+}
