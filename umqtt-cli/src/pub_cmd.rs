@@ -21,7 +21,7 @@ use clap::Args;
 use umqtt::robust::ReconnectPolicy as _;
 use umqtt::QoS;
 
-use crate::common::{self, os_bytes, ConnectArgs, RobustArgs, Settings};
+use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs, Settings};
 use crate::error::{io_message, CliError};
 use crate::link::{Link, Recovered};
 use crate::policy::PolicySpec;
@@ -201,9 +201,14 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
                 if crate::signal::interrupted() {
                     break;
                 }
-                client
-                    .publish(&topic, &payload, qos, args.retain)
+                let acknowledged = publish_acknowledged(&mut client, &message, &payload)
                     .map_err(with_policy_hint)?;
+                if !acknowledged {
+                    let _ = client.disconnect();
+                    return Err(CliError::failed(
+                        "interrupted before the broker acknowledged the message",
+                    ));
+                }
                 message.confirmed(&payload);
             }
             client.disconnect()?;
@@ -211,11 +216,36 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         None => {
             // As mosquitto_pub -l: reconnect when the link is lost (see `link`).
             let mut link = Link::connect(&settings, settings.quiet)?;
-            publish_lines(&mut link, &message)?;
+            let published = publish_lines(&mut link, &message);
             link.disconnect();
+            published?;
         }
     }
     Ok(())
+}
+
+/// Publishes and waits for the acknowledgement (QoS 1/2) as `Client::publish` does, but in
+/// slices, so that Ctrl-C / SIGTERM is answered at once (then `false`: the caller sends
+/// DISCONNECT). Without an acknowledgement within the response timeout: `Error::Timeout`.
+fn publish_acknowledged(
+    client: &mut CliClient,
+    message: &Publication<'_>,
+    payload: &[u8],
+) -> Result<bool, umqtt::Error> {
+    client.publish_nowait(message.topic, payload, message.qos, message.retain)?;
+    let deadline = std::time::Instant::now() + client.config().response_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.wait_all_published(left.min(IDLE_TICK)) {
+            Ok(()) => return Ok(true),
+            Err(umqtt::Error::Timeout) if !left.is_zero() => {
+                if crate::signal::interrupted() {
+                    return Ok(false);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Sleeps `delay`, waking early for Ctrl-C / SIGTERM.
@@ -418,17 +448,18 @@ fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliEr
     while !crate::signal::interrupted() {
         match lines.recv_timeout(IDLE_TICK) {
             Ok(Ok(line)) => loop {
-                let error =
-                    match link
-                        .client()
-                        .publish(message.topic, &line, message.qos, message.retain)
-                    {
-                        Ok(_) => {
-                            message.confirmed(&line);
-                            break;
-                        }
-                        Err(error) => error,
-                    };
+                let error = match publish_acknowledged(link.client(), message, &line) {
+                    Ok(true) => {
+                        message.confirmed(&line);
+                        break;
+                    }
+                    Ok(false) => {
+                        return Err(CliError::failed(
+                            "interrupted before the broker acknowledged the last line",
+                        ))
+                    }
+                    Err(error) => error,
+                };
                 match link.recover(error, None)? {
                     Recovered::Connected { .. } => continue,
                     Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),

@@ -1100,3 +1100,54 @@ fn default_output_matches_mosquitto_sub() {
         b"live/a one\nlive/b (null)\nlive/c two words\nlive/a x\n"
     );
 }
+
+/// Item 6: a broker that accepts the connection but never acknowledges a QoS 1 PUBLISH. On
+/// SIGTERM, `pub` (single message and -l) ends at once and says DISCONNECT, so the broker
+/// drops the will; it exits 1 because the message was not acknowledged.
+#[test]
+fn sigterm_while_waiting_for_puback_sends_disconnect() {
+    use std::io::Read;
+    for lines in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        let broker = thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut received = Vec::new();
+            let mut buffer = [0u8; 1024];
+            let mut acknowledged = false;
+            loop {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => return received,
+                    Ok(n) => received.extend_from_slice(&buffer[..n]),
+                }
+                if !acknowledged && received.first() == Some(&0x10) {
+                    stream.write_all(&[0x20, 0x02, 0x00, 0x00]).unwrap(); // CONNACK
+                    acknowledged = true;
+                }
+            }
+        });
+        let mut args = vec!["pub", "-h", "127.0.0.1", "-p", &port, "-t", "t", "-q", "1"];
+        if lines {
+            args.push("-l");
+        } else {
+            args.extend(["-m", "never acknowledged"]);
+        }
+        let mut running = spawn(&args);
+        if lines {
+            let stdin = running.stdin.as_mut().unwrap();
+            stdin.write_all(b"never acknowledged\n").unwrap();
+        }
+        thread::sleep(Duration::from_millis(700));
+        kill("-TERM", running.child.as_ref().unwrap().id());
+        let status = exited_within(&mut running, Duration::from_secs(3));
+        assert_eq!(status.code(), Some(1), "-l {lines}");
+        let received = broker.join().unwrap();
+        assert!(
+            received.ends_with(&[0xE0, 0x00]),
+            "-l {lines}: no DISCONNECT at the end of {received:02x?}"
+        );
+    }
+}
