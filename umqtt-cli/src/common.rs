@@ -708,6 +708,7 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectErro
     let session_present = client
         .connect_with_stream(stream, settings.clean_session)
         .map_err(ConnectError::Client)?;
+    crate::signal::connected();
     Ok((client, session_present))
 }
 

@@ -180,6 +180,9 @@ pub fn client(
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
+    // The robust client's loops look at signals themselves (and report what was not
+    // delivered), even before its first connection.
+    crate::signal::connected();
     let tracker = Tracker::default();
     let debug = settings.debug.then(|| settings.config.client_id.clone());
     let handler_tracker = tracker.clone();
@@ -262,6 +265,9 @@ mod tests {
 
     #[test]
     fn outcome_names_what_was_lost_and_why() {
+        // The robust client's loops look at signals themselves (and report what was not
+        // delivered), even before its first connection.
+        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::Delivered { id: MessageId(1) });
         assert!(tracker.outcome(1, PolicySpec::Guaranteed).is_ok());
@@ -287,6 +293,9 @@ mod tests {
 
     #[test]
     fn permanent_refusals_are_fatal() {
+        // The robust client's loops look at signals themselves (and report what was not
+        // delivered), even before its first connection.
+        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::Refused(ConnectReturnCode::ServerUnavailable),
