@@ -323,6 +323,19 @@ fn insecure_skips_the_name_check_only() {
     let out = tls_pub(&["--cafile", &other_ca, "--insecure"]);
     let line = out.assert_one_line_error();
     assert!(line.contains("certificate"), "{line}");
+    // mosquitto_pub agrees on all three.
+    let mosquitto_pub = |extra: &[&str]| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-t", "s", "-n"])
+            .args(extra)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!mosquitto_pub(&["--cafile", &ca]));
+    assert!(mosquitto_pub(&["--cafile", &ca, "--insecure"]));
+    assert!(!mosquitto_pub(&["--cafile", &other_ca, "--insecure"]));
     // Accepting anything needs the loud flag, and warns.
     let out = tls_pub(&["--cafile", &other_ca, "--tls-insecure-accept-any-cert"]);
     assert!(out.status.success(), "{out:?}");
@@ -1151,4 +1164,51 @@ fn sigterm_while_waiting_for_puback_sends_disconnect() {
             "-l {lines}: no DISCONNECT at the end of {received:02x?}"
         );
     }
+}
+
+/// Item 5: --tls-use-os-certs trusts the operating system's CA bundle ($SSL_CERT_FILE first,
+/// as OpenSSL and so mosquitto_pub), not umqtt's built-in Mozilla roots.
+#[test]
+fn tls_use_os_certs_reads_the_os_bundle() {
+    let certs = TestCerts::generate();
+    let broker = Mosquitto::builder().tls(&certs).start();
+    let port = broker.tls_port().to_string();
+    let args = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "t",
+        "-n",
+        "--tls-use-os-certs",
+    ];
+    let mut umqtt_args = vec!["pub"];
+    umqtt_args.extend(args);
+    for (bundle, trusted) in [
+        (certs.ca().cert_path(), true),
+        (certs.other_ca().cert_path(), false),
+    ] {
+        let out = command(&umqtt_args)
+            .env("SSL_CERT_FILE", bundle)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), trusted, "umqtt {bundle:?}: {out:?}");
+        let mosquitto = Command::new("mosquitto_pub")
+            .args(args)
+            .env("SSL_CERT_FILE", bundle)
+            .output()
+            .unwrap();
+        assert_eq!(
+            mosquitto.status.success(),
+            trusted,
+            "mosquitto_pub {bundle:?}"
+        );
+    }
+    // The system bundle does not hold the test CA.
+    let out = command(&umqtt_args)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
 }
