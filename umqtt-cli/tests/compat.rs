@@ -358,21 +358,22 @@ fn mosquitto_sub() -> Command {
 /// Runs `sub` with the same arguments through mosquitto_sub and umqtt (TZ=UTC for both);
 /// returns (mosquitto's stdout, stderr; umqtt's stdout, stderr).
 fn both(broker: &Mosquitto, args: &[&str]) -> (Vec<u8>, String, Vec<u8>, String) {
+    both_in(broker, "UTC", args)
+}
+
+/// [`both`] with `TZ=tz`.
+fn both_in(broker: &Mosquitto, tz: &str, args: &[&str]) -> (Vec<u8>, String, Vec<u8>, String) {
     let full: Vec<String> = at(broker, args);
     let mosquitto = mosquitto_sub()
         .args(&full)
-        .env("TZ", "UTC")
+        .env("TZ", tz)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let mut umqtt_args = vec!["sub".to_owned()];
     umqtt_args.extend(full);
     let mut umqtt = command(&strs(&umqtt_args));
-    let umqtt = umqtt
-        .env("TZ", "UTC")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let umqtt = umqtt.env("TZ", tz).stdin(Stdio::null()).output().unwrap();
     assert_eq!(
         mosquitto.status.code(),
         umqtt.status.code(),
@@ -469,6 +470,39 @@ fn format_matches_mosquitto_sub_byte_for_byte() {
             // %J: the two payloads that are not JSON get mosquitto's error line.
             assert_eq!(stderr, expected_err, "-F {format:?}");
         }
+    }
+}
+
+/// Item 7, `-F` local time: the zone comes from $TZ / the tz database, as the C library's.
+#[test]
+fn format_local_time_zone_matches_mosquitto_sub() {
+    let broker = Mosquitto::start();
+    run_at(&broker, "pub", &["-t", "tz", "-m", "x", "-r"]).assert_success();
+    for tz in [
+        "Asia/Kolkata",
+        "America/New_York",
+        ":Europe/Paris",
+        "UTC",
+        "",
+    ] {
+        let (expected, _, actual, _) =
+            both_in(&broker, tz, &["-t", "tz", "-C", "1", "-F", "@Z @z|%I"]);
+        let (expected, actual) = (
+            String::from_utf8_lossy(&expected).into_owned(),
+            String::from_utf8_lossy(&actual).into_owned(),
+        );
+        // The zone and offset, and the offset that closes %I.
+        assert_eq!(
+            actual.split('|').next(),
+            expected.split('|').next(),
+            "TZ={tz}"
+        );
+        assert_eq!(
+            actual.trim_end().rsplit(['+', '-']).next(),
+            expected.trim_end().rsplit(['+', '-']).next(),
+            "TZ={tz}"
+        );
+        assert!(!actual.is_empty());
     }
 }
 
