@@ -138,8 +138,15 @@ impl Link {
     /// `umqtt: <text>` on stderr unless `--quiet`.
     fn say(&self, text: &str) {
         if !self.quiet {
-            let _ = writeln!(io::stderr().lock(), "umqtt: {text}");
+            notice(text);
         }
+    }
+}
+
+/// `umqtt: <text>` on stderr unless `--quiet`: the link notices, with or without `--policy`.
+pub fn notice(text: &str) {
+    if !crate::error::is_quiet() {
+        let _ = writeln!(io::stderr().lock(), "umqtt: {text}");
     }
 }
 

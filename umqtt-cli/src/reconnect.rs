@@ -187,10 +187,24 @@ pub fn client(
     let debug = settings.debug.then(|| settings.config.client_id.clone());
     let handler_tracker = tracker.clone();
     let persistent = !settings.clean_session;
+    let mut link_was_up = false;
     client.set_event_handler(move |event| {
         handler_tracker.record(event);
         if let Some(client_id) = &debug {
             log_event(client_id, event);
+        } else {
+            // As without --policy: one line when the link goes, one when it is back.
+            match event {
+                Event::Disconnected { detail, .. } => {
+                    link_was_up = true;
+                    crate::link::notice(&format!(
+                        "connection lost ({}); the policy decides when to reconnect",
+                        clean_detail(detail)
+                    ));
+                }
+                Event::Connected { .. } if link_was_up => crate::link::notice("reconnected"),
+                _ => {}
+            }
         }
         if let (Event::SessionLost { .. }, true) = (event, persistent) {
             print_warning_line(

@@ -322,6 +322,20 @@ fn corrupt_outbox_is_one_line_not_a_panic() {
     assert!(!line.contains("internal error"), "{line}");
 }
 
+/// Exit 0, and on stderr only the two link notices: lost (with the policy's say), then back.
+#[track_caller]
+fn assert_link_notices(out: &Finished) {
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert!(
+        lines[0].starts_with("umqtt: connection lost (")
+            && lines[0].ends_with("); the policy decides when to reconnect"),
+        "{out:?}"
+    );
+    assert_eq!(lines[1], "umqtt: reconnected", "{out:?}");
+}
+
 #[test]
 fn subscription_survives_a_cut_with_a_clean_session() {
     let broker = Mosquitto::start();
@@ -363,7 +377,7 @@ fn subscription_survives_a_cut_with_a_clean_session() {
     }
     run_at(&broker, "pub", &["-t", "k", "-q", "1", "-m", "two"]).assert_success();
     let out = sub.finish();
-    out.assert_success();
+    assert_link_notices(&out);
     assert_eq!(out.stdout_text(), "k one\nk two\n");
 }
 
@@ -396,7 +410,7 @@ fn persistent_subscription_gets_what_was_published_while_away() {
     thread::sleep(Duration::from_millis(500));
     proxy.set_mode(Mode::Forward);
     let out = sub.finish();
-    out.assert_success();
+    assert_link_notices(&out);
     assert_eq!(out.stdout_text(), "before\nwhile away\n");
     // Resumed, not subscribed again.
     assert_eq!(
