@@ -272,7 +272,13 @@ impl Unsupported {
         } else {
             return Ok(());
         };
-        Err(CliError::failed(reason))
+        match crate::error::options_file() {
+            Some(path) => Err(CliError::failed(format!(
+                "{reason} (options were read from {} first)",
+                path.display()
+            ))),
+            None => Err(CliError::failed(reason)),
+        }
     }
 }
 

@@ -113,6 +113,20 @@ pub fn panics_caught_elsewhere() -> bool {
     PANICS_CAUGHT_ELSEWHERE.load(Ordering::SeqCst)
 }
 
+/// The mosquitto options file read before the command line, if any.
+static OPTIONS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Remembers that options were read from `path`, so that a complaint about a flag the user
+/// did not type can say where it came from.
+pub fn set_options_file(path: std::path::PathBuf) {
+    let _ = OPTIONS_FILE.set(path);
+}
+
+/// The options file read, if any.
+pub fn options_file() -> Option<&'static std::path::Path> {
+    OPTIONS_FILE.get().map(std::path::PathBuf::as_path)
+}
+
 /// `--quiet`: nothing on stderr (see [`set_quiet`]).
 static QUIET: AtomicBool = AtomicBool::new(false);
 

@@ -128,9 +128,11 @@ fn with_options_file(args: Vec<OsString>) -> Vec<OsString> {
             None => return args,
         },
     };
-    let Ok(contents) = std::fs::read(directory.join(file)) else {
+    let path = directory.join(file);
+    let Ok(contents) = std::fs::read(&path) else {
         return args;
     };
+    error::set_options_file(path);
     let mut all = args[..2].to_vec();
     all.extend(options_file_args(&contents));
     all.extend_from_slice(&args[2..]);
@@ -180,10 +182,14 @@ fn report_clap_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE))
         }
         _ => {
-            print_error_line(&one_line_clap_error(
-                &error.render().to_string(),
-                &invoked_command(),
-            ));
+            let mut line = one_line_clap_error(&error.render().to_string(), &invoked_command());
+            if let Some(path) = error::options_file() {
+                line.push_str(&format!(
+                    "; options were read from {} first",
+                    path.display()
+                ));
+            }
+            print_error_line(&line);
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -352,7 +352,9 @@ fn mosquitto_sub() -> Command {
         .into_iter()
         .find(|path| std::path::Path::new(path).exists())
         .expect("mosquitto_sub not installed: apt-get install mosquitto-clients");
-    Command::new(path)
+    let mut command = Command::new(path);
+    command.env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
+    command
 }
 
 /// Runs `sub` with the same arguments through mosquitto_sub and umqtt (TZ=UTC for both);
@@ -737,6 +739,18 @@ fn options_files_like_mosquitto() {
     // -r from the pub file: the message was retained; -F from the sub file.
     assert_eq!(outputs[1], (Some(0), b"cfg=kept @\n".to_vec()));
     assert_eq!(outputs[0], outputs[1], "mosquitto_sub vs umqtt");
+    // A mistake in the file: the error says where the options came from.
+    std::fs::write(config.path().join("mosquitto_sub"), "--bogus\n").unwrap();
+    let out = command(&["sub", "-t", "t"])
+        .env("XDG_CONFIG_HOME", config.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'--bogus'") && stderr.contains("options were read from"),
+        "{stderr}"
+    );
 }
 
 /// Item 7: -I, --repeat / --repeat-delay, --random-filter, -M, -x, and the flags umqtt cannot
