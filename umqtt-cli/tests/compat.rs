@@ -324,8 +324,8 @@ fn insecure_skips_the_name_check_only() {
     let line = out.assert_one_line_error();
     assert!(line.contains("certificate"), "{line}");
     // mosquitto_pub agrees on all three.
-    let mosquitto_pub = |extra: &[&str]| {
-        Command::new("mosquitto_pub")
+    let mosquitto_accepts = |extra: &[&str]| {
+        mosquitto_pub()
             .args(["-h", "127.0.0.1", "-p", &port, "-t", "s", "-n"])
             .args(extra)
             .output()
@@ -333,9 +333,9 @@ fn insecure_skips_the_name_check_only() {
             .status
             .success()
     };
-    assert!(!mosquitto_pub(&["--cafile", &ca]));
-    assert!(mosquitto_pub(&["--cafile", &ca, "--insecure"]));
-    assert!(!mosquitto_pub(&["--cafile", &other_ca, "--insecure"]));
+    assert!(!mosquitto_accepts(&["--cafile", &ca]));
+    assert!(mosquitto_accepts(&["--cafile", &ca, "--insecure"]));
+    assert!(!mosquitto_accepts(&["--cafile", &other_ca, "--insecure"]));
     // Accepting anything needs the loud flag, and warns.
     let out = tls_pub(&["--cafile", &other_ca, "--tls-insecure-accept-any-cert"]);
     assert!(out.status.success(), "{out:?}");
@@ -352,6 +352,17 @@ fn mosquitto_sub() -> Command {
         .into_iter()
         .find(|path| std::path::Path::new(path).exists())
         .expect("mosquitto_sub not installed: apt-get install mosquitto-clients");
+    let mut command = Command::new(path);
+    command.env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
+    command
+}
+
+/// mosquitto_pub from mosquitto-clients (CI installs it).
+fn mosquitto_pub() -> Command {
+    let path = ["/usr/bin/mosquitto_pub", "/usr/local/bin/mosquitto_pub"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("mosquitto_pub not installed: apt-get install mosquitto-clients");
     let mut command = Command::new(path);
     command.env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
     command
@@ -673,15 +684,10 @@ fn unix_socket() {
     ]);
     wait_subscribed(&broker, "unix-sub");
     run(&["pub", "--unix", &socket, "-t", "u", "-m", "from umqtt"]).assert_success();
-    let status = Command::new(
-        ["/usr/bin/mosquitto_pub", "/usr/local/bin/mosquitto_pub"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto_pub not installed"),
-    )
-    .args(["--unix", &socket, "-t", "u", "-m", "from mosquitto_pub"])
-    .status()
-    .unwrap();
+    let status = mosquitto_pub()
+        .args(["--unix", &socket, "-t", "u", "-m", "from mosquitto_pub"])
+        .status()
+        .unwrap();
     assert!(status.success());
     let out = sub.finish();
     out.assert_success();
@@ -1012,7 +1018,7 @@ fn socks5_proxy_plain_and_tls() {
         "tls",
     ])
     .assert_success();
-    let status = Command::new("mosquitto_pub")
+    let status = mosquitto_pub()
         .args([
             "--proxy",
             &proxy,
@@ -1242,7 +1248,7 @@ fn tls_use_os_certs_reads_the_os_bundle() {
             .output()
             .unwrap();
         assert_eq!(out.status.success(), trusted, "umqtt {bundle:?}: {out:?}");
-        let mosquitto = Command::new("mosquitto_pub")
+        let mosquitto = mosquitto_pub()
             .args(args)
             .env("SSL_CERT_FILE", bundle)
             .output()
