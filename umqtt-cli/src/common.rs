@@ -352,8 +352,6 @@ pub struct Settings {
     pub debug: bool,
     /// The topic part of `-L`, if any.
     pub url_topic: Option<String>,
-    /// `--quiet`.
-    pub quiet: bool,
     /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
     /// [`CliStream::watch_inbound`]).
     pub watch_inbound: bool,
@@ -465,7 +463,6 @@ impl ConnectArgs {
             will,
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
-            quiet: self.quiet,
             watch_inbound: false,
             unix: self.unix.clone(),
             proxy: self.proxy.clone(),

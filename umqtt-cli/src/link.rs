@@ -29,7 +29,6 @@ const SIGNAL_TICK: Duration = Duration::from_millis(50);
 pub struct Link {
     settings: Settings,
     client: CliClient,
-    quiet: bool,
     policy: FixedDelay,
 }
 
@@ -50,12 +49,11 @@ pub enum Recovered {
 impl Link {
     /// Connects once; a failure is returned as is (as mosquitto: no retry before the first
     /// connection).
-    pub fn connect(settings: &Settings, quiet: bool) -> Result<Link, CliError> {
+    pub fn connect(settings: &Settings) -> Result<Link, CliError> {
         let (client, _) = common::try_connect(settings)?;
         Ok(Link {
             settings: settings.clone(),
             client,
-            quiet,
             policy: FixedDelay {
                 delay: RECONNECT_DELAY,
             },
@@ -113,7 +111,8 @@ impl Link {
                                 CliError::Refused(code)
                             }
                             other => CliError::failed(format!(
-                                "{other} (while reconnecting; retrying cannot fix this)"
+                                "{other} (while reconnecting after a lost connection; \
+                                 retrying cannot fix this; --policy chooses how to reconnect)"
                             )),
                         });
                     };
@@ -135,11 +134,8 @@ impl Link {
         }
     }
 
-    /// `umqtt: <text>` on stderr unless `--quiet`.
     fn say(&self, text: &str) {
-        if !self.quiet {
-            notice(text);
-        }
+        notice(text);
     }
 }
 

@@ -215,7 +215,7 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         }
         None => {
             // As mosquitto_pub -l: reconnect when the link is lost (see `link`).
-            let mut link = Link::connect(&settings, settings.quiet)?;
+            let mut link = Link::connect(&settings)?;
             let published = publish_lines(&mut link, &message);
             link.disconnect();
             published?;

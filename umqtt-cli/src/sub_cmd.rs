@@ -242,51 +242,52 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
     let limit = args.count.unwrap_or(u64::MAX);
     let response_timeout = settings.config.response_timeout;
 
-    let mut subscriber = match args.robust.policy {
-        Some(policy) => {
-            let (mut client, tracker) =
-                reconnect::client(&settings, policy.for_subscribing(), None)?;
-            for (filter, qos) in &filters {
-                client.subscribe(filter, *qos)?;
-            }
-            for filter in &unsubscribe {
-                client.unsubscribe(filter)?;
-            }
-            Subscriber::Robust {
-                client: Box::new(client),
-                tracker,
-                policy,
-            }
-        }
-        None => {
-            // As mosquitto_sub: reconnect by default (see `link`).
-            settings.watch_inbound = true;
-            let link = Link::connect(&settings, settings.quiet).map_err(|e| {
-                if past_deadline() {
-                    timed_out()
-                } else {
-                    e
+    let mut subscriber =
+        match args.robust.policy {
+            Some(policy) => {
+                let (mut client, tracker) =
+                    reconnect::client(&settings, policy.for_subscribing(), None)?;
+                for (filter, qos) in &filters {
+                    client.subscribe(filter, *qos)?;
                 }
-            })?;
-            let mut subscriber = Subscriber::Plain {
-                link: Box::new(link),
-            };
-            match subscriber.subscribe(&filters, &unsubscribe, deadline) {
-                Ok(true) => {}
-                Ok(false) => {
+                for filter in &unsubscribe {
+                    client.unsubscribe(filter)?;
+                }
+                Subscriber::Robust {
+                    client: Box::new(client),
+                    tracker,
+                    policy,
+                }
+            }
+            None => {
+                // As mosquitto_sub: reconnect by default (see `link`).
+                settings.watch_inbound = true;
+                let link = Link::connect(&settings).map_err(|e| {
+                    if past_deadline() {
+                        timed_out()
+                    } else {
+                        e
+                    }
+                })?;
+                let mut subscriber = Subscriber::Plain {
+                    link: Box::new(link),
+                };
+                match subscriber.subscribe(&filters, &unsubscribe, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        subscriber.finish(response_timeout);
+                        return Ok(());
+                    }
+                    Err(Some(e)) => return Err(if past_deadline() { timed_out() } else { e }),
+                    Err(None) => return Err(timed_out()),
+                }
+                if args.exit_after_subscribe {
                     subscriber.finish(response_timeout);
                     return Ok(());
                 }
-                Err(Some(e)) => return Err(if past_deadline() { timed_out() } else { e }),
-                Err(None) => return Err(timed_out()),
+                subscriber
             }
-            if args.exit_after_subscribe {
-                subscriber.finish(response_timeout);
-                return Ok(());
-            }
-            subscriber
-        }
-    };
+        };
 
     let mut printer = Printer::stdout()
         .map_err(|e| CliError::failed(format!("cannot start the stdout writer: {e}")))?;
