@@ -42,6 +42,45 @@ pub struct ConnectArgs {
     #[arg(short = 'i', long = "id", value_name = "ID")]
     pub id: Option<String>,
 
+    /// Client id made of this prefix and the process id, as mosquitto's -I
+    #[arg(
+        short = 'I',
+        long = "id-prefix",
+        value_name = "PREFIX",
+        conflicts_with = "id"
+    )]
+    pub id_prefix: Option<String>,
+
+    /// Connect through this Unix domain socket instead of TCP (-h and -p are then unused)
+    #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
+    pub unix: Option<PathBuf>,
+
+    /// Reach the broker through this SOCKS5 proxy: socks5h://[user[:password]@]host[:port]
+    /// (port 1080 by default; the proxy resolves the broker's name)
+    #[arg(long = "proxy", value_name = "URL", conflicts_with = "unix",
+          value_parser = crate::socks::Proxy::parse)]
+    pub proxy: Option<crate::socks::Proxy>,
+
+    /// Most QoS 1/2 messages sent and not yet acknowledged at a time [default: 20]
+    #[arg(short = 'M', long = "max-inflight", value_name = "COUNT",
+          allow_hyphen_values = true, value_parser = parse_max_inflight)]
+    pub max_inflight: Option<u16>,
+
+    /// Accepted for mosquitto compatibility: umqtt always disables Nagle's algorithm
+    #[arg(long = "nodelay")]
+    pub nodelay: bool,
+
+    /// Session expiry interval: an MQTT 5 property. umqtt speaks MQTT 3.1.1, where a -c
+    /// session never expires and a clean one ends with the connection: accepted and ignored,
+    /// with a warning
+    #[arg(
+        short = 'x',
+        long = "session-expiry-interval",
+        value_name = "SECONDS",
+        allow_hyphen_values = true
+    )]
+    pub session_expiry: Option<String>,
+
     /// Keep the session when disconnecting (clean session off); needs -i
     #[arg(short = 'c', long = "disable-clean-session")]
     pub disable_clean_session: bool,
@@ -83,6 +122,11 @@ pub struct ConnectArgs {
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
 
+    /// Print nothing on stderr: no errors, warnings or "connection lost" / "reconnected"
+    /// lines (the exit status still tells), as mosquitto's --quiet
+    #[arg(long = "quiet")]
+    pub quiet: bool,
+
     /// Topic of the last will, published by the broker if this client vanishes
     #[arg(long = "will-topic", value_name = "TOPIC", help_heading = "Last will")]
     pub will_topic: Option<String>,
@@ -98,7 +142,7 @@ pub struct ConnectArgs {
 
     /// QoS of the last will [default: 0]
     #[arg(long = "will-qos", value_name = "QOS", requires = "will_topic",
-          value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Last will")]
+          allow_hyphen_values = true, value_parser = parse_qos, help_heading = "Last will")]
     pub will_qos: Option<u8>,
 
     /// Retain the last will
@@ -131,17 +175,135 @@ pub struct ConnectArgs {
     )]
     pub key: Option<PathBuf>,
 
-    /// Use TLS, trusting the built-in Mozilla root certificates
+    /// Use TLS, trusting the operating system's CA bundle (the file named by $SSL_CERT_FILE,
+    /// else the first of /etc/ssl/certs/ca-certificates.crt, /etc/pki/tls/certs/ca-bundle.crt,
+    /// /etc/ssl/ca-bundle.pem, /etc/ssl/cert.pem), plus --cafile if given
     #[arg(long = "tls-use-os-certs", help_heading = "TLS")]
     pub tls_use_os_certs: bool,
 
-    /// DANGEROUS: use TLS but accept any server certificate for any name
+    /// Do not check that the broker's certificate names the host connected to (as
+    /// mosquitto's --insecure). The certificate must still be signed by a trusted CA
     #[arg(long = "insecure", help_heading = "TLS")]
     pub insecure: bool,
 
+    /// DANGEROUS: use TLS but accept ANY server certificate for any name (no CA check
+    /// either): anyone on the network path can impersonate the broker
+    #[arg(long = "tls-insecure-accept-any-cert", help_heading = "TLS")]
+    pub accept_any_cert: bool,
+
+    /// Oldest TLS version to accept: tlsv1.3, or tlsv1.2 (the default; tlsv1.1 is taken as
+    /// tlsv1.2, the oldest umqtt's TLS implements)
+    #[arg(long = "tls-version", value_name = "VERSION", value_parser = parse_tls_version,
+          help_heading = "TLS")]
+    pub tls_version: Option<umqtt::TlsVersion>,
+
+    /// Offer this ALPN protocol in the TLS handshake (e.g. x-amzn-mqtt-ca for AWS IoT on port
+    /// 443)
+    #[arg(long = "tls-alpn", value_name = "PROTOCOL", help_heading = "TLS")]
+    pub tls_alpn: Option<String>,
+
+    /// Trust the CA certificates in this directory (every file holding PEM certificates, as
+    /// OpenSSL's c_rehash directories); enables TLS
+    #[arg(long = "capath", value_name = "DIR", help_heading = "TLS")]
+    pub capath: Option<PathBuf>,
+
     /// Print help
-    #[arg(long = "help", action = ArgAction::Help)]
+    #[arg(long = "help", action = ArgAction::Help, help_heading = "Connection")]
     pub help: Option<bool>,
+
+    #[command(flatten)]
+    pub unsupported: Unsupported,
+}
+
+/// mosquitto flags umqtt cannot honour: accepted by the parser so that the error says why,
+/// instead of "unexpected argument".
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Not supported (each says why)")]
+pub struct Unsupported {
+    /// Bind to this local address: not supported yet
+    #[arg(short = 'A', value_name = "ADDRESS")]
+    pub bind_address: Option<String>,
+
+    /// OpenSSL cipher list: rustls offers only modern suites, not configurable
+    #[arg(long = "ciphers", value_name = "CIPHERS")]
+    pub ciphers: Option<String>,
+
+    /// TLS-PSK key: rustls has no pre-shared-key cipher suites
+    #[arg(long = "psk", value_name = "HEX")]
+    pub psk: Option<String>,
+
+    /// TLS-PSK identity: see --psk
+    #[arg(long = "psk-identity", value_name = "IDENTITY")]
+    pub psk_identity: Option<String>,
+
+    /// OpenSSL engine: not available with rustls
+    #[arg(long = "tls-engine", value_name = "ENGINE")]
+    pub tls_engine: Option<String>,
+
+    /// Key form for an OpenSSL engine: not available with rustls
+    #[arg(long = "keyform", value_name = "FORM")]
+    pub keyform: Option<String>,
+
+    /// OpenSSL engine key password hash: not available with rustls
+    #[arg(long = "tls-engine-kpass-sha1", value_name = "HASH")]
+    pub tls_engine_kpass_sha1: Option<String>,
+
+    /// MQTT 5 property: needs MQTT 5, not supported yet
+    #[arg(short = 'D', long = "property", value_names = ["COMMAND", "IDENTIFIER", "VALUE"],
+          num_args = 2..=4)]
+    pub property: Option<Vec<String>>,
+}
+
+impl Unsupported {
+    /// The reason the first unsupported flag given cannot work.
+    fn check(&self) -> Result<(), CliError> {
+        let reason = if self.bind_address.is_some() {
+            "-A (bind to a local address) is not supported by umqtt yet"
+        } else if self.ciphers.is_some() {
+            "--ciphers takes an OpenSSL cipher list; umqtt's TLS (rustls) offers only modern \
+             suites (TLS 1.3 AES-GCM and ChaCha20-Poly1305, TLS 1.2 ECDHE with AES-GCM or \
+             ChaCha20-Poly1305) and cannot be given a list"
+        } else if self.psk.is_some() || self.psk_identity.is_some() {
+            "--psk / --psk-identity: TLS-PSK is not available, rustls (umqtt's TLS) does not \
+             implement pre-shared keys; use certificates (--cafile, --cert, --key)"
+        } else if self.tls_engine.is_some()
+            || self.keyform.is_some()
+            || self.tls_engine_kpass_sha1.is_some()
+        {
+            "--tls-engine / --keyform / --tls-engine-kpass-sha1: OpenSSL engines are not \
+             available, umqtt uses rustls; give the private key as a PEM file with --key"
+        } else if self.property.is_some() {
+            "-D / --property sets MQTT 5 properties; umqtt speaks MQTT 3.1.1 (MQTT 5 is not \
+             supported yet)"
+        } else {
+            return Ok(());
+        };
+        match crate::error::options_file() {
+            Some(path) => Err(CliError::failed(format!(
+                "{reason} (options were read from {} first)",
+                path.display()
+            ))),
+            None => Err(CliError::failed(reason)),
+        }
+    }
+}
+
+/// A `--tls-version` value, as mosquitto names them. mosquitto takes it as the oldest version
+/// allowed; rustls has nothing older than TLS 1.2.
+fn parse_tls_version(text: &str) -> Result<umqtt::TlsVersion, String> {
+    match text {
+        "tlsv1.3" => Ok(umqtt::TlsVersion::Tls13),
+        "tlsv1.2" | "tlsv1.1" => Ok(umqtt::TlsVersion::Tls12),
+        _ => Err("expected tlsv1.3, tlsv1.2 or tlsv1.1".to_owned()),
+    }
+}
+
+/// A `-M` value: 1 to 65535.
+fn parse_max_inflight(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(count) if count > 0 => Ok(count),
+        _ => Err("must be greater than 0 (1..65535)".to_owned()),
+    }
 }
 
 /// Flags for the robust client.
@@ -150,7 +312,9 @@ pub struct ConnectArgs {
 pub struct RobustArgs {
     /// Use the reconnecting client with this policy: none (no retry), fixed:2s, backoff:1s..60s,
     /// deadline:15s (messages expire), guaranteed (retry until delivered, battery-aware).
-    /// Without it, a lost connection ends the command
+    /// Without it, as mosquitto_sub / mosquitto_pub -l: the first connection must succeed, then
+    /// a lost connection is retried every second, forever (a refusal such as "not authorised"
+    /// ends the command); `umqtt: connection lost …` / `umqtt: reconnected` go to stderr
     #[arg(long = "policy", value_name = "POLICY", value_parser = PolicySpec::parse)]
     pub policy: Option<PolicySpec>,
 }
@@ -165,6 +329,18 @@ fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
         "mqttv31" | "31" => Ok(ProtocolVersion::V31),
         "mqttv5" | "5" => Err("MQTT 5 is not supported yet".to_owned()),
         _ => Err("expected mqttv311 (311) or mqttv31 (31)".to_owned()),
+    }
+}
+
+/// A `-q` / `--will-qos` value: 0, 1 or 2. Negative numbers reach this parser (the flags
+/// set `allow_hyphen_values`), so `-q -1` says what is wrong instead of "unexpected argument".
+pub fn parse_qos(text: &str) -> Result<u8, String> {
+    match text.trim() {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "2" => Ok(2),
+        // clap puts the value in front: "invalid value '-1' for '--qos <QOS>': …".
+        _ => Err("must be 0, 1 or 2".to_owned()),
     }
 }
 
@@ -186,11 +362,28 @@ pub struct Settings {
     pub debug: bool,
     /// The topic part of `-L`, if any.
     pub url_topic: Option<String>,
+    /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
+    /// [`CliStream::watch_inbound`]).
+    pub watch_inbound: bool,
+    /// `--unix`: the broker's Unix domain socket.
+    pub unix: Option<PathBuf>,
+    /// `--proxy`: a SOCKS5 proxy on the way.
+    pub proxy: Option<crate::socks::Proxy>,
 }
 
 impl ConnectArgs {
     /// Checks the flag combinations clap cannot express and resolves defaults.
     pub fn settings(&self) -> Result<Settings, CliError> {
+        if self.quiet {
+            crate::error::set_quiet();
+        }
+        self.unsupported.check()?;
+        if self.session_expiry.is_some() {
+            print_warning_line(
+                "-x ignored: the session expiry interval is an MQTT 5 property and umqtt speaks \
+                 MQTT 3.1.1 (-c keeps a session until a clean connection ends it)",
+            );
+        }
         let url = self
             .url
             .as_deref()
@@ -198,13 +391,15 @@ impl ConnectArgs {
             .transpose()
             .map_err(CliError::Usage)?;
 
+        // As mosquitto: -I does not count as a client id for -c.
         if self.disable_clean_session && self.id.as_deref().unwrap_or_default().is_empty() {
             return Err(CliError::usage(
                 "You must provide a client id if you are using the -c option.",
             ));
         }
-        let client_id = match &self.id {
-            Some(id) if !id.is_empty() => id.clone(),
+        let client_id = match (&self.id, &self.id_prefix) {
+            (Some(id), _) if !id.is_empty() => id.clone(),
+            (_, Some(prefix)) => format!("{prefix}{}", std::process::id()),
             _ => generated_client_id(),
         };
 
@@ -228,13 +423,19 @@ impl ConnectArgs {
             || self.cafile.is_some()
             || self.cert.is_some()
             || self.tls_use_os_certs
-            || self.insecure;
-        let tls = wants_tls.then(|| self.tls_config());
+            || self.insecure
+            || self.accept_any_cert
+            || self.capath.is_some();
+        let tls = wants_tls.then(|| self.tls_config()).transpose()?;
 
         let will = match &self.will_topic {
             Some(topic) => {
-                umqtt_core::topic::validate_topic_name(topic)
-                    .map_err(|e| CliError::usage(format!("invalid will topic {topic:?}: {e}")))?;
+                umqtt_core::topic::validate_topic_name(topic).map_err(|e| {
+                    CliError::usage(format!(
+                        "invalid will topic {}: {e}",
+                        crate::error::echo(topic)
+                    ))
+                })?;
                 Some((
                     topic.clone(),
                     self.will_payload.as_ref().map(os_bytes).unwrap_or_default(),
@@ -268,51 +469,265 @@ impl ConnectArgs {
                     .map_or(ClientConfig::default().max_packet_size, |bytes| {
                         bytes as usize
                     }),
+                max_in_flight: self
+                    .max_inflight
+                    .unwrap_or(ClientConfig::default().max_in_flight),
                 ..ClientConfig::default()
             },
             clean_session: !self.disable_clean_session,
             will,
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
+            watch_inbound: false,
+            unix: self.unix.clone(),
+            proxy: self.proxy.clone(),
         })
     }
 
-    fn tls_config(&self) -> TlsConfig {
+    fn tls_config(&self) -> Result<TlsConfig, CliError> {
         let mut tls = TlsConfig::new();
-        if let Some(cafile) = &self.cafile {
-            tls = tls.ca_file(cafile);
+        match (&self.cafile, self.tls_use_os_certs, &self.capath) {
+            (Some(cafile), false, None) => tls = tls.ca_file(cafile),
+            (None, true, None) => tls = tls.ca_file(os_ca_bundle()?),
+            // Neither: the Mozilla roots built into umqtt.
+            (None, false, None) => {}
+            // Several, as mosquitto: all of them.
+            (cafile, os, capath) => {
+                let mut pem = Vec::new();
+                if os {
+                    pem.extend(read_pem(&os_ca_bundle()?)?);
+                    pem.push(b'\n');
+                }
+                if let Some(cafile) = cafile {
+                    pem.extend(read_pem(cafile)?);
+                    pem.push(b'\n');
+                }
+                if let Some(capath) = capath {
+                    pem.extend(read_ca_directory(capath)?);
+                }
+                tls = tls.ca_pem(pem);
+            }
         }
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             tls = tls.client_auth(cert, key);
         }
         if self.insecure {
+            tls = tls.skip_hostname_verification(true);
+        }
+        if let Some(version) = self.tls_version {
+            tls = tls.minimum_version(version);
+        }
+        if let Some(protocol) = &self.tls_alpn {
+            tls = tls.alpn_protocols(vec![protocol.as_bytes().to_vec()]);
+        }
+        if self.accept_any_cert {
             print_warning_line(
-                "--insecure: the broker's certificate is NOT verified. Anyone on the network path \
-                 can impersonate the broker and read or change every message, password included. \
-                 Use it only for testing.",
+                "--tls-insecure-accept-any-cert: the broker's certificate is NOT verified. Anyone \
+                 on the network path can impersonate the broker and read or change every \
+                 message, password included. Use it only for testing.",
             );
             tls = tls.danger_accept_invalid_certs(true);
         }
-        tls
+        Ok(tls)
     }
+}
+
+/// Where operating systems keep their CA bundle (PEM), most common first.
+const OS_CA_BUNDLES: [&str; 5] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+];
+
+/// The OS CA bundle: `$SSL_CERT_FILE` (as OpenSSL, which mosquitto uses), else the first of
+/// [`OS_CA_BUNDLES`] that exists.
+fn os_ca_bundle() -> Result<PathBuf, CliError> {
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    OS_CA_BUNDLES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "--tls-use-os-certs: no CA bundle found (looked for $SSL_CERT_FILE, {}); give \
+                 the CA with --cafile",
+                OS_CA_BUNDLES.join(", ")
+            ))
+        })
+}
+
+/// `--capath`: every regular file in `directory` holding a PEM certificate, concatenated
+/// (OpenSSL reads such directories by hashed names; reading every file finds the same ones).
+fn read_ca_directory(directory: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    let unreadable = |e: std::io::Error| {
+        CliError::failed(format!(
+            "unable to read --capath {}: {}",
+            directory.display(),
+            crate::error::io_message(&e)
+        ))
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map_err(unreadable)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut pem = Vec::new();
+    for path in entries {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue; // a subdirectory or an unreadable file: OpenSSL skips it too
+        };
+        if bytes
+            .windows(27)
+            .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+        {
+            pem.extend(bytes);
+            pem.push(b'\n');
+        }
+    }
+    if pem.is_empty() {
+        return Err(CliError::failed(format!(
+            "--capath {}: no PEM certificate found in this directory",
+            directory.display()
+        )));
+    }
+    Ok(pem)
+}
+
+fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| {
+        CliError::failed(format!(
+            "unable to read CA file {}: {}",
+            path.display(),
+            crate::error::io_message(&e)
+        ))
+    })
 }
 
 /// Connects (TCP, TLS, CONNECT/CONNACK) with these settings.
 pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
+    Ok(try_connect(settings)?.0)
+}
+
+/// Why a connection could not be made: the library's error, or `--unix` failing to reach its
+/// socket.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// From the client or transport.
+    Client(umqtt::Error),
+    /// The `--proxy` could not be reached or did not connect us.
+    Proxy(std::io::Error),
+    /// `--unix PATH` could not be connected.
+    Unix {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl ConnectError {
+    /// What a reconnect policy sees.
+    pub fn kind(&self) -> umqtt::robust::FailureKind {
+        match self {
+            ConnectError::Client(error) => umqtt::robust::classify(error),
+            ConnectError::Unix { .. } | ConnectError::Proxy(_) => {
+                umqtt::robust::FailureKind::TcpConnect
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Client(error) => f.write_str(&crate::error::describe(error)),
+            ConnectError::Proxy(source) => {
+                write!(f, "through the proxy: {}", crate::error::io_message(source))
+            }
+            ConnectError::Unix { path, source } => write!(
+                f,
+                "unable to connect to {}: {}",
+                path.display(),
+                crate::error::io_message(source)
+            ),
+        }
+    }
+}
+
+impl From<umqtt::Error> for ConnectError {
+    fn from(error: umqtt::Error) -> Self {
+        ConnectError::Client(error)
+    }
+}
+
+impl From<ConnectError> for CliError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Client(error) => error.into(),
+            unix => CliError::failed(unix.to_string()),
+        }
+    }
+}
+
+/// Like [`connect`], keeping the library's error (for a reconnect policy to classify) and
+/// returning whether the broker resumed the session.
+pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectError> {
     let config = settings.config.clone();
-    let transport = umqtt::transport::connect(
-        &config.server,
-        config.effective_port(),
-        config.tls.as_ref(),
-        config.connect_timeout,
-    )?;
-    let stream = CliStream::new(transport, settings.debug.then(|| config.client_id.clone()));
+    let debug = settings.debug.then(|| config.client_id.clone());
+    let mut stream = match &settings.unix {
+        Some(path) => {
+            let socket = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+                ConnectError::Unix {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            CliStream::unix(socket, debug)
+        }
+        None => {
+            let transport = match &settings.proxy {
+                Some(proxy) => {
+                    let tcp = proxy
+                        .connect(
+                            &config.server,
+                            config.effective_port(),
+                            config.connect_timeout,
+                        )
+                        .map_err(ConnectError::Proxy)?;
+                    umqtt::transport::connect_over(
+                        tcp,
+                        &config.server,
+                        config.tls.as_ref(),
+                        config.connect_timeout,
+                    )
+                }
+                None => umqtt::transport::connect(
+                    &config.server,
+                    config.effective_port(),
+                    config.tls.as_ref(),
+                    config.connect_timeout,
+                ),
+            }
+            .map_err(umqtt::Error::Transport)?;
+            CliStream::new(transport, debug)
+        }
+    };
+    if settings.watch_inbound {
+        stream = stream.watch_inbound();
+    }
     let mut client = Client::with_config(config);
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
-    client.connect_with_stream(stream, settings.clean_session)?;
-    Ok(client)
+    let session_present = client
+        .connect_with_stream(stream, settings.clean_session)
+        .map_err(ConnectError::Client)?;
+    crate::signal::connected();
+    Ok((client, session_present))
 }
 
 /// A client id unlikely to collide: `umqtt-` and 16 hex digits (22 characters, within MQTT
@@ -364,6 +779,16 @@ mod tests {
         assert_eq!(error, "MQTT 5 is not supported yet");
         assert!(parse_protocol_version("5").is_err());
         assert!(parse_protocol_version("4").is_err());
+    }
+
+    #[test]
+    fn qos_values() {
+        assert_eq!(parse_qos("0"), Ok(0));
+        assert_eq!(parse_qos("2"), Ok(2));
+        for bad in ["-1", "3", "", "one"] {
+            let error = parse_qos(bad).unwrap_err();
+            assert!(error.contains("must be 0, 1 or 2"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | any runtime failure: connection, TLS, I/O, a file that cannot be read… |
-//! | 2 | bad command line (clap's usage errors and our own checks) |
+//! | 1 | also a bad command line (clap's usage errors and our own checks), as mosquitto exits 1 |
 //! | 1–5 | the broker refused the connection: the CONNACK return code, as mosquitto does (5 = not authorised) |
 //! | 27 | `sub -W`: no (more) messages before the timeout (mosquitto's `MOSQ_ERR_TIMEOUT`) |
 //! | 101 | an internal bug (a panic), reported in one line |
@@ -22,8 +22,9 @@ use umqtt::ConnectReturnCode;
 
 /// Exit status for failures that have no more specific code.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit status for command-line mistakes.
-pub const EXIT_USAGE: u8 = 2;
+/// Exit status for command-line mistakes: 1, as mosquitto_pub / mosquitto_sub (not clap's 2),
+/// so that scripts written for them keep working.
+pub const EXIT_USAGE: u8 = 1;
 /// Exit status of `sub -W` when the time is up (mosquitto's `MOSQ_ERR_TIMEOUT`).
 pub const EXIT_TIMEOUT: u8 = 27;
 
@@ -112,15 +113,47 @@ pub fn panics_caught_elsewhere() -> bool {
     PANICS_CAUGHT_ELSEWHERE.load(Ordering::SeqCst)
 }
 
+/// The mosquitto options file read before the command line, if any.
+static OPTIONS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Remembers that options were read from `path`, so that a complaint about a flag the user
+/// did not type can say where it came from.
+pub fn set_options_file(path: std::path::PathBuf) {
+    let _ = OPTIONS_FILE.set(path);
+}
+
+/// The options file read, if any.
+pub fn options_file() -> Option<&'static std::path::Path> {
+    OPTIONS_FILE.get().map(std::path::PathBuf::as_path)
+}
+
+/// `--quiet`: nothing on stderr (see [`set_quiet`]).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `--quiet`, as mosquitto's: errors, warnings and link notices are not printed; the exit
+/// status still tells.
+pub fn set_quiet() {
+    QUIET.store(true, Ordering::SeqCst);
+}
+
+/// Whether `--quiet` was given.
+pub fn is_quiet() -> bool {
+    QUIET.load(Ordering::SeqCst)
+}
+
 /// Writes `Error: {message}` on one line to stderr. Write failures are ignored: there is no
 /// better place left to report them, and `eprintln!` would panic.
 pub fn print_error_line(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "Error: {}", one_line(message));
+    if !is_quiet() {
+        let _ = writeln!(io::stderr().lock(), "Error: {}", one_line(message));
+    }
 }
 
 /// Writes `Warning: {message}` on one line to stderr.
 pub fn print_warning_line(message: &str) {
-    let _ = writeln!(io::stderr().lock(), "Warning: {}", one_line(message));
+    if !is_quiet() {
+        let _ = writeln!(io::stderr().lock(), "Warning: {}", one_line(message));
+    }
 }
 
 /// mosquitto's wording for each CONNACK return code (`mosquitto_connack_string`), so that
@@ -192,6 +225,19 @@ pub fn io_message(error: &io::Error) -> String {
     }
 }
 
+/// At most this many characters of a user's input are echoed in an error.
+const ECHO_LIMIT: usize = 64;
+
+/// User input for an error message, `{:?}`-quoted and cut to a readable length: a 70 000-byte
+/// topic must not be printed back in full. `"aaaa…" (70000 bytes)`.
+pub fn echo(text: &str) -> String {
+    if text.chars().count() <= ECHO_LIMIT {
+        return format!("{text:?}");
+    }
+    let head: String = text.chars().take(ECHO_LIMIT).collect();
+    format!("{:?}… ({} bytes)", head, text.len())
+}
+
 /// Joins lines so that every report stays on one line.
 fn one_line(text: &str) -> String {
     text.split(['\r', '\n'])
@@ -214,6 +260,15 @@ mod tests {
     }
 
     #[test]
+    fn long_input_is_cut_when_echoed() {
+        assert_eq!(echo("a/b"), "\"a/b\"");
+        let long = "x".repeat(70_000);
+        let echoed = echo(&long);
+        assert!(echoed.len() < 100, "{echoed}");
+        assert!(echoed.ends_with("… (70000 bytes)"), "{echoed}");
+    }
+
+    #[test]
     fn reports_are_one_line() {
         assert_eq!(one_line("a\nb\r\n  c  \n"), "a b c");
     }
@@ -224,7 +279,7 @@ mod tests {
         assert_eq!(error.exit_code(), 5);
         assert_eq!(error.to_string(), "Connection Refused: not authorised.");
         assert_eq!(CliError::TimedOut(Duration::from_secs(1)).exit_code(), 27);
-        assert_eq!(CliError::usage("x").exit_code(), 2);
+        assert_eq!(CliError::usage("x").exit_code(), 1);
         assert_eq!(CliError::failed("x").exit_code(), 1);
     }
 }

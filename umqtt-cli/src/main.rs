@@ -9,18 +9,26 @@
 //! panics are reported the same way by a hook, never as a backtrace.
 #![forbid(unsafe_code)]
 
+mod clock;
 mod common;
 mod demo;
 mod error;
+mod format;
+mod json;
+mod link;
+mod output;
 mod policy;
 mod pub_cmd;
 mod reconnect;
 mod signal;
+mod socks;
 mod stream;
 mod sub_cmd;
 mod url;
 
+use std::ffi::OsString;
 use std::io::{self, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -30,8 +38,26 @@ use crate::error::{print_error_line, EXIT_USAGE};
 
 /// Exit statuses, shown at the end of `--help`.
 const EXIT_STATUS_HELP: &str = "\
-Exit status: 0 success; 1 failure; 2 bad command line; 1-5 the broker refused the connection
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the connection
 (the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
+
+/// The end of `umqtt pub --help`.
+const PUB_HELP: &str = "\
+Options file: as mosquitto_pub, the options in $XDG_CONFIG_HOME/mosquitto_pub (or
+~/.config/mosquitto_pub) come first, one per line (\"-h broker\"), lines starting with # are
+comments; the command line overrides them.
+
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
+connection (the CONNACK code, as mosquitto: 5 = not authorised).";
+
+/// The end of `umqtt sub --help`.
+const SUB_HELP: &str = "\
+Options file: as mosquitto_sub, the options in $XDG_CONFIG_HOME/mosquitto_sub (or
+~/.config/mosquitto_sub) come first, one per line (\"-h broker\"), lines starting with # are
+comments; the command line overrides them.
+
+Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
+connection (the CONNACK code, as mosquitto: 5 = not authorised); 27 -W timed out.";
 
 /// MQTT 3.1.1 command-line client.
 #[derive(Parser, Debug)]
@@ -50,10 +76,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Publish a message (flags as mosquitto_pub)
-    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    #[command(disable_help_flag = true, args_override_self = true, after_help = PUB_HELP)]
     Pub(pub_cmd::PubArgs),
     /// Subscribe and print messages (flags as mosquitto_sub)
-    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    #[command(disable_help_flag = true, args_override_self = true, after_help = SUB_HELP)]
     Sub(sub_cmd::SubArgs),
     /// Three devices (temperature, button, burglar alarm) through a network outage, with an
     /// embedded broker: what each reconnect policy delivers, drops and costs
@@ -63,7 +89,8 @@ enum Command {
 
 fn main() -> ExitCode {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let args = with_options_file(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return report_clap_error(&error),
     };
@@ -84,6 +111,66 @@ fn main() -> ExitCode {
     }
 }
 
+/// mosquitto_pub / mosquitto_sub read options from `$XDG_CONFIG_HOME/mosquitto_pub` (or
+/// `~/.config/mosquitto_pub`, and `…/mosquitto_sub`) before the command line; so do
+/// `umqtt pub` and `umqtt sub`, with the same files so that one setup serves both. A missing
+/// or unreadable file is skipped, as mosquitto does.
+fn with_options_file(args: Vec<OsString>) -> Vec<OsString> {
+    let file = match args.get(1).and_then(|a| a.to_str()) {
+        Some("pub") => "mosquitto_pub",
+        Some("sub") => "mosquitto_sub",
+        _ => return args,
+    };
+    let directory = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(directory) => PathBuf::from(directory),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".config"),
+            None => return args,
+        },
+    };
+    let path = directory.join(file);
+    let Ok(contents) = std::fs::read(&path) else {
+        return args;
+    };
+    error::set_options_file(path);
+    let mut all = args[..2].to_vec();
+    all.extend(options_file_args(&contents));
+    all.extend_from_slice(&args[2..]);
+    all
+}
+
+/// The arguments an options file holds: per line an option and, after the first space, its
+/// value (the rest of the line, spaces included); `#` starts a comment line.
+fn options_file_args(contents: &[u8]) -> Vec<OsString> {
+    let mut args = Vec::new();
+    for line in contents.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() == Some(&b'#') {
+            continue;
+        }
+        let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+        let line = &line[start..];
+        if line.is_empty() {
+            continue;
+        }
+        match line.iter().position(|&b| b == b' ') {
+            Some(space) => {
+                args.push(os_string(&line[..space]));
+                if space + 1 < line.len() {
+                    args.push(os_string(&line[space + 1..]));
+                }
+            }
+            None => args.push(os_string(line)),
+        }
+    }
+    args
+}
+
+fn os_string(bytes: &[u8]) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).to_owned()
+}
+
 /// Help and version go out as clap renders them; usage errors become one line that names the
 /// help to read, e.g. `Error: unexpected argument '--foo' found (see 'umqtt pub --help')`.
 fn report_clap_error(error: &clap::Error) -> ExitCode {
@@ -95,10 +182,14 @@ fn report_clap_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE))
         }
         _ => {
-            print_error_line(&one_line_clap_error(
-                &error.render().to_string(),
-                &invoked_command(),
-            ));
+            let mut line = one_line_clap_error(&error.render().to_string(), &invoked_command());
+            if let Some(path) = error::options_file() {
+                line.push_str(&format!(
+                    "; options were read from {} first",
+                    path.display()
+                ));
+            }
+            print_error_line(&line);
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -123,6 +214,14 @@ fn one_line_clap_error(rendered: &str, command: &str) -> String {
             .map(str::trim)
             .collect();
         what = format!("{what} {}", listed.join(", "));
+    }
+    // clap's "did you mean" hint: `tip: a similar argument exists: '--topic'`.
+    for tip in rendered
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("tip: "))
+    {
+        what = format!("{what}; {tip}");
     }
     format!("{what} (see '{command} --help')")
 }
@@ -218,6 +317,36 @@ mod tests {
     }
 
     #[test]
+    fn options_files_are_read_as_mosquitto_does() {
+        let args = options_file_args(
+            b"# comment\n-h broker.example\r\n\n  -v\n--cafile /a path/ca.pem\n-d \n",
+        );
+        assert_eq!(
+            args,
+            [
+                "-h",
+                "broker.example",
+                "-v",
+                "--cafile",
+                "/a path/ca.pem",
+                "-d"
+            ]
+        );
+        // The command line wins over the file.
+        let cli = parse(&["sub", "-p", "1", "-t", "t", "-p", "2"]).unwrap();
+        let Command::Sub(sub) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(sub.connection.port, Some(2));
+        // Repeatable flags still add up.
+        let cli = parse(&["sub", "-t", "a", "-t", "b", "-v", "-v"]).unwrap();
+        let Command::Sub(sub) = cli.command else {
+            panic!("not sub")
+        };
+        assert_eq!(sub.topics, ["a", "b"]);
+    }
+
+    #[test]
     fn clap_errors_become_one_line() {
         let error = parse(&["pub", "--bogus"]).unwrap_err();
         let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
@@ -231,5 +360,11 @@ mod tests {
         let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
         assert!(line.contains("not provided"), "{line}");
         assert!(!line.contains('\n'));
+        let error = parse(&["pub", "--topi", "t"]).unwrap_err();
+        let line = one_line_clap_error(&error.render().to_string(), "umqtt pub");
+        assert!(
+            line.contains("a similar argument exists: '--topic'"),
+            "{line}"
+        );
     }
 }

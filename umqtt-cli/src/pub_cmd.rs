@@ -1,6 +1,8 @@
 //! `umqtt pub`: publish one message, or one per stdin line, like `mosquitto_pub`.
 //!
-//! Without `--policy` the simple client publishes and a lost connection ends the command. With
+//! Without `--policy` the simple client publishes: a single message (`-m`, `-f`, `-n`, `-s`)
+//! fails with its connection, while `-l`, as mosquitto_pub -l, reconnects every second and
+//! sends the interrupted line again (see `link`). With
 //! `--policy` the robust client does: each message gets the policy's delivery contract, `-l`
 //! keeps reading lines while the client reconnects in the background, and the command exits
 //! 0 only once every message is delivered (else 1, naming how many were dropped or expired).
@@ -21,6 +23,7 @@ use umqtt::QoS;
 
 use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs, Settings};
 use crate::error::{io_message, CliError};
+use crate::link::{Link, Recovered};
 use crate::policy::PolicySpec;
 use crate::reconnect;
 
@@ -44,12 +47,21 @@ pub struct PubArgs {
 
     /// Quality of service: 0, 1 or 2
     #[arg(short = 'q', long = "qos", value_name = "QOS", default_value_t = 0,
-          value_parser = clap::value_parser!(u8).range(0..=2))]
+          allow_hyphen_values = true, value_parser = common::parse_qos)]
     pub qos: u8,
 
     /// Ask the broker to retain the message
     #[arg(short = 'r', long = "retain")]
     pub retain: bool,
+
+    /// Publish the message (-m, -f, -s, -n) this many times, on one connection
+    #[arg(long = "repeat", value_name = "COUNT", default_value_t = 1,
+          allow_hyphen_values = true, value_parser = parse_repeat)]
+    pub repeat: u64,
+
+    /// With --repeat: wait this many seconds (a decimal number) between publishes
+    #[arg(long = "repeat-delay", value_name = "SECONDS", value_parser = parse_delay)]
+    pub repeat_delay: Option<Duration>,
 
     #[command(flatten)]
     pub source: MessageSource,
@@ -66,9 +78,10 @@ pub struct PubArgs {
     #[arg(long = "outbox", value_name = "FILE", help_heading = "Reconnection")]
     pub outbox: Option<PathBuf>,
 
-    /// Print `published <message>` on stdout once each message is accepted: with --outbox,
-    /// once it is on disk; with a policy, once queued; else once sent (QoS 0) or
-    /// acknowledged (QoS 1/2)
+    /// Print one line on stdout once each message is accepted, saying what accepted means:
+    /// `published <message>` once sent (QoS 0) or acknowledged by the broker (QoS 1/2);
+    /// with --policy, `queued <message>` once queued for delivery (the broker may be down);
+    /// with --outbox, `stored <message>` once on disk
     #[arg(long = "confirm", help_heading = "Reconnection")]
     pub confirm: bool,
 }
@@ -99,6 +112,22 @@ pub struct MessageSource {
     pub stdin_line: bool,
 }
 
+fn parse_repeat(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err("must be a whole number, 1 or more".to_owned()),
+    }
+}
+
+/// Seconds, decimals allowed (`0.5`), as mosquitto_pub's --repeat-delay.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| "must be a number of seconds, 0 or more (e.g. 0.5)".to_owned())
+}
+
 /// Runs `umqtt pub`.
 pub fn run(args: PubArgs) -> Result<(), CliError> {
     let settings = args.connection.settings()?;
@@ -115,8 +144,9 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
             ))
         }
     };
-    umqtt_core::topic::validate_topic_name(&topic)
-        .map_err(|e| CliError::usage(format!("invalid topic {topic:?}: {e}")))?;
+    umqtt_core::topic::validate_topic_name(&topic).map_err(|e| {
+        CliError::usage(format!("invalid topic {}: {e}", crate::error::echo(&topic)))
+    })?;
     if args.outbox.is_some() && !args.robust.policy.is_some_and(|p| p.guarantees_delivery()) {
         return Err(CliError::usage(
             "--outbox needs a policy that keeps messages until delivered: --policy guaranteed, \
@@ -124,45 +154,123 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         ));
     }
     let qos = common::qos(args.qos);
+    if args.source.stdin_line && (args.repeat > 1 || args.repeat_delay.is_some()) {
+        return Err(CliError::usage(
+            "--repeat and --repeat-delay apply to -m, -f, -s and -n; with -l each line is a \
+             message",
+        ));
+    }
+    if (settings.unix.is_some() || settings.proxy.is_some()) && args.robust.policy.is_some() {
+        return Err(CliError::usage(
+            "--unix and --proxy work without --policy only (the reconnecting client of \
+             --policy opens plain TCP/TLS connections)",
+        ));
+    }
 
-    // Read the message before connecting, so a missing or too large file costs no connection.
-    let max_payload = umqtt_core::packet::max_payload_len(&topic, qos);
+    // Read the message before connecting, so a missing file costs no connection.
     let single = if args.source.stdin_line {
         None
     } else {
-        Some(read_message(&args.source, max_payload)?)
+        Some(read_message(&args.source)?)
     };
     let message = Publication {
         topic: &topic,
         qos,
         retain: args.retain,
-        confirm: args.confirm,
+        confirm: args
+            .confirm
+            .then_some(match (&args.outbox, &args.robust.policy) {
+                (Some(_), _) => "stored",
+                (None, Some(_)) => "queued",
+                (None, None) => "published",
+            }),
     };
     if let Some(policy) = args.robust.policy {
         return publish_robust(&args, &settings, policy, &message, single);
     }
 
-    let mut client = common::connect(&settings)?;
     match single {
         Some(payload) => {
-            // The client copies the message (into its transmit buffer, or its stored copy
-            // until acknowledged); ours is dropped before waiting, unless --confirm prints it,
-            // so a large payload is held once while it is sent.
-            let packet_id = client.publish_nowait(&topic, &payload, qos, args.retain)?;
-            let confirmation = args.confirm.then_some(payload);
-            if packet_id.is_some() {
-                client.wait_all_published(settings.config.response_timeout)?;
-            } else {
-                client.flush()?;
-            }
-            if let Some(payload) = confirmation {
+            let mut client = common::connect(&settings)?;
+            for round in 0..args.repeat {
+                if round > 0 {
+                    if let Some(delay) = args.repeat_delay {
+                        sleep_unless_interrupted(delay);
+                    }
+                }
+                if crate::signal::interrupted() {
+                    break;
+                }
+                let acknowledged = publish_acknowledged(&mut client, &message, &payload)
+                    .map_err(with_policy_hint)?;
+                if !acknowledged {
+                    let _ = client.disconnect();
+                    return Err(CliError::failed(
+                        "interrupted before the broker acknowledged the message",
+                    ));
+                }
                 message.confirmed(&payload);
             }
+            client.disconnect()?;
         }
-        None => publish_lines(&mut client, &message)?,
+        None => {
+            // As mosquitto_pub -l: reconnect when the link is lost (see `link`).
+            let mut link = Link::connect(&settings)?;
+            let published = publish_lines(&mut link, &message);
+            link.disconnect();
+            published?;
+        }
     }
-    client.disconnect()?;
     Ok(())
+}
+
+/// Publishes and waits for the acknowledgement (QoS 1/2) as `Client::publish` does, but in
+/// slices, so that Ctrl-C / SIGTERM is answered at once (then `false`: the caller sends
+/// DISCONNECT). Without an acknowledgement within the response timeout: `Error::Timeout`.
+fn publish_acknowledged(
+    client: &mut CliClient,
+    message: &Publication<'_>,
+    payload: &[u8],
+) -> Result<bool, umqtt::Error> {
+    client.publish_nowait(message.topic, payload, message.qos, message.retain)?;
+    let deadline = std::time::Instant::now() + client.config().response_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match client.wait_all_published(left.min(IDLE_TICK)) {
+            Ok(()) => return Ok(true),
+            Err(umqtt::Error::Timeout) if !left.is_zero() => {
+                if crate::signal::interrupted() {
+                    return Ok(false);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Sleeps `delay`, waking early for Ctrl-C / SIGTERM.
+fn sleep_unless_interrupted(delay: Duration) {
+    let end = std::time::Instant::now() + delay;
+    while !crate::signal::interrupted() {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(IDLE_TICK));
+    }
+}
+
+/// A single message lost with its link: name the flag that would have retried.
+fn with_policy_hint(error: umqtt::Error) -> CliError {
+    if error.is_connection_lost() {
+        CliError::failed(format!(
+            "{} (not retried: --policy fixed:1s or guaranteed keeps the message until \
+             delivered)",
+            crate::error::describe(&error)
+        ))
+    } else {
+        error.into()
+    }
 }
 
 /// Where and how every message of this run goes.
@@ -170,18 +278,19 @@ struct Publication<'a> {
     topic: &'a str,
     qos: QoS,
     retain: bool,
-    /// `--confirm`.
-    confirm: bool,
+    /// `--confirm`: the word of the confirmation line (`published`, `queued`, `stored`).
+    confirm: Option<&'static str>,
 }
 
 impl Publication<'_> {
-    /// `--confirm`: `published <payload>` on stdout, flushed. A closed stdout is ignored:
-    /// the confirmation is for whoever still listens.
+    /// `--confirm`: `<word> <payload>` on stdout, flushed. A closed stdout is ignored: the
+    /// confirmation is for whoever still listens.
     fn confirmed(&self, payload: &[u8]) {
-        if self.confirm {
+        if let Some(word) = self.confirm {
             let mut stdout = io::stdout().lock();
             let _ = stdout
-                .write_all(b"published ")
+                .write_all(word.as_bytes())
+                .and_then(|()| stdout.write_all(b" "))
                 .and_then(|()| stdout.write_all(payload))
                 .and_then(|()| stdout.write_all(b"\n"))
                 .and_then(|()| stdout.flush());
@@ -207,9 +316,22 @@ fn publish_robust(
     let mut published = 0u64;
     match single {
         Some(payload) => {
-            client.publish(message.topic, &payload, message.qos, message.retain)?;
-            published += 1;
-            message.confirmed(&payload);
+            for round in 0..args.repeat {
+                if round > 0 {
+                    if let Some(delay) = args.repeat_delay {
+                        let end = std::time::Instant::now() + delay;
+                        while std::time::Instant::now() < end && !crate::signal::interrupted() {
+                            client.run_for(ROBUST_TICK)?;
+                        }
+                    }
+                }
+                if crate::signal::interrupted() {
+                    break;
+                }
+                client.publish(message.topic, &payload, message.qos, message.retain)?;
+                published += 1;
+                message.confirmed(&payload);
+            }
         }
         None => {
             let lines = spawn_line_reader()?;
@@ -293,68 +415,67 @@ fn spawn_line_reader() -> Result<Receiver<io::Result<Vec<u8>>>, CliError> {
     Ok(lines)
 }
 
-/// The message of `-m`, `-f`, `-s` or `-n`. A file or stdin larger than `max_payload` (what one
-/// PUBLISH can carry on this topic at this QoS `[MQTT-2.2.3]`) is refused before it is read
-/// into memory: from the file's size, or after reading one byte more than the maximum.
-fn read_message(source: &MessageSource, max_payload: usize) -> Result<Vec<u8>, CliError> {
-    let too_large = |what: &str, size: Option<u64>| {
-        let size = size.map(|n| format!(" ({n} bytes)")).unwrap_or_default();
-        CliError::failed(format!(
-            "{what}{size} is larger than the largest MQTT payload for this topic and QoS \
-             ({max_payload} bytes)"
-        ))
-    };
+fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
     if let Some(message) = &source.message {
         Ok(os_bytes(message))
     } else if let Some(path) = &source.file {
-        let unreadable = |e: io::Error| {
+        fs::read(path).map_err(|e| {
             CliError::failed(format!(
                 "unable to read file {}: {}",
                 path.display(),
                 io_message(&e)
             ))
-        };
-        let file = fs::File::open(path).map_err(unreadable)?;
-        let size = file.metadata().map_err(unreadable)?.len();
-        if size > max_payload as u64 {
-            return Err(too_large(&format!("file {}", path.display()), Some(size)));
-        }
-        // The file may grow between the size check and the read.
-        read_at_most(file, max_payload)
-            .map_err(unreadable)?
-            .ok_or_else(|| too_large(&format!("file {}", path.display()), None))
+        })
     } else if source.stdin_file {
-        read_at_most(io::stdin().lock(), max_payload)
-            .map_err(|e| CliError::failed(format!("unable to read stdin: {}", io_message(&e))))?
-            .ok_or_else(|| too_large("stdin", None))
+        let mut payload = Vec::new();
+        io::stdin()
+            .lock()
+            .read_to_end(&mut payload)
+            .map_err(|e| CliError::failed(format!("unable to read stdin: {}", io_message(&e))))?;
+        Ok(payload)
     } else {
         // -n; clap guarantees exactly one source.
         Ok(Vec::new())
     }
 }
 
-/// All of `input` if it holds at most `max` bytes; `None` (after reading `max + 1`) if more.
-fn read_at_most(input: impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
-    let mut payload = Vec::new();
-    input.take(max as u64 + 1).read_to_end(&mut payload)?;
-    Ok((payload.len() <= max).then_some(payload))
-}
-
 /// `-l`: one message per line of stdin until end of input. Stdin is read on its own thread so
-/// the connection keeps being driven (keepalive) while no line comes.
-fn publish_lines(client: &mut CliClient, message: &Publication<'_>) -> Result<(), CliError> {
+/// the connection keeps being driven (keepalive) while no line comes. A lost link is
+/// re-established and the line being published is sent again on the new connection (at least
+/// once: a QoS 1/2 line the broker had already taken may arrive twice).
+fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliError> {
     let lines = spawn_line_reader()?;
     while !crate::signal::interrupted() {
         match lines.recv_timeout(IDLE_TICK) {
-            Ok(Ok(line)) => {
-                client.publish(message.topic, &line, message.qos, message.retain)?;
-                message.confirmed(&line);
-            }
+            Ok(Ok(line)) => loop {
+                let error = match publish_acknowledged(link.client(), message, &line) {
+                    Ok(true) => {
+                        message.confirmed(&line);
+                        break;
+                    }
+                    Ok(false) => {
+                        return Err(CliError::failed(
+                            "interrupted before the broker acknowledged the last line",
+                        ))
+                    }
+                    Err(error) => error,
+                };
+                match link.recover(error, None)? {
+                    Recovered::Connected { .. } => continue,
+                    Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),
+                }
+            },
             Ok(Err(e)) => return Err(stdin_error(&e)),
             Err(RecvTimeoutError::Timeout) => {
                 // Sends a due PINGREQ and reads what arrived; nothing is subscribed, so no
                 // message is expected.
-                client.check_msg()?;
+                if let Err(error) = link.client().check_msg() {
+                    if let Recovered::Interrupted | Recovered::DeadlinePassed =
+                        link.recover(error, None)?
+                    {
+                        return Ok(());
+                    }
+                }
             }
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }

@@ -193,14 +193,31 @@ pub fn client(
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
+    // The robust client's loops look at signals themselves (and report what was not
+    // delivered), even before its first connection.
+    crate::signal::connected();
     let tracker = Tracker::default();
     let debug = settings.debug.then(|| settings.config.client_id.clone());
     let handler_tracker = tracker.clone();
     let persistent = !settings.clean_session;
+    let mut link_was_up = false;
     client.set_event_handler(move |event| {
         handler_tracker.record(event);
         if let Some(client_id) = &debug {
             log_event(client_id, event);
+        } else {
+            // As without --policy: one line when the link goes, one when it is back.
+            match event {
+                Event::Disconnected { error, .. } => {
+                    link_was_up = true;
+                    crate::link::notice(&format!(
+                        "connection lost ({}); the policy decides when to reconnect",
+                        describe_link(error)
+                    ));
+                }
+                Event::Connected { .. } if link_was_up => crate::link::notice("reconnected"),
+                _ => {}
+            }
         }
         if let Event::SubscriptionRefused { filter } = event {
             print_warning_line(&format!(
@@ -283,6 +300,9 @@ mod tests {
 
     #[test]
     fn outcome_names_what_was_lost_and_why() {
+        // The robust client's loops look at signals themselves (and report what was not
+        // delivered), even before its first connection.
+        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::Delivered { id: MessageId(1) });
         assert!(tracker.outcome(1, PolicySpec::Guaranteed).is_ok());
@@ -309,6 +329,9 @@ mod tests {
 
     #[test]
     fn permanent_refusals_are_fatal() {
+        // The robust client's loops look at signals themselves (and report what was not
+        // delivered), even before its first connection.
+        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::Refused(ConnectReturnCode::ServerUnavailable),

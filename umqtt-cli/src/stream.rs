@@ -8,6 +8,7 @@
 //! (`-V mqttv31` is `ClientConfig::protocol`: the client itself writes the 3.1 CONNECT.)
 
 use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
@@ -17,10 +18,17 @@ use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH}
 /// smaller limit itself).
 const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 
-/// A [`Transport`] that can log packets.
+/// The connection underneath: TCP/TLS, or `--unix`.
+enum Inner {
+    Net(Transport),
+    Unix(UnixStream),
+}
+
+/// A [`Transport`] (or Unix socket) that can log packets and watch incoming messages.
 pub struct CliStream {
-    inner: Transport,
+    inner: Inner,
     log: Option<PacketLog>,
+    inbound: Option<InboundWatch>,
 }
 
 impl CliStream {
@@ -28,8 +36,100 @@ impl CliStream {
     /// mosquitto does.
     pub fn new(inner: Transport, debug_client_id: Option<String>) -> Self {
         CliStream {
-            inner,
+            inner: Inner::Net(inner),
             log: debug_client_id.map(PacketLog::new),
+            inbound: None,
+        }
+    }
+
+    /// Like [`CliStream::new`], over a Unix domain socket (`--unix`).
+    pub fn unix(socket: UnixStream, debug_client_id: Option<String>) -> Self {
+        CliStream {
+            inner: Inner::Unix(socket),
+            log: debug_client_id.map(PacketLog::new),
+            inbound: None,
+        }
+    }
+
+    /// Also watches incoming messages (see [`CliStream::open_qos2_handshakes`] and
+    /// [`CliStream::next_packet_id`]): for a subscriber.
+    pub fn watch_inbound(mut self) -> Self {
+        self.inbound = Some(InboundWatch::default());
+        self
+    }
+
+    /// Incoming QoS 2 messages received but not yet completed by our PUBCOMP. A subscriber
+    /// must not DISCONNECT before this is 0: the broker would keep the message as
+    /// undelivered (and send it again to a persistent session). 0 unless watched.
+    pub fn open_qos2_handshakes(&self) -> usize {
+        self.inbound.as_ref().map_or(0, |watch| watch.open.len())
+    }
+
+    /// The packet id of the oldest message the client has received and not yet asked about
+    /// (0 for QoS 0): the client queues messages in the order their PUBLISH arrived, and
+    /// drops a QoS 2 PUBLISH whose handshake is still open as a duplicate [MQTT-4.3.3-2], as
+    /// this watch does. `None` unless watched.
+    pub fn next_packet_id(&mut self) -> Option<u16> {
+        self.inbound
+            .as_mut()
+            .and_then(|watch| watch.ids.pop_front())
+    }
+}
+
+impl Read for Inner {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Inner::Net(transport) => transport.read(buf),
+            Inner::Unix(socket) => socket.read(buf),
+        }
+    }
+}
+
+impl Write for Inner {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Inner::Net(transport) => transport.write(buf),
+            Inner::Unix(socket) => socket.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.flush(),
+            Inner::Unix(socket) => socket.flush(),
+        }
+    }
+}
+
+impl Stream for Inner {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_read_timeout(timeout),
+            Inner::Unix(socket) => socket.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_write_timeout(timeout),
+            Inner::Unix(socket) => socket.set_write_timeout(timeout),
+        }
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.set_nonblocking(nonblocking),
+            Inner::Unix(socket) => socket.set_nonblocking(nonblocking),
+        }
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Inner::Net(transport) => transport.shutdown(),
+            Inner::Unix(socket) => match socket.shutdown(std::net::Shutdown::Both) {
+                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -41,6 +141,9 @@ impl Read for CliStream {
             log.received.extend(&buf[..n]);
             log.flush_received();
         }
+        if let Some(watch) = &mut self.inbound {
+            watch.received(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -50,6 +153,9 @@ impl Write for CliStream {
         let n = self.inner.write(buf)?;
         if let Some(log) = &mut self.log {
             log.sent.extend(&buf[..n]);
+        }
+        if let Some(watch) = &mut self.inbound {
+            watch.sent(&buf[..n]);
         }
         Ok(n)
     }
@@ -110,6 +216,49 @@ impl PacketLog {
         let client_id = &self.client_id;
         self.received
             .drain_packets(|packet| print_lines(&describe_received(client_id, packet)));
+    }
+}
+
+/// Incoming messages: packet ids of QoS 2 PUBLISHes not yet answered with PUBCOMP
+/// [MQTT-4.3.3-2], and the packet id of each message the client will deliver, in order.
+#[derive(Default)]
+struct InboundWatch {
+    received: PacketBuffer,
+    sent: PacketBuffer,
+    open: std::collections::BTreeSet<u16>,
+    ids: std::collections::VecDeque<u16>,
+}
+
+/// Most packet ids remembered for messages nobody asked about.
+const MAX_REMEMBERED_IDS: usize = 65_536;
+
+impl InboundWatch {
+    fn received(&mut self, bytes: &[u8]) {
+        self.received.extend(bytes);
+        let (open, ids) = (&mut self.open, &mut self.ids);
+        self.received.drain_packets(|packet| {
+            if let Ok(Packet::Publish(publish)) = packet {
+                let id = publish.packet_id.map_or(0, |id| id.get());
+                // A QoS 2 resend of an open handshake is not delivered again.
+                if publish.qos as u8 == 2 && !open.insert(id) {
+                    return;
+                }
+                if ids.len() == MAX_REMEMBERED_IDS {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
+            }
+        });
+    }
+
+    fn sent(&mut self, bytes: &[u8]) {
+        self.sent.extend(bytes);
+        let open = &mut self.open;
+        self.sent.drain_packets(|packet| {
+            if let Ok(Packet::PubComp(id)) = packet {
+                open.remove(&id.get());
+            }
+        });
     }
 }
 
@@ -293,6 +442,25 @@ mod tests {
             describe_received("c", Ok(&suback)),
             ["Client c received SUBACK", "Subscribed (mid: 3): 0, 128"]
         );
+    }
+
+    #[test]
+    fn qos2_handshakes_close_with_our_pubcomp() {
+        let mut watch = InboundWatch::default();
+        // PUBLISH QoS 2, topic "t", id 7, payload "x"; split across reads.
+        let publish = [0x34, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x'];
+        watch.received(&publish[..3]);
+        assert!(watch.open.is_empty());
+        watch.received(&publish[3..]);
+        assert_eq!(watch.open.len(), 1);
+        // A resend while open is not a new message.
+        watch.received(&[0x3C, 0x06, 0x00, 0x01, b't', 0x00, 0x07, b'x']);
+        assert_eq!(watch.ids, [7]);
+        // Our PUBREC does not close it; PUBCOMP does.
+        watch.sent(&[0x50, 0x02, 0x00, 0x07]);
+        assert_eq!(watch.open.len(), 1);
+        watch.sent(&[0x70, 0x02, 0x00, 0x07]);
+        assert!(watch.open.is_empty());
     }
 
     #[test]

@@ -135,6 +135,6 @@ fn demo_rejects_an_outage_past_the_end() {
         "3",
     ]);
     let line = out.assert_one_line_error();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(line.contains("must end within --duration"), "{line}");
 }

@@ -1,7 +1,7 @@
 //! The durable outbox against `kill -9`: a child `umqtt pub -l --policy guaranteed --outbox`
 //! publishes a numbered stream of QoS 1 messages while the test SIGKILLs it at random points
 //! and restarts it with the same outbox and client id; a subscriber counts what arrives.
-//! Every number whose publish *returned* (the child printed `published N`, which `--confirm`
+//! Every number whose publish *returned* (the child printed `stored N`, which `--confirm`
 //! does only once the message is on disk) must arrive: 0 lost. Duplicates are allowed (QoS 1).
 //!
 //! The child talks to mosquitto through the testkit's fault proxy, and each run draws a link:
@@ -92,7 +92,7 @@ impl Publisher {
             // A line cut by the kill has no newline and does not parse: not a confirmation.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(number) = line.strip_prefix("published ").and_then(|n| n.parse().ok()) {
+                if let Some(number) = line.strip_prefix("stored ").and_then(|n| n.parse().ok()) {
                     confirmed.push(number);
                 }
             }

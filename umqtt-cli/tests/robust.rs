@@ -229,18 +229,18 @@ fn lines_keep_being_read_while_reconnecting() {
     ));
     let mut publisher = LineChild::start(&args);
     publisher.write("a\n");
-    publisher.expect_line("published a");
+    publisher.expect_line("queued a");
     // Acknowledged before the cut (else it is sent again: a duplicate, as QoS 1 allows).
     assert!(broker.wait_for_log("Sending PUBACK to l-pub", LOG_WAIT));
     thread::sleep(Duration::from_millis(200));
     proxy.set_mode(Mode::Refuse);
     proxy.reset();
     publisher.write("b\n");
-    publisher.expect_line("published b");
+    publisher.expect_line("queued b");
     thread::sleep(Duration::from_millis(500));
     proxy.set_mode(Mode::Forward);
     publisher.write("c\n");
-    publisher.expect_line("published c");
+    publisher.expect_line("queued c");
     let (status, stderr) = publisher.finish();
     assert!(status.success(), "{status:?} {stderr}");
     let out = sub.finish();
@@ -279,11 +279,11 @@ fn outbox_round_trip_sends_what_a_killed_run_left_first() {
     };
     // The broker is unreachable: the message is on disk when confirmed; then the run dies.
     let first = publish("first");
-    first.expect_line("published first");
+    first.expect_line("stored first");
     drop(first); // SIGKILL
     proxy.set_mode(Mode::Forward);
     let second = publish("second");
-    second.expect_line("published second");
+    second.expect_line("stored second");
     let (status, stderr) = second.finish();
     assert!(status.success(), "{status:?} {stderr}");
     let out = sub.finish();
@@ -320,6 +320,20 @@ fn corrupt_outbox_is_one_line_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(line.contains("outbox"), "{line}");
     assert!(!line.contains("internal error"), "{line}");
+}
+
+/// Exit 0, and on stderr only the two link notices: lost (with the policy's say), then back.
+#[track_caller]
+fn assert_link_notices(out: &Finished) {
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    assert!(
+        lines[0].starts_with("umqtt: connection lost (")
+            && lines[0].ends_with("); the policy decides when to reconnect"),
+        "{out:?}"
+    );
+    assert_eq!(lines[1], "umqtt: reconnected", "{out:?}");
 }
 
 #[test]
@@ -363,7 +377,7 @@ fn subscription_survives_a_cut_with_a_clean_session() {
     }
     run_at(&broker, "pub", &["-t", "k", "-q", "1", "-m", "two"]).assert_success();
     let out = sub.finish();
-    out.assert_success();
+    assert_link_notices(&out);
     assert_eq!(out.stdout_text(), "k one\nk two\n");
 }
 
@@ -396,7 +410,7 @@ fn persistent_subscription_gets_what_was_published_while_away() {
     thread::sleep(Duration::from_millis(500));
     proxy.set_mode(Mode::Forward);
     let out = sub.finish();
-    out.assert_success();
+    assert_link_notices(&out);
     assert_eq!(out.stdout_text(), "before\nwhile away\n");
     // Resumed, not subscribed again.
     assert_eq!(

@@ -17,7 +17,7 @@ pub mod transport;
 
 pub use error::Error;
 pub use simple::{Client, ClientConfig, Message};
-pub use transport::{TlsConfig, TransportError};
+pub use transport::{TlsConfig, TlsVersion, TransportError};
 pub use umqtt_core::packet::{ConnectReturnCode, PacketId, ProtocolVersion, QoS};
 pub use umqtt_core::session::{CloseReason, ProtocolError, UsageError};
 

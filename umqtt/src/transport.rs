@@ -310,7 +310,20 @@ pub struct TlsConfig {
     ca: Option<PemSource>,
     client_auth: Option<(PemSource, PemSource)>,
     danger_accept_invalid_certs: bool,
+    skip_hostname_verification: bool,
     server_name: Option<String>,
+    minimum_version: Option<TlsVersion>,
+    alpn_protocols: Vec<Vec<u8>>,
+}
+
+/// A TLS protocol version, for [`TlsConfig::minimum_version`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
 }
 
 impl TlsConfig {
@@ -368,6 +381,36 @@ impl TlsConfig {
         self
     }
 
+    /// When `true`, the broker's certificate must still chain to a trusted CA
+    /// and be valid (dates, usage, signatures), but need not name the host:
+    /// what mosquitto's `--insecure` and OpenSSL's "no host-name check" mean.
+    ///
+    /// Weaker than full verification (any certificate from a trusted CA is
+    /// accepted for any broker), far stronger than
+    /// [`TlsConfig::danger_accept_invalid_certs`]. For brokers reached by an
+    /// address their certificate does not list; prefer
+    /// [`TlsConfig::server_name`] when the right name is known.
+    pub fn skip_hostname_verification(mut self, skip: bool) -> Self {
+        self.skip_hostname_verification = skip;
+        self
+    }
+
+    /// Refuses protocol versions older than `version`. By default TLS 1.2 and
+    /// 1.3 are offered (rustls implements nothing older); `TlsVersion::Tls13`
+    /// offers TLS 1.3 only.
+    pub fn minimum_version(mut self, version: TlsVersion) -> Self {
+        self.minimum_version = Some(version);
+        self
+    }
+
+    /// Offers these ALPN protocol names in the handshake (RFC 7301), e.g.
+    /// `x-amzn-mqtt-ca` for AWS IoT on port 443. By default none is sent, as
+    /// MQTT on port 8883 uses none.
+    pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn_protocols = protocols;
+        self
+    }
+
     /// Verifies the certificate against this name (and sends it as SNI when
     /// it is a DNS name) instead of the host passed to [`connect`].
     ///
@@ -395,9 +438,12 @@ impl TlsConfig {
         // An explicit provider, so that a process which also links another
         // rustls crypto backend does not make rustls refuse to pick one.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(TransportError::Config)?;
+        let builder = ClientConfig::builder_with_provider(provider.clone());
+        let builder = match self.minimum_version {
+            Some(TlsVersion::Tls13) => builder.with_protocol_versions(&[&rustls::version::TLS13]),
+            Some(TlsVersion::Tls12) | None => builder.with_safe_default_protocol_versions(),
+        }
+        .map_err(TransportError::Config)?;
 
         let builder = if self.danger_accept_invalid_certs {
             builder
@@ -405,6 +451,16 @@ impl TlsConfig {
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert {
                     algorithms: provider.signature_verification_algorithms,
                 }))
+        } else if self.skip_hostname_verification {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(self.root_store()?),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|error| TransportError::Config(rustls::Error::General(error.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyNameServerCert { webpki }))
         } else {
             builder.with_root_certificates(self.root_store()?)
         };
@@ -419,8 +475,8 @@ impl TlsConfig {
                     .map_err(TransportError::Config)?
             }
         };
-        // MQTT over TLS uses no ALPN protocol on port 8883.
-        config.alpn_protocols.clear();
+        // MQTT over TLS uses no ALPN protocol on port 8883, unless asked for.
+        config.alpn_protocols = self.alpn_protocols.clone();
         Ok(config)
     }
 
@@ -478,6 +534,65 @@ fn read_private_key(source: &PemSource) -> Result<PrivateKeyDer<'static>, Transp
             source: other,
         },
     })
+}
+
+/// The verifier behind [`TlsConfig::skip_hostname_verification`]: webpki's
+/// full verification, except that a certificate valid for another name is
+/// accepted. Every other failure (unknown issuer, expired, bad signature)
+/// still rejects it.
+#[derive(Debug)]
+struct AnyNameServerCert {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for AnyNameServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            // webpki checks the name last, after the chain, dates and usage.
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki
+            .verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki
+            .verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The verifier behind [`TlsConfig::danger_accept_invalid_certs`]: trusts
@@ -811,16 +926,50 @@ pub fn connect(
     };
 
     let (tcp, addr) = connect_tcp(host, port, connect_timeout)?;
+    finish_connect(tcp, addr, tls_setup, connect_timeout)
+}
+
+/// Like [`connect`], over a TCP connection the caller already opened, e.g.
+/// through a SOCKS proxy: with `tls`, the handshake (verifying the
+/// certificate against `tls.server_name` or `host`) completes within
+/// `handshake_timeout`; without, the stream is used as is.
+///
+/// # Errors
+///
+/// As [`connect`], minus resolution and TCP failures.
+pub fn connect_over(
+    tcp: TcpStream,
+    host: &str,
+    tls: Option<&TlsConfig>,
+    handshake_timeout: Duration,
+) -> Result<Transport, TransportError> {
+    let host = strip_ipv6_brackets(host);
+    let tls_setup = match tls {
+        Some(tls) => {
+            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
+            Some((Arc::new(tls.to_client_config()?), server_name))
+        }
+        None => None,
+    };
+    let addr = tcp.peer_addr().map_err(TransportError::TlsIo)?;
+    finish_connect(tcp, addr, tls_setup, handshake_timeout)
+}
+
+fn finish_connect(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls_setup: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    timeout: Duration,
+) -> Result<Transport, TransportError> {
     // Best effort: without it the connection still works, only slower.
     let _ = tcp.set_nodelay(true);
-
     match tls_setup {
         None => Ok(Transport::Tcp(tcp)),
         Some((config, server_name)) => {
             let connection =
                 ClientConnection::new(config, server_name).map_err(TransportError::Tls)?;
             let mut stream = StreamOwned::new(connection, tcp);
-            complete_handshake(&mut stream, addr, connect_timeout)?;
+            complete_handshake(&mut stream, addr, timeout)?;
             Ok(Transport::Tls(Box::new(stream)))
         }
     }

@@ -147,6 +147,93 @@ fn tls_hostname_is_verified_for_dns_names() {
 }
 
 #[test]
+fn skip_hostname_verification_still_checks_the_chain() {
+    let certs = TestCerts::generate();
+    // This server certificate names `localhost` only, no IP address.
+    let broker = Mosquitto::builder()
+        .tls_with(certs.ca(), certs.server_dns_only())
+        .start();
+    let any_name = TlsConfig::new()
+        .ca_file(certs.ca().cert_path())
+        .skip_hostname_verification(true);
+    assert_mqtt_works(connect("127.0.0.1", broker.tls_port(), Some(&any_name), TIMEOUT).unwrap());
+
+    // A CA that did not sign the certificate: still rejected.
+    let wrong_ca = TlsConfig::new()
+        .ca_file(certs.other_ca().cert_path())
+        .skip_hostname_verification(true);
+    let error = connect("127.0.0.1", broker.tls_port(), Some(&wrong_ca), TIMEOUT).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TransportError::Tls(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        ),
+        "{error:?}"
+    );
+}
+
+/// A TLS server on a free port that speaks TLS 1.2 only, with the test CA's server
+/// certificate; it completes (or fails) one handshake per connection and replies to nothing.
+fn tls12_only_server(certs: &TestCerts) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certs.server().cert_path())
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(certs.server().key_path()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { continue };
+            let mut connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            while connection.is_handshaking() {
+                if connection.complete_io(&mut stream).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn minimum_version_and_alpn() {
+    let certs = TestCerts::generate();
+    let port = tls12_only_server(&certs);
+    let tls = TlsConfig::new().ca_file(certs.ca().cert_path());
+    // The default offers TLS 1.2: the handshake completes.
+    let transport = connect("127.0.0.1", port, Some(&tls), TIMEOUT).unwrap();
+    assert!(transport.is_tls());
+    drop(transport);
+    // TLS 1.3 only: refused.
+    let tls13 = tls.clone().minimum_version(umqtt::TlsVersion::Tls13);
+    let error = connect("127.0.0.1", port, Some(&tls13), TIMEOUT).unwrap_err();
+    assert!(
+        matches!(error, TransportError::Tls(_) | TransportError::TlsIo(_)),
+        "{error:?}"
+    );
+
+    assert!(tls.to_client_config().unwrap().alpn_protocols.is_empty());
+    let alpn = tls.alpn_protocols(vec![b"x-amzn-mqtt-ca".to_vec()]);
+    assert_eq!(
+        alpn.to_client_config().unwrap().alpn_protocols,
+        [b"x-amzn-mqtt-ca".to_vec()]
+    );
+}
+
+#[test]
 fn danger_accept_invalid_certs_accepts_unknown_ca_and_wrong_name() {
     let certs = TestCerts::generate();
     let broker = Mosquitto::builder()

@@ -85,7 +85,9 @@ pub fn command(args: &[&str]) -> Command {
     command
         .args(args)
         .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE");
+        .env_remove("RUST_LIB_BACKTRACE")
+        // The developer's own ~/.config/mosquitto_pub|sub must not change what tests run.
+        .env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
     command
 }
 
