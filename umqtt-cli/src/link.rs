@@ -6,7 +6,9 @@
 //! packet log: the first [`Link::connect`] must succeed, and [`Link::recover`] brings a lost
 //! link back, asking the library's [`FixedDelay`] policy (1 s) when to try again and stopping
 //! only for a failure it calls permanent (bad credentials, not authorised, a local
-//! configuration error) — with a hint that `--policy` chooses other behaviours.
+//! configuration error) — with a hint that `--policy` chooses other behaviours. As
+//! `loop_forever`, a protocol violation by the broker or an incoming message larger than
+//! `--max-packet-size` ends the command instead of reconnecting.
 //!
 //! The user sees one line on stderr when the link is lost and one when it is back (silenced by
 //! `--quiet`).
@@ -74,7 +76,17 @@ impl Link {
         error: umqtt::Error,
         deadline: Option<Instant>,
     ) -> Result<Recovered, CliError> {
-        if !error.is_connection_lost() {
+        // As libmosquitto's loop_forever, which returns on MOSQ_ERR_PROTOCOL and
+        // MOSQ_ERR_PAYLOAD_SIZE instead of reconnecting: a broker that breaks the protocol, or
+        // a message larger than the configured maximum (which a persistent session would
+        // redeliver at every connection), ends the command.
+        let fatal = matches!(
+            error,
+            umqtt::Error::Decode(_)
+                | umqtt::Error::Protocol(_)
+                | umqtt::Error::PacketTooLarge { .. }
+        );
+        if fatal || !error.is_connection_lost() {
             return Err(error.into());
         }
         self.say(&format!(

@@ -171,7 +171,10 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
     let single = if args.source.stdin_line {
         None
     } else {
-        Some(read_message(&args.source)?)
+        Some(read_message(
+            &args.source,
+            umqtt_core::packet::max_payload_len(&topic, qos),
+        )?)
     };
     let message = Publication {
         topic: &topic,
@@ -415,28 +418,51 @@ fn spawn_line_reader() -> Result<Receiver<io::Result<Vec<u8>>>, CliError> {
     Ok(lines)
 }
 
-fn read_message(source: &MessageSource) -> Result<Vec<u8>, CliError> {
+/// The message of `-m`, `-f`, `-s` or `-n`. A file or stdin larger than `max_payload` (what one
+/// PUBLISH can carry on this topic at this QoS `[MQTT-2.2.3]`) is refused before it is read
+/// into memory: from the file's size, or after reading one byte more than the maximum.
+fn read_message(source: &MessageSource, max_payload: usize) -> Result<Vec<u8>, CliError> {
+    let too_large = |what: &str, size: Option<u64>| {
+        let size = size.map(|n| format!(" ({n} bytes)")).unwrap_or_default();
+        CliError::failed(format!(
+            "{what}{size} is larger than the largest MQTT payload for this topic and QoS \
+             ({max_payload} bytes)"
+        ))
+    };
     if let Some(message) = &source.message {
         Ok(os_bytes(message))
     } else if let Some(path) = &source.file {
-        fs::read(path).map_err(|e| {
+        let unreadable = |e: io::Error| {
             CliError::failed(format!(
                 "unable to read file {}: {}",
                 path.display(),
                 io_message(&e)
             ))
-        })
+        };
+        let file = fs::File::open(path).map_err(unreadable)?;
+        let size = file.metadata().map_err(unreadable)?.len();
+        if size > max_payload as u64 {
+            return Err(too_large(&format!("file {}", path.display()), Some(size)));
+        }
+        // The file may grow between the size check and the read.
+        read_at_most(file, max_payload)
+            .map_err(unreadable)?
+            .ok_or_else(|| too_large(&format!("file {}", path.display()), None))
     } else if source.stdin_file {
-        let mut payload = Vec::new();
-        io::stdin()
-            .lock()
-            .read_to_end(&mut payload)
-            .map_err(|e| CliError::failed(format!("unable to read stdin: {}", io_message(&e))))?;
-        Ok(payload)
+        read_at_most(io::stdin().lock(), max_payload)
+            .map_err(|e| CliError::failed(format!("unable to read stdin: {}", io_message(&e))))?
+            .ok_or_else(|| too_large("stdin", None))
     } else {
         // -n; clap guarantees exactly one source.
         Ok(Vec::new())
     }
+}
+
+/// All of `input` if it holds at most `max` bytes; `None` (after reading `max + 1`) if more.
+fn read_at_most(input: impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut payload = Vec::new();
+    input.take(max as u64 + 1).read_to_end(&mut payload)?;
+    Ok((payload.len() <= max).then_some(payload))
 }
 
 /// `-l`: one message per line of stdin until end of input. Stdin is read on its own thread so

@@ -193,9 +193,6 @@ pub fn client(
     if let Some((topic, payload, qos, retain)) = &settings.will {
         client.set_last_will(topic, payload, *retain, *qos);
     }
-    // The robust client's loops look at signals themselves (and report what was not
-    // delivered), even before its first connection.
-    crate::signal::connected();
     let tracker = Tracker::default();
     let debug = settings.debug.then(|| settings.config.client_id.clone());
     let handler_tracker = tracker.clone();
@@ -203,6 +200,11 @@ pub fn client(
     let mut link_was_up = false;
     client.set_event_handler(move |event| {
         handler_tracker.record(event);
+        if let Event::Connected { .. } = event {
+            // As mosquitto: a signal before the first CONNACK ends the process at once (255);
+            // after it, the command's loop ends it with DISCONNECT and its report.
+            crate::signal::connected();
+        }
         if let Some(client_id) = &debug {
             log_event(client_id, event);
         } else {
@@ -300,9 +302,6 @@ mod tests {
 
     #[test]
     fn outcome_names_what_was_lost_and_why() {
-        // The robust client's loops look at signals themselves (and report what was not
-        // delivered), even before its first connection.
-        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::Delivered { id: MessageId(1) });
         assert!(tracker.outcome(1, PolicySpec::Guaranteed).is_ok());
@@ -329,9 +328,6 @@ mod tests {
 
     #[test]
     fn permanent_refusals_are_fatal() {
-        // The robust client's loops look at signals themselves (and report what was not
-        // delivered), even before its first connection.
-        crate::signal::connected();
         let tracker = Tracker::default();
         tracker.record(&Event::AttemptFailed {
             kind: FailureKind::Refused(ConnectReturnCode::ServerUnavailable),

@@ -2,9 +2,8 @@
 //! so the broker does not publish the last will of a client that was asked to stop.
 //!
 //! As mosquitto_sub: before the first connection is up (no CONNACK yet), a signal ends the
-//! process at once with status 255 (its `exit(-1)`): there is nothing to disconnect. With
-//! `--policy` the command's own loop ends it from the start instead (so that it can report
-//! what was not delivered), bounded by the watchdog below.
+//! process at once with status 255 (its `exit(-1)`): there is nothing to disconnect. This
+//! holds with `--policy` too.
 //!
 //! Once connected, the commands look at [`interrupted`] at least every 200 ms wherever they
 //! wait (for a message, an acknowledgement, stdin, the stdout writer, between reconnect

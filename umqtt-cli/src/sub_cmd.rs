@@ -278,10 +278,14 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                         subscriber.finish(response_timeout);
                         return Ok(());
                     }
-                    Err(Some(e)) => return Err(if past_deadline() { timed_out() } else { e }),
-                    Err(None) => return Err(timed_out()),
+                    Err(failure) => {
+                        // A broker may send messages before its SUBACK (MQTT 3.1.1 §3.8.4):
+                        // acknowledged, so they are printed before the failure is reported.
+                        let failure = failure.filter(|_| !past_deadline());
+                        subscriber = subscriber.failed(failure);
+                    }
                 }
-                if args.exit_after_subscribe {
+                if args.exit_after_subscribe && !matches!(subscriber, Subscriber::Failed { .. }) {
                     subscriber.finish(response_timeout);
                     return Ok(());
                 }
@@ -299,7 +303,9 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
             return stopped_printing(stopped);
         }
         let mut wait = SIGNAL_TICK;
-        if let Some(deadline) = deadline {
+        // A failed subscriber hands out what it received first, then reports (or times out).
+        let draining = matches!(subscriber, Subscriber::Failed { .. });
+        if let Some(deadline) = deadline.filter(|_| !draining) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 subscriber.finish(response_timeout);
@@ -310,8 +316,12 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         let (message, packet_id) = match subscriber.next(wait, deadline, &filters, &unsubscribe) {
             Ok(Some(received)) => received,
             Ok(None) => continue,
-            Err(Some(error)) => return Err(error),
-            Err(None) => return Err(timed_out()),
+            Err(failure) => {
+                // What was printed so far reaches stdout before the error is reported.
+                let _ = printer.finish();
+                subscriber.finish(response_timeout);
+                return Err(failure.unwrap_or_else(timed_out));
+            }
         };
         match handling.judge(&message) {
             Verdict::Skip => continue,
@@ -355,12 +365,29 @@ enum Subscriber {
         tracker: Tracker,
         policy: PolicySpec,
     },
+    /// Subscribing failed: the messages received before the failure are still handed out,
+    /// then the failure (`None` inside: the `-W` deadline) is reported.
+    Failed {
+        link: Box<Link>,
+        failure: Option<Failure>,
+    },
 }
 
 /// A failure (`Some`) or the `-W` deadline passing (`None`).
 type Failure = Option<CliError>;
 
 impl Subscriber {
+    /// A plain subscriber whose subscription failed with `failure`.
+    fn failed(self, failure: Failure) -> Subscriber {
+        match self {
+            Subscriber::Plain { link } | Subscriber::Failed { link, .. } => Subscriber::Failed {
+                link,
+                failure: Some(failure),
+            },
+            robust => robust,
+        }
+    }
+
     /// Subscribes (then unsubscribes `-U`), reconnecting if the link is lost meanwhile;
     /// `false` if interrupted.
     fn subscribe(
@@ -425,6 +452,13 @@ impl Subscriber {
                     Ok(None)
                 }
             },
+            Subscriber::Failed { link, failure } => {
+                if let Some(message) = link.client().take_queued_msg() {
+                    let packet_id = message.packet_id.map_or(0, |id| id.get());
+                    return Ok(Some((message, packet_id)));
+                }
+                Err(failure.take().flatten())
+            }
             Subscriber::Robust {
                 client,
                 tracker,
@@ -470,6 +504,7 @@ impl Subscriber {
                 client.publish(topic, b"", QoS::AtLeastOnce, true)?;
                 Ok(())
             }
+            Subscriber::Failed { .. } => Ok(()),
         }
     }
 
@@ -481,6 +516,7 @@ impl Subscriber {
                 finish_qos2_handshakes(link, limit);
                 link.disconnect();
             }
+            Subscriber::Failed { link, .. } => link.disconnect(),
             Subscriber::Robust { client, .. } => {
                 if !crate::signal::interrupted() {
                     let _ = client.flush(limit);
