@@ -86,7 +86,17 @@ fn millis(u: &mut Unstructured<'_>, max: u64) -> Result<Duration> {
 fn policy(u: &mut Unstructured<'_>, nested: bool) -> Result<Box<dyn ReconnectPolicy>> {
     let max_kind = if nested { 4 } else { 5 };
     let kind: u8 = u.int_in_range(0..=max_kind)?;
-    trace!("policy {}", ["NoRetry", "FixedDelay", "ExponentialBackoff", "Deadline", "BatteryAware", "OutageLimit"][usize::from(kind)]);
+    trace!(
+        "policy {}",
+        [
+            "NoRetry",
+            "FixedDelay",
+            "ExponentialBackoff",
+            "Deadline",
+            "BatteryAware",
+            "OutageLimit"
+        ][usize::from(kind)]
+    );
     Ok(match kind {
         0 => Box::new(NoRetry),
         1 => Box::new(FixedDelay {
@@ -358,7 +368,10 @@ impl Harness {
             *packets += 1;
             let id = match packet {
                 Packet::Connect(connect) => {
-                    assert_eq!(connect.clean_session, self.clean_session, "CONNECT clean session");
+                    assert_eq!(
+                        connect.clean_session, self.clean_session,
+                        "CONNECT clean session"
+                    );
                     replies.push(Reply::ConnAck);
                     None
                 }
@@ -429,11 +442,17 @@ impl Harness {
             assert!(ops < 1_000_000, "poll_store does not terminate");
             match op {
                 StoreOp::Assigned { id, .. } => {
-                    assert!(self.durable.contains(&id.0), "{op:?} for a non-durable message");
+                    assert!(
+                        self.durable.contains(&id.0),
+                        "{op:?} for a non-durable message"
+                    );
                     assert!(!self.store_settled.contains(&id.0), "{op:?} after Settled");
                 }
                 StoreOp::Settled { id } => {
-                    assert!(self.durable.contains(&id.0), "{op:?} for a non-durable message");
+                    assert!(
+                        self.durable.contains(&id.0),
+                        "{op:?} for a non-durable message"
+                    );
                     assert!(self.store_settled.insert(id.0), "{op:?} twice");
                 }
             }
@@ -481,20 +500,24 @@ impl Harness {
                     // although "pending messages stay". Asserted with
                     // UMQTT_FUZZ_STRICT=disconnect-drops.
                     if self.expect_disconnect && strict("disconnect-drops") {
-                        assert_ne!(reason, DropReason::PolicyStopped, "disconnect() dropped {id:?}");
+                        assert_ne!(
+                            reason,
+                            DropReason::PolicyStopped,
+                            "disconnect() dropped {id:?}"
+                        );
                     }
                     self.settle(id.0, "Dropped");
                     self.counts.dropped += 1;
-                    *self.counts.dropped_by.entry(reason_name(reason)).or_default() += 1;
+                    *self
+                        .counts
+                        .dropped_by
+                        .entry(reason_name(reason))
+                        .or_default() += 1;
                 }
+                // The broker holds no QoS 2 packet id of ours any more.
                 Event::Connected {
                     session_present, ..
-                } => {
-                    if !session_present || self.clean_session {
-                        // The broker holds no QoS 2 packet id of ours any more.
-                        self.qos2_sent.clear();
-                    }
-                }
+                } if !session_present || self.clean_session => self.qos2_sent.clear(),
                 Event::Message(message) => {
                     self.counts.received += 1;
                     self.held.push_back(message.payload.len());
@@ -678,7 +701,13 @@ impl Harness {
                 Reply::PubComp(id) => Packet::PubComp(id),
                 Reply::SubAck(id, n) => {
                     codes = (0..n)
-                        .map(|_| Ok(if u.ratio(1, 8)? { 0x80 } else { u.int_in_range(0..=2)? }))
+                        .map(|_| {
+                            Ok(if u.ratio(1, 8)? {
+                                0x80
+                            } else {
+                                u.int_in_range(0..=2)?
+                            })
+                        })
                         .collect::<Result<_>>()?;
                     Packet::SubAck(SubAck {
                         packet_id: id,
@@ -753,7 +782,11 @@ impl Harness {
                 }
             }
         } else {
-            assert_eq!(self.engine.next_message_id(), expected, "a refused publish used an id");
+            assert_eq!(
+                self.engine.next_message_id(),
+                expected,
+                "a refused publish used an id"
+            );
         }
         Ok(())
     }
@@ -863,7 +896,8 @@ impl Harness {
                     self.close_transport();
                     let kind = link_failure(u)?;
                     trace!("{} handle_connection_lost {kind:?}", self.now);
-                    self.engine.handle_connection_lost(now, kind, u.arbitrary()?);
+                    self.engine
+                        .handle_connection_lost(now, kind, u.arbitrary()?);
                 }
             }
             14 => {
@@ -946,7 +980,11 @@ fn run(data: &[u8]) -> Result<()> {
     config.clean_session = u.ratio(1, 4)?;
     config.max_queued = u.int_in_range(1..=16)?;
     config.max_queued_bytes = u.int_in_range(0..=256)?;
-    config.overflow = *u.choose(&[Overflow::DropOldest, Overflow::DropNewest, Overflow::RefuseNew])?;
+    config.overflow = *u.choose(&[
+        Overflow::DropOldest,
+        Overflow::DropNewest,
+        Overflow::RefuseNew,
+    ])?;
     config.max_received = u.int_in_range(1..=8)?;
     config.max_received_bytes = if u.arbitrary()? {
         u.int_in_range(1..=64)?
