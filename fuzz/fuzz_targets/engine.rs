@@ -31,9 +31,9 @@
 //! Broker input is raw bytes, arbitrary broker packets (known or random ids), or the replies a
 //! well-behaved broker owes for what was written; one to three of them per read, whole or split.
 //!
-//! Six of these fail on known engine bugs and are relaxed unless `UMQTT_FUZZ_STRICT` names
-//! them (see `strict()` and the `// BUG:` comments), so that fuzzing can go past them; their
-//! reproductions are in `fuzz/regressions/engine/`. `UMQTT_FUZZ_TRACE=1` prints every step.
+//! Six engine bugs this target found have their reproductions in `fuzz/regressions/engine/`;
+//! five are fixed and asserted unconditionally. One (`premature-ack`, in the session) is still
+//! relaxed unless `UMQTT_FUZZ_STRICT` names it (see `strict()` and the `// BUG:` comment). `UMQTT_FUZZ_TRACE=1` prints every step.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -250,7 +250,6 @@ struct Harness {
     /// QoS 2 messages whose PUBLISH was written in the broker's current session.
     qos2_sent: BTreeSet<u64>,
     /// Durable publishes that `Overflow::DropNewest` dropped at once (see the BUG in `check`).
-    dropped_at_birth: BTreeSet<u64>,
     counts: Counts,
     /// Received messages the application has not taken (payload lengths).
     held: VecDeque<usize>,
@@ -262,8 +261,6 @@ struct Harness {
     owed: VecDeque<Reply>,
     /// `disconnect()` was called on an established link: DISCONNECT must go out before Close.
     expect_disconnect: bool,
-    /// The engine was seen holding a dead link at the receive bound (see the BUG in `check`).
-    dead_link: bool,
     /// The first Close after `disconnect()` was checked.
     disconnect_checked: bool,
     events_seen: u64,
@@ -285,61 +282,61 @@ impl Harness {
         let now = self.now();
         let mut activity = false;
         let mut actions = 0;
+        // Taking received messages (`handle_consumed`) may let the engine process input it
+        // held at the bound: service again until nothing is left to take.
         loop {
-            let mut busy = false;
-            while let Some(action) = self.engine.poll_action() {
-                actions += 1;
-                assert!(actions < 10_000, "poll_action does not terminate");
-                busy = true;
-                trace!("  action {action:?}");
-                match action {
-                    Action::Open { server } => {
-                        assert!(server < self.servers, "Open for server {server}");
-                        assert_eq!(
-                            self.transport,
-                            Transport::Closed,
-                            "Action::Open while a transport is open or opening, without Close"
-                        );
-                        self.transport = Transport::Opening;
-                    }
-                    Action::Close => {
-                        // Written before closing.
-                        self.write(now);
-                        if self.expect_disconnect && !self.disconnect_checked {
-                            self.disconnect_checked = true;
-                            let sent = matches!(
+            loop {
+                let mut busy = false;
+                while let Some(action) = self.engine.poll_action() {
+                    actions += 1;
+                    assert!(actions < 10_000, "poll_action does not terminate");
+                    busy = true;
+                    trace!("  action {action:?}");
+                    match action {
+                        Action::Open { server } => {
+                            assert!(server < self.servers, "Open for server {server}");
+                            assert_eq!(
                                 self.transport,
-                                Transport::Open {
-                                    disconnect_sent: true,
-                                    ..
-                                }
+                                Transport::Closed,
+                                "Action::Open while a transport is open or opening, without Close"
                             );
-                            // BUG: `Engine::disconnect` never sends DISCONNECT: the session's
-                            // Closed(Disconnected) event is pumped at once, `connection_ended`
-                            // calls `Session::handle_connection_lost` (dropping the unsent
-                            // DISCONNECT) and the link is Down before the driver can write.
-                            // The broker then publishes the will. Asserted with
-                            // UMQTT_FUZZ_STRICT=disconnect.
-                            if strict("disconnect") {
+                            self.transport = Transport::Opening;
+                        }
+                        Action::Close => {
+                            // Written before closing.
+                            self.write(now);
+                            if self.expect_disconnect && !self.disconnect_checked {
+                                self.disconnect_checked = true;
+                                let sent = matches!(
+                                    self.transport,
+                                    Transport::Open {
+                                        disconnect_sent: true,
+                                        ..
+                                    }
+                                );
+                                // Was a bug (regressions/engine/disconnect): the DISCONNECT was
+                                // dropped and the broker published the will.
                                 assert!(sent, "disconnect() closed without sending DISCONNECT");
                             }
+                            self.close_transport();
                         }
-                        self.close_transport();
                     }
                 }
+                busy |= self.write(now);
+                activity |= busy;
+                if !busy {
+                    break;
+                }
             }
-            busy |= self.write(now);
-            activity |= busy;
-            if !busy {
-                break;
+            self.drain_store();
+            self.drain_events();
+            if self.consume == Consume::Always && !self.held.is_empty() {
+                self.consume_held(usize::MAX);
+                continue;
             }
+            break;
         }
-        self.drain_store();
-        self.drain_events();
         self.expect_disconnect = false;
-        if self.consume == Consume::Always {
-            self.consume_held(usize::MAX);
-        }
         self.check();
         activity
     }
@@ -539,12 +536,9 @@ impl Harness {
                 }
                 Event::Dropped { id, reason } => {
                     self.check_withdrawable(id.0, "dropped");
-                    // BUG (same cause as the missing DISCONNECT): `disconnect()` on an
-                    // established link runs the link-lost path, so the policy is consulted and,
-                    // if it stops (NoRetry, Deadline with nothing left…), messages are dropped
-                    // although "pending messages stay". Asserted with
-                    // UMQTT_FUZZ_STRICT=disconnect-drops.
-                    if self.expect_disconnect && strict("disconnect-drops") {
+                    // Was a bug (regressions/engine/disconnect-drops): `disconnect()` ran the
+                    // link-lost path and a stopping policy dropped what should stay.
+                    if self.expect_disconnect {
                         assert_ne!(
                             reason,
                             DropReason::PolicyStopped,
@@ -596,7 +590,8 @@ impl Harness {
             let Some(len) = self.held.pop_front() else {
                 break;
             };
-            self.engine.handle_consumed(len);
+            let now = self.now();
+            self.engine.handle_consumed(now, len);
         }
     }
 
@@ -604,15 +599,8 @@ impl Harness {
         let engine = &self.engine;
         assert_eq!(engine.pending(), self.outstanding.len(), "pending()");
         for id in &self.durable {
-            // BUG: `publish_durable` into a full queue with `Overflow::DropNewest` returns
-            // Ok(id) and reports `Dropped { QueueOverflow }`, but emits no
-            // `StoreOp::Settled`: a driver that wrote the message to its outbox before the call
-            // keeps it forever and resurrects it (a second outcome) after a restart. Asserted
-            // with UMQTT_FUZZ_STRICT=outbox.
-            if !strict("outbox") && self.dropped_at_birth.contains(id) {
-                assert!(!self.store_settled.contains(id));
-                continue;
-            }
+            // Was a bug (regressions/engine/outbox): a durable message dropped as the newest
+            // got no `StoreOp::Settled` and stayed in the outbox.
             assert_eq!(
                 self.store_settled.contains(id),
                 self.settled.contains(id),
@@ -651,25 +639,14 @@ impl Harness {
         if engine.wants_read() {
             assert!(matches!(self.transport, Transport::Open { .. }));
         }
-        if !engine.is_connected() {
-            self.dead_link = false;
-        } else {
+        if engine.is_connected() {
             assert!(matches!(self.transport, Transport::Open { .. }));
-            // BUG: with the receive bound reached, `pump` returns before polling the session,
-            // so a Closed event the session raised on a timer (the PINGRESP is not read while
-            // reading pauses: KeepAliveTimeout) is never seen: the engine stays Up with a dead
-            // session, no timer, no Close, and `handle_consumed` does not pump either, so it
-            // stays so until bytes arrive. Asserted with UMQTT_FUZZ_STRICT=dead-link; otherwise only
-            // until the first time that happens on a link.
-            if !engine.session().is_connected() && self.at_receive_bound() {
-                self.dead_link = true;
-            }
-            if strict("dead-link") || !self.dead_link {
-                assert!(
-                    engine.session().is_connected(),
-                    "engine connected, session not"
-                );
-            }
+            // Was a bug (regressions/engine/dead-link): at the receive bound a close the
+            // session raised on a timer was never seen.
+            assert!(
+                engine.session().is_connected(),
+                "engine connected, session not"
+            );
         }
     }
 
@@ -781,8 +758,6 @@ impl Harness {
         let payload = tagged_payload(u, expected.0)?;
         let qos = qos(u)?;
         let retain = u.arbitrary()?;
-        let full = self.engine.config().overflow == Overflow::DropNewest
-            && !self.engine.has_room(1, payload.len());
         // `None`: the policy's default contract.
         let (delivery, durable) = match u.int_in_range(0..=4)? {
             0 => (None, false),
@@ -822,9 +797,6 @@ impl Harness {
             assert!(!self.settled.contains(&id.0) && self.outstanding.insert(id.0));
             if durable {
                 self.durable.insert(id.0);
-                if full {
-                    self.dropped_at_birth.insert(id.0);
-                }
             }
         } else {
             assert_eq!(
@@ -845,22 +817,15 @@ impl Harness {
             return;
         }
         let events = self.events_seen;
-        let dead_link = self.dead_link;
         trace!("{} spurious handle_timeout", self.now);
         self.engine.handle_timeout(now);
         let activity = self.service();
-        // BUG: `handle_consumed` frees room under the receive bound but does not pump, so
-        // messages (and any other session event) already read and waiting in the session stay
-        // there, with no timer, until more bytes arrive or a timer fires: with keepalive 0
-        // and a broker that has nothing more to send, forever. Asserted with
-        // UMQTT_FUZZ_STRICT=stranded.
-        // (A dead link held at the bound is the `dead-link` bug, reported there.)
-        if strict("stranded") && !dead_link {
-            assert!(
-                !activity && self.events_seen == events,
-                "a spurious handle_timeout found work the engine held without a timer"
-            );
-        }
+        // Was a bug (regressions/engine/stranded): input received behind the bound waited,
+        // without a timer, after the application consumed.
+        assert!(
+            !activity && self.events_seen == events,
+            "a spurious handle_timeout found work the engine held without a timer"
+        );
     }
 
     /// Moves the clock to `until`, fires the timers, services; no busy loop.
@@ -1103,14 +1068,12 @@ fn run(data: &[u8]) -> Result<()> {
         settled: BTreeSet::new(),
         durable: BTreeSet::new(),
         store_settled: BTreeSet::new(),
-        dropped_at_birth: BTreeSet::new(),
         counts: Counts::default(),
         held: VecDeque::new(),
         recent: VecDeque::new(),
         known_ids: VecDeque::new(),
         owed: VecDeque::new(),
         expect_disconnect: false,
-        dead_link: false,
         disconnect_checked: false,
         events_seen: 0,
         published_ids: BTreeSet::new(),

@@ -74,7 +74,7 @@ impl Device {
             self.write(net, now);
             while let Some(event) = self.engine.poll_event() {
                 if let (Event::Message(m), true) = (&event, self.consume) {
-                    self.engine.handle_consumed(m.payload.len());
+                    self.engine.handle_consumed(now, m.payload.len());
                 }
                 self.events.push((now.as_millis(), event));
             }
@@ -335,7 +335,7 @@ fn received_messages_are_bounded_and_none_is_lost() {
     assert!(!sub.engine.wants_read());
     // The application catches up.
     for _ in 0..held {
-        sub.engine.handle_consumed(4);
+        sub.engine.handle_consumed(at(2 * SECOND), 4);
     }
     sub.consume = true;
     run(&mut net, &mut [&mut sub], 2 * SECOND, 60 * SECOND);
@@ -606,4 +606,99 @@ fn disconnect_is_not_a_failure_and_new_work_reconnects() {
     run(&mut net, &mut [&mut device], 60 * SECOND, 61 * SECOND);
     assert_eq!(device.count(|e| *e == Event::Delivered { id }), 1);
     assert_eq!(device.engine.stats().attempts, 2);
+}
+
+/// Found by the engine fuzz target: at the receive bound the engine still sees the session
+/// close (keepalive), and after the application takes a message, input already received is
+/// processed without waiting for more bytes.
+#[test]
+fn receive_bound_never_strands_input_or_hides_a_dead_link() {
+    let mut net = SimNet::new(15);
+    let mut config = config("bound");
+    config.max_received = 1;
+    config.session.keep_alive = 2;
+    let mut sub = Device::new(config, FixedDelay::default());
+    sub.consume = false;
+    sub.engine.subscribe(at(0), "b/#", QoS::AtMostOnce).unwrap();
+    run(&mut net, &mut [&mut sub], 0, SECOND);
+    for n in 0..3 {
+        net.broker_mut(0).publish(
+            at(SECOND),
+            "b/x",
+            format!("{n}").as_bytes(),
+            QoS::AtMostOnce,
+            false,
+        );
+    }
+    run(&mut net, &mut [&mut sub], SECOND, 2 * SECOND);
+    assert_eq!(sub.count(|e| matches!(e, Event::Message(_))), 1);
+    // The application takes the first: the second, already received, comes at once.
+    sub.engine.handle_consumed(at(2 * SECOND), 1);
+    sub.service(&mut net, at(2 * SECOND));
+    assert_eq!(sub.count(|e| matches!(e, Event::Message(_))), 2);
+    // Held at the bound past the keepalive: the link dies, and the engine says so.
+    run(&mut net, &mut [&mut sub], 2 * SECOND, 30 * SECOND);
+    assert!(
+        sub.count(|e| matches!(e, Event::Disconnected { .. })) >= 1,
+        "{:?}",
+        sub.events
+    );
+    assert!(!sub.engine.is_connected() || sub.engine.session().is_connected());
+}
+
+/// Found by the engine fuzz target: a QoS 0 message handed to the session but not written
+/// when the link broke is sent again, whole, on the next connection.
+#[test]
+fn unwritten_qos0_goes_out_whole_after_a_lost_link() {
+    let mut net = SimNet::new(16);
+    let mut device = Device::new(config("q0"), FixedDelay::default());
+    run(&mut net, &mut [&mut device], 0, SECOND);
+    // Published while connected, then the link breaks before the driver writes.
+    let id = device
+        .engine
+        .publish_with(
+            at(SECOND),
+            "q0/t",
+            b"reading",
+            QoS::AtMostOnce,
+            false,
+            umqtt_core::robust::Delivery::Guaranteed,
+        )
+        .unwrap();
+    device.engine.handle_connection_lost(
+        at(SECOND),
+        FailureKind::ConnectionLost,
+        "cut".to_string(),
+    );
+    if let Some(conn) = device.conn.take() {
+        net.close(at(SECOND), conn);
+    }
+    run(&mut net, &mut [&mut device], SECOND, 10 * SECOND);
+    assert_eq!(device.count(|e| *e == Event::Delivered { id }), 1);
+    assert_eq!(payloads(&net, "q0/t"), vec![b"reading".to_vec()]);
+}
+
+/// Found by the engine fuzz target: a durable message dropped as the newest is also
+/// forgotten by the outbox.
+#[test]
+fn durable_message_dropped_as_newest_is_settled_in_the_outbox() {
+    let mut config = config("full");
+    config.max_queued = 1;
+    config.overflow = umqtt_core::robust::Overflow::DropNewest;
+    let mut device = Device::new(config, FixedDelay::default());
+    device
+        .engine
+        .publish_durable(at(0), "t", b"1", QoS::AtLeastOnce, false)
+        .unwrap();
+    let dropped = device
+        .engine
+        .publish_durable(at(0), "t", b"2", QoS::AtLeastOnce, false)
+        .unwrap();
+    let mut settled = Vec::new();
+    while let Some(op) = device.engine.poll_store() {
+        if let umqtt_core::robust::StoreOp::Settled { id } = op {
+            settled.push(id);
+        }
+    }
+    assert_eq!(settled, vec![dropped]);
 }

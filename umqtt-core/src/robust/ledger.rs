@@ -127,19 +127,26 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     < usize::from(self.config.session.max_in_flight.max(1)))
     }
 
-    /// Hands a message to the session (its topic and payload are already checked). A QoS 1/2
-    /// message keeps no copy here: the session holds the encoded PUBLISH. Returns the
-    /// message back if the session cannot take it (no packet id free).
+    /// Hands a message to the session (its topic and payload are already checked): from
+    /// `borrowed` when given, else from the message's own copy. A QoS 1/2 message keeps no
+    /// copy here afterwards (the session holds the encoded PUBLISH); a QoS 0 message keeps its
+    /// copy until written, in case the link fails first. Returns the message back if the
+    /// session cannot take it (no packet id free).
     pub(super) fn hand_over(
         &mut self,
         mut pending: Pending,
-        topic: &str,
-        payload: &[u8],
+        borrowed: Option<(&str, &[u8])>,
     ) -> Result<(), Pending> {
-        let Ok(packet_id) =
-            self.session
-                .publish_valid_topic(topic, payload, pending.qos, pending.retain)
-        else {
+        let (qos, retain) = (pending.qos, pending.retain);
+        let result = match borrowed {
+            Some((topic, payload)) => self
+                .session
+                .publish_valid_topic(topic, payload, qos, retain),
+            None => self
+                .session
+                .publish_valid_topic(&pending.topic, &pending.payload, qos, retain),
+        };
+        let Ok(packet_id) = result else {
             return Err(pending);
         };
         match packet_id {
@@ -166,19 +173,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             if !self.session_has_room(front.qos) {
                 break;
             }
-            let Some(mut pending) = self.queue.pop_front() else {
+            let Some(pending) = self.queue.pop_front() else {
                 break;
             };
-            let topic = core::mem::take(&mut pending.topic);
-            let payload = core::mem::take(&mut pending.payload);
-            match self.hand_over(pending, &topic, &payload) {
-                Ok(()) => {}
-                Err(mut pending) => {
-                    pending.topic = topic;
-                    pending.payload = payload;
-                    self.queue.push_front(pending);
-                    break;
-                }
+            if let Err(pending) = self.hand_over(pending, None) {
+                self.queue.push_front(pending);
+                break;
             }
         }
     }

@@ -296,10 +296,15 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.events.pop_front()
     }
 
-    /// The application took a received message of `payload_len` bytes: room for another.
-    pub fn handle_consumed(&mut self, payload_len: usize) {
+    /// The application took a received message of `payload_len` bytes: room for another, and
+    /// input already received behind the bound is processed now.
+    pub fn handle_consumed(&mut self, now: Instant, payload_len: usize) {
+        let was_full = self.receive_full();
         self.received = self.received.saturating_sub(1);
         self.received_bytes = self.received_bytes.saturating_sub(payload_len);
+        if was_full {
+            self.pump(now);
+        }
     }
 
     /// Sets (or clears) the last will, from the next connection on.
@@ -473,6 +478,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Overflow::RefuseNew => return Err(UsageError::OutgoingFull),
                 Overflow::DropNewest => {
                     self.next_id += 1;
+                    if durable {
+                        // The driver stored it before asking: it must forget it again.
+                        self.store_ops.push_back(StoreOp::Settled { id });
+                    }
                     self.stats.dropped += 1;
                     self.stats.dropped_by.add(DropReason::QueueOverflow);
                     self.push_event(Event::Dropped {
@@ -521,11 +530,14 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
         // keeps its copy until written, in case the link fails first.
         if self.queue.is_empty() && self.session_has_room(qos) {
-            if qos == QoS::AtMostOnce {
+            let borrowed = if qos == QoS::AtMostOnce {
                 pending.topic = topic.to_string();
                 pending.payload = payload.to_vec();
-            }
-            match self.hand_over(pending, topic, payload) {
+                None
+            } else {
+                Some((topic, payload))
+            };
+            match self.hand_over(pending, borrowed) {
                 Ok(()) => return Ok(id),
                 Err(back) => pending = back,
             }
@@ -750,10 +762,14 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// Reads what the session decoded, while the event stream has room for messages.
     fn pump(&mut self, now: Instant) {
         loop {
-            if self.receive_full() {
-                return;
-            }
-            let Some(event) = self.session.poll_event() else {
+            // At the receive bound nothing more is decoded, but what the session already
+            // decided (a keepalive close, say) is still handled.
+            let event = if self.receive_full() {
+                self.session.poll_queued_event()
+            } else {
+                self.session.poll_event()
+            };
+            let Some(event) = event else {
                 break;
             };
             // Owned from here on: the session's event borrows its receive buffer.
@@ -761,7 +777,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
                 session::Event::Published(packet_id) => Step::Published(packet_id),
-                session::Event::PublishDiscarded(packet_id) => Step::Discarded(packet_id),
+                session::Event::PublishDiscarded(_) => Step::Discarded,
                 session::Event::Subscribed(suback) => {
                     Step::Subscribed(suback.packet_id, suback.codes().collect())
                 }
@@ -784,14 +800,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                         }
                     }
                 }
-                Step::Discarded(packet_id) => {
-                    // Not with `republish_on_clean_session`; kept for completeness.
-                    if let Some(index) = self.position(packet_id) {
-                        if let Some(mut pending) = self.in_session.remove(index) {
-                            pending.packet_id = None;
-                            self.queue.push_front(pending);
-                        }
-                    }
+                Step::Discarded => {
+                    // Never with `republish_on_clean_session` (set by `Engine::new`): the
+                    // session keeps and republishes what it holds.
                 }
                 Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
                 Step::Unsubscribed(packet_id) => {
@@ -957,7 +968,7 @@ enum Step {
     Message(Message),
     Connected(bool),
     Published(PacketId),
-    Discarded(PacketId),
+    Discarded,
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
     Unsubscribed(PacketId),
     Closed(CloseReason),

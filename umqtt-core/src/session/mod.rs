@@ -890,6 +890,14 @@ impl Session {
         }
     }
 
+    /// The next event already decided (a close by a timer or a command, an event a command
+    /// queued), without decoding received input: for a driver that must not take in more
+    /// messages now but must still see the connection end.
+    #[must_use]
+    pub fn poll_queued_event(&mut self) -> Option<Event<'static>> {
+        self.state.events.pop_front()
+    }
+
     /// The next event. Received packets are decoded, acknowledged and checked here.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<'_>> {

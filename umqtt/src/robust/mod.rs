@@ -460,7 +460,8 @@ impl Client {
     fn take_event(&mut self, index: usize) -> Option<Event> {
         let event = self.events.remove(index)?;
         if let Event::Message(message) = &event {
-            self.engine.handle_consumed(message.payload.len());
+            let now = self.now();
+            self.engine.handle_consumed(now, message.payload.len());
         }
         Some(event)
     }
