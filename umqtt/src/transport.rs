@@ -853,7 +853,10 @@ pub(crate) fn write_within<S: Stream + ?Sized>(
     stall: Duration,
 ) -> io::Result<()> {
     let mut rest = bytes;
-    let mut last_progress = std::time::Instant::now();
+    // The clock is read only once a call times out: a write that goes through costs none.
+    // The first timeout comes one write slice after the last progress, so this still gives
+    // up within stall + slice of it.
+    let mut stalled_since: Option<std::time::Instant> = None;
     let mut flushed = false;
     while !flushed {
         let result = if rest.is_empty() {
@@ -865,7 +868,7 @@ pub(crate) fn write_within<S: Stream + ?Sized>(
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     rest = &rest[n..];
-                    last_progress = std::time::Instant::now();
+                    stalled_since = None;
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -878,7 +881,13 @@ pub(crate) fn write_within<S: Stream + ?Sized>(
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) && last_progress.elapsed() < stall => {}
+                ) =>
+            {
+                let since = *stalled_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= stall {
+                    return Err(e);
+                }
+            }
             Err(e) => return Err(e),
         }
     }
