@@ -1,0 +1,272 @@
+//! Byte streams to a broker: plain TCP or TLS over TCP.
+//!
+//! [`connect`] resolves the host, opens a TCP connection and, when given a
+//! [`TlsConfig`], completes the whole TLS handshake before returning, so that
+//! an unknown CA or a wrong host name is reported by `connect` itself
+//! ([`TransportError::Tls`]) and not by the first read of the MQTT client.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use umqtt::transport::{connect, TlsConfig};
+//!
+//! # fn main() -> Result<(), umqtt::transport::TransportError> {
+//! let tls = TlsConfig::new().ca_file("/etc/mosquitto/ca.pem");
+//! let transport = connect("broker.example", 8883, Some(&tls), Duration::from_secs(10))?;
+//! # let _ = transport;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What this module does not do: proxies, WebSockets, ALPN, certificate
+//! revocation checks, or happy-eyeballs racing of IPv6 against IPv4 (the
+//! resolved addresses are tried one after another).
+
+mod error;
+mod stream;
+mod tls;
+
+pub use error::TransportError;
+pub(crate) use stream::{set_write_slice, write_stall, write_within};
+pub use stream::{Stream, Transport};
+pub use tls::{PemKind, TlsConfig, TlsVersion};
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
+
+/// Opens a connection to `host:port`, over TLS when `tls` is given.
+///
+/// `host` is a DNS name or an IP literal (IPv6 with or without brackets).
+/// Its addresses are tried in the resolver's order until one accepts;
+/// `connect_timeout` bounds each TCP attempt and, separately, the TLS
+/// handshake; it must not be zero (the operating system rejects that, as a
+/// [`TransportError::Connect`] with `InvalidInput`). Name resolution uses the
+/// system resolver and is not bounded.
+///
+/// `TCP_NODELAY` is set: MQTT packets are small and a ping or an
+/// acknowledgement must not wait for Nagle's algorithm; the client batches by
+/// writing whole buffers.
+///
+/// With TLS, the certificate is verified against `tls.server_name` if set,
+/// else against `host`. SNI is sent only for DNS names: for an IP address
+/// rustls sends none (as RFC 6066 requires) and checks the certificate's IP
+/// address entries instead. The handshake is complete when this returns.
+///
+/// # Errors
+///
+/// Local problems (unreadable certificate files, a bad server name) are
+/// reported before any network traffic; then resolution, TCP and TLS
+/// failures, each as its own [`TransportError`] variant.
+pub fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsConfig>,
+    connect_timeout: Duration,
+) -> Result<Transport, TransportError> {
+    let host = strip_ipv6_brackets(host);
+    // Build the TLS configuration first: a missing file is a local mistake
+    // that should not cost a network round trip to discover.
+    let tls_setup = match tls {
+        Some(tls) => {
+            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
+            Some((Arc::new(tls.to_client_config()?), server_name))
+        }
+        None => None,
+    };
+
+    let (tcp, addr) = connect_tcp(host, port, connect_timeout)?;
+    finish_connect(tcp, addr, tls_setup, connect_timeout)
+}
+
+/// Like [`connect`], over a TCP connection the caller already opened, e.g.
+/// through a SOCKS proxy: with `tls`, the handshake (verifying the
+/// certificate against `tls.server_name` or `host`) completes within
+/// `handshake_timeout`; without, the stream is used as is.
+///
+/// # Errors
+///
+/// As [`connect`], minus resolution and TCP failures.
+pub fn connect_over(
+    tcp: TcpStream,
+    host: &str,
+    tls: Option<&TlsConfig>,
+    handshake_timeout: Duration,
+) -> Result<Transport, TransportError> {
+    let host = strip_ipv6_brackets(host);
+    let tls_setup = match tls {
+        Some(tls) => {
+            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
+            Some((Arc::new(tls.to_client_config()?), server_name))
+        }
+        None => None,
+    };
+    let addr = tcp.peer_addr().map_err(TransportError::TlsIo)?;
+    finish_connect(tcp, addr, tls_setup, handshake_timeout)
+}
+
+fn finish_connect(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls_setup: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    timeout: Duration,
+) -> Result<Transport, TransportError> {
+    // Best effort: without it the connection still works, only slower.
+    let _ = tcp.set_nodelay(true);
+    match tls_setup {
+        None => Ok(Transport::Tcp(tcp)),
+        Some((config, server_name)) => {
+            let connection =
+                ClientConnection::new(config, server_name).map_err(TransportError::Tls)?;
+            let mut stream = StreamOwned::new(connection, tcp);
+            complete_handshake(&mut stream, addr, timeout)?;
+            Ok(Transport::Tls(Box::new(stream)))
+        }
+    }
+}
+
+fn strip_ipv6_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+fn parse_server_name(name: &str) -> Result<ServerName<'static>, TransportError> {
+    let name = strip_ipv6_brackets(name);
+    // An IP literal must become `ServerName::IpAddress`: it is then checked
+    // against the certificate's IP address entries and sent as no SNI.
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(name.to_owned()).map_err(|_| TransportError::InvalidServerName {
+        name: name.to_owned(),
+    })
+}
+
+fn connect_tcp(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), TransportError> {
+    let addresses = resolve(host, port, timeout).map_err(|source| TransportError::Resolve {
+        host: host.to_owned(),
+        source,
+    })?;
+    let mut last_error = None;
+    for addr in addresses {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(source) if source.kind() == io::ErrorKind::TimedOut => {
+                last_error = Some(TransportError::Timeout { addr });
+            }
+            Err(source) => last_error = Some(TransportError::Connect { addr, source }),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| TransportError::NoAddress {
+        host: host.to_owned(),
+    }))
+}
+
+/// Resolves `host` within `timeout`. The system resolver has no timeout of its own (a
+/// broken DNS server can stall it for tens of seconds), so a name is looked up on a helper
+/// thread and abandoned when the time is up; IP literals need no lookup.
+fn resolve(host: &str, port: u16, timeout: Duration) -> io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("umqtt-dns".into())
+        .spawn(move || {
+            let result = (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            let _ = sender.send(result);
+        })?;
+    receiver.recv_timeout(timeout).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "name lookup did not finish within the connect timeout",
+        ))
+    })
+}
+
+/// Drives the TLS handshake to completion within `timeout`, so that TLS
+/// failures surface here and not on the client's first read.
+fn complete_handshake(
+    stream: &mut StreamOwned<ClientConnection, TcpStream>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), TransportError> {
+    let deadline = Instant::now() + timeout;
+    while stream.conn.is_handshaking() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(TransportError::Timeout { addr });
+        }
+        // The socket timeouts make each blocking read or write wait at most
+        // until the deadline.
+        stream
+            .sock
+            .set_read_timeout(Some(remaining))
+            .and_then(|()| stream.sock.set_write_timeout(Some(remaining)))
+            .map_err(TransportError::TlsIo)?;
+        match stream.conn.complete_io(&mut stream.sock) {
+            Ok((0, 0)) if stream.conn.is_handshaking() => {
+                // No progress and no error would loop forever; rustls
+                // reports EOF as an error, so this is only a safeguard.
+                return Err(TransportError::TlsIo(io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(_) => {}
+            Err(error) => return Err(handshake_error(error, addr)),
+        }
+    }
+    // The last flight (client Finished) is written by complete_io before it
+    // reports the handshake done; flush anything still queued anyway.
+    while stream.conn.wants_write() {
+        match stream.conn.write_tls(&mut stream.sock) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(error) => return Err(handshake_error(error, addr)),
+        }
+    }
+    stream
+        .sock
+        .set_read_timeout(None)
+        .and_then(|()| stream.sock.set_write_timeout(None))
+        .map_err(TransportError::TlsIo)
+}
+
+fn handshake_error(error: io::Error, addr: SocketAddr) -> TransportError {
+    // complete_io wraps TLS protocol failures (bad certificate, alerts) in
+    // an InvalidData io::Error; unwrap them so callers can match on them.
+    if let Some(tls_error) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return TransportError::Tls(tls_error.clone());
+    }
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TransportError::Timeout { addr },
+        _ => TransportError::TlsIo(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_literals_need_no_lookup_and_names_resolve_within_the_timeout() {
+        let addrs = resolve("127.0.0.1", 1883, Duration::from_millis(1)).unwrap();
+        assert_eq!(addrs, vec![SocketAddr::from(([127, 0, 0, 1], 1883))]);
+        let addrs = resolve("::1", 8883, Duration::from_millis(1)).unwrap();
+        assert_eq!(addrs[0].port(), 8883);
+        let addrs = resolve("localhost", 1883, Duration::from_secs(5)).unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+}

@@ -1,0 +1,277 @@
+//! The byte stream a client runs over (`Stream`), TCP and TLS as one `Transport`, and writing
+//! that gives up when the peer stops reading.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use rustls::{ClientConnection, StreamOwned};
+
+/// A connected, blocking byte stream to a broker.
+///
+/// The MQTT client needs a little more than [`Read`] + [`Write`]: read
+/// timeouts (keepalive deadlines), non-blocking mode (draining without
+/// waiting) and an orderly close.
+pub trait Stream: Read + Write + Send {
+    /// Sets the timeout of blocking reads; `None` blocks forever.
+    ///
+    /// A read that times out fails with [`io::ErrorKind::WouldBlock`] or
+    /// [`io::ErrorKind::TimedOut`], depending on the platform.
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sets how long a blocking write may make no progress; `None` blocks forever. The client
+    /// sets it so that writing into a link that stopped draining (a half-open connection
+    /// with a full send buffer) fails instead of hanging.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Switches the underlying socket in or out of non-blocking mode.
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()>;
+
+    /// Closes the stream, best effort: for TLS a `close_notify` alert is sent
+    /// first, then the TCP connection is shut down in both directions.
+    ///
+    /// A peer that already closed the connection is not an error.
+    fn shutdown(&mut self) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        TcpStream::set_nonblocking(self, nonblocking)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        shutdown_tcp(self)
+    }
+}
+
+impl Stream for StreamOwned<ClientConnection, TcpStream> {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_write_timeout(timeout)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(nonblocking)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        // The alert is a courtesy: a peer that is gone, or a non-blocking
+        // socket that is full, must not prevent the TCP close below.
+        let mut alert_result = Ok(());
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut self.sock) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    alert_result = Err(error);
+                    break;
+                }
+            }
+        }
+        let tcp_result = shutdown_tcp(&mut self.sock);
+        match alert_result {
+            Err(error) if !is_disconnect(&error) => Err(error),
+            _ => tcp_result,
+        }
+    }
+}
+
+/// Shuts a TCP stream down in both directions, treating "already closed"
+/// as success because the goal (no connection) is reached.
+fn shutdown_tcp(stream: &mut TcpStream) -> io::Result<()> {
+    match TcpStream::shutdown(stream, Shutdown::Both) {
+        Err(error) if is_disconnect(&error) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_disconnect(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotConnected
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// A connection to a broker returned by [`connect`](super::connect): plain TCP or TLS.
+#[derive(Debug)]
+pub enum Transport {
+    /// An unencrypted TCP connection (MQTT's port 1883).
+    Tcp(TcpStream),
+    /// A TLS connection whose handshake has completed (MQTT's port 8883).
+    ///
+    /// Boxed because the TLS state is much larger than a socket.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    /// The TCP socket underneath, for socket options not covered here.
+    pub fn tcp_stream(&self) -> &TcpStream {
+        match self {
+            Transport::Tcp(stream) => stream,
+            Transport::Tls(stream) => &stream.sock,
+        }
+    }
+
+    /// The address of the broker this transport is connected to.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp_stream().peer_addr()
+    }
+
+    /// The local address of this end of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp_stream().local_addr()
+    }
+
+    /// Whether the connection is encrypted with TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(stream) => stream.read(buffer),
+            Transport::Tls(stream) => stream.read(buffer),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Tcp(stream) => stream.write(buffer),
+            Transport::Tls(stream) => stream.write(buffer),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => stream.flush(),
+            Transport::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+impl Stream for Transport {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => Stream::set_read_timeout(stream, timeout),
+            Transport::Tls(stream) => Stream::set_read_timeout(stream.as_mut(), timeout),
+        }
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => Stream::set_write_timeout(stream, timeout),
+            Transport::Tls(stream) => Stream::set_write_timeout(stream.as_mut(), timeout),
+        }
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => Stream::set_nonblocking(stream, nonblocking),
+            Transport::Tls(stream) => Stream::set_nonblocking(stream.as_mut(), nonblocking),
+        }
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Tcp(stream) => Stream::shutdown(stream),
+            Transport::Tls(stream) => Stream::shutdown(stream.as_mut()),
+        }
+    }
+}
+
+/// Shortest socket write timeout: shorter slices would only add wake-ups.
+const MIN_WRITE_SLICE: Duration = Duration::from_millis(100);
+
+/// How long a write may make no progress before the link counts as lost: the response
+/// timeout, and with a keepalive at most the keepalive's clock (1.5 × keepalive, as for a
+/// silent link) — the session's timers cannot fire while a write blocks.
+pub(crate) fn write_stall(
+    response_timeout: Duration,
+    session: &umqtt_core::session::SessionConfig,
+) -> Duration {
+    let mut stall = response_timeout;
+    if let Some(link) = session.link_timeout() {
+        stall = stall.min(link);
+    }
+    stall.max(MIN_WRITE_SLICE)
+}
+
+/// Sets the socket's write timeout to a slice of `stall`. The socket's own timeout bounds one
+/// write call (Linux returns a partial write only when it expires), so [`write_within`]
+/// measures progress between calls and gives up within stall + slice of the last progress.
+pub(crate) fn set_write_slice<S: Stream + ?Sized>(
+    stream: &mut S,
+    stall: Duration,
+) -> io::Result<()> {
+    stream.set_write_timeout(Some((stall / 8).max(MIN_WRITE_SLICE)))
+}
+
+/// Writes all of `bytes` and flushes, failing with the last `WouldBlock` / `TimedOut` once no
+/// call has made progress for `stall`. The stream's write timeout must be set (to a fraction of
+/// `stall`): each blocked call then returns in time to check. Retrying after a timeout is safe
+/// for TCP and for rustls, whose `write` reports a timeout only before taking any byte.
+pub(crate) fn write_within<S: Stream + ?Sized>(
+    stream: &mut S,
+    bytes: &[u8],
+    stall: Duration,
+) -> io::Result<()> {
+    let mut rest = bytes;
+    // The clock is read only once a call times out: a write that goes through costs none.
+    // The first timeout comes one write slice after the last progress, so this still gives
+    // up within stall + slice of it.
+    let mut stalled_since: Option<std::time::Instant> = None;
+    let mut flushed = false;
+    while !flushed {
+        let result = if rest.is_empty() {
+            stream.flush().map(|()| {
+                flushed = true;
+            })
+        } else {
+            match stream.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    stalled_since = None;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let since = *stalled_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= stall {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
