@@ -17,10 +17,18 @@
 //!          handle_timeout (all with `now`), commands: publish, subscribe, unsubscribe, nudge…
 //! ```
 //! After any input, a driver: performs every [`Engine::poll_action`] (writing
-//! [`Engine::poll_transmit`]'s bytes before a [`Action::Close`]), writes
-//! [`Engine::poll_transmit`] and reports [`Engine::handle_written`], drains
-//! [`Engine::poll_event`], then waits for input, reading only while [`Engine::wants_read`],
-//! until [`Engine::poll_timeout`].
+//! [`Engine::poll_transmit`]'s bytes before a [`Action::Close`]), writes every slice
+//! [`Engine::poll_transmit`] returns (until `None`) and reports [`Engine::handle_written`],
+//! drains [`Engine::poll_event`] and [`Engine::poll_store`], then waits for input, reading only
+//! while [`Engine::wants_read`], until [`Engine::poll_timeout`]. When the application takes a
+//! received message, the driver reports [`Engine::handle_consumed`] (and services again: input
+//! held at the receive bound is processed then).
+//!
+//! # What it does not do
+//! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
+//! and keeps the durable outbox the engine's [`StoreOp`]s describe. MQTT 3.1.1 only (MQTT 5
+//! comes with its own issue). It allocates (`alloc`): a no-alloc configuration is the embedded
+//! issue's work.
 //!
 //! # What it guarantees
 //! - Every message published ends in exactly one of [`Event::Delivered`], [`Event::Expired`]
@@ -35,7 +43,11 @@
 //!   [`ReconnectPolicy::keep_listening`]).
 //! - Received messages wait in the event stream up to a bound (count and bytes); past it the
 //!   engine asks the driver to stop reading ([`Engine::wants_read`]), so TCP pushes back on
-//!   the broker instead of memory growing.
+//!   the broker instead of memory growing. An application that holds the bound longer than
+//!   1.5 × keepalive loses the link (the PINGRESP waits behind the messages): the engine
+//!   reconnects, and nothing acknowledged is lost.
+//! - With [`EngineConfig::manual_ack`], a QoS 1/2 message is acknowledged to the broker only
+//!   after [`Engine::ack`], in arrival order.
 
 mod event;
 mod ledger;
