@@ -35,6 +35,8 @@ const LINE_QUEUE: usize = 64;
 const ROBUST_TICK: Duration = Duration::from_millis(10);
 /// With a policy: most lines published in one call (one outbox commit).
 const BATCH: usize = 256;
+/// `pub -l --policy`: how long to read acknowledgements before looking for new lines again.
+const LINE_POLL: Duration = Duration::from_millis(2);
 /// With a policy: stdin is not read while this many messages wait for delivery.
 const MAX_PENDING: usize = 10_000;
 
@@ -341,24 +343,41 @@ fn publish_robust(
             let mut end_of_input = false;
             while !end_of_input && !crate::signal::interrupted() {
                 tracker.check_fatal()?;
+                if client.pending() >= MAX_PENDING {
+                    // Backpressure: wait for acknowledgements (returns as soon as there is room).
+                    client.wait_pending_at_most(MAX_PENDING / 2, IDLE_TICK)?;
+                    continue;
+                }
                 let mut batch = Vec::new();
-                if client.pending() < MAX_PENDING {
-                    while batch.len() < BATCH {
-                        match lines.try_recv() {
-                            Ok(Ok(line)) => batch.push(line),
-                            Ok(Err(e)) => return Err(stdin_error(&e)),
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Disconnected) => {
-                                end_of_input = true;
-                                break;
-                            }
+                while batch.len() < BATCH {
+                    match lines.try_recv() {
+                        Ok(Ok(line)) => batch.push(line),
+                        Ok(Err(e)) => return Err(stdin_error(&e)),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            end_of_input = true;
+                            break;
                         }
                     }
                 }
-                if batch.is_empty() {
-                    if !end_of_input {
-                        client.run_for(ROBUST_TICK)?;
+                if batch.is_empty() && !end_of_input {
+                    if client.pending() > 0 {
+                        // Read acknowledgements briefly, then look for lines again.
+                        client.wait_pending_at_most(0, LINE_POLL)?;
+                        continue;
                     }
+                    // Nothing in flight: wait for the next line (keepalive between lines).
+                    match lines.recv_timeout(IDLE_TICK) {
+                        Ok(Ok(line)) => batch.push(line),
+                        Ok(Err(e)) => return Err(stdin_error(&e)),
+                        Err(RecvTimeoutError::Timeout) => {
+                            client.run_for(Duration::ZERO)?;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                if batch.is_empty() {
                     continue;
                 }
                 let messages: Vec<(&str, &[u8])> = batch

@@ -428,9 +428,21 @@ impl Client {
     /// Drives the client until every message is settled or `timeout` passes; returns whether
     /// nothing is pending.
     pub fn flush(&mut self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_pending_at_most(0, timeout)
+    }
+
+    /// Drives the client until at most `messages` are pending (not yet settled) or `timeout`
+    /// passes; returns whether that many or fewer are. Backpressure for a producer: publish
+    /// while below a bound, wait here when above it — the wait ends as soon as enough
+    /// acknowledgements came, not at the timeout.
+    pub fn wait_pending_at_most(
+        &mut self,
+        messages: usize,
+        timeout: Duration,
+    ) -> Result<bool, Error> {
         let deadline = Instant::now() + timeout;
-        self.drive_until(deadline, |client| client.pending() == 0)?;
-        Ok(self.pending() == 0)
+        self.drive_until(deadline, |client| client.pending() <= messages)?;
+        Ok(self.pending() <= messages)
     }
 
     /// Drives the client for `duration`: reconnects, sends, receives, expires.
