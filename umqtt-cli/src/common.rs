@@ -676,7 +676,31 @@ impl From<ConnectError> for CliError {
 /// Like [`connect`], keeping the library's error (for a reconnect policy to classify) and
 /// returning whether the broker resumed the session.
 pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectError> {
-    let config = settings.config.clone();
+    let stream = open_stream(settings)?;
+    let mut client = Client::with_config(settings.config.clone());
+    if let Some((topic, payload, qos, retain)) = &settings.will {
+        client.set_last_will(topic, payload, *retain, *qos);
+    }
+    let session_present = client
+        .connect_with_stream(stream, settings.clean_session)
+        .map_err(ConnectError::Client)?;
+    crate::signal::connected();
+    Ok((client, session_present))
+}
+
+/// Connects `client` again after a lost link, keeping its session: unacknowledged messages
+/// are resent (same ids, DUP) if the broker resumed the session, or published again as new
+/// ones (with `ClientConfig::republish_on_clean_session`) if not.
+pub fn reconnect(client: &mut CliClient, settings: &Settings) -> Result<bool, ConnectError> {
+    let stream = open_stream(settings)?;
+    client
+        .connect_with_stream(stream, settings.clean_session)
+        .map_err(ConnectError::Client)
+}
+
+/// Opens the transport the flags name: Unix socket, proxy, TCP or TLS.
+fn open_stream(settings: &Settings) -> Result<CliStream, ConnectError> {
+    let config = &settings.config;
     let debug = settings.debug.then(|| config.client_id.clone());
     let mut stream = match &settings.unix {
         Some(path) => {
@@ -719,15 +743,7 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectErro
     if settings.watch_inbound {
         stream = stream.watch_inbound();
     }
-    let mut client = Client::with_config(config);
-    if let Some((topic, payload, qos, retain)) = &settings.will {
-        client.set_last_will(topic, payload, *retain, *qos);
-    }
-    let session_present = client
-        .connect_with_stream(stream, settings.clean_session)
-        .map_err(ConnectError::Client)?;
-    crate::signal::connected();
-    Ok((client, session_present))
+    Ok(stream)
 }
 
 /// A client id unlikely to collide: `umqtt-` and 16 hex digits (22 characters, within MQTT

@@ -102,9 +102,9 @@ impl Link {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Recovered::DeadlinePassed);
             }
-            match common::try_connect(&self.settings) {
-                Ok((client, session_present)) => {
-                    self.client = client;
+            // The same client: its session (unacknowledged messages, packet ids) carries on.
+            match common::reconnect(&mut self.client, &self.settings) {
+                Ok(session_present) => {
                     self.say("reconnected");
                     return Ok(Recovered::Connected { session_present });
                 }

@@ -9,6 +9,7 @@
 //! `--outbox FILE` keeps guaranteed messages on disk until acknowledged, so a run that was
 //! killed leaves them for the next run with the same file, which sends them first.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, Read, Write};
@@ -219,7 +220,10 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
             client.disconnect()?;
         }
         None => {
-            // As mosquitto_pub -l: reconnect when the link is lost (see `link`).
+            // As mosquitto_pub -l: reconnect when the link is lost (see `link`), and resend
+            // what was not acknowledged (libmosquitto keeps its queue across reconnects).
+            let mut settings = settings.clone();
+            settings.config.republish_on_clean_session = true;
             let mut link = Link::connect(&settings)?;
             let published = publish_lines(&mut link, &message);
             link.disconnect();
@@ -485,36 +489,40 @@ fn read_at_most(input: impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// `-l`: one message per line of stdin until end of input. Stdin is read on its own thread so
-/// the connection keeps being driven (keepalive) while no line comes. A lost link is
-/// re-established and the line being published is sent again on the new connection (at least
-/// once: a QoS 1/2 line the broker had already taken may arrive twice).
+/// the connection keeps being driven (keepalive) while no line comes. QoS 1/2 lines are
+/// pipelined up to the in-flight window (`-M`), as mosquitto_pub does; `--confirm` prints each
+/// line once acknowledged (in order: acknowledgements come in publish order
+/// `[MQTT-4.6.0-2]`). A lost link is re-established on the same session, which resends what
+/// the broker had not acknowledged (at least once: a line the broker had taken may arrive
+/// twice).
 fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliError> {
     let lines = spawn_line_reader()?;
+    let window = usize::from(link.client().config().max_in_flight.max(1));
+    // Lines published and not yet acknowledged (QoS 1/2), oldest first, for --confirm.
+    let mut unconfirmed: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut end_of_input = false;
     while !crate::signal::interrupted() {
-        match lines.recv_timeout(IDLE_TICK) {
-            Ok(Ok(line)) => loop {
-                let error = match publish_acknowledged(link.client(), message, &line) {
-                    Ok(true) => {
-                        message.confirmed(&line);
-                        break;
-                    }
-                    Ok(false) => {
-                        return Err(CliError::failed(
-                            "interrupted before the broker acknowledged the last line",
-                        ))
-                    }
-                    Err(error) => error,
-                };
-                match link.recover(error, None)? {
-                    Recovered::Connected { .. } => continue,
-                    Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),
-                }
-            },
-            Ok(Err(e)) => return Err(stdin_error(&e)),
-            Err(RecvTimeoutError::Timeout) => {
-                // Sends a due PINGREQ and reads what arrived; nothing is subscribed, so no
-                // message is expected.
-                if let Err(error) = link.client().check_msg() {
+        // Confirm what the broker acknowledged since the last look.
+        let pending = link.client().pending_publishes();
+        while unconfirmed.len() > pending {
+            if let Some(line) = unconfirmed.pop_front() {
+                message.confirmed(&line);
+            }
+        }
+        if end_of_input && pending == 0 {
+            return Ok(());
+        }
+        let wait = if end_of_input || pending >= window {
+            // The window is full (or the input ended): wait for acknowledgements.
+            Some(window.saturating_sub(1).min(pending.saturating_sub(1)))
+        } else {
+            None
+        };
+        if let Some(at_most) = wait {
+            let at_most = if end_of_input { 0 } else { at_most };
+            match link.client().wait_published_at_most(at_most, IDLE_TICK) {
+                Ok(()) | Err(umqtt::Error::Timeout) => {}
+                Err(error) => {
                     if let Recovered::Interrupted | Recovered::DeadlinePassed =
                         link.recover(error, None)?
                     {
@@ -522,8 +530,85 @@ fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliEr
                     }
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            continue;
         }
+        let next = if pending > 0 {
+            // Acknowledgements are due: read them briefly, then look for lines again.
+            match lines.try_recv() {
+                Ok(line) => Some(line),
+                Err(TryRecvError::Empty) => {
+                    if let Err(error) = link.client().wait_published_at_most(0, LINE_POLL) {
+                        if !matches!(error, umqtt::Error::Timeout) {
+                            if let Recovered::Interrupted | Recovered::DeadlinePassed =
+                                link.recover(error, None)?
+                            {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => None,
+            }
+        } else {
+            match lines.recv_timeout(IDLE_TICK) {
+                Ok(line) => Some(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    // Sends a due PINGREQ and reads what arrived; nothing is subscribed, so
+                    // no message is expected.
+                    if let Err(error) = link.client().check_msg() {
+                        if let Recovered::Interrupted | Recovered::DeadlinePassed =
+                            link.recover(error, None)?
+                        {
+                            return Ok(());
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            }
+        };
+        let line = match next {
+            Some(Ok(line)) => line,
+            Some(Err(e)) => return Err(stdin_error(&e)),
+            None => {
+                end_of_input = true;
+                continue;
+            }
+        };
+        loop {
+            let client = link.client();
+            let published = client
+                .publish_nowait(message.topic, &line, message.qos, message.retain)
+                .and_then(|packet_id| {
+                    if packet_id.is_none() {
+                        // QoS 0: written now, and that is all it gets.
+                        client.flush()?;
+                    }
+                    Ok(packet_id)
+                });
+            match published {
+                Ok(Some(_)) => {
+                    unconfirmed.push_back(line);
+                    break;
+                }
+                Ok(None) => {
+                    message.confirmed(&line);
+                    break;
+                }
+                Err(error) => match link.recover(error, None)? {
+                    // The session resends what it held; this line goes out now.
+                    Recovered::Connected { .. } => continue,
+                    Recovered::Interrupted | Recovered::DeadlinePassed => return Ok(()),
+                },
+            }
+        }
+    }
+    if !unconfirmed.is_empty() {
+        return Err(CliError::failed(format!(
+            "interrupted before the broker acknowledged the last {} line(s)",
+            unconfirmed.len()
+        )));
     }
     Ok(())
 }

@@ -1268,3 +1268,79 @@ fn tls_use_os_certs_reads_the_os_bundle() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("certificate"), "{stderr}");
 }
+
+/// `pub -l -q 1` pipelines its lines (clean session, the default) and loses none when the
+/// link is cut mid-stream: the same session goes on after reconnecting and publishes again
+/// what the broker had not acknowledged. Counted (unique lines; at least once allows
+/// duplicates) by a persistent QoS 1 subscriber.
+#[test]
+fn pub_lines_pipelined_lose_nothing_across_link_cuts() {
+    use std::collections::BTreeSet;
+    use umqtt::simple::{Client, ClientConfig};
+    use umqtt_testkit::proxy::FaultProxy;
+    const LINES: usize = 3000;
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let mut counter: Client = Client::with_config(ClientConfig {
+        client_id: "cut-sub".into(),
+        server: "127.0.0.1".into(),
+        port: Some(broker.port()),
+        max_queued_messages: 100_000,
+        ..ClientConfig::default()
+    });
+    counter.connect(true).unwrap();
+    counter.subscribe("cut", umqtt::QoS::AtLeastOnce).unwrap();
+    let counted = thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen.len() < LINES && Instant::now() < deadline {
+            if let Some(m) = counter
+                .wait_msg_timeout(Duration::from_millis(200))
+                .unwrap()
+            {
+                seen.insert(String::from_utf8(m.payload).unwrap());
+            }
+        }
+        seen.len()
+    });
+    let port = proxy.port().to_string();
+    let mut publisher = spawn(&[
+        "pub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-i",
+        "cut-pub",
+        "-t",
+        "cut",
+        "-q",
+        "1",
+        "-l",
+    ]);
+    let mut stdin = publisher.stdin.take().unwrap();
+    let writer = thread::spawn(move || {
+        for n in 0..LINES {
+            writeln!(stdin, "{n}").unwrap();
+            if n % 500 == 499 {
+                stdin.flush().unwrap();
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    // Cut the publisher's link a few times while lines flow.
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(150));
+        proxy.cut();
+    }
+    writer.join().unwrap();
+    let published = publisher.finish();
+    assert!(published.status.success(), "{published:?}");
+    let reconnects = published.stderr.matches("umqtt: reconnected").count();
+    assert!(
+        reconnects >= 1,
+        "the cuts did not hit the link: {published:?}"
+    );
+    let unique = counted.join().unwrap();
+    assert_eq!(unique, LINES, "lines lost: {unique} of {LINES} arrived");
+}

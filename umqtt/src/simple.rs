@@ -98,6 +98,10 @@ pub struct ClientConfig {
     /// below the broker's limit (mosquitto: `max_inflight_messages`, default 20): a 3.1.1 broker
     /// silently drops what exceeds it. See [`SessionConfig::max_in_flight`].
     pub max_in_flight: u16,
+    /// On a clean-session `connect`, publish unacknowledged QoS 1/2 messages again as new
+    /// messages instead of discarding them (libmosquitto's behaviour across reconnects). See
+    /// [`SessionConfig::republish_on_clean_session`]. Default false.
+    pub republish_on_clean_session: bool,
 }
 
 impl Default for ClientConfig {
@@ -116,6 +120,7 @@ impl Default for ClientConfig {
             max_queued_messages: 1024,
             max_queued_bytes: 64 * 1024 * 1024,
             max_in_flight: 20,
+            republish_on_clean_session: false,
             protocol: ProtocolVersion::V311,
         }
     }
@@ -312,16 +317,28 @@ impl<S: Stream> Client<S> {
 
     /// Waits until every QoS 1/2 message published so far is acknowledged, or `timeout`.
     pub fn wait_all_published(&mut self, timeout: Duration) -> Result<(), Error> {
-        if self.session.outgoing_len() == 0 {
+        self.wait_published_at_most(0, timeout)
+    }
+
+    /// Waits until at most `pending` QoS 1/2 messages are unacknowledged ([`Error::Timeout`]
+    /// after `timeout`): a pipelining producer publishes while below its depth and waits here
+    /// above it. Acknowledgements come in publish order `[MQTT-4.6.0-2]`, so the oldest
+    /// messages are the ones acknowledged.
+    pub fn wait_published_at_most(
+        &mut self,
+        pending: usize,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        if self.session.outgoing_len() <= pending {
             return self.flush();
         }
         let deadline = std::time::Instant::now() + timeout;
         let mut remaining = self.session.outgoing_len();
         self.run_until(Some(deadline), |notice, _| {
             if let Notice::Published(_) = notice {
-                remaining -= 1;
+                remaining = remaining.saturating_sub(1);
             }
-            (remaining == 0).then_some(())
+            (remaining <= pending).then_some(())
         })
     }
 
@@ -801,6 +818,7 @@ fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
         username: config.username.clone(),
         password: config.password.clone(),
         will,
+        republish_on_clean_session: config.republish_on_clean_session,
         ..SessionConfig::default()
     }
 }
