@@ -31,9 +31,8 @@
 //! Broker input is raw bytes, arbitrary broker packets (known or random ids), or the replies a
 //! well-behaved broker owes for what was written; one to three of them per read, whole or split.
 //!
-//! Six engine bugs this target found have their reproductions in `fuzz/regressions/engine/`;
-//! five are fixed and asserted unconditionally. One (`premature-ack`, in the session) is still
-//! relaxed unless `UMQTT_FUZZ_STRICT` names it (see `strict()` and the `// BUG:` comment). `UMQTT_FUZZ_TRACE=1` prints every step.
+//! The engine bugs this target found are fixed and asserted unconditionally; their inputs are
+//! in `fuzz/regressions/engine/` (run them to check the fixes hold). `UMQTT_FUZZ_TRACE=1` prints every step.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -59,14 +58,6 @@ const FILTERS: &[&str] = &["a", "a/+", "#", "+/b/#"];
 const SECOND: u64 = 1000;
 const HOUR: u64 = 3600 * SECOND;
 
-/// Whether to assert an invariant that a known engine bug breaks (off by default so fuzzing
-/// goes on): `UMQTT_FUZZ_STRICT=1` for all, or a comma-separated list of bug names
-/// (`disconnect`, `disconnect-drops`, `outbox`, `dead-link`, `stranded`, `premature-ack`).
-fn strict(bug: &str) -> bool {
-    static STRICT: OnceLock<String> = OnceLock::new();
-    let value = STRICT.get_or_init(|| std::env::var("UMQTT_FUZZ_STRICT").unwrap_or_default());
-    value == "1" || value.split(',').any(|name| name.trim() == bug)
-}
 
 /// Print every step and event (`UMQTT_FUZZ_TRACE=1`), to turn a crash into a story.
 fn tracing() -> bool {
@@ -266,9 +257,6 @@ struct Harness {
     events_seen: u64,
     /// Packet ids of the PUBLISH packets written on the current connection.
     published_ids: BTreeSet<u16>,
-    /// The broker acknowledged a packet id not published on this connection (see the BUG in
-    /// `drain_events`).
-    premature_ack: bool,
 }
 
 impl Harness {
@@ -512,20 +500,14 @@ impl Harness {
             assert!(events < 1_000_000, "poll_event does not terminate");
             match event {
                 Event::Delivered { id } => {
-                    // BUG: the session counts a QoS 1/2 message as in flight once its PUBLISH
-                    // is queued, before the driver has it: a PUBACK (or PUBREC + PUBCOMP) for
-                    // that packet id arriving in the same read as the CONNACK that let it go
-                    // out completes it, and it is reported Delivered although it was never
-                    // written (the connection may then die with the bytes unsent). Only a
-                    // broker acknowledging an id it was never sent does that. Asserted with
-                    // UMQTT_FUZZ_STRICT=premature-ack.
-                    if strict("premature-ack") || !self.premature_ack {
-                        assert!(
-                            self.written.contains(&id.0),
-                            "message {} delivered, its PUBLISH never written",
-                            id.0
-                        );
-                    }
+                    // Was a bug (regressions/engine/premature-ack): an acknowledgement in the
+                    // same read as the CONNACK that released the PUBLISH completed it before
+                    // the driver had written it.
+                    assert!(
+                        self.written.contains(&id.0),
+                        "message {} delivered, its PUBLISH never written",
+                        id.0
+                    );
                     self.settle(id.0, "Delivered");
                     self.counts.delivered += 1;
                 }
@@ -921,7 +903,6 @@ impl Harness {
                             disconnect_sent: false,
                         };
                         self.published_ids.clear();
-                        self.premature_ack = false;
                         trace!("{} handle_opened", self.now);
                         self.engine.handle_opened(now);
                     } else {
@@ -967,7 +948,6 @@ impl Harness {
                         }
                     }
                     trace!("{} handle_read {}", self.now, describe(&bytes));
-                    self.note_premature_acks(&bytes);
                     if u.ratio(1, 4)? && bytes.len() > 1 {
                         let split = u.int_in_range(1..=bytes.len() - 1)?;
                         self.engine.handle_read(now, &bytes[..split]);
@@ -983,18 +963,6 @@ impl Harness {
         }
         self.service();
         Ok(())
-    }
-
-    /// Notes whether `bytes` acknowledge a packet id no PUBLISH of this connection used.
-    fn note_premature_acks(&mut self, mut bytes: &[u8]) {
-        while let Ok(Decoded::Complete { packet, consumed }) = decode(bytes, usize::MAX) {
-            if let Packet::PubAck(id) | Packet::PubRec(id) | Packet::PubComp(id) = packet {
-                if !self.published_ids.contains(&id.get()) {
-                    self.premature_ack = true;
-                }
-            }
-            bytes = &bytes[consumed..];
-        }
     }
 
     /// A driver reads only from an open transport, and only while the engine wants it.
@@ -1077,7 +1045,6 @@ fn run(data: &[u8]) -> Result<()> {
         disconnect_checked: false,
         events_seen: 0,
         published_ids: BTreeSet::new(),
-        premature_ack: false,
     };
     // Messages a previous process left in its durable outbox.
     for _ in 0..u.int_in_range(0..=3)? {

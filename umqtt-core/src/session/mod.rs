@@ -333,6 +333,9 @@ struct Outgoing {
     sent_before: bool,
     /// The encoded PUBLISH with DUP clear.
     packet: Vec<u8>,
+    /// `rx_generation` when it was last sent: an acknowledgement in the same input as its
+    /// sending cannot be for it (the driver had not even written it yet).
+    sent_in: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -385,6 +388,9 @@ struct State {
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
+    /// Counts `handle_read` calls: tells input that arrived after a PUBLISH was handed to the
+    /// driver from input that came with the packet that released it.
+    rx_generation: u64,
     /// With `manual_ack`: received QoS 1/2 messages whose PUBACK (0x40) / PUBREC (0x50) is
     /// not yet written, in arrival order, and whether the application acknowledged them.
     pending_acks: VecDeque<(PacketId, u8, bool)>,
@@ -422,6 +428,7 @@ impl Session {
                 quarantined_ids: Vec::new(),
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
+                rx_generation: 0,
                 pending_acks: VecDeque::new(),
                 tx: Vec::new(),
                 tx_sent: 0,
@@ -618,6 +625,7 @@ impl Session {
             stage: OutgoingStage::Queued,
             sent_before: false,
             packet: buffer,
+            sent_in: 0,
         });
         state.fill_window();
         Ok(Some(packet_id))
@@ -665,6 +673,7 @@ impl Session {
             },
             sent_before,
             packet: buffer,
+            sent_in: 0,
         });
         Ok(())
     }
@@ -780,6 +789,7 @@ impl Session {
         if self.state.connection == Connection::Disconnected || data.is_empty() {
             return;
         }
+        self.state.rx_generation += 1;
         if self.rx_start > 0 {
             self.rx.drain(..self.rx_start);
             self.rx_scan -= self.rx_start;
@@ -1139,6 +1149,16 @@ impl State {
                 entry.sent_before = true;
             }
         }
+        let generation = self.rx_generation;
+        self.outgoing[index].sent_in = generation;
+    }
+
+    /// The in-flight entry `packet_id` if an acknowledgement may be for it: not one sent while
+    /// decoding the very input that carries the acknowledgement (the driver had not written
+    /// it: only a broker acknowledging an id it was never sent does that).
+    fn position_acknowledgeable(&self, packet_id: PacketId) -> Option<usize> {
+        self.position_in_flight(packet_id)
+            .filter(|&index| self.outgoing[index].sent_in != self.rx_generation)
     }
 
     fn position_in_flight(&self, packet_id: PacketId) -> Option<usize> {
@@ -1214,7 +1234,7 @@ impl State {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
             Packet::PubAck(id) => {
-                let index = self.position_in_flight(id)?;
+                let index = self.position_acknowledgeable(id)?;
                 let entry = &self.outgoing[index];
                 if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {
                     return None;
@@ -1222,7 +1242,7 @@ impl State {
                 self.complete_outgoing(index)
             }
             Packet::PubRec(id) => {
-                let index = self.position_in_flight(id)?;
+                let index = self.position_acknowledgeable(id)?;
                 let entry = &mut self.outgoing[index];
                 if entry.qos != QoS::ExactlyOnce {
                     return None;
@@ -1234,7 +1254,7 @@ impl State {
                 first.then_some(Event::PublishReceived(id))
             }
             Packet::PubComp(id) => {
-                let index = self.position_in_flight(id)?;
+                let index = self.position_acknowledgeable(id)?;
                 if self.outgoing[index].stage != OutgoingStage::AwaitingPubComp {
                     return None;
                 }

@@ -1073,3 +1073,38 @@ fn cancelled_large_publish_is_skipped_before_it_is_sent() {
         vec![publish_sent(2, false, QoS::AtLeastOnce, b"b")]
     );
 }
+
+/// Found by the engine fuzz target: a PUBACK in the same input as the CONNACK that lets a
+/// queued PUBLISH go out cannot be for it (the driver has not written it yet); it is
+/// ignored, and the message completes with the PUBACK that follows its sending.
+#[test]
+fn an_ack_in_the_same_input_as_the_release_of_its_publish_is_ignored() {
+    let mut session = Session::new(config());
+    let id = session
+        .publish("t", b"x", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    session.connect(t(0), false).unwrap();
+    let _ = sent(&mut session, t(0));
+    let [hi, lo] = id.get().to_be_bytes();
+    // CONNACK (no session) and a PUBACK for the id, in one read.
+    let events = feed(
+        &mut session,
+        t(1),
+        &[0x20, 0x02, 0x00, 0x00, 0x40, 0x02, hi, lo],
+    );
+    assert_eq!(events, vec![Ev::Connected(false)]);
+    assert_eq!(
+        session.outgoing_len(),
+        1,
+        "not completed before it was written"
+    );
+    assert_eq!(
+        sent(&mut session, t(1)),
+        vec![publish_sent(id.get(), false, QoS::AtLeastOnce, b"x")]
+    );
+    assert_eq!(
+        feed(&mut session, t(2), &[0x40, 0x02, hi, lo]),
+        vec![Ev::Published(id.get())]
+    );
+}
