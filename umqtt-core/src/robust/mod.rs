@@ -942,6 +942,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             subscriptions: self.subscriptions.len(),
             random: self.next_random(),
         };
+        // No-retry messages never wait for a later attempt: this one failed, so they found no
+        // link (the policy saw them in `pending`).
+        self.drop_waiting(
+            |p| p.delivery == Delivery::NoRetry,
+            Outcome::Dropped(DropReason::NotConnected),
+        );
         let mut decision = self.policy.on_failure(&failure);
         if decision == Decision::Stop {
             self.withdraw(
@@ -952,11 +958,6 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 decision = self.policy.keep_listening(&failure);
             }
         }
-        // No-retry messages never wait for a later attempt.
-        self.drop_waiting(
-            |p| p.delivery == Delivery::NoRetry,
-            Outcome::Dropped(DropReason::NotConnected),
-        );
         let next_attempt = match decision {
             Decision::RetryAfter(delay) => {
                 self.push_event(Event::RetryScheduled { delay });
