@@ -1,0 +1,34 @@
+//! Async (tokio) drivers for umqtt, over the same sans-IO core as the blocking client: no MQTT
+//! or reconnect rule lives here, only sockets, tokio's clock and the hand-off between tasks.
+//!
+//! - [`robust`]: the reconnecting client. A cloneable [`robust::Handle`] for any number of
+//!   tasks (publish, subscribe, nudge, ack, disconnect), one [`robust::Events`] stream for
+//!   everything that happens (received messages included), and a driver task that owns the
+//!   connection. Per-message delivery contracts and reconnect policies are the engine's
+//!   ([`umqtt_core::robust`]).
+//! - [`connect`]: how the driver opens a connection: TCP or TLS (tokio-rustls, with umqtt's
+//!   [`TlsConfig`](umqtt::TlsConfig)), or any `AsyncRead + AsyncWrite` stream a closure opens.
+//!
+//! ```text
+//!  tasks ── Handle::publish / subscribe / nudge / ack ──┐        (each locks the engine
+//!                                                       ▼         briefly, never across .await)
+//!                                              Engine (umqtt-core) ◄── driver task: connects,
+//!  task ◄── Events::next (messages, outcomes, link) ───┘               reads, writes, timers
+//! ```
+//!
+//! Time is tokio's clock ([`tokio::time::Instant`]) converted to the core's milliseconds, so a
+//! test on tokio's paused clock (`#[tokio::test(start_paused = true)]`) replays hours of
+//! outages in milliseconds, deterministically.
+//!
+//! What this crate does not do (yet): a durable outbox (the blocking client's redb outbox is
+//! not wired to the async driver), WebSockets, and a simple (non-reconnecting) async client.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod connect;
+mod error;
+pub mod robust;
+mod time;
+
+pub use error::Error;
+pub use umqtt::{ClientConfig, Message, QoS, TlsConfig, UsageError};
