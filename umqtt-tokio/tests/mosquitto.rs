@@ -265,3 +265,47 @@ async fn proxy_cuts_lose_nothing_and_qos2_is_exactly_once() {
         "the link was cut and came back"
     );
 }
+
+/// TLS through tokio-rustls with umqtt's `TlsConfig`; an untrusted CA is an attempt failure
+/// the policy sees as a TLS failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_same_tls_config() {
+    let certs = umqtt_testkit::certs::TestCerts::generate();
+    let broker = Mosquitto::builder().tls(&certs).start();
+    let mut config = config(broker.tls_port(), "tls-pub");
+    config.tls = Some(umqtt::TlsConfig::new().ca_file(certs.ca().cert_path()));
+    let (publisher, publisher_events) = Client::new(config.clone(), policy())
+        .spawn()
+        .expect("runtime");
+    drop(publisher_events);
+    let receipt = publisher
+        .publish_with(
+            "tls/1",
+            b"secret",
+            QoS::AtLeastOnce,
+            false,
+            Delivery::Guaranteed,
+        )
+        .await
+        .expect("accepted");
+    let outcome = tokio::time::timeout(GUARD, receipt.outcome()).await;
+    assert_eq!(outcome, Ok(Ok(Outcome::Delivered)));
+
+    config.client_id = "tls-wrong-ca".into();
+    config.tls = Some(umqtt::TlsConfig::new().ca_file(certs.other_ca().cert_path()));
+    let (_untrusting, mut events) = Client::new(config, policy()).spawn().expect("runtime");
+    let failed = tokio::time::timeout(GUARD, async {
+        while let Some(event) = events.next().await {
+            if let Event::AttemptFailed { kind, .. } = event {
+                return Some(kind);
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(
+        failed,
+        Ok(Some(umqtt_tokio::robust::FailureKind::Tls)),
+        "an untrusted certificate is a TLS failure"
+    );
+}

@@ -385,3 +385,38 @@ async fn no_retry_is_dropped_while_down_and_delivered_while_up() {
     });
     assert_eq!(accepted, vec![b"21.6".to_vec()]);
 }
+
+/// Dropping the last handle sends DISCONNECT (no will), ends the driver, and then the event
+/// stream; the futures and types are `Send`, for multi-threaded runtimes.
+#[tokio::test(start_paused = true)]
+async fn last_handle_dropped_disconnects_and_ends_the_driver() {
+    fn is_send<T: Send>(_: &T) {}
+    let sim = Sim::new(SimNet::new(6));
+    let (handle, mut events, driver) = Client::new(config("bye"), FixedDelay::default())
+        .robust_config(robust())
+        .connector(sim.connector())
+        .build();
+    is_send(&driver);
+    is_send(&handle.publish("t", b"", QoS::AtMostOnce, false));
+    is_send(&events.next());
+    let driver = tokio::spawn(driver);
+    let second = handle.clone();
+    wait_connected(&second).await;
+    drop(handle);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!driver.is_finished(), "a handle is left");
+    drop(second);
+    driver.await.expect("driver ended cleanly");
+    let mut seen = Vec::new();
+    while let Some(event) = events.next().await {
+        seen.push(event);
+    }
+    assert!(
+        matches!(seen.first(), Some(Event::Connected { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(seen.len(), 1, "a DISCONNECT is not a failure: {seen:?}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let connected = sim.with(|net, _| net.broker(0).is_connected("bye"));
+    assert!(!connected);
+}
