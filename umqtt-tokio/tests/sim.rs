@@ -420,3 +420,33 @@ async fn last_handle_dropped_disconnects_and_ends_the_driver() {
     let connected = sim.with(|net, _| net.broker(0).is_connected("bye"));
     assert!(!connected);
 }
+
+/// A receipt whose message can no longer be settled (the driver was dropped with the message
+/// queued) learns it instead of waiting forever.
+#[tokio::test(start_paused = true)]
+async fn receipts_learn_that_the_driver_stopped() {
+    let mut net = SimNet::new(8);
+    net.set_mode(umqtt_core::Instant::from_millis(0), 0, ServerMode::Refuse);
+    let sim = Sim::new(net);
+    let (handle, events, driver) = Client::new(config("gone"), BatteryAware::new())
+        .robust_config(robust())
+        .connector(sim.connector())
+        .build();
+    let driver = tokio::spawn(driver);
+    let receipt = handle
+        .publish("t", b"1", QoS::AtLeastOnce, false)
+        .await
+        .expect("queued");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    driver.abort();
+    let _ = driver.await;
+    drop(events);
+    assert_eq!(receipt.outcome().await, Err(Error::DriverStopped));
+    assert_eq!(
+        handle
+            .publish("t", b"2", QoS::AtLeastOnce, false)
+            .await
+            .map(|r| r.id()),
+        Err(Error::DriverStopped)
+    );
+}

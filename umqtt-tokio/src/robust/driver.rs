@@ -76,6 +76,7 @@ impl Drop for Finish {
             // event stream (or here, if nobody reads it).
             if state.events_dropped {
                 while state.take_event().is_some() {}
+                state.abandon_waiters();
             }
             state.waiters.retain(|_, waiter| !waiter.is_closed());
         }

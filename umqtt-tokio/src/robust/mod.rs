@@ -45,9 +45,11 @@
 //! Outcomes travel in the engine's one event stream, in order with everything else. A
 //! [`Receipt`] resolves when its outcome event is taken out of the engine: by
 //! [`Events::next`], or by the driver as soon as the [`Events`] was dropped. So: read the
-//! event stream (from its own task, typically), or drop it. An outcome the engine discarded
-//! because nobody read more than `max_events` events resolves its receipt with
-//! [`Error::DriverStopped`] only when the driver ends.
+//! event stream (from its own task, typically), or drop it. After the driver ended, a receipt
+//! whose outcome never came resolves with [`Error::DriverStopped`] once the event stream was
+//! read to its end or dropped. (An outcome the engine discarded because more than
+//! `max_events` events were left unread is such a case: the engine has no way to hand
+//! outcomes over apart from the other events — see the crate's notes.)
 //!
 //! # Cancel safety
 //! - [`Handle::publish`] / [`Handle::publish_with`]: the only `.await` is waiting for room in
@@ -277,6 +279,14 @@ impl State {
             }
         }
         Some(event)
+    }
+
+    /// After the driver ended, once the event stream can hand out no more outcomes: receipts
+    /// still waiting will never get one (they learn [`Error::DriverStopped`]).
+    pub(crate) fn abandon_waiters(&mut self) {
+        if self.driver_done {
+            self.waiters.clear();
+        }
     }
 }
 
@@ -562,8 +572,15 @@ impl Events {
             if let Some(event) = self.try_next() {
                 return Some(event);
             }
-            if shared.lock().driver_done {
-                return self.try_next();
+            {
+                let mut state = shared.lock();
+                if state.driver_done {
+                    let last = state.take_event();
+                    if last.is_none() {
+                        state.abandon_waiters();
+                    }
+                    return last;
+                }
             }
             ready.await;
         }
@@ -599,7 +616,15 @@ impl Events {
 
 impl Drop for Events {
     fn drop(&mut self) {
-        self.shared.lock().events_dropped = true;
+        {
+            let mut state = self.shared.lock();
+            state.events_dropped = true;
+            if state.driver_done {
+                // Nobody else takes events now: outcomes left go to their receipts.
+                while state.take_event().is_some() {}
+                state.abandon_waiters();
+            }
+        }
         self.shared.driver.notify_one();
     }
 }
