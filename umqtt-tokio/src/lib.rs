@@ -6,6 +6,8 @@
 //!   everything that happens (received messages included), and a driver task that owns the
 //!   connection. Per-message delivery contracts and reconnect policies are the engine's
 //!   ([`umqtt_core::robust`]).
+//! - [`simple`]: one method per MQTT operation over the core's session, no reconnecting, no
+//!   background task (the async twin of `umqtt::simple::Client`).
 //! - [`connect`]: how the driver opens a connection: TCP or TLS (tokio-rustls, with umqtt's
 //!   [`TlsConfig`](umqtt::TlsConfig)), or any `AsyncRead + AsyncWrite` stream a closure opens.
 //!
@@ -21,13 +23,14 @@
 //! outages in milliseconds, deterministically.
 //!
 //! What this crate does not do (yet): a durable outbox (the blocking client's redb outbox is
-//! not wired to the async driver), WebSockets, and a simple (non-reconnecting) async client.
+//! not wired to the async driver), WebSockets, MQTT 5.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod connect;
 mod error;
 pub mod robust;
+pub mod simple;
 mod time;
 
 pub use error::Error;
