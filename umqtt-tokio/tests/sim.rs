@@ -450,3 +450,45 @@ async fn receipts_learn_that_the_driver_stopped() {
         Err(Error::DriverStopped)
     );
 }
+
+/// With manual acks, the broker gets PUBACK only when the application calls `Handle::ack`:
+/// a message taken from the stream but not processed is still the broker's to redeliver.
+#[tokio::test(start_paused = true)]
+async fn manual_ack_holds_acknowledgements_until_the_application_acks() {
+    let sim = Sim::new(SimNet::new(12));
+    let robust = RobustConfig {
+        manual_ack: true,
+        ..robust()
+    };
+    let (handle, mut events) = spawn(
+        &sim,
+        Client::new(config("ackme"), FixedDelay::default()).robust_config(robust),
+    );
+    handle.subscribe("m", QoS::AtLeastOnce).expect("valid");
+    while !matches!(events.next().await, Some(Event::Subscribed { .. })) {}
+    sim.with(|net, now| {
+        for n in 0..3 {
+            net.broker_mut(0)
+                .publish(now, "m", format!("{n}").as_bytes(), QoS::AtLeastOnce, false);
+        }
+    });
+    let mut messages = Vec::new();
+    while messages.len() < 3 {
+        if let Some(Event::Message(message)) = events.next().await {
+            messages.push(message);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let unacked = sim.with(|net, _| net.broker(0).in_flight("ackme"));
+    assert_eq!(
+        unacked, 3,
+        "nothing acknowledged before the application says so"
+    );
+    for message in &messages {
+        assert!(handle.ack(message), "an acknowledgement was owed");
+        assert!(!handle.ack(message), "only once");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let unacked = sim.with(|net, _| net.broker(0).in_flight("ackme"));
+    assert_eq!(unacked, 0);
+}
