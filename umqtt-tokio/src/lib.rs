@@ -9,7 +9,7 @@
 //! - [`simple`]: one method per MQTT operation over the core's session, no reconnecting, no
 //!   background task (the async twin of `umqtt::simple::Client`).
 //! - [`connect`]: how the driver opens a connection: TCP or TLS (tokio-rustls, with umqtt's
-//!   [`TlsConfig`](umqtt::TlsConfig)), or any `AsyncRead + AsyncWrite` stream a closure opens.
+//!   [`TlsConfig`]), or any `AsyncRead + AsyncWrite` stream a closure opens.
 //!
 //! ```text
 //!  tasks ── Handle::publish / subscribe / nudge / ack ──┐        (each locks the engine
@@ -24,6 +24,14 @@
 //!
 //! What this crate does not do (yet): a durable outbox (the blocking client's redb outbox is
 //! not wired to the async driver), WebSockets, MQTT 5.
+//!
+//! # Notes for the core
+//! The driver needs nothing the engine does not give, with one exception that shapes the
+//! API: outcomes come out of the engine's single event queue, in order with everything else,
+//! so a [`robust::Receipt`] resolves only when the event stream passes its outcome (or when
+//! the stream was dropped). An `Engine::poll_outcome` (outcomes apart from other events)
+//! would let receipts resolve whatever the application does with the stream; until then the
+//! driver does not keep a second, unbounded queue of its own.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -331,7 +331,9 @@ impl<S: AsyncStream> Client<S> {
 
     fn pop(&mut self) -> Option<Message> {
         let message = self.inbox.pop_front()?;
-        self.inbox_bytes -= message.topic.len() + message.payload.len();
+        self.inbox_bytes = self
+            .inbox_bytes
+            .saturating_sub(message.topic.len() + message.payload.len());
         Some(message)
     }
 
