@@ -224,7 +224,28 @@ impl Link {
         let now = state.clock.now();
         if state.handles == 0 && !*shutting_down {
             *shutting_down = true;
-            state.engine.disconnect(now);
+            state.deferred.disconnect = true;
+        }
+        // Inputs that may end the connection, now that no write is under way. Events are
+        // drained first when nobody reads them (their messages free room in the receive
+        // bound too).
+        loop {
+            if state.events_dropped {
+                while state.take_event().is_some() {}
+            }
+            if state.deferred.is_empty() {
+                break;
+            }
+            let deferred = std::mem::take(&mut state.deferred);
+            for payload_len in deferred.consumed {
+                state.engine.handle_consumed(now, payload_len);
+            }
+            if deferred.nudge {
+                state.engine.nudge(now);
+            }
+            if deferred.disconnect {
+                state.engine.disconnect(now);
+            }
         }
         let mut ops = Vec::new();
         // Whether a stream will be open when the ops run: bytes are taken from the engine
@@ -256,9 +277,6 @@ impl Link {
         while let Some(StoreOp::Assigned { .. } | StoreOp::Settled { .. }) =
             state.engine.poll_store()
         {}
-        if state.events_dropped {
-            while state.take_event().is_some() {}
-        }
         state.serviced += 1;
         let wait = Wait {
             timeout: state.engine.poll_timeout(),

@@ -65,7 +65,11 @@
 //! - [`Handle::disconnect`]: DISCONNECT is requested before the first `.await`; dropping the
 //!   future only stops waiting for the driver to have written it.
 //! - [`Handle::subscribe`], [`Handle::unsubscribe`], [`Handle::nudge`], [`Handle::ack`] are
-//!   not futures: they take effect when they return.
+//!   not futures: they take effect when they return (a nudge at the driver's next pass).
+//! - Whatever is cancelled, bytes taken from the engine are written whole before anything
+//!   that may end the connection is applied (a disconnect, a nudge, room in the receive
+//!   bound): the engine never counts written QoS 0 messages as unwritten (which would send
+//!   them twice).
 //! - The driver ([`Driver`]): dropping or aborting it ends the connection (no DISCONNECT:
 //!   the broker publishes the will); queued messages are then lost with the process's memory
 //!   and pending receipts resolve with [`Error::DriverStopped`].
@@ -206,6 +210,7 @@ impl Client {
                 clock,
                 waiters: HashMap::new(),
                 events_dropped: false,
+                deferred: Deferred::default(),
                 driver_done: false,
                 handles: 1,
                 serviced: 0,
@@ -244,12 +249,31 @@ impl Shared {
     }
 }
 
+/// See [`State::deferred`].
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// Payload lengths of received messages the application took.
+    pub(crate) consumed: Vec<usize>,
+    pub(crate) nudge: bool,
+    pub(crate) disconnect: bool,
+}
+
+impl Deferred {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.consumed.is_empty() && !self.nudge && !self.disconnect
+    }
+}
+
 pub(crate) struct State {
     pub(crate) engine: Engine<PolicyBox, LinkFailure>,
     pub(crate) clock: Clock,
     /// Receipts waiting for an outcome.
     pub(crate) waiters: HashMap<MessageId, oneshot::Sender<Outcome>>,
     pub(crate) events_dropped: bool,
+    /// Inputs that may end the connection, applied by the driver between its writes (never
+    /// while a write of bytes already taken from the engine is under way: the engine would
+    /// count them unwritten and send them again).
+    pub(crate) deferred: Deferred,
     pub(crate) driver_done: bool,
     pub(crate) handles: usize,
     /// Driver service passes so far.
@@ -266,8 +290,7 @@ impl State {
             Event::Expired { id } => Some((*id, Outcome::Expired)),
             Event::Dropped { id, reason } => Some((*id, Outcome::Dropped(*reason))),
             Event::Message(message) => {
-                let now = self.clock.now();
-                self.engine.handle_consumed(now, message.payload.len());
+                self.deferred.consumed.push(message.payload.len());
                 None
             }
             _ => None,
@@ -460,11 +483,11 @@ impl Handle {
     }
 
     /// The network is back (e.g. Wi-Fi up): an attempt starts at once if the link is down.
+    /// Applied by the driver at its next pass, like every input that may end a connection
+    /// (so that it never lands while a write is under way).
     pub fn nudge(&self) {
-        let _ = self.command(|engine, now| {
-            engine.nudge(now);
-            Ok(())
-        });
+        self.shared.lock().deferred.nudge = true;
+        self.shared.driver.notify_one();
     }
 
     /// With `RobustConfig::manual_ack`: `message` is processed; the broker gets its PUBACK /
@@ -494,8 +517,7 @@ impl Handle {
     pub async fn disconnect(&self) {
         let requested = {
             let mut state = self.shared.lock();
-            let now = state.clock.now();
-            state.engine.disconnect(now);
+            state.deferred.disconnect = true;
             state.serviced
         };
         self.shared.driver.notify_one();
