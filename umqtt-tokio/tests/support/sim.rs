@@ -112,6 +112,7 @@ impl Sim {
     }
 
     /// A connector opening links of this network.
+    #[allow(dead_code)] // Not every test binary uses every helper.
     pub fn connector(&self) -> impl Connector {
         let sim = self.clone();
         connector_fn(move |server| {
@@ -120,7 +121,8 @@ impl Sim {
         })
     }
 
-    async fn open(&self, server: usize) -> Result<SimStream, umqtt::Error> {
+    /// Opens a link to `server` (as a connector would).
+    pub async fn open(&self, server: usize) -> Result<SimStream, umqtt::Error> {
         let conn = self.with(|net, now| net.open(now, server));
         // Closes the link if the open is abandoned (a black hole never answers).
         let mut guard = Some(SimStream {
