@@ -56,6 +56,10 @@ enum Kind {
     Umqtt,
     Robust,
     Rumqttc,
+    /// umqtt-tokio's robust client.
+    Async,
+    /// rumqttc's `AsyncClient`.
+    RumqttcAsync,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -153,6 +157,30 @@ const VARIANTS: &[Variant] = &[
         kind: Kind::Rumqttc,
         mode: Mode::Qos1Pipelined,
         how: "sync `Client::publish(.., AtLeastOnce)` × N (`set_inflight(window)`), wait for N PubAcks",
+    },
+    Variant {
+        name: "async-qos0",
+        kind: Kind::Async,
+        mode: Mode::Qos0,
+        how: "umqtt-tokio robust `Handle::publish(.., QoS 0).await` × `--chunk`, then the chunk's last `Receipt::outcome().await` (current-thread runtime, event stream dropped)",
+    },
+    Variant {
+        name: "async-qos1-pipelined",
+        kind: Kind::Async,
+        mode: Mode::Qos1Pipelined,
+        how: "umqtt-tokio robust `Handle::publish(.., QoS 1).await` × `--chunk`, then the chunk's last `Receipt::outcome().await`",
+    },
+    Variant {
+        name: "rumqttc-async-qos0",
+        kind: Kind::RumqttcAsync,
+        mode: Mode::Qos0,
+        how: "`AsyncClient::publish(.., AtMostOnce).await`, `EventLoop::poll` in a task (current-thread runtime)",
+    },
+    Variant {
+        name: "rumqttc-async-qos1-pipelined",
+        kind: Kind::RumqttcAsync,
+        mode: Mode::Qos1Pipelined,
+        how: "`AsyncClient::publish(.., AtLeastOnce).await` × N (`set_inflight(window)`), wait for N PubAcks",
     },
 ];
 
@@ -386,6 +414,8 @@ fn child_main(args: &Args, name: &str) {
         (Kind::Robust, mode) => {
             robust_publisher(args, mode, n, &payload, &mut start, &mut latencies)
         }
+        (Kind::Async, mode) => async_publisher(args, mode, n, &payload, &mut start),
+        (Kind::RumqttcAsync, mode) => rumqttc_async_publisher(args, mode, n, &payload, &mut start),
     }
     let published_ns = monotonic_ns();
     // The CPU window ends when the parent's subscriber has every message.
@@ -630,6 +660,119 @@ fn robust_publisher(
             flush(&mut client);
         }
     }
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn async_publisher(args: &Args, mode: Mode, n: usize, payload: &[u8], start: &mut dyn FnMut()) {
+    use umqtt_tokio::robust::{Client, FixedDelay, RobustConfig};
+
+    let config = ClientConfig {
+        client_id: "umqtt-async-bench".to_owned(),
+        server: "127.0.0.1".to_owned(),
+        port: Some(args.port),
+        max_in_flight: args.window,
+        response_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let robust = RobustConfig {
+        clean_session: true,
+        ..RobustConfig::default()
+    };
+    let qos = match mode {
+        Mode::Qos0 => QoS::AtMostOnce,
+        Mode::Qos1Wait | Mode::Qos1Pipelined => QoS::AtLeastOnce,
+    };
+    let topic = args.topic.as_str();
+    current_thread_runtime().block_on(async {
+        let (handle, events) = Client::new(config, FixedDelay::default())
+            .robust_config(robust)
+            .spawn()
+            .expect("runtime");
+        // Outcomes go to the receipts; nothing else is wanted.
+        drop(events);
+        while !handle.is_connected() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        start();
+        for i in 0..n {
+            let receipt = handle
+                .publish(topic, payload, qos, false)
+                .await
+                .expect("publish");
+            // Outcomes come in publish order: the chunk's last settles the chunk.
+            if (i + 1) % args.chunk == 0 || i + 1 == n {
+                let outcome = receipt.outcome().await.expect("outcome");
+                assert_eq!(outcome, umqtt_tokio::robust::Outcome::Delivered);
+            }
+        }
+    });
+}
+
+fn rumqttc_async_publisher(
+    args: &Args,
+    mode: Mode,
+    n: usize,
+    payload: &[u8],
+    start: &mut dyn FnMut(),
+) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet};
+
+    let mut options = MqttOptions::new("rumqttc-async-bench", "127.0.0.1", args.port);
+    options.set_keep_alive(Duration::from_secs(60));
+    options.set_inflight(args.window);
+    let qos = match mode {
+        Mode::Qos0 => rumqttc::QoS::AtMostOnce,
+        Mode::Qos1Wait | Mode::Qos1Pipelined => rumqttc::QoS::AtLeastOnce,
+    };
+    let topic = args.topic.clone();
+    current_thread_runtime().block_on(async {
+        let (client, mut eventloop) = AsyncClient::new(options, args.chunk);
+        let acked = Arc::new(AtomicUsize::new(0));
+        let connected = Arc::new(AtomicUsize::new(0));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let (acked, connected, wake) = (acked.clone(), connected.clone(), wake.clone());
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            connected.store(1, Ordering::Release);
+                            wake.notify_one();
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_)))
+                        | Ok(Event::Outgoing(Outgoing::Publish(0))) => {
+                            acked.fetch_add(1, Ordering::Release);
+                            wake.notify_one();
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("rumqttc connection error: {e}");
+                            std::process::exit(2);
+                        }
+                    }
+                }
+            });
+        }
+        while connected.load(Ordering::Acquire) == 0 {
+            wake.notified().await;
+        }
+        start();
+        for _ in 0..n {
+            client
+                .publish(topic.as_str(), qos, false, payload.to_vec())
+                .await
+                .expect("publish");
+        }
+        while acked.load(Ordering::Acquire) < n {
+            wake.notified().await;
+        }
+    });
 }
 
 fn rumqttc_publisher(

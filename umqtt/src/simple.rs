@@ -132,6 +132,12 @@ impl ClientConfig {
         self.port
             .unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
     }
+
+    /// The session settings these client settings make, with `will` (for drivers of
+    /// [`Session`] outside this crate, e.g. an async one).
+    pub fn session_config(&self, will: Option<Will>) -> SessionConfig {
+        session_config(self, will)
+    }
 }
 
 /// What a drained session event meant, without borrowing the session.

@@ -138,7 +138,7 @@ impl Rng {
 }
 
 /// A scripted fault, run by `advance`.
-type Fault = Box<dyn FnOnce(&mut SimNet, Instant)>;
+type Fault = Box<dyn FnOnce(&mut SimNet, Instant) + Send>;
 
 /// Something due at an instant.
 enum Event {
@@ -458,7 +458,7 @@ impl SimNet {
     /// runs at the next advance.
     pub fn schedule<F>(&mut self, at: Instant, fault: F)
     where
-        F: FnOnce(&mut SimNet, Instant) + 'static,
+        F: FnOnce(&mut SimNet, Instant) + Send + 'static,
     {
         self.push(at, Event::Fault(Box::new(fault)));
     }

@@ -105,6 +105,37 @@ impl Default for RobustConfig {
     }
 }
 
+impl RobustConfig {
+    /// The server list: `config.server` first, then [`RobustConfig::extra_servers`]; events
+    /// name servers by index into it.
+    pub fn servers(&self, config: &ClientConfig) -> Vec<(String, Option<u16>)> {
+        let mut servers = vec![(config.server.clone(), config.port)];
+        servers.extend(self.extra_servers.iter().cloned());
+        servers
+    }
+
+    /// The engine's settings for `config` with these robust-layer settings (what every driver
+    /// of the engine — this blocking one, the async one — runs with).
+    pub fn engine_config(&self, config: &ClientConfig) -> EngineConfig {
+        let mut engine_config = EngineConfig::new(session_config(config));
+        engine_config.servers = 1 + self.extra_servers.len();
+        engine_config.clean_session = self.clean_session;
+        engine_config.max_queued = self.max_queued;
+        engine_config.max_queued_bytes = self.max_queued_bytes;
+        engine_config.overflow = self.overflow;
+        engine_config.max_events = self.max_events;
+        engine_config.max_received = self.max_received.max(1);
+        engine_config.max_received_bytes = self.max_received_bytes;
+        engine_config.manual_ack = self.manual_ack;
+        engine_config
+    }
+
+    /// [`RobustConfig::seed`], or a seed drawn for this client.
+    pub fn seed_or_random(&self) -> u64 {
+        self.seed.unwrap_or_else(random_seed)
+    }
+}
+
 type EventHandler = Box<dyn FnMut(&Event) + Send>;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -148,19 +179,9 @@ impl Client {
         policy: impl ReconnectPolicy + 'static,
         robust: RobustConfig,
     ) -> Self {
-        let mut servers = vec![(config.server.clone(), config.port)];
-        servers.extend(robust.extra_servers.iter().cloned());
-        let mut engine_config = EngineConfig::new(session_config(&config));
-        engine_config.servers = servers.len();
-        engine_config.clean_session = robust.clean_session;
-        engine_config.max_queued = robust.max_queued;
-        engine_config.max_queued_bytes = robust.max_queued_bytes;
-        engine_config.overflow = robust.overflow;
-        engine_config.max_events = robust.max_events;
-        engine_config.max_received = robust.max_received.max(1);
-        engine_config.max_received_bytes = robust.max_received_bytes;
-        engine_config.manual_ack = robust.manual_ack;
-        let seed = robust.seed.unwrap_or_else(random_seed);
+        let servers = robust.servers(&config);
+        let engine_config = robust.engine_config(&config);
+        let seed = robust.seed_or_random();
         let epoch = Instant::now();
         let write_stall = transport::write_stall(config.response_timeout, &engine_config.session);
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);

@@ -26,7 +26,8 @@ mod stream;
 mod tls;
 
 pub use error::TransportError;
-pub(crate) use stream::{set_write_slice, write_stall, write_within};
+pub use stream::write_stall;
+pub(crate) use stream::{set_write_slice, write_within};
 pub use stream::{Stream, Transport};
 pub use tls::{PemKind, TlsConfig, TlsVersion};
 
@@ -132,6 +133,19 @@ fn strip_ipv6_brackets(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|rest| rest.strip_suffix(']'))
         .unwrap_or(host)
+}
+
+/// The name the certificate is verified against when connecting to `host` with `tls`:
+/// [`TlsConfig::server_name`] if set, else `host`. An IP literal (with or without brackets)
+/// becomes an IP address name (checked against the certificate's IP entries, no SNI), anything
+/// else a DNS name. For drivers that run the TLS handshake themselves (e.g. an async one) with
+/// [`TlsConfig::to_client_config`].
+///
+/// # Errors
+///
+/// [`TransportError::InvalidServerName`] when the name is neither.
+pub fn server_name(tls: &TlsConfig, host: &str) -> Result<ServerName<'static>, TransportError> {
+    parse_server_name(tls.server_name.as_deref().unwrap_or(host))
 }
 
 fn parse_server_name(name: &str) -> Result<ServerName<'static>, TransportError> {

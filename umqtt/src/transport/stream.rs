@@ -204,7 +204,7 @@ const MIN_WRITE_SLICE: Duration = Duration::from_millis(100);
 /// How long a write may make no progress before the link counts as lost: the response
 /// timeout, and with a keepalive at most the keepalive's clock (1.5 × keepalive, as for a
 /// silent link) — the session's timers cannot fire while a write blocks.
-pub(crate) fn write_stall(
+pub fn write_stall(
     response_timeout: Duration,
     session: &umqtt_core::session::SessionConfig,
 ) -> Duration {

@@ -1,0 +1,652 @@
+//! The reconnecting async client: the core's robust engine ([`umqtt_core::robust::Engine`])
+//! driven by a tokio task.
+//!
+//! ```no_run
+//! use umqtt_tokio::robust::{BatteryAware, Client, Delivery, Event, Outcome};
+//! use umqtt_tokio::{ClientConfig, QoS};
+//!
+//! # async fn run() -> Result<(), umqtt_tokio::Error> {
+//! let config = ClientConfig { client_id: "alarm-7".into(), server: "broker.local".into(), ..Default::default() };
+//! let (handle, mut events) = Client::new(config, BatteryAware::new()).spawn()?;
+//! tokio::spawn(async move {
+//!     while let Some(event) = events.next().await {
+//!         println!("{event:?}"); // Connected, RetryScheduled, Message(…), Delivered…
+//!     }
+//! });
+//! let receipt = handle
+//!     .publish_with("home/alarm", b"window broken", QoS::AtLeastOnce, false, Delivery::Guaranteed)
+//!     .await?;
+//! assert_eq!(receipt.outcome().await?, Outcome::Delivered);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Shape
+//! One engine, shared: every [`Handle`] call locks it for the few microseconds its command
+//! takes (never across an `.await`), so `publish` returns the engine's [`MessageId`] without a
+//! round trip through a task. A driver task owns the connection: it opens and closes it as the
+//! engine asks, writes what the engine transmits, reads while the engine wants input, and
+//! sleeps until the engine's next timer. The event stream ([`Events`]) takes events straight
+//! out of the engine, so the engine's bounds are the stream's bounds.
+//!
+//! # Backpressure (all bounded)
+//! - Outgoing: the engine's offline queue (`RobustConfig::max_queued`, `max_queued_bytes`)
+//!   and its overflow rule. With [`Overflow::RefuseNew`] (the default), [`Handle::publish`]
+//!   waits for room and [`Handle::try_publish_with`] fails with `OutgoingFull`; with
+//!   `DropOldest` / `DropNewest` the engine drops (and reports) instead.
+//! - Incoming: received messages count against the engine's receive bound
+//!   (`RobustConfig::max_received`, `max_received_bytes`) until [`Events::next`] returns
+//!   them; past it the driver stops reading, so TCP pushes back on the broker. Other events
+//!   are bounded by `RobustConfig::max_events` (oldest discarded, counted in
+//!   [`Stats::events_overflowed`]).
+//! - There is no command channel: a command is the engine call itself.
+//!
+//! # Outcomes and the event stream
+//! Outcomes travel in the engine's one event stream, in order with everything else. A
+//! [`Receipt`] resolves when its outcome event is taken out of the engine: by
+//! [`Events::next`], or by the driver as soon as the [`Events`] was dropped. So: read the
+//! event stream (from its own task, typically), or drop it. After the driver ended, a receipt
+//! whose outcome never came resolves with [`Error::DriverStopped`] once the event stream was
+//! read to its end or dropped. (An outcome the engine discarded because more than
+//! `max_events` events were left unread is such a case: the engine has no way to hand
+//! outcomes over apart from the other events — see the crate's notes.)
+//!
+//! # Cancel safety
+//! - [`Handle::publish`] / [`Handle::publish_with`]: the only `.await` is waiting for room in
+//!   the offline queue, before anything is queued; the engine takes the message and returns
+//!   its id in one step after that. Dropping the future therefore either queued nothing, or
+//!   — once it returned `Ready` — the message is queued exactly once. Nothing is ever queued
+//!   by a future that was dropped.
+//! - [`Receipt::outcome`]: dropping it (or the receipt) changes nothing for the message; its
+//!   outcome still comes out of the event stream.
+//! - [`Events::next`]: an event is taken out of the engine only in the same step that returns
+//!   it, so dropping a pending `next()` loses no event and no message, and a message is
+//!   acknowledged (with automatic acks) only once it was handed over.
+//! - [`Handle::disconnect`]: DISCONNECT is requested before the first `.await`; dropping the
+//!   future only stops waiting for the driver to have written it.
+//! - [`Handle::subscribe`], [`Handle::unsubscribe`], [`Handle::nudge`], [`Handle::ack`] are
+//!   not futures: they take effect when they return (a nudge at the driver's next pass).
+//! - Whatever is cancelled, bytes taken from the engine are written whole before anything
+//!   that may end the connection is applied (a disconnect, a nudge, room in the receive
+//!   bound): the engine never counts written QoS 0 messages as unwritten (which would send
+//!   them twice).
+//! - The driver ([`Driver`]): dropping or aborting it ends the connection (no DISCONNECT:
+//!   the broker publishes the will); queued messages are then lost with the process's memory
+//!   and pending receipts resolve with [`Error::DriverStopped`].
+
+mod driver;
+
+pub use driver::Driver;
+pub use umqtt::robust::{
+    classify, BatteryAware, Deadline, Decision, Delivery, DropCounts, DropReason,
+    ExponentialBackoff, Failure, FailureKind, FixedDelay, LinkError, LinkFailure, MessageId,
+    NoRetry, OutageLimit, Overflow, PendingSummary, ReconnectPolicy, RobustConfig, Stats,
+};
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{oneshot, Notify};
+use umqtt::{ClientConfig, Message, QoS};
+use umqtt_core::robust::Engine;
+use umqtt_core::session::{UsageError, Will};
+
+use crate::connect::{Connector, TcpConnector};
+use crate::error::Error;
+use crate::time::Clock;
+
+/// What happened: the link's life, every message's outcome, messages received.
+pub type Event = umqtt::robust::Event;
+
+type PolicyBox = Box<dyn ReconnectPolicy>;
+
+/// The final fate of one published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The broker acknowledged it (QoS 1/2), or it was written (QoS 0).
+    Delivered,
+    /// Its [`Delivery::Within`] deadline passed first (not confirmed; it may have arrived).
+    Expired,
+    /// Dropped without an acknowledgement.
+    Dropped(DropReason),
+}
+
+/// Builds a client: settings, then [`Client::spawn`] (driver on the current runtime) or
+/// [`Client::build`] (the driver future, for you to spawn).
+#[must_use = "a client does nothing until spawned or built"]
+pub struct Client {
+    config: ClientConfig,
+    robust: RobustConfig,
+    policy: PolicyBox,
+    connector: Option<Box<dyn Connector>>,
+    will: Option<Will>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("robust", &self.robust)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for `config` (server, client id, keepalive, TLS…) reconnecting by `policy`.
+    pub fn new(config: ClientConfig, policy: impl ReconnectPolicy + 'static) -> Self {
+        Client {
+            config,
+            robust: RobustConfig::default(),
+            policy: Box::new(policy),
+            connector: None,
+            will: None,
+        }
+    }
+
+    /// Robust-layer settings: failover servers, queue and receive bounds, overflow rule,
+    /// manual acks, jitter seed.
+    pub fn robust_config(mut self, robust: RobustConfig) -> Self {
+        self.robust = robust;
+        self
+    }
+
+    /// Opens connections with `connector` instead of TCP/TLS to the configured servers.
+    pub fn connector(mut self, connector: impl Connector) -> Self {
+        self.connector = Some(Box::new(connector));
+        self
+    }
+
+    /// The last will, sent with every CONNECT.
+    pub fn last_will(mut self, topic: &str, payload: &[u8], retain: bool, qos: QoS) -> Self {
+        self.will = Some(Will {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+        });
+        self
+    }
+
+    /// Spawns the driver on the current tokio runtime and returns the handle and the event
+    /// stream. The first connection attempt starts at once.
+    ///
+    /// # Errors
+    /// [`Error::NoRuntime`] outside a tokio runtime.
+    pub fn spawn(self) -> Result<(Handle, Events), Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let (handle, events, driver) = self.build();
+        runtime.spawn(driver);
+        Ok((handle, events))
+    }
+
+    /// The handle, the event stream and the driver future, which does all the I/O: spawn it
+    /// (or `select!` on it); nothing is sent or received while it is not polled. It ends
+    /// after every [`Handle`] was dropped (sending DISCONNECT first if connected).
+    pub fn build(self) -> (Handle, Events, Driver) {
+        let connector = self.connector.unwrap_or_else(|| {
+            Box::new(TcpConnector::from_config(
+                &self.config,
+                &self.robust.extra_servers,
+            ))
+        });
+        let engine_config = self.robust.engine_config(&self.config);
+        let write_stall =
+            umqtt::transport::write_stall(self.config.response_timeout, &engine_config.session);
+        let clock = Clock::new();
+        let mut engine = Engine::new(
+            engine_config,
+            self.policy,
+            self.robust.seed_or_random(),
+            clock.now(),
+        );
+        if self.will.is_some() {
+            engine.set_will(self.will);
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                engine,
+                clock,
+                waiters: HashMap::new(),
+                events_dropped: false,
+                deferred: Deferred::default(),
+                driver_done: false,
+                handles: 1,
+                serviced: 0,
+            }),
+            driver: Notify::new(),
+            events: Notify::new(),
+            progress: Notify::new(),
+        });
+        let driver = Driver::new(shared.clone(), connector, write_stall);
+        (
+            Handle {
+                shared: shared.clone(),
+            },
+            Events { shared },
+            driver,
+        )
+    }
+}
+
+/// What the handle, the event stream and the driver share.
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// Wakes the driver: new work, consumed messages, a dropped handle or event stream.
+    pub(crate) driver: Notify,
+    /// Wakes the event stream (one consumer): new events, or the driver ended.
+    pub(crate) events: Notify,
+    /// Wakes publishers waiting for room and `disconnect` waiting for the driver.
+    pub(crate) progress: Notify,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the engine half-updated in a way the
+        // next call cannot handle any worse than a lost connection: carry on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// See [`State::deferred`].
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// Payload lengths of received messages the application took.
+    pub(crate) consumed: Vec<usize>,
+    pub(crate) nudge: bool,
+    pub(crate) disconnect: bool,
+}
+
+impl Deferred {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.consumed.is_empty() && !self.nudge && !self.disconnect
+    }
+}
+
+pub(crate) struct State {
+    pub(crate) engine: Engine<PolicyBox, LinkFailure>,
+    pub(crate) clock: Clock,
+    /// Receipts waiting for an outcome.
+    pub(crate) waiters: HashMap<MessageId, oneshot::Sender<Outcome>>,
+    pub(crate) events_dropped: bool,
+    /// Inputs that may end the connection, applied by the driver between its writes (never
+    /// while a write of bytes already taken from the engine is under way: the engine would
+    /// count them unwritten and send them again).
+    pub(crate) deferred: Deferred,
+    pub(crate) driver_done: bool,
+    pub(crate) handles: usize,
+    /// Driver service passes so far.
+    pub(crate) serviced: u64,
+}
+
+impl State {
+    /// Takes the next event out of the engine: an outcome goes to its receipt too, a message
+    /// frees its room in the receive bound.
+    pub(crate) fn take_event(&mut self) -> Option<Event> {
+        let event = self.engine.poll_event()?;
+        let outcome = match &event {
+            Event::Delivered { id } => Some((*id, Outcome::Delivered)),
+            Event::Expired { id } => Some((*id, Outcome::Expired)),
+            Event::Dropped { id, reason } => Some((*id, Outcome::Dropped(*reason))),
+            Event::Message(message) => {
+                self.deferred.consumed.push(message.payload.len());
+                None
+            }
+            _ => None,
+        };
+        if let Some((id, outcome)) = outcome {
+            if let Some(waiter) = self.waiters.remove(&id) {
+                // The receipt may be gone: nobody waits, nothing to do.
+                let _ = waiter.send(outcome);
+            }
+        }
+        Some(event)
+    }
+
+    /// After the driver ended, once the event stream can hand out no more outcomes: receipts
+    /// still waiting will never get one (they learn [`Error::DriverStopped`]).
+    pub(crate) fn abandon_waiters(&mut self) {
+        if self.driver_done {
+            self.waiters.clear();
+        }
+    }
+}
+
+/// Sends commands to the client; cheap to clone, usable from any task. The driver runs while
+/// at least one handle exists; when the last is dropped it disconnects and ends.
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        self.shared.lock().handles += 1;
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let last = {
+            let mut state = self.shared.lock();
+            state.handles = state.handles.saturating_sub(1);
+            state.handles == 0
+        };
+        if last {
+            self.shared.driver.notify_one();
+        }
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("Handle")
+            .field("connected", &state.engine.is_connected())
+            .field("pending", &state.engine.pending())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A published message's id and, awaited, its outcome.
+#[derive(Debug)]
+pub struct Receipt {
+    id: MessageId,
+    outcome: oneshot::Receiver<Outcome>,
+}
+
+impl Receipt {
+    /// The message's id (as in the outcome events).
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// Waits for the message's outcome. Cancel-safe: dropping this changes nothing for the
+    /// message.
+    ///
+    /// # Errors
+    /// [`Error::DriverStopped`] if the driver ended first (or the engine discarded the
+    /// outcome event because the event stream was not read; see the module docs).
+    pub async fn outcome(self) -> Result<Outcome, Error> {
+        self.outcome.await.map_err(|_| Error::DriverStopped)
+    }
+}
+
+impl Handle {
+    /// Publishes with the policy's default [`Delivery`]; see [`Handle::publish_with`].
+    ///
+    /// # Errors
+    /// As [`Handle::publish_with`].
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Receipt, Error> {
+        let delivery = self.shared.lock().engine.policy().default_delivery();
+        self.publish_with(topic, payload, qos, retain, delivery)
+            .await
+    }
+
+    /// Publishes with an explicit delivery contract. Returns once the engine took the message
+    /// (never waiting for the network): with [`Overflow::RefuseNew`] it first waits for room in
+    /// the offline queue. Cancel-safe (see the module docs).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for an invalid topic (checked before waiting) or payload,
+    /// [`Error::DriverStopped`] if the driver ended.
+    pub async fn publish_with(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+    ) -> Result<Receipt, Error> {
+        umqtt_core::topic::validate_topic_name(topic)
+            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        loop {
+            let mut progress = pin!(self.shared.progress.notified());
+            progress.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                let refuse = state.engine.config().overflow == Overflow::RefuseNew;
+                if !refuse || state.engine.has_room(1, payload.len()) || state.driver_done {
+                    return self.enqueue(&mut state, topic, payload, qos, retain, delivery);
+                }
+            }
+            progress.await;
+        }
+    }
+
+    /// Like [`Handle::publish_with`], failing with `OutgoingFull` instead of waiting for room.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] (including a full queue), [`Error::DriverStopped`].
+    pub fn try_publish_with(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+    ) -> Result<Receipt, Error> {
+        let mut state = self.shared.lock();
+        self.enqueue(&mut state, topic, payload, qos, retain, delivery)
+    }
+
+    fn enqueue(
+        &self,
+        state: &mut State,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+    ) -> Result<Receipt, Error> {
+        if state.driver_done {
+            return Err(Error::DriverStopped);
+        }
+        let now = state.clock.now();
+        let id = state
+            .engine
+            .publish_with(now, topic, payload, qos, retain, delivery)?;
+        // Under the same lock as the publish: the outcome cannot have been taken yet.
+        let (sender, outcome) = oneshot::channel();
+        state.waiters.insert(id, sender);
+        self.shared.driver.notify_one();
+        Ok(Receipt { id, outcome })
+    }
+
+    /// Subscribes now if connected, else at the next connection, and keeps the subscription
+    /// across reconnects (renewed only when the broker lost the session). The broker's answer
+    /// is [`Event::Subscribed`] or [`Event::SubscriptionRefused`]. Not a future: in effect
+    /// when it returns.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for an invalid filter, [`Error::DriverStopped`].
+    pub fn subscribe(&self, filter: &str, qos: QoS) -> Result<(), Error> {
+        self.command(|engine, now| engine.subscribe(now, filter, qos))
+    }
+
+    /// Forgets a subscription and unsubscribes (now, or at the next connection). Not a
+    /// future.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for an invalid filter, [`Error::DriverStopped`].
+    pub fn unsubscribe(&self, filter: &str) -> Result<(), Error> {
+        self.command(|engine, now| engine.unsubscribe(now, filter))
+    }
+
+    /// The network is back (e.g. Wi-Fi up): an attempt starts at once if the link is down.
+    /// Applied by the driver at its next pass, like every input that may end a connection
+    /// (so that it never lands while a write is under way).
+    pub fn nudge(&self) {
+        self.shared.lock().deferred.nudge = true;
+        self.shared.driver.notify_one();
+    }
+
+    /// With `RobustConfig::manual_ack`: `message` is processed; the broker gets its PUBACK /
+    /// PUBREC (in arrival order). Returns whether an acknowledgement was owed.
+    pub fn ack(&self, message: &Message) -> bool {
+        let mut owed = false;
+        let _ = self.command(|engine, now| {
+            owed = engine.ack(now, message);
+            Ok(())
+        });
+        owed
+    }
+
+    /// Attempts a connection now, whatever the policy's schedule (no-op while connected or
+    /// connecting).
+    pub fn connect(&self) {
+        let _ = self.command(|engine, now| {
+            engine.connect(now);
+            Ok(())
+        });
+    }
+
+    /// Sends DISCONNECT if connected and stops reconnecting until new work (a publish,
+    /// subscribe, connect or nudge); waits until the driver wrote it and closed the
+    /// connection. Pending messages stay. Cancel-safe: the disconnect is requested before the
+    /// first `.await`.
+    pub async fn disconnect(&self) {
+        let requested = {
+            let mut state = self.shared.lock();
+            state.deferred.disconnect = true;
+            state.serviced
+        };
+        self.shared.driver.notify_one();
+        loop {
+            let mut progress = pin!(self.shared.progress.notified());
+            progress.as_mut().enable();
+            {
+                let state = self.shared.lock();
+                // Two passes: the one that may have been running, then one that saw this.
+                if state.driver_done || state.serviced >= requested + 2 {
+                    return;
+                }
+            }
+            progress.await;
+        }
+    }
+
+    /// Whether the link is up.
+    pub fn is_connected(&self) -> bool {
+        self.shared.lock().engine.is_connected()
+    }
+
+    /// Messages not yet settled.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().engine.pending()
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.lock().engine.stats()
+    }
+
+    fn command(
+        &self,
+        command: impl FnOnce(
+            &mut Engine<PolicyBox, LinkFailure>,
+            umqtt_core::Instant,
+        ) -> Result<(), UsageError>,
+    ) -> Result<(), Error> {
+        {
+            let mut state = self.shared.lock();
+            if state.driver_done {
+                return Err(Error::DriverStopped);
+            }
+            let now = state.clock.now();
+            command(&mut state.engine, now)?;
+        }
+        self.shared.driver.notify_one();
+        Ok(())
+    }
+}
+
+/// The one stream of events: the link's life, every message's outcome, received messages.
+/// Read it from one task; or drop it if you want none of it (received messages are then
+/// acknowledged and discarded).
+pub struct Events {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Events {
+    /// The next event; `None` once the driver ended and every event was taken. Cancel-safe:
+    /// an event leaves the engine only in the step that returns it.
+    pub async fn next(&mut self) -> Option<Event> {
+        let shared = self.shared.clone();
+        loop {
+            let mut ready = pin!(shared.events.notified());
+            ready.as_mut().enable();
+            if let Some(event) = self.try_next() {
+                return Some(event);
+            }
+            {
+                let mut state = shared.lock();
+                if state.driver_done {
+                    let last = state.take_event();
+                    if last.is_none() {
+                        state.abandon_waiters();
+                    }
+                    return last;
+                }
+            }
+            ready.await;
+        }
+    }
+
+    /// The next event if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        let (event, message) = {
+            let mut state = self.shared.lock();
+            let event = state.take_event()?;
+            let message = matches!(event, Event::Message(_));
+            (event, message)
+        };
+        // Room in the receive bound (and maybe input processed behind it): the driver may
+        // have acknowledgements to write or reading to resume.
+        if message {
+            self.shared.driver.notify_one();
+        }
+        Some(event)
+    }
+
+    /// Like [`Events::next`], for received messages only: other events are taken and passed
+    /// to `other` (e.g. a logger) on the way.
+    pub async fn next_message(&mut self, mut other: impl FnMut(&Event)) -> Option<Message> {
+        loop {
+            match self.next().await? {
+                Event::Message(message) => return Some(message),
+                event => other(&event),
+            }
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        {
+            let mut state = self.shared.lock();
+            state.events_dropped = true;
+            if state.driver_done {
+                // Nobody else takes events now: outcomes left go to their receipts.
+                while state.take_event().is_some() {}
+                state.abandon_waiters();
+            }
+        }
+        self.shared.driver.notify_one();
+    }
+}
