@@ -52,6 +52,7 @@
 #![warn(missing_docs)]
 
 mod broker;
+pub mod device;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
