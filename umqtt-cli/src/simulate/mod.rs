@@ -54,7 +54,7 @@ pub struct SimulateArgs {
     /// A schedule of outages, LENGTH@START in order: e.g. 10m@1h,6h@5h
     #[arg(long = "outages", value_name = "LIST", conflicts_with = "mix",
           value_parser = scenario::parse_schedule)]
-    pub outages: Option<Vec<Outage>>,
+    pub outages: Option<scenario::Schedule>,
 
     /// The built-in mix of outages (the default): exponential gaps between starts
     /// (--mix-gap), log-normal lengths (--mix-median, --mix-sigma, at most --mix-max)
@@ -220,7 +220,7 @@ pub fn build(args: &SimulateArgs) -> Result<Report, CliError> {
             local: true,
         }]
     } else if let Some(list) = &args.outages {
-        list.clone()
+        list.0.clone()
     } else {
         let mix = Mix {
             mean_gap: Duration::from_millis(args.mix_gap),

@@ -76,8 +76,12 @@ impl Mix {
     }
 }
 
-/// `6h` for one outage, or `10m@1h,6h@5h` (LENGTH@START, in order, not overlapping).
-pub fn parse_schedule(text: &str) -> Result<Vec<Outage>, String> {
+/// A list of outages from `--outages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Outage>);
+
+/// `10m@1h,6h@5h` (LENGTH@START, in order, not overlapping).
+pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
     let mut outages: Vec<Outage> = Vec::new();
     for item in text.split(',') {
         let Some((length, start)) = item.split_once('@') else {
@@ -102,7 +106,7 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Outage>, String> {
         }
         outages.push(outage);
     }
-    Ok(outages)
+    Ok(Schedule(outages))
 }
 
 /// A duration greater than zero, in ms.
@@ -120,7 +124,7 @@ mod tests {
 
     #[test]
     fn schedules_parse_and_are_checked() {
-        let outages = parse_schedule("10m@1h,6h@5h").unwrap();
+        let outages = parse_schedule("10m@1h,6h@5h").unwrap().0;
         assert_eq!(outages.len(), 2);
         assert_eq!(outages[0].start, 3_600_000);
         assert_eq!(outages[0].end, 4_200_000);
