@@ -94,7 +94,7 @@ impl Device {
                 if self.engine.wants_read() || !self.engine.is_connected() {
                     if let Some(input) = net.poll_client_event(conn) {
                         busy = true;
-                        self.handle(now, input);
+                        self.handle(net, now, input);
                     }
                 }
             }
@@ -104,20 +104,25 @@ impl Device {
         }
     }
 
-    fn handle(&mut self, now: Instant, input: ClientEvent) {
+    fn handle(&mut self, net: &mut SimNet, now: Instant, input: ClientEvent) {
         match input {
             ClientEvent::Opened => {
                 self.opened += 1;
                 self.engine.handle_opened(now)
             }
             ClientEvent::OpenFailed(e) => {
-                self.conn = None;
+                // A driver drops its socket after a failure.
+                if let Some(conn) = self.conn.take() {
+                    net.close(now, conn);
+                }
                 self.engine
                     .handle_open_failed(now, FailureKind::TcpConnect, format!("{e:?}"));
             }
             ClientEvent::Data(bytes) => self.engine.handle_read(now, &bytes),
             ClientEvent::Closed { reset } => {
-                self.conn = None;
+                if let Some(conn) = self.conn.take() {
+                    net.close(now, conn);
+                }
                 self.engine.handle_connection_lost(
                     now,
                     FailureKind::ConnectionLost,

@@ -320,6 +320,12 @@ impl SimNet {
         }
         link.client_closed = true;
         link.ready.clear();
+        if link.client_finished && !link.server_open {
+            // Over on both sides: forget it, so that millions of refused attempts in a long
+            // simulation cost no memory and no time.
+            self.links.remove(&conn);
+            return;
+        }
         if link.black_holed {
             return;
         }
@@ -658,6 +664,8 @@ impl SimNet {
                 if link.generation == generation && link.server_open && !link.black_holed {
                     link.server_open = false;
                     let server = link.server;
+                    // The client closed it before: nothing more can happen on it.
+                    self.links.remove(&conn);
                     self.servers[server].broker.handle_peer_closed(at, conn);
                 }
             }
