@@ -2,13 +2,13 @@
 //! reconnect rules of the clients people use, written as [`ReconnectPolicy`] impls here (not
 //! in the library) on top of the library's spacing rules, so no rule is written twice.
 //!
-//! | rule | what the client does | source |
+//! | rule | spacing | where it comes from |
 //! |---|---|---|
-//! | umqtt.robust | `time.sleep(2)` ... the `delay(i)` hook returns 2 s, forever | micropython-lib `umqtt/robust.py` (`DELAY = 2`) |
-//! | paho | backoff 1 s → 60 s, doubling, no jitter | paho-mqtt (Python) `reconnect_delay_set(min_delay=1, max_delay=60)`... its defaults are 1 s and 120 s; 60 s is the cap this report takes from the issue |
-//! | HiveMQ | backoff 1 s → 120 s with jitter | HiveMQ MQTT Client `automaticReconnectWithDefaultConfig()`: initial 1 s, max 120 s, randomized |
+//! | umqtt.robust | fixed 2 s, forever | MicroPython `umqtt/robust.py`: `DELAY = 2`, `delay(i)` sleeps it |
+//! | paho | backoff 1 s → 60 s, doubling, no jitter | Paho C `MQTTAsync_connectOptions`: `minRetryInterval = 1`, `maxRetryInterval = 60` |
+//! | HiveMQ | backoff 1 s → 120 s, ±25 % jitter | HiveMQ MQTT Client automatic reconnect defaults (1 s, 120 s, randomized; the ±25 % is an assumption) |
 //! | MQTT.js | fixed 1 s | MQTT.js option `reconnectPeriod: 1000` |
-//! | rumqttc | fixed 1 s (the documented loop sleeps 1 s after an error from `poll`) | rumqttc README / examples |
+//! | rumqttc | fixed 1 s | rumqttc's documented loop: keep calling `poll`, sleep 1 s after an error |
 //!
 //! None of these clients classifies failures: they retry a refusal for bad credentials as any
 //! other, so the rules here do too.
