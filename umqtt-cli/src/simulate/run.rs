@@ -80,6 +80,7 @@ pub struct Tally {
 pub fn simulate(setup: &Setup, device: &DeviceSpec, rule: Rule, nudge: bool, seed: u64) -> Tally {
     let mut net = SimNet::new(seed);
     net.set_latency(setup.latency);
+    net.broker_mut(0).set_history(false);
     let config = EngineConfig::new(SessionConfig {
         client_id: device.name.clone(),
         keep_alive: setup.keep_alive,

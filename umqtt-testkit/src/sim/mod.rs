@@ -296,6 +296,19 @@ impl SimNet {
         let due = now.saturating_add(latency).max(link.last_to_server);
         link.last_to_server = due;
         let generation = link.generation;
+        if !split {
+            // One piece: no intermediate list.
+            let bytes = bytes.to_vec();
+            self.push(
+                due,
+                Event::ToServer {
+                    conn,
+                    generation,
+                    bytes,
+                },
+            );
+            return;
+        }
         for piece in self.pieces(bytes, split) {
             self.push(
                 due,
@@ -526,13 +539,23 @@ impl SimNet {
         let due = now.saturating_add(latency).max(link.last_to_client);
         link.last_to_client = due;
         let generation = link.generation;
-        let events = match event {
-            ClientEvent::Data(bytes) => self
+        let events: Vec<ClientEvent> = match event {
+            ClientEvent::Data(bytes) if split => self
                 .pieces(&bytes, split)
                 .into_iter()
                 .map(ClientEvent::Data)
                 .collect(),
-            other => vec![other],
+            event => {
+                self.push(
+                    due,
+                    Event::ToClient {
+                        conn,
+                        generation,
+                        event,
+                    },
+                );
+                return;
+            }
         };
         for event in events {
             self.push(
