@@ -54,7 +54,8 @@
 mod broker;
 pub mod device;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use umqtt_core::Instant;
@@ -163,6 +164,36 @@ enum Event {
     Fault(Fault),
 }
 
+/// An event in the queue, ordered so that the heap's top is the earliest (first pushed at
+/// equal times). A heap keeps its allocation, where a map freed and allocated a node each
+/// time the queue emptied and filled again.
+struct Queued {
+    at: Instant,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap.
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
 /// One TCP-like connection.
 #[derive(Debug)]
 struct Link {
@@ -205,7 +236,8 @@ pub struct SimNet {
     now: Instant,
     servers: Vec<Server>,
     links: BTreeMap<ConnId, Link>,
-    queue: BTreeMap<(Instant, u64), Event>,
+    /// Due events, earliest first (then in the order they were pushed).
+    queue: BinaryHeap<Queued>,
     sequence: u64,
     next_conn: u64,
     latency: Duration,
@@ -244,7 +276,7 @@ impl SimNet {
                 })
                 .collect(),
             links: BTreeMap::new(),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             sequence: 0,
             next_conn: 1,
             latency: Duration::from_millis(1),
@@ -363,7 +395,7 @@ impl SimNet {
         let now = now.max(self.now);
         loop {
             self.flush_brokers();
-            let next_event = self.queue.keys().next().map(|(at, _)| *at);
+            let next_event = self.queue.peek().map(|q| q.at);
             let next_timer = self
                 .servers
                 .iter()
@@ -372,7 +404,7 @@ impl SimNet {
                 .min();
             match (next_event, next_timer) {
                 (Some(at), timer) if at <= now && timer.is_none_or(|(t, _)| at <= t) => {
-                    let ((at, _), event) = self.queue.pop_first().expect("peeked");
+                    let Queued { at, event, .. } = self.queue.pop().expect("peeked");
                     self.now = self.now.max(at);
                     self.process(at, event);
                 }
@@ -390,7 +422,7 @@ impl SimNet {
     /// fault, bytes a test made a broker write), or `None` when nothing is. It can be at or
     /// before [`now`](Self::now) (a fault scheduled in the past): advance to `now` then.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let queued = self.queue.keys().next().map(|(at, _)| *at);
+        let queued = self.queue.peek().map(|q| q.at);
         let brokers = self
             .servers
             .iter()
@@ -510,7 +542,11 @@ impl SimNet {
 
     fn push(&mut self, at: Instant, event: Event) {
         self.sequence += 1;
-        self.queue.insert((at, self.sequence), event);
+        self.queue.push(Queued {
+            at,
+            sequence: self.sequence,
+            event,
+        });
     }
 
     fn pieces(&mut self, bytes: &[u8], split: bool) -> Vec<Vec<u8>> {
