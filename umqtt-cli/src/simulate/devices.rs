@@ -183,6 +183,7 @@ impl DeviceSpec {
     }
 }
 
+/// What the device does (its name is printed apart).
 impl fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rate = match self.pattern {
@@ -199,11 +200,7 @@ impl fmt::Display for DeviceSpec {
             Delivery::Within(d) => format!("Within({})", DurationText(d)),
             Delivery::Guaranteed => "Guaranteed".to_string(),
         };
-        write!(
-            f,
-            "{}: {rate}, QoS {}, {delivery}",
-            self.name, self.qos as u8
-        )
+        write!(f, "{rate}, QoS {}, {delivery}", self.qos as u8)
     }
 }
 

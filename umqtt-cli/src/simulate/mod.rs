@@ -326,7 +326,7 @@ pub fn build(args: &SimulateArgs) -> Result<Report, CliError> {
         ),
     ));
     for d in &devices {
-        header.push(("device".into(), d.to_string()));
+        header.push((format!("device {}", d.name), d.to_string()));
     }
     header.push((
         "network".into(),
