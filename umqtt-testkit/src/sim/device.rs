@@ -187,7 +187,10 @@ pub fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64)
         now = next;
         net.advance(now);
         for device in devices.iter_mut() {
-            device.engine.handle_timeout(now);
+            // Only a timer that is due needs the engine's attention.
+            if device.engine.poll_timeout().is_some_and(|t| t <= now) {
+                device.engine.handle_timeout(now);
+            }
             device.service(net, now);
         }
         if now >= end {
