@@ -2,7 +2,7 @@
 //! policy joined to the testkit's simulated broker by the testkit's driver; this file only
 //! schedules publishes, outages and nudges and counts what happened.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use umqtt_core::robust::{EngineConfig, Event};
@@ -96,7 +96,8 @@ pub fn simulate(setup: &Setup, device: &DeviceSpec, rule: Rule, nudge: bool, see
         attempts_over_time: vec![0; (setup.end / setup.bin + 1) as usize],
         ..Tally::default()
     };
-    let mut published_at: BTreeMap<u64, u64> = BTreeMap::new();
+    // Looked up by id, never iterated into the output in hash order (delays are sorted).
+    let mut published_at: HashMap<u64, u64> = HashMap::new();
     // Outage edges: (time, index, is_end).
     let mut edges: Vec<(u64, usize, bool)> = Vec::new();
     for (i, o) in setup.outages.iter().enumerate() {

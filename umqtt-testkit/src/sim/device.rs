@@ -43,6 +43,8 @@ pub struct Device {
     pub opened: u64,
     /// Take received messages out of the engine (an application that keeps up). Default true.
     pub consume: bool,
+    /// The engine's next timer as [`run`] last read it.
+    due: Option<Instant>,
 }
 
 impl Device {
@@ -57,6 +59,7 @@ impl Device {
             writes: 0,
             opened: 0,
             consume: true,
+            due: None,
         }
     }
 
@@ -173,8 +176,9 @@ pub fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64)
     }
     loop {
         let mut next = end;
-        for device in devices.iter() {
-            if let Some(t) = device.engine.poll_timeout() {
+        for device in devices.iter_mut() {
+            device.due = device.engine.poll_timeout();
+            if let Some(t) = device.due {
                 next = next.min(t);
             }
         }
@@ -188,7 +192,7 @@ pub fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64)
         net.advance(now);
         for device in devices.iter_mut() {
             // Only a timer that is due needs the engine's attention.
-            if device.engine.poll_timeout().is_some_and(|t| t <= now) {
+            if device.due.is_some_and(|t| t <= now) {
                 device.engine.handle_timeout(now);
             }
             device.service(net, now);
