@@ -156,8 +156,8 @@ pub fn simulate(setup: &Setup, device: &DeviceSpec, rule: Rule, nudge: bool, see
                 }
                 Err(_) => tally.dropped += 1,
             }
+            // The next `run` services the device at this same instant first.
             next_publish = device.next_after(next_publish, &mut publish_rng);
-            dev.service(&mut net, at);
         }
         for (t, event) in dev.events.drain(..) {
             match event {
