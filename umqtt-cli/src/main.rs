@@ -21,6 +21,7 @@ mod policy;
 mod pub_cmd;
 mod reconnect;
 mod signal;
+mod simulate;
 mod socks;
 mod stream;
 mod sub_cmd;
@@ -85,6 +86,10 @@ enum Command {
     /// embedded broker: what each reconnect policy delivers, drops and costs
     #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
     Demo(demo::DemoArgs),
+    /// The real engine and policies against a simulated broker on a virtual clock, through
+    /// outages: attempts, energy and delivery delay per device and policy
+    #[command(disable_help_flag = true, after_help = EXIT_STATUS_HELP)]
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
             sub_cmd::run(args)
         }
         Command::Demo(args) => demo::run(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -338,6 +338,7 @@ fn publish_robust(
                     break;
                 }
                 client.publish(message.topic, &payload, message.qos, message.retain)?;
+                tracker.rearmed();
                 published += 1;
                 message.confirmed(&payload);
             }
@@ -389,6 +390,7 @@ fn publish_robust(
                     .map(|line| (message.topic, line.as_slice()))
                     .collect();
                 client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                tracker.rearmed();
                 published += batch.len() as u64;
                 for line in &batch {
                     message.confirmed(line);

@@ -33,7 +33,7 @@ pub struct Tally {
     /// A failure that retrying cannot fix: a permanent CONNACK refusal or an unusable local
     /// configuration.
     pub fatal: Option<Fatal>,
-    /// The policy stopped retrying and nothing connected since.
+    /// The policy stopped retrying and nothing connected or re-armed an attempt since.
     pub stopped: bool,
     /// Topic filters the broker refused (SUBACK 0x80).
     pub refused: Vec<String>,
@@ -60,6 +60,12 @@ impl Tally {
 pub struct Tracker(Arc<Mutex<Tally>>);
 
 impl Tracker {
+    /// New work was handed to the client: the engine re-arms an attempt after a stop (a
+    /// policy such as `BatteryAware` rests while nothing waits), so it is no longer stopped.
+    pub fn rearmed(&self) {
+        self.tally().stopped = false;
+    }
+
     /// The tally so far.
     pub fn tally(&self) -> MutexGuard<'_, Tally> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
@@ -92,6 +98,9 @@ impl Tracker {
                 tally.last_failure = Some(detail);
             }
             Event::GaveUp { .. } => tally.stopped = true,
+            // New work re-armed the retries after a stop (e.g. `BatteryAware` rests while
+            // idle and retries once a message waits).
+            Event::RetryScheduled { .. } => tally.stopped = false,
             Event::SubscriptionRefused { filter } => tally.refused.push(filter.clone()),
             Event::Delivered { .. } => tally.delivered += 1,
             Event::Expired { .. } => tally.expired += 1,

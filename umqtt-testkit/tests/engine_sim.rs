@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use umqtt_core::packet::{ConnectReturnCode, QoS};
 use umqtt_core::robust::{
-    Action, BatteryAware, Deadline, Engine, EngineConfig, Event, ExponentialBackoff, FailureKind,
-    FixedDelay, LinkError, NoRetry, ReconnectPolicy,
+    BatteryAware, Deadline, EngineConfig, Event, ExponentialBackoff, FailureKind, FixedDelay,
+    LinkError, NoRetry, ReconnectPolicy,
 };
 use umqtt_core::session::SessionConfig;
 use umqtt_core::Instant;
-use umqtt_testkit::sim::{ClientEvent, ConnId, ServerMode, SimNet};
+use umqtt_testkit::sim::device::{run, Device};
+use umqtt_testkit::sim::{ServerMode, SimNet};
 
 const SECOND: u64 = 1000;
 const HOUR: u64 = 3600 * SECOND;
@@ -30,145 +31,6 @@ fn config(client_id: &str) -> EngineConfig {
     config
 }
 
-/// One device: the engine plus the few lines a driver needs (open, write, read, close).
-struct Device {
-    engine: Engine<Box<dyn ReconnectPolicy>, String>,
-    conn: Option<ConnId>,
-    events: Vec<(u64, Event<String>)>,
-    /// Take received messages out of the engine (an application that keeps up).
-    consume: bool,
-}
-
-impl Device {
-    fn new(config: EngineConfig, policy: impl ReconnectPolicy + 'static) -> Device {
-        let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
-        Device {
-            engine: Engine::new(config, policy, 7, at(0)),
-            conn: None,
-            events: Vec::new(),
-            consume: true,
-        }
-    }
-
-    /// Carries out what the engine asks, then feeds it what the network delivered.
-    fn service(&mut self, net: &mut SimNet, now: Instant) {
-        loop {
-            let mut busy = false;
-            while let Some(action) = self.engine.poll_action() {
-                busy = true;
-                match action {
-                    Action::Open { server } => {
-                        if let Some(conn) = self.conn.take() {
-                            net.close(now, conn);
-                        }
-                        self.conn = Some(net.open(now, server));
-                    }
-                    Action::Close => {
-                        self.write(net, now);
-                        if let Some(conn) = self.conn.take() {
-                            net.close(now, conn);
-                        }
-                    }
-                }
-            }
-            self.write(net, now);
-            while let Some(event) = self.engine.poll_event() {
-                if let (Event::Message(m), true) = (&event, self.consume) {
-                    self.engine.handle_consumed(now, m.payload.len());
-                }
-                self.events.push((now.as_millis(), event));
-            }
-            if let Some(conn) = self.conn {
-                if self.engine.wants_read() || !self.engine.is_connected() {
-                    if let Some(input) = net.poll_client_event(conn) {
-                        busy = true;
-                        match input {
-                            ClientEvent::Opened => self.engine.handle_opened(now),
-                            ClientEvent::OpenFailed(e) => {
-                                self.conn = None;
-                                self.engine.handle_open_failed(
-                                    now,
-                                    FailureKind::TcpConnect,
-                                    format!("{e:?}"),
-                                );
-                            }
-                            ClientEvent::Data(bytes) => self.engine.handle_read(now, &bytes),
-                            ClientEvent::Closed { reset } => {
-                                self.conn = None;
-                                self.engine.handle_connection_lost(
-                                    now,
-                                    FailureKind::ConnectionLost,
-                                    format!("closed (reset: {reset})"),
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            if !busy {
-                return;
-            }
-        }
-    }
-
-    fn write(&mut self, net: &mut SimNet, now: Instant) {
-        if let Some(conn) = self.conn {
-            let mut wrote = false;
-            while let Some(bytes) = self.engine.poll_transmit(now) {
-                net.send(now, conn, bytes);
-                wrote = true;
-            }
-            if wrote {
-                self.engine.handle_written(now);
-            }
-        }
-    }
-
-    fn count(&self, predicate: impl Fn(&Event<String>) -> bool) -> usize {
-        self.events.iter().filter(|(_, e)| predicate(e)).count()
-    }
-
-    fn attempts_between(&self, from: u64, to: u64) -> usize {
-        self.events
-            .iter()
-            .filter(|(t, e)| *t >= from && *t < to && matches!(e, Event::AttemptFailed { .. }))
-            .count()
-    }
-}
-
-/// Runs the devices and the network up to `until`, jumping from timer to timer. Panics on a
-/// busy loop (a device asking to be woken at the same instant over and over).
-fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64) -> u64 {
-    let mut now = at(from);
-    let mut same_instant = 0;
-    for device in devices.iter_mut() {
-        device.service(net, now);
-    }
-    loop {
-        let mut next = at(until);
-        for device in devices.iter() {
-            if let Some(t) = device.engine.poll_timeout() {
-                next = next.min(t);
-            }
-        }
-        if let Some(t) = net.next_timeout() {
-            next = next.min(t);
-        }
-        let next = next.max(now);
-        same_instant = if next == now { same_instant + 1 } else { 0 };
-        assert!(same_instant < 10_000, "busy loop at {} ms", now.as_millis());
-        now = next;
-        net.advance(now);
-        for device in devices.iter_mut() {
-            device.engine.handle_timeout(now);
-            device.service(net, now);
-        }
-        if now >= at(until) {
-            return now.as_millis();
-        }
-    }
-}
-
 fn payloads(net: &SimNet, topic: &str) -> Vec<Vec<u8>> {
     net.broker(0)
         .accepted()
@@ -181,7 +43,7 @@ fn payloads(net: &SimNet, topic: &str) -> Vec<Vec<u8>> {
 #[test]
 fn guaranteed_messages_survive_a_restart_and_are_delivered_once_each() {
     let mut net = SimNet::new(1);
-    let mut alarm = Device::new(config("alarm"), BatteryAware::new());
+    let mut alarm = Device::new(config("alarm"), BatteryAware::new(), 7);
     run(&mut net, &mut [&mut alarm], 0, SECOND);
     assert!(alarm.engine.is_connected());
     for n in 0..50 {
@@ -214,7 +76,7 @@ fn subscribers_stay_connected_under_no_retry_and_deadline() {
     ];
     for (name, policy) in policies {
         let mut net = SimNet::new(2);
-        let mut sub = Device::new(config(name), policy);
+        let mut sub = Device::new(config(name), policy, 7);
         sub.engine
             .subscribe(at(0), "cmd/#", QoS::AtLeastOnce)
             .unwrap();
@@ -246,7 +108,7 @@ fn subscribers_stay_connected_under_no_retry_and_deadline() {
 fn qos2_past_pubrec_completes_instead_of_expiring_or_spinning() {
     let mut net = SimNet::new(3);
     net.set_latency(Duration::from_millis(100));
-    let mut button = Device::new(config("button"), Deadline::new(Duration::from_secs(5)));
+    let mut button = Device::new(config("button"), Deadline::new(Duration::from_secs(5)), 7);
     run(&mut net, &mut [&mut button], 0, SECOND);
     assert!(button.engine.is_connected());
     let id = button
@@ -271,7 +133,7 @@ fn qos2_past_pubrec_completes_instead_of_expiring_or_spinning() {
 #[test]
 fn unsubscribe_while_offline_reaches_the_broker() {
     let mut net = SimNet::new(4);
-    let mut sub = Device::new(config("unsub"), FixedDelay::default());
+    let mut sub = Device::new(config("unsub"), FixedDelay::default(), 7);
     sub.engine
         .subscribe(at(0), "a/#", QoS::AtLeastOnce)
         .unwrap();
@@ -291,7 +153,7 @@ fn unsubscribe_while_offline_reaches_the_broker() {
 #[test]
 fn refused_renewal_is_reported() {
     let mut net = SimNet::new(5);
-    let mut sub = Device::new(config("renew"), FixedDelay::default());
+    let mut sub = Device::new(config("renew"), FixedDelay::default(), 7);
     sub.engine
         .subscribe(at(0), "x/#", QoS::AtLeastOnce)
         .unwrap();
@@ -314,7 +176,7 @@ fn received_messages_are_bounded_and_none_is_lost() {
     let mut net = SimNet::new(6);
     let mut config = config("reader");
     config.max_received = 100;
-    let mut sub = Device::new(config, FixedDelay::default());
+    let mut sub = Device::new(config, FixedDelay::default(), 7);
     sub.consume = false;
     sub.engine
         .subscribe(at(0), "m/#", QoS::AtLeastOnce)
@@ -358,7 +220,7 @@ fn received_messages_are_bounded_and_none_is_lost() {
 fn one_deadline_bounds_an_attempt_and_errors_are_typed() {
     let mut net = SimNet::new(8);
     net.set_mode(at(0), 0, ServerMode::BlackHole);
-    let mut device = Device::new(config("bh"), FixedDelay::default());
+    let mut device = Device::new(config("bh"), FixedDelay::default(), 7);
     run(&mut net, &mut [&mut device], 0, 11 * SECOND);
     let failures: Vec<(u64, LinkError<String>)> = device
         .events
@@ -376,7 +238,7 @@ fn one_deadline_bounds_an_attempt_and_errors_are_typed() {
     let mut net = SimNet::new(8);
     net.broker_mut(0)
         .set_refuse_connect(Some(ConnectReturnCode::NotAuthorized));
-    let mut device = Device::new(config("refused"), FixedDelay::default());
+    let mut device = Device::new(config("refused"), FixedDelay::default(), 7);
     run(&mut net, &mut [&mut device], 0, 60 * SECOND);
     assert!(device.events.iter().any(|(_, e)| matches!(
         e,
@@ -399,7 +261,7 @@ fn one_deadline_bounds_an_attempt_and_errors_are_typed() {
 fn button_press_expires_at_its_deadline_and_attempts_stop() {
     let mut net = SimNet::new(9);
     net.set_mode(at(0), 0, ServerMode::Refuse);
-    let mut button = Device::new(config("btn"), Deadline::new(Duration::from_secs(15)));
+    let mut button = Device::new(config("btn"), Deadline::new(Duration::from_secs(15)), 7);
     let id = button
         .engine
         .publish(at(0), "press", b"1", QoS::AtLeastOnce, false)
@@ -421,7 +283,7 @@ fn battery_aware_six_hour_outage_costs_few_attempts_and_a_nudge_delivers_at_once
     let started = std::time::Instant::now();
     let mut net = SimNet::new(10);
     net.set_mode(at(0), 0, ServerMode::Refuse);
-    let mut alarm = Device::new(config("alarm"), BatteryAware::new());
+    let mut alarm = Device::new(config("alarm"), BatteryAware::new(), 7);
     let id = alarm
         .engine
         .publish(at(0), "alarm", b"window", QoS::AtLeastOnce, false)
@@ -464,7 +326,7 @@ fn backoff_spacing_and_failover_to_the_second_server() {
     config.servers = 2;
     let policy = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(1))
         .with_jitter(0.0);
-    let mut device = Device::new(config, policy);
+    let mut device = Device::new(config, policy, 7);
     run(&mut net, &mut [&mut device], 0, 5 * SECOND);
     assert!(device.engine.is_connected());
     assert_eq!(device.engine.connected_server(), Some(1));
@@ -488,7 +350,7 @@ fn backoff_spacing_and_failover_to_the_second_server() {
 #[test]
 fn half_open_link_is_detected_within_one_and_a_half_keepalives() {
     let mut net = SimNet::new(12);
-    let mut device = Device::new(config("halfopen"), FixedDelay::default());
+    let mut device = Device::new(config("halfopen"), FixedDelay::default(), 7);
     run(&mut net, &mut [&mut device], 0, SECOND);
     net.set_mode(at(SECOND), 0, ServerMode::BlackHole);
     run(&mut net, &mut [&mut device], SECOND, 60 * SECOND);
@@ -517,7 +379,7 @@ fn manual_ack_holds_acknowledgements_until_the_application_is_done() {
     let mut net = SimNet::new(13);
     let mut config = config("manual");
     config.manual_ack = true;
-    let mut sub = Device::new(config, FixedDelay::default());
+    let mut sub = Device::new(config, FixedDelay::default(), 7);
     sub.engine
         .subscribe(at(0), "m/#", QoS::ExactlyOnce)
         .unwrap();
@@ -576,7 +438,7 @@ fn manual_ack_holds_acknowledgements_until_the_application_is_done() {
 #[test]
 fn disconnect_is_not_a_failure_and_new_work_reconnects() {
     let mut net = SimNet::new(14);
-    let mut device = Device::new(config("bye"), FixedDelay::default());
+    let mut device = Device::new(config("bye"), FixedDelay::default(), 7);
     run(&mut net, &mut [&mut device], 0, SECOND);
     device.engine.disconnect(at(SECOND));
     run(&mut net, &mut [&mut device], SECOND, 60 * SECOND);
@@ -617,7 +479,7 @@ fn receive_bound_never_strands_input_or_hides_a_dead_link() {
     let mut config = config("bound");
     config.max_received = 1;
     config.session.keep_alive = 2;
-    let mut sub = Device::new(config, FixedDelay::default());
+    let mut sub = Device::new(config, FixedDelay::default(), 7);
     sub.consume = false;
     sub.engine.subscribe(at(0), "b/#", QoS::AtMostOnce).unwrap();
     run(&mut net, &mut [&mut sub], 0, SECOND);
@@ -651,7 +513,7 @@ fn receive_bound_never_strands_input_or_hides_a_dead_link() {
 #[test]
 fn unwritten_qos0_goes_out_whole_after_a_lost_link() {
     let mut net = SimNet::new(16);
-    let mut device = Device::new(config("q0"), FixedDelay::default());
+    let mut device = Device::new(config("q0"), FixedDelay::default(), 7);
     run(&mut net, &mut [&mut device], 0, SECOND);
     // Published while connected, then the link breaks before the driver writes.
     let id = device
@@ -685,7 +547,7 @@ fn durable_message_dropped_as_newest_is_settled_in_the_outbox() {
     let mut config = config("full");
     config.max_queued = 1;
     config.overflow = umqtt_core::robust::Overflow::DropNewest;
-    let mut device = Device::new(config, FixedDelay::default());
+    let mut device = Device::new(config, FixedDelay::default(), 7);
     device
         .engine
         .publish_durable(at(0), "t", b"1", QoS::AtLeastOnce, false)

@@ -258,5 +258,8 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     display.finish(&scenarios, &observer);
     let received = observer.stop();
     report::print_table(&scenarios, &received, &timeline, plan, proxy.accepted());
+    println!(
+        "\nHours of outages and every policy side by side, on a virtual clock: umqtt simulate --outage 6h"
+    );
     Ok(())
 }

@@ -345,11 +345,19 @@ impl ReconnectPolicy for Deadline {
 }
 
 /// **Burglar alarm**: delivered no matter what, retried smartly so the battery lasts. Never
-/// gives up. Attempts start quickly (backoff from `initial`), then are rationed by an hourly
-/// budget that halves for every hour the outage lasts, down to `min_per_hour` — so a six-hour
-/// outage costs a handful of attempts, not thousands. [`ReconnectPolicy::on_nudge`] (the
-/// application saw the network come back) triggers an attempt at once and restarts the
-/// quick phase.
+/// gives up on a message. Attempts start quickly (backoff from `initial`), then are rationed
+/// by an hourly budget that halves for every hour the outage lasts, down to `min_per_hour` —
+/// so a six-hour outage costs a handful of attempts, not thousands.
+/// [`ReconnectPolicy::on_nudge`] (the application saw the network come back) triggers an
+/// attempt at once and restarts the quick phase.
+///
+/// When an established link ends while nothing waits — no message, no subscription — nobody
+/// needs the link, so it does not retry ([`Decision::Stop`]): the next `publish` (or a nudge)
+/// reconnects at once, and only then, if the broker is still unreachable, does the rationed
+/// retrying start. An alarm that fires rarely thus pays nothing for an outage it has nothing
+/// to say during (`umqtt simulate` measures this: on its outage mix the other never-give-up
+/// rules spend their attempts on links nobody uses).
+/// `reconnect_when_idle` turns this off (keep the link up even with nothing to send).
 #[derive(Debug, Clone)]
 pub struct BatteryAware {
     /// First delay of the quick phase.
@@ -360,17 +368,22 @@ pub struct BatteryAware {
     pub min_per_hour: u32,
     /// Spacing for refusals retrying cannot fix (bad credentials): slow, never a tight loop.
     pub permanent_refusal_delay: Duration,
+    /// Retry even when a link ends with nothing waiting (default false: wait for the next
+    /// publish or nudge).
+    pub reconnect_when_idle: bool,
     nudged: bool,
 }
 
 impl BatteryAware {
-    /// Quick phase from 1 s, 60 attempts in the first hour, never fewer than 2 per hour.
+    /// Quick phase from 1 s, 60 attempts in the first hour, never fewer than 2 per hour; no
+    /// retry for an idle link.
     pub fn new() -> Self {
         BatteryAware {
             initial: Duration::from_secs(1),
             attempts_per_hour: 60,
             min_per_hour: 2,
             permanent_refusal_delay: Duration::from_secs(3600),
+            reconnect_when_idle: false,
             nudged: false,
         }
     }
@@ -392,6 +405,16 @@ impl ReconnectPolicy for BatteryAware {
     fn on_failure(&mut self, failure: &Failure) -> Decision {
         if failure.kind.is_permanent() {
             return Decision::RetryAfter(self.permanent_refusal_delay);
+        }
+        let idle = failure.pending.messages == 0 && failure.subscriptions == 0;
+        let link_ended = matches!(
+            failure.kind,
+            FailureKind::ConnectionLost | FailureKind::KeepAliveExpired
+        );
+        if idle && link_ended && !self.reconnect_when_idle {
+            // Nobody needs the link: the next publish or nudge reconnects at once.
+            self.nudged = false;
+            return Decision::Stop;
         }
         let consecutive = if self.nudged { 1 } else { failure.consecutive };
         self.nudged = false;

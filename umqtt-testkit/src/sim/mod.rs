@@ -52,8 +52,10 @@
 #![warn(missing_docs)]
 
 mod broker;
+pub mod device;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use umqtt_core::Instant;
@@ -162,6 +164,36 @@ enum Event {
     Fault(Fault),
 }
 
+/// An event in the queue, ordered so that the heap's top is the earliest (first pushed at
+/// equal times). A heap keeps its allocation, where a map freed and allocated a node each
+/// time the queue emptied and filled again.
+struct Queued {
+    at: Instant,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.sequence) == (other.at, other.sequence)
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap.
+        (other.at, other.sequence).cmp(&(self.at, self.sequence))
+    }
+}
+
 /// One TCP-like connection.
 #[derive(Debug)]
 struct Link {
@@ -204,7 +236,8 @@ pub struct SimNet {
     now: Instant,
     servers: Vec<Server>,
     links: BTreeMap<ConnId, Link>,
-    queue: BTreeMap<(Instant, u64), Event>,
+    /// Due events, earliest first (then in the order they were pushed).
+    queue: BinaryHeap<Queued>,
     sequence: u64,
     next_conn: u64,
     latency: Duration,
@@ -243,7 +276,7 @@ impl SimNet {
                 })
                 .collect(),
             links: BTreeMap::new(),
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             sequence: 0,
             next_conn: 1,
             latency: Duration::from_millis(1),
@@ -295,6 +328,19 @@ impl SimNet {
         let due = now.saturating_add(latency).max(link.last_to_server);
         link.last_to_server = due;
         let generation = link.generation;
+        if !split {
+            // One piece: no intermediate list.
+            let bytes = bytes.to_vec();
+            self.push(
+                due,
+                Event::ToServer {
+                    conn,
+                    generation,
+                    bytes,
+                },
+            );
+            return;
+        }
         for piece in self.pieces(bytes, split) {
             self.push(
                 due,
@@ -319,6 +365,12 @@ impl SimNet {
         }
         link.client_closed = true;
         link.ready.clear();
+        if link.client_finished && !link.server_open {
+            // Over on both sides: forget it, so that millions of refused attempts in a long
+            // simulation cost no memory and no time.
+            self.links.remove(&conn);
+            return;
+        }
         if link.black_holed {
             return;
         }
@@ -343,7 +395,7 @@ impl SimNet {
         let now = now.max(self.now);
         loop {
             self.flush_brokers();
-            let next_event = self.queue.keys().next().map(|(at, _)| *at);
+            let next_event = self.queue.peek().map(|q| q.at);
             let next_timer = self
                 .servers
                 .iter()
@@ -352,7 +404,7 @@ impl SimNet {
                 .min();
             match (next_event, next_timer) {
                 (Some(at), timer) if at <= now && timer.is_none_or(|(t, _)| at <= t) => {
-                    let ((at, _), event) = self.queue.pop_first().expect("peeked");
+                    let Queued { at, event, .. } = self.queue.pop().expect("peeked");
                     self.now = self.now.max(at);
                     self.process(at, event);
                 }
@@ -370,7 +422,7 @@ impl SimNet {
     /// fault, bytes a test made a broker write), or `None` when nothing is. It can be at or
     /// before [`now`](Self::now) (a fault scheduled in the past): advance to `now` then.
     pub fn next_timeout(&self) -> Option<Instant> {
-        let queued = self.queue.keys().next().map(|(at, _)| *at);
+        let queued = self.queue.peek().map(|q| q.at);
         let brokers = self
             .servers
             .iter()
@@ -490,7 +542,11 @@ impl SimNet {
 
     fn push(&mut self, at: Instant, event: Event) {
         self.sequence += 1;
-        self.queue.insert((at, self.sequence), event);
+        self.queue.push(Queued {
+            at,
+            sequence: self.sequence,
+            event,
+        });
     }
 
     fn pieces(&mut self, bytes: &[u8], split: bool) -> Vec<Vec<u8>> {
@@ -519,13 +575,23 @@ impl SimNet {
         let due = now.saturating_add(latency).max(link.last_to_client);
         link.last_to_client = due;
         let generation = link.generation;
-        let events = match event {
-            ClientEvent::Data(bytes) => self
+        let events: Vec<ClientEvent> = match event {
+            ClientEvent::Data(bytes) if split => self
                 .pieces(&bytes, split)
                 .into_iter()
                 .map(ClientEvent::Data)
                 .collect(),
-            other => vec![other],
+            event => {
+                self.push(
+                    due,
+                    Event::ToClient {
+                        conn,
+                        generation,
+                        event,
+                    },
+                );
+                return;
+            }
         };
         for event in events {
             self.push(
@@ -657,6 +723,8 @@ impl SimNet {
                 if link.generation == generation && link.server_open && !link.black_holed {
                     link.server_open = false;
                     let server = link.server;
+                    // The client closed it before: nothing more can happen on it.
+                    self.links.remove(&conn);
                     self.servers[server].broker.handle_peer_closed(at, conn);
                 }
             }

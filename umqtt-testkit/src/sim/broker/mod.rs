@@ -77,6 +77,8 @@ pub struct SimBroker {
     refused_filters: BTreeSet<String>,
     withhold_acks: bool,
     assigned_ids: u64,
+    /// Keep `accepted`, `connects` and `received` (default true).
+    history: bool,
 }
 
 impl Default for SimBroker {
@@ -104,6 +106,7 @@ impl SimBroker {
             refused_filters: BTreeSet::new(),
             withhold_acks: false,
             assigned_ids: 0,
+            history: true,
         }
     }
 
@@ -157,6 +160,13 @@ impl SimBroker {
     }
 
     // ---- what tests observe ----
+
+    /// Keeps (`true`, the default) or stops keeping the records [`accepted`](Self::accepted),
+    /// [`connects`](Self::connects) and [`received`](Self::received): a simulation of months
+    /// that does not read them saves their memory and time.
+    pub fn set_history(&mut self, on: bool) {
+        self.history = on;
+    }
 
     /// Every application message accepted from a client's PUBLISH, in order. A QoS 2 resend
     /// before PUBREL is not accepted again; a QoS 1 resend is (it is a duplicate).
@@ -327,6 +337,10 @@ impl SimBroker {
             c.buffer.drain(..consumed);
             // Only complete packets are signs of life.
             c.last_packet = now;
+            if !self.history {
+                self.handle_packet(now, conn, incoming);
+                continue;
+            }
             let before = c.client_id.clone();
             self.handle_packet(now, conn, incoming);
             // CONNECT is filed under the client id it established.
@@ -511,7 +525,9 @@ impl SimBroker {
         };
         if let Some(code) = refusal {
             record.code = code;
-            self.connects.push(record);
+            if self.history {
+                self.connects.push(record);
+            }
             self.out.send(
                 now,
                 conn,
@@ -550,7 +566,9 @@ impl SimBroker {
             c.will = will;
         }
         record.session_present = session_present;
-        self.connects.push(record);
+        if self.history {
+            self.connects.push(record);
+        }
         self.out.send(
             now,
             conn,
@@ -597,16 +615,18 @@ impl SimBroker {
                 return;
             }
         }
-        self.accepted.push(Accepted {
-            client_id: client_id.to_owned(),
-            topic: message.topic.clone(),
-            payload: message.payload.clone(),
-            qos: message.qos,
-            retain: message.retain,
-            dup,
-            packet_id,
-            at: now,
-        });
+        if self.history {
+            self.accepted.push(Accepted {
+                client_id: client_id.to_owned(),
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                qos: message.qos,
+                retain: message.retain,
+                dup,
+                packet_id,
+                at: now,
+            });
+        }
         // Acknowledged before it is routed, as mosquitto writes its PUBACK first.
         match (message.qos, packet_id) {
             (QoS::AtLeastOnce, Some(id)) => self.send_ack(now, conn, &Packet::PubAck(id)),
