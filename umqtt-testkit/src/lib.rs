@@ -38,4 +38,5 @@ pub mod broker;
 pub mod certs;
 pub mod proxy;
 pub mod raw;
-pub mod sim;
+/// The simulated broker and network on a virtual clock (the `umqtt-sim` crate).
+pub use umqtt_sim as sim;

@@ -6,7 +6,7 @@
 //! Every (device instance, policy, nudge) is an independent run with its own simulated
 //! network ([`run::simulate`]); runs are spread over threads and gathered in a fixed order,
 //! and every random draw comes from `--seed`, so the same seed gives the same report. Time
-//! jumps from timer to timer (the testkit's [`umqtt_testkit::sim::device::run`]), never by
+//! jumps from timer to timer (the simulator's [`umqtt_sim::device::run`]), never by
 //! a fixed tick.
 
 mod chart;

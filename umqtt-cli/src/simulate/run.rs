@@ -8,8 +8,8 @@ use std::time::Duration;
 use umqtt_core::robust::{EngineConfig, Event};
 use umqtt_core::session::SessionConfig;
 use umqtt_core::Instant;
-use umqtt_testkit::sim::device::{run, Device};
-use umqtt_testkit::sim::{ServerMode, SimNet};
+use umqtt_sim::device::{run, Device};
+use umqtt_sim::{ServerMode, SimNet};
 
 use super::devices::DeviceSpec;
 use super::rng::Rng;

@@ -6,8 +6,8 @@
 //! ```
 //! use umqtt_core::robust::{EngineConfig, FixedDelay};
 //! use umqtt_core::session::SessionConfig;
-//! use umqtt_testkit::sim::device::{run, Device};
-//! use umqtt_testkit::sim::SimNet;
+//! use umqtt_sim::device::{run, Device};
+//! use umqtt_sim::SimNet;
 //!
 //! let mut net = SimNet::new(1);
 //! let config = EngineConfig::new(SessionConfig {

@@ -6,7 +6,7 @@ use umqtt_core::packet::{Packet, PacketId, Publish, QoS};
 use umqtt_core::Instant;
 
 use super::records::Delivery;
-use crate::sim::ConnId;
+use crate::ConnId;
 
 /// What the broker asks the network to do with one of its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]

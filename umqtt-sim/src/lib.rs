@@ -23,7 +23,7 @@
 //! ```
 //! use umqtt_core::packet::{Connect, Packet, ProtocolVersion};
 //! use umqtt_core::Instant;
-//! use umqtt_testkit::sim::{ClientEvent, SimNet};
+//! use umqtt_sim::{ClientEvent, SimNet};
 //!
 //! let mut net = SimNet::new(7);
 //! let t0 = Instant::from_millis(0);
