@@ -6,7 +6,8 @@
 //! - nothing panics and `poll_event` terminates;
 //! - every transmission is a sequence of whole, valid packets a client may send;
 //! - every QoS 1/2 publish is reported exactly once, by `Published` or `PublishDiscarded`, or
-//!   withdrawn by a successful `cancel_publish` (refused only after PUBREC), and `outgoing()`
+//!   withdrawn by a successful `cancel_publish` (refused for a QoS 2 message once sent, as
+//!   `can_cancel` says beforehand), and `outgoing()`
 //!   lists exactly the publishes not yet reported;
 //! - `in_flight() <= min(outgoing_len(), max_in_flight)` and `outgoing_len() <= max_outgoing`;
 //! - after `Closed` the session is disconnected.
@@ -248,11 +249,15 @@ impl Harness {
                     .session
                     .outgoing()
                     .any(|(o, _, stage)| o == id && stage == OutgoingStage::AwaitingPubComp);
+                // A QoS 2 message that was ever sent is never withdrawn (the broker may hold
+                // its id); everything else pending can be.
+                let cancellable = self.session.can_cancel(id);
+                assert!(!awaiting_pubcomp || !cancellable, "{id} cancellable after PUBREC");
                 if self.session.cancel_publish(id) {
+                    assert!(cancellable, "cancelled {id} that can_cancel refused");
                     assert!(self.pending.remove(&id.get()), "cancelled unknown id {id}");
-                    assert!(!awaiting_pubcomp, "cancelled {id} after PUBREC");
                 } else {
-                    assert!(!self.pending.contains(&id.get()) || awaiting_pubcomp);
+                    assert!(!self.pending.contains(&id.get()) || !cancellable);
                 }
             }
             _ => {
