@@ -552,7 +552,11 @@ fn umqtt_publisher(
     client.connect(true).expect("umqtt connect");
     if std::env::var_os("UMQTT_BENCH_NAGLE").is_some() {
         // Experiment: Nagle's algorithm on instead of the transport's TCP_NODELAY.
-        let stream = client.get_ref().expect("connected").tcp_stream();
+        let stream = client
+            .get_ref()
+            .expect("connected")
+            .tcp_stream()
+            .expect("tcp");
         stream.set_nodelay(false).expect("nodelay");
     }
     let topic = args.topic.as_str();

@@ -52,7 +52,7 @@ use umqtt_core::packet::{PacketId, ProtocolVersion, Publish, QoS, SubscribeRetur
 use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
 
 use crate::error::Error;
-use crate::transport::{self, Stream, TlsConfig, Transport};
+use crate::transport::{self, Stream, TlsConfig, Transport, TransportConfig};
 
 pub use umqtt_core::message::Message;
 
@@ -68,6 +68,9 @@ pub struct ClientConfig {
     pub port: Option<u16>,
     /// TLS settings; `None` for plain TCP.
     pub tls: Option<TlsConfig>,
+    /// What carries the bytes: TCP by default, or WebSocket, a Unix socket, through a proxy
+    /// (see [`TransportConfig`]). TLS, when set, runs under the WebSocket framing (`wss://`).
+    pub transport: TransportConfig,
     /// User name.
     pub username: Option<String>,
     /// Password.
@@ -111,6 +114,7 @@ impl Default for ClientConfig {
             server: "127.0.0.1".to_string(),
             port: None,
             tls: None,
+            transport: TransportConfig::default(),
             username: None,
             password: None,
             keep_alive: 60,
@@ -127,10 +131,11 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The port in use: the configured one, else 8883 with TLS or 1883 without.
+    /// The port in use: the configured one, else 8883 with TLS or 1883 without (443 and 80
+    /// over WebSocket, see [`TransportConfig::default_port`]).
     pub fn effective_port(&self) -> u16 {
         self.port
-            .unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
+            .unwrap_or_else(|| self.transport.default_port(self.tls.is_some()))
     }
 
     /// The session settings these client settings make, with `will` (for drivers of
@@ -179,14 +184,17 @@ impl Client<Transport> {
         })
     }
 
-    /// Opens TCP (and TLS if configured), sends CONNECT and waits for CONNACK. Returns whether
-    /// the broker resumed a stored session (`session_present`).
+    /// Opens the transport (TCP, TLS, WebSocket, Unix socket, proxy: as configured), sends
+    /// CONNECT and waits for CONNACK. Returns whether the broker resumed a stored session
+    /// (`session_present`). TLS sessions are resumed across calls (see
+    /// [`TlsConfig::session_resumption`]).
     pub fn connect(&mut self, clean_session: bool) -> Result<bool, Error> {
         let started = std::time::Instant::now();
-        let stream = transport::connect(
+        let stream = transport::open(
             &self.config.server,
             self.config.effective_port(),
             self.config.tls.as_ref(),
+            &self.config.transport,
             self.config.connect_timeout,
         )?;
         let remaining = self

@@ -145,7 +145,7 @@ fn last_will_published_when_socket_dies_not_on_disconnect() {
     // The socket dies without DISCONNECT.
     match doomed.get_mut().unwrap() {
         Transport::Tcp(tcp) => tcp.shutdown(Shutdown::Both).unwrap(),
-        Transport::Tls(_) => unreachable!("plain TCP test"),
+        _ => unreachable!("plain TCP test"),
     }
     drop(doomed);
     let m = expect_message(&mut watcher);

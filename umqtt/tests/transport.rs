@@ -42,7 +42,7 @@ fn plain_tcp_connects_and_speaks_mqtt() {
     assert!(!transport.is_tls());
     assert_eq!(transport.peer_addr().unwrap(), broker.addr());
     assert!(
-        transport.tcp_stream().nodelay().unwrap(),
+        transport.tcp_stream().unwrap().nodelay().unwrap(),
         "TCP_NODELAY is set"
     );
     assert_mqtt_works(transport);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use umqtt_core::robust::FailureKind;
 
 use crate::error::Error;
-use crate::transport::{self, TlsConfig, Transport, TransportError};
+use crate::transport::{
+    self, ProxyError, TlsConfig, Transport, TransportConfig, TransportError, WebSocketError,
+};
 
 /// A transport error shared by the events that report it: cloneable, typed (the
 /// [`Error`] inside), compared by identity.
@@ -63,6 +65,20 @@ pub fn classify(error: &Error) -> FailureKind {
             FailureKind::Timeout
         }
         Error::Transport(TransportError::Tls(_) | TransportError::TlsIo(_)) => FailureKind::Tls,
+        Error::Transport(TransportError::Proxy { source, .. }) => match source {
+            ProxyError::Io(e) if is_timeout(e) => FailureKind::Timeout,
+            // A proxy that refuses (403, SOCKS "not allowed", bad credentials) may be
+            // reconfigured, or the broker may come back behind it: worth retrying.
+            _ => FailureKind::TcpConnect,
+        },
+        Error::Transport(TransportError::Unix { .. }) => FailureKind::TcpConnect,
+        Error::Transport(TransportError::WebSocket(error)) => match error {
+            WebSocketError::Io(e) if is_timeout(e) => FailureKind::Timeout,
+            WebSocketError::Io(_) => FailureKind::ConnectionLost,
+            WebSocketError::InvalidRequest => FailureKind::Configuration,
+            // Refused upgrade, wrong sub-protocol, garbage: the server broke the protocol.
+            _ => FailureKind::Protocol,
+        },
         // Unusable local settings (TLS files, server name, a maximum packet size below what
         // the broker sends): retrying cannot help.
         Error::Transport(_) | Error::Usage(_) | Error::PacketTooLarge { .. } => {
@@ -74,6 +90,13 @@ pub fn classify(error: &Error) -> FailureKind {
         Error::Connect(inner) => classify(inner),
         _ => FailureKind::ConnectionLost,
     }
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 #[derive(Default)]
@@ -136,6 +159,7 @@ pub(super) struct OpenRequest {
     pub host: String,
     pub port: u16,
     pub tls: Option<TlsConfig>,
+    pub transport: TransportConfig,
     pub timeout: Duration,
     /// How long a write may make no progress (see `transport::write_stall`).
     pub write_stall: Duration,
@@ -158,10 +182,11 @@ pub(super) fn open_in_background(request: OpenRequest, generation: u64, nudger: 
 }
 
 fn open(request: &OpenRequest) -> Result<Transport, Error> {
-    let mut stream = transport::connect(
+    let mut stream = transport::open(
         &request.host,
         request.port,
         request.tls.as_ref(),
+        &request.transport,
         request.timeout,
     )?;
     // A write that makes no progress for this long means the peer stopped reading.

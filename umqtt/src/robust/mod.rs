@@ -54,7 +54,7 @@ use umqtt_core::topic::validate_topic_name;
 use crate::error::Error;
 use crate::outbox::{OutboxStore, StoredMessage};
 use crate::simple::{ClientConfig, Message};
-use crate::transport::{self, Stream, Transport};
+use crate::transport::{self, Stream, Transport, TransportStats};
 use link::OpenRequest;
 
 /// What happened: the link's life, every message's outcome, messages received.
@@ -164,6 +164,7 @@ pub struct Client {
     last_durable_commit: Instant,
     /// The outcome of the last attempt, for [`Client::connect`].
     last_attempt: Option<Result<bool, LinkError<LinkFailure>>>,
+    transport_stats: TransportStats,
 }
 
 impl Client {
@@ -202,6 +203,7 @@ impl Client {
             store: None,
             last_durable_commit: epoch,
             last_attempt: None,
+            transport_stats: TransportStats::default(),
         }
     }
 
@@ -265,6 +267,15 @@ impl Client {
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+
+    /// Counters of the transports this client opened: how many, and how many TLS handshakes
+    /// were full or resumed (see [`TlsConfig::session_resumption`]). Kept by this driver, not
+    /// the engine, which knows nothing of transports.
+    ///
+    /// [`TlsConfig::session_resumption`]: crate::transport::TlsConfig::session_resumption
+    pub fn transport_stats(&self) -> TransportStats {
+        self.transport_stats
     }
 
     /// Messages not yet settled.
@@ -534,6 +545,7 @@ impl Client {
     fn opened(&mut self, now: umqtt_core::Instant, result: Result<Transport, Error>) {
         match result {
             Ok(stream) => {
+                self.transport_stats.record(&stream);
                 self.stream = Some(stream);
                 self.read_timeout = None;
                 self.engine.handle_opened(now);
@@ -642,6 +654,7 @@ impl Client {
             host: host.clone(),
             port,
             tls: self.config.tls.clone(),
+            transport: self.config.transport.clone(),
             timeout: self.config.connect_timeout,
             write_stall: self.write_stall,
         };

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use rustls_pki_types::pem;
 
+use super::proxy::ProxyError;
 use super::tls::*;
+use super::websocket::WebSocketError;
 
-/// Why [`connect`](super::connect) failed.
+/// Why [`connect`](super::connect) or [`open`](super::open) failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -92,6 +94,22 @@ pub enum TransportError {
     /// rustls rejected the configuration, e.g. a client key that does not
     /// match its certificate or uses an unsupported algorithm.
     Config(rustls::Error),
+    /// The proxy could not be reached or did not open the tunnel to the broker.
+    Proxy {
+        /// The proxy, as `host:port`.
+        proxy: String,
+        /// What went wrong.
+        source: ProxyError,
+    },
+    /// The WebSocket upgrade failed (refused, wrong sub-protocol, garbage answer, timeout).
+    WebSocket(WebSocketError),
+    /// The Unix domain socket could not be connected.
+    Unix {
+        /// The socket's path.
+        path: PathBuf,
+        /// The operating system's error, e.g. `NotFound` or `ConnectionRefused`.
+        source: io::Error,
+    },
 }
 
 fn describe_origin(path: Option<&PathBuf>) -> String {
@@ -163,6 +181,13 @@ impl fmt::Display for TransportError {
             TransportError::Config(error) => {
                 write!(formatter, "invalid TLS configuration: {error}")
             }
+            TransportError::Proxy { proxy, source } => {
+                write!(formatter, "through the proxy {proxy}: {source}")
+            }
+            TransportError::WebSocket(error) => error.fmt(formatter),
+            TransportError::Unix { path, source } => {
+                write!(formatter, "cannot connect to {}: {source}", path.display())
+            }
         }
     }
 }
@@ -173,7 +198,10 @@ impl std::error::Error for TransportError {
             TransportError::Resolve { source, .. }
             | TransportError::Connect { source, .. }
             | TransportError::ReadFile { source, .. }
+            | TransportError::Unix { source, .. }
             | TransportError::TlsIo(source) => Some(source),
+            TransportError::Proxy { source, .. } => Some(source),
+            TransportError::WebSocket(source) => Some(source),
             TransportError::InvalidPem { source, .. } => Some(source),
             TransportError::Tls(source)
             | TransportError::Config(source)

@@ -1,9 +1,21 @@
-//! Byte streams to a broker: plain TCP or TLS over TCP.
+//! Byte streams to a broker: TCP, TLS, WebSocket (`ws://`, `wss://`), a Unix domain socket,
+//! each optionally through an HTTP CONNECT or SOCKS5 proxy.
 //!
-//! [`connect`] resolves the host, opens a TCP connection and, when given a
-//! [`TlsConfig`], completes the whole TLS handshake before returning, so that
-//! an unknown CA or a wrong host name is reported by `connect` itself
-//! ([`TransportError::Tls`]) and not by the first read of the MQTT client.
+//! [`open`] resolves the host, opens a TCP connection (through the [`ProxyConfig`] if any)
+//! and, when given a [`TlsConfig`], completes the whole TLS handshake, then the WebSocket
+//! upgrade if the [`TransportConfig`] asks for one, before returning: an unknown CA, a wrong
+//! host name, a proxy's refusal or a WebSocket server that does not speak `mqtt` is reported
+//! by `open` itself, as a typed [`TransportError`], and not by the first read of the MQTT
+//! client. [`connect`] is `open` over plain TCP / TLS.
+//!
+//! ```text
+//!   MQTT bytes ─► [WebSocket frames] ─► [TLS] ─► [proxy tunnel] ─► TCP ─► broker
+//!   MQTT bytes ─► Unix socket ─► local broker
+//! ```
+//!
+//! TLS sessions are resumed across reconnects: a [`TlsConfig`] and its clones share one
+//! rustls configuration and its session store ([`TlsConfig::client_config`]), and
+//! [`Transport::tls_handshake`] tells whether a handshake was full or resumed.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -17,22 +29,109 @@
 //! # }
 //! ```
 //!
-//! What this module does not do: proxies, WebSockets, ALPN, certificate
-//! revocation checks, or happy-eyeballs racing of IPv6 against IPv4 (the
-//! resolved addresses are tried one after another).
+//! What this module does not do: certificate revocation checks, HTTP proxies' other
+//! authentication schemes than `Basic`, SOCKS4, WebSocket compression, or happy-eyeballs
+//! racing of IPv6 against IPv4 (the resolved addresses are tried one after another).
 
+mod config;
 mod error;
+mod proxy;
 mod stream;
 mod tls;
+mod websocket;
 
+pub use config::{
+    Carrier, ProxyConfig, ProxyKind, ProxyUrlError, TransportConfig, WebSocketConfig,
+};
 pub use error::TransportError;
+pub use proxy::ProxyError;
 pub use stream::write_stall;
 pub(crate) use stream::{set_write_slice, write_within};
-pub use stream::{Stream, Transport};
+pub use stream::{Stream, TlsHandshake, Transport, TransportStats};
 pub use tls::{PemKind, TlsConfig, TlsVersion};
+pub use websocket::{WebSocketError, WebSocketStream, SUBPROTOCOL};
+
+/// Opens a connection to `host:port` as `transport` describes: through its proxy if any,
+/// over TLS when `tls` is given, then the WebSocket upgrade for [`Carrier::WebSocket`]; a
+/// [`Carrier::Unix`] socket ignores the host, port, proxy and TLS.
+///
+/// Each stage (TCP connect, proxy handshake, TLS handshake, WebSocket upgrade) must finish
+/// within `connect_timeout`; name resolution is bounded by it too. Otherwise as [`connect`].
+///
+/// # Errors
+///
+/// As [`connect`], plus [`TransportError::Proxy`], [`TransportError::WebSocket`] and
+/// [`TransportError::Unix`].
+pub fn open(
+    host: &str,
+    port: u16,
+    tls: Option<&TlsConfig>,
+    transport: &TransportConfig,
+    connect_timeout: Duration,
+) -> Result<Transport, TransportError> {
+    if let Carrier::Unix(path) = &transport.carrier {
+        return UnixStream::connect(path)
+            .map(Transport::Unix)
+            .map_err(|source| TransportError::Unix {
+                path: path.clone(),
+                source,
+            });
+    }
+    let host = strip_ipv6_brackets(host);
+    let tls_setup = tls_setup(tls, host)?;
+    let (tcp, addr) = match &transport.proxy {
+        None => connect_tcp(host, port, connect_timeout)?,
+        Some(proxy) => connect_through(proxy, host, port, connect_timeout)?,
+    };
+    let stream = finish_connect(tcp, addr, tls_setup, connect_timeout)?;
+    match &transport.carrier {
+        Carrier::WebSocket(config) => {
+            websocket::upgrade(stream, host, port, config, connect_timeout)
+                .map(|ws| Transport::WebSocket(Box::new(ws)))
+                .map_err(TransportError::WebSocket)
+        }
+        _ => Ok(stream),
+    }
+}
+
+/// A TCP connection to `host:port` through `proxy`, its handshake done within `timeout`.
+fn connect_through(
+    proxy: &ProxyConfig,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr), TransportError> {
+    let (mut tcp, addr) = connect_tcp(strip_ipv6_brackets(&proxy.host), proxy.port, timeout)?;
+    let failed = |source| TransportError::Proxy {
+        proxy: format!("{}:{}", proxy.host, proxy.port),
+        source,
+    };
+    tcp.set_read_timeout(Some(timeout))
+        .and_then(|()| tcp.set_write_timeout(Some(timeout)))
+        .map_err(|e| failed(ProxyError::Io(e)))?;
+    proxy::handshake(proxy, &mut tcp, host, port).map_err(failed)?;
+    tcp.set_read_timeout(None)
+        .and_then(|()| tcp.set_write_timeout(None))
+        .map_err(|e| failed(ProxyError::Io(e)))?;
+    Ok((tcp, addr))
+}
+
+fn tls_setup(
+    tls: Option<&TlsConfig>,
+    host: &str,
+) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>, TransportError> {
+    match tls {
+        Some(tls) => {
+            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
+            Ok(Some((tls.client_config()?, server_name)))
+        }
+        None => Ok(None),
+    }
+}
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,19 +167,9 @@ pub fn connect(
     tls: Option<&TlsConfig>,
     connect_timeout: Duration,
 ) -> Result<Transport, TransportError> {
-    let host = strip_ipv6_brackets(host);
-    // Build the TLS configuration first: a missing file is a local mistake
-    // that should not cost a network round trip to discover.
-    let tls_setup = match tls {
-        Some(tls) => {
-            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
-            Some((Arc::new(tls.to_client_config()?), server_name))
-        }
-        None => None,
-    };
-
-    let (tcp, addr) = connect_tcp(host, port, connect_timeout)?;
-    finish_connect(tcp, addr, tls_setup, connect_timeout)
+    // Builds the TLS configuration first: a missing file is a local mistake that should not
+    // cost a network round trip to discover.
+    open(host, port, tls, &TransportConfig::tcp(), connect_timeout)
 }
 
 /// Like [`connect`], over a TCP connection the caller already opened, e.g.
@@ -98,13 +187,7 @@ pub fn connect_over(
     handshake_timeout: Duration,
 ) -> Result<Transport, TransportError> {
     let host = strip_ipv6_brackets(host);
-    let tls_setup = match tls {
-        Some(tls) => {
-            let server_name = parse_server_name(tls.server_name.as_deref().unwrap_or(host))?;
-            Some((Arc::new(tls.to_client_config()?), server_name))
-        }
-        None => None,
-    };
+    let tls_setup = tls_setup(tls, host)?;
     let addr = tcp.peer_addr().map_err(TransportError::TlsIo)?;
     finish_connect(tcp, addr, tls_setup, handshake_timeout)
 }

@@ -1,11 +1,14 @@
-//! The byte stream a client runs over (`Stream`), TCP and TLS as one `Transport`, and writing
-//! that gives up when the peer stops reading.
+//! The byte stream a client runs over (`Stream`), TCP, TLS, WebSocket and Unix sockets as one
+//! `Transport`, and writing that gives up when the peer stops reading.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use rustls::{ClientConnection, StreamOwned};
+
+use super::websocket::WebSocketStream;
 
 /// A connected, blocking byte stream to a broker.
 ///
@@ -107,8 +110,9 @@ fn is_disconnect(error: &io::Error) -> bool {
     )
 }
 
-/// A connection to a broker returned by [`connect`](super::connect): plain TCP or TLS.
+/// A connection to a broker returned by [`connect`](super::connect) or [`open`](super::open).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Transport {
     /// An unencrypted TCP connection (MQTT's port 1883).
     Tcp(TcpStream),
@@ -116,85 +120,183 @@ pub enum Transport {
     ///
     /// Boxed because the TLS state is much larger than a socket.
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+    /// A WebSocket connection (over TCP or TLS) whose upgrade has completed.
+    WebSocket(Box<WebSocketStream>),
+    /// A Unix domain socket.
+    Unix(UnixStream),
+}
+
+/// How a TLS handshake went, see [`Transport::tls_handshake`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsHandshake {
+    /// A full handshake: certificate chain sent and verified, new key exchange.
+    Full,
+    /// An abbreviated handshake resuming an earlier session (TLS 1.3 ticket / PSK, TLS 1.2
+    /// session id or ticket): no certificate verification, fewer bytes and less computation.
+    Resumed,
 }
 
 impl Transport {
-    /// The TCP socket underneath, for socket options not covered here.
-    pub fn tcp_stream(&self) -> &TcpStream {
+    /// The TCP socket underneath, for socket options not covered here; `None` for a Unix
+    /// socket.
+    pub fn tcp_stream(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Tcp(stream) => stream,
-            Transport::Tls(stream) => &stream.sock,
+            Transport::Tcp(stream) => Some(stream),
+            Transport::Tls(stream) => Some(&stream.sock),
+            Transport::WebSocket(stream) => stream.get_ref().tcp_stream(),
+            Transport::Unix(_) => None,
         }
     }
 
-    /// The address of the broker this transport is connected to.
+    /// The address of the broker this transport is connected to (through a proxy: the
+    /// proxy's). A Unix socket has none (`Unsupported`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp_stream().peer_addr()
+        self.tcp_stream()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?
+            .peer_addr()
     }
 
-    /// The local address of this end of the connection.
+    /// The local address of this end of the connection (`Unsupported` for a Unix socket).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp_stream().local_addr()
+        self.tcp_stream()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?
+            .local_addr()
     }
 
-    /// Whether the connection is encrypted with TLS.
+    /// Whether the connection is encrypted with TLS (directly or under WebSocket).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
+        match self {
+            Transport::Tls(_) => true,
+            Transport::WebSocket(stream) => stream.get_ref().is_tls(),
+            Transport::Tcp(_) | Transport::Unix(_) => false,
+        }
     }
+
+    /// How the TLS handshake went (full or resumed); `None` without TLS.
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        match self {
+            Transport::Tls(stream) => Some(match stream.conn.handshake_kind() {
+                Some(rustls::HandshakeKind::Resumed) => TlsHandshake::Resumed,
+                _ => TlsHandshake::Full,
+            }),
+            Transport::WebSocket(stream) => stream.get_ref().tls_handshake(),
+            Transport::Tcp(_) | Transport::Unix(_) => None,
+        }
+    }
+
+    /// The ALPN protocol the server selected, if any (see
+    /// [`TlsConfig::alpn`](super::TlsConfig::alpn)).
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            Transport::Tls(stream) => stream.conn.alpn_protocol(),
+            Transport::WebSocket(stream) => stream.get_ref().alpn_protocol(),
+            Transport::Tcp(_) | Transport::Unix(_) => None,
+        }
+    }
+}
+
+/// Counts of the transports a driver opened, kept by the driver (the MQTT engine knows
+/// nothing of TLS): see `umqtt::robust::Client::transport_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// Transports opened (every stage done: proxy, TLS, WebSocket).
+    pub opened: u64,
+    /// TLS handshakes that were full (certificate exchange and verification).
+    pub tls_full_handshakes: u64,
+    /// TLS handshakes that resumed an earlier session (abbreviated).
+    pub tls_resumed_handshakes: u64,
+}
+
+impl TransportStats {
+    /// Counts `transport`, just opened.
+    pub fn record(&mut self, transport: &Transport) {
+        self.record_handshake(transport.tls_handshake());
+    }
+
+    /// Counts a transport just opened whose TLS handshake (if any) went as `handshake`; for
+    /// drivers whose streams are not a [`Transport`] (e.g. async ones).
+    pub fn record_handshake(&mut self, handshake: Option<TlsHandshake>) {
+        self.opened += 1;
+        match handshake {
+            Some(TlsHandshake::Full) => self.tls_full_handshakes += 1,
+            Some(TlsHandshake::Resumed) => self.tls_resumed_handshakes += 1,
+            None => {}
+        }
+    }
+}
+
+impl Stream for UnixStream {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+
+    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
+        UnixStream::set_nonblocking(self, nonblocking)
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        match UnixStream::shutdown(self, Shutdown::Both) {
+            Err(error) if is_disconnect(&error) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// Runs `$body` with `$stream` bound to whichever stream the transport holds.
+macro_rules! each {
+    ($transport:expr, $stream:ident => $body:expr) => {
+        match $transport {
+            Transport::Tcp($stream) => $body,
+            Transport::Tls($stream) => {
+                let $stream = $stream.as_mut();
+                $body
+            }
+            Transport::WebSocket($stream) => {
+                let $stream = $stream.as_mut();
+                $body
+            }
+            Transport::Unix($stream) => $body,
+        }
+    };
 }
 
 impl Read for Transport {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(stream) => stream.read(buffer),
-            Transport::Tls(stream) => stream.read(buffer),
-        }
+        each!(self, stream => stream.read(buffer))
     }
 }
 
 impl Write for Transport {
     fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-        match self {
-            Transport::Tcp(stream) => stream.write(buffer),
-            Transport::Tls(stream) => stream.write(buffer),
-        }
+        each!(self, stream => stream.write(buffer))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Transport::Tcp(stream) => stream.flush(),
-            Transport::Tls(stream) => stream.flush(),
-        }
+        each!(self, stream => stream.flush())
     }
 }
 
 impl Stream for Transport {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Transport::Tcp(stream) => Stream::set_read_timeout(stream, timeout),
-            Transport::Tls(stream) => Stream::set_read_timeout(stream.as_mut(), timeout),
-        }
+        each!(self, stream => Stream::set_read_timeout(stream, timeout))
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Transport::Tcp(stream) => Stream::set_write_timeout(stream, timeout),
-            Transport::Tls(stream) => Stream::set_write_timeout(stream.as_mut(), timeout),
-        }
+        each!(self, stream => Stream::set_write_timeout(stream, timeout))
     }
 
     fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            Transport::Tcp(stream) => Stream::set_nonblocking(stream, nonblocking),
-            Transport::Tls(stream) => Stream::set_nonblocking(stream.as_mut(), nonblocking),
-        }
+        each!(self, stream => Stream::set_nonblocking(stream, nonblocking))
     }
 
     fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            Transport::Tcp(stream) => Stream::shutdown(stream),
-            Transport::Tls(stream) => Stream::shutdown(stream.as_mut()),
-        }
+        each!(self, stream => Stream::shutdown(stream))
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -90,8 +91,10 @@ impl fmt::Display for PemKind {
 /// # let _ = tls;
 /// ```
 ///
-/// Files are read when [`connect`](super::connect) is called, so a renewed certificate is
-/// picked up on the next reconnect.
+/// Files are read when [`connect`](super::connect) is first called, and again when they
+/// changed, so a renewed certificate is picked up on the next reconnect. Clones share one
+/// TLS session store, so reconnects resume the session (see
+/// [`TlsConfig::session_resumption`]); changing a setting makes a configuration of its own.
 #[derive(Clone, Debug, Default)]
 #[must_use = "TlsConfig builder methods return the changed configuration"]
 pub struct TlsConfig {
@@ -102,6 +105,21 @@ pub struct TlsConfig {
     pub(super) server_name: Option<String>,
     minimum_version: Option<TlsVersion>,
     alpn_protocols: Vec<Vec<u8>>,
+    no_resumption: bool,
+    /// The rustls configuration built from these settings, shared by clones: its session
+    /// store is what lets a reconnect resume the TLS session.
+    shared: SharedConfig,
+}
+
+/// The cached rustls configuration and the modification times of the files it was built
+/// from (a renewed certificate file makes a new one).
+#[derive(Clone, Default)]
+struct SharedConfig(Arc<Mutex<Option<(Arc<ClientConfig>, Vec<Option<SystemTime>>)>>>);
+
+impl fmt::Debug for SharedConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("SharedConfig")
+    }
 }
 
 /// A TLS protocol version, for [`TlsConfig::minimum_version`].
@@ -124,6 +142,7 @@ impl TlsConfig {
     /// Trusts only the CA certificates in this PEM file instead of the
     /// Mozilla root store.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.shared = SharedConfig::default();
         self.ca = Some(PemSource::File(path.into()));
         self
     }
@@ -131,6 +150,7 @@ impl TlsConfig {
     /// Trusts only the CA certificates in these PEM bytes instead of the
     /// Mozilla root store.
     pub fn ca_pem(mut self, pem: Vec<u8>) -> Self {
+        self.shared = SharedConfig::default();
         self.ca = Some(PemSource::Memory(pem));
         self
     }
@@ -142,6 +162,7 @@ impl TlsConfig {
         cert_path: impl Into<PathBuf>,
         key_path: impl Into<PathBuf>,
     ) -> Self {
+        self.shared = SharedConfig::default();
         self.client_auth = Some((
             PemSource::File(cert_path.into()),
             PemSource::File(key_path.into()),
@@ -151,6 +172,7 @@ impl TlsConfig {
 
     /// Like [`TlsConfig::client_auth`], from PEM bytes in memory.
     pub fn client_auth_pem(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.shared = SharedConfig::default();
         self.client_auth = Some((PemSource::Memory(cert_pem), PemSource::Memory(key_pem)));
         self
     }
@@ -165,6 +187,7 @@ impl TlsConfig {
     /// Only for tests and for brokers with throwaway self-signed
     /// certificates on a trusted network.
     pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.shared = SharedConfig::default();
         self.danger_accept_invalid_certs = accept;
         self
     }
@@ -179,6 +202,7 @@ impl TlsConfig {
     /// address their certificate does not list; prefer
     /// [`TlsConfig::server_name`] when the right name is known.
     pub fn skip_hostname_verification(mut self, skip: bool) -> Self {
+        self.shared = SharedConfig::default();
         self.skip_hostname_verification = skip;
         self
     }
@@ -187,14 +211,42 @@ impl TlsConfig {
     /// 1.3 are offered (rustls implements nothing older); `TlsVersion::Tls13`
     /// offers TLS 1.3 only.
     pub fn minimum_version(mut self, version: TlsVersion) -> Self {
+        self.shared = SharedConfig::default();
         self.minimum_version = Some(version);
         self
     }
 
     /// Offers these ALPN protocol names in the handshake (RFC 7301), e.g.
-    /// `x-amzn-mqtt-ca` for AWS IoT on port 443. By default none is sent, as
-    /// MQTT on port 8883 uses none.
+    /// `x-amzn-mqtt-ca` for AWS IoT on port 443 (as mosquitto's `--tls-alpn`). By default
+    /// none is sent, as MQTT on port 8883 uses none.
+    ///
+    /// ```
+    /// let tls = umqtt::transport::TlsConfig::new().alpn(["x-amzn-mqtt-ca"]);
+    /// # let _ = tls;
+    /// ```
+    pub fn alpn<I, P>(self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.alpn_protocols(protocols.into_iter().map(|p| p.as_ref().to_vec()).collect())
+    }
+
+    /// Resumes TLS sessions across reconnects (default `true`): the first connection makes a
+    /// full handshake, later ones present the session ticket (TLS 1.3) or session id / ticket
+    /// (TLS 1.2) the broker gave, and skip the certificate exchange and its verification —
+    /// fewer bytes and less computation, which on a battery device is energy saved. Sessions
+    /// are kept in memory by every clone of this configuration (256 at most), per server
+    /// name. `false` makes every handshake a full one.
+    pub fn session_resumption(mut self, resume: bool) -> Self {
+        self.shared = SharedConfig::default();
+        self.no_resumption = !resume;
+        self
+    }
+
+    /// Like [`TlsConfig::alpn`], from a list of byte strings.
     pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.shared = SharedConfig::default();
         self.alpn_protocols = protocols;
         self
     }
@@ -205,6 +257,7 @@ impl TlsConfig {
     /// Useful when connecting by IP address to a broker whose certificate
     /// only names its DNS host.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.shared = SharedConfig::default();
         self.server_name = Some(name.into());
         self
     }
@@ -215,7 +268,46 @@ impl TlsConfig {
         self.danger_accept_invalid_certs
     }
 
-    /// Builds the rustls client configuration, reading any files now.
+    /// The rustls client configuration, built on first use and then shared by this
+    /// configuration and its clones, so that connections reuse its TLS session store
+    /// (resumption). It is built anew when a certificate or key file changed since (a renewed
+    /// certificate is picked up on the next reconnect, with a full handshake).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsConfig::to_client_config`].
+    pub fn client_config(&self) -> Result<Arc<ClientConfig>, TransportError> {
+        let stamps = self.file_stamps();
+        let mut cached = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((config, built_from)) = &*cached {
+            if *built_from == stamps {
+                return Ok(config.clone());
+            }
+        }
+        let config = Arc::new(self.to_client_config()?);
+        *cached = Some((config.clone(), stamps));
+        Ok(config)
+    }
+
+    /// The modification times of the files the configuration reads (`None` for one that
+    /// cannot be read: the build will report it).
+    fn file_stamps(&self) -> Vec<Option<SystemTime>> {
+        let mut files = Vec::new();
+        if let Some(source) = &self.ca {
+            files.extend(source.path());
+        }
+        if let Some((cert, key)) = &self.client_auth {
+            files.extend(cert.path());
+            files.extend(key.path());
+        }
+        files
+            .iter()
+            .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+
+    /// Builds a new rustls client configuration, reading any files now (with a session
+    /// store of its own: prefer [`TlsConfig::client_config`], which resumes sessions).
     ///
     /// # Errors
     ///
@@ -265,6 +357,9 @@ impl TlsConfig {
         };
         // MQTT over TLS uses no ALPN protocol on port 8883, unless asked for.
         config.alpn_protocols = self.alpn_protocols.clone();
+        if self.no_resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         Ok(config)
     }
 
