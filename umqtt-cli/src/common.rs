@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 use umqtt::simple::{Client, ClientConfig};
+use umqtt::transport::{ProxyConfig, TransportConfig, WebSocketConfig};
 use umqtt::{QoS, TlsConfig};
 use umqtt_core::packet::ProtocolVersion;
 
@@ -33,7 +34,8 @@ pub struct ConnectArgs {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
-    /// Broker as a URL: mqtt(s)://[user[:password]@]host[:port]/topic (mqtts = TLS)
+    /// Broker as a URL: mqtt(s)://[user[:password]@]host[:port]/topic (mqtts = TLS); ws:// and
+    /// wss:// for MQTT over WebSocket (request path: --ws-path)
     #[arg(short = 'L', long = "url", value_name = "URL",
           conflicts_with_all = ["host", "port", "username", "password"])]
     pub url: Option<String>,
@@ -55,11 +57,21 @@ pub struct ConnectArgs {
     #[arg(long = "unix", value_name = "PATH", conflicts_with = "url")]
     pub unix: Option<PathBuf>,
 
-    /// Reach the broker through this SOCKS5 proxy: socks5h://[user[:password]@]host[:port]
-    /// (port 1080 by default; the proxy resolves the broker's name)
+    /// Reach the broker through this proxy: socks5h://[user[:password]@]host[:port] (SOCKS5,
+    /// port 1080 by default; the proxy resolves the broker's name) or
+    /// http://[user[:password]@]host[:port] (HTTP CONNECT, port 8080 by default)
     #[arg(long = "proxy", value_name = "URL", conflicts_with = "unix",
-          value_parser = crate::socks::Proxy::parse)]
-    pub proxy: Option<crate::socks::Proxy>,
+          value_parser = parse_proxy)]
+    pub proxy: Option<ProxyConfig>,
+
+    /// WebSocket request path for ws:// and wss:// URLs [default: /mqtt]
+    #[arg(long = "ws-path", value_name = "PATH")]
+    pub ws_path: Option<String>,
+
+    /// Extra header of the WebSocket upgrade request, "Name: value" (e.g. "Authorization:
+    /// Bearer …"); repeatable
+    #[arg(long = "ws-header", value_name = "HEADER", value_parser = parse_ws_header)]
+    pub ws_header: Vec<(String, String)>,
 
     /// Most QoS 1/2 messages sent and not yet acknowledged at a time [default: 20]
     #[arg(short = 'M', long = "max-inflight", value_name = "COUNT",
@@ -365,10 +377,22 @@ pub struct Settings {
     /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
     /// [`CliStream::watch_inbound`]).
     pub watch_inbound: bool,
-    /// `--unix`: the broker's Unix domain socket.
-    pub unix: Option<PathBuf>,
-    /// `--proxy`: a SOCKS5 proxy on the way.
-    pub proxy: Option<crate::socks::Proxy>,
+}
+
+fn parse_proxy(url: &str) -> Result<ProxyConfig, String> {
+    ProxyConfig::parse(url).map_err(|e| format!("{e} (got {})", crate::error::echo(url)))
+}
+
+fn parse_ws_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected \"Name: value\", got {}",
+            crate::error::echo(text)
+        )),
+    }
 }
 
 impl ConnectArgs {
@@ -419,6 +443,26 @@ impl ConnectArgs {
         }
 
         let url_tls = url.as_ref().is_some_and(|u| u.tls);
+        let websocket = url.as_ref().is_some_and(|u| u.websocket);
+        if !websocket && (self.ws_path.is_some() || !self.ws_header.is_empty()) {
+            return Err(CliError::usage(
+                "--ws-path and --ws-header need a ws:// or wss:// URL (-L)",
+            ));
+        }
+        let mut transport = match (&self.unix, websocket) {
+            (Some(path), _) => TransportConfig::unix(path),
+            (None, true) => {
+                let mut ws = WebSocketConfig::new(self.ws_path.as_deref().unwrap_or("/mqtt"));
+                for (name, value) in &self.ws_header {
+                    ws = ws.header(name, value);
+                }
+                TransportConfig::websocket(ws)
+            }
+            (None, false) => TransportConfig::tcp(),
+        };
+        if let Some(proxy) = &self.proxy {
+            transport = transport.proxy(proxy.clone());
+        }
         let wants_tls = url_tls
             || self.cafile.is_some()
             || self.cert.is_some()
@@ -460,6 +504,7 @@ impl ConnectArgs {
                 server: host,
                 port,
                 tls,
+                transport,
                 username,
                 password,
                 keep_alive: self.keepalive,
@@ -479,8 +524,6 @@ impl ConnectArgs {
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
             watch_inbound: false,
-            unix: self.unix.clone(),
-            proxy: self.proxy.clone(),
         })
     }
 
@@ -518,7 +561,7 @@ impl ConnectArgs {
             tls = tls.minimum_version(version);
         }
         if let Some(protocol) = &self.tls_alpn {
-            tls = tls.alpn_protocols(vec![protocol.as_bytes().to_vec()]);
+            tls = tls.alpn([protocol]);
         }
         if self.accept_any_cert {
             print_warning_line(
@@ -612,21 +655,12 @@ pub fn connect(settings: &Settings) -> Result<CliClient, CliError> {
     Ok(try_connect(settings)?.0)
 }
 
-/// Why a connection could not be made: the library's error, or `--unix` failing to reach its
-/// socket.
+/// Why a connection could not be made (transport, TLS, proxy, WebSocket, Unix socket or
+/// CONNACK): the library's error, kept for a reconnect policy to classify.
 #[derive(Debug)]
 pub enum ConnectError {
     /// From the client or transport.
     Client(umqtt::Error),
-    /// The `--proxy` could not be reached or did not connect us.
-    Proxy(std::io::Error),
-    /// `--unix PATH` could not be connected.
-    Unix {
-        /// The socket.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
 }
 
 impl ConnectError {
@@ -634,9 +668,6 @@ impl ConnectError {
     pub fn kind(&self) -> umqtt::robust::FailureKind {
         match self {
             ConnectError::Client(error) => umqtt::robust::classify(error),
-            ConnectError::Unix { .. } | ConnectError::Proxy(_) => {
-                umqtt::robust::FailureKind::TcpConnect
-            }
         }
     }
 }
@@ -645,15 +676,6 @@ impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnectError::Client(error) => f.write_str(&crate::error::describe(error)),
-            ConnectError::Proxy(source) => {
-                write!(f, "through the proxy: {}", crate::error::io_message(source))
-            }
-            ConnectError::Unix { path, source } => write!(
-                f,
-                "unable to connect to {}: {}",
-                path.display(),
-                crate::error::io_message(source)
-            ),
         }
     }
 }
@@ -668,7 +690,6 @@ impl From<ConnectError> for CliError {
     fn from(error: ConnectError) -> Self {
         match error {
             ConnectError::Client(error) => error.into(),
-            unix => CliError::failed(unix.to_string()),
         }
     }
 }
@@ -698,48 +719,20 @@ pub fn reconnect(client: &mut CliClient, settings: &Settings) -> Result<bool, Co
         .map_err(ConnectError::Client)
 }
 
-/// Opens the transport the flags name: Unix socket, proxy, TCP or TLS.
+/// Opens the transport the flags name (TCP, TLS, WebSocket, Unix socket, through a proxy:
+/// all the library's `transport::open`), wrapped for the `-d` packet log.
 fn open_stream(settings: &Settings) -> Result<CliStream, ConnectError> {
     let config = &settings.config;
     let debug = settings.debug.then(|| config.client_id.clone());
-    let mut stream = match &settings.unix {
-        Some(path) => {
-            let socket = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
-                ConnectError::Unix {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            CliStream::unix(socket, debug)
-        }
-        None => {
-            let transport = match &settings.proxy {
-                Some(proxy) => {
-                    let tcp = proxy
-                        .connect(
-                            &config.server,
-                            config.effective_port(),
-                            config.connect_timeout,
-                        )
-                        .map_err(ConnectError::Proxy)?;
-                    umqtt::transport::connect_over(
-                        tcp,
-                        &config.server,
-                        config.tls.as_ref(),
-                        config.connect_timeout,
-                    )
-                }
-                None => umqtt::transport::connect(
-                    &config.server,
-                    config.effective_port(),
-                    config.tls.as_ref(),
-                    config.connect_timeout,
-                ),
-            }
-            .map_err(umqtt::Error::Transport)?;
-            CliStream::new(transport, debug)
-        }
-    };
+    let transport = umqtt::transport::open(
+        &config.server,
+        config.effective_port(),
+        config.tls.as_ref(),
+        &config.transport,
+        config.connect_timeout,
+    )
+    .map_err(umqtt::Error::Transport)?;
+    let mut stream = CliStream::new(transport, debug);
     if settings.watch_inbound {
         stream = stream.watch_inbound();
     }

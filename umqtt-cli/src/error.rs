@@ -206,6 +206,11 @@ fn describe_transport(error: &TransportError) -> String {
             format!("unable to resolve host {host:?}: {}", io_message(source))
         }
         TransportError::Timeout { addr } => format!("timed out connecting to {addr}"),
+        TransportError::Unix { path, source } => format!(
+            "unable to connect to {}: {}",
+            path.display(),
+            io_message(source)
+        ),
         TransportError::TlsIo(source) => {
             format!(
                 "connection failed during the TLS handshake: {}",

@@ -22,7 +22,6 @@ mod pub_cmd;
 mod reconnect;
 mod signal;
 mod simulate;
-mod socks;
 mod stream;
 mod sub_cmd;
 mod url;

@@ -163,12 +163,6 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
              message",
         ));
     }
-    if (settings.unix.is_some() || settings.proxy.is_some()) && args.robust.policy.is_some() {
-        return Err(CliError::usage(
-            "--unix and --proxy work without --policy only (the reconnecting client of \
-             --policy opens plain TCP/TLS connections)",
-        ));
-    }
 
     // Read the message before connecting, so a missing file costs no connection.
     let single = if args.source.stdin_line {

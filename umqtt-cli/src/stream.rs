@@ -8,7 +8,6 @@
 //! (`-V mqttv31` is `ClientConfig::protocol`: the client itself writes the 3.1 CONNECT.)
 
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
@@ -18,15 +17,10 @@ use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH}
 /// smaller limit itself).
 const MAX_LOGGED_PACKET: usize = MAX_REMAINING_LENGTH + 5;
 
-/// The connection underneath: TCP/TLS, or `--unix`.
-enum Inner {
-    Net(Transport),
-    Unix(UnixStream),
-}
-
-/// A [`Transport`] (or Unix socket) that can log packets and watch incoming messages.
+/// A [`Transport`] (TCP, TLS, WebSocket, Unix socket) that can log packets and watch incoming
+/// messages.
 pub struct CliStream {
-    inner: Inner,
+    inner: Transport,
     log: Option<PacketLog>,
     inbound: Option<InboundWatch>,
 }
@@ -36,21 +30,11 @@ impl CliStream {
     /// mosquitto does.
     pub fn new(inner: Transport, debug_client_id: Option<String>) -> Self {
         CliStream {
-            inner: Inner::Net(inner),
+            inner,
             log: debug_client_id.map(PacketLog::new),
             inbound: None,
         }
     }
-
-    /// Like [`CliStream::new`], over a Unix domain socket (`--unix`).
-    pub fn unix(socket: UnixStream, debug_client_id: Option<String>) -> Self {
-        CliStream {
-            inner: Inner::Unix(socket),
-            log: debug_client_id.map(PacketLog::new),
-            inbound: None,
-        }
-    }
-
     /// Also watches incoming messages (see [`CliStream::open_qos2_handshakes`] and
     /// [`CliStream::next_packet_id`]): for a subscriber.
     pub fn watch_inbound(mut self) -> Self {
@@ -73,64 +57,6 @@ impl CliStream {
         self.inbound
             .as_mut()
             .and_then(|watch| watch.ids.pop_front())
-    }
-}
-
-impl Read for Inner {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Inner::Net(transport) => transport.read(buf),
-            Inner::Unix(socket) => socket.read(buf),
-        }
-    }
-}
-
-impl Write for Inner {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Inner::Net(transport) => transport.write(buf),
-            Inner::Unix(socket) => socket.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Inner::Net(transport) => transport.flush(),
-            Inner::Unix(socket) => socket.flush(),
-        }
-    }
-}
-
-impl Stream for Inner {
-    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Inner::Net(transport) => transport.set_read_timeout(timeout),
-            Inner::Unix(socket) => socket.set_read_timeout(timeout),
-        }
-    }
-
-    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Inner::Net(transport) => transport.set_write_timeout(timeout),
-            Inner::Unix(socket) => socket.set_write_timeout(timeout),
-        }
-    }
-
-    fn set_nonblocking(&mut self, nonblocking: bool) -> io::Result<()> {
-        match self {
-            Inner::Net(transport) => transport.set_nonblocking(nonblocking),
-            Inner::Unix(socket) => socket.set_nonblocking(nonblocking),
-        }
-    }
-
-    fn shutdown(&mut self) -> io::Result<()> {
-        match self {
-            Inner::Net(transport) => transport.shutdown(),
-            Inner::Unix(socket) => match socket.shutdown(std::net::Shutdown::Both) {
-                Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-                _ => Ok(()),
-            },
-        }
     }
 }
 

@@ -201,12 +201,6 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
         .map(|text| Format::parse(text, args.pretty))
         .transpose()
         .map_err(CliError::usage)?;
-    if (settings.unix.is_some() || settings.proxy.is_some()) && args.robust.policy.is_some() {
-        return Err(CliError::usage(
-            "--unix and --proxy work without --policy only (the reconnecting client of \
-             --policy opens plain TCP/TLS connections)",
-        ));
-    }
     if args.exit_after_subscribe && args.robust.policy.is_some() {
         return Err(CliError::usage(
             "-E waits for the broker's SUBACK, which --policy does not report: use -E without \

@@ -1,4 +1,6 @@
-//! The `-L` URL of mosquitto's clients: `mqtt(s)://[username[:password]@]host[:port]/topic`.
+//! The `-L` URL of mosquitto's clients: `mqtt(s)://[username[:password]@]host[:port]/topic`,
+//! and `ws(s)://…` for MQTT over WebSocket (the path is still the topic, as for `mqtt://`; the
+//! WebSocket request path is `--ws-path`, `/mqtt` by default).
 //!
 //! Like mosquitto, the parts are taken as written: no percent-decoding, so a topic such as
 //! `sensors/#` works without escaping.
@@ -6,8 +8,10 @@
 /// The parts of a `-L` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
-    /// `mqtts://`: connect with TLS (default port 8883).
+    /// `mqtts://` or `wss://`: connect with TLS (default port 8883, or 443 for `wss://`).
     pub tls: bool,
+    /// `ws://` or `wss://`: MQTT over WebSocket (default port 80 or 443).
+    pub websocket: bool,
     /// User name, if given.
     pub username: Option<String>,
     /// Password, if given after the user name.
@@ -24,14 +28,20 @@ impl BrokerUrl {
     /// Parses a `-L` URL.
     pub fn parse(text: &str) -> Result<BrokerUrl, String> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
-            format!("invalid URL '{text}': expected mqtt://host[:port]/topic or mqtts://…")
+            format!(
+                "invalid URL '{text}': expected mqtt://host[:port]/topic, mqtts://…, ws://… or \
+                 wss://…"
+            )
         })?;
-        let tls = match scheme.to_ascii_lowercase().as_str() {
-            "mqtt" => false,
-            "mqtts" => true,
+        let (tls, websocket) = match scheme.to_ascii_lowercase().as_str() {
+            "mqtt" => (false, false),
+            "mqtts" => (true, false),
+            "ws" => (false, true),
+            "wss" => (true, true),
             _ => {
                 return Err(format!(
-                    "unsupported URL scheme '{scheme}://' (use mqtt:// or mqtts://)"
+                    "unsupported URL scheme '{scheme}://' (use mqtt://, mqtts://, ws:// or \
+                     wss://)"
                 ))
             }
         };
@@ -57,6 +67,7 @@ impl BrokerUrl {
             .map_err(|reason| format!("invalid URL '{text}': {reason}"))?;
         Ok(BrokerUrl {
             tls,
+            websocket,
             username,
             password,
             host,
@@ -111,6 +122,7 @@ mod tests {
     ) -> BrokerUrl {
         BrokerUrl {
             tls,
+            websocket: false,
             username: user.map(str::to_owned),
             password: password.map(str::to_owned),
             host: host.to_owned(),
@@ -162,6 +174,12 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(BrokerUrl::parse(text), Ok(expected), "{text}");
         }
+        let ws = BrokerUrl::parse("ws://h:8080/a/b").unwrap();
+        assert!(ws.websocket && !ws.tls);
+        assert_eq!((ws.port, ws.topic.as_deref()), (Some(8080), Some("a/b")));
+        let wss = BrokerUrl::parse("WSS://u:p@h/t").unwrap();
+        assert!(wss.websocket && wss.tls);
+        assert_eq!(wss.username.as_deref(), Some("u"));
     }
 
     #[test]
@@ -169,7 +187,7 @@ mod tests {
         let cases = [
             ("127.0.0.1:1883/t", "expected mqtt://"),
             ("http://host/t", "unsupported URL scheme"),
-            ("ws://host/t", "unsupported URL scheme"),
+            ("wsx://host/t", "unsupported URL scheme"),
             ("mqtt:///t", "no host"),
             ("mqtt://:1883/t", "no host"),
             ("mqtt://host:0/t", "invalid port '0'"),
