@@ -12,6 +12,8 @@
 //!   can be switched at run time: refuse connections, black-hole them, cut
 //!   them with FIN or reset them with RST, add latency, split data into
 //!   tiny pieces.
+//! - [`tunnel`]: a SOCKS5 / HTTP CONNECT proxy, a WebSocket-to-TCP bridge and a recording
+//!   TLS terminator to put in front of a broker, each counting the tunnels it opened.
 //! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1
 //!   brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
 //!   no sockets, no threads, faults scripted at virtual times.
@@ -38,5 +40,6 @@ pub mod broker;
 pub mod certs;
 pub mod proxy;
 pub mod raw;
+pub mod tunnel;
 /// The simulated broker and network on a virtual clock (the `umqtt-sim` crate).
 pub use umqtt_sim as sim;
