@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use support::*;
 use umqtt_testkit::broker::Mosquitto;
 use umqtt_testkit::certs::TestCerts;
+use umqtt_testkit::tunnel::{ProxyProtocol, ProxyServer, TlsTerminator, TlsVersions, WsBridge};
 
 /// How many times `needle` is in the broker's log.
 fn log_count(broker: &Mosquitto, needle: &str) -> usize {
@@ -903,86 +904,14 @@ fn capath_trusts_a_directory_of_certificates() {
     assert!(line.contains("no PEM certificate"), "{line}");
 }
 
-/// A SOCKS5 proxy for one test (RFC 1928, with RFC 1929 user name / password when
-/// `credentials` is given): records the targets it was asked for and pipes the bytes.
-fn socks5_proxy(
-    credentials: Option<(&'static str, &'static str)>,
-) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::Read;
-    use std::net::TcpStream;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = targets.clone();
-    thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(mut client) = client else { continue };
-            let seen = seen.clone();
-            thread::spawn(move || -> std::io::Result<()> {
-                let mut head = [0u8; 2];
-                client.read_exact(&mut head)?;
-                let mut methods = vec![0u8; usize::from(head[1])];
-                client.read_exact(&mut methods)?;
-                match credentials {
-                    None => client.write_all(&[5, 0])?,
-                    Some((user, password)) => {
-                        client.write_all(&[5, 2])?;
-                        let mut version_and_length = [0u8; 2];
-                        client.read_exact(&mut version_and_length)?;
-                        let mut name = vec![0u8; usize::from(version_and_length[1])];
-                        client.read_exact(&mut name)?;
-                        let mut length = [0u8; 1];
-                        client.read_exact(&mut length)?;
-                        let mut secret = vec![0u8; usize::from(length[0])];
-                        client.read_exact(&mut secret)?;
-                        let ok = name == user.as_bytes() && secret == password.as_bytes();
-                        client.write_all(&[1, if ok { 0 } else { 1 }])?;
-                        if !ok {
-                            return Ok(());
-                        }
-                    }
-                }
-                let mut request = [0u8; 4];
-                client.read_exact(&mut request)?;
-                let host = match request[3] {
-                    1 => {
-                        let mut ip = [0u8; 4];
-                        client.read_exact(&mut ip)?;
-                        std::net::Ipv4Addr::from(ip).to_string()
-                    }
-                    3 => {
-                        let mut length = [0u8; 1];
-                        client.read_exact(&mut length)?;
-                        let mut name = vec![0u8; usize::from(length[0])];
-                        client.read_exact(&mut name)?;
-                        String::from_utf8_lossy(&name).into_owned()
-                    }
-                    _ => return Ok(()),
-                };
-                let mut port = [0u8; 2];
-                client.read_exact(&mut port)?;
-                let port = u16::from_be_bytes(port);
-                seen.lock().unwrap().push(format!("{host}:{port}"));
-                let upstream = TcpStream::connect((host.as_str(), port))?;
-                client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0])?;
-                let (mut up_read, mut client_write) = (upstream.try_clone()?, client.try_clone()?);
-                let (mut client_read, mut up_write) = (client, upstream);
-                thread::spawn(move || std::io::copy(&mut up_read, &mut client_write));
-                std::io::copy(&mut client_read, &mut up_write)?;
-                Ok(())
-            });
-        }
-    });
-    (port, targets)
-}
-
 /// Item 7: --proxy socks5h://… (as mosquitto's clients), plain and with TLS end to end, and
 /// the same proxy works for mosquitto_pub.
 #[test]
 fn socks5_proxy_plain_and_tls() {
     let certs = TestCerts::generate();
     let broker = Mosquitto::builder().tls(&certs).start();
-    let (proxy_port, targets) = socks5_proxy(Some(("me", "secret")));
+    let proxy_server = ProxyServer::start(ProxyProtocol::Socks5, Some(("me", "secret")));
+    let proxy_port = proxy_server.port();
     let proxy = format!("socks5h://me:secret@127.0.0.1:{proxy_port}");
     let sub = subscriber(&broker, "proxy-sub", &["-t", "p", "-C", "3"]);
     let port = broker.port().to_string();
@@ -1038,8 +967,13 @@ fn socks5_proxy_plain_and_tls() {
     out.assert_success();
     assert_eq!(out.stdout_text(), "plain\ntls\nmosquitto\n");
     // The proxy resolved the name (socks5h).
+    let targets: Vec<String> = proxy_server
+        .records()
+        .into_iter()
+        .map(|record| record.target)
+        .collect();
     assert_eq!(
-        *targets.lock().unwrap(),
+        targets,
         [
             format!("localhost:{port}"),
             format!("localhost:{tls_port}"),
@@ -1063,9 +997,9 @@ fn socks5_proxy_plain_and_tls() {
     let line = out.assert_one_line_error();
     assert_eq!(out.status.code(), Some(1));
     assert!(line.contains("user name or password"), "{line}");
-    let out = run(&["pub", "--proxy", "http://x", "-t", "p", "-n"]);
+    let out = run(&["pub", "--proxy", "ftp://x", "-t", "p", "-n"]);
     let line = out.assert_one_line_error();
-    assert!(line.contains("only socks5h://"), "{line}");
+    assert!(line.contains("unsupported proxy URL"), "{line}");
 }
 
 /// Item 7: --tls-version and --tls-alpn.
@@ -1343,4 +1277,146 @@ fn pub_lines_pipelined_lose_nothing_across_link_cuts() {
     );
     let unique = counted.join().unwrap();
     assert_eq!(unique, LINES, "lines lost: {unique} of {LINES} arrived");
+}
+
+/// Issue 16: every transport (ws://, wss:// with --tls-alpn, --proxy socks5h:// and http://,
+/// --unix) carries a QoS 1 message to a subscriber and, after the link is cut, the
+/// subscriber comes back through the same transport and gets the next one; with and without
+/// --policy (the reconnecting client).
+#[test]
+fn every_transport_through_a_reconnect_with_and_without_policy() {
+    let certs = TestCerts::generate();
+    let directory = tempfile::tempdir().unwrap();
+    let socket = directory.path().join("mq.sock");
+    let socket = socket.to_str().unwrap().to_owned();
+    let mut broker = Mosquitto::builder()
+        .config_line(format!("listener 0 {socket}"))
+        .start();
+    let port = broker.port().to_string();
+    let ca = certs.ca().cert_path().to_str().unwrap().to_owned();
+    let bridge = WsBridge::start(broker.port());
+    let tls = TlsTerminator::start(
+        certs.server(),
+        bridge.port(),
+        TlsVersions::Both,
+        &["x-amzn-mqtt-ca"],
+    );
+    let socks = ProxyServer::start(ProxyProtocol::Socks5, None);
+    let http = ProxyServer::start(ProxyProtocol::HttpConnect, Some(("u", "p")));
+
+    let ws_url = |topic: &str| format!("ws://127.0.0.1:{}/{topic}", bridge.port());
+    let wss_url = |topic: &str| format!("wss://localhost:{}/{topic}", tls.port());
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "ws",
+            vec![
+                "-L".into(),
+                ws_url("cli/ws"),
+                "--ws-header".into(),
+                "Authorization: Bearer cli".into(),
+            ],
+        ),
+        (
+            "wss",
+            vec![
+                "-L".into(),
+                wss_url("cli/wss"),
+                "--cafile".into(),
+                ca.clone(),
+                "--tls-alpn".into(),
+                "x-amzn-mqtt-ca".into(),
+            ],
+        ),
+        (
+            "socks",
+            vec![
+                "--proxy".into(),
+                socks.url(),
+                "-h".into(),
+                "localhost".into(),
+                "-p".into(),
+                port.clone(),
+                "-t".into(),
+                "cli/socks".into(),
+            ],
+        ),
+        (
+            "http",
+            vec![
+                "--proxy".into(),
+                http.url(),
+                "-h".into(),
+                "localhost".into(),
+                "-p".into(),
+                port.clone(),
+                "-t".into(),
+                "cli/http".into(),
+            ],
+        ),
+        (
+            "unix",
+            vec![
+                "--unix".into(),
+                socket.clone(),
+                "-t".into(),
+                "cli/unix".into(),
+            ],
+        ),
+    ];
+    for (policy, robust) in [(None, false), (Some("fixed:200ms"), true)] {
+        for (name, transport) in &cases {
+            let id = format!("sub-{name}-{robust}");
+            let mut sub_args = vec!["sub", "-i", &id, "-q", "1", "-C", "2"];
+            sub_args.extend(strs(transport));
+            if let Some(policy) = policy {
+                sub_args.extend(["--policy", policy]);
+            }
+            let sub = spawn(&sub_args);
+            wait_log_count(&broker, &format!("Sending SUBACK to {id}"), 1);
+            let publish = |payload: &str| {
+                let mut args = vec!["pub", "-q", "1", "-m", payload];
+                args.extend(strs(transport));
+                if let Some(policy) = policy {
+                    args.extend(["--policy", policy]);
+                }
+                run(&args).assert_success();
+            };
+            publish("one");
+            match *name {
+                "ws" => bridge.cut_all(),
+                "wss" => tls.cut_all(),
+                "socks" => socks.cut_all(),
+                "http" => http.cut_all(),
+                _ => broker.restart(),
+            }
+            wait_log_count(&broker, &format!("Sending SUBACK to {id}"), 2);
+            publish("two");
+            let out = sub.finish();
+            // (stderr holds the "connection lost" / "reconnected" notices.)
+            assert!(out.status.success(), "{name}, policy {policy:?}: {out:?}");
+            assert_eq!(out.stdout_text(), "one\ntwo\n", "{name}, policy {policy:?}");
+        }
+    }
+    // They really went through: 3 connections per case and round (sub twice, pub twice
+    // through the WebSocket bridge...).
+    assert_eq!(
+        bridge.tunnels(),
+        2 * 2 * 4,
+        "ws and wss both cross the bridge"
+    );
+    assert_eq!(tls.tunnels(), 2 * 4);
+    assert_eq!(socks.tunnels(), 2 * 4);
+    assert_eq!(http.tunnels(), 2 * 4);
+    assert!(tls
+        .records()
+        .iter()
+        .all(|r| r.alpn_offered == [b"x-amzn-mqtt-ca".to_vec()]));
+    assert!(bridge
+        .records()
+        .iter()
+        .all(|r| r.subprotocols == ["mqtt"] && r.path == "/mqtt"));
+    assert!(http
+        .records()
+        .iter()
+        .all(|r| r.credentials == Some(("u".into(), "p".into()))));
 }

@@ -217,6 +217,13 @@ fn to_io(error: tungstenite::Error) -> io::Error {
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             io::ErrorKind::UnexpectedEof.into()
         }
+        // The TCP connection ended without a close frame: a lost link, as for plain TCP.
+        tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "the WebSocket connection ended without a close frame",
+        ),
         other => io::Error::new(io::ErrorKind::InvalidData, other),
     }
 }
