@@ -511,6 +511,8 @@ fn ws_session(
         return Ok(());
     }
     let mut record = Record::default();
+    // tungstenite's callback type, large error included.
+    #[allow(clippy::result_large_err)]
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         record.path = request.uri().path().to_owned();
         record.headers = request

@@ -325,7 +325,8 @@ mod tests {
     #[test]
     fn socks5_refusals_are_typed() {
         let proxy = ProxyConfig::socks5("h", 1080);
-        let cases: [(&[u8], fn(&ProxyError) -> bool); 5] = [
+        type Expected = fn(&ProxyError) -> bool;
+        let cases: [(&[u8], Expected); 5] = [
             (&[5, 0, 5, 5, 0, 1, 0, 0, 0, 0, 0, 0], |e| {
                 matches!(e, ProxyError::SocksReply { code: 5 })
             }),

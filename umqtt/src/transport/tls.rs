@@ -114,7 +114,10 @@ pub struct TlsConfig {
 /// The cached rustls configuration and the modification times of the files it was built
 /// from (a renewed certificate file makes a new one).
 #[derive(Clone, Default)]
-struct SharedConfig(Arc<Mutex<Option<(Arc<ClientConfig>, Vec<Option<SystemTime>>)>>>);
+struct SharedConfig(Arc<Mutex<Option<CachedConfig>>>);
+
+/// A built configuration and the file modification times it was built from.
+type CachedConfig = (Arc<ClientConfig>, Vec<Option<SystemTime>>);
 
 impl fmt::Debug for SharedConfig {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
