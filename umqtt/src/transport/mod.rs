@@ -44,11 +44,20 @@ pub use config::{
     Carrier, ProxyConfig, ProxyKind, ProxyUrlError, TransportConfig, WebSocketConfig,
 };
 pub use error::TransportError;
-pub use proxy::ProxyError;
+pub use proxy::{ProxyError, ProxyHandshake};
 pub use stream::write_stall;
 pub(crate) use stream::{set_write_slice, write_within};
 pub use stream::{Stream, TlsHandshake, Transport, TransportStats};
 pub use tls::{PemKind, TlsConfig, TlsVersion};
+/// The WebSocket implementation under [`Carrier::WebSocket`], for the async driver (same
+/// version); not a stable API.
+#[doc(hidden)]
+pub use tungstenite;
+#[doc(hidden)]
+pub use websocket::{
+    check_response as websocket_check_response, client_request as websocket_request,
+    framing_config as websocket_framing, handshake_error as websocket_error,
+};
 pub use websocket::{WebSocketError, WebSocketStream, SUBPROTOCOL};
 
 /// Opens a connection to `host:port` as `transport` describes: through its proxy if any,

@@ -92,61 +92,214 @@ fn socks_reply_text(code: u8) -> &'static str {
     }
 }
 
-/// Asks the proxy behind `stream` for a tunnel to `target:port`.
+/// Asks the proxy behind `stream` for a tunnel to `target:port` (blocking; the stream's
+/// timeouts bound it).
 pub(crate) fn handshake(
     proxy: &ProxyConfig,
     stream: &mut (impl Read + Write),
     target: &str,
     port: u16,
 ) -> Result<(), ProxyError> {
-    match proxy.kind {
-        ProxyKind::Socks5 => socks5(proxy, stream, target, port),
-        ProxyKind::HttpConnect => http_connect(proxy, stream, target, port),
+    let mut handshake = ProxyHandshake::new(proxy, target, port)?;
+    let mut buffer = [0u8; 512];
+    loop {
+        let output = handshake.take_output();
+        if !output.is_empty() {
+            stream.write_all(&output)?;
+            stream.flush()?;
+        }
+        if handshake.is_done() {
+            return Ok(());
+        }
+        let wanted = handshake.wanted().min(buffer.len());
+        let n = match stream.read(&mut buffer[..wanted]) {
+            Ok(0) => return Err(ProxyError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ProxyError::Io(e)),
+        };
+        handshake.handle_input(&buffer[..n])?;
     }
 }
 
-fn socks5(
-    proxy: &ProxyConfig,
-    stream: &mut (impl Read + Write),
-    target: &str,
-    port: u16,
-) -> Result<(), ProxyError> {
-    // Greeting: the methods we can do (0 = none, 2 = user name / password).
-    match &proxy.credentials {
-        Some(_) => stream.write_all(&[5, 2, 0, 2])?,
-        None => stream.write_all(&[5, 1, 0])?,
-    }
-    let mut choice = [0u8; 2];
-    stream.read_exact(&mut choice)?;
-    match (choice, &proxy.credentials) {
-        ([5, 0], _) => {}
-        ([5, 2], Some((user, password))) => {
-            // RFC 1929: both at most 255 bytes (checked by ProxyConfig::parse; clamp here
-            // for configurations built by hand rather than send a wrong length).
-            if user.len() > 255 || password.len() > 255 {
-                return Err(ProxyError::AuthRejected);
+/// A proxy handshake as a state machine with no I/O, for every driver (blocking, async):
+/// write what [`ProxyHandshake::take_output`] gives, read at most
+/// [`ProxyHandshake::wanted`] bytes (never more: what follows the proxy's answer is the
+/// broker's) and feed them to [`ProxyHandshake::handle_input`], until
+/// [`ProxyHandshake::is_done`].
+#[derive(Debug)]
+pub struct ProxyHandshake {
+    stage: Stage,
+    credentials: Option<(String, String)>,
+    /// The CONNECT request (SOCKS5), sent once authentication is settled.
+    connect_request: Vec<u8>,
+    output: Vec<u8>,
+    input: Vec<u8>,
+    /// How many bytes the current stage needs in `input`.
+    need: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    SocksMethod,
+    SocksAuth,
+    SocksReply,
+    SocksDomainLength,
+    SocksBoundAddress,
+    HttpHead,
+    Done,
+}
+
+impl ProxyHandshake {
+    /// Starts a handshake with `proxy` for a tunnel to `target:port`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProxyError::HostTooLong`] for a SOCKS5 target name over 255 bytes, and
+    /// [`ProxyError::AuthRejected`] for SOCKS5 credentials over 255 bytes (RFC 1929).
+    pub fn new(proxy: &ProxyConfig, target: &str, port: u16) -> Result<Self, ProxyError> {
+        let target = target.trim_start_matches('[').trim_end_matches(']');
+        let mut handshake = ProxyHandshake {
+            stage: Stage::Done,
+            credentials: proxy.credentials.clone(),
+            connect_request: Vec::new(),
+            output: Vec::new(),
+            input: Vec::new(),
+            need: 0,
+        };
+        match proxy.kind {
+            ProxyKind::Socks5 => {
+                if let Some((user, password)) = &proxy.credentials {
+                    if user.len() > 255 || password.len() > 255 {
+                        return Err(ProxyError::AuthRejected);
+                    }
+                }
+                handshake.connect_request = socks_connect_request(target, port)?;
+                // Greeting: the methods we can do (0 = none, 2 = user name / password).
+                handshake.output = match &proxy.credentials {
+                    Some(_) => vec![5, 2, 0, 2],
+                    None => vec![5, 1, 0],
+                };
+                handshake.expect(Stage::SocksMethod, 2);
             }
-            let mut request = vec![1, user.len() as u8];
-            request.extend_from_slice(user.as_bytes());
-            request.push(password.len() as u8);
-            request.extend_from_slice(password.as_bytes());
-            stream.write_all(&request)?;
-            let mut status = [0u8; 2];
-            stream.read_exact(&mut status)?;
-            if status[1] != 0 {
-                return Err(ProxyError::AuthRejected);
+            ProxyKind::HttpConnect => {
+                handshake.output = http_connect_request(proxy, target, port).into_bytes();
+                // The head is read byte by byte: anything after the blank line is the
+                // broker's.
+                handshake.expect(Stage::HttpHead, 1);
             }
         }
-        ([5, 0xFF], _) => return Err(ProxyError::NoAcceptableAuth),
-        _ => return Err(ProxyError::Malformed),
+        Ok(handshake)
     }
-    // CONNECT to the broker, by address or by name (the proxy resolves it).
+
+    fn expect(&mut self, stage: Stage, bytes: usize) {
+        self.stage = stage;
+        self.need = self.input.len() + bytes;
+    }
+
+    /// Bytes to write to the proxy now (empty when nothing is due).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Whether the tunnel is open: the stream now carries the broker's bytes.
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// The most bytes to read next (0 when done).
+    pub fn wanted(&self) -> usize {
+        self.need.saturating_sub(self.input.len())
+    }
+
+    /// Takes bytes read from the proxy (at most [`ProxyHandshake::wanted`]).
+    ///
+    /// # Errors
+    ///
+    /// The proxy's refusal or a malformed answer, typed.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), ProxyError> {
+        let take = bytes.len().min(self.wanted());
+        self.input.extend_from_slice(&bytes[..take]);
+        if self.input.len() < self.need {
+            return Ok(());
+        }
+        match self.stage {
+            Stage::SocksMethod => match (&self.input[..], &self.credentials) {
+                ([5, 0], _) => self.send_connect(),
+                ([5, 2], Some((user, password))) => {
+                    let mut request = vec![1, user.len() as u8];
+                    request.extend_from_slice(user.as_bytes());
+                    request.push(password.len() as u8);
+                    request.extend_from_slice(password.as_bytes());
+                    self.output = request;
+                    self.input.clear();
+                    self.expect(Stage::SocksAuth, 2);
+                }
+                ([5, 0xFF], _) => return Err(ProxyError::NoAcceptableAuth),
+                _ => return Err(ProxyError::Malformed),
+            },
+            Stage::SocksAuth => {
+                if self.input[1] != 0 {
+                    return Err(ProxyError::AuthRejected);
+                }
+                self.send_connect();
+            }
+            Stage::SocksReply => {
+                let reply = &self.input[..4];
+                if reply[0] != 5 {
+                    return Err(ProxyError::Malformed);
+                }
+                if reply[1] != 0 {
+                    return Err(ProxyError::SocksReply { code: reply[1] });
+                }
+                // The address the proxy bound, then its port: skipped.
+                match reply[3] {
+                    1 => self.expect(Stage::SocksBoundAddress, 4 + 2),
+                    4 => self.expect(Stage::SocksBoundAddress, 16 + 2),
+                    3 => self.expect(Stage::SocksDomainLength, 1),
+                    _ => return Err(ProxyError::Malformed),
+                }
+            }
+            Stage::SocksDomainLength => {
+                let length = usize::from(self.input[self.input.len() - 1]);
+                self.expect(Stage::SocksBoundAddress, length + 2);
+            }
+            Stage::SocksBoundAddress => self.finish(),
+            Stage::HttpHead => {
+                if self.input.ends_with(b"\r\n\r\n") {
+                    let status = parse_status_line(&self.input).ok_or(ProxyError::Malformed)?;
+                    if !(200..300).contains(&status) {
+                        return Err(ProxyError::HttpStatus { status });
+                    }
+                    self.finish();
+                } else if self.input.len() >= MAX_HTTP_HEAD {
+                    return Err(ProxyError::Malformed);
+                } else {
+                    self.expect(Stage::HttpHead, 1);
+                }
+            }
+            Stage::Done => {}
+        }
+        Ok(())
+    }
+
+    fn send_connect(&mut self) {
+        self.output = std::mem::take(&mut self.connect_request);
+        self.input.clear();
+        self.expect(Stage::SocksReply, 4);
+    }
+
+    fn finish(&mut self) {
+        self.stage = Stage::Done;
+        self.input = Vec::new();
+        self.need = 0;
+    }
+}
+
+/// SOCKS5 CONNECT to the broker, by address or by name (the proxy resolves it).
+fn socks_connect_request(target: &str, port: u16) -> Result<Vec<u8>, ProxyError> {
     let mut request = vec![5, 1, 0];
-    match target
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
+    match target.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => {
             request.push(1);
             request.extend_from_slice(&ip.octets());
@@ -166,41 +319,13 @@ fn socks5(
         }
     }
     request.extend_from_slice(&port.to_be_bytes());
-    stream.write_all(&request)?;
-    let mut reply = [0u8; 4];
-    stream.read_exact(&mut reply)?;
-    if reply[0] != 5 {
-        return Err(ProxyError::Malformed);
-    }
-    if reply[1] != 0 {
-        return Err(ProxyError::SocksReply { code: reply[1] });
-    }
-    // The address the proxy bound: skipped.
-    let skip = match reply[3] {
-        1 => 4,
-        4 => 16,
-        3 => {
-            let mut length = [0u8; 1];
-            stream.read_exact(&mut length)?;
-            usize::from(length[0])
-        }
-        _ => return Err(ProxyError::Malformed),
-    };
-    let mut bound = vec![0u8; skip + 2];
-    stream.read_exact(&mut bound)?;
-    Ok(())
+    Ok(request)
 }
 
 /// Longest HTTP answer head accepted from a proxy: a hostile one cannot make us read forever.
 const MAX_HTTP_HEAD: usize = 16 * 1024;
 
-fn http_connect(
-    proxy: &ProxyConfig,
-    stream: &mut (impl Read + Write),
-    target: &str,
-    port: u16,
-) -> Result<(), ProxyError> {
-    let target = target.trim_start_matches('[').trim_end_matches(']');
+fn http_connect_request(proxy: &ProxyConfig, target: &str, port: u16) -> String {
     let authority = if target.contains(':') {
         format!("[{target}]:{port}")
     } else {
@@ -213,29 +338,7 @@ fn http_connect(
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    stream.flush()?;
-
-    // Read the answer's head byte by byte: anything after the blank line is the broker's.
-    let mut head = Vec::with_capacity(128);
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() >= MAX_HTTP_HEAD {
-            return Err(ProxyError::Malformed);
-        }
-        match stream.read(&mut byte) {
-            Ok(0) => return Err(ProxyError::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => head.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ProxyError::Io(e)),
-        }
-    }
-    let status = parse_status_line(&head).ok_or(ProxyError::Malformed)?;
-    if (200..300).contains(&status) {
-        Ok(())
-    } else {
-        Err(ProxyError::HttpStatus { status })
-    }
+    request
 }
 
 /// The status code of `HTTP/1.x NNN reason`.

@@ -123,7 +123,41 @@ pub(crate) fn upgrade(
         .set_read_timeout(Some(timeout))
         .and_then(|()| inner.set_write_timeout(Some(timeout)))
         .map_err(WebSocketError::Io)?;
-    let scheme = if inner.is_tls() { "wss" } else { "ws" };
+    let request = client_request(host, port, inner.is_tls(), config)?;
+    let (socket, response) =
+        match tungstenite::client::client_with_config(request, inner, Some(framing_config())) {
+            Ok(done) => done,
+            // A socket timeout mid-handshake: the connect timeout has passed.
+            Err(HandshakeError::Interrupted(_)) => {
+                return Err(WebSocketError::Io(io::ErrorKind::TimedOut.into()))
+            }
+            Err(HandshakeError::Failure(error)) => return Err(handshake_error(error)),
+        };
+    check_response(&response)?;
+    let mut socket = socket;
+    let inner = socket.get_mut();
+    inner
+        .set_read_timeout(None)
+        .and_then(|()| inner.set_write_timeout(None))
+        .map_err(WebSocketError::Io)?;
+    Ok(WebSocketStream {
+        socket,
+        pending: Vec::new(),
+        pending_start: 0,
+    })
+}
+
+/// The upgrade request for `host:port` (`wss` when `tls`): the path, the `mqtt`
+/// sub-protocol, the configured headers. Shared with the async driver (umqtt-tokio), which
+/// runs the same handshake over its own streams; not a stable API.
+#[doc(hidden)]
+pub fn client_request(
+    host: &str,
+    port: u16,
+    tls: bool,
+    config: &WebSocketConfig,
+) -> Result<tungstenite::handshake::client::Request, WebSocketError> {
+    let scheme = if tls { "wss" } else { "ws" };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
@@ -146,16 +180,15 @@ pub(crate) fn upgrade(
             HeaderValue::try_from(value.as_str()).map_err(|_| WebSocketError::InvalidRequest)?;
         headers.append(name, value);
     }
-    let (socket, response) =
-        match tungstenite::client::client_with_config(request, inner, Some(framing_config())) {
-            Ok(done) => done,
-            // A socket timeout mid-handshake: the connect timeout has passed.
-            Err(HandshakeError::Interrupted(_)) => {
-                return Err(WebSocketError::Io(io::ErrorKind::TimedOut.into()))
-            }
-            Err(HandshakeError::Failure(error)) => return Err(handshake_error(error)),
-        };
-    // tungstenite checks that an answered protocol is one we asked for; MQTT also needs one.
+    Ok(request)
+}
+
+/// Checks the server's answer selected `mqtt` [MQTT-6.0.0-3] (tungstenite checks only that
+/// an answered protocol is one we asked for). Shared with the async driver; not a stable API.
+#[doc(hidden)]
+pub fn check_response(
+    response: &tungstenite::handshake::client::Response,
+) -> Result<(), WebSocketError> {
     let answered = response
         .headers()
         .get("Sec-WebSocket-Protocol")
@@ -163,20 +196,12 @@ pub(crate) fn upgrade(
     if answered.as_deref() != Some(SUBPROTOCOL) {
         return Err(WebSocketError::Subprotocol { answered });
     }
-    let mut socket = socket;
-    let inner = socket.get_mut();
-    inner
-        .set_read_timeout(None)
-        .and_then(|()| inner.set_write_timeout(None))
-        .map_err(WebSocketError::Io)?;
-    Ok(WebSocketStream {
-        socket,
-        pending: Vec::new(),
-        pending_start: 0,
-    })
+    Ok(())
 }
 
-fn handshake_error(error: tungstenite::Error) -> WebSocketError {
+/// The typed error for a failed upgrade. Shared with the async driver; not a stable API.
+#[doc(hidden)]
+pub fn handshake_error(error: tungstenite::Error) -> WebSocketError {
     match error {
         tungstenite::Error::Http(response) => WebSocketError::Rejected {
             status: response.status().as_u16(),
@@ -204,7 +229,8 @@ fn is_timeout(error: &io::Error) -> bool {
 
 /// MQTT's own limits apply to packets; frames are only bounded so that a hostile server
 /// cannot make us buffer more than the largest MQTT packet (256 MiB) plus framing.
-fn framing_config() -> FramingConfig {
+#[doc(hidden)]
+pub fn framing_config() -> FramingConfig {
     FramingConfig::default()
         .max_message_size(Some(256 * 1024 * 1024 + 16))
         .max_frame_size(Some(256 * 1024 * 1024 + 16))
