@@ -83,7 +83,8 @@ impl<S: AsyncStream> std::fmt::Debug for Client<S> {
 }
 
 impl Client<BoxStream> {
-    /// Opens TCP (and TLS if configured: tokio-rustls with the same [`umqtt::TlsConfig`]),
+    /// Opens the configured transport (TCP, TLS with tokio-rustls and the same
+    /// [`umqtt::TlsConfig`], WebSocket, Unix socket, proxy: `ClientConfig::transport`),
     /// sends CONNECT and waits for CONNACK, all within the connect timeout. Returns
     /// `session_present`.
     ///
@@ -92,10 +93,11 @@ impl Client<BoxStream> {
     pub async fn connect(&mut self, clean_session: bool) -> Result<bool, Error> {
         let timeout = self.config.connect_timeout;
         let started = tokio::time::Instant::now();
-        let open = connect::open(
+        let open = connect::open_transport(
             &self.config.server,
             self.config.effective_port(),
             self.config.tls.as_ref(),
+            &self.config.transport,
         );
         let stream = tokio::time::timeout(timeout, open)
             .await

@@ -95,6 +95,7 @@ use umqtt_core::session::{UsageError, Will};
 use crate::connect::{Connector, TcpConnector};
 use crate::error::Error;
 use crate::time::Clock;
+use umqtt::transport::TransportStats;
 
 /// What happened: the link's life, every message's outcome, messages received.
 pub type Event = umqtt::robust::Event;
@@ -185,11 +186,11 @@ impl Client {
     /// (or `select!` on it); nothing is sent or received while it is not polled. It ends
     /// after every [`Handle`] was dropped (sending DISCONNECT first if connected).
     pub fn build(self) -> (Handle, Events, Driver) {
+        let mut transport_stats = None;
         let connector = self.connector.unwrap_or_else(|| {
-            Box::new(TcpConnector::from_config(
-                &self.config,
-                &self.robust.extra_servers,
-            ))
+            let connector = TcpConnector::from_config(&self.config, &self.robust.extra_servers);
+            transport_stats = Some(connector.stats_cell());
+            Box::new(connector)
         });
         let engine_config = self.robust.engine_config(&self.config);
         let write_stall =
@@ -218,6 +219,7 @@ impl Client {
             driver: Notify::new(),
             events: Notify::new(),
             progress: Notify::new(),
+            transport_stats,
         });
         let driver = Driver::new(shared.clone(), connector, write_stall);
         (
@@ -239,6 +241,8 @@ pub(crate) struct Shared {
     pub(crate) events: Notify,
     /// Wakes publishers waiting for room and `disconnect` waiting for the driver.
     pub(crate) progress: Notify,
+    /// The default connector's counters (none with a connector of the application's).
+    pub(crate) transport_stats: Option<Arc<std::sync::Mutex<TransportStats>>>,
 }
 
 impl Shared {
@@ -548,6 +552,18 @@ impl Handle {
     /// The engine's counters.
     pub fn stats(&self) -> Stats {
         self.shared.lock().engine.stats()
+    }
+
+    /// Counters of the transports the driver opened: how many, and how many TLS handshakes
+    /// were full or resumed (kept by the connector, not the engine). With a connector of the
+    /// application's ([`Client::connector`]), zeros: a [`TcpConnector`] given there keeps
+    /// its own ([`TcpConnector::stats`]).
+    pub fn transport_stats(&self) -> TransportStats {
+        self.shared
+            .transport_stats
+            .as_ref()
+            .map(|stats| *stats.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default()
     }
 
     fn command(
