@@ -79,6 +79,13 @@ impl Shared {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
+
+    /// Stops accepting (wakes the accept loop listening on `port`) and cuts every tunnel.
+    fn stop(&self, port: u16) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", port));
+        self.cut_all();
+    }
 }
 
 /// What one client asked for (each server fills the fields that apply to it).
@@ -109,20 +116,18 @@ fn serve(
 ) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
     let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
     let handle = Arc::new(handle);
     thread::spawn(move || {
-        while !shared.stopped.load(Ordering::Relaxed) {
-            match listener.accept() {
-                Ok((client, _)) => {
-                    let _ = client.set_nonblocking(false);
-                    let _ = client.set_nodelay(true);
-                    let shared = shared.clone();
-                    let handle = handle.clone();
-                    thread::spawn(move || handle(client, &shared));
-                }
-                Err(_) => thread::sleep(Duration::from_millis(5)),
+        // Blocking accepts; dropping the server sets `stopped` and connects once to wake it.
+        for client in listener.incoming() {
+            if shared.stopped.load(Ordering::Relaxed) {
+                break;
             }
+            let Ok(client) = client else { continue };
+            let _ = client.set_nodelay(true);
+            let shared = shared.clone();
+            let handle = handle.clone();
+            thread::spawn(move || handle(client, &shared));
         }
     });
     port
@@ -241,8 +246,7 @@ impl ProxyServer {
 
 impl Drop for ProxyServer {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Relaxed);
-        self.shared.cut_all();
+        self.shared.stop(self.port);
     }
 }
 
@@ -487,8 +491,7 @@ impl WsBridge {
 
 impl Drop for WsBridge {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Relaxed);
-        self.shared.cut_all();
+        self.shared.stop(self.port);
     }
 }
 
@@ -700,8 +703,7 @@ impl TlsTerminator {
 
 impl Drop for TlsTerminator {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Relaxed);
-        self.shared.cut_all();
+        self.shared.stop(self.port);
     }
 }
 
@@ -748,6 +750,7 @@ fn tls_session(
     }
     let resumed = tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
+    let _ = upstream.set_nodelay(true);
     shared.opened(
         &socket_for_cut,
         Record {
@@ -756,41 +759,90 @@ fn tls_session(
             ..Record::default()
         },
     );
-    tls.sock.set_read_timeout(Some(POLL))?;
-    upstream.set_nonblocking(true)?;
-    let mut upstream = upstream;
+    // Two blocking pumps sharing the connection state: no polling, no added latency.
+    let rustls::StreamOwned { conn, sock } = tls;
+    sock.set_read_timeout(None)?;
+    let connection = Arc::new(Mutex::new(conn));
+    let socket_out = Arc::new(Mutex::new(sock.try_clone()?));
+    let flush = |conn: &mut rustls::ServerConnection, out: &Mutex<TcpStream>| -> io::Result<()> {
+        let mut out = out.lock().unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut *out)?;
+        }
+        Ok(())
+    };
+    let backward = {
+        let connection = connection.clone();
+        let socket_out = socket_out.clone();
+        let mut upstream_in = upstream.try_clone()?;
+        thread::spawn(move || {
+            let mut buffer = vec![0u8; 16 * 1024];
+            loop {
+                let n = match upstream_in.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut conn = connection.lock().unwrap();
+                if conn.writer().write_all(&buffer[..n]).is_err()
+                    || flush(&mut conn, &socket_out).is_err()
+                {
+                    break;
+                }
+            }
+            let socket = socket_out.lock().unwrap();
+            let _ = socket.shutdown(Shutdown::Both);
+        })
+    };
+    let mut socket_in = sock;
+    let mut upstream_out = upstream;
     let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        match tls.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => {
-                upstream.set_nonblocking(false)?;
-                upstream.write_all(&buffer[..n])?;
-                upstream.set_nonblocking(true)?;
+    let mut plain = vec![0u8; 16 * 1024];
+    // What came with the handshake's last flight (the client's first bytes), and what the
+    // server still has to send (TLS 1.3 session tickets).
+    {
+        let mut early = Vec::new();
+        let mut conn = connection.lock().unwrap();
+        while let Ok(k) = conn.reader().read(&mut plain) {
+            if k == 0 {
+                break;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
+            early.extend_from_slice(&plain[..k]);
         }
-        match upstream.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => {
-                tls.write_all(&buffer[..n])?;
-                tls.flush()?;
+        flush(&mut conn, &socket_out)?;
+        drop(conn);
+        upstream_out.write_all(&early)?;
+    }
+    'pump: loop {
+        let n = match socket_in.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut received = Vec::new();
+        {
+            let mut conn = connection.lock().unwrap();
+            let mut rest = &buffer[..n];
+            while !rest.is_empty() {
+                if conn.read_tls(&mut rest).is_err() || conn.process_new_packets().is_err() {
+                    break 'pump;
+                }
+                loop {
+                    match conn.reader().read(&mut plain) {
+                        Ok(0) => break,
+                        Ok(k) => received.extend_from_slice(&plain[..k]),
+                        Err(_) => break,
+                    }
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => break,
+            if flush(&mut conn, &socket_out).is_err() {
+                break;
+            }
         }
-        if shared.stopped.load(Ordering::Relaxed) {
+        if !received.is_empty() && upstream_out.write_all(&received).is_err() {
             break;
         }
     }
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
-    let _ = upstream.shutdown(Shutdown::Both);
+    let _ = upstream_out.shutdown(Shutdown::Both);
     let _ = socket_for_cut.shutdown(Shutdown::Both);
+    let _ = backward.join();
     Ok(())
 }
