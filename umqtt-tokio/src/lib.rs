@@ -8,8 +8,10 @@
 //!   ([`umqtt_core::robust`]).
 //! - [`simple`]: one method per MQTT operation over the core's session, no reconnecting, no
 //!   background task (the async twin of `umqtt::simple::Client`).
-//! - [`connect`]: how the driver opens a connection: TCP or TLS (tokio-rustls, with umqtt's
-//!   [`TlsConfig`]), or any `AsyncRead + AsyncWrite` stream a closure opens.
+//! - [`connect`]: how the driver opens a connection: TCP, TLS (tokio-rustls, with umqtt's
+//!   [`TlsConfig`], sessions resumed across reconnects), WebSocket (tokio-tungstenite), a Unix
+//!   socket, through an HTTP CONNECT or SOCKS5 proxy (umqtt's `TransportConfig`), or any
+//!   `AsyncRead + AsyncWrite` stream a closure opens.
 //!
 //! ```text
 //!  tasks ── Handle::publish / subscribe / nudge / ack ──┐        (each locks the engine
@@ -23,7 +25,7 @@
 //! outages in milliseconds, deterministically.
 //!
 //! What this crate does not do (yet): a durable outbox (the blocking client's redb outbox is
-//! not wired to the async driver), WebSockets, MQTT 5.
+//! not wired to the async driver), MQTT 5.
 //!
 //! # Notes for the core
 //! The driver needs nothing the engine does not give, with one exception that shapes the

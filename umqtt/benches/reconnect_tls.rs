@@ -37,40 +37,56 @@ struct Summary {
     resumed: usize,
 }
 
-fn measure(port: u16, tls: TlsConfig, reconnects: usize) -> Summary {
-    let mut client: Client<Transport> = Client::with_config(ClientConfig {
-        client_id: "bench-reconnect".into(),
-        server: "localhost".into(),
-        port: Some(port),
-        tls: Some(tls),
-        ..ClientConfig::default()
-    });
-    client.connect(true).expect("first connection");
-    client.disconnect().expect("disconnect");
-    let mut times = Vec::with_capacity(reconnects);
-    let mut cpu = Duration::ZERO;
-    let mut resumed = 0;
+/// One client per setting, reconnecting in turn (off, on, off, on…) so that both see the same
+/// machine load (the bench machine is shared: interleaving keeps the comparison fair).
+fn measure(port: u16, ca: &std::path::Path, reconnects: usize) -> [Summary; 2] {
+    let mut clients: Vec<Client<Transport>> = [false, true]
+        .into_iter()
+        .map(|resume| {
+            let mut client = Client::with_config(ClientConfig {
+                client_id: format!("bench-reconnect-{resume}"),
+                server: "localhost".into(),
+                port: Some(port),
+                tls: Some(TlsConfig::new().ca_file(ca).session_resumption(resume)),
+                ..ClientConfig::default()
+            });
+            client.connect(true).expect("first connection");
+            client.disconnect().expect("disconnect");
+            client
+        })
+        .collect();
+    let mut times = [
+        Vec::with_capacity(reconnects),
+        Vec::with_capacity(reconnects),
+    ];
+    let mut cpu = [Duration::ZERO; 2];
+    let mut resumed = [0; 2];
     for _ in 0..reconnects {
-        let (started, cpu_before) = (Instant::now(), thread_cpu());
-        client.connect(true).expect("reconnect");
-        times.push(started.elapsed());
-        cpu += thread_cpu() - cpu_before;
-        if client.get_ref().and_then(Transport::tls_handshake) == Some(TlsHandshake::Resumed) {
-            resumed += 1;
+        for (i, client) in clients.iter_mut().enumerate() {
+            let (started, cpu_before) = (Instant::now(), thread_cpu());
+            client.connect(true).expect("reconnect");
+            times[i].push(started.elapsed());
+            cpu[i] += thread_cpu() - cpu_before;
+            if client.get_ref().and_then(Transport::tls_handshake) == Some(TlsHandshake::Resumed) {
+                resumed[i] += 1;
+            }
+            client.disconnect().expect("disconnect");
         }
-        client.disconnect().expect("disconnect");
     }
-    times.sort();
-    Summary {
-        median: times[times.len() / 2],
-        p90: times[times.len() * 9 / 10],
-        cpu: cpu / reconnects as u32,
-        resumed,
-    }
+    [0, 1].map(|i| {
+        let times = &mut times[i];
+        times.sort();
+        Summary {
+            median: times[times.len() / 2],
+            p90: times[times.len() * 9 / 10],
+            cpu: cpu[i] / reconnects as u32,
+            resumed: resumed[i],
+        }
+    })
 }
 
 fn main() {
-    let mut reconnects = 300;
+    let mut reconnects = 1000;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--reconnects" {
@@ -90,11 +106,8 @@ fn main() {
     println!("| server | resumption | median | p90 | client CPU / reconnect | resumed |");
     println!("|---|---|---:|---:|---:|---:|");
     for (name, port) in servers {
-        for resume in [false, true] {
-            let tls = TlsConfig::new()
-                .ca_file(certs.ca().cert_path())
-                .session_resumption(resume);
-            let s = measure(port, tls, reconnects);
+        let summaries = measure(port, certs.ca().cert_path(), reconnects);
+        for (resume, s) in [false, true].into_iter().zip(summaries) {
             println!(
                 "| {name} | {} | {} µs | {} µs | {} µs | {}/{reconnects} |",
                 if resume { "on" } else { "off" },
