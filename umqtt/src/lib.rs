@@ -2,7 +2,8 @@
 //!
 //! - [`simple::Client`] — blocking, one method per MQTT operation, mirroring MicroPython's
 //!   `umqtt.simple` (connect, publish, subscribe, wait_msg, check_msg, ping, last will, TLS).
-//! - [`transport`] — TCP and TLS (rustls) streams.
+//! - [`transport`] — TCP, TLS (rustls, sessions resumed), WebSocket, Unix socket, HTTP CONNECT
+//!   and SOCKS5 proxies.
 //!
 //! The protocol itself lives in the sans-IO [`umqtt_core`] crate; this crate moves bytes and
 //! time. It does not spawn threads or hide an async runtime.
@@ -17,7 +18,7 @@ pub mod transport;
 
 pub use error::Error;
 pub use simple::{Client, ClientConfig, Message};
-pub use transport::{TlsConfig, TlsVersion, TransportError};
+pub use transport::{TlsConfig, TlsVersion, TransportConfig, TransportError};
 pub use umqtt_core::packet::{ConnectReturnCode, PacketId, ProtocolVersion, QoS};
 pub use umqtt_core::session::{CloseReason, ProtocolError, UsageError};
 

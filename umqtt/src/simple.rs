@@ -70,6 +70,7 @@ pub struct ClientConfig {
     pub tls: Option<TlsConfig>,
     /// What carries the bytes: TCP by default, or WebSocket, a Unix socket, through a proxy
     /// (see [`TransportConfig`]). TLS, when set, runs under the WebSocket framing (`wss://`).
+    /// The robust clients use it for every server of their list.
     pub transport: TransportConfig,
     /// User name.
     pub username: Option<String>,
