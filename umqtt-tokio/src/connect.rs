@@ -191,13 +191,17 @@ async fn open_counted(
     transport: &TransportConfig,
 ) -> Result<(BoxStream, Option<TlsHandshake>), TransportError> {
     if let Carrier::Unix(path) = &transport.carrier {
-        let socket = tokio::net::UnixStream::connect(path)
+        #[cfg(unix)]
+        let connected = tokio::net::UnixStream::connect(path)
             .await
-            .map_err(|source| TransportError::Unix {
-                path: path.clone(),
-                source,
-            })?;
-        return Ok((Box::new(socket), None));
+            .map(|socket| Box::new(socket) as BoxStream);
+        #[cfg(not(unix))]
+        let connected: io::Result<BoxStream> = Err(io::ErrorKind::Unsupported.into());
+        let socket = connected.map_err(|source| TransportError::Unix {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok((socket, None));
     }
     let host = host
         .strip_prefix('[')

@@ -46,6 +46,8 @@ pub use config::{
 pub use error::TransportError;
 pub use proxy::{ProxyError, ProxyHandshake};
 pub use stream::write_stall;
+#[cfg(not(unix))]
+pub use stream::UnixStream;
 pub(crate) use stream::{set_write_slice, write_within};
 pub use stream::{Stream, TlsHandshake, Transport, TransportStats};
 pub use tls::{PemKind, TlsConfig, TlsVersion};
@@ -79,12 +81,14 @@ pub fn open(
     connect_timeout: Duration,
 ) -> Result<Transport, TransportError> {
     if let Carrier::Unix(path) = &transport.carrier {
-        return UnixStream::connect(path)
-            .map(Transport::Unix)
-            .map_err(|source| TransportError::Unix {
-                path: path.clone(),
-                source,
-            });
+        #[cfg(unix)]
+        let connected = std::os::unix::net::UnixStream::connect(path).map(Transport::Unix);
+        #[cfg(not(unix))]
+        let connected = Err(io::Error::from(io::ErrorKind::Unsupported));
+        return connected.map_err(|source| TransportError::Unix {
+            path: path.clone(),
+            source,
+        });
     }
     let host = strip_ipv6_brackets(host);
     let tls_setup = tls_setup(tls, host)?;
@@ -140,7 +144,6 @@ fn tls_setup(
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -196,6 +197,50 @@ impl Transport {
     }
 }
 
+/// Stands in for `std::os::unix::net::UnixStream` where there is none: no value of it exists,
+/// so [`Transport::Unix`] never occurs there ([`open`](super::open) refuses
+/// [`Carrier::Unix`](super::Carrier::Unix) with `Unsupported`).
+#[cfg(not(unix))]
+#[derive(Debug)]
+pub enum UnixStream {}
+
+#[cfg(not(unix))]
+impl Read for UnixStream {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl Write for UnixStream {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        match *self {}
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match *self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl Stream for UnixStream {
+    fn set_read_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+
+    fn set_write_timeout(&mut self, _: Option<Duration>) -> io::Result<()> {
+        match *self {}
+    }
+
+    fn set_nonblocking(&mut self, _: bool) -> io::Result<()> {
+        match *self {}
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        match *self {}
+    }
+}
+
 /// Counts of the transports a driver opened, kept by the driver (the MQTT engine knows
 /// nothing of TLS): see `umqtt::robust::Client::transport_stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -227,6 +272,7 @@ impl TransportStats {
     }
 }
 
+#[cfg(unix)]
 impl Stream for UnixStream {
     fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         UnixStream::set_read_timeout(self, timeout)
