@@ -466,3 +466,64 @@ fn a_missing_unix_socket_is_a_typed_error() {
         "{error:?}"
     );
 }
+
+/// Frames as MQTT 3.1.1 §6 has them: a packet split over frames and pings in between are
+/// read as one byte stream; a text frame ends the connection [MQTT-6.0.0-1].
+#[test]
+fn websocket_frames_make_a_byte_stream_and_text_frames_are_refused() {
+    use std::io::{Read, Write};
+    use umqtt::transport::tungstenite::{self, Message};
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        let answer_mqtt =
+            |_: &tungstenite::handshake::server::Request,
+             mut response: tungstenite::handshake::server::Response| {
+                response
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", "mqtt".parse().unwrap());
+                Ok(response)
+            };
+        let mut ws = tungstenite::accept_hdr(socket, answer_mqtt).unwrap();
+        let Message::Binary(connect) = ws.read().unwrap() else {
+            panic!("MQTT must come in a binary frame")
+        };
+        assert_eq!(connect[0], 0x10, "CONNECT");
+        // CONNACK in two frames around a ping, then a PINGRESP and a text frame.
+        ws.send(Message::binary(vec![0x20, 0x02])).unwrap();
+        ws.send(Message::Ping(vec![1].into())).unwrap();
+        ws.send(Message::binary(vec![0x00, 0x00, 0xD0, 0x00]))
+            .unwrap();
+        ws.send(Message::text("not mqtt")).unwrap();
+        // The client answered the ping.
+        loop {
+            match ws.read() {
+                Ok(Message::Pong(payload)) => return payload.to_vec(),
+                Ok(_) => {}
+                Err(error) => panic!("no pong: {error}"),
+            }
+        }
+    });
+    let mut transport = transport::open(
+        "127.0.0.1",
+        port,
+        None,
+        &TransportConfig::websocket(WebSocketConfig::default()),
+        PATIENCE,
+    )
+    .unwrap();
+    use umqtt::transport::Stream;
+    transport.set_read_timeout(Some(PATIENCE)).unwrap();
+    transport
+        .write_all(&umqtt_testkit::raw::connect("ws-frames", 60, true))
+        .unwrap();
+    transport.flush().unwrap();
+    let mut received = [0u8; 6];
+    transport.read_exact(&mut received).unwrap();
+    assert_eq!(received, [0x20, 0x02, 0x00, 0x00, 0xD0, 0x00]);
+    let error = transport.read(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
+    assert_eq!(server.join().unwrap(), [1]);
+}

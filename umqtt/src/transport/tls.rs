@@ -523,3 +523,31 @@ impl ServerCertVerifier for AcceptAnyServerCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_one_rustls_config_until_a_setting_or_a_file_changes() {
+        let certs = umqtt_testkit::certs::TestCerts::generate();
+        let directory = tempfile::tempdir().unwrap();
+        let ca = directory.path().join("ca.pem");
+        std::fs::copy(certs.ca().cert_path(), &ca).unwrap();
+        let tls = TlsConfig::new().ca_file(&ca);
+        let first = tls.client_config().unwrap();
+        // Clones share the configuration, and with it the TLS session store.
+        assert!(Arc::ptr_eq(&first, &tls.clone().client_config().unwrap()));
+        // A changed setting is a configuration of its own.
+        let other = tls.clone().alpn(["mqtt"]).client_config().unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(other.alpn_protocols, [b"mqtt".to_vec()]);
+        // A renewed file is read again (a full handshake follows).
+        let file = std::fs::File::options().write(true).open(&ca).unwrap();
+        file.set_modified(SystemTime::now() + std::time::Duration::from_secs(60))
+            .unwrap();
+        let renewed = tls.client_config().unwrap();
+        assert!(!Arc::ptr_eq(&first, &renewed));
+        assert!(Arc::ptr_eq(&renewed, &tls.client_config().unwrap()));
+    }
+}
