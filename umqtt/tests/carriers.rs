@@ -478,6 +478,8 @@ fn websocket_frames_make_a_byte_stream_and_text_frames_are_refused() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (socket, _) = listener.accept().unwrap();
+        // tungstenite's callback type, large error included.
+        #[allow(clippy::result_large_err)]
         let answer_mqtt =
             |_: &tungstenite::handshake::server::Request,
              mut response: tungstenite::handshake::server::Response| {
