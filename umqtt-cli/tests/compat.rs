@@ -1420,3 +1420,38 @@ fn every_transport_through_a_reconnect_with_and_without_policy() {
         .iter()
         .all(|r| r.credentials == Some(("u".into(), "p".into()))));
 }
+
+/// Issue 16: the WebSocket flags need a ws:// URL; a header must be "Name: value"; a broker
+/// that refuses the upgrade, or a proxy that refuses the tunnel, is one clear line.
+#[test]
+fn transport_flag_errors_are_one_line() {
+    let out = run(&["pub", "--ws-path", "/x", "-t", "t", "-n"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("need a ws:// or wss:// URL"), "{line}");
+    let out = run(&[
+        "pub",
+        "-L",
+        "ws://127.0.0.1/t",
+        "--ws-header",
+        "novalue",
+        "-n",
+    ]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("Name: value"), "{line}");
+
+    let broker = Mosquitto::start();
+    let bridge = WsBridge::start(broker.port());
+    bridge.answer_with(umqtt_testkit::tunnel::WsAnswer::Status(401));
+    let url = format!("ws://127.0.0.1:{}/t", bridge.port());
+    let out = run(&["pub", "-L", &url, "-n"]);
+    let line = out.assert_one_line_error();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(line.contains("status 401"), "{line}");
+
+    let http = ProxyServer::start(ProxyProtocol::HttpConnect, None);
+    http.refuse_with(403);
+    let port = broker.port().to_string();
+    let out = run(&["pub", "--proxy", &http.url(), "-p", &port, "-t", "t", "-n"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("status 403"), "{line}");
+}
