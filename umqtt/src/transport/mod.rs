@@ -184,8 +184,8 @@ pub fn connect(
     open(host, port, tls, &TransportConfig::tcp(), connect_timeout)
 }
 
-/// Like [`connect`], over a TCP connection the caller already opened, e.g.
-/// through a SOCKS proxy: with `tls`, the handshake (verifying the
+/// Like [`connect`], over a TCP connection the caller already opened (for a proxy,
+/// prefer [`open`] with a [`ProxyConfig`]): with `tls`, the handshake (verifying the
 /// certificate against `tls.server_name` or `host`) completes within
 /// `handshake_timeout`; without, the stream is used as is.
 ///
