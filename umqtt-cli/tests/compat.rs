@@ -1382,6 +1382,9 @@ fn every_transport_through_a_reconnect_with_and_without_policy() {
                 run(&args).assert_success();
             };
             publish("one");
+            // The subscriber has it (its PUBACK reached the broker) before the link is cut:
+            // a clean session would lose a message still on its way.
+            wait_log_count(&broker, &format!("Received PUBACK from {id}"), 1);
             match *name {
                 "ws" => bridge.cut_all(),
                 "wss" => tls.cut_all(),
