@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    Delivery, DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp,
+    Delivery, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy, StoreOp,
 };
 use crate::packet::{PacketId, QoS};
 use crate::session::Session;
@@ -37,13 +37,6 @@ impl Pending {
     pub(super) fn pinned(&self, session: &Session) -> bool {
         self.packet_id.is_some_and(|id| !session.can_cancel(id))
     }
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum Outcome {
-    Delivered,
-    Expired,
-    Dropped(DropReason),
 }
 
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
@@ -207,7 +200,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             self.store_ops
                 .push_back(StoreOp::Settled { id: pending.id });
         }
-        let id = pending.id;
+        self.conclude(pending.id, outcome);
+    }
+
+    /// A message's one outcome: counted, reported as an event, and kept for
+    /// [`Engine::poll_outcome`] when [`EngineConfig::track_outcomes`] is set.
+    pub(super) fn conclude(&mut self, id: MessageId, outcome: Outcome) {
         let event = match outcome {
             Outcome::Delivered => {
                 self.stats.delivered += 1;
@@ -223,6 +221,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Event::Dropped { id, reason }
             }
         };
+        if self.config.track_outcomes {
+            self.outcomes.push_back((id, outcome));
+        }
         self.push_event(event);
     }
 }

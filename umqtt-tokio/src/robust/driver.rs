@@ -72,13 +72,10 @@ impl Drop for Finish {
         {
             let mut state = self.0.lock();
             state.driver_done = true;
-            // Outcomes already in the engine's queue still reach their receipts through the
-            // event stream (or here, if nobody reads it).
             if state.events_dropped {
                 while state.take_event().is_some() {}
-                state.abandon_waiters();
             }
-            state.waiters.retain(|_, waiter| !waiter.is_closed());
+            state.wake_all_receipts();
         }
         self.0.events.notify_one();
         self.0.progress.notify_waiters();
@@ -277,6 +274,7 @@ impl Link {
         while let Some(StoreOp::Assigned { .. } | StoreOp::Settled { .. }) =
             state.engine.poll_store()
         {}
+        state.route_outcomes();
         state.serviced += 1;
         let wait = Wait {
             timeout: state.engine.poll_timeout(),

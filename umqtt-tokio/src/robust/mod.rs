@@ -42,14 +42,12 @@
 //! - There is no command channel: a command is the engine call itself.
 //!
 //! # Outcomes and the event stream
-//! Outcomes travel in the engine's one event stream, in order with everything else. A
-//! [`Receipt`] resolves when its outcome event is taken out of the engine: by
-//! [`Events::next`], or by the driver as soon as the [`Events`] was dropped. So: read the
-//! event stream (from its own task, typically), or drop it. After the driver ended, a receipt
-//! whose outcome never came resolves with [`Error::DriverStopped`] once the event stream was
-//! read to its end or dropped. (An outcome the engine discarded because more than
-//! `max_events` events were left unread is such a case: the engine has no way to hand
-//! outcomes over apart from the other events — see the crate's notes.)
+//! Every outcome is both an event in the one event stream (in order with everything else)
+//! and, apart from it, handed to the message's [`Receipt`] by the engine
+//! ([`Engine::poll_outcome`]): a receipt resolves as soon as the outcome is known, whether
+//! or not the event stream is read. A receipt whose outcome never came before the driver
+//! ended resolves with [`Error::DriverStopped`]. Receipts cost no allocation: a receipt is
+//! a slot in a table the driver fills, removed when the receipt is dropped or resolved.
 //!
 //! # Cancel safety
 //! - [`Handle::publish`] / [`Handle::publish_with`]: the only `.await` is waiting for room in
@@ -82,12 +80,16 @@ pub use umqtt::robust::{
     ExponentialBackoff, Failure, FailureKind, FixedDelay, LinkError, LinkFailure, MessageId,
     NoRetry, OutageLimit, Overflow, PendingSummary, ReconnectPolicy, RobustConfig, Stats,
 };
+pub use umqtt_core::robust::Outcome;
 
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use umqtt::{ClientConfig, Message, QoS};
 use umqtt_core::robust::Engine;
 use umqtt_core::session::{UsageError, Will};
@@ -100,18 +102,6 @@ use crate::time::Clock;
 pub type Event = umqtt::robust::Event;
 
 type PolicyBox = Box<dyn ReconnectPolicy>;
-
-/// The final fate of one published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// The broker acknowledged it (QoS 1/2), or it was written (QoS 0).
-    Delivered,
-    /// Its [`Delivery::Within`] deadline passed first (not confirmed; it may have arrived).
-    Expired,
-    /// Dropped without an acknowledgement.
-    Dropped(DropReason),
-}
 
 /// Builds a client: settings, then [`Client::spawn`] (driver on the current runtime) or
 /// [`Client::build`] (the driver future, for you to spawn).
@@ -191,7 +181,9 @@ impl Client {
                 &self.robust.extra_servers,
             ))
         });
-        let engine_config = self.robust.engine_config(&self.config);
+        let mut engine_config = self.robust.engine_config(&self.config);
+        // Receipts resolve from the engine's outcomes, not from the event stream.
+        engine_config.track_outcomes = true;
         let write_stall =
             umqtt::transport::write_stall(self.config.response_timeout, &engine_config.session);
         let clock = Clock::new();
@@ -208,7 +200,7 @@ impl Client {
             state: Mutex::new(State {
                 engine,
                 clock,
-                waiters: HashMap::new(),
+                receipts: HashMap::default(),
                 events_dropped: false,
                 deferred: Deferred::default(),
                 driver_done: false,
@@ -267,8 +259,8 @@ impl Deferred {
 pub(crate) struct State {
     pub(crate) engine: Engine<PolicyBox, LinkFailure>,
     pub(crate) clock: Clock,
-    /// Receipts waiting for an outcome.
-    pub(crate) waiters: HashMap<MessageId, oneshot::Sender<Outcome>>,
+    /// Live receipts: the outcome once known, and who waits for it.
+    pub(crate) receipts: HashMap<MessageId, Slot, BuildHasherDefault<IdHasher>>,
     pub(crate) events_dropped: bool,
     /// Inputs that may end the connection, applied by the driver between its writes (never
     /// while a write of bytes already taken from the engine is under way: the engine would
@@ -280,35 +272,65 @@ pub(crate) struct State {
     pub(crate) serviced: u64,
 }
 
+/// A receipt's place in [`State::receipts`].
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    outcome: Option<Outcome>,
+    waker: Option<Waker>,
+}
+
+/// Message ids are unique, increasing integers: they are their own hash.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the low bits over the whole word (hashbrown uses the top 7 bits as tags).
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 impl State {
-    /// Takes the next event out of the engine: an outcome goes to its receipt too, a message
-    /// frees its room in the receive bound.
+    /// Takes the next event out of the engine; a message frees its room in the receive
+    /// bound once the driver applies it.
     pub(crate) fn take_event(&mut self) -> Option<Event> {
         let event = self.engine.poll_event()?;
-        let outcome = match &event {
-            Event::Delivered { id } => Some((*id, Outcome::Delivered)),
-            Event::Expired { id } => Some((*id, Outcome::Expired)),
-            Event::Dropped { id, reason } => Some((*id, Outcome::Dropped(*reason))),
-            Event::Message(message) => {
-                self.deferred.consumed.push(message.payload.len());
-                None
-            }
-            _ => None,
-        };
-        if let Some((id, outcome)) = outcome {
-            if let Some(waiter) = self.waiters.remove(&id) {
-                // The receipt may be gone: nobody waits, nothing to do.
-                let _ = waiter.send(outcome);
-            }
+        if let Event::Message(message) = &event {
+            self.deferred.consumed.push(message.payload.len());
         }
         Some(event)
     }
 
-    /// After the driver ended, once the event stream can hand out no more outcomes: receipts
-    /// still waiting will never get one (they learn [`Error::DriverStopped`]).
-    pub(crate) fn abandon_waiters(&mut self) {
-        if self.driver_done {
-            self.waiters.clear();
+    /// Hands the engine's new outcomes to their receipts (an outcome nobody holds a receipt
+    /// for is dropped here: it is in the event stream too).
+    pub(crate) fn route_outcomes(&mut self) {
+        while let Some((id, outcome)) = self.engine.poll_outcome() {
+            if let Some(slot) = self.receipts.get_mut(&id) {
+                slot.outcome = Some(outcome);
+                if let Some(waker) = slot.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// The driver ended: receipts still waiting will never get an outcome.
+    pub(crate) fn wake_all_receipts(&mut self) {
+        self.route_outcomes();
+        for slot in self.receipts.values_mut() {
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
         }
     }
 }
@@ -351,11 +373,23 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-/// A published message's id and, awaited, its outcome.
-#[derive(Debug)]
+/// A published message's id and, awaited, its outcome. Dropping it changes nothing for the
+/// message.
 pub struct Receipt {
     id: MessageId,
-    outcome: oneshot::Receiver<Outcome>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.shared.lock().receipts.remove(&self.id);
+    }
 }
 
 impl Receipt {
@@ -365,13 +399,30 @@ impl Receipt {
     }
 
     /// Waits for the message's outcome. Cancel-safe: dropping this changes nothing for the
-    /// message.
+    /// message. Resolves whether or not the event stream is read.
     ///
     /// # Errors
-    /// [`Error::DriverStopped`] if the driver ended first (or the engine discarded the
-    /// outcome event because the event stream was not read; see the module docs).
+    /// [`Error::DriverStopped`] if the driver ended before the outcome was known.
     pub async fn outcome(self) -> Result<Outcome, Error> {
-        self.outcome.await.map_err(|_| Error::DriverStopped)
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            let driver_done = state.driver_done;
+            let Some(slot) = state.receipts.get_mut(&self.id) else {
+                return Poll::Ready(Err(Error::DriverStopped));
+            };
+            if let Some(outcome) = slot.outcome {
+                return Poll::Ready(Ok(outcome));
+            }
+            if driver_done {
+                return Poll::Ready(Err(Error::DriverStopped));
+            }
+            match &mut slot.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                waker => *waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -455,11 +506,15 @@ impl Handle {
         let id = state
             .engine
             .publish_with(now, topic, payload, qos, retain, delivery)?;
-        // Under the same lock as the publish: the outcome cannot have been taken yet.
-        let (sender, outcome) = oneshot::channel();
-        state.waiters.insert(id, sender);
+        // Under the same lock as the publish: the outcome cannot have been routed yet (it
+        // may be known already: a message dropped at once by the overflow rule).
+        state.receipts.insert(id, Slot::default());
+        state.route_outcomes();
         self.shared.driver.notify_one();
-        Ok(Receipt { id, outcome })
+        Ok(Receipt {
+            id,
+            shared: self.shared.clone(),
+        })
     }
 
     /// Subscribes now if connected, else at the next connection, and keeps the subscription
@@ -597,11 +652,7 @@ impl Events {
             {
                 let mut state = shared.lock();
                 if state.driver_done {
-                    let last = state.take_event();
-                    if last.is_none() {
-                        state.abandon_waiters();
-                    }
-                    return last;
+                    return state.take_event();
                 }
             }
             ready.await;
@@ -642,9 +693,7 @@ impl Drop for Events {
             let mut state = self.shared.lock();
             state.events_dropped = true;
             if state.driver_done {
-                // Nobody else takes events now: outcomes left go to their receipts.
                 while state.take_event().is_some() {}
-                state.abandon_waiters();
             }
         }
         self.shared.driver.notify_one();
