@@ -39,6 +39,12 @@ impl Pending {
     }
 }
 
+/// Largest buffer pair kept for reuse, in bytes of capacity (see [`Engine::recycle`]).
+const SPARE_MAX_BYTES: usize = 4096;
+/// Most bytes of capacity kept in spare buffers: enough for a burst of a few thousand small
+/// messages, little beside the queue bound.
+const SPARE_TOTAL_BYTES: usize = 256 * 1024;
+
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
         self.in_session
@@ -146,8 +152,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             None => self.qos0.push_back(pending),
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
-                pending.topic = String::new();
-                pending.payload = Vec::new();
+                self.recycle(&mut pending);
                 if pending.durable {
                     self.store_ops.push_back(StoreOp::Assigned {
                         id: pending.id,
@@ -158,6 +163,35 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             }
         }
         Ok(())
+    }
+
+    /// Gives `pending` its own copy of `topic` and `payload`, in reused buffers when there are.
+    pub(super) fn copy_into(&mut self, pending: &mut Pending, topic: &str, payload: &[u8]) {
+        let (mut own_topic, mut own_payload) = match self.spare.pop() {
+            Some((topic, payload)) => {
+                self.spare_bytes -= topic.capacity() + payload.capacity();
+                (topic, payload)
+            }
+            None => Default::default(),
+        };
+        own_topic.push_str(topic);
+        own_payload.extend_from_slice(payload);
+        pending.topic = own_topic;
+        pending.payload = own_payload;
+    }
+
+    /// Takes `pending`'s copy (it no longer needs it) for reuse: up to
+    /// [`SPARE_TOTAL_BYTES`], none holding more than [`SPARE_MAX_BYTES`].
+    pub(super) fn recycle(&mut self, pending: &mut Pending) {
+        let mut topic = core::mem::take(&mut pending.topic);
+        let mut payload = core::mem::take(&mut pending.payload);
+        let size = topic.capacity() + payload.capacity();
+        if size > 0 && size <= SPARE_MAX_BYTES && self.spare_bytes + size <= SPARE_TOTAL_BYTES {
+            topic.clear();
+            payload.clear();
+            self.spare_bytes += size;
+            self.spare.push((topic, payload));
+        }
     }
 
     /// Moves waiting messages into the session while it has room, in order.
@@ -194,7 +228,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.
-    pub(super) fn settle(&mut self, pending: Pending, outcome: Outcome) {
+    pub(super) fn settle(&mut self, mut pending: Pending, outcome: Outcome) {
+        self.recycle(&mut pending);
         self.queued_bytes -= pending.size;
         if pending.durable {
             self.store_ops

@@ -178,6 +178,11 @@ pub struct Engine<P, E> {
     requests: Vec<(PacketId, RequestKind, Vec<String>)>,
     had_session: bool,
     events: VecDeque<Event<E>>,
+    /// Buffers of messages that left the queue, reused for the next ones: steady-state
+    /// publishing allocates nothing.
+    spare: Vec<(String, Vec<u8>)>,
+    /// Capacity held in `spare`.
+    spare_bytes: usize,
     outcomes: VecDeque<(MessageId, Outcome)>,
     received: usize,
     received_bytes: usize,
@@ -218,6 +223,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             requests: Vec::new(),
             had_session: false,
             events: VecDeque::new(),
+            spare: Vec::new(),
+            spare_bytes: 0,
             outcomes: VecDeque::new(),
             received: 0,
             received_bytes: 0,
@@ -557,8 +564,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // keeps its copy until written, in case the link fails first.
         if self.queue.is_empty() && self.session_has_room(qos) {
             let borrowed = if qos == QoS::AtMostOnce {
-                pending.topic = topic.to_string();
-                pending.payload = payload.to_vec();
+                self.copy_into(&mut pending, topic, payload);
                 None
             } else {
                 Some((topic, payload))
@@ -569,8 +575,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             }
         }
         if pending.topic.is_empty() {
-            pending.topic = topic.to_string();
-            pending.payload = payload.to_vec();
+            self.copy_into(&mut pending, topic, payload);
         }
         self.queue.push_back(pending);
         self.rearm(now);

@@ -458,8 +458,7 @@ impl Handle {
         retain: bool,
         delivery: Delivery,
     ) -> Result<Receipt, Error> {
-        umqtt_core::topic::validate_topic_name(topic)
-            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        let mut validated = false;
         loop {
             let mut progress = pin!(self.shared.progress.notified());
             progress.as_mut().enable();
@@ -469,6 +468,13 @@ impl Handle {
                 if !refuse || state.engine.has_room(1, payload.len()) || state.driver_done {
                     return self.enqueue(&mut state, topic, payload, qos, retain, delivery);
                 }
+            }
+            if !validated {
+                // A mistake is reported at once, not after waiting for room (the engine
+                // checks again when it takes the message).
+                umqtt_core::topic::validate_topic_name(topic)
+                    .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+                validated = true;
             }
             progress.await;
         }
