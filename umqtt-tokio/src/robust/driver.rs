@@ -53,6 +53,7 @@ impl Driver {
             opening: None,
             write_stall,
             out: Vec::new(),
+            ops: Vec::new(),
         };
         Driver {
             future: Box::pin(async move {
@@ -97,6 +98,8 @@ struct Link {
     write_stall: Duration,
     /// Reused buffer for the bytes of one write.
     out: Vec<u8>,
+    /// Reused list of the steps of one pass.
+    ops: Vec<Op>,
 }
 
 /// What the driver waits for next.
@@ -188,11 +191,12 @@ impl Link {
     /// receipts when nobody reads the stream, and says what to wait for next.
     async fn service(&mut self, shutting_down: &mut bool) -> Wait {
         loop {
-            let (ops, wait) = self.plan(shutting_down);
+            let (mut ops, wait) = self.plan(shutting_down);
             if ops.is_empty() {
+                self.ops = ops;
                 return wait;
             }
-            for op in ops {
+            for op in ops.drain(..) {
                 match op {
                     Op::Open(server) => {
                         self.stream = None;
@@ -211,6 +215,7 @@ impl Link {
                     }
                 }
             }
+            self.ops = ops;
         }
     }
 
@@ -244,7 +249,8 @@ impl Link {
                 state.engine.disconnect(now);
             }
         }
-        let mut ops = Vec::new();
+        let mut ops = std::mem::take(&mut self.ops);
+        ops.clear();
         // Whether a stream will be open when the ops run: bytes are taken from the engine
         // only when they can be written (else the session keeps them).
         let mut open = self.stream.is_some();
