@@ -119,6 +119,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// Whether the session can take a message of `qos` now: connected, and for QoS 1/2 room
     /// in the in-flight window (the engine keeps the rest, so deadlines apply to them).
+    /// Whether waiting messages go to the session now (see [`Engine::fill_session`]).
+    fn refill_due(&self) -> bool {
+        let Some(front) = self.queue.front() else {
+            return false;
+        };
+        if front.qos == QoS::AtMostOnce || !self.is_connected() {
+            return true;
+        }
+        let window = usize::from(self.config.session.max_in_flight.max(1));
+        let free = window.saturating_sub(self.session.outgoing_len());
+        free >= (window / 4).max(1).min(self.queue.len())
+    }
+
     pub(super) fn session_has_room(&self, qos: QoS) -> bool {
         self.is_connected()
             && (qos == QoS::AtMostOnce
@@ -195,7 +208,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// Moves waiting messages into the session while it has room, in order.
+    ///
+    /// Once the window was full, it is refilled in batches of at least a quarter of it (or
+    /// of what waits, if less): a producer that stays ahead of the acknowledgements then
+    /// writes many PUBLISH packets per write instead of one or two per acknowledgement read
+    /// — fewer system calls, segments and wake-ups on both ends, while the broker still has
+    /// three quarters of a window of work.
     pub(super) fn fill_session(&mut self) {
+        if !self.refill_due() {
+            return;
+        }
         while let Some(front) = self.queue.front() {
             if !self.session_has_room(front.qos) {
                 break;
