@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umqtt::robust::{classify, LinkFailure};
-use umqtt_core::robust::{Action, StoreOp};
+use umqtt_core::robust::Action;
 
 use super::Shared;
 use crate::connect::{BoxStream, ConnectFuture, Connector};
@@ -77,6 +77,8 @@ impl Drop for Finish {
                 while state.take_event().is_some() {}
             }
             state.wake_all_receipts();
+            // Settlements so far are kept (a restart would otherwise send them again).
+            state.apply_store_ops(true);
         }
         self.0.events.notify_one();
         self.0.progress.notify_waiters();
@@ -276,10 +278,7 @@ impl Link {
                 ops.push(Op::Write(bytes));
             }
         }
-        // No durable outbox in this driver: store records are not needed.
-        while let Some(StoreOp::Assigned { .. } | StoreOp::Settled { .. }) =
-            state.engine.poll_store()
-        {}
+        state.apply_store_ops(false);
         state.route_outcomes();
         state.serviced += 1;
         let wait = Wait {

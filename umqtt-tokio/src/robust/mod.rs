@@ -55,6 +55,9 @@
 //!   its id in one step after that. Dropping the future therefore either queued nothing, or
 //!   — once it returned `Ready` — the message is queued exactly once. Nothing is ever queued
 //!   by a future that was dropped.
+//!   With a durable outbox ([`Client::outbox`]) the message is stored in that same step,
+//!   before the engine takes it: a future that returned `Ready` stored it exactly once, one
+//!   dropped before did not store it.
 //! - [`Receipt::outcome`]: dropping it (or the receipt) changes nothing for the message; its
 //!   outcome still comes out of the event stream.
 //! - [`Events::next`]: an event is taken out of the engine only in the same step that returns
@@ -70,7 +73,8 @@
 //!   them twice).
 //! - The driver ([`Driver`]): dropping or aborting it ends the connection (no DISCONNECT:
 //!   the broker publishes the will); queued messages are then lost with the process's memory
-//!   and pending receipts resolve with [`Error::DriverStopped`].
+//!   (unless kept in a durable outbox) and pending receipts resolve with
+//!   [`Error::DriverStopped`].
 
 mod driver;
 
@@ -88,10 +92,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use umqtt::outbox::{OutboxStore, StoredMessage};
 use umqtt::{ClientConfig, Message, QoS};
-use umqtt_core::robust::Engine;
+use umqtt_core::robust::{Engine, StoreOp};
 use umqtt_core::session::{UsageError, Will};
 
 use crate::connect::{Connector, TcpConnector};
@@ -112,6 +118,8 @@ pub struct Client {
     policy: PolicyBox,
     connector: Option<Box<dyn Connector>>,
     will: Option<Will>,
+    store: Option<Box<dyn OutboxStore>>,
+    restored: Vec<StoredMessage>,
 }
 
 impl std::fmt::Debug for Client {
@@ -132,7 +140,36 @@ impl Client {
             policy: Box::new(policy),
             connector: None,
             will: None,
+            store: None,
+            restored: Vec::new(),
         }
+    }
+
+    /// Keeps guaranteed messages in `store` (e.g. `umqtt::outbox::DurableOutbox`) until they
+    /// are settled, so that they survive the process dying: a [`Handle::publish_with`] of a
+    /// [`Delivery::Guaranteed`] message returns only after the message was stored durably.
+    /// Messages a previous process left in the store are loaded now and sent again first
+    /// (those that had a packet id with that id, and DUP if the broker resumes the session):
+    /// use the same client id as that process.
+    ///
+    /// The store is written on the task that publishes (inside
+    /// `tokio::task::block_in_place` on a multi-threaded runtime) and by the driver, which
+    /// records hand-overs and settlements cheaply at every pass and durably at most once a
+    /// second — as the blocking client does.
+    ///
+    /// # Errors
+    /// [`Error::Outbox`] if the store cannot be read; [`Error::Usage`] if a stored message
+    /// has an invalid topic (a store written by something else).
+    pub fn outbox(mut self, store: impl OutboxStore + 'static) -> Result<Self, Error> {
+        let mut store: Box<dyn OutboxStore> = Box::new(store);
+        let restored = blocking(|| store.load())?;
+        for message in &restored {
+            umqtt_core::topic::validate_topic_name(&message.topic)
+                .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        }
+        self.restored = restored;
+        self.store = Some(store);
+        Ok(self)
     }
 
     /// Robust-layer settings: failover servers, queue and receive bounds, overflow rule,
@@ -196,6 +233,17 @@ impl Client {
         if self.will.is_some() {
             engine.set_will(self.will);
         }
+        for message in &self.restored {
+            // Topics were checked by `outbox`: this cannot fail.
+            let _ = engine.restore(
+                MessageId(message.id),
+                &message.topic,
+                &message.payload,
+                message.qos,
+                message.retain,
+                message.packet_id,
+            );
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -206,6 +254,9 @@ impl Client {
                 driver_done: false,
                 handles: 1,
                 serviced: 0,
+                store: self.store,
+                last_durable_commit: std::time::Instant::now(),
+                store_error: None,
             }),
             driver: Notify::new(),
             events: Notify::new(),
@@ -270,6 +321,20 @@ pub(crate) struct State {
     pub(crate) handles: usize,
     /// Driver service passes so far.
     pub(crate) serviced: u64,
+    /// The durable outbox, if any.
+    pub(crate) store: Option<Box<dyn OutboxStore>>,
+    pub(crate) last_durable_commit: std::time::Instant,
+    /// A failure of the driver's store writes, reported by the next publish.
+    pub(crate) store_error: Option<Error>,
+}
+
+/// Runs blocking store I/O: inside `block_in_place` on a multi-threaded runtime (other tasks
+/// move to other workers meanwhile), directly elsewhere.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// A receipt's place in [`State::receipts`].
@@ -321,6 +386,37 @@ impl State {
                     waker.wake();
                 }
             }
+        }
+    }
+
+    /// Records the engine's hand-overs and settlements in the durable outbox: at every pass,
+    /// durably at most once a second (or when `force_durable`).
+    pub(crate) fn apply_store_ops(&mut self, force_durable: bool) {
+        let State {
+            engine,
+            store,
+            last_durable_commit,
+            store_error,
+            ..
+        } = self;
+        let Some(store) = store.as_mut() else {
+            while engine.poll_store().is_some() {}
+            return;
+        };
+        while let Some(op) = engine.poll_store() {
+            match op {
+                StoreOp::Assigned { id, packet_id } => store.set_packet_id(id.0, packet_id),
+                StoreOp::Settled { id } => store.remove(id.0),
+            }
+        }
+        if store.lazy_updates() == 0 && !force_durable {
+            return;
+        }
+        let durable = force_durable || last_durable_commit.elapsed() >= Duration::from_secs(1);
+        match blocking(|| store.commit(durable)) {
+            Ok(()) if durable => *last_durable_commit = std::time::Instant::now(),
+            Ok(()) => {}
+            Err(error) => *store_error = Some(error.into()),
         }
     }
 
@@ -508,10 +604,17 @@ impl Handle {
         if state.driver_done {
             return Err(Error::DriverStopped);
         }
+        if let Some(error) = state.store_error.take() {
+            return Err(error);
+        }
         let now = state.clock.now();
-        let id = state
-            .engine
-            .publish_with(now, topic, payload, qos, retain, delivery)?;
+        let id = if delivery == Delivery::Guaranteed && state.store.is_some() {
+            Self::enqueue_durable(state, now, topic, payload, qos, retain)?
+        } else {
+            state
+                .engine
+                .publish_with(now, topic, payload, qos, retain, delivery)?
+        };
         // Under the same lock as the publish: the outcome cannot have been routed yet (it
         // may be known already: a message dropped at once by the overflow rule).
         state.receipts.insert(id, Slot::default());
@@ -521,6 +624,56 @@ impl Handle {
             id,
             shared: self.shared.clone(),
         })
+    }
+
+    /// Stores the message durably under the id the engine will give it, then hands it over.
+    fn enqueue_durable(
+        state: &mut State,
+        now: umqtt_core::Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        // Everything that could make the engine refuse it is checked before it is stored.
+        umqtt_core::topic::validate_topic_name(topic)
+            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        umqtt_core::session::check_payload_len(topic, payload, qos)?;
+        if state.engine.config().overflow == Overflow::RefuseNew
+            && !state.engine.has_room(1, payload.len())
+        {
+            return Err(Error::Usage(UsageError::OutgoingFull));
+        }
+        let id = state.engine.next_message_id();
+        let record = StoredMessage {
+            id: id.0,
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            packet_id: None,
+        };
+        if let Some(store) = state.store.as_mut() {
+            blocking(|| store.insert(std::slice::from_ref(&record)))?;
+        }
+        state.last_durable_commit = std::time::Instant::now();
+        match state
+            .engine
+            .publish_durable(now, topic, payload, qos, retain)
+        {
+            Ok(taken) => {
+                debug_assert_eq!(taken, id);
+                Ok(taken)
+            }
+            Err(error) => {
+                // Refused after all (no room with an overflow rule that could not make any):
+                // forget it again.
+                if let Some(store) = state.store.as_mut() {
+                    store.remove(id.0);
+                }
+                Err(error.into())
+            }
+        }
     }
 
     /// Subscribes now if connected, else at the next connection, and keeps the subscription
