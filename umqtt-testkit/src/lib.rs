@@ -12,6 +12,7 @@
 //!   can be switched at run time: refuse connections, black-hole them, cut
 //!   them with FIN or reset them with RST, add latency, split data into
 //!   tiny pieces.
+//! - [`alloc_count::CountingAllocator`] counts allocations per thread.
 //! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1
 //!   brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
 //!   no sockets, no threads, faults scripted at virtual times.
@@ -33,6 +34,7 @@
 //! broker without it panics, so that integration tests fail instead of
 //! silently skipping. Everything here panics on failure, as a test should.
 
+pub mod alloc_count;
 mod base64;
 pub mod broker;
 pub mod certs;

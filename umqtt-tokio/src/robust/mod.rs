@@ -92,12 +92,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use umqtt::outbox::{OutboxStore, StoredMessage};
 use umqtt::{ClientConfig, Message, QoS};
-use umqtt_core::robust::{Engine, StoreOp};
+use umqtt_core::robust::Engine;
 use umqtt_core::session::{UsageError, Will};
 
 use crate::connect::{Connector, TcpConnector};
@@ -233,17 +232,8 @@ impl Client {
         if self.will.is_some() {
             engine.set_will(self.will);
         }
-        for message in &self.restored {
-            // Topics were checked by `outbox`: this cannot fail.
-            let _ = engine.restore(
-                MessageId(message.id),
-                &message.topic,
-                &message.payload,
-                message.qos,
-                message.retain,
-                message.packet_id,
-            );
-        }
+        // Topics were checked by `outbox`: this cannot fail.
+        let _ = umqtt::outbox::restore(&mut engine, &self.restored);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
@@ -403,20 +393,14 @@ impl State {
             while engine.poll_store().is_some() {}
             return;
         };
-        while let Some(op) = engine.poll_store() {
-            match op {
-                StoreOp::Assigned { id, packet_id } => store.set_packet_id(id.0, packet_id),
-                StoreOp::Settled { id } => store.remove(id.0),
+        let lazy = umqtt::outbox::record_store_ops(engine, store.as_mut());
+        if lazy || force_durable {
+            let written = blocking(|| {
+                umqtt::outbox::commit(store.as_mut(), last_durable_commit, force_durable)
+            });
+            if let Err(error) = written {
+                *store_error = Some(error.into());
             }
-        }
-        if store.lazy_updates() == 0 && !force_durable {
-            return;
-        }
-        let durable = force_durable || last_durable_commit.elapsed() >= Duration::from_secs(1);
-        match blocking(|| store.commit(durable)) {
-            Ok(()) if durable => *last_durable_commit = std::time::Instant::now(),
-            Ok(()) => {}
-            Err(error) => *store_error = Some(error.into()),
         }
     }
 
