@@ -48,8 +48,37 @@ fn check_common(topic: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Whether `bytes` holds U+0000, `+` or `#`, eight bytes at a time.
+fn has_special(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `v` is zero ⇔ its high bit is set in `(v - ONES) & !v & HIGHS` (exact for
+    // "any byte", which is all that is asked).
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if has_zero(v)
+            || has_zero(v ^ (ONES * u64::from(b'+')))
+            || has_zero(v ^ (ONES * u64::from(b'#')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| matches!(b, 0 | b'+' | b'#'))
+}
+
 /// Checks a topic name as used in PUBLISH: non-empty, no wildcards, no U+0000.
 pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
+    // Hot path (every publish): one pass over the bytes, no byte of a valid name is special.
+    if !topic.is_empty() && topic.len() <= usize::from(u16::MAX) && !has_special(topic.as_bytes()) {
+        return Ok(());
+    }
     check_common(topic)?;
     if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(TopicError::WildcardInName);
@@ -105,6 +134,28 @@ mod tests {
         assert_eq!(validate_topic_name("a/+"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name("a#"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name("a\0b"), Err(TopicError::NullCharacter));
+        // Every position of the word-at-a-time scan, and bytes next to the special ones.
+        for len in 1..40 {
+            for at in 0..len {
+                for (special, error) in [
+                    (b'\0', TopicError::NullCharacter),
+                    (b'+', TopicError::WildcardInName),
+                    (b'#', TopicError::WildcardInName),
+                ] {
+                    let mut bytes = alloc::vec![b'a'; len];
+                    bytes[at] = special;
+                    let topic = core::str::from_utf8(&bytes).unwrap();
+                    assert_eq!(validate_topic_name(topic), Err(error), "{bytes:?}");
+                }
+                let mut bytes = alloc::vec![b'a'; len];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = [b'\x01', b'*', b'"', b'$', b'\x7f', b'/', b'z', b'~'][(i + at) % 8];
+                }
+                let topic = core::str::from_utf8(&bytes).unwrap();
+                assert_eq!(validate_topic_name(topic), Ok(()), "{bytes:?}");
+            }
+        }
+        assert_eq!(validate_topic_name("températures/été/ü"), Ok(()));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!   tiny pieces.
 //! - [`tunnel`]: a SOCKS5 / HTTP CONNECT proxy, a WebSocket-to-TCP bridge and a recording
 //!   TLS terminator to put in front of a broker, each counting the tunnels it opened.
+//! - [`alloc_count::CountingAllocator`] counts allocations per thread.
 //! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1
 //!   brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
 //!   no sockets, no threads, faults scripted at virtual times.
@@ -35,6 +36,7 @@
 //! broker without it panics, so that integration tests fail instead of
 //! silently skipping. Everything here panics on failure, as a test should.
 
+pub mod alloc_count;
 mod base64;
 pub mod broker;
 pub mod certs;

@@ -1,7 +1,9 @@
 //! The errors of the async client.
 
 use std::fmt;
+use std::sync::Arc;
 
+use umqtt::outbox::StoreError;
 use umqtt::UsageError;
 
 /// Why a call of the async client failed.
@@ -17,6 +19,33 @@ pub enum Error {
     DriverStopped,
     /// `spawn` was called outside a tokio runtime; use `build` and spawn the driver yourself.
     NoRuntime,
+    /// The durable outbox failed to load, store or forget a message (see
+    /// `robust::Client::outbox`).
+    Outbox(OutboxError),
+}
+
+/// A failure of the durable outbox, shareable (errors of the async client are `Clone`).
+#[derive(Debug, Clone)]
+pub struct OutboxError(pub Arc<StoreError>);
+
+impl PartialEq for OutboxError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for OutboxError {}
+
+impl fmt::Display for OutboxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        Error::Outbox(OutboxError(Arc::new(error)))
+    }
 }
 
 impl fmt::Display for Error {
@@ -25,6 +54,7 @@ impl fmt::Display for Error {
             Error::Usage(error) => error.fmt(f),
             Error::DriverStopped => f.write_str("the client's driver task has stopped"),
             Error::NoRuntime => f.write_str("not inside a tokio runtime"),
+            Error::Outbox(error) => write!(f, "outbox: {error}"),
         }
     }
 }
@@ -33,6 +63,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Usage(error) => Some(error),
+            Error::Outbox(error) => Some(&*error.0),
             _ => None,
         }
     }

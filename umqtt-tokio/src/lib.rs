@@ -43,5 +43,5 @@ pub mod robust;
 pub mod simple;
 mod time;
 
-pub use error::Error;
+pub use error::{Error, OutboxError};
 pub use umqtt::{ClientConfig, Message, QoS, TlsConfig, UsageError};

@@ -309,3 +309,92 @@ async fn tls_with_the_same_tls_config() {
         "an untrusted certificate is a TLS failure"
     );
 }
+
+/// A link that silently stops carrying bytes (black hole: the socket stays open) is found
+/// by the keepalive, the client reconnects once the path is back, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn black_hole_is_detected_and_nothing_is_lost() {
+    let broker = Mosquitto::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let (_sub, mut events) = subscriber(broker.port(), "hole-sub", "h/#").await;
+    let (publisher, publisher_events) = client(proxy.port(), "hole-pub");
+    drop(publisher_events);
+    const N: usize = 100;
+    let mut receipts = Vec::new();
+    for n in 0..N {
+        if n == N / 2 {
+            wait_for_last(&mut receipts).await;
+            proxy.set_mode(umqtt_testkit::proxy::Mode::BlackHole);
+        }
+        let receipt = publisher
+            .publish_with(
+                "h/1",
+                n.to_string().as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                Delivery::Guaranteed,
+            )
+            .await
+            .expect("accepted");
+        receipts.push(receipt);
+    }
+    // The keepalive (2 s) must notice: wait for the link to be declared lost.
+    let lost = tokio::time::timeout(GUARD, async {
+        while publisher.stats().disconnects == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        lost.is_ok(),
+        "black hole never detected: {:?}",
+        publisher.stats()
+    );
+    proxy.set_mode(umqtt_testkit::proxy::Mode::Forward);
+    let outcomes = settle(receipts).await;
+    assert!(outcomes.iter().all(|o| *o == Outcome::Delivered));
+    let got = receive(&mut events, &["h/1"], N).await;
+    assert_eq!(
+        got.get("h/1").map_or(0, HashMap::len),
+        N,
+        "every message arrived"
+    );
+    assert!(publisher.stats().connects >= 2, "{:?}", publisher.stats());
+}
+
+/// The broker forgets everything (restart without persistence): the subscriber's engine sees
+/// the lost session, subscribes again by itself and receives what is published afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_resubscribes_when_the_broker_lost_the_session() {
+    let mut broker = Mosquitto::builder().persistence(false).start();
+    let port = broker.port();
+    let (subscriber_handle, mut events) = subscriber(port, "lost-sub", "l/#").await;
+    tokio::task::block_in_place(|| broker.restart());
+    // Resubscribed: wait for the new SUBACK.
+    let resubscribed = tokio::time::timeout(GUARD, async {
+        while let Some(event) = events.next().await {
+            if matches!(event, Event::Subscribed { .. }) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(resubscribed, Ok(true));
+    assert!(subscriber_handle.stats().sessions_lost >= 1);
+    let (publisher, publisher_events) = client(port, "lost-pub");
+    drop(publisher_events);
+    const N: usize = 50;
+    let mut receipts = Vec::new();
+    for n in 0..N {
+        let receipt = publisher
+            .publish("l/1", n.to_string().as_bytes(), QoS::AtLeastOnce, false)
+            .await
+            .expect("accepted");
+        receipts.push(receipt);
+    }
+    let outcomes = settle(receipts).await;
+    assert!(outcomes.iter().all(|o| *o == Outcome::Delivered));
+    let got = receive(&mut events, &["l/1"], N).await;
+    assert_eq!(got.get("l/1").map_or(0, HashMap::len), N);
+}

@@ -492,3 +492,64 @@ async fn manual_ack_holds_acknowledgements_until_the_application_acks() {
     let unacked = sim.with(|net, _| net.broker(0).in_flight("ackme"));
     assert_eq!(unacked, 0);
 }
+
+/// A receipt resolves from the engine's outcomes, not from the event stream: with the stream
+/// held but never read, and far more events than `max_events` pushing the oldest out, every
+/// receipt still learns its message was delivered.
+#[tokio::test(start_paused = true)]
+async fn receipts_resolve_while_the_event_stream_is_held_unread_and_overflowing() {
+    let sim = Sim::new(SimNet::new(21));
+    let (handle, events) = spawn(
+        &sim,
+        Client::new(config("unread"), FixedDelay::default()).robust_config(RobustConfig {
+            max_events: 4,
+            ..robust()
+        }),
+    );
+    wait_connected(&handle).await;
+    let mut receipts = Vec::new();
+    for i in 0..200u32 {
+        let receipt = handle
+            .publish("counted", &i.to_be_bytes(), QoS::AtLeastOnce, false)
+            .await
+            .expect("queued");
+        receipts.push(receipt);
+    }
+    for receipt in receipts {
+        let outcome = tokio::time::timeout(Duration::from_secs(60), receipt.outcome()).await;
+        assert_eq!(outcome, Ok(Ok(Outcome::Delivered)));
+    }
+    let stats = handle.stats();
+    assert_eq!(stats.delivered, 200);
+    assert!(stats.events_overflowed > 0, "{stats:?}");
+    assert_eq!(sim.with(|net, _| net.broker(0).accepted().len()), 200);
+    drop(events);
+}
+
+/// A receipt dropped before its outcome leaves nothing behind, and one awaited after the
+/// driver ended learns `DriverStopped` when its outcome never came.
+#[tokio::test(start_paused = true)]
+async fn dropped_receipts_leave_nothing_and_late_ones_learn_the_driver_stopped() {
+    let mut net = SimNet::new(22);
+    net.set_mode(umqtt_core::Instant::from_millis(0), 0, ServerMode::Refuse);
+    let sim = Sim::new(net);
+    let (handle, events) = spawn(
+        &sim,
+        Client::new(config("late"), FixedDelay::default()).robust_config(robust()),
+    );
+    drop(events);
+    for _ in 0..10 {
+        let receipt = handle
+            .publish("x", b"1", QoS::AtLeastOnce, false)
+            .await
+            .expect("queued");
+        drop(receipt);
+    }
+    let kept = handle
+        .publish("x", b"2", QoS::AtLeastOnce, false)
+        .await
+        .expect("queued");
+    assert_eq!(handle.pending(), 11);
+    drop(handle);
+    assert_eq!(kept.outcome().await, Err(Error::DriverStopped));
+}

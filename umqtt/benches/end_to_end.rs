@@ -1212,7 +1212,11 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
             .find(|(v, s)| v.kind == kind && v.mode == mode && !s.runs.is_empty())
             .map(|(_, s)| s)
     };
-    let peer = |mode: Mode| same_mode(Kind::Rumqttc, mode);
+    // Async rows compare with rumqttc's AsyncClient, the others with its sync client.
+    let peer = |kind: Kind, mode: Mode| match kind {
+        Kind::Async | Kind::RumqttcAsync => same_mode(Kind::RumqttcAsync, mode),
+        _ => same_mode(Kind::Rumqttc, mode),
+    };
     let mut out = String::new();
     let command = format!(
         "cargo bench -p umqtt --bench end_to_end -- --messages {} --wait-messages {} --window {} --batch {} --chunk {} --repeats {}{}",
@@ -1232,7 +1236,7 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
          in-flight window {} for umqtt and rumqttc and `max_inflight_messages {}` in mosquitto; \
          median of {} interleaved runs (spread = (max − min) / median of the throughput). \
          “× ceiling” compares with the raw-socket ceiling of the same mode, “× rumqttc” with \
-         rumqttc in the same mode. CPU is user + system time of the whole client process \
+         rumqttc in the same mode (its `AsyncClient` for the async rows). CPU is user + system time of the whole client process \
          (all its threads) per message, “sys” the kernel's share of it; “thread” is the publishing \
          thread alone. Broker CPU comes from `/proc/<pid>/stat` (10 ms ticks); “broker busy” is the share of one \
          core mosquitto used during the run (mosquitto is single-threaded: near 100% it is the \
@@ -1256,7 +1260,7 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
             );
             continue;
         }
-        let rumqttc = peer(variant.mode);
+        let rumqttc = peer(variant.kind, variant.mode);
         let ceiling = same_mode(Kind::Ceiling, variant.mode);
         let _ = writeln!(
             out,
@@ -1292,7 +1296,7 @@ fn render(args: &Args, machine: &str, results: &[(&Variant, Summary)]) -> String
         if variant.mode != Mode::Qos1Wait || summary.runs.is_empty() {
             continue;
         }
-        let rumqttc = peer(variant.mode);
+        let rumqttc = peer(variant.kind, variant.mode);
         let ceiling_latency = same_mode(Kind::Ceiling, variant.mode);
         let _ = writeln!(
             out,

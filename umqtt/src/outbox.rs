@@ -17,9 +17,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use umqtt_core::packet::{PacketId, QoS};
+use umqtt_core::robust::{Engine, MessageId, ReconnectPolicy, StoreOp};
+use umqtt_core::session::UsageError;
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +117,67 @@ pub trait OutboxStore: Send {
 
     /// Lazy updates not yet written.
     fn lazy_updates(&self) -> usize;
+}
+
+// ----- what every driver does between its engine and its store -----------------------------
+
+/// Puts messages a previous process left in the store back into `engine`, before its first
+/// connection (those with a packet id go to the session first, with that id).
+///
+/// # Errors
+/// The first message the engine refuses (an invalid topic: a store written by something
+/// else); the messages before it are restored.
+pub fn restore<P: ReconnectPolicy, E: Clone>(
+    engine: &mut Engine<P, E>,
+    messages: &[StoredMessage],
+) -> Result<(), UsageError> {
+    for message in messages {
+        engine.restore(
+            MessageId(message.id),
+            &message.topic,
+            &message.payload,
+            message.qos,
+            message.retain,
+            message.packet_id,
+        )?;
+    }
+    Ok(())
+}
+
+/// Records the engine's hand-overs (packet ids) and settlements in `store`, lazily; returns
+/// whether there are lazy updates to [`commit`]. Cheap: call it at every driver pass.
+pub fn record_store_ops<P: ReconnectPolicy, E: Clone>(
+    engine: &mut Engine<P, E>,
+    store: &mut dyn OutboxStore,
+) -> bool {
+    while let Some(op) = engine.poll_store() {
+        match op {
+            StoreOp::Assigned { id, packet_id } => store.set_packet_id(id.0, packet_id),
+            StoreOp::Settled { id } => store.remove(id.0),
+        }
+    }
+    store.lazy_updates() > 0
+}
+
+/// How often lazy updates are made durable (one fsync), at most.
+pub const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Writes the lazy updates: durably if `force_durable` or if the last durable write
+/// (`last_durable_commit`, updated here) is [`DURABLE_COMMIT_INTERVAL`] old, else cheaply.
+///
+/// # Errors
+/// The store's.
+pub fn commit(
+    store: &mut dyn OutboxStore,
+    last_durable_commit: &mut Instant,
+    force_durable: bool,
+) -> Result<(), StoreError> {
+    let durable = force_durable || last_durable_commit.elapsed() >= DURABLE_COMMIT_INTERVAL;
+    store.commit(durable)?;
+    if durable {
+        *last_durable_commit = Instant::now();
+    }
+    Ok(())
 }
 
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox_v1");

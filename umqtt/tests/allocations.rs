@@ -7,62 +7,22 @@
 //! warms the client up (buffers grow to their working size, the in-flight window fills once),
 //! then counts the allocations of the measuring thread over many more messages.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::thread;
 use std::time::Duration;
 
 use umqtt::simple::{Client, ClientConfig, Message};
 use umqtt::QoS;
+use umqtt_testkit::alloc_count::{allocations, CountingAllocator};
 use umqtt_testkit::broker::Mosquitto;
-
-struct CountingAllocator;
-
-thread_local! {
-    // `const` and `Cell<u64>`: no lazy initialisation and no destructor, so the allocator can
-    // use it at any time without allocating or recursing.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting touches only a thread-local
-// `Cell`.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Allocations made by the current thread while `f` runs.
 fn allocations_during(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     f();
-    ALLOCATIONS.with(Cell::get) - before
+    allocations() - before
 }
 
 const PAYLOAD: [u8; 64] = [0x5A; 64];
@@ -284,5 +244,42 @@ fn counter_sees_the_allocations_of_wait_msg() {
     assert!(
         allocations >= 2 * count as u64,
         "wait_msg: only {allocations} allocations for {count} messages"
+    );
+}
+
+/// The robust (engine) client, publishing ahead of the acknowledgements: messages wait in
+/// the engine's queue and refill the in-flight window as PUBACKs come.
+#[test]
+fn robust_publish_qos1_pipelined_allocates_nothing_per_message() {
+    use umqtt::robust::{Client as RobustClient, FixedDelay, RobustConfig};
+
+    let broker = Mosquitto::start();
+    let mut client = RobustClient::with_robust_config(
+        config(&broker, "alloc-robust"),
+        FixedDelay::default(),
+        RobustConfig {
+            clean_session: true,
+            ..RobustConfig::default()
+        },
+    );
+    // Events (one Delivered per message) are handed to the handler as they come.
+    client.set_event_handler(|_| {});
+    client.connect().expect("connect");
+    let publish = |client: &mut RobustClient, count: usize| {
+        for i in 0..count {
+            client
+                .publish("alloc/robust", &PAYLOAD, QoS::AtLeastOnce, false)
+                .expect("publish");
+            if i % 500 == 499 {
+                assert!(client.flush(Duration::from_secs(10)).expect("flush"));
+            }
+        }
+        assert!(client.flush(Duration::from_secs(10)).expect("flush"));
+    };
+    publish(&mut client, WARM_UP);
+    let allocations = allocations_during(|| publish(&mut client, MEASURED));
+    assert_eq!(
+        allocations, 0,
+        "robust pipelined QoS 1: {allocations} allocations for {MEASURED} messages"
     );
 }

@@ -27,6 +27,18 @@ pub enum Delivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub u64);
 
+/// The final fate of one published message: exactly one per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The broker acknowledged it (QoS 1/2), or it was written (QoS 0).
+    Delivered,
+    /// Its [`Delivery::Within`] deadline passed first (not confirmed; it may have arrived).
+    Expired,
+    /// Dropped without an acknowledgement.
+    Dropped(DropReason),
+}
+
 /// Why a message was dropped. Like [`Event::Expired`], a drop means *not confirmed*: a message
 /// whose PUBLISH was already written may still have reached the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    Delivery, DropReason, Engine, Event, MessageId, PendingSummary, ReconnectPolicy, StoreOp,
+    Delivery, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy, StoreOp,
 };
 use crate::packet::{PacketId, QoS};
 use crate::session::Session;
@@ -39,12 +39,11 @@ impl Pending {
     }
 }
 
-#[derive(Clone, Copy)]
-pub(super) enum Outcome {
-    Delivered,
-    Expired,
-    Dropped(DropReason),
-}
+/// Largest buffer pair kept for reuse, in bytes of capacity (see [`Engine::recycle`]).
+const SPARE_MAX_BYTES: usize = 4096;
+/// Most bytes of capacity kept in spare buffers: enough for a burst of a few thousand small
+/// messages, little beside the queue bound.
+const SPARE_TOTAL_BYTES: usize = 256 * 1024;
 
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
@@ -120,6 +119,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// Whether the session can take a message of `qos` now: connected, and for QoS 1/2 room
     /// in the in-flight window (the engine keeps the rest, so deadlines apply to them).
+    /// Whether waiting messages go to the session now (see [`Engine::fill_session`]).
+    fn refill_due(&self) -> bool {
+        let Some(front) = self.queue.front() else {
+            return false;
+        };
+        if front.qos == QoS::AtMostOnce || !self.is_connected() {
+            return true;
+        }
+        let window = usize::from(self.config.session.max_in_flight.max(1));
+        let free = window.saturating_sub(self.session.outgoing_len());
+        free >= (window / 4).max(1).min(self.queue.len())
+    }
+
     pub(super) fn session_has_room(&self, qos: QoS) -> bool {
         self.is_connected()
             && (qos == QoS::AtMostOnce
@@ -153,8 +165,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             None => self.qos0.push_back(pending),
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
-                pending.topic = String::new();
-                pending.payload = Vec::new();
+                self.recycle(&mut pending);
                 if pending.durable {
                     self.store_ops.push_back(StoreOp::Assigned {
                         id: pending.id,
@@ -167,8 +178,46 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         Ok(())
     }
 
+    /// Gives `pending` its own copy of `topic` and `payload`, in reused buffers when there are.
+    pub(super) fn copy_into(&mut self, pending: &mut Pending, topic: &str, payload: &[u8]) {
+        let (mut own_topic, mut own_payload) = match self.spare.pop() {
+            Some((topic, payload)) => {
+                self.spare_bytes -= topic.capacity() + payload.capacity();
+                (topic, payload)
+            }
+            None => Default::default(),
+        };
+        own_topic.push_str(topic);
+        own_payload.extend_from_slice(payload);
+        pending.topic = own_topic;
+        pending.payload = own_payload;
+    }
+
+    /// Takes `pending`'s copy (it no longer needs it) for reuse: up to
+    /// [`SPARE_TOTAL_BYTES`], none holding more than [`SPARE_MAX_BYTES`].
+    pub(super) fn recycle(&mut self, pending: &mut Pending) {
+        let mut topic = core::mem::take(&mut pending.topic);
+        let mut payload = core::mem::take(&mut pending.payload);
+        let size = topic.capacity() + payload.capacity();
+        if size > 0 && size <= SPARE_MAX_BYTES && self.spare_bytes + size <= SPARE_TOTAL_BYTES {
+            topic.clear();
+            payload.clear();
+            self.spare_bytes += size;
+            self.spare.push((topic, payload));
+        }
+    }
+
     /// Moves waiting messages into the session while it has room, in order.
+    ///
+    /// Once the window was full, it is refilled in batches of at least a quarter of it (or
+    /// of what waits, if less): a producer that stays ahead of the acknowledgements then
+    /// writes many PUBLISH packets per write instead of one or two per acknowledgement read
+    /// — fewer system calls, segments and wake-ups on both ends, while the broker still has
+    /// three quarters of a window of work.
     pub(super) fn fill_session(&mut self) {
+        if !self.refill_due() {
+            return;
+        }
         while let Some(front) = self.queue.front() {
             if !self.session_has_room(front.qos) {
                 break;
@@ -201,13 +250,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.
-    pub(super) fn settle(&mut self, pending: Pending, outcome: Outcome) {
+    pub(super) fn settle(&mut self, mut pending: Pending, outcome: Outcome) {
+        self.recycle(&mut pending);
         self.queued_bytes -= pending.size;
         if pending.durable {
             self.store_ops
                 .push_back(StoreOp::Settled { id: pending.id });
         }
-        let id = pending.id;
+        self.conclude(pending.id, outcome);
+    }
+
+    /// A message's one outcome: counted, reported as an event, and kept for
+    /// [`Engine::poll_outcome`] when [`EngineConfig::track_outcomes`] is set.
+    pub(super) fn conclude(&mut self, id: MessageId, outcome: Outcome) {
         let event = match outcome {
             Outcome::Delivered => {
                 self.stats.delivered += 1;
@@ -223,6 +278,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Event::Dropped { id, reason }
             }
         };
+        if self.config.track_outcomes {
+            self.outcomes.push_back((id, outcome));
+        }
         self.push_event(event);
     }
 }

@@ -55,7 +55,8 @@ mod policy;
 mod subscriptions;
 
 pub use event::{
-    Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Overflow, Stats, StoreOp,
+    Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Outcome, Overflow,
+    Stats, StoreOp,
 };
 pub use policy::{
     listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
@@ -71,7 +72,7 @@ use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
-use ledger::{Outcome, Pending};
+use ledger::Pending;
 use subscriptions::{RequestKind, SubState, Subscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
@@ -103,6 +104,11 @@ pub struct EngineConfig {
     /// [`Engine::ack`] (see [`SessionConfig::manual_ack`]): a message is not lost if the
     /// application dies before processing it. Default false.
     pub manual_ack: bool,
+    /// Also keep every outcome for [`Engine::poll_outcome`], apart from the event stream: a
+    /// driver can then resolve a per-message receipt whether or not (and however late) the
+    /// application reads the events. The driver must drain it after every input. Default
+    /// false.
+    pub track_outcomes: bool,
 }
 
 impl EngineConfig {
@@ -120,6 +126,7 @@ impl EngineConfig {
             max_received_bytes: 16 * 1024 * 1024,
             max_events: 65_536,
             manual_ack: false,
+            track_outcomes: false,
         }
     }
 }
@@ -171,6 +178,12 @@ pub struct Engine<P, E> {
     requests: Vec<(PacketId, RequestKind, Vec<String>)>,
     had_session: bool,
     events: VecDeque<Event<E>>,
+    /// Buffers of messages that left the queue, reused for the next ones: steady-state
+    /// publishing allocates nothing.
+    spare: Vec<(String, Vec<u8>)>,
+    /// Capacity held in `spare`.
+    spare_bytes: usize,
+    outcomes: VecDeque<(MessageId, Outcome)>,
     received: usize,
     received_bytes: usize,
     actions: VecDeque<Action>,
@@ -210,6 +223,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             requests: Vec::new(),
             had_session: false,
             events: VecDeque::new(),
+            spare: Vec::new(),
+            spare_bytes: 0,
+            outcomes: VecDeque::new(),
             received: 0,
             received_bytes: 0,
             actions: VecDeque::new(),
@@ -306,6 +322,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<E>> {
         self.events.pop_front()
+    }
+
+    /// The next message outcome, with [`EngineConfig::track_outcomes`] (else always `None`):
+    /// the same outcomes as the [`Event::Delivered`] / [`Event::Expired`] /
+    /// [`Event::Dropped`] events, in the same order, but not subject to
+    /// [`EngineConfig::max_events`]. One entry per settled message until taken: drain it after
+    /// every input and command.
+    #[must_use]
+    pub fn poll_outcome(&mut self) -> Option<(MessageId, Outcome)> {
+        self.outcomes.pop_front()
     }
 
     /// The application took a received message of `payload_len` bytes: room for another, and
@@ -494,12 +520,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                         // The driver stored it before asking: it must forget it again.
                         self.store_ops.push_back(StoreOp::Settled { id });
                     }
-                    self.stats.dropped += 1;
-                    self.stats.dropped_by.add(DropReason::QueueOverflow);
-                    self.push_event(Event::Dropped {
-                        id,
-                        reason: DropReason::QueueOverflow,
-                    });
+                    self.conclude(id, Outcome::Dropped(DropReason::QueueOverflow));
                     return Ok(id);
                 }
                 Overflow::DropOldest => {
@@ -543,8 +564,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // keeps its copy until written, in case the link fails first.
         if self.queue.is_empty() && self.session_has_room(qos) {
             let borrowed = if qos == QoS::AtMostOnce {
-                pending.topic = topic.to_string();
-                pending.payload = payload.to_vec();
+                self.copy_into(&mut pending, topic, payload);
                 None
             } else {
                 Some((topic, payload))
@@ -555,8 +575,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             }
         }
         if pending.topic.is_empty() {
-            pending.topic = topic.to_string();
-            pending.payload = payload.to_vec();
+            self.copy_into(&mut pending, topic, payload);
         }
         self.queue.push_back(pending);
         self.rearm(now);

@@ -252,3 +252,64 @@ fn no_shipped_policy_spins_on_bad_credentials() {
         }
     }
 }
+
+/// Writes everything the engine has to send, as a driver would.
+fn flush(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> usize {
+    let mut bytes = 0;
+    while let Some(chunk) = engine.poll_transmit(now) {
+        bytes += chunk.len();
+    }
+    engine.handle_written(now);
+    bytes
+}
+
+#[test]
+fn a_full_window_is_refilled_in_batches_of_a_quarter() {
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: "batch".into(),
+        max_in_flight: 8,
+        ..SessionConfig::default()
+    });
+    config.clean_session = true;
+    let now = Instant::from_millis(0);
+    let mut engine: Engine<FixedDelay, ()> = Engine::new(config, FixedDelay::default(), 1, now);
+    engine.handle_timeout(now);
+    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+    engine.handle_opened(now);
+    flush(&mut engine, now);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    assert!(engine.is_connected());
+    for n in 0..20u8 {
+        engine
+            .publish(now, "t", &[n], QoS::AtLeastOnce, false)
+            .unwrap();
+    }
+    assert_eq!(engine.session().outgoing_len(), 8, "the window is full");
+    flush(&mut engine, now);
+    // One acknowledgement frees one slot: less than a quarter of the window, nothing moves.
+    engine.handle_read(now, &[0x40, 2, 0, 1]);
+    assert_eq!(engine.session().outgoing_len(), 7);
+    assert_eq!(
+        flush(&mut engine, now),
+        0,
+        "no PUBLISH for a single free slot"
+    );
+    // The second frees a quarter: two go out together.
+    engine.handle_read(now, &[0x40, 2, 0, 2]);
+    assert_eq!(engine.session().outgoing_len(), 8);
+    assert_eq!(
+        flush(&mut engine, now),
+        2 * 8,
+        "two 8-byte PUBLISH packets in one write"
+    );
+    // Everything is delivered in the end, the last messages without a full batch to wait for.
+    let mut next_ack = 3u16;
+    while engine.pending() > 0 {
+        let [hi, lo] = next_ack.to_be_bytes();
+        engine.handle_read(now, &[0x40, 2, hi, lo]);
+        flush(&mut engine, now);
+        next_ack += 1;
+        assert!(next_ack < 100, "stuck with {} pending", engine.pending());
+    }
+    assert_eq!(engine.stats().delivered, 20);
+}

@@ -953,9 +953,11 @@ impl Session {
         None
     }
 }
-
 /// Refuses a payload that cannot fit in one PUBLISH, before anything is copied `[MQTT-2.2.3]`.
-pub(crate) fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
+///
+/// # Errors
+/// The [`UsageError`] a publish of it would get.
+pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
     let max = max_payload_len(topic, qos);
     if payload.len() > max {
         return Err(UsageError::PayloadTooLarge {

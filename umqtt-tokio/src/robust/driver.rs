@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umqtt::robust::{classify, LinkFailure};
-use umqtt_core::robust::{Action, StoreOp};
+use umqtt_core::robust::Action;
 
 use super::Shared;
 use crate::connect::{BoxStream, ConnectFuture, Connector};
@@ -53,6 +53,7 @@ impl Driver {
             opening: None,
             write_stall,
             out: Vec::new(),
+            ops: Vec::new(),
         };
         Driver {
             future: Box::pin(async move {
@@ -72,13 +73,12 @@ impl Drop for Finish {
         {
             let mut state = self.0.lock();
             state.driver_done = true;
-            // Outcomes already in the engine's queue still reach their receipts through the
-            // event stream (or here, if nobody reads it).
             if state.events_dropped {
                 while state.take_event().is_some() {}
-                state.abandon_waiters();
             }
-            state.waiters.retain(|_, waiter| !waiter.is_closed());
+            state.wake_all_receipts();
+            // Settlements so far are kept (a restart would otherwise send them again).
+            state.apply_store_ops(true);
         }
         self.0.events.notify_one();
         self.0.progress.notify_waiters();
@@ -100,6 +100,8 @@ struct Link {
     write_stall: Duration,
     /// Reused buffer for the bytes of one write.
     out: Vec<u8>,
+    /// Reused list of the steps of one pass.
+    ops: Vec<Op>,
 }
 
 /// What the driver waits for next.
@@ -191,11 +193,12 @@ impl Link {
     /// receipts when nobody reads the stream, and says what to wait for next.
     async fn service(&mut self, shutting_down: &mut bool) -> Wait {
         loop {
-            let (ops, wait) = self.plan(shutting_down);
+            let (mut ops, wait) = self.plan(shutting_down);
             if ops.is_empty() {
+                self.ops = ops;
                 return wait;
             }
-            for op in ops {
+            for op in ops.drain(..) {
                 match op {
                     Op::Open(server) => {
                         self.stream = None;
@@ -214,6 +217,7 @@ impl Link {
                     }
                 }
             }
+            self.ops = ops;
         }
     }
 
@@ -247,7 +251,8 @@ impl Link {
                 state.engine.disconnect(now);
             }
         }
-        let mut ops = Vec::new();
+        let mut ops = std::mem::take(&mut self.ops);
+        ops.clear();
         // Whether a stream will be open when the ops run: bytes are taken from the engine
         // only when they can be written (else the session keeps them).
         let mut open = self.stream.is_some();
@@ -273,10 +278,8 @@ impl Link {
                 ops.push(Op::Write(bytes));
             }
         }
-        // No durable outbox in this driver: store records are not needed.
-        while let Some(StoreOp::Assigned { .. } | StoreOp::Settled { .. }) =
-            state.engine.poll_store()
-        {}
+        state.apply_store_ops(false);
+        state.route_outcomes();
         state.serviced += 1;
         let wait = Wait {
             timeout: state.engine.poll_timeout(),

@@ -42,14 +42,12 @@
 //! - There is no command channel: a command is the engine call itself.
 //!
 //! # Outcomes and the event stream
-//! Outcomes travel in the engine's one event stream, in order with everything else. A
-//! [`Receipt`] resolves when its outcome event is taken out of the engine: by
-//! [`Events::next`], or by the driver as soon as the [`Events`] was dropped. So: read the
-//! event stream (from its own task, typically), or drop it. After the driver ended, a receipt
-//! whose outcome never came resolves with [`Error::DriverStopped`] once the event stream was
-//! read to its end or dropped. (An outcome the engine discarded because more than
-//! `max_events` events were left unread is such a case: the engine has no way to hand
-//! outcomes over apart from the other events — see the crate's notes.)
+//! Every outcome is both an event in the one event stream (in order with everything else)
+//! and, apart from it, handed to the message's [`Receipt`] by the engine
+//! ([`Engine::poll_outcome`]): a receipt resolves as soon as the outcome is known, whether
+//! or not the event stream is read. A receipt whose outcome never came before the driver
+//! ended resolves with [`Error::DriverStopped`]. Receipts cost no allocation: a receipt is
+//! a slot in a table the driver fills, removed when the receipt is dropped or resolved.
 //!
 //! # Cancel safety
 //! - [`Handle::publish`] / [`Handle::publish_with`]: the only `.await` is waiting for room in
@@ -57,6 +55,9 @@
 //!   its id in one step after that. Dropping the future therefore either queued nothing, or
 //!   — once it returned `Ready` — the message is queued exactly once. Nothing is ever queued
 //!   by a future that was dropped.
+//!   With a durable outbox ([`Client::outbox`]) the message is stored in that same step,
+//!   before the engine takes it: a future that returned `Ready` stored it exactly once, one
+//!   dropped before did not store it.
 //! - [`Receipt::outcome`]: dropping it (or the receipt) changes nothing for the message; its
 //!   outcome still comes out of the event stream.
 //! - [`Events::next`]: an event is taken out of the engine only in the same step that returns
@@ -72,7 +73,8 @@
 //!   them twice).
 //! - The driver ([`Driver`]): dropping or aborting it ends the connection (no DISCONNECT:
 //!   the broker publishes the will); queued messages are then lost with the process's memory
-//!   and pending receipts resolve with [`Error::DriverStopped`].
+//!   (unless kept in a durable outbox) and pending receipts resolve with
+//!   [`Error::DriverStopped`].
 
 mod driver;
 
@@ -82,12 +84,17 @@ pub use umqtt::robust::{
     ExponentialBackoff, Failure, FailureKind, FixedDelay, LinkError, LinkFailure, MessageId,
     NoRetry, OutageLimit, Overflow, PendingSummary, ReconnectPolicy, RobustConfig, Stats,
 };
+pub use umqtt_core::robust::Outcome;
 
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
+use umqtt::outbox::{OutboxStore, StoredMessage};
 use umqtt::{ClientConfig, Message, QoS};
 use umqtt_core::robust::Engine;
 use umqtt_core::session::{UsageError, Will};
@@ -102,18 +109,6 @@ pub type Event = umqtt::robust::Event;
 
 type PolicyBox = Box<dyn ReconnectPolicy>;
 
-/// The final fate of one published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// The broker acknowledged it (QoS 1/2), or it was written (QoS 0).
-    Delivered,
-    /// Its [`Delivery::Within`] deadline passed first (not confirmed; it may have arrived).
-    Expired,
-    /// Dropped without an acknowledgement.
-    Dropped(DropReason),
-}
-
 /// Builds a client: settings, then [`Client::spawn`] (driver on the current runtime) or
 /// [`Client::build`] (the driver future, for you to spawn).
 #[must_use = "a client does nothing until spawned or built"]
@@ -123,6 +118,8 @@ pub struct Client {
     policy: PolicyBox,
     connector: Option<Box<dyn Connector>>,
     will: Option<Will>,
+    store: Option<Box<dyn OutboxStore>>,
+    restored: Vec<StoredMessage>,
 }
 
 impl std::fmt::Debug for Client {
@@ -143,7 +140,36 @@ impl Client {
             policy: Box::new(policy),
             connector: None,
             will: None,
+            store: None,
+            restored: Vec::new(),
         }
+    }
+
+    /// Keeps guaranteed messages in `store` (e.g. `umqtt::outbox::DurableOutbox`) until they
+    /// are settled, so that they survive the process dying: a [`Handle::publish_with`] of a
+    /// [`Delivery::Guaranteed`] message returns only after the message was stored durably.
+    /// Messages a previous process left in the store are loaded now and sent again first
+    /// (those that had a packet id with that id, and DUP if the broker resumes the session):
+    /// use the same client id as that process.
+    ///
+    /// The store is written on the task that publishes (inside
+    /// `tokio::task::block_in_place` on a multi-threaded runtime) and by the driver, which
+    /// records hand-overs and settlements cheaply at every pass and durably at most once a
+    /// second — as the blocking client does.
+    ///
+    /// # Errors
+    /// [`Error::Outbox`] if the store cannot be read; [`Error::Usage`] if a stored message
+    /// has an invalid topic (a store written by something else).
+    pub fn outbox(mut self, store: impl OutboxStore + 'static) -> Result<Self, Error> {
+        let mut store: Box<dyn OutboxStore> = Box::new(store);
+        let restored = blocking(|| store.load())?;
+        for message in &restored {
+            umqtt_core::topic::validate_topic_name(&message.topic)
+                .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        }
+        self.restored = restored;
+        self.store = Some(store);
+        Ok(self)
     }
 
     /// Robust-layer settings: failover servers, queue and receive bounds, overflow rule,
@@ -192,7 +218,9 @@ impl Client {
             transport_stats = Some(connector.stats_cell());
             Box::new(connector)
         });
-        let engine_config = self.robust.engine_config(&self.config);
+        let mut engine_config = self.robust.engine_config(&self.config);
+        // Receipts resolve from the engine's outcomes, not from the event stream.
+        engine_config.track_outcomes = true;
         let write_stall =
             umqtt::transport::write_stall(self.config.response_timeout, &engine_config.session);
         let clock = Clock::new();
@@ -205,16 +233,21 @@ impl Client {
         if self.will.is_some() {
             engine.set_will(self.will);
         }
+        // Topics were checked by `outbox`: this cannot fail.
+        let _ = umqtt::outbox::restore(&mut engine, &self.restored);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 engine,
                 clock,
-                waiters: HashMap::new(),
+                receipts: HashMap::default(),
                 events_dropped: false,
                 deferred: Deferred::default(),
                 driver_done: false,
                 handles: 1,
                 serviced: 0,
+                store: self.store,
+                last_durable_commit: std::time::Instant::now(),
+                store_error: None,
             }),
             driver: Notify::new(),
             events: Notify::new(),
@@ -271,8 +304,8 @@ impl Deferred {
 pub(crate) struct State {
     pub(crate) engine: Engine<PolicyBox, LinkFailure>,
     pub(crate) clock: Clock,
-    /// Receipts waiting for an outcome.
-    pub(crate) waiters: HashMap<MessageId, oneshot::Sender<Outcome>>,
+    /// Live receipts: the outcome once known, and who waits for it.
+    pub(crate) receipts: HashMap<MessageId, Slot, BuildHasherDefault<IdHasher>>,
     pub(crate) events_dropped: bool,
     /// Inputs that may end the connection, applied by the driver between its writes (never
     /// while a write of bytes already taken from the engine is under way: the engine would
@@ -282,37 +315,106 @@ pub(crate) struct State {
     pub(crate) handles: usize,
     /// Driver service passes so far.
     pub(crate) serviced: u64,
+    /// The durable outbox, if any.
+    pub(crate) store: Option<Box<dyn OutboxStore>>,
+    pub(crate) last_durable_commit: std::time::Instant,
+    /// A failure of the driver's store writes, reported by the next publish.
+    pub(crate) store_error: Option<Error>,
+}
+
+/// Runs blocking store I/O: inside `block_in_place` on a multi-threaded runtime (other tasks
+/// move to other workers meanwhile), directly elsewhere.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A receipt's place in [`State::receipts`].
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    outcome: Option<Outcome>,
+    waker: Option<Waker>,
+}
+
+/// Message ids are unique, increasing integers: they are their own hash.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the low bits over the whole word (hashbrown uses the top 7 bits as tags).
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 impl State {
-    /// Takes the next event out of the engine: an outcome goes to its receipt too, a message
-    /// frees its room in the receive bound.
+    /// Takes the next event out of the engine; a message frees its room in the receive
+    /// bound once the driver applies it.
     pub(crate) fn take_event(&mut self) -> Option<Event> {
         let event = self.engine.poll_event()?;
-        let outcome = match &event {
-            Event::Delivered { id } => Some((*id, Outcome::Delivered)),
-            Event::Expired { id } => Some((*id, Outcome::Expired)),
-            Event::Dropped { id, reason } => Some((*id, Outcome::Dropped(*reason))),
-            Event::Message(message) => {
-                self.deferred.consumed.push(message.payload.len());
-                None
-            }
-            _ => None,
-        };
-        if let Some((id, outcome)) = outcome {
-            if let Some(waiter) = self.waiters.remove(&id) {
-                // The receipt may be gone: nobody waits, nothing to do.
-                let _ = waiter.send(outcome);
-            }
+        if let Event::Message(message) = &event {
+            self.deferred.consumed.push(message.payload.len());
         }
         Some(event)
     }
 
-    /// After the driver ended, once the event stream can hand out no more outcomes: receipts
-    /// still waiting will never get one (they learn [`Error::DriverStopped`]).
-    pub(crate) fn abandon_waiters(&mut self) {
-        if self.driver_done {
-            self.waiters.clear();
+    /// Hands the engine's new outcomes to their receipts (an outcome nobody holds a receipt
+    /// for is dropped here: it is in the event stream too).
+    pub(crate) fn route_outcomes(&mut self) {
+        while let Some((id, outcome)) = self.engine.poll_outcome() {
+            if let Some(slot) = self.receipts.get_mut(&id) {
+                slot.outcome = Some(outcome);
+                if let Some(waker) = slot.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// Records the engine's hand-overs and settlements in the durable outbox: at every pass,
+    /// durably at most once a second (or when `force_durable`).
+    pub(crate) fn apply_store_ops(&mut self, force_durable: bool) {
+        let State {
+            engine,
+            store,
+            last_durable_commit,
+            store_error,
+            ..
+        } = self;
+        let Some(store) = store.as_mut() else {
+            while engine.poll_store().is_some() {}
+            return;
+        };
+        let lazy = umqtt::outbox::record_store_ops(engine, store.as_mut());
+        if lazy || force_durable {
+            let written = blocking(|| {
+                umqtt::outbox::commit(store.as_mut(), last_durable_commit, force_durable)
+            });
+            if let Err(error) = written {
+                *store_error = Some(error.into());
+            }
+        }
+    }
+
+    /// The driver ended: receipts still waiting will never get an outcome.
+    pub(crate) fn wake_all_receipts(&mut self) {
+        self.route_outcomes();
+        for slot in self.receipts.values_mut() {
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
         }
     }
 }
@@ -355,11 +457,23 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-/// A published message's id and, awaited, its outcome.
-#[derive(Debug)]
+/// A published message's id and, awaited, its outcome. Dropping it changes nothing for the
+/// message.
 pub struct Receipt {
     id: MessageId,
-    outcome: oneshot::Receiver<Outcome>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        self.shared.lock().receipts.remove(&self.id);
+    }
 }
 
 impl Receipt {
@@ -369,13 +483,30 @@ impl Receipt {
     }
 
     /// Waits for the message's outcome. Cancel-safe: dropping this changes nothing for the
-    /// message.
+    /// message. Resolves whether or not the event stream is read.
     ///
     /// # Errors
-    /// [`Error::DriverStopped`] if the driver ended first (or the engine discarded the
-    /// outcome event because the event stream was not read; see the module docs).
+    /// [`Error::DriverStopped`] if the driver ended before the outcome was known.
     pub async fn outcome(self) -> Result<Outcome, Error> {
-        self.outcome.await.map_err(|_| Error::DriverStopped)
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            let driver_done = state.driver_done;
+            let Some(slot) = state.receipts.get_mut(&self.id) else {
+                return Poll::Ready(Err(Error::DriverStopped));
+            };
+            if let Some(outcome) = slot.outcome {
+                return Poll::Ready(Ok(outcome));
+            }
+            if driver_done {
+                return Poll::Ready(Err(Error::DriverStopped));
+            }
+            match &mut slot.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                waker => *waker = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -411,8 +542,7 @@ impl Handle {
         retain: bool,
         delivery: Delivery,
     ) -> Result<Receipt, Error> {
-        umqtt_core::topic::validate_topic_name(topic)
-            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        let mut validated = false;
         loop {
             let mut progress = pin!(self.shared.progress.notified());
             progress.as_mut().enable();
@@ -422,6 +552,13 @@ impl Handle {
                 if !refuse || state.engine.has_room(1, payload.len()) || state.driver_done {
                     return self.enqueue(&mut state, topic, payload, qos, retain, delivery);
                 }
+            }
+            if !validated {
+                // A mistake is reported at once, not after waiting for room (the engine
+                // checks again when it takes the message).
+                umqtt_core::topic::validate_topic_name(topic)
+                    .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+                validated = true;
             }
             progress.await;
         }
@@ -455,15 +592,76 @@ impl Handle {
         if state.driver_done {
             return Err(Error::DriverStopped);
         }
+        if let Some(error) = state.store_error.take() {
+            return Err(error);
+        }
         let now = state.clock.now();
-        let id = state
-            .engine
-            .publish_with(now, topic, payload, qos, retain, delivery)?;
-        // Under the same lock as the publish: the outcome cannot have been taken yet.
-        let (sender, outcome) = oneshot::channel();
-        state.waiters.insert(id, sender);
+        let id = if delivery == Delivery::Guaranteed && state.store.is_some() {
+            Self::enqueue_durable(state, now, topic, payload, qos, retain)?
+        } else {
+            state
+                .engine
+                .publish_with(now, topic, payload, qos, retain, delivery)?
+        };
+        // Under the same lock as the publish: the outcome cannot have been routed yet (it
+        // may be known already: a message dropped at once by the overflow rule).
+        state.receipts.insert(id, Slot::default());
+        state.route_outcomes();
         self.shared.driver.notify_one();
-        Ok(Receipt { id, outcome })
+        Ok(Receipt {
+            id,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Stores the message durably under the id the engine will give it, then hands it over.
+    fn enqueue_durable(
+        state: &mut State,
+        now: umqtt_core::Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<MessageId, Error> {
+        // Everything that could make the engine refuse it is checked before it is stored.
+        umqtt_core::topic::validate_topic_name(topic)
+            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        umqtt_core::session::check_payload_len(topic, payload, qos)?;
+        if state.engine.config().overflow == Overflow::RefuseNew
+            && !state.engine.has_room(1, payload.len())
+        {
+            return Err(Error::Usage(UsageError::OutgoingFull));
+        }
+        let id = state.engine.next_message_id();
+        let record = StoredMessage {
+            id: id.0,
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            packet_id: None,
+        };
+        if let Some(store) = state.store.as_mut() {
+            blocking(|| store.insert(std::slice::from_ref(&record)))?;
+        }
+        state.last_durable_commit = std::time::Instant::now();
+        match state
+            .engine
+            .publish_durable(now, topic, payload, qos, retain)
+        {
+            Ok(taken) => {
+                debug_assert_eq!(taken, id);
+                Ok(taken)
+            }
+            Err(error) => {
+                // Refused after all (no room with an overflow rule that could not make any):
+                // forget it again.
+                if let Some(store) = state.store.as_mut() {
+                    store.remove(id.0);
+                }
+                Err(error.into())
+            }
+        }
     }
 
     /// Subscribes now if connected, else at the next connection, and keeps the subscription
@@ -613,11 +811,7 @@ impl Events {
             {
                 let mut state = shared.lock();
                 if state.driver_done {
-                    let last = state.take_event();
-                    if last.is_none() {
-                        state.abandon_waiters();
-                    }
-                    return last;
+                    return state.take_event();
                 }
             }
             ready.await;
@@ -658,9 +852,7 @@ impl Drop for Events {
             let mut state = self.shared.lock();
             state.events_dropped = true;
             if state.driver_done {
-                // Nobody else takes events now: outcomes left go to their receipts.
                 while state.take_event().is_some() {}
-                state.abandon_waiters();
             }
         }
         self.shared.driver.notify_one();

@@ -47,12 +47,12 @@ use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use umqtt_core::packet::QoS;
-use umqtt_core::robust::{Action, Engine, EngineConfig, StoreOp};
+use umqtt_core::robust::{Action, Engine, EngineConfig};
 use umqtt_core::session::{SessionConfig, UsageError, Will};
 use umqtt_core::topic::validate_topic_name;
 
 use crate::error::Error;
-use crate::outbox::{OutboxStore, StoredMessage};
+use crate::outbox::{self, OutboxStore, StoredMessage};
 use crate::simple::{ClientConfig, Message};
 use crate::transport::{self, Stream, Transport, TransportStats};
 use link::OpenRequest;
@@ -219,16 +219,7 @@ impl Client {
     ) -> Result<Self, Error> {
         let mut client = Client::with_robust_config(config, policy, robust);
         let mut store: Box<dyn OutboxStore> = Box::new(store);
-        for message in store.load()? {
-            client.engine.restore(
-                MessageId(message.id),
-                &message.topic,
-                &message.payload,
-                message.qos,
-                message.retain,
-                message.packet_id,
-            )?;
-        }
+        outbox::restore(&mut client.engine, &store.load()?)?;
         client.store = Some(store);
         Ok(client)
     }
@@ -332,10 +323,11 @@ impl Client {
         retain: bool,
         delivery: Delivery,
     ) -> Result<MessageId, Error> {
-        let ids = self.publish_batch(&[(topic, payload)], qos, retain, delivery)?;
-        ids.first()
-            .copied()
-            .ok_or(Error::Usage(UsageError::OutgoingFull))
+        let mut first = None;
+        self.publish_each(&[(topic, payload)], qos, retain, delivery, |id| {
+            first = Some(id);
+        })?;
+        first.ok_or(Error::Usage(UsageError::OutgoingFull))
     }
 
     /// Publishes several messages at once: with a durable outbox they are written in one
@@ -347,6 +339,21 @@ impl Client {
         retain: bool,
         delivery: Delivery,
     ) -> Result<Vec<MessageId>, Error> {
+        let mut ids = Vec::with_capacity(messages.len());
+        self.publish_each(messages, qos, retain, delivery, |id| ids.push(id))?;
+        Ok(ids)
+    }
+
+    /// [`Client::publish_batch`], handing each id to `taken` (no allocation for one message
+    /// without an outbox).
+    fn publish_each(
+        &mut self,
+        messages: &[(&str, &[u8])],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+        mut taken: impl FnMut(MessageId),
+    ) -> Result<(), Error> {
         for (topic, _) in messages {
             validate_topic_name(topic)
                 .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
@@ -382,7 +389,6 @@ impl Client {
                 self.last_durable_commit = Instant::now();
             }
         }
-        let mut ids = Vec::with_capacity(messages.len());
         for (topic, payload) in messages {
             let id = if durable {
                 self.engine
@@ -391,10 +397,9 @@ impl Client {
                 self.engine
                     .publish_with(now, topic, payload, qos, retain, delivery)?
             };
-            ids.push(id);
+            taken(id);
         }
-        self.service(now)?;
-        Ok(ids)
+        self.service(now)
     }
 
     /// Subscribes (now if connected, else at the next connection) and keeps the subscription
@@ -696,19 +701,8 @@ impl Client {
             while self.engine.poll_store().is_some() {}
             return Ok(());
         };
-        while let Some(op) = self.engine.poll_store() {
-            match op {
-                StoreOp::Assigned { id, packet_id } => store.set_packet_id(id.0, packet_id),
-                StoreOp::Settled { id } => store.remove(id.0),
-            }
-        }
-        if store.lazy_updates() == 0 {
-            return Ok(());
-        }
-        let durable = self.last_durable_commit.elapsed() >= Duration::from_secs(1);
-        store.commit(durable)?;
-        if durable {
-            self.last_durable_commit = Instant::now();
+        if outbox::record_store_ops(&mut self.engine, store.as_mut()) {
+            outbox::commit(store.as_mut(), &mut self.last_durable_commit, false)?;
         }
         Ok(())
     }
