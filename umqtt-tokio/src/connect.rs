@@ -332,19 +332,7 @@ impl WebSocketStream {
 }
 
 fn ws_io(error: tungstenite::Error) -> io::Error {
-    match error {
-        tungstenite::Error::Io(error) => error,
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            io::ErrorKind::UnexpectedEof.into()
-        }
-        tungstenite::Error::Protocol(
-            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-        ) => io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "the WebSocket connection ended without a close frame",
-        ),
-        other => io::Error::new(io::ErrorKind::InvalidData, other),
-    }
+    transport::websocket_io_error(error)
 }
 
 impl AsyncRead for WebSocketStream {

@@ -59,6 +59,7 @@ pub use tungstenite;
 pub use websocket::{
     check_response as websocket_check_response, client_request as websocket_request,
     framing_config as websocket_framing, handshake_error as websocket_error,
+    to_io as websocket_io_error,
 };
 pub use websocket::{WebSocketError, WebSocketStream, SUBPROTOCOL};
 

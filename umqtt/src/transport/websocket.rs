@@ -236,7 +236,9 @@ pub fn framing_config() -> FramingConfig {
         .max_frame_size(Some(256 * 1024 * 1024 + 16))
 }
 
-fn to_io(error: tungstenite::Error) -> io::Error {
+/// A WebSocket error as the I/O error of a byte stream (shared with the async driver).
+#[doc(hidden)]
+pub fn to_io(error: tungstenite::Error) -> io::Error {
     match error {
         tungstenite::Error::Io(error) => error,
         // The close handshake is the end of the byte stream, not an error.
