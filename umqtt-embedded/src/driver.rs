@@ -3,6 +3,7 @@
 //! engine's (see [`umqtt_core::robust`]); no rule is decided here.
 
 use alloc::vec::Vec;
+use core::convert::Infallible;
 use core::future::{pending, poll_fn};
 use core::net::SocketAddr;
 use core::pin::pin;
@@ -149,8 +150,8 @@ where
     /// Runs the client for ever: connects, reconnects by the policy, writes, reads, fires
     /// timers. Dropping the future drops the connection (no DISCONNECT: the broker publishes
     /// the will); the engine, with its queue, stays in the [`Client`], and a new driver
-    /// carries on from there.
-    pub async fn run(self) -> ! {
+    /// carries on from there. It never returns (`Infallible`).
+    pub async fn run(self) -> Infallible {
         let Driver {
             client,
             net,
