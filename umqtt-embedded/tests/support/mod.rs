@@ -2,6 +2,7 @@
 //! as an `embedded-nal-async` stack (through `embedded-io-adapters`), and the simulated
 //! network as one.
 
+#[allow(dead_code)] // Not every test binary uses the simulated network.
 pub mod sim;
 
 use std::net::SocketAddr;
