@@ -73,3 +73,9 @@ pub const BROKER: umqtt_embedded::Server<'static> = umqtt_embedded::Server::Addr
     core::net::IpAddr::V4(core::net::Ipv4Addr::new(192, 168, 1, 10)),
     1883,
 ));
+
+/// The broker's address as a socket address (for clients that take one).
+pub const BROKER_ADDR: SocketAddr = SocketAddr::new(
+    core::net::IpAddr::V4(core::net::Ipv4Addr::new(192, 168, 1, 10)),
+    1883,
+);
