@@ -14,7 +14,7 @@ use umqtt_firmware::net::{Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap();
+    umqtt_firmware::init_heap!(8 * 1024);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }
