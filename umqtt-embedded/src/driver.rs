@@ -31,8 +31,9 @@ pub enum Server<'a> {
     Host(&'a str, u16),
 }
 
-/// A resolver for drivers whose servers are all addresses: every look-up fails, so a
-/// [`Server::Host`] fails with [`TransportError::NoResolver`].
+/// The resolver of a driver whose servers are all addresses ([`Driver::new`]): a
+/// [`Server::Host`] then fails with [`TransportError::NoResolver`] (a configuration failure
+/// the policies do not retry) without a look-up.
 #[derive(Debug, Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct NoDns;
@@ -77,6 +78,8 @@ pub struct Driver<'a, P, C, T, D = NoDns> {
     client: &'a Client<P, C>,
     net: &'a T,
     dns: D,
+    /// False with [`NoDns`] ([`Driver::new`]): a host name fails without a look-up.
+    resolver: bool,
     servers: &'a [Server<'a>],
     rx: &'a mut [u8],
     /// Bytes taken from the engine for one write (its allocation reused).
@@ -118,7 +121,9 @@ where
         servers: &'a [Server<'a>],
         rx: &'a mut [u8],
     ) -> Self {
-        Driver::with_dns(client, net, NoDns, servers, rx)
+        let mut driver = Driver::with_dns(client, net, NoDns, servers, rx);
+        driver.resolver = false;
+        driver
     }
 }
 
@@ -141,6 +146,7 @@ where
             client,
             net,
             dns,
+            resolver: true,
             servers,
             rx,
             tx: Vec::new(),
@@ -156,11 +162,12 @@ where
             client,
             net,
             dns,
+            resolver,
             servers,
             rx,
             tx,
         } = self;
-        let dns = &dns;
+        let dns = resolver.then_some(&dns);
         let mut pump = Pump { client, tx };
         let mut connection: Option<T::Connection<'a>> = None;
         // The open in progress, kept across passes (an open is not restarted by a command).
@@ -387,7 +394,7 @@ fn take_transmit<P: ReconnectPolicy>(
 /// Resolves server `server` and opens a TCP connection to it.
 async fn open<'n, T: TcpConnect, D: Dns>(
     net: &'n T,
-    dns: &D,
+    dns: Option<&D>,
     servers: &[Server<'_>],
     server: usize,
 ) -> Result<T::Connection<'n>, TransportError> {
@@ -395,6 +402,7 @@ async fn open<'n, T: TcpConnect, D: Dns>(
         None => return Err(TransportError::NoSuchServer(server)),
         Some(Server::Addr(addr)) => *addr,
         Some(Server::Host(host, port)) => {
+            let dns = dns.ok_or(TransportError::NoResolver)?;
             let ip = dns
                 .get_host_by_name(host, embedded_nal_async::AddrType::Either)
                 .await
