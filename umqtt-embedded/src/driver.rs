@@ -171,6 +171,7 @@ where
         let mut pump = Pump { client, tx };
         let mut connection: Option<T::Connection<'a>> = None;
         // The open in progress, kept across passes (an open is not restarted by a command).
+        // Pinned on this future's stack, no allocation; the `if false` only names its type.
         let mut opening = pin!(None);
         if false {
             opening.set(Some(open(net, dns, servers, 0)));
