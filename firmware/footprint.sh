@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the firmware (thumbv7em-none-eabihf, opt-level "z", LTO, one codegen unit, panic abort)
+# and prints flash (.text + .rodata) and static RAM (.data + .bss) of each binary, as in
+# BENCHMARKS.md. Needs `llvm-size` (Debian: llvm) or `arm-none-eabi-size`.
+set -euo pipefail
+cd "$(dirname "$0")"
+SIZE=$(command -v llvm-size || command -v arm-none-eabi-size || true)
+if [ -z "$SIZE" ]; then
+  echo "no llvm-size or arm-none-eabi-size: apt-get install llvm" >&2
+  exit 1
+fi
+cargo build -q --release
+echo "| binary | .text | .rodata | flash (.text + .rodata) | .data | .bss | static RAM (.data + .bss) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for bin in baseline footprint footprint_minimq footprint_rust_mqtt temperature button alarm; do
+  "$SIZE" -A "target/thumbv7em-none-eabihf/release/$bin" | awk -v bin="$bin" '
+    $1 == ".text" { t = $2 } $1 == ".rodata" { r = $2 } $1 == ".data" { d = $2 } $1 == ".bss" { b = $2 }
+    END { printf "| %s | %d | %d | %d | %d | %d | %d |\n", bin, t, r, t + r, d, b, d + b }'
+done

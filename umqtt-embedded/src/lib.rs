@@ -1,0 +1,86 @@
+//! The robust MQTT client on a microcontroller: umqtt-core's [`Engine`] (reconnect policies,
+//! per-message delivery contracts, kept subscriptions) driven over `embedded-io-async` streams
+//! opened by an `embedded-nal-async` stack ([`TcpConnect`], and [`Dns`] for host names), so it
+//! runs on embassy-net and the vendors' stacks. `no_std`, no threads, time from the caller.
+//!
+//! # It needs an allocator today
+//! The engine and the session keep their queues, in-flight messages and received messages in
+//! growable buffers (`alloc`): a firmware needs a global allocator, e.g. `embedded-alloc`'s
+//! heap. A session with caller-provided storage (no allocator) is later work; the driver itself
+//! reads into a buffer you provide and allocates nothing else but its write buffer (reused).
+//!
+//! # Shape
+//! ```text
+//!  application task(s)                     driver (one future, same executor)
+//!  ──────────────────                      ──────────────────────────────────
+//!  Client::publish / subscribe ──┐         Driver::run:
+//!  Client::nudge (link up)     ──┼──► engine ◄── read ready · engine timer · a command woke it
+//!  Client::next_event().await ◄──┘         opens / writes / closes what the engine asks
+//! ```
+//! A [`Client`] holds the engine in a `RefCell`: its commands take `&self`, run at once (they
+//! never wait on the network) and wake the driver. The [`Driver`] borrows the client, the
+//! network stack and your read buffer, and waits on whichever comes first: bytes to read, the
+//! engine's next timer ([`Engine::poll_timeout`]), an open completing, or a command. Every rule
+//! (when to reconnect, what to resend, keepalive, deadlines) is the engine's: the driver only
+//! moves bytes and tells the time. Both futures must run on one executor (the client is not
+//! `Sync`); `embassy_futures::join::join` them, or spawn them as tasks of one executor.
+//!
+//! ```no_run
+//! # async fn firmware<T: embedded_nal_async::TcpConnect, C: umqtt_embedded::Clock>(stack: &T, clock: C) {
+//! use umqtt_embedded::{Client, Driver, Server, BatteryAware, EngineConfig, SessionConfig, QoS};
+//!
+//! let mut session = SessionConfig::default();
+//! session.client_id = "alarm-7".into();
+//! let client = Client::new(EngineConfig::new(session), BatteryAware::new(), 0x5eed, clock);
+//! let servers = [Server::Addr("192.168.1.10:1883".parse().unwrap())];
+//! let mut rx = [0u8; 1024];
+//! let driver = Driver::new(&client, stack, &servers, &mut rx);
+//! let app = async {
+//!     client.publish("home/alarm", b"window", QoS::AtLeastOnce, false).unwrap();
+//!     loop {
+//!         let event = client.next_event().await; // Connected, Delivered, Message(…)…
+//!         # let _ = event;
+//!     }
+//! };
+//! embassy_futures::select::select(driver.run(), app).await;
+//! # }
+//! ```
+//!
+//! # What it does not do (yet)
+//! No TLS (wrap the stream yourself once a no_std TLS crate fits), no durable outbox, no
+//! manual acks beyond [`Client::ack`]. It never panics on network input: malformed bytes and
+//! broken rules end the connection with a typed reason in [`Event::Disconnected`].
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    clippy::std_instead_of_core,
+    clippy::alloc_instead_of_core
+)]
+
+extern crate alloc;
+
+mod client;
+mod driver;
+mod error;
+mod time;
+
+pub use client::Client;
+pub use driver::{Driver, NoDns, Server};
+pub use error::TransportError;
+pub use time::Clock;
+#[cfg(feature = "embassy-time")]
+pub use time::EmbassyClock;
+
+pub use embedded_nal_async::{Dns, TcpConnect};
+pub use umqtt_core::message::Message;
+pub use umqtt_core::robust::{
+    BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, ExponentialBackoff,
+    FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome, Overflow, ReconnectPolicy,
+    Stats,
+};
+pub use umqtt_core::session::{SessionConfig, UsageError, Will};
+pub use umqtt_core::{Instant, QoS};
+
+/// What happened: the link's life, every message's outcome, messages received.
+pub type Event = umqtt_core::robust::Event<TransportError>;
