@@ -361,17 +361,11 @@ impl<P: ReconnectPolicy, C: Clock> Pump<'_, P, C> {
     }
 }
 
-/// How long one write may take. The session's link timeout (keepalive + PINGRESP wait) is the
-/// bound the std driver uses too (`umqtt::transport::write_stall`, which should move to the
-/// core); without keepalive, the connect timeout.
+/// How long one write may make no progress: the session's rule (no response timeout here).
 fn write_bound<P: ReconnectPolicy>(
     engine: &umqtt_core::robust::Engine<P, TransportError>,
 ) -> Duration {
-    let session = &engine.config().session;
-    session
-        .link_timeout()
-        .unwrap_or(session.connect_timeout)
-        .max(Duration::from_secs(1))
+    engine.config().session.write_stall(None)
 }
 
 fn lost<P: ReconnectPolicy, C: Clock>(client: &Client<P, C>, now: Instant, error: TransportError) {

@@ -130,6 +130,19 @@ impl SessionConfig {
             Duration::from_secs(u64::from(self.keep_alive)) + self.effective_ping_timeout()
         })
     }
+
+    /// How long a driver's write may make no progress (a broker that stopped reading)
+    /// before the link counts as lost: the [link timeout](Self::link_timeout) — the
+    /// session's timers cannot fire while a write blocks — or, without a keepalive, the
+    /// connect timeout; at most the driver's own `response_timeout` when it has one; never
+    /// below 100 ms (shorter would only add wake-ups).
+    pub fn write_stall(&self, response_timeout: Option<Duration>) -> Duration {
+        let mut stall = self.link_timeout().unwrap_or(self.connect_timeout);
+        if let Some(limit) = response_timeout {
+            stall = stall.min(limit);
+        }
+        stall.max(Duration::from_millis(100))
+    }
 }
 
 /// The broker broke a rule of the protocol.

@@ -349,18 +349,14 @@ impl Stream for Transport {
 /// Shortest socket write timeout: shorter slices would only add wake-ups.
 const MIN_WRITE_SLICE: Duration = Duration::from_millis(100);
 
-/// How long a write may make no progress before the link counts as lost: the response
-/// timeout, and with a keepalive at most the keepalive's clock (1.5 × keepalive, as for a
-/// silent link) — the session's timers cannot fire while a write blocks.
+/// How long a write may make no progress before the link counts as lost: the session's rule
+/// ([`SessionConfig::write_stall`](umqtt_core::session::SessionConfig::write_stall)) with
+/// the client's response timeout.
 pub fn write_stall(
     response_timeout: Duration,
     session: &umqtt_core::session::SessionConfig,
 ) -> Duration {
-    let mut stall = response_timeout;
-    if let Some(link) = session.link_timeout() {
-        stall = stall.min(link);
-    }
-    stall.max(MIN_WRITE_SLICE)
+    session.write_stall(Some(response_timeout))
 }
 
 /// Sets the socket's write timeout to a slice of `stall`. The socket's own timeout bounds one
