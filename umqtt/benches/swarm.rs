@@ -380,6 +380,26 @@ async fn umqtt_swarm(args: &Args) -> (u64, u64) {
     }
     println!("publishing");
     let start = tokio::time::Instant::now();
+    if std::env::var_os("SWARM_TIMELINE").is_some() {
+        // Diagnostics: connections, losses and pending per second.
+        let watched: Vec<_> = handles.to_vec();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            for second in 0.. {
+                tick.tick().await;
+                let (mut connects, mut disconnects, mut pending) = (0, 0, 0);
+                for h in &watched {
+                    let stats = h.stats();
+                    connects += stats.connects;
+                    disconnects += stats.disconnects;
+                    pending += h.pending();
+                }
+                eprintln!(
+                    "t={second}s connects={connects} disconnects={disconnects} pending={pending}"
+                );
+            }
+        });
+    }
     for (i, handle) in handles.iter().enumerate() {
         let handle = handle.clone();
         let published = published.clone();
