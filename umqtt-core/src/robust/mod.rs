@@ -608,6 +608,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 topic,
                 packet_id: Some(packet_id),
                 payload,
+                properties: crate::packet::Properties::EMPTY,
             };
             if self
                 .session

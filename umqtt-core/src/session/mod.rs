@@ -26,7 +26,7 @@ use core::time::Duration;
 use crate::packet::{
     decode, encode_publish_header, encode_publish_header_validated_topic, max_payload_len,
     packet_size, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
-    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
+    Ack, Disconnect, Packet, PacketId, Properties, UnsubAck, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
     SubscribeTopics, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
@@ -533,9 +533,11 @@ impl Session {
                 payload: &w.payload,
                 qos: w.qos,
                 retain: w.retain,
+                properties: Properties::EMPTY,
             }),
             username: config.username.as_deref(),
             password: config.password.as_deref(),
+            properties: Properties::EMPTY,
         });
         // Validate before touching any state.
         connect.encoded_len()?;
@@ -596,6 +598,7 @@ impl Session {
                 topic,
                 packet_id: None,
                 payload,
+                properties: Properties::EMPTY,
             };
             state.begin_tx();
             append_publish_validated_topic(&mut state.tx, &publish)?;
@@ -612,6 +615,7 @@ impl Session {
             topic,
             packet_id: Some(packet_id),
             payload,
+            properties: Properties::EMPTY,
         };
         let mut buffer = state.take_spare_buffer();
         if let Err(e) = append_publish_validated_topic(&mut buffer, &publish) {
@@ -727,6 +731,7 @@ impl Session {
                 Packet::Subscribe(Subscribe {
                     packet_id,
                     topics: SubscribeTopics::List(filters),
+                    properties: Properties::EMPTY,
                 })
             },
         )
@@ -744,6 +749,7 @@ impl Session {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
+                properties: Properties::EMPTY,
             })
         })
     }
@@ -765,7 +771,7 @@ impl Session {
             return Err(UsageError::NotConnected);
         }
         state.begin_tx();
-        append_packet(&mut state.tx, &Packet::Disconnect)?;
+        append_packet(&mut state.tx, &Packet::Disconnect(Disconnect::NORMAL))?;
         state.connection_ended();
         state
             .events
@@ -983,7 +989,9 @@ fn append_publish_validated_topic(
     buffer: &mut Vec<u8>,
     publish: &Publish<'_>,
 ) -> Result<(), EncodeError> {
-    append_publish(buffer, publish, encode_publish_header_validated_topic)
+    append_publish(buffer, publish, |publish, buf| {
+        encode_publish_header_validated_topic(publish, buf, ProtocolVersion::V311)
+    })
 }
 
 /// Appends a PUBLISH; on error `buffer` is unchanged. Only the header is zero-filled and
@@ -1233,7 +1241,7 @@ impl State {
         }
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
-            Packet::PubAck(id) => {
+            Packet::PubAck(Ack { packet_id: id, .. }) => {
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &self.outgoing[index];
                 if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {
@@ -1241,7 +1249,7 @@ impl State {
                 }
                 self.complete_outgoing(index)
             }
-            Packet::PubRec(id) => {
+            Packet::PubRec(Ack { packet_id: id, .. }) => {
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &mut self.outgoing[index];
                 if entry.qos != QoS::ExactlyOnce {
@@ -1253,14 +1261,14 @@ impl State {
                 self.send_outgoing(index);
                 first.then_some(Event::PublishReceived(id))
             }
-            Packet::PubComp(id) => {
+            Packet::PubComp(Ack { packet_id: id, .. }) => {
                 let index = self.position_acknowledgeable(id)?;
                 if self.outgoing[index].stage != OutgoingStage::AwaitingPubComp {
                     return None;
                 }
                 self.complete_outgoing(index)
             }
-            Packet::PubRel(id) => {
+            Packet::PubRel(Ack { packet_id: id, .. }) => {
                 // PUBCOMP even for an unknown id: the broker may be retrying after we already
                 // released it [MQTT-4.3.3-2].
                 self.incoming_qos2.remove(id);
@@ -1284,7 +1292,7 @@ impl State {
                     Request::Unsubscribe => None,
                 }
             }
-            Packet::UnsubAck(id) => {
+            Packet::UnsubAck(UnsubAck { packet_id: id, .. }) => {
                 let index = self.requests.iter().position(|(packet_id, request)| {
                     *packet_id == id && matches!(request, Request::Unsubscribe)
                 })?;
@@ -1301,7 +1309,8 @@ impl State {
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Disconnect => {
+            | Packet::Disconnect(_)
+            | Packet::Auth(_) => {
                 self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
             }
         }
