@@ -228,7 +228,9 @@ impl core::fmt::Display for DecodeError {
             DecodeError::PropertyLengthExceeded { packet_type } => {
                 write!(f, "{packet_type:?} property length exceeds the packet")
             }
-            DecodeError::InvalidPropertyId(id) => write!(f, "unknown property identifier {id:#04x}"),
+            DecodeError::InvalidPropertyId(id) => {
+                write!(f, "unknown property identifier {id:#04x}")
+            }
             DecodeError::PropertyNotAllowed {
                 property,
                 packet_type,

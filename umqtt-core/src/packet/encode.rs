@@ -232,9 +232,10 @@ fn check_reason(code: ReasonCode, packet_type: PacketType, v5: bool) -> Result<(
 }
 
 fn check_reason_bytes(codes: &[u8], packet_type: PacketType) -> Result<(), EncodeError> {
-    match codes.iter().find(|&&c| {
-        !ReasonCode::from_u8(c).is_some_and(|reason| reason.is_allowed_in(packet_type))
-    }) {
+    match codes
+        .iter()
+        .find(|&&c| !ReasonCode::from_u8(c).is_some_and(|reason| reason.is_allowed_in(packet_type)))
+    {
         Some(&code) => Err(EncodeError::InvalidReasonCode { packet_type, code }),
         None => Ok(()),
     }
@@ -284,10 +285,17 @@ impl Packet<'_> {
                     publish_body_len(publish, v5)? + props,
                 )
             }
-            Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
                 check_reason(ack.reason_code, packet_type, v5)?;
                 props = properties_len(&ack.properties, ctx, v5)?;
-                let flags = if packet_type == PacketType::PubRel { 0b0010 } else { 0 };
+                let flags = if packet_type == PacketType::PubRel {
+                    0b0010
+                } else {
+                    0
+                };
                 (
                     flags,
                     2 + short_form_len(ack.reason_code, props, ack.properties.is_empty()),
@@ -385,8 +393,7 @@ impl Packet<'_> {
                 }
                 check_reason(auth.reason_code, packet_type, v5)?;
                 props = properties_len(&auth.properties, ctx, v5)?;
-                let len = if auth.properties.is_empty() && auth.reason_code == ReasonCode::Success
-                {
+                let len = if auth.properties.is_empty() && auth.reason_code == ReasonCode::Success {
                     0
                 } else {
                     1 + props
@@ -466,9 +473,10 @@ impl Packet<'_> {
                 }
                 w.raw(publish.payload);
             }
-            Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
-                write_ack(&mut w, ack, header.properties)
-            }
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => write_ack(&mut w, ack, header.properties),
             Packet::Subscribe(subscribe) => {
                 w.u16(subscribe.packet_id.get());
                 if v5 {

@@ -18,11 +18,11 @@ mod reason;
 #[cfg(feature = "alloc")]
 pub(crate) use decode::packet_size;
 pub use decode::{decode, decode_with, DecodeError, Decoded};
-pub use properties::{Properties, Property, PropertyId, PropertyIter, MAX_VARIABLE_BYTE_INTEGER};
-pub use reason::ReasonCode;
 #[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
+pub use properties::{Properties, Property, PropertyId, PropertyIter, MAX_VARIABLE_BYTE_INTEGER};
+pub use reason::ReasonCode;
 
 use core::num::NonZeroU16;
 
@@ -271,9 +271,9 @@ impl ConnectReturnCode {
             }
             ReasonCode::ClientIdentifierNotValid => ConnectReturnCode::IdentifierRejected,
             ReasonCode::BadUserNameOrPassword => ConnectReturnCode::BadUserNameOrPassword,
-            ReasonCode::NotAuthorized | ReasonCode::Banned | ReasonCode::BadAuthenticationMethod => {
-                ConnectReturnCode::NotAuthorized
-            }
+            ReasonCode::NotAuthorized
+            | ReasonCode::Banned
+            | ReasonCode::BadAuthenticationMethod => ConnectReturnCode::NotAuthorized,
             _ => ConnectReturnCode::ServerUnavailable,
         }
     }
@@ -501,7 +501,8 @@ impl<'a> SubscribeTopics<'a> {
             .chain(decode::EncodedStrings::new(encoded, true).map(|(s, b)| {
                 (
                     s,
-                    SubscriptionOptions::from_u8(b).unwrap_or(SubscriptionOptions::new(QoS::AtMostOnce)),
+                    SubscriptionOptions::from_u8(b)
+                        .unwrap_or(SubscriptionOptions::new(QoS::AtMostOnce)),
                 )
             }))
     }

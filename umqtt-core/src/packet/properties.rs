@@ -222,9 +222,7 @@ impl Property<'_> {
             Property::RetainAvailable(_) => PropertyId::RetainAvailable,
             Property::UserProperty(_, _) => PropertyId::UserProperty,
             Property::MaximumPacketSize(_) => PropertyId::MaximumPacketSize,
-            Property::WildcardSubscriptionAvailable(_) => {
-                PropertyId::WildcardSubscriptionAvailable
-            }
+            Property::WildcardSubscriptionAvailable(_) => PropertyId::WildcardSubscriptionAvailable,
             Property::SubscriptionIdentifierAvailable(_) => {
                 PropertyId::SubscriptionIdentifierAvailable
             }
@@ -467,7 +465,8 @@ impl<'a> Properties<'a> {
                 let mut seen = 0u64;
                 let mut len = 0usize;
                 for property in list {
-                    check(property, ctx, &mut seen).map_err(|v| EncodeError::from_violation(v, ctx))?;
+                    check(property, ctx, &mut seen)
+                        .map_err(|v| EncodeError::from_violation(v, ctx))?;
                     len += 1 + property.value_len()?;
                 }
                 len

@@ -25,9 +25,9 @@ use core::time::Duration;
 
 use crate::packet::{
     decode, encode_publish_header, encode_publish_header_validated_topic, max_payload_len,
-    packet_size, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
-    Ack, Disconnect, Packet, PacketId, Properties, UnsubAck, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
-    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
+    packet_size, Ack, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, Disconnect,
+    EncodeError, LastWill, Packet, PacketId, PacketType, Properties, ProtocolVersion, Publish, QoS,
+    SubAck, Subscribe, SubscribeTopics, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -1310,9 +1310,7 @@ impl State {
             | Packet::Unsubscribe(_)
             | Packet::PingReq
             | Packet::Disconnect(_)
-            | Packet::Auth(_) => {
-                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
-            }
+            | Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedPacket(packet_type)),
         }
     }
 

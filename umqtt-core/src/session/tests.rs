@@ -68,14 +68,14 @@ fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
                 topic: p.topic.to_string(),
                 payload: p.payload.to_vec(),
             },
-            Packet::PubAck(id) => Sent::PubAck(id.get()),
-            Packet::PubRec(id) => Sent::PubRec(id.get()),
-            Packet::PubRel(id) => Sent::PubRel(id.get()),
-            Packet::PubComp(id) => Sent::PubComp(id.get()),
+            Packet::PubAck(crate::packet::Ack { packet_id: id, .. }) => Sent::PubAck(id.get()),
+            Packet::PubRec(crate::packet::Ack { packet_id: id, .. }) => Sent::PubRec(id.get()),
+            Packet::PubRel(crate::packet::Ack { packet_id: id, .. }) => Sent::PubRel(id.get()),
+            Packet::PubComp(crate::packet::Ack { packet_id: id, .. }) => Sent::PubComp(id.get()),
             Packet::Subscribe(s) => Sent::Subscribe(s.packet_id.get()),
             Packet::Unsubscribe(u) => Sent::Unsubscribe(u.packet_id.get()),
             Packet::PingReq => Sent::PingReq,
-            Packet::Disconnect => Sent::Disconnect,
+            Packet::Disconnect(_) => Sent::Disconnect,
             other => panic!("a client never sends {other:?}"),
         });
     }
@@ -154,6 +154,7 @@ fn publish_bytes(qos: QoS, id: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
         topic,
         packet_id: PacketId::new(id),
         payload,
+        properties: Default::default(),
     });
     let mut buf = vec![0; packet.encoded_len().unwrap()];
     packet.encode(&mut buf).unwrap();
@@ -968,6 +969,7 @@ fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
         topic: "t",
         packet_id: None,
         payload,
+        properties: Default::default(),
     };
     session
         .restore_publish(PacketId::new(7).unwrap(), &publish(b"a"), true)
