@@ -122,15 +122,12 @@ impl Harness {
             .map(|_| u.choose(&codes).copied())
             .collect::<Result<_>>()?;
         let packet = match u.int_in_range(0..=8)? {
-            0 => Packet::ConnAck(ConnAck {
-                session_present: u.arbitrary()?,
-                code: ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
+            0 => Packet::ConnAck(ConnAck::new(u.arbitrary()?, ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
                     0
                 } else {
                     u.int_in_range(1..=5)?
                 })
-                .unwrap(),
-            }),
+                .unwrap())),
             1 => {
                 let qos = qos(u)?;
                 let id = packet_id(u, &known)?;
@@ -141,17 +138,19 @@ impl Harness {
                     topic: u.choose(TOPICS)?,
                     packet_id: (qos != QoS::AtMostOnce).then_some(id),
                     payload: &[],
+                    properties: Default::default(),
                 })
             }
-            2 => Packet::PubAck(packet_id(u, &known)?),
-            3 => Packet::PubRec(packet_id(u, &known)?),
-            4 => Packet::PubRel(packet_id(u, &known)?),
-            5 => Packet::PubComp(packet_id(u, &known)?),
+            2 => Packet::PubAck(umqtt_core::packet::Ack::new(packet_id(u, &known)?)),
+            3 => Packet::PubRec(umqtt_core::packet::Ack::new(packet_id(u, &known)?)),
+            4 => Packet::PubRel(umqtt_core::packet::Ack::new(packet_id(u, &known)?)),
+            5 => Packet::PubComp(umqtt_core::packet::Ack::new(packet_id(u, &known)?)),
             6 => Packet::SubAck(SubAck {
                 packet_id: packet_id(u, &known)?,
                 return_codes: &[],
+                properties: Default::default(),
             }),
-            7 => Packet::UnsubAck(packet_id(u, &known)?),
+            7 => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(packet_id(u, &known)?)),
             _ => Packet::PingResp,
         };
         // Fill in the borrowed parts.

@@ -255,7 +255,7 @@ impl InboundWatch {
         self.sent.extend(bytes);
         let open = &mut self.open;
         self.sent.drain_packets(|packet| {
-            if let Ok(Packet::PubComp(id)) = packet {
+            if let Ok(Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. })) = packet {
                 open.remove(&id.get());
             }
         });
@@ -324,10 +324,16 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
     let line = match packet {
         Packet::Connect(_) => "CONNECT".to_owned(),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(id) => format!("PUBACK (m{id}, rc0)"),
-        Packet::PubRec(id) => format!("PUBREC (m{id}, rc0)"),
-        Packet::PubRel(id) => format!("PUBREL (m{id})"),
-        Packet::PubComp(id) => format!("PUBCOMP (m{id})"),
+        Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBACK (m{id}, rc0)")
+        }
+        Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBREC (m{id}, rc0)")
+        }
+        Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => format!("PUBREL (m{id})"),
+        Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBCOMP (m{id})")
+        }
         Packet::Subscribe(subscribe) => {
             return subscribe
                 .topics
@@ -353,7 +359,7 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
                 .collect();
         }
         Packet::PingReq => "PINGREQ".to_owned(),
-        Packet::Disconnect => "DISCONNECT".to_owned(),
+        Packet::Disconnect(_) => "DISCONNECT".to_owned(),
         other => format!("{:?}", other.packet_type()).to_uppercase(),
     };
     vec![format!("{prefix} {line}")]
@@ -369,10 +375,18 @@ fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Ve
     let line = match packet {
         Packet::ConnAck(connack) => format!("CONNACK ({})", connack.code as u8),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(id) => format!("PUBACK (Mid: {id}, RC:0)"),
-        Packet::PubRec(id) => format!("PUBREC (Mid: {id})"),
-        Packet::PubRel(id) => format!("PUBREL (Mid: {id})"),
-        Packet::PubComp(id) => format!("PUBCOMP (Mid: {id}, RC:0)"),
+        Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBACK (Mid: {id}, RC:0)")
+        }
+        Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBREC (Mid: {id})")
+        }
+        Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBREL (Mid: {id})")
+        }
+        Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBCOMP (Mid: {id}, RC:0)")
+        }
         Packet::SubAck(suback) => {
             let codes: Vec<String> = suback.codes().map(|c| c.to_u8().to_string()).collect();
             return vec![
@@ -409,13 +423,17 @@ mod tests {
             topic: "t",
             packet_id: Some(id(1)),
             payload: b"hello",
+            properties: Default::default(),
         });
         assert_eq!(
             describe_sent("c1", Ok(&publish)),
             ["Client c1 sending PUBLISH (d0, q1, r0, m1, 't', ... (5 bytes))"]
         );
         assert_eq!(
-            describe_received("c1", Ok(&Packet::PubAck(id(1)))),
+            describe_received(
+                "c1",
+                Ok(&Packet::PubAck(umqtt_core::packet::Ack::new(id(1))))
+            ),
             ["Client c1 received PUBACK (Mid: 1, RC:0)"]
         );
     }
@@ -426,6 +444,7 @@ mod tests {
         let subscribe = Packet::Subscribe(umqtt_core::packet::Subscribe {
             packet_id: id(3),
             topics: SubscribeTopics::List(&filters),
+            properties: Default::default(),
         });
         assert_eq!(
             describe_sent("c", Ok(&subscribe)),
@@ -437,6 +456,7 @@ mod tests {
         let suback = Packet::SubAck(SubAck {
             packet_id: id(3),
             return_codes: &[0, 0x80],
+            properties: Default::default(),
         });
         assert_eq!(
             describe_received("c", Ok(&suback)),

@@ -841,6 +841,7 @@ mod tests {
             topic,
             packet_id: None,
             payload,
+            properties: Default::default(),
         }
     }
 

@@ -486,11 +486,12 @@ impl<'a> SubscribeTopics<'a> {
 
     /// The filters in order with their full subscription options.
     pub fn iter_options(&self) -> impl Iterator<Item = (&'a str, SubscriptionOptions)> + 'a {
-        let (list, options, encoded): (
+        type Parts<'a> = (
             &'a [(&'a str, QoS)],
             &'a [(&'a str, SubscriptionOptions)],
             &'a [u8],
-        ) = match *self {
+        );
+        let (list, options, encoded): Parts<'a> = match *self {
             SubscribeTopics::List(list) => (list, &[], &[]),
             SubscribeTopics::WithOptions(options) => (&[], options, &[]),
             SubscribeTopics::Encoded(bytes) => (&[], &[], bytes),
