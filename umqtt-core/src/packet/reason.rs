@@ -86,7 +86,8 @@ reason_codes! {
     Banned = 0x8A, "banned", [ConnAck];
     /// 0x8B: the server is shutting down.
     ServerShuttingDown = 0x8B, "server shutting down", [Disconnect];
-    /// 0x8C: the authentication method is not supported.
+    /// 0x8C: the authentication method is not supported. (Table 2-6 lists it for DISCONNECT
+    /// too, the table of section 3.14.2.1 does not; it is accepted there.)
     BadAuthenticationMethod = 0x8C, "bad authentication method", [ConnAck, Disconnect];
     /// 0x8D: no packet arrived within 1.5 keepalive periods.
     KeepAliveTimeout = 0x8D, "keep alive timeout", [Disconnect];
