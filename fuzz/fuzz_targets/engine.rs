@@ -58,7 +58,6 @@ const FILTERS: &[&str] = &["a", "a/+", "#", "+/b/#"];
 const SECOND: u64 = 1000;
 const HOUR: u64 = 3600 * SECOND;
 
-
 /// Print every step and event (`UMQTT_FUZZ_TRACE=1`), to turn a crash into a story.
 fn tracing() -> bool {
     static TRACE: OnceLock<bool> = OnceLock::new();
@@ -412,7 +411,8 @@ impl Harness {
                     }
                     p.packet_id
                 }
-                Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) | Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => Some(id),
+                Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. })
+                | Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => Some(id),
                 Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
                     replies.push(Reply::PubRel(id));
                     Some(id)
@@ -649,12 +649,15 @@ impl Harness {
             .map(|_| u.choose(&codes).copied())
             .collect::<Result<_>>()?;
         let packet = match u.int_in_range(0..=9)? {
-            0 | 1 => Packet::ConnAck(ConnAck::new(u.arbitrary()?, ConnectReturnCode::from_u8(if u.ratio(4, 5)? {
+            0 | 1 => Packet::ConnAck(ConnAck::new(
+                u.arbitrary()?,
+                ConnectReturnCode::from_u8(if u.ratio(4, 5)? {
                     0
                 } else {
                     u.int_in_range(1..=5)?
                 })
-                .unwrap())),
+                .unwrap(),
+            )),
             2 => {
                 let qos = qos(u)?;
                 Packet::Publish(Publish {
@@ -694,7 +697,10 @@ impl Harness {
             };
             let codes: Vec<u8>;
             let packet = match reply {
-                Reply::ConnAck => Packet::ConnAck(ConnAck::new(!self.clean_session && u.arbitrary()?, ConnectReturnCode::Accepted)),
+                Reply::ConnAck => Packet::ConnAck(ConnAck::new(
+                    !self.clean_session && u.arbitrary()?,
+                    ConnectReturnCode::Accepted,
+                )),
                 Reply::PubAck(id) => Packet::PubAck(umqtt_core::packet::Ack::new(id)),
                 Reply::PubRec(id) => Packet::PubRec(umqtt_core::packet::Ack::new(id)),
                 Reply::PubRel(id) => Packet::PubRel(umqtt_core::packet::Ack::new(id)),

@@ -122,12 +122,15 @@ impl Harness {
             .map(|_| u.choose(&codes).copied())
             .collect::<Result<_>>()?;
         let packet = match u.int_in_range(0..=8)? {
-            0 => Packet::ConnAck(ConnAck::new(u.arbitrary()?, ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
+            0 => Packet::ConnAck(ConnAck::new(
+                u.arbitrary()?,
+                ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
                     0
                 } else {
                     u.int_in_range(1..=5)?
                 })
-                .unwrap())),
+                .unwrap(),
+            )),
             1 => {
                 let qos = qos(u)?;
                 let id = packet_id(u, &known)?;
@@ -251,7 +254,10 @@ impl Harness {
                 // A QoS 2 message that was ever sent is never withdrawn (the broker may hold
                 // its id); everything else pending can be.
                 let cancellable = self.session.can_cancel(id);
-                assert!(!awaiting_pubcomp || !cancellable, "{id} cancellable after PUBREC");
+                assert!(
+                    !awaiting_pubcomp || !cancellable,
+                    "{id} cancellable after PUBREC"
+                );
                 if self.session.cancel_publish(id) {
                     assert!(cancellable, "cancelled {id} that can_cancel refused");
                     assert!(self.pending.remove(&id.get()), "cancelled unknown id {id}");

@@ -789,3 +789,145 @@ fn known_bytes() {
         [("a", "b"), ("a", "c")]
     );
 }
+
+#[test]
+fn encoder_refuses_what_the_decoder_would_reject() {
+    use umqtt_core::packet::EncodeError;
+    let mut buf = [0u8; 64];
+    let ack = |properties| Packet::PubAck(Ack::with_reason(id(1), ReasonCode::Success, properties));
+    let cases: Vec<(&str, Packet<'_>, EncodeError)> = vec![
+        (
+            "topic alias in PUBACK",
+            ack(Properties::List(&[Property::TopicAlias(1)])),
+            EncodeError::PropertyNotAllowed {
+                property: PropertyId::TopicAlias,
+                packet_type: PacketType::PubAck,
+                will: false,
+            },
+        ),
+        (
+            "reason string twice",
+            ack(Properties::List(&[
+                Property::ReasonString("a"),
+                Property::ReasonString("b"),
+            ])),
+            EncodeError::DuplicateProperty {
+                property: PropertyId::ReasonString,
+            },
+        ),
+        (
+            "receive maximum 0",
+            Packet::ConnAck(umqtt_core::packet::ConnAck {
+                properties: Properties::List(&[Property::ReceiveMaximum(0)]),
+                ..umqtt_core::packet::ConnAck::new(
+                    false,
+                    umqtt_core::packet::ConnectReturnCode::Accepted,
+                )
+            }),
+            EncodeError::InvalidPropertyValue {
+                property: PropertyId::ReceiveMaximum,
+                value: 0,
+            },
+        ),
+        (
+            "maximum QoS 2",
+            Packet::ConnAck(umqtt_core::packet::ConnAck {
+                properties: Properties::List(&[Property::MaximumQoS(umqtt_core::QoS::ExactlyOnce)]),
+                ..umqtt_core::packet::ConnAck::new(
+                    false,
+                    umqtt_core::packet::ConnectReturnCode::Accepted,
+                )
+            }),
+            EncodeError::InvalidPropertyValue {
+                property: PropertyId::MaximumQoS,
+                value: 2,
+            },
+        ),
+        (
+            "subscription identifier in DISCONNECT",
+            Packet::Disconnect(Disconnect::new(
+                ReasonCode::Success,
+                Properties::List(&[Property::SubscriptionIdentifier(1)]),
+            )),
+            EncodeError::PropertyNotAllowed {
+                property: PropertyId::SubscriptionIdentifier,
+                packet_type: PacketType::Disconnect,
+                will: false,
+            },
+        ),
+        (
+            "granted QoS 1 in PUBACK",
+            Packet::PubAck(Ack::with_reason(
+                id(1),
+                ReasonCode::GrantedQoS1,
+                Properties::EMPTY,
+            )),
+            EncodeError::InvalidReasonCode {
+                packet_type: PacketType::PubAck,
+                code: 1,
+            },
+        ),
+        (
+            "user property with U+0000",
+            ack(Properties::List(&[Property::UserProperty("a\0", "b")])),
+            EncodeError::NullCharacter,
+        ),
+        (
+            "encoded properties that do not decode",
+            ack(Properties::Encoded(b"\x1F\x00")),
+            EncodeError::MalformedProperties(DecodeError::Truncated {
+                packet_type: PacketType::PubAck,
+            }),
+        ),
+        (
+            "encoded properties not allowed here",
+            ack(Properties::Encoded(b"\x23\x00\x01")),
+            EncodeError::MalformedProperties(DecodeError::PropertyNotAllowed {
+                property: PropertyId::TopicAlias,
+                packet_type: PacketType::PubAck,
+                will: false,
+            }),
+        ),
+    ];
+    for (case, packet, expected) in cases {
+        assert_eq!(
+            packet.encode_with(&mut buf, V5),
+            Err(expected),
+            "case: {case}"
+        );
+        assert_eq!(packet.encoded_len_with(V5), Err(expected), "case: {case}");
+    }
+    // Subscription identifier above the variable-byte-integer range, in PUBLISH.
+    let publish = Packet::Publish(umqtt_core::packet::Publish {
+        dup: false,
+        qos: umqtt_core::QoS::AtMostOnce,
+        retain: false,
+        topic: "t",
+        packet_id: None,
+        payload: b"",
+        properties: Properties::List(&[Property::SubscriptionIdentifier(MAX_VBI + 1)]),
+    });
+    assert_eq!(
+        publish.encoded_len_with(V5),
+        Err(EncodeError::InvalidPropertyValue {
+            property: PropertyId::SubscriptionIdentifier,
+            value: MAX_VBI + 1
+        })
+    );
+    // An empty topic needs a topic alias.
+    let publish = Packet::Publish(umqtt_core::packet::Publish {
+        dup: false,
+        qos: umqtt_core::QoS::AtMostOnce,
+        retain: false,
+        topic: "",
+        packet_id: None,
+        payload: b"",
+        properties: Properties::EMPTY,
+    });
+    assert_eq!(
+        publish.encoded_len_with(V5),
+        Err(EncodeError::InvalidTopicName(TopicError::Empty))
+    );
+}
+
+const MAX_VBI: u32 = umqtt_core::packet::MAX_VARIABLE_BYTE_INTEGER;

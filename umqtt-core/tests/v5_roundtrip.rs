@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use umqtt_core::packet::{
     decode_with, Ack, Auth, ConnAck, Connect, ConnectReturnCode, Decoded, Disconnect, LastWill,
     Packet, PacketId, PacketType, Properties, Property, PropertyId, ProtocolVersion, Publish, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeTopics, SubscriptionOptions,
-    UnsubAck, Unsubscribe, UnsubscribeTopics, MAX_VARIABLE_BYTE_INTEGER,
+    ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck,
+    Unsubscribe, UnsubscribeTopics, MAX_VARIABLE_BYTE_INTEGER,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -120,7 +120,9 @@ fn value(id: PropertyId) -> BoxedStrategy<(PropertyId, Value)> {
         | PropertyId::SessionExpiryInterval
         | PropertyId::WillDelayInterval => any::<u32>().prop_map(Value::U32).boxed(),
         PropertyId::CorrelationData | PropertyId::AuthenticationData => {
-            prop::collection::vec(any::<u8>(), 0..16).prop_map(Value::Bin).boxed()
+            prop::collection::vec(any::<u8>(), 0..16)
+                .prop_map(Value::Bin)
+                .boxed()
         }
         PropertyId::UserProperty => (mqtt_string(), mqtt_string())
             .prop_map(|(k, v)| Value::Pair(k, v))
@@ -138,15 +140,25 @@ fn properties(packet_type: PacketType, will: bool) -> BoxedStrategy<OwnedPropert
         .filter(|id| id.is_allowed_in(packet_type, will))
         .collect();
     let n = allowed.len();
-    (prop::sample::subsequence(allowed, 0..=n), 0usize..3, 0usize..3)
+    (
+        prop::sample::subsequence(allowed, 0..=n),
+        0usize..3,
+        0usize..3,
+    )
         .prop_flat_map(move |(mut ids, users, sub_ids)| {
             if !ids.is_empty() || users > 0 {
                 ids.extend(std::iter::repeat_n(PropertyId::UserProperty, users));
             }
             if packet_type == PacketType::Publish && !will {
-                ids.extend(std::iter::repeat_n(PropertyId::SubscriptionIdentifier, sub_ids));
+                ids.extend(std::iter::repeat_n(
+                    PropertyId::SubscriptionIdentifier,
+                    sub_ids,
+                ));
             }
-            ids.into_iter().map(value).collect::<Vec<_>>().prop_shuffle()
+            ids.into_iter()
+                .map(value)
+                .collect::<Vec<_>>()
+                .prop_shuffle()
         })
         .boxed()
 }
@@ -223,7 +235,11 @@ enum Owned {
         props: OwnedProperties,
     },
     Ack(PacketType, PacketId, ReasonCode, OwnedProperties),
-    Subscribe(PacketId, Vec<(String, SubscriptionOptions)>, OwnedProperties),
+    Subscribe(
+        PacketId,
+        Vec<(String, SubscriptionOptions)>,
+        OwnedProperties,
+    ),
     SubAck(PacketId, Vec<u8>, OwnedProperties),
     Unsubscribe(PacketId, Vec<String>, OwnedProperties),
     UnsubAck(PacketId, Vec<u8>, OwnedProperties),
@@ -350,7 +366,10 @@ impl Owned {
             }
             Owned::Auth(reason_code, props) => {
                 let list = borrow(props);
-                f(Packet::Auth(Auth::new(*reason_code, Properties::List(&list))))
+                f(Packet::Auth(Auth::new(
+                    *reason_code,
+                    Properties::List(&list),
+                )))
             }
         }
     }
@@ -370,7 +389,13 @@ fn describe(packet: &Packet<'_>) -> String {
             c.client_id,
             c.keep_alive,
             c.clean_session,
-            c.will.map(|w| (w.topic, w.payload, w.qos, w.retain, props_vec(&w.properties))),
+            c.will.map(|w| (
+                w.topic,
+                w.payload,
+                w.qos,
+                w.retain,
+                props_vec(&w.properties)
+            )),
             c.username,
             c.password,
             props_vec(&c.properties)
@@ -550,7 +575,10 @@ fn any_packet() -> impl Strategy<Value = Owned> {
             properties(PacketType::Disconnect, false)
         )
             .prop_map(|(r, p)| Owned::Disconnect(r, p)),
-        (reason(PacketType::Auth), properties(PacketType::Auth, false))
+        (
+            reason(PacketType::Auth),
+            properties(PacketType::Auth, false)
+        )
             .prop_map(|(r, p)| Owned::Auth(r, p)),
     ]
 }
