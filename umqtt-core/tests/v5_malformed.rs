@@ -4,7 +4,7 @@
 
 use umqtt_core::packet::{
     decode, decode_with, Ack, DecodeError, Decoded, Disconnect, Packet, PacketId, PacketType,
-    Properties, Property, PropertyId, ProtocolVersion, ReasonCode,
+    Properties, Property, PropertyId, PropertyList, ProtocolVersion, ReasonCode,
 };
 use umqtt_core::topic::TopicError;
 
@@ -679,7 +679,7 @@ fn short_forms() {
             Packet::PubRel(Ack::with_reason(
                 id(2),
                 ReasonCode::Success,
-                Properties::List(&[Property::ReasonString("x")]),
+                Properties::List(&PropertyList(&[Property::ReasonString("x")])),
             )),
             b"\x62\x08\x00\x02\x00\x04\x1F\x00\x01x",
         ),
@@ -694,7 +694,7 @@ fn short_forms() {
         (
             Packet::Disconnect(Disconnect::new(
                 ReasonCode::Success,
-                Properties::List(&[Property::SessionExpiryInterval(60)]),
+                Properties::List(&PropertyList(&[Property::SessionExpiryInterval(60)])),
             )),
             b"\xE0\x07\x00\x05\x11\x00\x00\x00\x3C",
         ),
@@ -798,7 +798,7 @@ fn encoder_refuses_what_the_decoder_would_reject() {
     let cases: Vec<(&str, Packet<'_>, EncodeError)> = vec![
         (
             "topic alias in PUBACK",
-            ack(Properties::List(&[Property::TopicAlias(1)])),
+            ack(Properties::List(&PropertyList(&[Property::TopicAlias(1)]))),
             EncodeError::PropertyNotAllowed {
                 property: PropertyId::TopicAlias,
                 packet_type: PacketType::PubAck,
@@ -807,10 +807,10 @@ fn encoder_refuses_what_the_decoder_would_reject() {
         ),
         (
             "reason string twice",
-            ack(Properties::List(&[
+            ack(Properties::List(&PropertyList(&[
                 Property::ReasonString("a"),
                 Property::ReasonString("b"),
-            ])),
+            ]))),
             EncodeError::DuplicateProperty {
                 property: PropertyId::ReasonString,
             },
@@ -818,7 +818,7 @@ fn encoder_refuses_what_the_decoder_would_reject() {
         (
             "receive maximum 0",
             Packet::ConnAck(umqtt_core::packet::ConnAck {
-                properties: Properties::List(&[Property::ReceiveMaximum(0)]),
+                properties: Properties::List(&PropertyList(&[Property::ReceiveMaximum(0)])),
                 ..umqtt_core::packet::ConnAck::new(
                     false,
                     umqtt_core::packet::ConnectReturnCode::Accepted,
@@ -832,7 +832,9 @@ fn encoder_refuses_what_the_decoder_would_reject() {
         (
             "maximum QoS 2",
             Packet::ConnAck(umqtt_core::packet::ConnAck {
-                properties: Properties::List(&[Property::MaximumQoS(umqtt_core::QoS::ExactlyOnce)]),
+                properties: Properties::List(&PropertyList(&[Property::MaximumQoS(
+                    umqtt_core::QoS::ExactlyOnce,
+                )])),
                 ..umqtt_core::packet::ConnAck::new(
                     false,
                     umqtt_core::packet::ConnectReturnCode::Accepted,
@@ -847,7 +849,7 @@ fn encoder_refuses_what_the_decoder_would_reject() {
             "subscription identifier in DISCONNECT",
             Packet::Disconnect(Disconnect::new(
                 ReasonCode::Success,
-                Properties::List(&[Property::SubscriptionIdentifier(1)]),
+                Properties::List(&PropertyList(&[Property::SubscriptionIdentifier(1)])),
             )),
             EncodeError::PropertyNotAllowed {
                 property: PropertyId::SubscriptionIdentifier,
@@ -869,7 +871,9 @@ fn encoder_refuses_what_the_decoder_would_reject() {
         ),
         (
             "user property with U+0000",
-            ack(Properties::List(&[Property::UserProperty("a\0", "b")])),
+            ack(Properties::List(&PropertyList(&[Property::UserProperty(
+                "a\0", "b",
+            )]))),
             EncodeError::NullCharacter,
         ),
         (
@@ -905,7 +909,9 @@ fn encoder_refuses_what_the_decoder_would_reject() {
         topic: "t",
         packet_id: None,
         payload: b"",
-        properties: Properties::List(&[Property::SubscriptionIdentifier(MAX_VBI + 1)]),
+        properties: Properties::List(&PropertyList(&[Property::SubscriptionIdentifier(
+            MAX_VBI + 1,
+        )])),
     });
     assert_eq!(
         publish.encoded_len_with(V5),

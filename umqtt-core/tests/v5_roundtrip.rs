@@ -5,9 +5,9 @@
 use proptest::prelude::*;
 use umqtt_core::packet::{
     decode_with, Ack, Auth, ConnAck, Connect, ConnectReturnCode, Decoded, Disconnect, LastWill,
-    Packet, PacketId, PacketType, Properties, Property, PropertyId, ProtocolVersion, Publish, QoS,
-    ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck,
-    Unsubscribe, UnsubscribeTopics, MAX_VARIABLE_BYTE_INTEGER,
+    Packet, PacketId, PacketType, Properties, Property, PropertyId, PropertyList, ProtocolVersion,
+    Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, SubscribeTopics,
+    SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics, MAX_VARIABLE_BYTE_INTEGER,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -262,7 +262,9 @@ impl Owned {
                 props,
             } => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 let will_list = will.as_ref().map(|w| borrow(&w.props)).unwrap_or_default();
+                let will_list = PropertyList(&will_list);
                 f(Packet::Connect(Connect {
                     protocol: V5,
                     client_id,
@@ -282,6 +284,7 @@ impl Owned {
             }
             Owned::ConnAck(session_present, reason_code, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 f(Packet::ConnAck(ConnAck {
                     session_present: *session_present,
                     code: ConnectReturnCode::from_reason_code(*reason_code),
@@ -299,6 +302,7 @@ impl Owned {
                 props,
             } => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 let at_most_once = *qos == QoS::AtMostOnce;
                 f(Packet::Publish(Publish {
                     dup: *dup && !at_most_once,
@@ -312,6 +316,7 @@ impl Owned {
             }
             Owned::Ack(packet_type, packet_id, reason_code, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 let ack = Ack::with_reason(*packet_id, *reason_code, Properties::List(&list));
                 f(match packet_type {
                     PacketType::PubAck => Packet::PubAck(ack),
@@ -322,6 +327,7 @@ impl Owned {
             }
             Owned::Subscribe(packet_id, filters, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 let topics: Vec<(&str, SubscriptionOptions)> =
                     filters.iter().map(|(t, o)| (t.as_str(), *o)).collect();
                 f(Packet::Subscribe(Subscribe {
@@ -332,6 +338,7 @@ impl Owned {
             }
             Owned::SubAck(packet_id, codes, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 f(Packet::SubAck(SubAck {
                     packet_id: *packet_id,
                     return_codes: codes,
@@ -340,6 +347,7 @@ impl Owned {
             }
             Owned::Unsubscribe(packet_id, filters, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 let topics: Vec<&str> = filters.iter().map(String::as_str).collect();
                 f(Packet::Unsubscribe(Unsubscribe {
                     packet_id: *packet_id,
@@ -349,6 +357,7 @@ impl Owned {
             }
             Owned::UnsubAck(packet_id, codes, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 f(Packet::UnsubAck(UnsubAck::with_reasons(
                     *packet_id,
                     codes,
@@ -359,6 +368,7 @@ impl Owned {
             Owned::PingResp => f(Packet::PingResp),
             Owned::Disconnect(reason_code, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 f(Packet::Disconnect(Disconnect::new(
                     *reason_code,
                     Properties::List(&list),
@@ -366,6 +376,7 @@ impl Owned {
             }
             Owned::Auth(reason_code, props) => {
                 let list = borrow(props);
+                let list = PropertyList(&list);
                 f(Packet::Auth(Auth::new(
                     *reason_code,
                     Properties::List(&list),

@@ -312,15 +312,13 @@ pub fn decode_with(
         return Ok(Decoded::Incomplete);
     }
     let body = &buf[1 + length_bytes..total];
-    let packet = if version.is_v5() {
-        decode_body_v5(packet_type, flags, body)?
+    // The body decoders build the `Decoded` themselves so the packet is written once, in
+    // place (a `Packet` returned and then wrapped costs a copy on the hot path).
+    if version.is_v5() {
+        decode_body_v5(packet_type, flags, body, total)
     } else {
-        decode_body(packet_type, flags, body)?
-    };
-    Ok(Decoded::Complete {
-        packet,
-        consumed: total,
-    })
+        decode_body(packet_type, flags, body, total)
+    }
 }
 
 /// Reads the variable-length remaining-length field: `Ok(None)` when more bytes are needed.
@@ -350,13 +348,18 @@ fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
     }
 }
 
-fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet<'_>, DecodeError> {
+fn decode_body(
+    packet_type: PacketType,
+    flags: u8,
+    body: &[u8],
+    consumed: usize,
+) -> Result<Decoded<'_>, DecodeError> {
     let mut reader = Reader {
         bytes: body,
         packet_type,
     };
     let packet = match packet_type {
-        PacketType::Connect => return decode_connect(reader),
+        PacketType::Connect => decode_connect(reader)?,
         PacketType::ConnAck => {
             reader.expect_len(2)?;
             let ack_flags = reader.u8()?;
@@ -447,7 +450,7 @@ fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet
         }
         PacketType::Auth => return Err(DecodeError::ReservedPacketType(15)),
     };
-    Ok(packet)
+    Ok(Decoded::Complete { packet, consumed })
 }
 
 /// The MQTT 5 bodies: the 3.1.1 layout plus properties and reason codes.
@@ -455,11 +458,12 @@ fn decode_body_v5(
     packet_type: PacketType,
     flags: u8,
     body: &[u8],
-) -> Result<Packet<'_>, DecodeError> {
+    consumed: usize,
+) -> Result<Decoded<'_>, DecodeError> {
     let mut reader = Reader::new(body, packet_type);
     let ctx = properties::context(packet_type);
     let packet = match packet_type {
-        PacketType::Connect => return decode_connect_with(reader, true),
+        PacketType::Connect => decode_connect_with(reader, true)?,
         PacketType::ConnAck => {
             let ack_flags = reader.u8()?;
             if ack_flags & 0xFE != 0 {
@@ -587,7 +591,7 @@ fn decode_body_v5(
             }
         }
     };
-    Ok(packet)
+    Ok(Decoded::Complete { packet, consumed })
 }
 
 /// Validates a SUBSCRIBE (`options`: `Some(v5)`) or UNSUBSCRIBE (`None`) payload.

@@ -21,7 +21,9 @@ pub use decode::{decode, decode_with, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
-pub use properties::{Properties, Property, PropertyId, PropertyIter, MAX_VARIABLE_BYTE_INTEGER};
+pub use properties::{
+    Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,
+};
 pub use reason::ReasonCode;
 
 use core::num::NonZeroU16;

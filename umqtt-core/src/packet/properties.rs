@@ -340,14 +340,21 @@ fn check(property: &Property<'_>, ctx: Context, seen: &mut u64) -> Result<(), Vi
     }
 }
 
-/// The properties of a packet (or of a CONNECT's will).
+/// Properties given by the caller, for [`Properties::List`].
 ///
-/// Built from a slice when encoding; when decoding it borrows the validated property bytes.
-/// An MQTT 3.1.1 packet always has [`Properties::EMPTY`].
+/// A `Properties` refers to it through a thin reference, which keeps every packet type (and
+/// so the 3.1.1 decoder's result) small: `Properties::List(&PropertyList(&[...]))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PropertyList<'a>(pub &'a [Property<'a>]);
+
+/// The properties of a packet (or of a CONNECT's will): two machine words.
+///
+/// Built from a [`PropertyList`] when encoding; when decoding it borrows the validated
+/// property bytes. An MQTT 3.1.1 packet always has [`Properties::EMPTY`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Properties<'a> {
     /// Properties given by the caller.
-    List(&'a [Property<'a>]),
+    List(&'a PropertyList<'a>),
     /// The validated property bytes of a decoded packet (without the length prefix).
     Encoded(&'a [u8]),
 }
@@ -374,12 +381,12 @@ macro_rules! getters {
 
 impl<'a> Properties<'a> {
     /// No properties.
-    pub const EMPTY: Properties<'static> = Properties::List(&[]);
+    pub const EMPTY: Properties<'static> = Properties::List(&PropertyList(&[]));
 
     /// Whether there are no properties.
     pub fn is_empty(&self) -> bool {
         match self {
-            Properties::List(list) => list.is_empty(),
+            Properties::List(list) => list.0.is_empty(),
             Properties::Encoded(bytes) => bytes.is_empty(),
         }
     }
@@ -387,7 +394,7 @@ impl<'a> Properties<'a> {
     /// The properties in order.
     pub fn iter(&self) -> PropertyIter<'a> {
         match *self {
-            Properties::List(list) => PropertyIter {
+            Properties::List(&PropertyList(list)) => PropertyIter {
                 list: list.iter(),
                 bytes: &[],
             },
@@ -461,7 +468,7 @@ impl<'a> Properties<'a> {
     /// (the property-length field included).
     pub(crate) fn encoded_len(&self, ctx: Context) -> Result<usize, EncodeError> {
         let body = match *self {
-            Properties::List(list) => {
+            Properties::List(&PropertyList(list)) => {
                 let mut seen = 0u64;
                 let mut len = 0usize;
                 for property in list {
@@ -486,7 +493,7 @@ impl<'a> Properties<'a> {
     /// Writes the block (length prefix included); [`Properties::encoded_len`] validated it.
     pub(crate) fn write(&self, w: &mut Writer<'_>, block_len: usize) {
         match *self {
-            Properties::List(list) => {
+            Properties::List(&PropertyList(list)) => {
                 w.vbi(block_len - vbi_len_of_block(block_len));
                 list.iter().for_each(|p| p.write(w));
             }
