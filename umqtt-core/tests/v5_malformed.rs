@@ -653,6 +653,14 @@ fn short_forms() {
         assert_complete("DISCONNECT short", b"\xE0\x00"),
         Packet::Disconnect(Disconnect::NORMAL)
     );
+    // Found by the decode_v5 fuzz target: an explicit empty property block is the same packet
+    // as the short form (and re-encodes as it).
+    assert_eq!(
+        assert_complete("DISCONNECT empty properties", b"\xE0\x02\x00\x00"),
+        Packet::Disconnect(Disconnect::NORMAL)
+    );
+    let p = assert_complete("PUBACK empty properties", b"\x40\x04\x00\x01\x00\x00");
+    assert_eq!(p, Packet::PubAck(Ack::new(id(1))));
     let p = assert_complete("DISCONNECT reason only", b"\xE0\x01\x8E");
     let Packet::Disconnect(d) = p else {
         panic!("{p:?}")

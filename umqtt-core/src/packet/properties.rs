@@ -350,14 +350,26 @@ pub struct PropertyList<'a>(pub &'a [Property<'a>]);
 /// The properties of a packet (or of a CONNECT's will): two machine words.
 ///
 /// Built from a [`PropertyList`] when encoding; when decoding it borrows the validated
-/// property bytes. An MQTT 3.1.1 packet always has [`Properties::EMPTY`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// property bytes. An MQTT 3.1.1 packet always has [`Properties::EMPTY`]. Two values are equal
+/// when they hold the same properties in the same order, however each is held.
+#[derive(Debug, Clone, Copy)]
 pub enum Properties<'a> {
     /// Properties given by the caller.
     List(&'a PropertyList<'a>),
     /// The validated property bytes of a decoded packet (without the length prefix).
     Encoded(&'a [u8]),
 }
+
+impl PartialEq for Properties<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Properties::Encoded(a), Properties::Encoded(b)) => a == b,
+            _ => self.iter().eq(other.iter()),
+        }
+    }
+}
+
+impl Eq for Properties<'_> {}
 
 impl Default for Properties<'_> {
     fn default() -> Self {
@@ -647,6 +659,9 @@ pub(crate) fn read_properties<'a>(
         return Err(DecodeError::PropertyLengthExceeded {
             packet_type: packet_type_of(ctx),
         });
+    }
+    if len == 0 {
+        return Ok(Properties::EMPTY);
     }
     let bytes = r.take(len)?;
     let mut block = Reader::new(bytes, packet_type_of(ctx));
