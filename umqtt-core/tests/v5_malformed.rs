@@ -188,7 +188,16 @@ fn every_property_but_user_property_is_refused_twice() {
 #[test]
 fn forbidden_property_values() {
     use PacketType::*;
-    let cases: &[(&str, PacketType, bool, &[u8], PropertyId, u32)] = &[
+    /// Case name, packet, in the will, property bytes, expected property and value.
+    type Case = (
+        &'static str,
+        PacketType,
+        bool,
+        &'static [u8],
+        PropertyId,
+        u32,
+    );
+    let cases: &[Case] = &[
         (
             "payload format 2",
             Publish,

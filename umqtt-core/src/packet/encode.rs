@@ -4,8 +4,8 @@ use super::decode::{DecodeError, EncodedStrings};
 use super::properties::{self, Context, Violation, WILL};
 use super::{
     Ack, Connect, Packet, PacketType, Properties, PropertyId, ProtocolVersion, Publish, QoS,
-    ReasonCode, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions, UnsubscribeTopics,
-    MAX_REMAINING_LENGTH,
+    ReasonCode, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions, UnsubAck,
+    UnsubscribeTopics, MAX_REMAINING_LENGTH,
 };
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 
@@ -198,6 +198,16 @@ struct Header {
     will_properties: usize,
 }
 
+impl Header {
+    /// For a 3.1.1 CONNECT, which has no property blocks.
+    const EMPTY: Header = Header {
+        first: 0,
+        remaining: 0,
+        properties: 0,
+        will_properties: 0,
+    };
+}
+
 /// The size of a property block in an MQTT 5 packet; in 3.1.1 properties must be empty.
 fn properties_len(
     properties: &Properties<'_>,
@@ -256,7 +266,181 @@ const fn short_form_len(reason: ReasonCode, properties: usize, empty: bool) -> u
 }
 
 impl Packet<'_> {
-    /// Validates the packet for `version` and sizes it.
+    /// Whether the packet is written as MQTT 5 when encoded for `version` (a CONNECT goes by
+    /// its own `protocol`).
+    fn is_v5_for(&self, version: ProtocolVersion) -> bool {
+        match self {
+            Packet::Connect(connect) => connect.protocol.is_v5(),
+            _ => version.is_v5(),
+        }
+    }
+
+    /// Validates a 3.1.1 packet and returns `(first byte, remaining length)`: the 3.1.1 layout
+    /// plus the refusal of anything only MQTT 5 can carry. Kept apart from [`Packet::header`]
+    /// so the 3.1.1 hot path costs what it did before MQTT 5.
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
+        let type_bits = (self.packet_type() as u8) << 4;
+        let (flags, remaining) = match self {
+            Packet::Connect(connect) => (0, connect_body_len(connect)?.0),
+            Packet::ConnAck(ack) => {
+                if !ack.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 2)
+            }
+            Packet::Publish(publish) => {
+                if !publish.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (publish_flags(publish)?, publish_body_len(publish, false)?)
+            }
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
+                if ack.reason_code != ReasonCode::Success || !ack.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                let flags = if matches!(self, Packet::PubRel(_)) {
+                    0b0010
+                } else {
+                    0
+                };
+                (flags, 2)
+            }
+            Packet::UnsubAck(unsuback) => {
+                if !unsuback.reason_codes.is_empty() || !unsuback.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 2)
+            }
+            Packet::Subscribe(subscribe) => {
+                if !subscribe.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                let mut len = 2;
+                let mut count = 0;
+                for (filter, options) in subscribe.topics.iter_options() {
+                    if !options.is_qos_only() {
+                        return Err(EncodeError::RequiresMqtt5);
+                    }
+                    len += topic_filter_len(filter)? + 1;
+                    count += 1;
+                }
+                if let SubscribeTopics::Encoded(bytes) = subscribe.topics {
+                    // `iter` stops at the first malformed entry and reads a bad QoS byte as 0,
+                    // but the bytes are written as they are: they must be exactly the entries.
+                    if len != 2 + bytes.len()
+                        || EncodedStrings::new(bytes, true).any(|(_, qos)| qos > 2)
+                    {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
+                }
+                if count == 0 {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                (0b0010, len)
+            }
+            Packet::SubAck(suback) => {
+                if !suback.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                if suback.return_codes.is_empty() {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                if let Some(&bad) = suback
+                    .return_codes
+                    .iter()
+                    .find(|&&c| SubscribeReturnCode::from_u8(c).is_none())
+                {
+                    return Err(EncodeError::InvalidSubAckReturnCode(bad));
+                }
+                (0, 2 + suback.return_codes.len())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                if !unsubscribe.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                let mut len = 2;
+                let mut count = 0;
+                for filter in unsubscribe.topics.iter() {
+                    len += topic_filter_len(filter)?;
+                    count += 1;
+                }
+                if let UnsubscribeTopics::Encoded(bytes) = unsubscribe.topics {
+                    if len != 2 + bytes.len() {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
+                }
+                if count == 0 {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                (0b0010, len)
+            }
+            Packet::PingReq | Packet::PingResp => (0, 0),
+            Packet::Disconnect(disconnect) => {
+                if disconnect.reason_code != ReasonCode::Success
+                    || !disconnect.properties.is_empty()
+                {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 0)
+            }
+            Packet::Auth(_) => return Err(EncodeError::RequiresMqtt5),
+        };
+        if remaining > MAX_REMAINING_LENGTH {
+            return Err(EncodeError::PacketTooLarge);
+        }
+        Ok((type_bits | flags, remaining))
+    }
+
+    /// Writes a packet validated by [`Packet::header_v311`].
+    fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (first, remaining) = self.header_v311()?;
+        let needed = 1 + remaining_length_bytes(remaining) + remaining;
+        if buf.len() < needed {
+            return Err(EncodeError::BufferTooSmall { needed });
+        }
+        let mut w = Writer { buf, pos: 0 };
+        w.u8(first);
+        w.remaining_length(remaining);
+        match self {
+            Packet::Connect(connect) => write_connect(&mut w, connect, &Header::EMPTY),
+            Packet::ConnAck(ack) => {
+                w.u8(u8::from(ack.session_present));
+                w.u8(ack.code as u8);
+            }
+            Packet::Publish(publish) => {
+                w.string(publish.topic);
+                if let Some(id) = publish.packet_id {
+                    w.u16(id.get());
+                }
+                w.raw(publish.payload);
+            }
+            Packet::PubAck(Ack { packet_id, .. })
+            | Packet::PubRec(Ack { packet_id, .. })
+            | Packet::PubRel(Ack { packet_id, .. })
+            | Packet::PubComp(Ack { packet_id, .. })
+            | Packet::UnsubAck(UnsubAck { packet_id, .. }) => w.u16(packet_id.get()),
+            Packet::Subscribe(subscribe) => {
+                w.u16(subscribe.packet_id.get());
+                write_subscribe_topics(&mut w, &subscribe.topics);
+            }
+            Packet::SubAck(suback) => {
+                w.u16(suback.packet_id.get());
+                w.raw(suback.return_codes);
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                w.u16(unsubscribe.packet_id.get());
+                write_unsubscribe_topics(&mut w, &unsubscribe.topics);
+            }
+            Packet::PingReq | Packet::PingResp | Packet::Disconnect(_) | Packet::Auth(_) => {}
+        }
+        debug_assert_eq!(w.pos, needed);
+        Ok(needed)
+    }
+
+    /// Validates an MQTT 5 packet and sizes it.
     fn header(&self, version: ProtocolVersion) -> Result<Header, EncodeError> {
         let v5 = version.is_v5();
         let packet_type = self.packet_type();
@@ -413,6 +597,7 @@ impl Packet<'_> {
     }
 
     /// The number of bytes [`Packet::encode`] will write, after validating the packet.
+    #[inline]
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
         self.encoded_len_with(ProtocolVersion::V311)
     }
@@ -420,12 +605,17 @@ impl Packet<'_> {
     /// The number of bytes [`Packet::encode_with`] will write for `version`, after validating
     /// the packet.
     pub fn encoded_len_with(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        let header = self.header(version)?;
+        if !self.is_v5_for(version) {
+            let (_, remaining) = self.header_v311()?;
+            return Ok(1 + remaining_length_bytes(remaining) + remaining);
+        }
+        let header = self.header(ProtocolVersion::V5)?;
         Ok(1 + remaining_length_bytes(header.remaining) + header.remaining)
     }
 
     /// Writes the packet as MQTT 3.1.1 to the front of `buf` and returns how many bytes it
     /// used: [`Packet::encode_with`] for [`ProtocolVersion::V311`].
+    #[inline]
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         self.encode_with(buf, ProtocolVersion::V311)
     }
@@ -442,8 +632,11 @@ impl Packet<'_> {
         buf: &mut [u8],
         version: ProtocolVersion,
     ) -> Result<usize, EncodeError> {
-        let header = self.header(version)?;
-        let v5 = version.is_v5();
+        if !self.is_v5_for(version) {
+            return self.encode_v311(buf);
+        }
+        let header = self.header(ProtocolVersion::V5)?;
+        let v5 = true;
         let remaining = header.remaining;
         let needed = 1 + remaining_length_bytes(remaining) + remaining;
         if buf.len() < needed {

@@ -144,8 +144,9 @@ impl PropertyId {
     }
 
     /// Whether the property may appear more than once in one block: User Property anywhere
-    /// `[MQTT-3.1.2-?]` and Subscription Identifier in PUBLISH (one per matching
-    /// subscription, `[MQTT-3.3.4-3]`); every other repetition is a protocol error.
+    /// ("allowed to appear multiple times", e.g. section 3.1.2.11.8) and Subscription
+    /// Identifier in PUBLISH (one per matching subscription, section 3.3.2.3.8); every other
+    /// repetition is a protocol error.
     const fn is_repeatable(self, ctx: Context) -> bool {
         matches!(self, PropertyId::UserProperty)
             || (matches!(self, PropertyId::SubscriptionIdentifier)
@@ -164,7 +165,7 @@ pub enum Property<'a> {
     ContentType(&'a str),
     ResponseTopic(&'a str),
     CorrelationData(&'a [u8]),
-    /// 1..=268 435 455 `[MQTT-3.8.2.1.2]`.
+    /// 1..=268 435 455 (sections 3.3.2.3.8, 3.8.2.1.2).
     SubscriptionIdentifier(u32),
     SessionExpiryInterval(u32),
     AssignedClientIdentifier(&'a str),
@@ -177,17 +178,17 @@ pub enum Property<'a> {
     ResponseInformation(&'a str),
     ServerReference(&'a str),
     ReasonString(&'a str),
-    /// Non-zero `[MQTT-3.1.2.11.3]`, `[MQTT-3.2.2.3.3]`.
+    /// Non-zero (sections 3.1.2.11.3, 3.2.2.3.3).
     ReceiveMaximum(u16),
     TopicAliasMaximum(u16),
     /// Non-zero `[MQTT-3.3.2-8]`.
     TopicAlias(u16),
-    /// 0 or 1 only `[MQTT-3.2.2.3.4]`.
+    /// 0 or 1 only (section 3.2.2.3.4).
     MaximumQoS(QoS),
     RetainAvailable(bool),
     /// A name and value; may repeat, order kept `[MQTT-3.3.2-18]`.
     UserProperty(&'a str, &'a str),
-    /// Non-zero `[MQTT-3.1.2.11.4]`, `[MQTT-3.2.2.3.6]`.
+    /// Non-zero (sections 3.1.2.11.4, 3.2.2.3.6).
     MaximumPacketSize(u32),
     WildcardSubscriptionAvailable(bool),
     SubscriptionIdentifierAvailable(bool),
