@@ -526,6 +526,13 @@ fn malformed_packets() {
             DecodeError::PacketIdZero,
         ),
         (
+            // Found by the decode_v5 fuzz target: AUTH omits reason code and property length
+            // together or not at all.
+            "AUTH reason code without property length",
+            packet(0xF0, b"\x18"),
+            DecodeError::Truncated { packet_type: Auth },
+        ),
+        (
             "AUTH with flags",
             packet(0xF1, b""),
             DecodeError::InvalidFlags {

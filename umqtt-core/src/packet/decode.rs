@@ -570,7 +570,9 @@ fn decode_body_v5(
                 (ReasonCode::Success, Properties::EMPTY)
             } else {
                 let reason_code = reader.reason_code()?;
-                let properties = if reader.is_empty() {
+                // DISCONNECT may stop after the reason code (section 3.14.2.2.1); AUTH omits
+                // both or neither (section 3.15.2.1).
+                let properties = if reader.is_empty() && packet_type == PacketType::Disconnect {
                     Properties::EMPTY
                 } else {
                     read_properties(&mut reader, ctx)?
