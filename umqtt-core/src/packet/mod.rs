@@ -20,6 +20,12 @@ pub(crate) use decode::packet_size;
 pub use decode::{decode, decode_with, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
+
+/// The size of a PUBLISH's MQTT 5 property block (length prefix included), validated.
+#[cfg(feature = "alloc")]
+pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usize, EncodeError> {
+    properties.encoded_len(properties::context(PacketType::Publish))
+}
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
 pub use properties::{
     Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,

@@ -67,7 +67,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
+use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
@@ -790,6 +790,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
                 session::Event::Published(packet_id) => Step::Published(packet_id),
+                session::Event::PublishRefused {
+                    packet_id,
+                    reason_code,
+                } => Step::Refused(packet_id, reason_code),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
                 session::Event::Subscribed(suback) => {
                     Step::Subscribed(suback.packet_id, suback.codes().collect())
@@ -810,6 +814,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
                             self.settle(pending, Outcome::Delivered);
+                        }
+                    }
+                }
+                Step::Refused(packet_id, reason_code) => {
+                    if let Some(index) = self.position(packet_id) {
+                        if let Some(pending) = self.in_session.remove(index) {
+                            self.settle(
+                                pending,
+                                Outcome::Dropped(DropReason::Refused(reason_code)),
+                            );
                         }
                     }
                 }
@@ -983,6 +997,7 @@ enum Step {
     Connected(bool),
     Published(PacketId),
     Discarded,
+    Refused(PacketId, ReasonCode),
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
     Unsubscribed(PacketId),
     Closed(CloseReason),
@@ -992,6 +1007,9 @@ enum Step {
 pub fn close_kind(reason: CloseReason) -> FailureKind {
     match reason {
         CloseReason::Refused(code) => FailureKind::Refused(code),
+        CloseReason::Rejected(code) => {
+            FailureKind::Refused(ConnectReturnCode::from_reason_code(code))
+        }
         CloseReason::Decode(_) | CloseReason::Protocol(_) => FailureKind::Protocol,
         CloseReason::ConnectTimeout => FailureKind::Timeout,
         CloseReason::KeepAliveTimeout => FailureKind::KeepAliveExpired,
