@@ -869,7 +869,13 @@ pub(crate) struct Writer<'a> {
     pos: usize,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    /// A writer at the start of `buf`.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
+    }
+
     /// A variable byte integer (section 1.5.5), the same encoding as the remaining length.
     pub(crate) fn vbi(&mut self, value: usize) {
         self.remaining_length(value);

@@ -21,6 +21,29 @@ pub use decode::{decode, decode_with, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
 
+/// Appends the wire bytes of PUBLISH properties (without the length prefix) to `out`:
+/// decoded ones as they came, a caller's list encoded (nothing if it is not valid for PUBLISH).
+#[cfg(feature = "alloc")]
+pub(crate) fn append_publish_properties(
+    properties: &Properties<'_>,
+    out: &mut alloc::vec::Vec<u8>,
+) {
+    match properties {
+        Properties::Encoded(bytes) => out.extend_from_slice(bytes),
+        Properties::List(_) if properties.is_empty() => {}
+        Properties::List(_) => {
+            let Ok(block) = publish_properties_len(properties) else {
+                return;
+            };
+            let mut buf = alloc::vec![0u8; block];
+            properties.write(&mut encode::Writer::new(&mut buf), block);
+            // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
+            let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
+            out.extend_from_slice(&buf[prefix..]);
+        }
+    }
+}
+
 /// The size of a PUBLISH's MQTT 5 property block (length prefix included), validated.
 #[cfg(feature = "alloc")]
 pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usize, EncodeError> {
