@@ -159,7 +159,7 @@ enum Notice {
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A blocking MQTT 3.1.1 client over any [`Stream`] (TCP and TLS by default).
+/// A blocking MQTT 3.1.1 / MQTT 5 client over any [`Stream`] (TCP and TLS by default).
 pub struct Client<S: Stream = Transport> {
     config: ClientConfig,
     session: Session,

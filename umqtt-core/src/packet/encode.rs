@@ -877,33 +877,40 @@ impl<'a> Writer<'a> {
     }
 
     /// A variable byte integer (section 1.5.5), the same encoding as the remaining length.
+    #[inline]
     pub(crate) fn vbi(&mut self, value: usize) {
         self.remaining_length(value);
     }
 
+    #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
         self.pos += bytes.len();
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, byte: u8) {
         self.raw(&[byte]);
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self, value: u16) {
         self.raw(&value.to_be_bytes());
     }
 
+    #[inline]
     pub(crate) fn binary(&mut self, bytes: &[u8]) {
         // Lengths were checked to fit in u16 by the *_len functions.
         self.u16(bytes.len() as u16);
         self.raw(bytes);
     }
 
+    #[inline]
     pub(crate) fn string(&mut self, s: &str) {
         self.binary(s.as_bytes());
     }
 
+    #[inline]
     fn remaining_length(&mut self, mut len: usize) {
         loop {
             let mut byte = (len % 128) as u8;
@@ -958,7 +965,43 @@ fn write_publish_header(
     validate_topic: bool,
     version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
-    let v5 = version.is_v5();
+    if version.is_v5() {
+        return write_publish_header_v5(publish, buf, validate_topic);
+    }
+    // 3.1.1: the layout and cost of before MQTT 5, plus the refusal of properties.
+    if !publish.properties.is_empty() {
+        return Err(EncodeError::RequiresMqtt5);
+    }
+    let first = (PacketType::Publish as u8) << 4 | publish_flags(publish)?;
+    let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
+    let remaining = if validate_topic {
+        publish_body_len(publish, false)?
+    } else {
+        2 + publish.topic.len() + id_len + publish.payload.len()
+    };
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    let needed = 1 + remaining_length_bytes(remaining) + 2 + publish.topic.len() + id_len;
+    if buf.len() < needed {
+        return Err(EncodeError::BufferTooSmall { needed });
+    }
+    let mut w = Writer { buf, pos: 0 };
+    w.u8(first);
+    w.remaining_length(remaining);
+    w.string(publish.topic);
+    if let Some(id) = publish.packet_id {
+        w.u16(id.get());
+    }
+    Ok(w.pos)
+}
+
+fn write_publish_header_v5(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+    validate_topic: bool,
+) -> Result<usize, EncodeError> {
+    let v5 = true;
     let first = (PacketType::Publish as u8) << 4 | publish_flags(publish)?;
     let properties = properties_len(
         &publish.properties,

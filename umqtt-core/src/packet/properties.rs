@@ -480,6 +480,10 @@ impl<'a> Properties<'a> {
     /// Validates the properties for `ctx` and returns the size of the block on the wire
     /// (the property-length field included).
     pub(crate) fn encoded_len(&self, ctx: Context) -> Result<usize, EncodeError> {
+        if self.is_empty() {
+            // Just the property length 0: the common case costs no validation.
+            return Ok(1);
+        }
         let body = match *self {
             Properties::List(&PropertyList(list)) => {
                 let mut seen = 0u64;
@@ -505,6 +509,10 @@ impl<'a> Properties<'a> {
 
     /// Writes the block (length prefix included); [`Properties::encoded_len`] validated it.
     pub(crate) fn write(&self, w: &mut Writer<'_>, block_len: usize) {
+        if block_len == 1 {
+            w.u8(0);
+            return;
+        }
         match *self {
             Properties::List(&PropertyList(list)) => {
                 w.vbi(block_len - vbi_len_of_block(block_len));

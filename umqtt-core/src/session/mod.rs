@@ -431,7 +431,8 @@ enum Request {
     Unsubscribe,
 }
 
-/// The client side of an MQTT 3.1.1 session. See the [module docs](self) for the call order.
+/// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
+/// order.
 #[derive(Debug)]
 pub struct Session {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
