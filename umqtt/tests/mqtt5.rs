@@ -281,3 +281,80 @@ fn the_brokers_limits_are_adopted() {
     assert!(c.is_connected());
     c.publish("t", &[0; 100], QoS::AtLeastOnce, false).unwrap();
 }
+
+/// A TCP stream that counts the bytes written to it.
+struct Counting {
+    inner: std::net::TcpStream,
+    written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Read for Counting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl umqtt::transport::Stream for Counting {
+    fn set_read_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.inner.set_read_timeout(timeout)
+    }
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.inner.set_write_timeout(timeout)
+    }
+    fn set_nonblocking(&mut self, nonblocking: bool) -> std::io::Result<()> {
+        self.inner.set_nonblocking(nonblocking)
+    }
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        self.inner.shutdown(std::net::Shutdown::Both)
+    }
+}
+
+#[test]
+fn topic_aliases_reach_the_subscriber_as_the_full_topic() {
+    const TOPIC: &str = "alias/a/rather/long/topic/name";
+    let broker = Mosquitto::start();
+    let mut sub = connected(&broker, "alias-sub", true);
+    sub.subscribe("alias/#", QoS::AtMostOnce).unwrap();
+    let mut options = ConnectOptions::default();
+    options.topic_aliases = true;
+    let mut publisher = Client::<Counting>::with_config(ClientConfig {
+        v5: options,
+        ..config(&broker, "alias-pub")
+    });
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = Counting {
+        inner: std::net::TcpStream::connect(broker.addr()).unwrap(),
+        written: written.clone(),
+    };
+    publisher.connect_with_stream(stream, true).unwrap();
+    // mosquitto 2 takes 10 aliases by default.
+    assert!(publisher.session().broker_limits().topic_alias_maximum > 0);
+    let before = written.load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..5u8 {
+        publisher
+            .publish(TOPIC, &[i], QoS::AtMostOnce, false)
+            .unwrap();
+    }
+    let sent = written.load(std::sync::atomic::Ordering::Relaxed) - before;
+    // In full each PUBLISH is 2 + 2 + 30 + 1 + 1 = 36 bytes; with the alias set up by the
+    // first, the next four carry 3 alias bytes instead of the 30 topic bytes.
+    assert_eq!(sent, (36 + 3) + 4 * (36 - 30 + 3));
+    for i in 0..5u8 {
+        let m = expect_message(&mut sub);
+        assert_eq!((m.topic.as_str(), m.payload.as_slice()), (TOPIC, &[i][..]));
+    }
+    // The connection is still fine (a bad alias would have made mosquitto disconnect).
+    publisher.ping().unwrap();
+}

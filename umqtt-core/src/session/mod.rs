@@ -36,8 +36,8 @@ use crate::packet::{
     decode_with, encode_publish_header_validated_topic, encode_publish_header_with,
     max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
     DecodeError, Decoded, Disconnect, EncodeError, LastWill, Packet, PacketId, PacketType,
-    Properties, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
+    Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -457,6 +457,9 @@ const BUFFER_SHRINK_FACTOR: usize = 4;
 /// A stored PUBLISH larger than this is handed to the driver from its own buffer rather than
 /// copied into `tx`; smaller ones are copied so that many go out in one write.
 const STORED_SEND_MIN: usize = BUFFER_KEEP;
+/// Most outgoing topic aliases the session sets up on one connection, whatever the broker
+/// allows: the lookup is linear.
+const MAX_TOPIC_ALIASES: u16 = 64;
 /// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
@@ -500,6 +503,8 @@ struct State {
     broker: BrokerLimits,
     /// The keepalive in force: the configured one, or the broker's Server Keep Alive.
     keep_alive: u16,
+    /// MQTT 5 outgoing topic aliases set up on this connection: topic, alias.
+    topic_aliases: Vec<(String, u16)>,
 }
 
 impl Session {
@@ -533,6 +538,7 @@ impl Session {
                 spare_capacity: 0,
                 broker: BrokerLimits::default(),
                 keep_alive: 0,
+                topic_aliases: Vec::new(),
             },
         }
     }
@@ -734,11 +740,35 @@ impl Session {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
             }
+            // MQTT 5 outgoing topic alias (QoS 0 only: a QoS 1/2 message is stored encoded and
+            // may be resent on another connection, where an alias means nothing).
+            let alias = state.topic_alias(topic, &properties);
+            let extended: Vec<Property<'_>>;
+            let single: [Property<'static>; 1];
+            let list: PropertyList<'_>;
+            let (sent_topic, properties) = match alias {
+                None => (topic, properties),
+                Some((number, known)) => {
+                    if properties.is_empty() {
+                        single = [Property::TopicAlias(number)];
+                        list = PropertyList(&single);
+                    } else {
+                        extended = properties
+                            .iter()
+                            .chain(core::iter::once(Property::TopicAlias(number)))
+                            .collect();
+                        list = PropertyList(&extended);
+                    }
+                    // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
+                    // by sending both.
+                    (if known { "" } else { topic }, Properties::List(&list))
+                }
+            };
             let publish = Publish {
                 dup: false,
                 qos,
                 retain,
-                topic,
+                topic: sent_topic,
                 packet_id: None,
                 payload,
                 properties,
@@ -749,6 +779,9 @@ impl Session {
             if let Err(e) = state.check_packet_size(state.tx.len() - start) {
                 state.tx.truncate(start);
                 return Err(e);
+            }
+            if let Some((number, false)) = alias {
+                state.topic_aliases.push((String::from(topic), number));
             }
             return Ok(None);
         }
@@ -1310,6 +1343,26 @@ impl State {
             .max(Duration::from_secs(1))
     }
 
+    /// The MQTT 5 topic alias to use for a QoS 0 PUBLISH on `topic`, and whether the broker
+    /// already knows it; `None` when aliases are off, the broker takes none (Topic Alias
+    /// Maximum 0 `[MQTT-3.3.2-9]`), all are taken, or the caller set one.
+    fn topic_alias(&self, topic: &str, properties: &Properties<'_>) -> Option<(u16, bool)> {
+        let max = self.broker.topic_alias_maximum.min(MAX_TOPIC_ALIASES);
+        if !self.config.protocol.is_v5()
+            || !self.config.v5.topic_aliases
+            || max == 0
+            || properties.topic_alias().is_some()
+        {
+            return None;
+        }
+        if let Some((_, number)) = self.topic_aliases.iter().find(|(t, _)| t == topic) {
+            return Some((*number, true));
+        }
+        let count = self.topic_aliases.len();
+        // Aliases 1..=max [MQTT-3.3.2-9]; once all are taken, other topics go in full.
+        (count < usize::from(max)).then(|| (count as u16 + 1, false))
+    }
+
     /// MQTT 5: refuses what the broker's CONNACK said it does not accept.
     fn check_publish_allowed(&self, qos: QoS, retain: bool) -> Result<(), UsageError> {
         if retain && !self.broker.retain_available {
@@ -1627,6 +1680,8 @@ impl State {
         if ack.session_present && clean_session {
             return self.protocol_error(ProtocolError::SessionPresentOnCleanSession);
         }
+        // Topic aliases last one connection (section 3.3.2.3.4).
+        self.topic_aliases.clear();
         if v5 {
             self.broker = BrokerLimits::from_properties(&ack.properties);
             if let Some(keep_alive) = self.broker.server_keep_alive {

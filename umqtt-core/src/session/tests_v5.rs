@@ -447,3 +447,77 @@ fn properties_on_a_3_1_1_session_are_refused_not_dropped() {
     assert_eq!(session.outgoing_len(), 0);
     assert!(events(&mut session).is_empty());
 }
+
+/// The QoS 0 PUBLISH packets written: (topic, alias).
+fn sent_aliases(session: &mut Session) -> Vec<(String, Option<u16>)> {
+    sent_v5(session)
+        .iter()
+        .map(|(_, bytes)| {
+            let Ok(Decoded::Complete {
+                packet: Packet::Publish(p),
+                ..
+            }) = decode_with(bytes, usize::MAX, V5)
+            else {
+                panic!("{bytes:02x?}");
+            };
+            (p.topic.to_string(), p.properties.topic_alias())
+        })
+        .collect()
+}
+
+#[test]
+fn outgoing_topic_aliases_within_the_brokers_maximum_and_per_connection() {
+    let mut config = v5_config();
+    config.v5.topic_aliases = true;
+    let mut session = connected_v5(config, &[Property::TopicAliasMaximum(2)]);
+    for topic in ["a/1", "a/1", "b/2", "c/3", "b/2", "a/1"] {
+        session
+            .publish(topic, b"x", QoS::AtMostOnce, false)
+            .unwrap();
+    }
+    // QoS 1/2 messages never use one (they may be resent on another connection).
+    session
+        .publish("a/1", b"x", QoS::AtLeastOnce, false)
+        .unwrap();
+    let written = sent_aliases(&mut session);
+    let s = |t: &str| t.to_string();
+    assert_eq!(
+        written,
+        [
+            (s("a/1"), Some(1)),
+            (s(""), Some(1)),
+            (s("b/2"), Some(2)),
+            // Both aliases taken: the topic goes in full.
+            (s("c/3"), None),
+            (s(""), Some(2)),
+            (s(""), Some(1)),
+            (s("a/1"), None),
+        ]
+    );
+    // A new connection starts without aliases.
+    session.handle_connection_lost();
+    session.connect(t(100), true).unwrap();
+    let _ = sent(&mut session, t(100));
+    feed(
+        &mut session,
+        t(101),
+        &connack(&[Property::TopicAliasMaximum(2)]),
+    );
+    let _ = sent_v5(&mut session);
+    session
+        .publish("b/2", b"x", QoS::AtMostOnce, false)
+        .unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("b/2"), Some(1))]);
+
+    // Off by default, and never without the broker's Topic Alias Maximum.
+    let mut session = connected_v5(v5_config(), &[Property::TopicAliasMaximum(5)]);
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("a"), None), (s("a"), None)]);
+    let mut config = v5_config();
+    config.v5.topic_aliases = true;
+    let mut session = connected_v5(config, &[]);
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("a"), None), (s("a"), None)]);
+}

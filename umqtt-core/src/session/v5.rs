@@ -111,6 +111,10 @@ pub struct ConnectOptions {
     pub request_problem_information: Option<bool>,
     /// User properties of CONNECT.
     pub user_properties: Vec<(String, String)>,
+    /// Send QoS 0 messages with outgoing topic aliases when the broker allows them (its
+    /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
+    /// carry only the alias, which saves the topic's bytes on every message. Off by default.
+    pub topic_aliases: bool,
 }
 
 impl ConnectOptions {
