@@ -1329,7 +1329,13 @@ impl State {
         let packet_id = self.allocate_packet_id()?;
         self.begin_tx();
         let version = self.config.protocol;
+        let start = self.tx.len();
         append_packet(&mut self.tx, &build(packet_id), version)?;
+        // MQTT 5: never larger than the broker's Maximum Packet Size [MQTT-3.1.2-24].
+        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+            self.tx.truncate(start);
+            return Err(e);
+        }
         self.used_ids.insert(packet_id);
         self.requests.push((packet_id, request));
         Ok(packet_id)
@@ -1696,11 +1702,14 @@ impl State {
         if ack.session_present {
             // Resume: resend what was sent before, same ids, DUP set, in the original order,
             // before anything new [MQTT-4.4.0-1].
+            // MQTT 5: resends count against the broker's Receive Maximum too; the rest wait
+            // their turn in order (still with DUP) [MQTT-4.9.0-2].
             let resend = self
                 .outgoing
                 .iter()
                 .take_while(|o| o.stage != OutgoingStage::Queued)
-                .count();
+                .count()
+                .min(usize::from(self.broker.receive_maximum.max(1)));
             for index in 0..resend {
                 self.send_outgoing(index);
             }

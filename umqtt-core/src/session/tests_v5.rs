@@ -179,6 +179,16 @@ fn the_brokers_maximum_packet_size_is_never_exceeded() {
     );
     assert_eq!(session.outgoing_len(), 0);
     assert!(sent(&mut session, t(2)).is_empty());
+    // SUBSCRIBE and UNSUBSCRIBE too (found by the session fuzz target).
+    let long = "x".repeat(40);
+    assert_eq!(
+        session.subscribe(&[(long.as_str(), QoS::AtMostOnce)]),
+        Err(UsageError::PacketTooLarge { size: 48, max: 30 })
+    );
+    assert_eq!(
+        session.unsubscribe(&[long.as_str()]),
+        Err(UsageError::PacketTooLarge { size: 47, max: 30 })
+    );
     // 2 + 3 + 2 + 1 + 22 = 30: exactly the maximum.
     assert!(session
         .publish("t", &[0; 22], QoS::AtLeastOnce, false)
@@ -520,4 +530,47 @@ fn outgoing_topic_aliases_within_the_brokers_maximum_and_per_connection() {
     session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
     session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
     assert_eq!(sent_aliases(&mut session), [(s("a"), None), (s("a"), None)]);
+}
+
+#[test]
+fn resends_on_a_resumed_session_respect_the_new_receive_maximum() {
+    let mut session = connected_v5(v5_config(), &[]);
+    for i in 0..3u8 {
+        session.publish("t", &[i], QoS::AtLeastOnce, false).unwrap();
+    }
+    assert_eq!(sent(&mut session, t(2)).len(), 3);
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    let resumed = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[Property::ReceiveMaximum(1)])),
+        ..ConnAck::new(true, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &resumed),
+        vec![Ev::Connected(true)]
+    );
+    // One resend (DUP) at a time, in order.
+    let dup = |id: u16, payload: u8| Sent::Publish {
+        id: Some(id),
+        dup: true,
+        qos: QoS::AtLeastOnce,
+        topic: "t".to_string(),
+        payload: vec![payload],
+    };
+    assert_eq!(sent(&mut session, t(12)), vec![dup(1, 0)]);
+    for (id, next) in [(1u16, Some(dup(2, 1))), (2, Some(dup(3, 2))), (3, None)] {
+        assert_eq!(
+            feed(
+                &mut session,
+                t(20 + u64::from(id)),
+                &ack(PacketType::PubAck, id, ReasonCode::Success)
+            ),
+            vec![Ev::Published(id)]
+        );
+        assert_eq!(
+            sent(&mut session, t(30)),
+            next.into_iter().collect::<Vec<_>>()
+        );
+    }
 }
