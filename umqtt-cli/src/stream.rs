@@ -12,7 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
-use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH};
+use umqtt_core::packet::{
+    decode_with, Decoded, Packet, ProtocolVersion, Publish, MAX_REMAINING_LENGTH,
+};
 
 /// Largest packet the `-d` log decodes: the protocol's own maximum (the client enforces its
 /// smaller limit itself).
@@ -29,6 +31,7 @@ pub struct CliStream {
     inner: Inner,
     log: Option<PacketLog>,
     inbound: Option<InboundWatch>,
+    version: ProtocolVersion,
 }
 
 impl CliStream {
@@ -39,6 +42,7 @@ impl CliStream {
             inner: Inner::Net(inner),
             log: debug_client_id.map(PacketLog::new),
             inbound: None,
+            version: ProtocolVersion::V311,
         }
     }
 
@@ -48,13 +52,28 @@ impl CliStream {
             inner: Inner::Unix(socket),
             log: debug_client_id.map(PacketLog::new),
             inbound: None,
+            version: ProtocolVersion::V311,
         }
     }
 
     /// Also watches incoming messages (see [`CliStream::open_qos2_handshakes`] and
     /// [`CliStream::next_packet_id`]): for a subscriber.
     pub fn watch_inbound(mut self) -> Self {
-        self.inbound = Some(InboundWatch::default());
+        let mut watch = InboundWatch::default();
+        watch.received.version = self.version;
+        watch.sent.version = self.version;
+        self.inbound = Some(watch);
+        self
+    }
+
+    /// Reads the traffic as packets of `version` (MQTT 5 packets carry properties and reason
+    /// codes); call before [`CliStream::watch_inbound`].
+    pub fn protocol(mut self, version: ProtocolVersion) -> Self {
+        self.version = version;
+        if let Some(log) = &mut self.log {
+            log.sent.version = version;
+            log.received.version = version;
+        }
         self
     }
 
@@ -214,8 +233,9 @@ impl PacketLog {
 
     fn flush_received(&mut self) {
         let client_id = &self.client_id;
+        let v5 = self.received.version.is_v5();
         self.received
-            .drain_packets(|packet| print_lines(&describe_received(client_id, packet)));
+            .drain_packets(|packet| print_lines(&describe_received(client_id, packet, v5)));
     }
 }
 
@@ -265,6 +285,7 @@ impl InboundWatch {
 #[derive(Default)]
 struct PacketBuffer {
     bytes: Vec<u8>,
+    version: ProtocolVersion,
 }
 
 impl PacketBuffer {
@@ -277,7 +298,7 @@ impl PacketBuffer {
     fn drain_packets(&mut self, mut each: impl FnMut(Result<&Packet<'_>, String>)) {
         let mut start = 0;
         loop {
-            match decode(&self.bytes[start..], MAX_LOGGED_PACKET) {
+            match decode_with(&self.bytes[start..], MAX_LOGGED_PACKET, self.version) {
                 Ok(Decoded::Complete { packet, consumed }) => {
                     each(Ok(&packet));
                     start += consumed;
@@ -324,12 +345,9 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
     let line = match packet {
         Packet::Connect(_) => "CONNECT".to_owned(),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) => {
-            format!("PUBACK (m{id}, rc0)")
-        }
-        Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
-            format!("PUBREC (m{id}, rc0)")
-        }
+        // The reason code is always 0 in 3.1.1.
+        Packet::PubAck(ack) => format!("PUBACK (m{}, rc{})", ack.packet_id, ack.reason_code as u8),
+        Packet::PubRec(ack) => format!("PUBREC (m{}, rc{})", ack.packet_id, ack.reason_code as u8),
         Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => format!("PUBREL (m{id})"),
         Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
             format!("PUBCOMP (m{id})")
@@ -366,29 +384,37 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
 }
 
 /// The log lines for a packet this client received, in libmosquitto's wording.
-fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<String> {
+fn describe_received(
+    client_id: &str,
+    packet: Result<&Packet<'_>, String>,
+    v5: bool,
+) -> Vec<String> {
     let prefix = format!("Client {client_id} received");
     let packet = match packet {
         Ok(packet) => packet,
         Err(error) => return vec![format!("{prefix} a malformed packet ({error})")],
     };
     let line = match packet {
+        Packet::ConnAck(connack) if v5 => format!("CONNACK ({})", connack.reason_code as u8),
         Packet::ConnAck(connack) => format!("CONNACK ({})", connack.code as u8),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) => {
-            format!("PUBACK (Mid: {id}, RC:0)")
-        }
+        Packet::PubAck(ack) => format!(
+            "PUBACK (Mid: {}, RC:{})",
+            ack.packet_id, ack.reason_code as u8
+        ),
         Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
             format!("PUBREC (Mid: {id})")
         }
         Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => {
             format!("PUBREL (Mid: {id})")
         }
-        Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
-            format!("PUBCOMP (Mid: {id}, RC:0)")
-        }
+        Packet::PubComp(ack) => format!(
+            "PUBCOMP (Mid: {}, RC:{})",
+            ack.packet_id, ack.reason_code as u8
+        ),
         Packet::SubAck(suback) => {
-            let codes: Vec<String> = suback.codes().map(|c| c.to_u8().to_string()).collect();
+            // The wire codes: 0, 1, 2, 128 in 3.1.1; any SUBACK reason code in MQTT 5.
+            let codes: Vec<String> = suback.return_codes.iter().map(u8::to_string).collect();
             return vec![
                 format!("{prefix} SUBACK"),
                 format!(
@@ -400,6 +426,9 @@ fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Ve
         }
         Packet::UnsubAck(_) => "UNSUBACK".to_owned(),
         Packet::PingResp => "PINGRESP".to_owned(),
+        Packet::Disconnect(disconnect) if v5 => {
+            format!("DISCONNECT ({})", disconnect.reason_code as u8)
+        }
         other => format!("{:?}", other.packet_type()).to_uppercase(),
     };
     vec![format!("{prefix} {line}")]
@@ -432,9 +461,20 @@ mod tests {
         assert_eq!(
             describe_received(
                 "c1",
-                Ok(&Packet::PubAck(umqtt_core::packet::Ack::new(id(1))))
+                Ok(&Packet::PubAck(umqtt_core::packet::Ack::new(id(1)))),
+                false
             ),
             ["Client c1 received PUBACK (Mid: 1, RC:0)"]
+        );
+        // MQTT 5: the reason code is the broker's.
+        let refused = Packet::PubAck(umqtt_core::packet::Ack::with_reason(
+            id(2),
+            umqtt_core::packet::ReasonCode::NotAuthorized,
+            Default::default(),
+        ));
+        assert_eq!(
+            describe_received("c1", Ok(&refused), true),
+            ["Client c1 received PUBACK (Mid: 2, RC:135)"]
         );
     }
 
@@ -459,8 +499,17 @@ mod tests {
             properties: Default::default(),
         });
         assert_eq!(
-            describe_received("c", Ok(&suback)),
+            describe_received("c", Ok(&suback), false),
             ["Client c received SUBACK", "Subscribed (mid: 3): 0, 128"]
+        );
+        let suback = Packet::SubAck(SubAck {
+            packet_id: id(4),
+            return_codes: &[1, 0x87],
+            properties: Default::default(),
+        });
+        assert_eq!(
+            describe_received("c", Ok(&suback), true),
+            ["Client c received SUBACK", "Subscribed (mid: 4): 1, 135"]
         );
     }
 
