@@ -740,49 +740,20 @@ impl Session {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
             }
-            // MQTT 5 outgoing topic alias (QoS 0 only: a QoS 1/2 message is stored encoded and
-            // may be resent on another connection, where an alias means nothing).
-            let alias = state.topic_alias(topic, &properties);
-            let extended: Vec<Property<'_>>;
-            let single: [Property<'static>; 1];
-            let list: PropertyList<'_>;
-            let (sent_topic, properties) = match alias {
-                None => (topic, properties),
-                Some((number, known)) => {
-                    if properties.is_empty() {
-                        single = [Property::TopicAlias(number)];
-                        list = PropertyList(&single);
-                    } else {
-                        extended = properties
-                            .iter()
-                            .chain(core::iter::once(Property::TopicAlias(number)))
-                            .collect();
-                        list = PropertyList(&extended);
-                    }
-                    // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
-                    // by sending both.
-                    (if known { "" } else { topic }, Properties::List(&list))
-                }
-            };
+            if version.is_v5() {
+                return state.publish_qos0_v5(topic, payload, retain, properties);
+            }
             let publish = Publish {
                 dup: false,
                 qos,
                 retain,
-                topic: sent_topic,
+                topic,
                 packet_id: None,
                 payload,
                 properties,
             };
             state.begin_tx();
-            let start = state.tx.len();
             append_publish_validated_topic(&mut state.tx, &publish, version)?;
-            if let Err(e) = state.check_packet_size(state.tx.len() - start) {
-                state.tx.truncate(start);
-                return Err(e);
-            }
-            if let Some((number, false)) = alias {
-                state.topic_aliases.push((String::from(topic), number));
-            }
             return Ok(None);
         }
         if state.outgoing.len() >= state.config.max_outgoing {
@@ -1347,6 +1318,60 @@ impl State {
             .ping_timeout
             .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
             .max(Duration::from_secs(1))
+    }
+
+    /// An MQTT 5 QoS 0 PUBLISH on the current connection, with an outgoing topic alias when
+    /// they are on (QoS 0 only: a QoS 1/2 message is stored encoded and may be resent on
+    /// another connection, where an alias means nothing). Kept out of the 3.1.1 path.
+    fn publish_qos0_v5(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, UsageError> {
+        let alias = self.topic_alias(topic, &properties);
+        let extended: Vec<Property<'_>>;
+        let single: [Property<'static>; 1];
+        let list: PropertyList<'_>;
+        let (sent_topic, properties) = match alias {
+            None => (topic, properties),
+            Some((number, known)) => {
+                if properties.is_empty() {
+                    single = [Property::TopicAlias(number)];
+                    list = PropertyList(&single);
+                } else {
+                    extended = properties
+                        .iter()
+                        .chain(core::iter::once(Property::TopicAlias(number)))
+                        .collect();
+                    list = PropertyList(&extended);
+                }
+                // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
+                // by sending both.
+                (if known { "" } else { topic }, Properties::List(&list))
+            }
+        };
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain,
+            topic: sent_topic,
+            packet_id: None,
+            payload,
+            properties,
+        };
+        self.begin_tx();
+        let start = self.tx.len();
+        append_publish_validated_topic(&mut self.tx, &publish, ProtocolVersion::V5)?;
+        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+            self.tx.truncate(start);
+            return Err(e);
+        }
+        if let Some((number, false)) = alias {
+            self.topic_aliases.push((String::from(topic), number));
+        }
+        Ok(None)
     }
 
     /// The MQTT 5 topic alias to use for a QoS 0 PUBLISH on `topic`, and whether the broker
