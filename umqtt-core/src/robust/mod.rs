@@ -549,7 +549,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             } else {
                 Some((topic, payload))
             };
-            match self.hand_over(pending, borrowed) {
+            match self.hand_over(pending, borrowed, now) {
                 Ok(()) => return Ok(id),
                 Err(back) => pending = back,
             }
@@ -567,7 +567,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Outcome::Dropped(DropReason::NotConnected),
             );
         }
-        self.fill_session();
+        self.fill_session(now);
         Ok(id)
     }
 
@@ -809,7 +809,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     self.stats.received += 1;
                     self.events.push_back(Event::Message(message));
                 }
-                Step::Connected(session_present) => self.connected(session_present),
+                Step::Connected(session_present) => self.connected(session_present, now),
                 Step::Published(packet_id) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
@@ -847,10 +847,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 }
             }
         }
-        self.fill_session();
+        self.fill_session(now);
     }
 
-    fn connected(&mut self, session_present: bool) {
+    fn connected(&mut self, session_present: bool, now: Instant) {
         let Link::Attempt { server, .. } = self.link else {
             return;
         };
@@ -883,7 +883,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.requests.clear();
         self.had_session = persistent;
         self.send_subscriptions();
-        self.fill_session();
+        self.fill_session(now);
     }
 
     /// The connection (or the attempt's handshake) ended.

@@ -692,7 +692,7 @@ impl Session {
         retain: bool,
     ) -> Result<Option<PacketId>, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
-        self.publish_valid_topic(topic, payload, qos, retain)
+        self.publish_inner(topic, payload, qos, retain, Properties::EMPTY)
     }
 
     /// [`Session::publish`] with MQTT 5 PUBLISH properties (message expiry, user properties,
@@ -710,7 +710,7 @@ impl Session {
         self.publish_inner(topic, payload, qos, retain, properties)
     }
 
-    /// [`Session::publish`] for a topic name the caller has validated (the robust engine
+    /// [`Session::publish_with`] for a topic name the caller has validated (the robust engine
     /// checks it when the message is accepted): not scanned again.
     pub(crate) fn publish_valid_topic(
         &mut self,
@@ -718,8 +718,9 @@ impl Session {
         payload: &[u8],
         qos: QoS,
         retain: bool,
+        properties: Properties<'_>,
     ) -> Result<Option<PacketId>, UsageError> {
-        self.publish_inner(topic, payload, qos, retain, Properties::EMPTY)
+        self.publish_inner(topic, payload, qos, retain, properties)
     }
 
     fn publish_inner(
