@@ -958,16 +958,24 @@ impl Session {
     /// Queues DISCONNECT and ends the connection: the broker discards the will. Unacknowledged
     /// messages stay in the session for the next `connect`.
     pub fn disconnect(&mut self) -> Result<(), UsageError> {
+        self.disconnect_with(Disconnect::NORMAL)
+    }
+
+    /// [`Session::disconnect`] with an MQTT 5 reason code and properties, e.g.
+    /// [`ReasonCode::DisconnectWithWillMessage`] (the broker publishes the will) or a new
+    /// Session Expiry Interval. With 3.1.1 anything but a normal disconnection is refused with
+    /// [`EncodeError::RequiresMqtt5`]; an invalid code or property is refused before anything
+    /// is sent.
+    pub fn disconnect_with(&mut self, disconnect: Disconnect<'_>) -> Result<(), UsageError> {
         let state = &mut self.state;
         if state.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
         }
+        let packet = Packet::Disconnect(disconnect);
+        // Validate before touching any state.
+        packet.encoded_len_with(state.config.protocol)?;
         state.begin_tx();
-        append_packet(
-            &mut state.tx,
-            &Packet::Disconnect(Disconnect::NORMAL),
-            state.config.protocol,
-        )?;
+        append_packet(&mut state.tx, &packet, state.config.protocol)?;
         state.connection_ended();
         state
             .events

@@ -574,3 +574,53 @@ fn resends_on_a_resumed_session_respect_the_new_receive_maximum() {
         );
     }
 }
+
+#[test]
+fn disconnect_with_a_reason_and_properties() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let expiry = [Property::SessionExpiryInterval(0)];
+    session
+        .disconnect_with(Disconnect::new(
+            ReasonCode::DisconnectWithWillMessage,
+            Properties::List(&PropertyList(&expiry)),
+        ))
+        .unwrap();
+    let written = sent_v5(&mut session);
+    let Ok(Decoded::Complete {
+        packet: Packet::Disconnect(d),
+        ..
+    }) = decode_with(&written[0].1, usize::MAX, V5)
+    else {
+        panic!("{written:02x?}");
+    };
+    assert_eq!(d.reason_code, ReasonCode::DisconnectWithWillMessage);
+    assert_eq!(d.properties.session_expiry_interval(), Some(0));
+    assert_eq!(
+        events(&mut session),
+        vec![Ev::Closed(CloseReason::Disconnected)]
+    );
+
+    // A reason code DISCONNECT cannot carry is refused, and the connection stays.
+    let mut session = connected_v5(v5_config(), &[]);
+    assert_eq!(
+        session.disconnect_with(Disconnect::new(ReasonCode::GrantedQoS1, Properties::EMPTY)),
+        Err(UsageError::Encode(EncodeError::InvalidReasonCode {
+            packet_type: PacketType::Disconnect,
+            code: 0x01
+        }))
+    );
+    assert!(session.is_connected());
+    // With 3.1.1 only a normal disconnection exists.
+    let mut session = Session::new(config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        session.disconnect_with(Disconnect::new(
+            ReasonCode::DisconnectWithWillMessage,
+            Properties::EMPTY
+        )),
+        Err(UsageError::Encode(EncodeError::RequiresMqtt5))
+    );
+    assert!(session.is_connected());
+}
