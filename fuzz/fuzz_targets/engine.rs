@@ -58,7 +58,6 @@ const FILTERS: &[&str] = &["a", "a/+", "#", "+/b/#"];
 const SECOND: u64 = 1000;
 const HOUR: u64 = 3600 * SECOND;
 
-
 /// Print every step and event (`UMQTT_FUZZ_TRACE=1`), to turn a crash into a story.
 fn tracing() -> bool {
     static TRACE: OnceLock<bool> = OnceLock::new();
@@ -397,7 +396,7 @@ impl Harness {
                     replies.push(Reply::PingResp);
                     None
                 }
-                Packet::Disconnect => {
+                Packet::Disconnect(_) => {
                     *disconnect_sent = true;
                     None
                 }
@@ -412,12 +411,13 @@ impl Harness {
                     }
                     p.packet_id
                 }
-                Packet::PubAck(id) | Packet::PubComp(id) => Some(id),
-                Packet::PubRec(id) => {
+                Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. })
+                | Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => Some(id),
+                Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
                     replies.push(Reply::PubRel(id));
                     Some(id)
                 }
-                Packet::PubRel(id) => {
+                Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => {
                     replies.push(Reply::PubComp(id));
                     Some(id)
                 }
@@ -649,15 +649,15 @@ impl Harness {
             .map(|_| u.choose(&codes).copied())
             .collect::<Result<_>>()?;
         let packet = match u.int_in_range(0..=9)? {
-            0 | 1 => Packet::ConnAck(ConnAck {
-                session_present: u.arbitrary()?,
-                code: ConnectReturnCode::from_u8(if u.ratio(4, 5)? {
+            0 | 1 => Packet::ConnAck(ConnAck::new(
+                u.arbitrary()?,
+                ConnectReturnCode::from_u8(if u.ratio(4, 5)? {
                     0
                 } else {
                     u.int_in_range(1..=5)?
                 })
                 .unwrap(),
-            }),
+            )),
             2 => {
                 let qos = qos(u)?;
                 Packet::Publish(Publish {
@@ -667,17 +667,19 @@ impl Harness {
                     topic: u.choose(TOPICS)?,
                     packet_id: (qos != QoS::AtMostOnce).then_some(packet_id),
                     payload: &payload,
+                    properties: Default::default(),
                 })
             }
-            3 => Packet::PubAck(packet_id),
-            4 => Packet::PubRec(packet_id),
-            5 => Packet::PubRel(packet_id),
-            6 => Packet::PubComp(packet_id),
+            3 => Packet::PubAck(umqtt_core::packet::Ack::new(packet_id)),
+            4 => Packet::PubRec(umqtt_core::packet::Ack::new(packet_id)),
+            5 => Packet::PubRel(umqtt_core::packet::Ack::new(packet_id)),
+            6 => Packet::PubComp(umqtt_core::packet::Ack::new(packet_id)),
             7 => Packet::SubAck(SubAck {
                 packet_id,
                 return_codes: &suback_codes,
+                properties: Default::default(),
             }),
-            8 => Packet::UnsubAck(packet_id),
+            8 => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(packet_id)),
             _ => Packet::PingResp,
         };
         let len = packet.encoded_len().expect("broker packets are valid");
@@ -695,14 +697,14 @@ impl Harness {
             };
             let codes: Vec<u8>;
             let packet = match reply {
-                Reply::ConnAck => Packet::ConnAck(ConnAck {
-                    session_present: !self.clean_session && u.arbitrary()?,
-                    code: ConnectReturnCode::Accepted,
-                }),
-                Reply::PubAck(id) => Packet::PubAck(id),
-                Reply::PubRec(id) => Packet::PubRec(id),
-                Reply::PubRel(id) => Packet::PubRel(id),
-                Reply::PubComp(id) => Packet::PubComp(id),
+                Reply::ConnAck => Packet::ConnAck(ConnAck::new(
+                    !self.clean_session && u.arbitrary()?,
+                    ConnectReturnCode::Accepted,
+                )),
+                Reply::PubAck(id) => Packet::PubAck(umqtt_core::packet::Ack::new(id)),
+                Reply::PubRec(id) => Packet::PubRec(umqtt_core::packet::Ack::new(id)),
+                Reply::PubRel(id) => Packet::PubRel(umqtt_core::packet::Ack::new(id)),
+                Reply::PubComp(id) => Packet::PubComp(umqtt_core::packet::Ack::new(id)),
                 Reply::SubAck(id, n) => {
                     codes = (0..n)
                         .map(|_| {
@@ -716,9 +718,10 @@ impl Harness {
                     Packet::SubAck(SubAck {
                         packet_id: id,
                         return_codes: &codes,
+                        properties: Default::default(),
                     })
                 }
-                Reply::UnsubAck(id) => Packet::UnsubAck(id),
+                Reply::UnsubAck(id) => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(id)),
                 Reply::PingResp => Packet::PingResp,
             };
             trace!("{} broker replies {packet:?}", self.now);

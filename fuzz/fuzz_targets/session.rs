@@ -11,6 +11,13 @@
 //!   lists exactly the publishes not yet reported;
 //! - `in_flight() <= min(outgoing_len(), max_in_flight)` and `outgoing_len() <= max_outgoing`;
 //! - after `Closed` the session is disconnected.
+//!
+//! Half the inputs run the session as MQTT 5: the broker's CONNACK then carries limits
+//! (Receive Maximum, Maximum Packet Size, Maximum QoS, Retain Available, Server Keep Alive,
+//! Topic Alias Maximum), acknowledgements carry any reason code their packet allows (a
+//! refusal reports `PublishRefused`, which counts as the report), the broker may send
+//! DISCONNECT, and every transmission must decode as MQTT 5 and respect the Receive Maximum
+//! (`in_flight() <= receive_maximum`) and the Maximum Packet Size.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -19,7 +26,9 @@ use std::time::Duration;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use umqtt_core::packet::{
-    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, PacketType, Publish, QoS, SubAck,
+    decode_with, Ack, ConnAck, ConnectReturnCode, Decoded, Disconnect, Packet, PacketId,
+    PacketType, Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubAck,
 };
 use umqtt_core::session::{Event, OutgoingStage, Session, SessionConfig};
 use umqtt_core::Instant;
@@ -50,6 +59,20 @@ struct Harness {
     requests: Vec<u16>,
     max_in_flight: usize,
     max_outgoing: usize,
+    version: ProtocolVersion,
+}
+
+/// A reason code the packet may carry, from the input.
+fn reason(u: &mut Unstructured<'_>, packet_type: PacketType) -> Result<ReasonCode> {
+    let codes: Vec<ReasonCode> = (0..=255)
+        .filter_map(ReasonCode::from_u8)
+        .filter(|r| r.is_allowed_in(packet_type))
+        .collect();
+    Ok(if u.ratio(1, 2)? {
+        ReasonCode::Success
+    } else {
+        *u.choose(&codes)?
+    })
 }
 
 impl Harness {
@@ -64,7 +87,9 @@ impl Harness {
             events += 1;
             assert!(events < 100_000, "poll_event does not terminate");
             let closed = match event {
-                Event::Published(id) | Event::PublishDiscarded(id) => {
+                Event::Published(id)
+                | Event::PublishDiscarded(id)
+                | Event::PublishRefused { packet_id: id, .. } => {
                     assert!(
                         self.pending.remove(&id.get()),
                         "{event:?} for an id not pending"
@@ -89,7 +114,8 @@ impl Harness {
             transmitted.extend_from_slice(bytes);
         }
         if !transmitted.is_empty() {
-            check_transmission(&transmitted);
+            let max = self.session.broker_limits().maximum_packet_size;
+            check_transmission(&transmitted, self.version, max);
         }
         assert!(self.session.poll_transmit(now).is_none());
         self.check_counts();
@@ -102,6 +128,10 @@ impl Harness {
         assert!(self.session.outgoing_len() <= self.max_outgoing);
         assert!(self.session.in_flight() <= self.session.outgoing_len());
         assert!(self.session.in_flight() <= self.max_in_flight);
+        assert!(
+            self.session.in_flight()
+                <= usize::from(self.session.broker_limits().receive_maximum.max(1))
+        );
     }
 
     fn known_ids(&self) -> Vec<u16> {
@@ -117,20 +147,73 @@ impl Harness {
         let known = self.known_ids();
         let len = u.int_in_range(0..=40)?;
         let payload = u.bytes(len)?.to_vec();
-        let codes = [0u8, 1, 2, 0x80];
+        let codes: &[u8] = if self.version == ProtocolVersion::V5 {
+            &[0, 1, 2, 0x80, 0x87, 0x8F, 0x97, 0xA2]
+        } else {
+            &[0, 1, 2, 0x80]
+        };
         let suback_codes: Vec<u8> = (0..u.int_in_range(1..=4)?)
-            .map(|_| u.choose(&codes).copied())
+            .map(|_| u.choose(codes).copied())
             .collect::<Result<_>>()?;
-        let packet = match u.int_in_range(0..=8)? {
-            0 => Packet::ConnAck(ConnAck {
-                session_present: u.arbitrary()?,
-                code: ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
+        let v5 = self.version == ProtocolVersion::V5;
+        // MQTT 5 CONNACK limits, and a reason code and properties for the other packets.
+        let mut connack_properties = Vec::new();
+        if v5 {
+            if u.arbitrary()? {
+                connack_properties.push(Property::ReceiveMaximum(u.int_in_range(1..=3)?));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::MaximumPacketSize(u.int_in_range(8..=64)?));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::MaximumQoS(
+                    *u.choose(&[QoS::AtMostOnce, QoS::AtLeastOnce])?,
+                ));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::RetainAvailable(u.arbitrary()?));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::ServerKeepAlive(u.int_in_range(0..=30)?));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::TopicAliasMaximum(u.int_in_range(0..=2)?));
+            }
+            if u.arbitrary()? {
+                connack_properties.push(Property::AssignedClientIdentifier("assigned"));
+            }
+        }
+        let connack_list = PropertyList(&connack_properties);
+        let reason_string = [Property::ReasonString("why")];
+        let reason_list = PropertyList(&reason_string);
+        let ack_properties = if v5 && u.ratio(1, 4)? {
+            Properties::List(&reason_list)
+        } else {
+            Properties::EMPTY
+        };
+        let packet = match u.int_in_range(0..=9)? {
+            0 if v5 => {
+                let reason_code = if u.ratio(3, 4)? {
+                    ReasonCode::Success
+                } else {
+                    reason(u, PacketType::ConnAck)?
+                };
+                Packet::ConnAck(ConnAck {
+                    session_present: u.arbitrary::<bool>()? && reason_code == ReasonCode::Success,
+                    code: ConnectReturnCode::from_reason_code(reason_code),
+                    reason_code,
+                    properties: Properties::List(&connack_list),
+                })
+            }
+            0 => Packet::ConnAck(ConnAck::new(
+                u.arbitrary()?,
+                ConnectReturnCode::from_u8(if u.ratio(3, 4)? {
                     0
                 } else {
                     u.int_in_range(1..=5)?
                 })
                 .unwrap(),
-            }),
+            )),
             1 => {
                 let qos = qos(u)?;
                 let id = packet_id(u, &known)?;
@@ -141,17 +224,42 @@ impl Harness {
                     topic: u.choose(TOPICS)?,
                     packet_id: (qos != QoS::AtMostOnce).then_some(id),
                     payload: &[],
+                    properties: Default::default(),
                 })
             }
-            2 => Packet::PubAck(packet_id(u, &known)?),
-            3 => Packet::PubRec(packet_id(u, &known)?),
-            4 => Packet::PubRel(packet_id(u, &known)?),
-            5 => Packet::PubComp(packet_id(u, &known)?),
+            2..=5 if v5 => {
+                let packet_type = match u.int_in_range(0..=3)? {
+                    0 => PacketType::PubAck,
+                    1 => PacketType::PubRec,
+                    2 => PacketType::PubRel,
+                    _ => PacketType::PubComp,
+                };
+                let ack = Ack::with_reason(
+                    packet_id(u, &known)?,
+                    reason(u, packet_type)?,
+                    ack_properties,
+                );
+                match packet_type {
+                    PacketType::PubAck => Packet::PubAck(ack),
+                    PacketType::PubRec => Packet::PubRec(ack),
+                    PacketType::PubRel => Packet::PubRel(ack),
+                    _ => Packet::PubComp(ack),
+                }
+            }
+            2 => Packet::PubAck(Ack::new(packet_id(u, &known)?)),
+            3 => Packet::PubRec(Ack::new(packet_id(u, &known)?)),
+            4 => Packet::PubRel(Ack::new(packet_id(u, &known)?)),
+            5 => Packet::PubComp(Ack::new(packet_id(u, &known)?)),
             6 => Packet::SubAck(SubAck {
                 packet_id: packet_id(u, &known)?,
                 return_codes: &[],
+                properties: Default::default(),
             }),
-            7 => Packet::UnsubAck(packet_id(u, &known)?),
+            7 => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(packet_id(u, &known)?)),
+            8 if v5 => Packet::Disconnect(Disconnect::new(
+                reason(u, PacketType::Disconnect)?,
+                Properties::EMPTY,
+            )),
             _ => Packet::PingResp,
         };
         // Fill in the borrowed parts.
@@ -164,11 +272,17 @@ impl Harness {
                 return_codes: &suback_codes,
                 ..s
             }),
+            // In 3.1.1 an UNSUBACK has no reason codes; in MQTT 5 one per filter.
+            Packet::UnsubAck(a) if v5 => Packet::UnsubAck(
+                umqtt_core::packet::UnsubAck::with_reasons(a.packet_id, &[0x00], Properties::EMPTY),
+            ),
             other => other,
         };
-        let len = packet.encoded_len().expect("broker packets are valid");
+        let len = packet
+            .encoded_len_with(self.version)
+            .expect("broker packets are valid");
         let mut buf = vec![0u8; len];
-        packet.encode(&mut buf).unwrap();
+        packet.encode_with(&mut buf, self.version).unwrap();
         Ok(buf)
     }
 
@@ -252,7 +366,10 @@ impl Harness {
                 // A QoS 2 message that was ever sent is never withdrawn (the broker may hold
                 // its id); everything else pending can be.
                 let cancellable = self.session.can_cancel(id);
-                assert!(!awaiting_pubcomp || !cancellable, "{id} cancellable after PUBREC");
+                assert!(
+                    !awaiting_pubcomp || !cancellable,
+                    "{id} cancellable after PUBREC"
+                );
                 if self.session.cancel_publish(id) {
                     assert!(cancellable, "cancelled {id} that can_cancel refused");
                     assert!(self.pending.remove(&id.get()), "cancelled unknown id {id}");
@@ -272,12 +389,20 @@ impl Harness {
     }
 }
 
-/// Every transmission is whole packets that a client may send.
-fn check_transmission(mut bytes: &[u8]) {
+/// Every transmission is whole packets that a client may send, none larger than the broker's
+/// Maximum Packet Size (CONNECT excepted: it goes before the limit is known).
+fn check_transmission(mut bytes: &[u8], version: ProtocolVersion, max: Option<u32>) {
     assert!(!bytes.is_empty());
     while !bytes.is_empty() {
-        match decode(bytes, usize::MAX) {
+        match decode_with(bytes, usize::MAX, version) {
             Ok(Decoded::Complete { packet, consumed }) => {
+                if let (Some(max), false) = (max, packet.packet_type() == PacketType::Connect) {
+                    // PUBREL and other acks are 4 bytes; stored messages published before a
+                    // smaller limit arrived may be larger (they were accepted then).
+                    if packet.packet_type() != PacketType::Publish {
+                        assert!(consumed <= (max as usize).max(4), "{packet:?} over {max}");
+                    }
+                }
                 assert!(
                     matches!(
                         packet.packet_type(),
@@ -323,6 +448,14 @@ fn run(data: &[u8]) -> Result<()> {
         max_packet_size: u.int_in_range(2..=256)?,
         ..SessionConfig::default()
     };
+    let version = if u.arbitrary()? {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V311
+    };
+    let mut config = config;
+    config.protocol = version;
+    config.v5.topic_aliases = u.arbitrary()?;
     let mut harness = Harness {
         session: Session::new(config),
         now: u.int_in_range(0..=1_000_000)?,
@@ -330,6 +463,7 @@ fn run(data: &[u8]) -> Result<()> {
         requests: Vec::new(),
         max_in_flight: usize::from(max_in_flight),
         max_outgoing,
+        version,
     };
     while !u.is_empty() {
         harness.step(&mut u)?;

@@ -119,7 +119,7 @@ pub struct ConnectArgs {
     )]
     pub password: Option<OsString>,
 
-    /// MQTT protocol version: mqttv311 (or 311), mqttv31 (or 31)
+    /// MQTT protocol version: mqttv5 (or 5), mqttv311 (or 311), mqttv31 (or 31)
     #[arg(short = 'V', long = "protocol-version", value_name = "VERSION",
           default_value = "mqttv311", value_parser = parse_protocol_version)]
     pub protocol: ProtocolVersion,
@@ -339,8 +339,8 @@ fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
     match text {
         "mqttv311" | "311" => Ok(ProtocolVersion::V311),
         "mqttv31" | "31" => Ok(ProtocolVersion::V31),
-        "mqttv5" | "5" => Err("MQTT 5 is not supported yet".to_owned()),
-        _ => Err("expected mqttv311 (311) or mqttv31 (31)".to_owned()),
+        "mqttv5" | "5" => Ok(ProtocolVersion::V5),
+        _ => Err("expected mqttv5 (5), mqttv311 (311) or mqttv31 (31)".to_owned()),
     }
 }
 
@@ -732,7 +732,7 @@ fn open_stream(settings: &Settings) -> Result<CliStream, ConnectError> {
         config.connect_timeout,
     )
     .map_err(umqtt::Error::Transport)?;
-    let mut stream = CliStream::new(transport, debug);
+    let mut stream = CliStream::new(transport, debug).protocol(config.protocol);
     if settings.watch_inbound {
         stream = stream.watch_inbound();
     }
@@ -784,9 +784,8 @@ mod tests {
         assert_eq!(parse_protocol_version("311"), Ok(ProtocolVersion::V311));
         assert_eq!(parse_protocol_version("mqttv31"), Ok(ProtocolVersion::V31));
         assert_eq!(parse_protocol_version("31"), Ok(ProtocolVersion::V31));
-        let error = parse_protocol_version("mqttv5").unwrap_err();
-        assert_eq!(error, "MQTT 5 is not supported yet");
-        assert!(parse_protocol_version("5").is_err());
+        assert_eq!(parse_protocol_version("mqttv5"), Ok(ProtocolVersion::V5));
+        assert_eq!(parse_protocol_version("5"), Ok(ProtocolVersion::V5));
         assert!(parse_protocol_version("4").is_err());
     }
 

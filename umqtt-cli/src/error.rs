@@ -189,9 +189,16 @@ pub fn describe(error: &umqtt::Error) -> String {
             "incoming packet of {size} bytes exceeds the configured maximum of {max} \
              (raise --max-packet-size)"
         ),
-        umqtt::Error::SubscribeRefused { filter } => {
-            format!("the broker refused the subscription to {filter:?}")
-        }
+        umqtt::Error::SubscribeRefused {
+            filter,
+            reason_code,
+        } => match reason_code {
+            // 3.1.1's only refusal (0x80): the message stays what it was.
+            umqtt_core::packet::ReasonCode::UnspecifiedError => {
+                format!("the broker refused the subscription to {filter:?}")
+            }
+            code => format!("the broker refused the subscription to {filter:?} ({code})"),
+        },
         umqtt::Error::Connect(inner) => describe(inner),
         other => other.to_string(),
     }

@@ -366,6 +366,7 @@ mod tests {
             retain: true,
             dup: false,
             packet_id: None,
+            properties: Vec::new(),
         };
         let extra = Extra {
             packet_id: 9,

@@ -11,7 +11,9 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use umqtt::transport::{Stream, Transport};
-use umqtt_core::packet::{decode, Decoded, Packet, Publish, MAX_REMAINING_LENGTH};
+use umqtt_core::packet::{
+    decode_with, Decoded, Packet, ProtocolVersion, Publish, MAX_REMAINING_LENGTH,
+};
 
 /// Largest packet the `-d` log decodes: the protocol's own maximum (the client enforces its
 /// smaller limit itself).
@@ -23,6 +25,7 @@ pub struct CliStream {
     inner: Transport,
     log: Option<PacketLog>,
     inbound: Option<InboundWatch>,
+    version: ProtocolVersion,
 }
 
 impl CliStream {
@@ -33,12 +36,28 @@ impl CliStream {
             inner,
             log: debug_client_id.map(PacketLog::new),
             inbound: None,
+            version: ProtocolVersion::V311,
         }
     }
+
     /// Also watches incoming messages (see [`CliStream::open_qos2_handshakes`] and
     /// [`CliStream::next_packet_id`]): for a subscriber.
     pub fn watch_inbound(mut self) -> Self {
-        self.inbound = Some(InboundWatch::default());
+        let mut watch = InboundWatch::default();
+        watch.received.version = self.version;
+        watch.sent.version = self.version;
+        self.inbound = Some(watch);
+        self
+    }
+
+    /// Reads the traffic as packets of `version` (MQTT 5 packets carry properties and reason
+    /// codes); call before [`CliStream::watch_inbound`].
+    pub fn protocol(mut self, version: ProtocolVersion) -> Self {
+        self.version = version;
+        if let Some(log) = &mut self.log {
+            log.sent.version = version;
+            log.received.version = version;
+        }
         self
     }
 
@@ -140,8 +159,9 @@ impl PacketLog {
 
     fn flush_received(&mut self) {
         let client_id = &self.client_id;
+        let v5 = self.received.version.is_v5();
         self.received
-            .drain_packets(|packet| print_lines(&describe_received(client_id, packet)));
+            .drain_packets(|packet| print_lines(&describe_received(client_id, packet, v5)));
     }
 }
 
@@ -181,7 +201,7 @@ impl InboundWatch {
         self.sent.extend(bytes);
         let open = &mut self.open;
         self.sent.drain_packets(|packet| {
-            if let Ok(Packet::PubComp(id)) = packet {
+            if let Ok(Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. })) = packet {
                 open.remove(&id.get());
             }
         });
@@ -191,6 +211,7 @@ impl InboundWatch {
 #[derive(Default)]
 struct PacketBuffer {
     bytes: Vec<u8>,
+    version: ProtocolVersion,
 }
 
 impl PacketBuffer {
@@ -203,7 +224,7 @@ impl PacketBuffer {
     fn drain_packets(&mut self, mut each: impl FnMut(Result<&Packet<'_>, String>)) {
         let mut start = 0;
         loop {
-            match decode(&self.bytes[start..], MAX_LOGGED_PACKET) {
+            match decode_with(&self.bytes[start..], MAX_LOGGED_PACKET, self.version) {
                 Ok(Decoded::Complete { packet, consumed }) => {
                     each(Ok(&packet));
                     start += consumed;
@@ -250,10 +271,13 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
     let line = match packet {
         Packet::Connect(_) => "CONNECT".to_owned(),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(id) => format!("PUBACK (m{id}, rc0)"),
-        Packet::PubRec(id) => format!("PUBREC (m{id}, rc0)"),
-        Packet::PubRel(id) => format!("PUBREL (m{id})"),
-        Packet::PubComp(id) => format!("PUBCOMP (m{id})"),
+        // The reason code is always 0 in 3.1.1.
+        Packet::PubAck(ack) => format!("PUBACK (m{}, rc{})", ack.packet_id, ack.reason_code as u8),
+        Packet::PubRec(ack) => format!("PUBREC (m{}, rc{})", ack.packet_id, ack.reason_code as u8),
+        Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => format!("PUBREL (m{id})"),
+        Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBCOMP (m{id})")
+        }
         Packet::Subscribe(subscribe) => {
             return subscribe
                 .topics
@@ -279,28 +303,44 @@ fn describe_sent(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<St
                 .collect();
         }
         Packet::PingReq => "PINGREQ".to_owned(),
-        Packet::Disconnect => "DISCONNECT".to_owned(),
+        Packet::Disconnect(_) => "DISCONNECT".to_owned(),
         other => format!("{:?}", other.packet_type()).to_uppercase(),
     };
     vec![format!("{prefix} {line}")]
 }
 
 /// The log lines for a packet this client received, in libmosquitto's wording.
-fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Vec<String> {
+fn describe_received(
+    client_id: &str,
+    packet: Result<&Packet<'_>, String>,
+    v5: bool,
+) -> Vec<String> {
     let prefix = format!("Client {client_id} received");
     let packet = match packet {
         Ok(packet) => packet,
         Err(error) => return vec![format!("{prefix} a malformed packet ({error})")],
     };
     let line = match packet {
+        Packet::ConnAck(connack) if v5 => format!("CONNACK ({})", connack.reason_code as u8),
         Packet::ConnAck(connack) => format!("CONNACK ({})", connack.code as u8),
         Packet::Publish(publish) => format!("PUBLISH {}", describe_publish(publish)),
-        Packet::PubAck(id) => format!("PUBACK (Mid: {id}, RC:0)"),
-        Packet::PubRec(id) => format!("PUBREC (Mid: {id})"),
-        Packet::PubRel(id) => format!("PUBREL (Mid: {id})"),
-        Packet::PubComp(id) => format!("PUBCOMP (Mid: {id}, RC:0)"),
+        Packet::PubAck(ack) => format!(
+            "PUBACK (Mid: {}, RC:{})",
+            ack.packet_id, ack.reason_code as u8
+        ),
+        Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBREC (Mid: {id})")
+        }
+        Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+            format!("PUBREL (Mid: {id})")
+        }
+        Packet::PubComp(ack) => format!(
+            "PUBCOMP (Mid: {}, RC:{})",
+            ack.packet_id, ack.reason_code as u8
+        ),
         Packet::SubAck(suback) => {
-            let codes: Vec<String> = suback.codes().map(|c| c.to_u8().to_string()).collect();
+            // The wire codes: 0, 1, 2, 128 in 3.1.1; any SUBACK reason code in MQTT 5.
+            let codes: Vec<String> = suback.return_codes.iter().map(u8::to_string).collect();
             return vec![
                 format!("{prefix} SUBACK"),
                 format!(
@@ -312,6 +352,9 @@ fn describe_received(client_id: &str, packet: Result<&Packet<'_>, String>) -> Ve
         }
         Packet::UnsubAck(_) => "UNSUBACK".to_owned(),
         Packet::PingResp => "PINGRESP".to_owned(),
+        Packet::Disconnect(disconnect) if v5 => {
+            format!("DISCONNECT ({})", disconnect.reason_code as u8)
+        }
         other => format!("{:?}", other.packet_type()).to_uppercase(),
     };
     vec![format!("{prefix} {line}")]
@@ -335,14 +378,29 @@ mod tests {
             topic: "t",
             packet_id: Some(id(1)),
             payload: b"hello",
+            properties: Default::default(),
         });
         assert_eq!(
             describe_sent("c1", Ok(&publish)),
             ["Client c1 sending PUBLISH (d0, q1, r0, m1, 't', ... (5 bytes))"]
         );
         assert_eq!(
-            describe_received("c1", Ok(&Packet::PubAck(id(1)))),
+            describe_received(
+                "c1",
+                Ok(&Packet::PubAck(umqtt_core::packet::Ack::new(id(1)))),
+                false
+            ),
             ["Client c1 received PUBACK (Mid: 1, RC:0)"]
+        );
+        // MQTT 5: the reason code is the broker's.
+        let refused = Packet::PubAck(umqtt_core::packet::Ack::with_reason(
+            id(2),
+            umqtt_core::packet::ReasonCode::NotAuthorized,
+            Default::default(),
+        ));
+        assert_eq!(
+            describe_received("c1", Ok(&refused), true),
+            ["Client c1 received PUBACK (Mid: 2, RC:135)"]
         );
     }
 
@@ -352,6 +410,7 @@ mod tests {
         let subscribe = Packet::Subscribe(umqtt_core::packet::Subscribe {
             packet_id: id(3),
             topics: SubscribeTopics::List(&filters),
+            properties: Default::default(),
         });
         assert_eq!(
             describe_sent("c", Ok(&subscribe)),
@@ -363,10 +422,20 @@ mod tests {
         let suback = Packet::SubAck(SubAck {
             packet_id: id(3),
             return_codes: &[0, 0x80],
+            properties: Default::default(),
         });
         assert_eq!(
-            describe_received("c", Ok(&suback)),
+            describe_received("c", Ok(&suback), false),
             ["Client c received SUBACK", "Subscribed (mid: 3): 0, 128"]
+        );
+        let suback = Packet::SubAck(SubAck {
+            packet_id: id(4),
+            return_codes: &[1, 0x87],
+            properties: Default::default(),
+        });
+        assert_eq!(
+            describe_received("c", Ok(&suback), true),
+            ["Client c received SUBACK", "Subscribed (mid: 4): 1, 135"]
         );
     }
 

@@ -652,6 +652,7 @@ mod tests {
             retain: false,
             dup: false,
             packet_id: None,
+            properties: Vec::new(),
         }
     }
 

@@ -186,7 +186,6 @@ fn bad_command_lines_fail_with_one_line() {
         &["pub", "-t", "t", "-l", "-n"],
         &["pub", "-t", "a/#", "-n"],
         &["pub", "-t", "t", "-n", "-c"],
-        &["pub", "-t", "t", "-n", "-V", "mqttv5"],
         &["pub", "-t", "t", "-n", "-p", "70000"],
         &["pub", "-t", "t", "-n", "--will-payload", "x"],
         &["pub", "-t", "t", "-n", "-L", "http://host/t"],
@@ -349,6 +348,51 @@ fn url_form() {
     let out = sub.finish();
     out.assert_success();
     assert_eq!(out.stdout_text(), "url/topic x\n");
+}
+
+#[test]
+fn mqtt_5_is_spoken_on_request() {
+    let broker = Mosquitto::start();
+    for (qos, handshake) in [
+        ("1", &["received PUBACK (Mid: 1, RC:0)"][..]),
+        (
+            "2",
+            &[
+                "received PUBREC (Mid: 1)",
+                "sending PUBREL (m1)",
+                "received PUBCOMP (Mid: 1, RC:0)",
+            ][..],
+        ),
+    ] {
+        let id = format!("v5-sub-{qos}");
+        let sub = subscriber(
+            &broker,
+            &id,
+            &["-t", "v5", "-q", qos, "-C", "1", "-v", "-d", "-V", "mqttv5"],
+        );
+        let publisher = run_at(
+            &broker,
+            "pub",
+            &[
+                "-t", "v5", "-m", "new", "-q", qos, "-d", "-V", "5", "-i", "v5-pub",
+            ],
+        );
+        assert!(publisher.status.success(), "{publisher:?}");
+        for step in handshake {
+            assert!(publisher.stderr.contains(step), "{step}: {publisher:?}");
+        }
+        let out = sub.finish();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(out.stdout_text(), "v5 new\n");
+        assert!(
+            out.stderr.contains(&format!("Subscribed (mid: 1): {qos}")),
+            "{out:?}"
+        );
+    }
+    let log = broker.log_contents();
+    // "(p5, …)" is mosquitto's mark for protocol level 5.
+    assert!(log.contains("as v5-pub (p5,"), "{log}");
+    assert!(log.contains("as v5-sub-1 (p5,"), "{log}");
 }
 
 #[test]

@@ -825,7 +825,7 @@ fn more_mosquitto_flags() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.starts_with("Warning: -x ignored"), "{out:?}");
     // What umqtt cannot do says why, in one line, status 1.
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["-A", "127.0.0.1"], "-A"),
         (&["--ciphers", "HIGH"], "rustls"),
         (
@@ -834,7 +834,6 @@ fn more_mosquitto_flags() {
         ),
         (&["--tls-engine", "pkcs11"], "OpenSSL engines"),
         (&["-D", "connect", "user-property", "a", "b"][..], "MQTT 5"),
-        (&["-V", "mqttv5"], "MQTT 5"),
         (&["-I", "p", "-i", "id"], "cannot be used with"),
     ];
     for (flags, reason) in cases {

@@ -20,6 +20,7 @@ fn publish(payload: &[u8]) -> Packet<'_> {
         topic: TOPIC,
         packet_id: PacketId::new(42),
         payload,
+        properties: Default::default(),
     })
 }
 

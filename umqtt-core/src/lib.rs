@@ -1,4 +1,4 @@
-//! The sans-IO core of umqtt: the MQTT 3.1.1 packet codec, topic rules and the session state
+//! The sans-IO core of umqtt: the MQTT 3.1.1 and MQTT 5 packet codec, topic rules and the session state
 //! machine. No sockets, no clock, no threads — drivers feed it bytes and the time.
 //!
 //! ```text

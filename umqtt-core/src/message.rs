@@ -3,7 +3,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::packet::{PacketId, Publish, QoS};
+use crate::packet::{PacketId, Properties, Publish, QoS};
 
 /// A received application message. `Default` gives an empty message to fill with
 /// [`Message::set_from`] (reusing its capacity).
@@ -22,6 +22,9 @@ pub struct Message {
     /// The packet id the broker sent it with (QoS 1/2), for logs and for telling a broker's
     /// redelivery of one message apart from two messages with the same content.
     pub packet_id: Option<PacketId>,
+    /// The MQTT 5 PUBLISH properties as they came on the wire (without the length prefix;
+    /// empty with 3.1.1): read them with [`Message::properties`].
+    pub properties: Vec<u8>,
 }
 
 impl From<&Publish<'_>> for Message {
@@ -33,8 +36,16 @@ impl From<&Publish<'_>> for Message {
             retain: publish.retain,
             dup: publish.dup,
             packet_id: publish.packet_id,
+            properties: property_bytes(&publish.properties),
         }
     }
+}
+
+/// The wire bytes of PUBLISH properties (decoded ones are copied as they are).
+fn property_bytes(properties: &Properties<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::packet::append_publish_properties(properties, &mut out);
+    out
 }
 
 impl Message {
@@ -48,5 +59,18 @@ impl Message {
         self.retain = publish.retain;
         self.dup = publish.dup;
         self.packet_id = publish.packet_id;
+        self.properties.clear();
+        crate::packet::append_publish_properties(&publish.properties, &mut self.properties);
+    }
+
+    /// The MQTT 5 properties (user properties, response topic, correlation data, content
+    /// type, message expiry…); empty with 3.1.1.
+    pub fn properties(&self) -> Properties<'_> {
+        Properties::Encoded(&self.properties)
+    }
+
+    /// The user properties (name, value) in order.
+    pub fn user_properties(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.properties().user_properties()
     }
 }

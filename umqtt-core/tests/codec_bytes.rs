@@ -64,6 +64,7 @@ fn publish(
         topic: "a/b",
         packet_id: packet_id.map(id),
         payload,
+        properties: Default::default(),
     })
 }
 
@@ -84,9 +85,11 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                     payload: b"bye",
                     qos: QoS::AtLeastOnce,
                     retain: false,
+                    properties: Default::default(),
                 }),
                 username: Some("user"),
                 password: Some(b"pass"),
+                properties: Default::default(),
             }),
             cat(&[
                 // fixed header: CONNECT, remaining length 43
@@ -115,6 +118,7 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                 will: None,
                 username: None,
                 password: None,
+                properties: Default::default(),
             }),
             hex("10 0D 00 04 4D 51 54 54 04 02 00 3C 00 01 63"),
         ),
@@ -130,9 +134,11 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                     payload: b"",
                     qos: QoS::ExactlyOnce,
                     retain: true,
+                    properties: Default::default(),
                 }),
                 username: Some(""),
                 password: None,
+                properties: Default::default(),
             }),
             // flags 0xB4 = user name, will retain, will QoS 2, will flag
             hex("10 13 00 04 4D 51 54 54 04 B4 00 00 00 00 00 01 77 00 00 00 00"),
@@ -147,39 +153,31 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                 will: None,
                 username: Some("u"),
                 password: Some(b"p"),
+                properties: Default::default(),
             }),
             hex("10 15 00 06 4D 51 49 73 64 70 03 C2 12 34 00 01 63 00 01 75 00 01 70"),
         ),
         (
             "CONNACK accepted",
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::Accepted,
-            }),
+            Packet::ConnAck(ConnAck::new(false, ConnectReturnCode::Accepted)),
             hex("20 02 00 00"),
         ),
         (
             "CONNACK accepted, session present",
-            Packet::ConnAck(ConnAck {
-                session_present: true,
-                code: ConnectReturnCode::Accepted,
-            }),
+            Packet::ConnAck(ConnAck::new(true, ConnectReturnCode::Accepted)),
             hex("20 02 01 00"),
         ),
         (
             "CONNACK not authorized",
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::NotAuthorized,
-            }),
+            Packet::ConnAck(ConnAck::new(false, ConnectReturnCode::NotAuthorized)),
             hex("20 02 00 05"),
         ),
         (
             "CONNACK unacceptable protocol version",
-            Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::UnacceptableProtocolVersion,
-            }),
+            Packet::ConnAck(ConnAck::new(
+                false,
+                ConnectReturnCode::UnacceptableProtocolVersion,
+            )),
             hex("20 02 00 01"),
         ),
         (
@@ -226,19 +224,28 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                 topic: "é/€",
                 packet_id: None,
                 payload: b"",
+                properties: Default::default(),
             }),
             hex("30 08 00 06 C3 A9 2F E2 82 AC"),
         ),
-        ("PUBACK id 1", Packet::PubAck(id(1)), hex("40 02 00 01")),
+        (
+            "PUBACK id 1",
+            Packet::PubAck(umqtt_core::packet::Ack::new(id(1))),
+            hex("40 02 00 01"),
+        ),
         (
             "PUBREC id 0x0102",
-            Packet::PubRec(id(0x0102)),
+            Packet::PubRec(umqtt_core::packet::Ack::new(id(0x0102))),
             hex("50 02 01 02"),
         ),
-        ("PUBREL id 10", Packet::PubRel(id(10)), hex("62 02 00 0A")),
+        (
+            "PUBREL id 10",
+            Packet::PubRel(umqtt_core::packet::Ack::new(id(10))),
+            hex("62 02 00 0A"),
+        ),
         (
             "PUBCOMP id 65535",
-            Packet::PubComp(id(65535)),
+            Packet::PubComp(umqtt_core::packet::Ack::new(id(65535))),
             hex("70 02 FF FF"),
         ),
         (
@@ -249,6 +256,7 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
                     ("a/b", QoS::AtLeastOnce),
                     ("c/#", QoS::ExactlyOnce),
                 ]),
+                properties: Default::default(),
             }),
             hex("82 0E 00 01 00 03 61 2F 62 01 00 03 63 2F 23 02"),
         ),
@@ -257,6 +265,7 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
             Packet::Subscribe(Subscribe {
                 packet_id: id(0x0A0B),
                 topics: SubscribeTopics::List(&[("+", QoS::AtMostOnce)]),
+                properties: Default::default(),
             }),
             hex("82 06 0A 0B 00 01 2B 00"),
         ),
@@ -265,6 +274,7 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
             Packet::SubAck(SubAck {
                 packet_id: id(1),
                 return_codes: &[0x01, 0x80, 0x02, 0x00],
+                properties: Default::default(),
             }),
             hex("90 06 00 01 01 80 02 00"),
         ),
@@ -273,13 +283,22 @@ fn table() -> Vec<(&'static str, Packet<'static>, Vec<u8>)> {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: id(2),
                 topics: UnsubscribeTopics::List(&["a/b", "c/+"]),
+                properties: Default::default(),
             }),
             hex("A2 0C 00 02 00 03 61 2F 62 00 03 63 2F 2B"),
         ),
-        ("UNSUBACK id 2", Packet::UnsubAck(id(2)), hex("B0 02 00 02")),
+        (
+            "UNSUBACK id 2",
+            Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(id(2))),
+            hex("B0 02 00 02"),
+        ),
         ("PINGREQ", Packet::PingReq, hex("C0 00")),
         ("PINGRESP", Packet::PingResp, hex("D0 00")),
-        ("DISCONNECT", Packet::Disconnect, hex("E0 00")),
+        (
+            "DISCONNECT",
+            Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL),
+            hex("E0 00"),
+        ),
     ]
 }
 

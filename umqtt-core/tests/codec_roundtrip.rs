@@ -33,7 +33,7 @@ enum Owned {
         username: Option<String>,
         password: Option<Vec<u8>>,
     },
-    ConnAck(ConnAck),
+    ConnAck(ConnAck<'static>),
     Publish {
         dup: bool,
         qos: QoS,
@@ -77,9 +77,11 @@ impl Owned {
                     payload: &w.payload,
                     qos: w.qos,
                     retain: w.retain,
+                    properties: Default::default(),
                 }),
                 username: username.as_deref(),
                 password: password.as_deref(),
+                properties: Default::default(),
             })),
             Owned::ConnAck(ack) => f(Packet::ConnAck(*ack)),
             Owned::Publish {
@@ -96,33 +98,37 @@ impl Owned {
                 topic,
                 packet_id: *packet_id,
                 payload,
+                properties: Default::default(),
             })),
-            Owned::PubAck(id) => f(Packet::PubAck(*id)),
-            Owned::PubRec(id) => f(Packet::PubRec(*id)),
-            Owned::PubRel(id) => f(Packet::PubRel(*id)),
-            Owned::PubComp(id) => f(Packet::PubComp(*id)),
+            Owned::PubAck(id) => f(Packet::PubAck(umqtt_core::packet::Ack::new(*id))),
+            Owned::PubRec(id) => f(Packet::PubRec(umqtt_core::packet::Ack::new(*id))),
+            Owned::PubRel(id) => f(Packet::PubRel(umqtt_core::packet::Ack::new(*id))),
+            Owned::PubComp(id) => f(Packet::PubComp(umqtt_core::packet::Ack::new(*id))),
             Owned::Subscribe(packet_id, topics) => {
                 let list: Vec<(&str, QoS)> = topics.iter().map(|(t, q)| (t.as_str(), *q)).collect();
                 f(Packet::Subscribe(Subscribe {
                     packet_id: *packet_id,
                     topics: SubscribeTopics::List(&list),
+                    properties: Default::default(),
                 }))
             }
             Owned::SubAck(packet_id, codes) => f(Packet::SubAck(SubAck {
                 packet_id: *packet_id,
                 return_codes: codes,
+                properties: Default::default(),
             })),
             Owned::Unsubscribe(packet_id, topics) => {
                 let list: Vec<&str> = topics.iter().map(String::as_str).collect();
                 f(Packet::Unsubscribe(Unsubscribe {
                     packet_id: *packet_id,
                     topics: UnsubscribeTopics::List(&list),
+                    properties: Default::default(),
                 }))
             }
-            Owned::UnsubAck(id) => f(Packet::UnsubAck(*id)),
+            Owned::UnsubAck(id) => f(Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(*id))),
             Owned::PingReq => f(Packet::PingReq),
             Owned::PingResp => f(Packet::PingResp),
-            Owned::Disconnect => f(Packet::Disconnect),
+            Owned::Disconnect => f(Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL)),
         }
     }
 
@@ -300,11 +306,10 @@ fn connect() -> impl Strategy<Value = Owned> {
 fn connack() -> impl Strategy<Value = Owned> {
     (0u8..=5, any::<bool>()).prop_map(|(code, session_present)| {
         let code = ConnectReturnCode::from_u8(code).unwrap();
-        Owned::ConnAck(ConnAck {
-            // Session present only with acceptance [MQTT-3.2.2-4].
-            session_present: session_present && code == ConnectReturnCode::Accepted,
+        Owned::ConnAck(ConnAck::new(
+            session_present && code == ConnectReturnCode::Accepted,
             code,
-        })
+        ))
     })
 }
 
@@ -472,6 +477,7 @@ fn check_publish_boundary(remaining: usize, length_bytes: &[u8]) {
         topic: "t",
         packet_id: None,
         payload: &payload,
+        properties: Default::default(),
     };
     let packet = Packet::Publish(publish);
     let total = 1 + length_bytes.len() + remaining;
@@ -528,7 +534,13 @@ fn check_publish_boundary(remaining: usize, length_bytes: &[u8]) {
 
 #[test]
 fn remaining_length_zero() {
-    for (packet, first) in [(Packet::PingReq, 0xC0), (Packet::Disconnect, 0xE0)] {
+    for (packet, first) in [
+        (Packet::PingReq, 0xC0),
+        (
+            Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL),
+            0xE0,
+        ),
+    ] {
         let mut buf = [0xAAu8; 2];
         assert_eq!(packet.encoded_len(), Ok(2));
         assert_eq!(packet.encode(&mut buf), Ok(2));
@@ -586,6 +598,7 @@ fn remaining_length_maximum() {
         topic: "t",
         packet_id: None,
         payload: &payload,
+        properties: Default::default(),
     };
     let mut header = [0u8; 16];
     assert_eq!(encode_publish_header(&publish, &mut header), Ok(8));
@@ -659,6 +672,7 @@ fn remaining_length_sizes_near_boundaries() {
             topic: "t",
             packet_id: None,
             payload: &payload,
+            properties: Default::default(),
         });
         assert_eq!(
             packet.encoded_len(),

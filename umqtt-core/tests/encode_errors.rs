@@ -39,6 +39,7 @@ fn publish<'a>(topic: &'a str, qos: QoS, packet_id: Option<u16>) -> Publish<'a> 
         topic,
         packet_id: packet_id.map(id),
         payload: b"payload",
+        properties: Default::default(),
     }
 }
 
@@ -51,6 +52,7 @@ fn connect<'a>() -> Connect<'a> {
         will: None,
         username: None,
         password: None,
+        properties: Default::default(),
     }
 }
 
@@ -63,36 +65,37 @@ fn one_of_each() -> Vec<Packet<'static>> {
                 payload: b"bye",
                 qos: QoS::AtLeastOnce,
                 retain: true,
+                properties: Default::default(),
             }),
             username: Some("user"),
             password: Some(b"pass"),
             ..connect()
         }),
-        Packet::ConnAck(ConnAck {
-            session_present: true,
-            code: ConnectReturnCode::Accepted,
-        }),
+        Packet::ConnAck(ConnAck::new(true, ConnectReturnCode::Accepted)),
         Packet::Publish(publish("a/b", QoS::ExactlyOnce, Some(7))),
-        Packet::PubAck(id(1)),
-        Packet::PubRec(id(2)),
-        Packet::PubRel(id(3)),
-        Packet::PubComp(id(4)),
+        Packet::PubAck(umqtt_core::packet::Ack::new(id(1))),
+        Packet::PubRec(umqtt_core::packet::Ack::new(id(2))),
+        Packet::PubRel(umqtt_core::packet::Ack::new(id(3))),
+        Packet::PubComp(umqtt_core::packet::Ack::new(id(4))),
         Packet::Subscribe(Subscribe {
             packet_id: id(5),
             topics: SubscribeTopics::List(&[("a/+", QoS::AtLeastOnce), ("#", QoS::AtMostOnce)]),
+            properties: Default::default(),
         }),
         Packet::SubAck(SubAck {
             packet_id: id(5),
             return_codes: &[1, 0x80],
+            properties: Default::default(),
         }),
         Packet::Unsubscribe(Unsubscribe {
             packet_id: id(6),
             topics: UnsubscribeTopics::List(&["a/+", "#"]),
+            properties: Default::default(),
         }),
-        Packet::UnsubAck(id(6)),
+        Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(id(6))),
         Packet::PingReq,
         Packet::PingResp,
-        Packet::Disconnect,
+        Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL),
     ]
 }
 
@@ -149,6 +152,7 @@ fn invalid_topic_names() {
                     payload: b"",
                     qos: QoS::AtMostOnce,
                     retain: false,
+                    properties: Default::default(),
                 }),
                 ..connect()
             }),
@@ -178,6 +182,7 @@ fn invalid_topic_filters() {
             Packet::Subscribe(Subscribe {
                 packet_id: id(1),
                 topics: SubscribeTopics::List(&list),
+                properties: Default::default(),
             }),
             EncodeError::InvalidTopicFilter(error),
         );
@@ -186,6 +191,7 @@ fn invalid_topic_filters() {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: id(1),
                 topics: UnsubscribeTopics::List(&list),
+                properties: Default::default(),
             }),
             EncodeError::InvalidTopicFilter(error),
         );
@@ -240,6 +246,7 @@ fn strings_longer_than_65535_bytes() {
             payload: &max_bin,
             qos: QoS::AtMostOnce,
             retain: false,
+            properties: Default::default(),
         }),
         username: Some(&max),
         password: Some(&max_bin),
@@ -262,6 +269,7 @@ fn strings_longer_than_65535_bytes() {
             payload,
             qos: QoS::AtMostOnce,
             retain: false,
+            properties: Default::default(),
         })
     };
     for packet in [
@@ -291,6 +299,7 @@ fn strings_longer_than_65535_bytes() {
         Packet::Subscribe(Subscribe {
             packet_id: id(1),
             topics: SubscribeTopics::List(&list),
+            properties: Default::default(),
         }),
         EncodeError::InvalidTopicFilter(TopicError::TooLong),
     );
@@ -352,6 +361,7 @@ fn empty_lists() {
         Packet::Subscribe(Subscribe {
             packet_id: id(1),
             topics: SubscribeTopics::List(&[]),
+            properties: Default::default(),
         }),
         EncodeError::EmptyPayload,
     );
@@ -359,6 +369,7 @@ fn empty_lists() {
         Packet::Subscribe(Subscribe {
             packet_id: id(1),
             topics: SubscribeTopics::Encoded(&[]),
+            properties: Default::default(),
         }),
         EncodeError::EmptyPayload,
     );
@@ -366,6 +377,7 @@ fn empty_lists() {
         Packet::Unsubscribe(Unsubscribe {
             packet_id: id(1),
             topics: UnsubscribeTopics::List(&[]),
+            properties: Default::default(),
         }),
         EncodeError::EmptyPayload,
     );
@@ -373,6 +385,7 @@ fn empty_lists() {
         Packet::SubAck(SubAck {
             packet_id: id(1),
             return_codes: &[],
+            properties: Default::default(),
         }),
         EncodeError::EmptyPayload,
     );
@@ -385,6 +398,7 @@ fn suback_return_codes_are_checked() {
             Packet::SubAck(SubAck {
                 packet_id: id(1),
                 return_codes: &[0x00, bad, 0x80],
+                properties: Default::default(),
             }),
             EncodeError::InvalidSubAckReturnCode(bad),
         );
@@ -407,6 +421,7 @@ fn malformed_encoded_topic_lists() {
             Packet::Subscribe(Subscribe {
                 packet_id: id(1),
                 topics: SubscribeTopics::Encoded(bytes),
+                properties: Default::default(),
             }),
             EncodeError::MalformedTopicList,
         );
@@ -417,6 +432,7 @@ fn malformed_encoded_topic_lists() {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id: id(1),
                 topics: UnsubscribeTopics::Encoded(bytes),
+                properties: Default::default(),
             }),
             EncodeError::MalformedTopicList,
         );
@@ -426,6 +442,7 @@ fn malformed_encoded_topic_lists() {
         Packet::Subscribe(Subscribe {
             packet_id: id(1),
             topics: SubscribeTopics::Encoded(b"\x00\x02a#\x00"),
+            properties: Default::default(),
         }),
         EncodeError::InvalidTopicFilter(TopicError::MisplacedMultiLevelWildcard),
     );
@@ -433,6 +450,7 @@ fn malformed_encoded_topic_lists() {
     let p = Packet::Subscribe(Subscribe {
         packet_id: id(1),
         topics: SubscribeTopics::Encoded(b"\x00\x01a\x01\x00\x01#\x02"),
+        properties: Default::default(),
     });
     let mut buf = [0u8; 12];
     assert_eq!(p.encode(&mut buf), Ok(12));

@@ -781,7 +781,10 @@ fn zero_length_packets() {
     for (bytes, packet) in [
         ([0xC0, 0x00], Packet::PingReq),
         ([0xD0, 0x00], Packet::PingResp),
-        ([0xE0, 0x00], Packet::Disconnect),
+        (
+            [0xE0, 0x00],
+            Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL),
+        ),
     ] {
         assert_eq!(
             decode(&bytes, 2),

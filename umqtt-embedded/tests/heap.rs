@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use embassy_futures::select::select;
-use umqtt_core::packet::{decode, ConnAck, ConnectReturnCode, Decoded, Packet, Publish, SubAck};
+use umqtt_core::packet::{
+    decode, Ack, ConnAck, ConnectReturnCode, Decoded, Packet, Properties, Publish, SubAck,
+};
 use umqtt_core::{Instant, PacketId};
 use umqtt_embedded::{
     BatteryAware, Client, Clock, Driver, EngineConfig, Event, QoS, Server, SessionConfig,
@@ -111,14 +113,15 @@ impl Script {
             let (reply, consumed) = match decode(&from.data[..from.len], 4096) {
                 Ok(Decoded::Complete { packet, consumed }) => (
                     match packet {
-                        Packet::Connect(_) => Some(Packet::ConnAck(ConnAck {
-                            session_present: false,
-                            code: ConnectReturnCode::Accepted,
-                        })),
+                        Packet::Connect(_) => Some(Packet::ConnAck(ConnAck::new(
+                            false,
+                            ConnectReturnCode::Accepted,
+                        ))),
                         Packet::Subscribe(subscribe) => {
                             let suback = Packet::SubAck(SubAck {
                                 packet_id: subscribe.packet_id,
                                 return_codes: &[1],
+                                properties: Properties::EMPTY,
                             });
                             let n = suback.encode(&mut out).expect("fits");
                             to.push(&out[..n]);
@@ -129,9 +132,12 @@ impl Script {
                                 topic: "fw/in",
                                 packet_id: PacketId::new(7),
                                 payload: b"hi",
+                                properties: Properties::EMPTY,
                             }))
                         }
-                        Packet::Publish(publish) => publish.packet_id.map(Packet::PubAck),
+                        Packet::Publish(publish) => {
+                            publish.packet_id.map(|id| Packet::PubAck(Ack::new(id)))
+                        }
                         Packet::PingReq => Some(Packet::PingResp),
                         _ => None,
                     },

@@ -39,6 +39,7 @@
 //!     will: None,
 //!     username: None,
 //!     password: None,
+//!     properties: Default::default(),
 //! });
 //! let mut bytes = vec![0; connect.encoded_len().unwrap()];
 //! connect.encode(&mut bytes).unwrap();

@@ -48,14 +48,12 @@ fn connect_with_will(
         will,
         username: None,
         password: None,
+        properties: Default::default(),
     }))
 }
 
 fn connack(session_present: bool, code: ConnectReturnCode) -> Vec<u8> {
-    enc(&Packet::ConnAck(ConnAck {
-        session_present,
-        code,
-    }))
+    enc(&Packet::ConnAck(ConnAck::new(session_present, code)))
 }
 
 fn accepted(session_present: bool) -> Vec<u8> {
@@ -81,6 +79,7 @@ fn publish_retain(
         topic,
         packet_id: PacketId::new(packet_id),
         payload,
+        properties: Default::default(),
     }))
 }
 
@@ -88,6 +87,7 @@ fn subscribe(packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
     enc(&Packet::Subscribe(Subscribe {
         packet_id: id(packet_id),
         topics: SubscribeTopics::List(filters),
+        properties: Default::default(),
     }))
 }
 
@@ -95,6 +95,7 @@ fn suback(packet_id: u16, codes: &[u8]) -> Vec<u8> {
     enc(&Packet::SubAck(SubAck {
         packet_id: id(packet_id),
         return_codes: codes,
+        properties: Default::default(),
     }))
 }
 
@@ -102,23 +103,24 @@ fn unsubscribe(packet_id: u16, filters: &[&str]) -> Vec<u8> {
     enc(&Packet::Unsubscribe(Unsubscribe {
         packet_id: id(packet_id),
         topics: UnsubscribeTopics::List(filters),
+        properties: Default::default(),
     }))
 }
 
 fn puback(n: u16) -> Vec<u8> {
-    enc(&Packet::PubAck(id(n)))
+    enc(&Packet::PubAck(umqtt_core::packet::Ack::new(id(n))))
 }
 fn pubrec(n: u16) -> Vec<u8> {
-    enc(&Packet::PubRec(id(n)))
+    enc(&Packet::PubRec(umqtt_core::packet::Ack::new(id(n))))
 }
 fn pubrel(n: u16) -> Vec<u8> {
-    enc(&Packet::PubRel(id(n)))
+    enc(&Packet::PubRel(umqtt_core::packet::Ack::new(id(n))))
 }
 fn pubcomp(n: u16) -> Vec<u8> {
-    enc(&Packet::PubComp(id(n)))
+    enc(&Packet::PubComp(umqtt_core::packet::Ack::new(id(n))))
 }
 fn disconnect() -> Vec<u8> {
-    enc(&Packet::Disconnect)
+    enc(&Packet::Disconnect(umqtt_core::packet::Disconnect::NORMAL))
 }
 fn pingreq() -> Vec<u8> {
     enc(&Packet::PingReq)
@@ -365,7 +367,9 @@ fn wildcard_subscriptions_route_to_a_second_client() {
     // Unsubscribed filters stop matching; the others stay.
     assert_eq!(
         rig.exchange(&mut sub, &unsubscribe(2, &["#", "a/+/c"]), 2),
-        vec![enc(&Packet::UnsubAck(id(2)))]
+        vec![enc(&Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(
+            id(2)
+        )))]
     );
     rig.send(&publisher, &publish("a/b/c", b"6", Q1, 5, false));
     rig.send(&publisher, &publish("x/1", b"7", Q1, 6, false));
@@ -547,6 +551,7 @@ fn keepalive_closes_a_silent_client_at_one_and_a_half_times_and_publishes_its_wi
         payload: b"gone",
         qos: Q1,
         retain: false,
+        properties: Default::default(),
     };
     let (mut dev, answer) = rig.connect_raw(0, &connect_with_will("dev", true, 10, Some(will)));
     assert_eq!(answer, vec![accepted(false)]);
@@ -588,6 +593,7 @@ fn disconnect_discards_the_will_and_takeover_closes_the_first_connection() {
         payload: b"x",
         qos: Q0,
         retain: false,
+        properties: Default::default(),
     };
     let (mut first, _) = rig.connect_raw(0, &connect_with_will("dev", true, 0, Some(will)));
     let (mut second, answer) = rig.connect_raw(0, &connect_with_will("dev", true, 0, Some(will)));
@@ -609,6 +615,7 @@ fn black_hole_delivers_nothing_and_opens_hang() {
         payload: b"dead",
         qos: Q0,
         retain: false,
+        properties: Default::default(),
     };
     let (dev, _) = rig.connect_raw(0, &connect_with_will("dev", true, 60, Some(will)));
 
@@ -673,6 +680,7 @@ fn down_resets_links_refuses_opens_and_comes_back_with_sessions() {
         payload: b"dead",
         qos: Q1,
         retain: false,
+        properties: Default::default(),
     };
     let (mut dev, _) = rig.connect_raw(0, &connect_with_will("dev", false, 0, Some(will)));
     rig.net.set_mode(rig.now, 0, ServerMode::Down);
@@ -708,6 +716,7 @@ fn cut_closes_both_sides_with_fin_and_the_broker_publishes_the_will() {
         payload: b"cut",
         qos: Q1,
         retain: false,
+        properties: Default::default(),
     };
     let (mut dev, _) = rig.connect_raw(1, &connect_with_will("dev", true, 0, Some(will)));
     rig.send(&dev, &pingreq()); // in flight: lost by the cut

@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use umqtt::{ClientConfig, Error, Message, PacketId, QoS, UsageError};
-use umqtt_core::packet::SubscribeReturnCode;
+use umqtt_core::packet::ReasonCode;
 use umqtt_core::session::{Event, Session, Will};
 
 use crate::connect::{self, AsyncStream, BoxStream};
@@ -50,7 +50,8 @@ enum Notice {
     Connected(bool),
     Message,
     Published(PacketId),
-    Subscribed(PacketId, Vec<SubscribeReturnCode>),
+    PublishRefused(PacketId, ReasonCode),
+    Subscribed(PacketId, Vec<u8>),
     Unsubscribed(PacketId),
     Pong,
     Other,
@@ -204,10 +205,16 @@ impl<S: AsyncStream> Client<S> {
             Some(id) => {
                 let deadline = self.response_deadline();
                 self.run_until(Some(deadline), |notice| match notice {
-                    Notice::Published(done) if *done == id => Some(()),
+                    Notice::Published(done) if *done == id => Some(Ok(())),
+                    Notice::PublishRefused(done, reason_code) if *done == id => {
+                        Some(Err(Error::PublishRefused {
+                            packet_id: id,
+                            reason_code: *reason_code,
+                        }))
+                    }
                     _ => None,
                 })
-                .await?;
+                .await??;
             }
             None => self.flush().await?,
         }
@@ -229,12 +236,7 @@ impl<S: AsyncStream> Client<S> {
                 _ => None,
             })
             .await?;
-        match codes.first() {
-            Some(SubscribeReturnCode::Success(granted)) => Ok(*granted),
-            _ => Err(Error::SubscribeRefused {
-                filter: filter.to_string(),
-            }),
-        }
+        Error::subscribe_outcome(codes.first().copied().unwrap_or(0x80), filter)
     }
 
     /// Unsubscribes from one filter and waits for UNSUBACK.
@@ -448,8 +450,12 @@ impl<S: AsyncStream> Client<S> {
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
                 Some(Event::Published(id)) => Notice::Published(id),
+                Some(Event::PublishRefused {
+                    packet_id,
+                    reason_code,
+                }) => Notice::PublishRefused(packet_id, reason_code),
                 Some(Event::Subscribed(suback)) => {
-                    Notice::Subscribed(suback.packet_id, suback.codes().collect())
+                    Notice::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
                 Some(Event::Unsubscribed(id)) => Notice::Unsubscribed(id),
                 Some(Event::PingResponse) => Notice::Pong,

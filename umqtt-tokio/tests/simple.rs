@@ -11,8 +11,8 @@ use umqtt_tokio::{ClientConfig, QoS};
 /// Guards against a hang; never part of what a test proves.
 const GUARD: Duration = Duration::from_secs(20);
 
-fn client(port: u16, client_id: &str) -> Client {
-    Client::new(ClientConfig {
+fn client_config(port: u16, client_id: &str) -> ClientConfig {
+    ClientConfig {
         client_id: client_id.to_string(),
         server: "127.0.0.1".to_string(),
         port: Some(port),
@@ -20,7 +20,11 @@ fn client(port: u16, client_id: &str) -> Client {
         connect_timeout: Duration::from_secs(2),
         response_timeout: Duration::from_secs(5),
         ..ClientConfig::default()
-    })
+    }
+}
+
+fn client(port: u16, client_id: &str) -> Client {
+    Client::new(client_config(port, client_id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +123,35 @@ async fn cancelled_calls_lose_and_duplicate_nothing() {
             "no duplicate"
         );
         let _ = waits_cancelled;
+    };
+    tokio::time::timeout(GUARD, run).await.expect("no hang");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_5_qos_0_1_2_both_ways() {
+    let broker = Mosquitto::start();
+    let mut client = Client::new(ClientConfig {
+        protocol: umqtt::ProtocolVersion::V5,
+        ..client_config(broker.port(), "simple-async-v5")
+    });
+    let run = async {
+        assert!(!client.connect(true).await.expect("connect"));
+        assert_eq!(
+            client
+                .subscribe("v5/#", QoS::ExactlyOnce)
+                .await
+                .expect("sub"),
+            QoS::ExactlyOnce
+        );
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            client
+                .publish("v5/t", &[qos as u8], qos, false)
+                .await
+                .expect("publish");
+            let message = client.wait_msg().await.expect("message");
+            assert_eq!((message.qos, message.payload), (qos, vec![qos as u8]));
+        }
+        client.disconnect().await.expect("disconnect");
     };
     tokio::time::timeout(GUARD, run).await.expect("no hang");
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::io;
 
-use umqtt_core::packet::{ConnectReturnCode, DecodeError};
+use umqtt_core::packet::{
+    ConnectReturnCode, DecodeError, PacketId, QoS, ReasonCode, SubscribeReturnCode,
+};
 use umqtt_core::session::{CloseReason, ProtocolError, UsageError};
 
 use crate::transport::TransportError;
@@ -20,6 +22,18 @@ pub enum Error {
     ConnectionClosed,
     /// The broker refused the connection with this CONNACK return code.
     ConnectionRefused(ConnectReturnCode),
+    /// The broker refused an MQTT 5 connection with this CONNACK reason code.
+    ConnectionRejected(ReasonCode),
+    /// The broker closed the connection with an MQTT 5 DISCONNECT and this reason code.
+    ServerDisconnected(ReasonCode),
+    /// The broker refused a QoS 1/2 message with an MQTT 5 PUBACK/PUBREC reason code (0x80
+    /// or above): the exchange is over, the message was not accepted.
+    PublishRefused {
+        /// The message's packet id.
+        packet_id: PacketId,
+        /// Why.
+        reason_code: ReasonCode,
+    },
     /// The broker sent bytes that are not a valid MQTT packet.
     Decode(DecodeError),
     /// The broker broke a protocol rule.
@@ -45,10 +59,13 @@ pub enum Error {
     /// The expected acknowledgement did not arrive within the response timeout; the connection
     /// stays open.
     Timeout,
-    /// The broker refused a subscription (SUBACK return code 0x80).
+    /// The broker refused a subscription (SUBACK return code 0x80, or an MQTT 5 reason code
+    /// of 0x80 or above such as 0x87 Not authorized).
     SubscribeRefused {
         /// The refused filter.
         filter: String,
+        /// The SUBACK code (3.1.1's 0x80 reads as [`ReasonCode::UnspecifiedError`]).
+        reason_code: ReasonCode,
     },
     /// The call is not possible in the current state or its arguments are invalid.
     Usage(UsageError),
@@ -63,6 +80,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The outcome of one SUBACK code for `filter`: the granted QoS (codes below 0x80, the
+    /// same in 3.1.1 and MQTT 5), or [`Error::SubscribeRefused`] with the code (3.1.1's 0x80
+    /// reads as [`ReasonCode::UnspecifiedError`]).
+    pub fn subscribe_outcome(code: u8, filter: &str) -> Result<QoS, Error> {
+        match SubscribeReturnCode::from_u8(code) {
+            Some(SubscribeReturnCode::Success(qos)) => Ok(qos),
+            _ => Err(Error::SubscribeRefused {
+                filter: filter.to_string(),
+                reason_code: ReasonCode::from_u8(code).unwrap_or(ReasonCode::UnspecifiedError),
+            }),
+        }
+    }
+
     /// Whether the connection is gone after this error (reconnecting may help), as opposed to
     /// a refusal, a usage error or an operation timeout on a live connection.
     pub fn is_connection_lost(&self) -> bool {
@@ -78,6 +108,7 @@ impl Error {
                 | Error::WriteStalled
                 | Error::Connect(_)
                 | Error::PacketTooLarge { .. }
+                | Error::ServerDisconnected(_)
         )
     }
 }
@@ -89,6 +120,12 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "connection I/O error: {e}"),
             Error::ConnectionClosed => f.write_str("connection closed by the broker"),
             Error::ConnectionRefused(code) => write!(f, "connection refused by broker: {code}"),
+            Error::ConnectionRejected(code) => write!(f, "connection refused by broker: {code}"),
+            Error::ServerDisconnected(code) => write!(f, "broker sent DISCONNECT: {code}"),
+            Error::PublishRefused {
+                packet_id,
+                reason_code,
+            } => write!(f, "broker refused message {packet_id}: {reason_code}"),
             Error::Decode(e) => write!(f, "malformed packet from broker: {e}"),
             Error::Protocol(e) => write!(f, "protocol violation by broker: {e}"),
             Error::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
@@ -102,9 +139,13 @@ impl fmt::Display for Error {
                  (raise max_packet_size)"
             ),
             Error::Timeout => f.write_str("timed out waiting for the broker's response"),
-            Error::SubscribeRefused { filter } => {
-                write!(f, "broker refused subscription to {filter:?}")
-            }
+            Error::SubscribeRefused {
+                filter,
+                reason_code,
+            } => write!(
+                f,
+                "broker refused subscription to {filter:?}: {reason_code}"
+            ),
             Error::Usage(e) => write!(f, "{e}"),
             Error::Outbox(e) => write!(f, "{e}"),
             Error::MessageQueueFull => f.write_str("received-message queue is full"),
@@ -156,6 +197,8 @@ impl From<CloseReason> for Error {
     fn from(reason: CloseReason) -> Self {
         match reason {
             CloseReason::Refused(code) => Error::ConnectionRefused(code),
+            CloseReason::Rejected(code) => Error::ConnectionRejected(code),
+            CloseReason::ServerDisconnected(code) => Error::ServerDisconnected(code),
             CloseReason::Decode(e) => Error::Decode(e),
             CloseReason::Protocol(e) => Error::Protocol(e),
             CloseReason::ConnectTimeout => Error::ConnectTimeout,

@@ -48,8 +48,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use umqtt_core::packet::{PacketId, ProtocolVersion, Publish, QoS, SubscribeReturnCode};
-use umqtt_core::session::{Event, Session, SessionConfig, UsageError, Will};
+use umqtt_core::packet::{PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
+use umqtt_core::session::{ConnectOptions, Event, Session, SessionConfig, UsageError, Will};
 
 use crate::error::Error;
 use crate::transport::{self, Stream, TlsConfig, Transport, TransportConfig};
@@ -96,8 +96,12 @@ pub struct ClientConfig {
     /// [`Error::MessageQueueFull`]. One message is always accepted into an empty queue, so the
     /// queue may exceed this by at most one message.
     pub max_queued_bytes: usize,
-    /// Protocol version announced in CONNECT (3.1.1 by default; 3.1 for old brokers).
+    /// Protocol version announced in CONNECT (3.1.1 by default; 3.1 for old brokers; MQTT 5
+    /// with [`ProtocolVersion::V5`]).
     pub protocol: ProtocolVersion,
+    /// MQTT 5 connect options (session expiry, receive maximum, user properties); ignored
+    /// unless `protocol` is MQTT 5. See [`SessionConfig::v5`].
+    pub v5: ConnectOptions,
     /// Most QoS 1/2 messages in flight at once (for [`Client::publish_nowait`]). Keep it at or
     /// below the broker's limit (mosquitto: `max_inflight_messages`, default 20): a 3.1.1 broker
     /// silently drops what exceeds it. See [`SessionConfig::max_in_flight`].
@@ -127,6 +131,7 @@ impl Default for ClientConfig {
             max_in_flight: 20,
             republish_on_clean_session: false,
             protocol: ProtocolVersion::V311,
+            v5: ConnectOptions::default(),
         }
     }
 }
@@ -151,7 +156,8 @@ enum Notice {
     Connected(bool),
     MessageQueued,
     Published(PacketId),
-    Subscribed(PacketId, Vec<SubscribeReturnCode>),
+    PublishRefused(PacketId, ReasonCode),
+    Subscribed(PacketId, Vec<u8>),
     Unsubscribed(PacketId),
     Pong,
     Other,
@@ -159,7 +165,7 @@ enum Notice {
 
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A blocking MQTT 3.1.1 client over any [`Stream`] (TCP and TLS by default).
+/// A blocking MQTT 3.1.1 / MQTT 5 client over any [`Stream`] (TCP and TLS by default).
 pub struct Client<S: Stream = Transport> {
     config: ClientConfig,
     session: Session,
@@ -295,13 +301,34 @@ impl<S: Stream> Client<S> {
         qos: QoS,
         retain: bool,
     ) -> Result<Option<PacketId>, Error> {
-        let packet_id = self.publish_nowait(topic, payload, qos, retain)?;
+        self.publish_with(topic, payload, qos, retain, Properties::EMPTY)
+    }
+
+    /// [`Client::publish`] with MQTT 5 PUBLISH properties (user properties, response topic,
+    /// correlation data, message expiry…). A QoS 1/2 message the broker refuses with a reason
+    /// code is [`Error::PublishRefused`]. With 3.1.1, properties are refused
+    /// ([`UsageError::Encode`]).
+    pub fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, Error> {
+        let packet_id = self.publish_nowait_with(topic, payload, qos, retain, properties)?;
         if let Some(id) = packet_id {
             let deadline = std::time::Instant::now() + self.config.response_timeout;
             self.run_until(Some(deadline), |notice, _| match notice {
-                Notice::Published(done) if *done == id => Some(()),
+                Notice::Published(done) if *done == id => Some(Ok(())),
+                Notice::PublishRefused(done, reason_code) if *done == id => {
+                    Some(Err(Error::PublishRefused {
+                        packet_id: id,
+                        reason_code: *reason_code,
+                    }))
+                }
                 _ => None,
-            })?;
+            })??;
         } else {
             self.flush()?;
         }
@@ -319,10 +346,24 @@ impl<S: Stream> Client<S> {
         qos: QoS,
         retain: bool,
     ) -> Result<Option<PacketId>, Error> {
+        self.publish_nowait_with(topic, payload, qos, retain, Properties::EMPTY)
+    }
+
+    /// [`Client::publish_nowait`] with MQTT 5 PUBLISH properties.
+    pub fn publish_nowait_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, Error> {
         if !self.is_connected() {
             return Err(Error::Usage(UsageError::NotConnected));
         }
-        Ok(self.session.publish(topic, payload, qos, retain)?)
+        Ok(self
+            .session
+            .publish_with(topic, payload, qos, retain, properties)?)
     }
 
     /// Number of QoS 1/2 messages published and not yet acknowledged.
@@ -350,7 +391,7 @@ impl<S: Stream> Client<S> {
         let deadline = std::time::Instant::now() + timeout;
         let mut remaining = self.session.outgoing_len();
         self.run_until(Some(deadline), |notice, _| {
-            if let Notice::Published(_) = notice {
+            if let Notice::Published(_) | Notice::PublishRefused(..) = notice {
                 remaining = remaining.saturating_sub(1);
             }
             (remaining <= pending).then_some(())
@@ -380,12 +421,7 @@ impl<S: Stream> Client<S> {
         codes
             .iter()
             .zip(filters)
-            .map(|(code, (filter, _))| match code {
-                SubscribeReturnCode::Success(qos) => Ok(*qos),
-                SubscribeReturnCode::Failure => Err(Error::SubscribeRefused {
-                    filter: filter.to_string(),
-                }),
-            })
+            .map(|(&code, (filter, _))| Error::subscribe_outcome(code, filter))
             .collect()
     }
 
@@ -639,8 +675,12 @@ impl<S: Stream> Client<S> {
                 }
                 Some(Event::Connected { session_present }) => Notice::Connected(session_present),
                 Some(Event::Published(id)) => Notice::Published(id),
+                Some(Event::PublishRefused {
+                    packet_id,
+                    reason_code,
+                }) => Notice::PublishRefused(packet_id, reason_code),
                 Some(Event::Subscribed(suback)) => {
-                    Notice::Subscribed(suback.packet_id, suback.codes().collect())
+                    Notice::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
                 Some(Event::Unsubscribed(id)) => Notice::Unsubscribed(id),
                 Some(Event::PingResponse) => Notice::Pong,
@@ -830,6 +870,7 @@ fn session_config(config: &ClientConfig, will: Option<Will>) -> SessionConfig {
         max_in_flight: config.max_in_flight,
         max_packet_size: config.max_packet_size,
         protocol: config.protocol,
+        v5: config.v5.clone(),
         username: config.username.clone(),
         password: config.password.clone(),
         will,
@@ -850,6 +891,7 @@ mod tests {
             topic,
             packet_id: None,
             payload,
+            properties: Default::default(),
         }
     }
 

@@ -217,6 +217,7 @@ fn message(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Message {
         retain,
         dup: false,
         packet_id: None,
+        properties: Vec::new(),
     }
 }
 
@@ -681,12 +682,12 @@ fn refused_subscription_names_the_filter() {
 
     let mut client = connected_client(config(broker.port, 0));
     match client.subscribe("a/b", QoS::AtLeastOnce) {
-        Err(Error::SubscribeRefused { filter }) => assert_eq!(filter, "a/b"),
+        Err(Error::SubscribeRefused { filter, .. }) => assert_eq!(filter, "a/b"),
         other => panic!("expected SubscribeRefused, got {other:?}"),
     }
     assert!(client.is_connected(), "a refusal keeps the connection");
     match client.subscribe_many(&[("x", QoS::AtMostOnce), ("y/+", QoS::AtLeastOnce)]) {
-        Err(Error::SubscribeRefused { filter }) => assert_eq!(filter, "y/+"),
+        Err(Error::SubscribeRefused { filter, .. }) => assert_eq!(filter, "y/+"),
         other => panic!("expected SubscribeRefused for y/+, got {other:?}"),
     }
     assert!(client.is_connected());

@@ -1,8 +1,10 @@
 //! Incremental, zero-copy decoding.
 
+use super::properties::{self, read_properties, Context, Violation, WILL};
 use super::{
-    ConnAck, Connect, ConnectReturnCode, LastWill, Packet, PacketId, PacketType, ProtocolVersion,
-    Publish, QoS, SubAck, Subscribe, SubscribeReturnCode, SubscribeTopics, Unsubscribe,
+    Ack, Auth, ConnAck, Connect, ConnectReturnCode, Disconnect, LastWill, Packet, PacketId,
+    PacketType, Properties, PropertyId, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
     UnsubscribeTopics,
 };
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
@@ -21,7 +23,8 @@ pub enum Decoded<'a> {
     Incomplete,
 }
 
-/// Why bytes could not be decoded as an MQTT 3.1.1 packet. Each variant is one rule broken.
+/// Why bytes could not be decoded as an MQTT 3.1.1 or MQTT 5 packet. Each variant is one rule
+/// broken; section numbers without a prefix are the MQTT 5 specification's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeError {
@@ -94,10 +97,74 @@ pub enum DecodeError {
         /// The packet's type.
         packet_type: PacketType,
     },
-    /// SUBSCRIBE requested-QoS byte with reserved bits or QoS 3 `[MQTT-3.8.3-4]`.
+    /// SUBSCRIBE requested-QoS byte with reserved bits or QoS 3 `[MQTT-3.8.3-4]`; in MQTT 5
+    /// the subscription-options byte with reserved bits 6-7, QoS 3 or Retain Handling 3
+    /// `[MQTT-3.8.3-5]`, section 3.8.3.1.
     InvalidRequestedQoS(u8),
     /// SUBACK return code other than 0, 1, 2 or 0x80 `[MQTT-3.9.3-2]`.
     InvalidSubAckReturnCode(u8),
+    /// A variable byte integer (property length, property identifier, subscription
+    /// identifier) continues past four bytes, section 1.5.5. (A non-minimal encoding is
+    /// accepted, as for the remaining length.)
+    MalformedVariableByteInteger,
+    /// The property length is larger than what remains of the packet, section 2.2.2.1.
+    PropertyLengthExceeded {
+        /// The packet's type.
+        packet_type: PacketType,
+    },
+    /// A property identifier the specification does not define, section 2.2.2.2 (table 2-4).
+    InvalidPropertyId(u32),
+    /// A property this packet (or the will) may not carry, section 2.2.2.2 (table 2-4).
+    PropertyNotAllowed {
+        /// The property.
+        property: PropertyId,
+        /// The packet it appeared in.
+        packet_type: PacketType,
+        /// It appeared in a CONNECT's will properties.
+        will: bool,
+    },
+    /// A property other than User Property (and Subscription Identifier in PUBLISH) appears
+    /// twice; "It is a Protocol Error to include the … more than once" in each property's
+    /// definition (sections 3.1.2.11, 3.2.2.3, 3.3.2.3, 3.8.2.1 …).
+    DuplicateProperty {
+        /// The repeated property.
+        property: PropertyId,
+    },
+    /// A property value the specification forbids: a boolean or the Payload Format
+    /// Indicator other than 0/1 (sections 3.1.2.11.6, 3.1.2.11.7, 3.2.2.3.5, 3.2.2.3.11-13,
+    /// 3.3.2.3.2), Maximum QoS other than 0/1 (3.2.2.3.4), Receive Maximum 0 (3.1.2.11.3,
+    /// 3.2.2.3.3), Maximum Packet Size 0 (3.1.2.11.4, 3.2.2.3.6), Topic Alias 0
+    /// `[MQTT-3.3.2-8]`, Subscription Identifier 0 (3.3.2.3.8, 3.8.2.1.2).
+    InvalidPropertyValue {
+        /// The property.
+        property: PropertyId,
+        /// The value found.
+        value: u32,
+    },
+    /// A reason code the packet may not carry (undefined, or defined for other packets),
+    /// section 2.4 (table 2-6) and each packet's reason-code table.
+    InvalidReasonCode {
+        /// The packet's type.
+        packet_type: PacketType,
+        /// The byte found.
+        code: u8,
+    },
+}
+
+impl DecodeError {
+    pub(crate) fn from_violation(violation: Violation, ctx: Context) -> DecodeError {
+        match violation {
+            Violation::NotAllowed(property) => DecodeError::PropertyNotAllowed {
+                property,
+                packet_type: properties::packet_type_of(ctx),
+                will: ctx == WILL,
+            },
+            Violation::Duplicate(property) => DecodeError::DuplicateProperty { property },
+            Violation::InvalidValue(property, value) => {
+                DecodeError::InvalidPropertyValue { property, value }
+            }
+        }
+    }
 }
 
 impl core::fmt::Display for DecodeError {
@@ -155,23 +222,70 @@ impl core::fmt::Display for DecodeError {
             DecodeError::InvalidSubAckReturnCode(c) => {
                 write!(f, "invalid SUBACK return code {c:#04x}")
             }
+            DecodeError::MalformedVariableByteInteger => {
+                f.write_str("variable byte integer longer than 4 bytes")
+            }
+            DecodeError::PropertyLengthExceeded { packet_type } => {
+                write!(f, "{packet_type:?} property length exceeds the packet")
+            }
+            DecodeError::InvalidPropertyId(id) => {
+                write!(f, "unknown property identifier {id:#04x}")
+            }
+            DecodeError::PropertyNotAllowed {
+                property,
+                packet_type,
+                will,
+            } => {
+                if *will {
+                    write!(f, "property {property:?} not allowed in will properties")
+                } else {
+                    write!(f, "property {property:?} not allowed in {packet_type:?}")
+                }
+            }
+            DecodeError::DuplicateProperty { property } => {
+                write!(f, "property {property:?} included more than once")
+            }
+            DecodeError::InvalidPropertyValue { property, value } => {
+                write!(f, "invalid value {value} for property {property:?}")
+            }
+            DecodeError::InvalidReasonCode { packet_type, code } => {
+                write!(f, "reason code {code:#04x} not allowed in {packet_type:?}")
+            }
         }
     }
 }
 
 impl core::error::Error for DecodeError {}
 
-/// Decodes the packet at the front of `buf`.
+/// Decodes the MQTT 3.1.1 packet at the front of `buf`: [`decode_with`] for
+/// [`ProtocolVersion::V311`].
+#[inline]
+pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, DecodeError> {
+    decode_with(buf, max_packet_size, ProtocolVersion::V311)
+}
+
+/// Decodes the packet at the front of `buf` as a packet of `version`.
 ///
 /// Returns [`Decoded::Incomplete`] when more bytes are needed. A packet whose total size would
 /// exceed `max_packet_size` is rejected as soon as its fixed header is readable, so a peer cannot
 /// make the caller buffer a huge body. The returned packet borrows from `buf`.
-pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, DecodeError> {
+///
+/// A CONNECT declares its own version: the decoder accepts levels up to `version` (3 and 4 for
+/// 3.1.1; 3, 4 and 5 for MQTT 5) and reports the one found in [`super::Connect::protocol`].
+/// `V31` and `V311` decode every other packet the same way.
+pub fn decode_with(
+    buf: &[u8],
+    max_packet_size: usize,
+    version: ProtocolVersion,
+) -> Result<Decoded<'_>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(Decoded::Incomplete);
     };
-    let packet_type =
-        PacketType::from_nibble(first >> 4).ok_or(DecodeError::ReservedPacketType(first >> 4))?;
+    let packet_type = match PacketType::from_nibble(first >> 4) {
+        Some(PacketType::Auth) if !version.is_v5() => None,
+        other => other,
+    }
+    .ok_or(DecodeError::ReservedPacketType(first >> 4))?;
     let flags = first & 0x0F;
     if let Some(fixed) = packet_type.fixed_flags() {
         if flags != fixed {
@@ -198,11 +312,13 @@ pub fn decode(buf: &[u8], max_packet_size: usize) -> Result<Decoded<'_>, DecodeE
         return Ok(Decoded::Incomplete);
     }
     let body = &buf[1 + length_bytes..total];
-    let packet = decode_body(packet_type, flags, body)?;
-    Ok(Decoded::Complete {
-        packet,
-        consumed: total,
-    })
+    // The body decoders build the `Decoded` themselves so the packet is written once, in
+    // place (a `Packet` returned and then wrapped costs a copy on the hot path).
+    if version.is_v5() {
+        decode_body_v5(packet_type, flags, body, total)
+    } else {
+        decode_body(packet_type, flags, body, total)
+    }
 }
 
 /// Reads the variable-length remaining-length field: `Ok(None)` when more bytes are needed.
@@ -232,13 +348,18 @@ fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
     }
 }
 
-fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet<'_>, DecodeError> {
+fn decode_body(
+    packet_type: PacketType,
+    flags: u8,
+    body: &[u8],
+    consumed: usize,
+) -> Result<Decoded<'_>, DecodeError> {
     let mut reader = Reader {
         bytes: body,
         packet_type,
     };
     let packet = match packet_type {
-        PacketType::Connect => return decode_connect(reader),
+        PacketType::Connect => decode_connect(reader)?,
         PacketType::ConnAck => {
             reader.expect_len(2)?;
             let ack_flags = reader.u8()?;
@@ -252,10 +373,7 @@ fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet
             if session_present && code != ConnectReturnCode::Accepted {
                 return Err(DecodeError::SessionPresentWithRefusal);
             }
-            Packet::ConnAck(ConnAck {
-                session_present,
-                code,
-            })
+            Packet::ConnAck(ConnAck::new(session_present, code))
         }
         PacketType::Publish => {
             let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS)?;
@@ -272,29 +390,32 @@ fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet
                 topic,
                 packet_id,
                 payload: reader.bytes,
+                properties: Properties::EMPTY,
             })
         }
-        PacketType::PubAck => Packet::PubAck(reader.only_packet_id()?),
-        PacketType::PubRec => Packet::PubRec(reader.only_packet_id()?),
-        PacketType::PubRel => Packet::PubRel(reader.only_packet_id()?),
-        PacketType::PubComp => Packet::PubComp(reader.only_packet_id()?),
-        PacketType::UnsubAck => Packet::UnsubAck(reader.only_packet_id()?),
+        PacketType::PubAck => Packet::PubAck(Ack::new(reader.only_packet_id()?)),
+        PacketType::PubRec => Packet::PubRec(Ack::new(reader.only_packet_id()?)),
+        PacketType::PubRel => Packet::PubRel(Ack::new(reader.only_packet_id()?)),
+        PacketType::PubComp => Packet::PubComp(Ack::new(reader.only_packet_id()?)),
+        PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::new(reader.only_packet_id()?)),
         PacketType::Subscribe => {
             let packet_id = reader.packet_id()?;
             let payload = reader.bytes;
-            validate_topic_list(&mut reader, true)?;
+            validate_topic_list(&mut reader, Some(false))?;
             Packet::Subscribe(Subscribe {
                 packet_id,
                 topics: SubscribeTopics::Encoded(payload),
+                properties: Properties::EMPTY,
             })
         }
         PacketType::Unsubscribe => {
             let packet_id = reader.packet_id()?;
             let payload = reader.bytes;
-            validate_topic_list(&mut reader, false)?;
+            validate_topic_list(&mut reader, None)?;
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::Encoded(payload),
+                properties: Properties::EMPTY,
             })
         }
         PacketType::SubAck => {
@@ -312,6 +433,7 @@ fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet
             Packet::SubAck(SubAck {
                 packet_id,
                 return_codes,
+                properties: Properties::EMPTY,
             })
         }
         PacketType::PingReq => {
@@ -324,13 +446,158 @@ fn decode_body(packet_type: PacketType, flags: u8, body: &[u8]) -> Result<Packet
         }
         PacketType::Disconnect => {
             reader.expect_len(0)?;
-            Packet::Disconnect
+            Packet::Disconnect(Disconnect::NORMAL)
         }
+        PacketType::Auth => return Err(DecodeError::ReservedPacketType(15)),
     };
-    Ok(packet)
+    Ok(Decoded::Complete { packet, consumed })
 }
 
-fn validate_topic_list(reader: &mut Reader<'_>, with_qos: bool) -> Result<(), DecodeError> {
+/// The MQTT 5 bodies: the 3.1.1 layout plus properties and reason codes.
+fn decode_body_v5(
+    packet_type: PacketType,
+    flags: u8,
+    body: &[u8],
+    consumed: usize,
+) -> Result<Decoded<'_>, DecodeError> {
+    let mut reader = Reader::new(body, packet_type);
+    let ctx = properties::context(packet_type);
+    let packet = match packet_type {
+        PacketType::Connect => decode_connect_with(reader, true)?,
+        PacketType::ConnAck => {
+            let ack_flags = reader.u8()?;
+            if ack_flags & 0xFE != 0 {
+                return Err(DecodeError::InvalidConnAckFlags(ack_flags));
+            }
+            let reason_code = reader.reason_code()?;
+            let session_present = ack_flags & 1 == 1;
+            // [MQTT-3.2.2-6]: a refusal carries Session Present 0.
+            if session_present && reason_code != ReasonCode::Success {
+                return Err(DecodeError::SessionPresentWithRefusal);
+            }
+            let properties = read_properties(&mut reader, ctx)?;
+            reader.expect_end()?;
+            Packet::ConnAck(ConnAck {
+                session_present,
+                code: ConnectReturnCode::from_reason_code(reason_code),
+                reason_code,
+                properties,
+            })
+        }
+        PacketType::Publish => {
+            let qos = QoS::from_u8((flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS)?;
+            let topic = reader.string()?;
+            let packet_id = match qos {
+                QoS::AtMostOnce => None,
+                _ => Some(reader.packet_id()?),
+            };
+            let properties = read_properties(&mut reader, ctx)?;
+            // An empty topic stands for the one a Topic Alias names [MQTT-3.3.2-8].
+            if !(topic.is_empty() && properties.topic_alias().is_some()) {
+                validate_topic_name(topic).map_err(DecodeError::InvalidTopicName)?;
+            }
+            Packet::Publish(Publish {
+                dup: flags & 0b1000 != 0,
+                qos,
+                retain: flags & 1 != 0,
+                topic,
+                packet_id,
+                payload: reader.bytes,
+                properties,
+            })
+        }
+        PacketType::PubAck => Packet::PubAck(reader.ack_v5()?),
+        PacketType::PubRec => Packet::PubRec(reader.ack_v5()?),
+        PacketType::PubRel => Packet::PubRel(reader.ack_v5()?),
+        PacketType::PubComp => Packet::PubComp(reader.ack_v5()?),
+        PacketType::Subscribe => {
+            let packet_id = reader.packet_id()?;
+            let properties = read_properties(&mut reader, ctx)?;
+            let payload = reader.bytes;
+            validate_topic_list(&mut reader, Some(true))?;
+            Packet::Subscribe(Subscribe {
+                packet_id,
+                topics: SubscribeTopics::Encoded(payload),
+                properties,
+            })
+        }
+        PacketType::Unsubscribe => {
+            let packet_id = reader.packet_id()?;
+            let properties = read_properties(&mut reader, ctx)?;
+            let payload = reader.bytes;
+            validate_topic_list(&mut reader, None)?;
+            Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                topics: UnsubscribeTopics::Encoded(payload),
+                properties,
+            })
+        }
+        PacketType::SubAck | PacketType::UnsubAck => {
+            let packet_id = reader.packet_id()?;
+            let properties = read_properties(&mut reader, ctx)?;
+            let codes = reader.bytes;
+            if codes.is_empty() {
+                return Err(DecodeError::EmptyPayload { packet_type });
+            }
+            for _ in codes {
+                reader.reason_code()?;
+            }
+            if packet_type == PacketType::SubAck {
+                Packet::SubAck(SubAck {
+                    packet_id,
+                    return_codes: codes,
+                    properties,
+                })
+            } else {
+                Packet::UnsubAck(UnsubAck {
+                    packet_id,
+                    reason_codes: codes,
+                    properties,
+                })
+            }
+        }
+        PacketType::PingReq => {
+            reader.expect_len(0)?;
+            Packet::PingReq
+        }
+        PacketType::PingResp => {
+            reader.expect_len(0)?;
+            Packet::PingResp
+        }
+        // Remaining length 0: reason 0x00 and no properties (sections 3.14.2.1, 3.15.2.1).
+        PacketType::Disconnect | PacketType::Auth => {
+            let (reason_code, properties) = if reader.is_empty() {
+                (ReasonCode::Success, Properties::EMPTY)
+            } else {
+                let reason_code = reader.reason_code()?;
+                // DISCONNECT may stop after the reason code (section 3.14.2.2.1); AUTH omits
+                // both or neither (section 3.15.2.1).
+                let properties = if reader.is_empty() && packet_type == PacketType::Disconnect {
+                    Properties::EMPTY
+                } else {
+                    read_properties(&mut reader, ctx)?
+                };
+                reader.expect_end()?;
+                (reason_code, properties)
+            };
+            if packet_type == PacketType::Disconnect {
+                Packet::Disconnect(Disconnect {
+                    reason_code,
+                    properties,
+                })
+            } else {
+                Packet::Auth(Auth {
+                    reason_code,
+                    properties,
+                })
+            }
+        }
+    };
+    Ok(Decoded::Complete { packet, consumed })
+}
+
+/// Validates a SUBSCRIBE (`options`: `Some(v5)`) or UNSUBSCRIBE (`None`) payload.
+fn validate_topic_list(reader: &mut Reader<'_>, options: Option<bool>) -> Result<(), DecodeError> {
     if reader.bytes.is_empty() {
         return Err(DecodeError::EmptyPayload {
             packet_type: reader.packet_type,
@@ -339,20 +606,35 @@ fn validate_topic_list(reader: &mut Reader<'_>, with_qos: bool) -> Result<(), De
     while !reader.bytes.is_empty() {
         let filter = reader.string()?;
         validate_topic_filter(filter).map_err(DecodeError::InvalidTopicFilter)?;
-        if with_qos {
-            let requested = reader.u8()?;
-            if requested > 2 {
-                return Err(DecodeError::InvalidRequestedQoS(requested));
+        match options {
+            Some(false) => {
+                let requested = reader.u8()?;
+                if requested > 2 {
+                    return Err(DecodeError::InvalidRequestedQoS(requested));
+                }
             }
+            Some(true) => {
+                let byte = reader.u8()?;
+                if SubscriptionOptions::from_u8(byte).is_none() {
+                    return Err(DecodeError::InvalidRequestedQoS(byte));
+                }
+            }
+            None => {}
         }
     }
     Ok(())
 }
 
-fn decode_connect(mut reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
+fn decode_connect(reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
+    decode_connect_with(reader, false)
+}
+
+/// CONNECT; `accept_v5`: the decoder is an MQTT 5 one, so level 5 is accepted.
+fn decode_connect_with(mut reader: Reader<'_>, accept_v5: bool) -> Result<Packet<'_>, DecodeError> {
     let protocol = match (reader.string()?, reader.u8()?) {
         ("MQTT", 4) => ProtocolVersion::V311,
         ("MQIsdp", 3) => ProtocolVersion::V31,
+        ("MQTT", 5) if accept_v5 => ProtocolVersion::V5,
         ("MQTT", level) | ("MQIsdp", level) => {
             return Err(DecodeError::UnsupportedProtocolLevel(level))
         }
@@ -373,11 +655,23 @@ fn decode_connect(mut reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
         return Err(DecodeError::InvalidWillFlags);
     }
     let will_qos = QoS::from_u8(will_qos_bits).ok_or(DecodeError::InvalidQoS)?;
-    if password_flag && !username_flag {
+    let v5 = protocol.is_v5();
+    // MQTT 5 allows a password without a user name (section 3.1.2.9).
+    if password_flag && !username_flag && !v5 {
         return Err(DecodeError::PasswordWithoutUsername);
     }
+    let properties = if v5 {
+        read_properties(&mut reader, properties::context(PacketType::Connect))?
+    } else {
+        Properties::EMPTY
+    };
     let client_id = reader.string()?;
     let will = if will_flag {
+        let will_properties = if v5 {
+            read_properties(&mut reader, WILL)?
+        } else {
+            Properties::EMPTY
+        };
         let topic = reader.string()?;
         validate_topic_name(topic).map_err(DecodeError::InvalidTopicName)?;
         let payload = reader.binary()?;
@@ -386,6 +680,7 @@ fn decode_connect(mut reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
             payload,
             qos: will_qos,
             retain: will_retain,
+            properties: will_properties,
         })
     } else {
         None
@@ -413,23 +708,102 @@ fn decode_connect(mut reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
         will,
         username,
         password,
+        properties,
     }))
 }
 
 /// A cursor over a packet body; every read is bounds-checked against the body.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
     packet_type: PacketType,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], packet_type: PacketType) -> Self {
+        Reader { bytes, packet_type }
+    }
+
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A variable byte integer, section 1.5.5.
+    pub(crate) fn vbi(&mut self) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for index in 0..4 {
+            let byte = self.u8()?;
+            value |= u32::from(byte & 0x7F) << (7 * index);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::MalformedVariableByteInteger)
+    }
+
+    /// A reason code allowed in this packet.
+    fn reason_code(&mut self) -> Result<ReasonCode, DecodeError> {
+        let code = self.u8()?;
+        match ReasonCode::from_u8(code) {
+            Some(reason) if reason.is_allowed_in(self.packet_type) => Ok(reason),
+            _ => Err(DecodeError::InvalidReasonCode {
+                packet_type: self.packet_type,
+                code,
+            }),
+        }
+    }
+
+    /// An MQTT 5 PUBACK/PUBREC/PUBREL/PUBCOMP: remaining length 2 means reason 0x00 and no
+    /// properties, 3 means no properties (section 3.4.2.1).
+    fn ack_v5(&mut self) -> Result<Ack<'a>, DecodeError> {
+        let packet_id = self.packet_id()?;
+        let reason_code = if self.is_empty() {
+            ReasonCode::Success
+        } else {
+            self.reason_code()?
+        };
+        let properties = if self.is_empty() {
+            Properties::EMPTY
+        } else {
+            read_properties(self, properties::context(self.packet_type))?
+        };
+        self.expect_end()?;
+        Ok(Ack {
+            packet_id,
+            reason_code,
+            properties,
+        })
+    }
+
+    fn expect_end(&self) -> Result<(), DecodeError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::TrailingBytes {
+                packet_type: self.packet_type,
+            })
+        }
+    }
+
     fn truncated(&self) -> DecodeError {
         DecodeError::Truncated {
             packet_type: self.packet_type,
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < n {
             return Err(self.truncated());
         }
@@ -438,11 +812,11 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
@@ -466,12 +840,12 @@ impl<'a> Reader<'a> {
         self.packet_id()
     }
 
-    fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn binary(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u16()?;
         self.take(usize::from(len))
     }
 
-    fn string(&mut self) -> Result<&'a str, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<&'a str, DecodeError> {
         let raw = self.binary()?;
         let s = core::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8)?;
         if raw.contains(&0) {

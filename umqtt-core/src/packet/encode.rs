@@ -1,9 +1,11 @@
 //! Encoding into caller-provided buffers.
 
-use super::decode::EncodedStrings;
+use super::decode::{DecodeError, EncodedStrings};
+use super::properties::{self, Context, Violation, WILL};
 use super::{
-    Connect, Packet, PacketType, ProtocolVersion, Publish, QoS, SubscribeReturnCode,
-    SubscribeTopics, UnsubscribeTopics, MAX_REMAINING_LENGTH,
+    Ack, Connect, Packet, PacketType, Properties, PropertyId, ProtocolVersion, Publish, QoS,
+    ReasonCode, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions, UnsubAck,
+    UnsubscribeTopics, MAX_REMAINING_LENGTH,
 };
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 
@@ -41,6 +43,58 @@ pub enum EncodeError {
     /// well-formed list of entries (truncated, trailing bytes, bad UTF-8 or a requested QoS
     /// byte other than 0, 1, 2).
     MalformedTopicList,
+    /// The packet carries something only MQTT 5 has (properties, a reason code other than
+    /// success, subscription options beyond QoS, UNSUBACK reason codes, AUTH) but is encoded
+    /// as 3.1.1 or 3.1: refused rather than silently dropped.
+    RequiresMqtt5,
+    /// A property this packet (or the will) may not carry (MQTT 5 section 2.2.2.2, table 2-4).
+    PropertyNotAllowed {
+        /// The property.
+        property: PropertyId,
+        /// The packet.
+        packet_type: PacketType,
+        /// It is in a will's properties.
+        will: bool,
+    },
+    /// A property other than User Property (or Subscription Identifier in PUBLISH) given twice
+    /// (MQTT 5 section 2.2.2.2).
+    DuplicateProperty {
+        /// The repeated property.
+        property: PropertyId,
+    },
+    /// A property value the specification forbids (see
+    /// [`DecodeError::InvalidPropertyValue`] for the list).
+    InvalidPropertyValue {
+        /// The property.
+        property: PropertyId,
+        /// The value given.
+        value: u32,
+    },
+    /// A reason code this packet may not carry (MQTT 5 section 2.4, table 2-6).
+    InvalidReasonCode {
+        /// The packet.
+        packet_type: PacketType,
+        /// The code.
+        code: u8,
+    },
+    /// [`Properties::Encoded`] bytes that do not decode as valid properties for the packet.
+    MalformedProperties(DecodeError),
+}
+
+impl EncodeError {
+    pub(crate) fn from_violation(violation: Violation, ctx: Context) -> EncodeError {
+        match violation {
+            Violation::NotAllowed(property) => EncodeError::PropertyNotAllowed {
+                property,
+                packet_type: properties::packet_type_of(ctx),
+                will: ctx == WILL,
+            },
+            Violation::Duplicate(property) => EncodeError::DuplicateProperty { property },
+            Violation::InvalidValue(property, value) => {
+                EncodeError::InvalidPropertyValue { property, value }
+            }
+        }
+    }
 }
 
 impl core::fmt::Display for EncodeError {
@@ -64,11 +118,40 @@ impl core::fmt::Display for EncodeError {
                 write!(f, "invalid SUBACK return code {c:#04x}")
             }
             EncodeError::MalformedTopicList => f.write_str("malformed encoded topic list"),
+            EncodeError::RequiresMqtt5 => {
+                f.write_str("packet has MQTT 5 properties or reason codes but is encoded as 3.1.1")
+            }
+            EncodeError::PropertyNotAllowed {
+                property,
+                packet_type,
+                will,
+            } => {
+                if *will {
+                    write!(f, "property {property:?} not allowed in will properties")
+                } else {
+                    write!(f, "property {property:?} not allowed in {packet_type:?}")
+                }
+            }
+            EncodeError::DuplicateProperty { property } => {
+                write!(f, "property {property:?} given more than once")
+            }
+            EncodeError::InvalidPropertyValue { property, value } => {
+                write!(f, "invalid value {value} for property {property:?}")
+            }
+            EncodeError::InvalidReasonCode { packet_type, code } => {
+                write!(f, "reason code {code:#04x} not allowed in {packet_type:?}")
+            }
+            EncodeError::MalformedProperties(e) => write!(f, "malformed encoded properties: {e}"),
         }
     }
 }
 
 impl core::error::Error for EncodeError {}
+
+/// Number of bytes a variable byte integer (e.g. the remaining length) takes for `len`.
+pub(crate) const fn vbi_len(len: usize) -> usize {
+    remaining_length_bytes(len)
+}
 
 /// Number of bytes the remaining-length field takes for `len`.
 const fn remaining_length_bytes(len: usize) -> usize {
@@ -80,14 +163,14 @@ const fn remaining_length_bytes(len: usize) -> usize {
     }
 }
 
-fn string_len(s: &str) -> Result<usize, EncodeError> {
+pub(crate) fn string_len(s: &str) -> Result<usize, EncodeError> {
     if s.as_bytes().contains(&0) {
         return Err(EncodeError::NullCharacter);
     }
     binary_len(s.as_bytes())
 }
 
-fn binary_len(b: &[u8]) -> Result<usize, EncodeError> {
+pub(crate) fn binary_len(b: &[u8]) -> Result<usize, EncodeError> {
     if b.len() > usize::from(u16::MAX) {
         return Err(EncodeError::StringTooLong);
     }
@@ -106,22 +189,141 @@ fn topic_filter_len(filter: &str) -> Result<usize, EncodeError> {
     string_len(filter)
 }
 
+/// What [`Packet::header`] found: the first byte, the remaining length and the sizes of the
+/// property blocks (prefix included; 0 when absent) so they are not computed twice.
+struct Header {
+    first: u8,
+    remaining: usize,
+    properties: usize,
+    will_properties: usize,
+}
+
+impl Header {
+    /// For a 3.1.1 CONNECT, which has no property blocks.
+    const EMPTY: Header = Header {
+        first: 0,
+        remaining: 0,
+        properties: 0,
+        will_properties: 0,
+    };
+}
+
+/// The size of a property block in an MQTT 5 packet; in 3.1.1 properties must be empty.
+fn properties_len(
+    properties: &Properties<'_>,
+    ctx: Context,
+    v5: bool,
+) -> Result<usize, EncodeError> {
+    if v5 {
+        properties.encoded_len(ctx)
+    } else if properties.is_empty() {
+        Ok(0)
+    } else {
+        Err(EncodeError::RequiresMqtt5)
+    }
+}
+
+fn check_reason(code: ReasonCode, packet_type: PacketType, v5: bool) -> Result<(), EncodeError> {
+    if !v5 {
+        return if code == ReasonCode::Success {
+            Ok(())
+        } else {
+            Err(EncodeError::RequiresMqtt5)
+        };
+    }
+    if code.is_allowed_in(packet_type) {
+        Ok(())
+    } else {
+        Err(EncodeError::InvalidReasonCode {
+            packet_type,
+            code: code as u8,
+        })
+    }
+}
+
+fn check_reason_bytes(codes: &[u8], packet_type: PacketType) -> Result<(), EncodeError> {
+    match codes
+        .iter()
+        .find(|&&c| !ReasonCode::from_u8(c).is_some_and(|reason| reason.is_allowed_in(packet_type)))
+    {
+        Some(&code) => Err(EncodeError::InvalidReasonCode { packet_type, code }),
+        None => Ok(()),
+    }
+}
+
+/// The length of an MQTT 5 acknowledgement body after the packet id: the short forms drop a
+/// success code without properties (section 3.4.2.1), then properties alone.
+const fn short_form_len(reason: ReasonCode, properties: usize, empty: bool) -> usize {
+    if empty {
+        if matches!(reason, ReasonCode::Success) {
+            0
+        } else {
+            1
+        }
+    } else {
+        1 + properties
+    }
+}
+
 impl Packet<'_> {
-    /// Validates the packet and returns `(first byte, remaining length)`.
-    fn header(&self) -> Result<(u8, usize), EncodeError> {
+    /// Whether the packet is written as MQTT 5 when encoded for `version` (a CONNECT goes by
+    /// its own `protocol`).
+    fn is_v5_for(&self, version: ProtocolVersion) -> bool {
+        match self {
+            Packet::Connect(connect) => connect.protocol.is_v5(),
+            _ => version.is_v5(),
+        }
+    }
+
+    /// Validates a 3.1.1 packet and returns `(first byte, remaining length)`: the 3.1.1 layout
+    /// plus the refusal of anything only MQTT 5 can carry. Kept apart from [`Packet::header`]
+    /// so the 3.1.1 hot path costs what it did before MQTT 5.
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
         let type_bits = (self.packet_type() as u8) << 4;
         let (flags, remaining) = match self {
-            Packet::Connect(connect) => (0, connect_body_len(connect)?),
-            Packet::ConnAck(_) => (0, 2),
-            Packet::Publish(publish) => (publish_flags(publish)?, publish_body_len(publish)?),
-            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::UnsubAck(_) => {
+            Packet::Connect(connect) => (0, connect_body_len(connect)?.0),
+            Packet::ConnAck(ack) => {
+                if !ack.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
                 (0, 2)
             }
-            Packet::PubRel(_) => (0b0010, 2),
+            Packet::Publish(publish) => {
+                if !publish.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (publish_flags(publish)?, publish_body_len(publish, false)?)
+            }
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
+                if ack.reason_code != ReasonCode::Success || !ack.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                let flags = if matches!(self, Packet::PubRel(_)) {
+                    0b0010
+                } else {
+                    0
+                };
+                (flags, 2)
+            }
+            Packet::UnsubAck(unsuback) => {
+                if !unsuback.reason_codes.is_empty() || !unsuback.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 2)
+            }
             Packet::Subscribe(subscribe) => {
+                if !subscribe.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
                 let mut len = 2;
                 let mut count = 0;
-                for (filter, _) in subscribe.topics.iter() {
+                for (filter, options) in subscribe.topics.iter_options() {
+                    if !options.is_qos_only() {
+                        return Err(EncodeError::RequiresMqtt5);
+                    }
                     len += topic_filter_len(filter)? + 1;
                     count += 1;
                 }
@@ -140,6 +342,9 @@ impl Packet<'_> {
                 (0b0010, len)
             }
             Packet::SubAck(suback) => {
+                if !suback.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
                 if suback.return_codes.is_empty() {
                     return Err(EncodeError::EmptyPayload);
                 }
@@ -153,6 +358,9 @@ impl Packet<'_> {
                 (0, 2 + suback.return_codes.len())
             }
             Packet::Unsubscribe(unsubscribe) => {
+                if !unsubscribe.properties.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
                 let mut len = 2;
                 let mut count = 0;
                 for filter in unsubscribe.topics.iter() {
@@ -169,7 +377,16 @@ impl Packet<'_> {
                 }
                 (0b0010, len)
             }
-            Packet::PingReq | Packet::PingResp | Packet::Disconnect => (0, 0),
+            Packet::PingReq | Packet::PingResp => (0, 0),
+            Packet::Disconnect(disconnect) => {
+                if disconnect.reason_code != ReasonCode::Success
+                    || !disconnect.properties.is_empty()
+                {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 0)
+            }
+            Packet::Auth(_) => return Err(EncodeError::RequiresMqtt5),
         };
         if remaining > MAX_REMAINING_LENGTH {
             return Err(EncodeError::PacketTooLarge);
@@ -177,18 +394,9 @@ impl Packet<'_> {
         Ok((type_bits | flags, remaining))
     }
 
-    /// The number of bytes [`Packet::encode`] will write, after validating the packet.
-    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
-        let (_, remaining) = self.header()?;
-        Ok(1 + remaining_length_bytes(remaining) + remaining)
-    }
-
-    /// Writes the packet to the front of `buf` and returns how many bytes it used.
-    ///
-    /// The packet is validated first (topic rules, string lengths, packet-id presence); on error
-    /// nothing meaningful is written.
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let (first, remaining) = self.header()?;
+    /// Writes a packet validated by [`Packet::header_v311`].
+    fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        let (first, remaining) = self.header_v311()?;
         let needed = 1 + remaining_length_bytes(remaining) + remaining;
         if buf.len() < needed {
             return Err(EncodeError::BufferTooSmall { needed });
@@ -197,7 +405,7 @@ impl Packet<'_> {
         w.u8(first);
         w.remaining_length(remaining);
         match self {
-            Packet::Connect(connect) => write_connect(&mut w, connect),
+            Packet::Connect(connect) => write_connect(&mut w, connect, &Header::EMPTY),
             Packet::ConnAck(ack) => {
                 w.u8(u8::from(ack.session_present));
                 w.u8(ack.code as u8);
@@ -209,11 +417,11 @@ impl Packet<'_> {
                 }
                 w.raw(publish.payload);
             }
-            Packet::PubAck(id)
-            | Packet::PubRec(id)
-            | Packet::PubRel(id)
-            | Packet::PubComp(id)
-            | Packet::UnsubAck(id) => w.u16(id.get()),
+            Packet::PubAck(Ack { packet_id, .. })
+            | Packet::PubRec(Ack { packet_id, .. })
+            | Packet::PubRel(Ack { packet_id, .. })
+            | Packet::PubComp(Ack { packet_id, .. })
+            | Packet::UnsubAck(UnsubAck { packet_id, .. }) => w.u16(packet_id.get()),
             Packet::Subscribe(subscribe) => {
                 w.u16(subscribe.packet_id.get());
                 write_subscribe_topics(&mut w, &subscribe.topics);
@@ -226,10 +434,299 @@ impl Packet<'_> {
                 w.u16(unsubscribe.packet_id.get());
                 write_unsubscribe_topics(&mut w, &unsubscribe.topics);
             }
-            Packet::PingReq | Packet::PingResp | Packet::Disconnect => {}
+            Packet::PingReq | Packet::PingResp | Packet::Disconnect(_) | Packet::Auth(_) => {}
         }
         debug_assert_eq!(w.pos, needed);
         Ok(needed)
+    }
+
+    /// Validates an MQTT 5 packet and sizes it.
+    fn header(&self, version: ProtocolVersion) -> Result<Header, EncodeError> {
+        let v5 = version.is_v5();
+        let packet_type = self.packet_type();
+        let type_bits = (packet_type as u8) << 4;
+        let ctx = properties::context(packet_type);
+        let mut props = 0;
+        let mut will_props = 0;
+        let (flags, remaining) = match self {
+            Packet::Connect(connect) => {
+                let (len, p, w) = connect_body_len(connect)?;
+                props = p;
+                will_props = w;
+                (0, len)
+            }
+            Packet::ConnAck(ack) => {
+                if v5 {
+                    check_reason(ack.reason_code, packet_type, true)?;
+                }
+                props = properties_len(&ack.properties, ctx, v5)?;
+                (0, 2 + props)
+            }
+            Packet::Publish(publish) => {
+                props = properties_len(&publish.properties, ctx, v5)?;
+                (
+                    publish_flags(publish)?,
+                    publish_body_len(publish, v5)? + props,
+                )
+            }
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
+                check_reason(ack.reason_code, packet_type, v5)?;
+                props = properties_len(&ack.properties, ctx, v5)?;
+                let flags = if packet_type == PacketType::PubRel {
+                    0b0010
+                } else {
+                    0
+                };
+                (
+                    flags,
+                    2 + short_form_len(ack.reason_code, props, ack.properties.is_empty()),
+                )
+            }
+            Packet::Subscribe(subscribe) => {
+                props = properties_len(&subscribe.properties, ctx, v5)?;
+                let mut len = 2;
+                let mut count = 0;
+                for (filter, options) in subscribe.topics.iter_options() {
+                    if !v5 && !options.is_qos_only() {
+                        return Err(EncodeError::RequiresMqtt5);
+                    }
+                    len += topic_filter_len(filter)? + 1;
+                    count += 1;
+                }
+                if let SubscribeTopics::Encoded(bytes) = subscribe.topics {
+                    // `iter` stops at the first malformed entry and reads a bad options byte as
+                    // QoS 0, but the bytes are written as they are: they must be exactly the
+                    // entries.
+                    if len != 2 + bytes.len()
+                        || EncodedStrings::new(bytes, true).any(|(_, byte)| {
+                            SubscriptionOptions::from_u8(byte).is_none() || (!v5 && byte > 2)
+                        })
+                    {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
+                }
+                if count == 0 {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                (0b0010, len + props)
+            }
+            Packet::SubAck(suback) => {
+                props = properties_len(&suback.properties, ctx, v5)?;
+                if suback.return_codes.is_empty() {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                if v5 {
+                    check_reason_bytes(suback.return_codes, packet_type)?;
+                } else if let Some(&bad) = suback
+                    .return_codes
+                    .iter()
+                    .find(|&&c| SubscribeReturnCode::from_u8(c).is_none())
+                {
+                    return Err(EncodeError::InvalidSubAckReturnCode(bad));
+                }
+                (0, 2 + props + suback.return_codes.len())
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                props = properties_len(&unsubscribe.properties, ctx, v5)?;
+                let mut len = 2;
+                let mut count = 0;
+                for filter in unsubscribe.topics.iter() {
+                    len += topic_filter_len(filter)?;
+                    count += 1;
+                }
+                if let UnsubscribeTopics::Encoded(bytes) = unsubscribe.topics {
+                    if len != 2 + bytes.len() {
+                        return Err(EncodeError::MalformedTopicList);
+                    }
+                }
+                if count == 0 {
+                    return Err(EncodeError::EmptyPayload);
+                }
+                (0b0010, len + props)
+            }
+            Packet::UnsubAck(unsuback) => {
+                props = properties_len(&unsuback.properties, ctx, v5)?;
+                if v5 {
+                    // One reason code per filter of the UNSUBSCRIBE (section 3.11.3).
+                    if unsuback.reason_codes.is_empty() {
+                        return Err(EncodeError::EmptyPayload);
+                    }
+                    check_reason_bytes(unsuback.reason_codes, packet_type)?;
+                } else if !unsuback.reason_codes.is_empty() {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                (0, 2 + props + unsuback.reason_codes.len())
+            }
+            Packet::PingReq | Packet::PingResp => (0, 0),
+            Packet::Disconnect(disconnect) => {
+                check_reason(disconnect.reason_code, packet_type, v5)?;
+                props = properties_len(&disconnect.properties, ctx, v5)?;
+                let len = if disconnect.properties.is_empty() {
+                    usize::from(disconnect.reason_code != ReasonCode::Success)
+                } else {
+                    1 + props
+                };
+                (0, len)
+            }
+            Packet::Auth(auth) => {
+                if !v5 {
+                    return Err(EncodeError::RequiresMqtt5);
+                }
+                check_reason(auth.reason_code, packet_type, v5)?;
+                props = properties_len(&auth.properties, ctx, v5)?;
+                let len = if auth.properties.is_empty() && auth.reason_code == ReasonCode::Success {
+                    0
+                } else {
+                    1 + props
+                };
+                (0, len)
+            }
+        };
+        if remaining > MAX_REMAINING_LENGTH {
+            return Err(EncodeError::PacketTooLarge);
+        }
+        Ok(Header {
+            first: type_bits | flags,
+            remaining,
+            properties: props,
+            will_properties: will_props,
+        })
+    }
+
+    /// The number of bytes [`Packet::encode`] will write, after validating the packet.
+    #[inline]
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        self.encoded_len_with(ProtocolVersion::V311)
+    }
+
+    /// The number of bytes [`Packet::encode_with`] will write for `version`, after validating
+    /// the packet.
+    pub fn encoded_len_with(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        if !self.is_v5_for(version) {
+            let (_, remaining) = self.header_v311()?;
+            return Ok(1 + remaining_length_bytes(remaining) + remaining);
+        }
+        let header = self.header(ProtocolVersion::V5)?;
+        Ok(1 + remaining_length_bytes(header.remaining) + header.remaining)
+    }
+
+    /// Writes the packet as MQTT 3.1.1 to the front of `buf` and returns how many bytes it
+    /// used: [`Packet::encode_with`] for [`ProtocolVersion::V311`].
+    #[inline]
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_with(buf, ProtocolVersion::V311)
+    }
+
+    /// Writes the packet as a packet of `version` to the front of `buf` and returns how many
+    /// bytes it used.
+    ///
+    /// The packet is validated first (topic rules, string lengths, packet-id presence, and for
+    /// MQTT 5 the property allow lists and reason codes; MQTT 5 parts in a 3.1.1 packet are
+    /// refused); on error nothing meaningful is written. A CONNECT is written in the version
+    /// its `protocol` field names, whatever `version` says.
+    pub fn encode_with(
+        &self,
+        buf: &mut [u8],
+        version: ProtocolVersion,
+    ) -> Result<usize, EncodeError> {
+        if !self.is_v5_for(version) {
+            return self.encode_v311(buf);
+        }
+        let header = self.header(ProtocolVersion::V5)?;
+        let v5 = true;
+        let remaining = header.remaining;
+        let needed = 1 + remaining_length_bytes(remaining) + remaining;
+        if buf.len() < needed {
+            return Err(EncodeError::BufferTooSmall { needed });
+        }
+        let mut w = Writer { buf, pos: 0 };
+        w.u8(header.first);
+        w.remaining_length(remaining);
+        match self {
+            Packet::Connect(connect) => write_connect(&mut w, connect, &header),
+            Packet::ConnAck(ack) => {
+                w.u8(u8::from(ack.session_present));
+                if v5 {
+                    w.u8(ack.reason_code as u8);
+                    ack.properties.write(&mut w, header.properties);
+                } else {
+                    w.u8(ack.code as u8);
+                }
+            }
+            Packet::Publish(publish) => {
+                w.string(publish.topic);
+                if let Some(id) = publish.packet_id {
+                    w.u16(id.get());
+                }
+                if v5 {
+                    publish.properties.write(&mut w, header.properties);
+                }
+                w.raw(publish.payload);
+            }
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => write_ack(&mut w, ack, header.properties),
+            Packet::Subscribe(subscribe) => {
+                w.u16(subscribe.packet_id.get());
+                if v5 {
+                    subscribe.properties.write(&mut w, header.properties);
+                }
+                write_subscribe_topics(&mut w, &subscribe.topics);
+            }
+            Packet::SubAck(suback) => {
+                w.u16(suback.packet_id.get());
+                if v5 {
+                    suback.properties.write(&mut w, header.properties);
+                }
+                w.raw(suback.return_codes);
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                w.u16(unsubscribe.packet_id.get());
+                if v5 {
+                    unsubscribe.properties.write(&mut w, header.properties);
+                }
+                write_unsubscribe_topics(&mut w, &unsubscribe.topics);
+            }
+            Packet::UnsubAck(unsuback) => {
+                w.u16(unsuback.packet_id.get());
+                if v5 {
+                    unsuback.properties.write(&mut w, header.properties);
+                    w.raw(unsuback.reason_codes);
+                }
+            }
+            Packet::PingReq | Packet::PingResp => {}
+            Packet::Disconnect(disconnect) => {
+                if remaining > 0 {
+                    w.u8(disconnect.reason_code as u8);
+                }
+                if !disconnect.properties.is_empty() {
+                    disconnect.properties.write(&mut w, header.properties);
+                }
+            }
+            Packet::Auth(auth) => {
+                if remaining > 0 {
+                    w.u8(auth.reason_code as u8);
+                    auth.properties.write(&mut w, header.properties);
+                }
+            }
+        }
+        debug_assert_eq!(w.pos, needed);
+        Ok(needed)
+    }
+}
+
+/// An acknowledgement's body; 3.1.1 acks (success, no properties) are the MQTT 5 short form.
+fn write_ack(w: &mut Writer<'_>, ack: &Ack<'_>, properties: usize) {
+    w.u16(ack.packet_id.get());
+    if !ack.properties.is_empty() {
+        w.u8(ack.reason_code as u8);
+        ack.properties.write(w, properties);
+    } else if ack.reason_code != ReasonCode::Success {
+        w.u8(ack.reason_code as u8);
     }
 }
 
@@ -240,6 +737,12 @@ fn write_subscribe_topics(w: &mut Writer<'_>, topics: &SubscribeTopics<'_>) {
             for (filter, qos) in list.iter() {
                 w.string(filter);
                 w.u8(*qos as u8);
+            }
+        }
+        SubscribeTopics::WithOptions(list) => {
+            for (filter, options) in list.iter() {
+                w.string(filter);
+                w.u8(options.to_u8());
             }
         }
     }
@@ -262,38 +765,60 @@ fn publish_flags(publish: &Publish<'_>) -> Result<u8, EncodeError> {
     Ok((u8::from(publish.dup) << 3) | ((publish.qos as u8) << 1) | u8::from(publish.retain))
 }
 
-fn publish_body_len(publish: &Publish<'_>) -> Result<usize, EncodeError> {
+/// The PUBLISH body without properties. In MQTT 5 an empty topic is allowed with a Topic
+/// Alias `[MQTT-3.3.2-8]`.
+fn publish_body_len(publish: &Publish<'_>, v5: bool) -> Result<usize, EncodeError> {
     let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
-    Ok(topic_name_len(publish.topic)? + id_len + publish.payload.len())
+    let topic_len = if v5 && publish.topic.is_empty() && publish.properties.topic_alias().is_some()
+    {
+        2
+    } else {
+        topic_name_len(publish.topic)?
+    };
+    Ok(topic_len + id_len + publish.payload.len())
 }
 
-fn connect_body_len(connect: &Connect<'_>) -> Result<usize, EncodeError> {
+/// The CONNECT body length and its two property block sizes.
+fn connect_body_len(connect: &Connect<'_>) -> Result<(usize, usize, usize), EncodeError> {
+    let v5 = connect.protocol.is_v5();
     let protocol_name = match connect.protocol {
-        ProtocolVersion::V311 => 6,
+        ProtocolVersion::V311 | ProtocolVersion::V5 => 6,
         ProtocolVersion::V31 => 8,
     };
+    let properties = properties_len(
+        &connect.properties,
+        properties::context(PacketType::Connect),
+        v5,
+    )?;
     // name + level + flags + keepalive
-    let mut len = protocol_name + 1 + 1 + 2 + string_len(connect.client_id)?;
+    let mut len = protocol_name + 1 + 1 + 2 + properties + string_len(connect.client_id)?;
+    let mut will_properties = 0;
     if let Some(will) = &connect.will {
-        len += topic_name_len(will.topic)? + binary_len(will.payload)?;
+        will_properties = properties_len(&will.properties, WILL, v5)?;
+        len += will_properties + topic_name_len(will.topic)? + binary_len(will.payload)?;
     }
     if let Some(username) = connect.username {
         len += string_len(username)?;
     }
     if let Some(password) = connect.password {
-        if connect.username.is_none() {
+        // MQTT 5 allows a password alone (section 3.1.2.9).
+        if connect.username.is_none() && !v5 {
             return Err(EncodeError::PasswordWithoutUsername);
         }
         len += binary_len(password)?;
     }
-    Ok(len)
+    Ok((len, properties, will_properties))
 }
 
-fn write_connect(w: &mut Writer<'_>, connect: &Connect<'_>) {
+fn write_connect(w: &mut Writer<'_>, connect: &Connect<'_>, header: &Header) {
     match connect.protocol {
         ProtocolVersion::V311 => {
             w.string("MQTT");
             w.u8(4);
+        }
+        ProtocolVersion::V5 => {
+            w.string("MQTT");
+            w.u8(5);
         }
         ProtocolVersion::V31 => {
             w.string("MQIsdp");
@@ -318,8 +843,15 @@ fn write_connect(w: &mut Writer<'_>, connect: &Connect<'_>) {
     }
     w.u8(flags);
     w.u16(connect.keep_alive);
+    let v5 = connect.protocol.is_v5();
+    if v5 {
+        connect.properties.write(w, header.properties);
+    }
     w.string(connect.client_id);
     if let Some(will) = &connect.will {
+        if v5 {
+            will.properties.write(w, header.will_properties);
+        }
         w.string(will.topic);
         w.binary(will.payload);
     }
@@ -332,35 +864,53 @@ fn write_connect(w: &mut Writer<'_>, connect: &Connect<'_>) {
 }
 
 /// Writes into a buffer whose size was checked beforehand.
-struct Writer<'a> {
+pub(crate) struct Writer<'a> {
     buf: &'a mut [u8],
     pos: usize,
 }
 
-impl Writer<'_> {
-    fn raw(&mut self, bytes: &[u8]) {
+impl<'a> Writer<'a> {
+    /// A writer at the start of `buf`.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Writer { buf, pos: 0 }
+    }
+
+    /// A variable byte integer (section 1.5.5), the same encoding as the remaining length.
+    #[inline]
+    pub(crate) fn vbi(&mut self, value: usize) {
+        self.remaining_length(value);
+    }
+
+    #[inline]
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
         self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
         self.pos += bytes.len();
     }
 
-    fn u8(&mut self, byte: u8) {
+    #[inline]
+    pub(crate) fn u8(&mut self, byte: u8) {
         self.raw(&[byte]);
     }
 
-    fn u16(&mut self, value: u16) {
+    #[inline]
+    pub(crate) fn u16(&mut self, value: u16) {
         self.raw(&value.to_be_bytes());
     }
 
-    fn binary(&mut self, bytes: &[u8]) {
+    #[inline]
+    pub(crate) fn binary(&mut self, bytes: &[u8]) {
         // Lengths were checked to fit in u16 by the *_len functions.
         self.u16(bytes.len() as u16);
         self.raw(bytes);
     }
 
-    fn string(&mut self, s: &str) {
+    #[inline]
+    pub(crate) fn string(&mut self, s: &str) {
         self.binary(s.as_bytes());
     }
 
+    #[inline]
     fn remaining_length(&mut self, mut len: usize) {
         loop {
             let mut byte = (len % 128) as u8;
@@ -376,41 +926,62 @@ impl Writer<'_> {
     }
 }
 
-/// Encodes only the fixed header and variable header of a PUBLISH (everything before the
-/// payload) into `buf`, returning its length. Lets a caller write the payload separately
+/// Encodes only the fixed header and variable header of a 3.1.1 PUBLISH (everything before
+/// the payload) into `buf`, returning its length. Lets a caller write the payload separately
 /// (vectored I/O) without copying it.
 pub fn encode_publish_header(publish: &Publish<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    write_publish_header(publish, buf, true)
+    write_publish_header(publish, buf, true, ProtocolVersion::V311)
 }
 
-/// [`encode_publish_header`] for a caller that has already checked the topic name with
+/// [`encode_publish_header`] for a PUBLISH of `version` (in MQTT 5 the properties are part of
+/// the header).
+pub fn encode_publish_header_with(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    write_publish_header(publish, buf, true, version)
+}
+
+/// [`encode_publish_header_with`] for a caller that has already checked the topic name with
 /// [`validate_topic_name`] (the session does, to report it as a usage error): the topic is not
 /// scanned a second time. Any other field is still validated.
 #[cfg(feature = "alloc")]
 pub(crate) fn encode_publish_header_validated_topic(
     publish: &Publish<'_>,
     buf: &mut [u8],
+    version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
-    debug_assert!(validate_topic_name(publish.topic).is_ok());
-    write_publish_header(publish, buf, false)
+    debug_assert!(
+        validate_topic_name(publish.topic).is_ok()
+            || (publish.topic.is_empty() && publish.properties.topic_alias().is_some())
+    );
+    write_publish_header(publish, buf, false, version)
 }
 
 fn write_publish_header(
     publish: &Publish<'_>,
     buf: &mut [u8],
     validate_topic: bool,
+    version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
+    if version.is_v5() {
+        return write_publish_header_v5(publish, buf, validate_topic);
+    }
+    // 3.1.1: the layout and cost of before MQTT 5, plus the refusal of properties.
+    if !publish.properties.is_empty() {
+        return Err(EncodeError::RequiresMqtt5);
+    }
     let first = (PacketType::Publish as u8) << 4 | publish_flags(publish)?;
+    let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
     let remaining = if validate_topic {
-        publish_body_len(publish)?
+        publish_body_len(publish, false)?
     } else {
-        let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
         2 + publish.topic.len() + id_len + publish.payload.len()
     };
     if remaining > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge);
     }
-    let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
     let needed = 1 + remaining_length_bytes(remaining) + 2 + publish.topic.len() + id_len;
     if buf.len() < needed {
         return Err(EncodeError::BufferTooSmall { needed });
@@ -421,6 +992,45 @@ fn write_publish_header(
     w.string(publish.topic);
     if let Some(id) = publish.packet_id {
         w.u16(id.get());
+    }
+    Ok(w.pos)
+}
+
+fn write_publish_header_v5(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+    validate_topic: bool,
+) -> Result<usize, EncodeError> {
+    let v5 = true;
+    let first = (PacketType::Publish as u8) << 4 | publish_flags(publish)?;
+    let properties = properties_len(
+        &publish.properties,
+        properties::context(PacketType::Publish),
+        v5,
+    )?;
+    let id_len = if publish.packet_id.is_some() { 2 } else { 0 };
+    let remaining = if validate_topic {
+        publish_body_len(publish, v5)?
+    } else {
+        2 + publish.topic.len() + id_len + publish.payload.len()
+    } + properties;
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    let needed =
+        1 + remaining_length_bytes(remaining) + 2 + publish.topic.len() + id_len + properties;
+    if buf.len() < needed {
+        return Err(EncodeError::BufferTooSmall { needed });
+    }
+    let mut w = Writer { buf, pos: 0 };
+    w.u8(first);
+    w.remaining_length(remaining);
+    w.string(publish.topic);
+    if let Some(id) = publish.packet_id {
+        w.u16(id.get());
+    }
+    if v5 {
+        publish.properties.write(&mut w, properties);
     }
     Ok(w.pos)
 }

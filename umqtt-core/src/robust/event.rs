@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use super::policy::FailureKind;
 use crate::message::Message;
-use crate::packet::{PacketId, QoS};
+use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
 
 /// How robust one message must be: its delivery contract.
@@ -52,6 +52,9 @@ pub enum DropReason {
     PolicyStopped,
     /// The offline queue was full (see [`Overflow`]).
     QueueOverflow,
+    /// The broker refused the message with this MQTT 5 PUBACK/PUBREC reason code (0x80 or
+    /// above, e.g. Not authorized, Quota exceeded): sending it again would not help.
+    Refused(ReasonCode),
 }
 
 impl fmt::Display for DropReason {
@@ -61,6 +64,7 @@ impl fmt::Display for DropReason {
             DropReason::LinkLost => "link lost before the acknowledgement (no-retry message)",
             DropReason::PolicyStopped => "the reconnect policy gave up",
             DropReason::QueueOverflow => "the offline queue was full",
+            DropReason::Refused(code) => return write!(f, "the broker refused it: {code}"),
         })
     }
 }
@@ -210,6 +214,8 @@ pub struct DropCounts {
     pub policy_stopped: u64,
     /// [`DropReason::QueueOverflow`].
     pub queue_overflow: u64,
+    /// [`DropReason::Refused`], whatever the reason code.
+    pub refused: u64,
 }
 
 impl DropCounts {
@@ -220,6 +226,7 @@ impl DropCounts {
             DropReason::LinkLost => self.link_lost,
             DropReason::PolicyStopped => self.policy_stopped,
             DropReason::QueueOverflow => self.queue_overflow,
+            DropReason::Refused(_) => self.refused,
         }
     }
 
@@ -229,6 +236,7 @@ impl DropCounts {
             DropReason::LinkLost => &mut self.link_lost,
             DropReason::PolicyStopped => &mut self.policy_stopped,
             DropReason::QueueOverflow => &mut self.queue_overflow,
+            DropReason::Refused(_) => &mut self.refused,
         };
         *count += 1;
     }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use super::{
     Delivery, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy, StoreOp,
 };
-use crate::packet::{PacketId, QoS};
+use crate::packet::{PacketId, Properties, Property, PropertyList, QoS};
 use crate::session::Session;
 use crate::time::Instant;
 
@@ -144,19 +144,44 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// copy here afterwards (the session holds the encoded PUBLISH); a QoS 0 message keeps its
     /// copy until written, in case the link fails first. Returns the message back if the
     /// session cannot take it (no packet id free).
+    ///
+    /// With MQTT 5 a [`Delivery::Within`](super::Delivery::Within) message carries what is
+    /// left of its lifetime as its Message Expiry Interval (whole seconds, rounded up), so the
+    /// broker does not deliver it later than the application allowed either.
     pub(super) fn hand_over(
         &mut self,
         mut pending: Pending,
         borrowed: Option<(&str, &[u8])>,
+        now: Instant,
     ) -> Result<(), Pending> {
         let (qos, retain) = (pending.qos, pending.retain);
+        let expiry = pending
+            .deadline
+            .filter(|_| self.config.session.protocol.is_v5())
+            .map(|deadline| {
+                let left = deadline.saturating_duration_since(now).as_millis();
+                Property::MessageExpiryInterval(
+                    u32::try_from(left.div_ceil(1000).max(1)).unwrap_or(u32::MAX),
+                )
+            });
+        let expiry = expiry.as_slice();
+        let list = PropertyList(expiry);
+        let properties = if expiry.is_empty() {
+            Properties::EMPTY
+        } else {
+            Properties::List(&list)
+        };
         let result = match borrowed {
             Some((topic, payload)) => self
                 .session
-                .publish_valid_topic(topic, payload, qos, retain),
-            None => self
-                .session
-                .publish_valid_topic(&pending.topic, &pending.payload, qos, retain),
+                .publish_valid_topic(topic, payload, qos, retain, properties),
+            None => self.session.publish_valid_topic(
+                &pending.topic,
+                &pending.payload,
+                qos,
+                retain,
+                properties,
+            ),
         };
         let Ok(packet_id) = result else {
             return Err(pending);
@@ -214,7 +239,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// writes many PUBLISH packets per write instead of one or two per acknowledgement read
     /// — fewer system calls, segments and wake-ups on both ends, while the broker still has
     /// three quarters of a window of work.
-    pub(super) fn fill_session(&mut self) {
+    pub(super) fn fill_session(&mut self, now: Instant) {
         if !self.refill_due() {
             return;
         }
@@ -225,7 +250,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             let Some(pending) = self.queue.pop_front() else {
                 break;
             };
-            if let Err(pending) = self.hand_over(pending, None) {
+            if let Err(pending) = self.hand_over(pending, None, now) {
                 self.queue.push_front(pending);
                 break;
             }

@@ -68,7 +68,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use crate::packet::{PacketId, Publish, QoS, SubscribeReturnCode};
+use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
@@ -569,7 +569,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             } else {
                 Some((topic, payload))
             };
-            match self.hand_over(pending, borrowed) {
+            match self.hand_over(pending, borrowed, now) {
                 Ok(()) => return Ok(id),
                 Err(back) => pending = back,
             }
@@ -586,7 +586,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Outcome::Dropped(DropReason::NotConnected),
             );
         }
-        self.fill_session();
+        self.fill_session(now);
         Ok(id)
     }
 
@@ -627,6 +627,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 topic,
                 packet_id: Some(packet_id),
                 payload,
+                properties: crate::packet::Properties::EMPTY,
             };
             if self
                 .session
@@ -808,6 +809,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
                 session::Event::Published(packet_id) => Step::Published(packet_id),
+                session::Event::PublishRefused {
+                    packet_id,
+                    reason_code,
+                } => Step::Refused(packet_id, reason_code),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
                 session::Event::Subscribed(suback) => {
                     Step::Subscribed(suback.packet_id, suback.codes().collect())
@@ -823,11 +828,21 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     self.stats.received += 1;
                     self.events.push_back(Event::Message(message));
                 }
-                Step::Connected(session_present) => self.connected(session_present),
+                Step::Connected(session_present) => self.connected(session_present, now),
                 Step::Published(packet_id) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
                             self.settle(pending, Outcome::Delivered);
+                        }
+                    }
+                }
+                Step::Refused(packet_id, reason_code) => {
+                    if let Some(index) = self.position(packet_id) {
+                        if let Some(pending) = self.in_session.remove(index) {
+                            self.settle(
+                                pending,
+                                Outcome::Dropped(DropReason::Refused(reason_code)),
+                            );
                         }
                     }
                 }
@@ -851,10 +866,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 }
             }
         }
-        self.fill_session();
+        self.fill_session(now);
     }
 
-    fn connected(&mut self, session_present: bool) {
+    fn connected(&mut self, session_present: bool, now: Instant) {
         let Link::Attempt { server, .. } = self.link else {
             return;
         };
@@ -887,7 +902,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.requests.clear();
         self.had_session = persistent;
         self.send_subscriptions();
-        self.fill_session();
+        self.fill_session(now);
     }
 
     /// The connection (or the attempt's handshake) ended.
@@ -1001,6 +1016,7 @@ enum Step {
     Connected(bool),
     Published(PacketId),
     Discarded,
+    Refused(PacketId, ReasonCode),
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
     Unsubscribed(PacketId),
     Closed(CloseReason),
@@ -1010,6 +1026,9 @@ enum Step {
 pub fn close_kind(reason: CloseReason) -> FailureKind {
     match reason {
         CloseReason::Refused(code) => FailureKind::Refused(code),
+        CloseReason::Rejected(code) => {
+            FailureKind::Refused(ConnectReturnCode::from_reason_code(code))
+        }
         CloseReason::Decode(_) | CloseReason::Protocol(_) => FailureKind::Protocol,
         CloseReason::ConnectTimeout => FailureKind::Timeout,
         CloseReason::KeepAliveTimeout => FailureKind::KeepAliveExpired,

@@ -313,3 +313,72 @@ fn a_full_window_is_refilled_in_batches_of_a_quarter() {
     }
     assert_eq!(engine.stats().delivered, 20);
 }
+
+/// MQTT 5: a `Delivery::Within` message carries what is left of its lifetime as its Message
+/// Expiry Interval, so the broker does not deliver it late either; a guaranteed one carries
+/// none.
+#[test]
+fn within_maps_onto_message_expiry_with_mqtt_5() {
+    use crate::packet::{decode_with, Decoded, Packet, Properties, ProtocolVersion};
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    let mut engine: Engine<FixedDelay, ()> =
+        Engine::new(EngineConfig::new(session), FixedDelay::default(), 1, t(0));
+    engine
+        .publish_with(
+            t(0),
+            "t",
+            b"soon",
+            QoS::AtLeastOnce,
+            false,
+            Delivery::Within(Duration::from_secs(10)),
+        )
+        .unwrap();
+    engine
+        .publish_with(
+            t(0),
+            "t",
+            b"kept",
+            QoS::AtLeastOnce,
+            false,
+            Delivery::Guaranteed,
+        )
+        .unwrap();
+    engine.connect(t(0));
+    assert!(matches!(
+        engine.poll_action(),
+        Some(Action::Open { server: 0 })
+    ));
+    // The link comes up 2.5 s later: 7.5 s of the 10 are left, announced as 8 (rounded up).
+    engine.handle_opened(t(2_500));
+    while engine.poll_transmit(t(2_500)).is_some() {}
+    engine.handle_written(t(2_500));
+    // A v5 CONNACK: accepted, no properties.
+    engine.handle_read(t(2_500), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(2_500)) {
+        bytes.extend_from_slice(part);
+    }
+    let mut expiries = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Publish(p) = packet {
+            expiries.push((p.payload.to_vec(), p.properties.message_expiry_interval()));
+            assert!(p.properties != Properties::EMPTY || p.payload == b"kept");
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(
+        expiries,
+        [(b"soon".to_vec(), Some(8)), (b"kept".to_vec(), None)]
+    );
+}

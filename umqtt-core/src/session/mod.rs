@@ -1,4 +1,12 @@
-//! The MQTT 3.1.1 client session as a pure state machine.
+//! The MQTT 3.1.1 / MQTT 5 client session as a pure state machine.
+//!
+//! With [`SessionConfig::protocol`] set to [`ProtocolVersion::V5`] the session speaks MQTT 5:
+//! CONNECT carries [`SessionConfig::v5`], and what the broker's CONNACK allows
+//! ([`BrokerLimits`]) is honoured — Receive Maximum bounds the in-flight window, Maximum Packet
+//! Size, Maximum QoS, Retain / Wildcard / Shared Subscription Available refuse requests
+//! locally with a [`UsageError`], Server Keep Alive and an Assigned Client Identifier are
+//! adopted — and reason codes come out as [`Event::PublishRefused`],
+//! [`CloseReason::Rejected`] and [`CloseReason::ServerDisconnected`].
 //!
 //! A [`Session`] holds everything that outlives one network connection: packet ids, messages
 //! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
@@ -17,6 +25,7 @@
 //! next [`Session::connect`].
 
 mod id_set;
+mod v5;
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -24,14 +33,16 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::packet::{
-    decode, encode_publish_header, encode_publish_header_validated_topic, max_payload_len,
-    packet_size, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, EncodeError, LastWill,
-    Packet, PacketId, PacketType, ProtocolVersion, Publish, QoS, SubAck, Subscribe,
-    SubscribeTopics, Unsubscribe, UnsubscribeTopics,
+    decode_with, encode_publish_header_validated_topic, encode_publish_header_with,
+    max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
+    DecodeError, Decoded, Disconnect, EncodeError, LastWill, Packet, PacketId, PacketType,
+    Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
+    Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use id_set::IdSet;
+pub use v5::{BrokerLimits, ConnectOptions};
 
 /// An owned last will, kept in the session configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +85,11 @@ pub struct SessionConfig {
     /// fixed header, before its body is waited for or stored, with
     /// [`CloseReason::PacketTooLarge`].
     pub max_packet_size: usize,
-    /// Protocol version announced.
+    /// Protocol version announced: 3.1.1 (default), 3.1 or 5.
     pub protocol: ProtocolVersion,
+    /// The MQTT 5 connect options (session expiry, receive maximum, user properties…);
+    /// ignored unless `protocol` is [`ProtocolVersion::V5`].
+    pub v5: ConnectOptions,
     /// User name.
     pub username: Option<String>,
     /// Password (requires a user name).
@@ -104,6 +118,7 @@ impl Default for SessionConfig {
             max_outgoing: 65_000,
             max_packet_size: 4 * 1024 * 1024,
             protocol: ProtocolVersion::V311,
+            v5: ConnectOptions::default(),
             username: None,
             password: None,
             will: None,
@@ -160,6 +175,9 @@ pub enum ProtocolError {
     /// SUBACK carries a different number of return codes than the SUBSCRIBE had filters
     /// `[MQTT-3.8.4-5]`.
     SubAckCountMismatch,
+    /// An MQTT 5 PUBLISH with a Topic Alias, although the session allows none (it announces no
+    /// Topic Alias Maximum, so 0) `[MQTT-3.2.2-17]`, section 3.3.2.3.4.
+    TopicAliasNotAllowed,
 }
 
 impl core::fmt::Display for ProtocolError {
@@ -173,6 +191,9 @@ impl core::fmt::Display for ProtocolError {
             ProtocolError::SubAckCountMismatch => {
                 f.write_str("SUBACK return codes do not match the SUBSCRIBE filters")
             }
+            ProtocolError::TopicAliasNotAllowed => {
+                f.write_str("broker sent a topic alias although none is allowed")
+            }
         }
     }
 }
@@ -183,8 +204,14 @@ impl core::error::Error for ProtocolError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The broker refused the connection with this CONNACK code.
+    /// The broker refused the connection with this CONNACK code (3.1.1).
     Refused(ConnectReturnCode),
+    /// The broker refused the connection with this MQTT 5 CONNACK reason code (0x80 or above).
+    /// [`ConnectReturnCode::from_reason_code`] gives the closest 3.1.1 code.
+    Rejected(ReasonCode),
+    /// The broker closed the connection with an MQTT 5 DISCONNECT and this reason code
+    /// (section 3.14.2.1); [`Session::broker_limits`] keeps a Server Reference it sent.
+    ServerDisconnected(ReasonCode),
     /// The broker sent bytes that are not a valid packet.
     Decode(DecodeError),
     /// The broker broke a protocol rule.
@@ -210,6 +237,10 @@ impl core::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             CloseReason::Refused(code) => write!(f, "connection refused: {code}"),
+            CloseReason::Rejected(code) => write!(f, "connection refused: {code}"),
+            CloseReason::ServerDisconnected(code) => {
+                write!(f, "broker sent DISCONNECT: {code}")
+            }
             CloseReason::Decode(e) => write!(f, "malformed packet from broker: {e}"),
             CloseReason::Protocol(e) => write!(f, "protocol violation: {e}"),
             CloseReason::ConnectTimeout => f.write_str("no CONNACK within the connect timeout"),
@@ -244,6 +275,32 @@ pub enum UsageError {
     Encode(EncodeError),
     /// The session already holds `max_outgoing` messages, or all 65 535 packet ids are in use.
     OutgoingFull,
+    /// The broker does not accept retained messages (MQTT 5 CONNACK Retain Available 0)
+    /// `[MQTT-3.2.2-14]`.
+    RetainNotAvailable,
+    /// The broker accepts PUBLISH only up to this QoS (MQTT 5 CONNACK Maximum QoS)
+    /// `[MQTT-3.2.2-11]`.
+    QoSNotSupported {
+        /// The broker's maximum.
+        max: QoS,
+    },
+    /// The packet is larger than the broker's Maximum Packet Size (MQTT 5 CONNACK)
+    /// `[MQTT-3.2.2-15]`.
+    PacketTooLarge {
+        /// The packet's size, fixed header included.
+        size: usize,
+        /// The broker's maximum.
+        max: u32,
+    },
+    /// A wildcard filter, but the broker has no wildcard subscriptions (MQTT 5 CONNACK
+    /// Wildcard Subscription Available 0), section 3.2.2.3.11.
+    WildcardSubscriptionsNotAvailable,
+    /// A `$share/` filter, but the broker has no shared subscriptions (MQTT 5 CONNACK Shared
+    /// Subscription Available 0), section 3.2.2.3.13.
+    SharedSubscriptionsNotAvailable,
+    /// A Subscription Identifier, but the broker does not support them (MQTT 5 CONNACK
+    /// Subscription Identifiers Available 0), section 3.2.2.3.12.
+    SubscriptionIdentifiersNotAvailable,
     /// The payload does not fit in one PUBLISH: with the topic (and packet id at QoS 1/2) it
     /// would exceed the 268 435 455 bytes the remaining length can express `[MQTT-2.2.3]`.
     /// Refused before anything is copied.
@@ -269,6 +326,27 @@ impl core::fmt::Display for UsageError {
             }
             UsageError::Encode(e) => write!(f, "cannot encode packet: {e}"),
             UsageError::OutgoingFull => f.write_str("too many unacknowledged messages"),
+            UsageError::RetainNotAvailable => f.write_str("the broker has no retained messages"),
+            UsageError::QoSNotSupported { max } => {
+                write!(
+                    f,
+                    "the broker accepts PUBLISH only up to QoS {}",
+                    *max as u8
+                )
+            }
+            UsageError::PacketTooLarge { size, max } => write!(
+                f,
+                "packet of {size} bytes exceeds the broker's maximum packet size of {max}"
+            ),
+            UsageError::WildcardSubscriptionsNotAvailable => {
+                f.write_str("the broker has no wildcard subscriptions")
+            }
+            UsageError::SharedSubscriptionsNotAvailable => {
+                f.write_str("the broker has no shared subscriptions")
+            }
+            UsageError::SubscriptionIdentifiersNotAvailable => {
+                f.write_str("the broker has no subscription identifiers")
+            }
             UsageError::PayloadTooLarge { size, max } => write!(
                 f,
                 "payload of {size} bytes exceeds the MQTT maximum of {max} bytes for this \
@@ -301,6 +379,15 @@ pub enum Event<'a> {
     Message(Publish<'a>),
     /// A QoS 1 (PUBACK) or QoS 2 (PUBCOMP) publish completed.
     Published(PacketId),
+    /// The broker refused a QoS 1/2 publish with an MQTT 5 PUBACK or PUBREC reason code of
+    /// 0x80 or above (section 4.3.2, 4.3.3): the exchange is over and the message was not
+    /// accepted (e.g. Not authorized, Quota exceeded). Its packet id is free again.
+    PublishRefused {
+        /// The publish's packet id.
+        packet_id: PacketId,
+        /// Why.
+        reason_code: ReasonCode,
+    },
     /// PUBREC arrived for a QoS 2 publish: the broker holds the message and only PUBREL /
     /// PUBCOMP remain; it can no longer be cancelled `[MQTT-4.3.3-1]`.
     PublishReceived(PacketId),
@@ -357,7 +444,8 @@ enum Request {
     Unsubscribe,
 }
 
-/// The client side of an MQTT 3.1.1 session. See the [module docs](self) for the call order.
+/// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
+/// order.
 #[derive(Debug)]
 pub struct Session {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
@@ -382,6 +470,9 @@ const BUFFER_SHRINK_FACTOR: usize = 4;
 /// A stored PUBLISH larger than this is handed to the driver from its own buffer rather than
 /// copied into `tx`; smaller ones are copied so that many go out in one write.
 const STORED_SEND_MIN: usize = BUFFER_KEEP;
+/// Most outgoing topic aliases the session sets up on one connection, whatever the broker
+/// allows: the lookup is linear.
+const MAX_TOPIC_ALIASES: u16 = 64;
 /// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
@@ -421,6 +512,12 @@ struct State {
     /// [`SPARE_BUFFERS_CAPACITY`] bytes of capacity in total (`spare_capacity`).
     spare_buffers: Vec<Vec<u8>>,
     spare_capacity: usize,
+    /// What the last MQTT 5 CONNACK allowed (defaults otherwise).
+    broker: BrokerLimits,
+    /// The keepalive in force: the configured one, or the broker's Server Keep Alive.
+    keep_alive: u16,
+    /// MQTT 5 outgoing topic aliases set up on this connection: topic, alias.
+    topic_aliases: Vec<(String, u16)>,
 }
 
 impl Session {
@@ -452,6 +549,9 @@ impl Session {
                 ping_deadline: None,
                 spare_buffers: Vec::new(),
                 spare_capacity: 0,
+                broker: BrokerLimits::default(),
+                keep_alive: 0,
+                topic_aliases: Vec::new(),
             },
         }
     }
@@ -464,6 +564,17 @@ impl Session {
     /// Mutable configuration; changes apply from the next `connect`.
     pub fn config_mut(&mut self) -> &mut SessionConfig {
         &mut self.state.config
+    }
+
+    /// What the broker's last MQTT 5 CONNACK allowed (the defaults before any, and with 3.1.1).
+    pub fn broker_limits(&self) -> &BrokerLimits {
+        &self.state.broker
+    }
+
+    /// The keepalive in force on this connection, in seconds: the configured one, or the
+    /// broker's MQTT 5 Server Keep Alive, which overrides it `[MQTT-3.2.2-21]`.
+    pub fn keep_alive(&self) -> u16 {
+        self.state.keep_alive
     }
 
     /// Whether CONNACK accepted the current connection.
@@ -536,6 +647,13 @@ impl Session {
             return Err(UsageError::EmptyClientIdNeedsCleanSession);
         }
         let config = &state.config;
+        let v5 = config.protocol.is_v5();
+        let properties = if v5 {
+            config.v5.properties(clean_session, config.max_packet_size)
+        } else {
+            Vec::new()
+        };
+        let properties = PropertyList(&properties);
         let connect = Packet::Connect(Connect {
             protocol: config.protocol,
             client_id: &config.client_id,
@@ -546,16 +664,18 @@ impl Session {
                 payload: &w.payload,
                 qos: w.qos,
                 retain: w.retain,
+                properties: Properties::EMPTY,
             }),
             username: config.username.as_deref(),
             password: config.password.as_deref(),
+            properties: Properties::List(&properties),
         });
         // Validate before touching any state.
         connect.encoded_len()?;
         state.tx.clear();
         state.tx_sent = 0;
         state.tx_stored.clear();
-        append_packet(&mut state.tx, &connect)?;
+        append_packet(&mut state.tx, &connect, ProtocolVersion::V311)?;
         self.rx.clear();
         self.rx_start = 0;
         self.rx_scan = 0;
@@ -569,6 +689,7 @@ impl Session {
         state.last_rx = now;
         state.last_tx = now;
         state.ping_deadline = None;
+        state.keep_alive = state.config.keep_alive;
         Ok(())
     }
 
@@ -584,10 +705,25 @@ impl Session {
         retain: bool,
     ) -> Result<Option<PacketId>, UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
-        self.publish_valid_topic(topic, payload, qos, retain)
+        self.publish_inner(topic, payload, qos, retain, Properties::EMPTY)
     }
 
-    /// [`Session::publish`] for a topic name the caller has validated (the robust engine
+    /// [`Session::publish`] with MQTT 5 PUBLISH properties (message expiry, user properties,
+    /// response topic, correlation data, content type…). With 3.1.1, non-empty properties are
+    /// refused with [`EncodeError::RequiresMqtt5`].
+    pub fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, UsageError> {
+        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        self.publish_inner(topic, payload, qos, retain, properties)
+    }
+
+    /// [`Session::publish_with`] for a topic name the caller has validated (the robust engine
     /// checks it when the message is accepted): not scanned again.
     pub(crate) fn publish_valid_topic(
         &mut self,
@@ -595,12 +731,31 @@ impl Session {
         payload: &[u8],
         qos: QoS,
         retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, UsageError> {
+        self.publish_inner(topic, payload, qos, retain, properties)
+    }
+
+    fn publish_inner(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: Properties<'_>,
     ) -> Result<Option<PacketId>, UsageError> {
         check_payload_len(topic, payload, qos)?;
         let state = &mut self.state;
+        let version = state.config.protocol;
+        if version.is_v5() {
+            state.check_publish_allowed(qos, retain)?;
+        }
         if qos == QoS::AtMostOnce {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
+            }
+            if version.is_v5() {
+                return state.publish_qos0_v5(topic, payload, retain, properties);
             }
             let publish = Publish {
                 dup: false,
@@ -609,9 +764,10 @@ impl Session {
                 topic,
                 packet_id: None,
                 payload,
+                properties,
             };
             state.begin_tx();
-            append_publish_validated_topic(&mut state.tx, &publish)?;
+            append_publish_validated_topic(&mut state.tx, &publish, version)?;
             return Ok(None);
         }
         if state.outgoing.len() >= state.config.max_outgoing {
@@ -625,11 +781,15 @@ impl Session {
             topic,
             packet_id: Some(packet_id),
             payload,
+            properties,
         };
         let mut buffer = state.take_spare_buffer();
-        if let Err(e) = append_publish_validated_topic(&mut buffer, &publish) {
+        if let Err(e) = append_publish_validated_topic(&mut buffer, &publish, version)
+            .map_err(UsageError::from)
+            .and_then(|()| state.check_packet_size(buffer.len()))
+        {
             state.recycle_buffer(buffer);
-            return Err(e.into());
+            return Err(e);
         }
         state.used_ids.insert(packet_id);
         state.outgoing.push_back(Outgoing {
@@ -672,7 +832,7 @@ impl Session {
             ..*publish
         });
         let mut buffer = Vec::new();
-        append_packet(&mut buffer, &packet)?;
+        append_packet(&mut buffer, &packet, state.config.protocol)?;
         state.used_ids.insert(packet_id);
         // A restored message is "sent" if it may have been: on a resumed session it goes
         // first, with DUP.
@@ -731,6 +891,7 @@ impl Session {
         }
         for (filter, _) in filters {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+            self.state.check_filter_allowed(filter)?;
         }
         self.state.request(
             Request::Subscribe {
@@ -740,6 +901,42 @@ impl Session {
                 Packet::Subscribe(Subscribe {
                     packet_id,
                     topics: SubscribeTopics::List(filters),
+                    properties: Properties::EMPTY,
+                })
+            },
+        )
+    }
+
+    /// [`Session::subscribe`] with MQTT 5 subscription options (No Local, Retain As Published,
+    /// Retain Handling) and SUBSCRIBE properties (a Subscription Identifier, user properties).
+    /// With 3.1.1 anything beyond a QoS is refused with [`EncodeError::RequiresMqtt5`].
+    pub fn subscribe_with(
+        &mut self,
+        filters: &[(&str, SubscriptionOptions)],
+        properties: Properties<'_>,
+    ) -> Result<PacketId, UsageError> {
+        if filters.is_empty() {
+            return Err(UsageError::NoTopicFilters);
+        }
+        for (filter, _) in filters {
+            validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+            self.state.check_filter_allowed(filter)?;
+        }
+        if self.state.config.protocol.is_v5()
+            && !self.state.broker.subscription_identifiers_available
+            && properties.subscription_identifiers().next().is_some()
+        {
+            return Err(UsageError::SubscriptionIdentifiersNotAvailable);
+        }
+        self.state.request(
+            Request::Subscribe {
+                filters: filters.len(),
+            },
+            |packet_id| {
+                Packet::Subscribe(Subscribe {
+                    packet_id,
+                    topics: SubscribeTopics::WithOptions(filters),
+                    properties,
                 })
             },
         )
@@ -757,6 +954,7 @@ impl Session {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
+                properties: Properties::EMPTY,
             })
         })
     }
@@ -773,12 +971,24 @@ impl Session {
     /// Queues DISCONNECT and ends the connection: the broker discards the will. Unacknowledged
     /// messages stay in the session for the next `connect`.
     pub fn disconnect(&mut self) -> Result<(), UsageError> {
+        self.disconnect_with(Disconnect::NORMAL)
+    }
+
+    /// [`Session::disconnect`] with an MQTT 5 reason code and properties, e.g.
+    /// [`ReasonCode::DisconnectWithWillMessage`] (the broker publishes the will) or a new
+    /// Session Expiry Interval. With 3.1.1 anything but a normal disconnection is refused with
+    /// [`EncodeError::RequiresMqtt5`]; an invalid code or property is refused before anything
+    /// is sent.
+    pub fn disconnect_with(&mut self, disconnect: Disconnect<'_>) -> Result<(), UsageError> {
         let state = &mut self.state;
         if state.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
         }
+        let packet = Packet::Disconnect(disconnect);
+        // Validate before touching any state.
+        packet.encoded_len_with(state.config.protocol)?;
         state.begin_tx();
-        append_packet(&mut state.tx, &Packet::Disconnect)?;
+        append_packet(&mut state.tx, &packet, state.config.protocol)?;
         state.connection_ended();
         state
             .events
@@ -825,8 +1035,7 @@ impl Session {
             self.state.last_rx = now;
             if self.state.ping_deadline.is_some() {
                 // Packets are flowing: a PINGRESP queued behind a large message is not late.
-                self.state.ping_deadline =
-                    Some(now.saturating_add(self.state.config.effective_ping_timeout()));
+                self.state.ping_deadline = Some(now.saturating_add(self.state.ping_timeout()));
             }
         }
     }
@@ -945,7 +1154,7 @@ impl Session {
         } = self;
         while state.connection != Connection::Disconnected {
             let input = &rx[*rx_start..];
-            match decode(input, state.config.max_packet_size) {
+            match decode_with(input, state.config.max_packet_size, state.config.protocol) {
                 Ok(Decoded::Incomplete) => return None,
                 Err(DecodeError::PacketTooLarge { size, max }) => {
                     state.close(CloseReason::PacketTooLarge { size, max });
@@ -982,14 +1191,20 @@ pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), Us
 }
 
 /// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
-fn append_packet(buffer: &mut Vec<u8>, packet: &Packet<'_>) -> Result<(), EncodeError> {
+fn append_packet(
+    buffer: &mut Vec<u8>,
+    packet: &Packet<'_>,
+    version: ProtocolVersion,
+) -> Result<(), EncodeError> {
     if let Packet::Publish(publish) = packet {
-        return append_publish(buffer, publish, encode_publish_header);
+        return append_publish(buffer, publish, version, |publish, buf| {
+            encode_publish_header_with(publish, buf, version)
+        });
     }
     let start = buffer.len();
-    let len = packet.encoded_len()?;
+    let len = packet.encoded_len_with(version)?;
     buffer.resize(start + len, 0);
-    packet.encode(&mut buffer[start..])?;
+    packet.encode_with(&mut buffer[start..], version)?;
     Ok(())
 }
 
@@ -997,8 +1212,11 @@ fn append_packet(buffer: &mut Vec<u8>, packet: &Packet<'_>) -> Result<(), Encode
 fn append_publish_validated_topic(
     buffer: &mut Vec<u8>,
     publish: &Publish<'_>,
+    version: ProtocolVersion,
 ) -> Result<(), EncodeError> {
-    append_publish(buffer, publish, encode_publish_header_validated_topic)
+    append_publish(buffer, publish, version, |publish, buf| {
+        encode_publish_header_validated_topic(publish, buf, version)
+    })
 }
 
 /// Appends a PUBLISH; on error `buffer` is unchanged. Only the header is zero-filled and
@@ -1006,11 +1224,18 @@ fn append_publish_validated_topic(
 fn append_publish(
     buffer: &mut Vec<u8>,
     publish: &Publish<'_>,
-    encode_header: fn(&Publish<'_>, &mut [u8]) -> Result<usize, EncodeError>,
+    version: ProtocolVersion,
+    encode_header: impl Fn(&Publish<'_>, &mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), EncodeError> {
     let start = buffer.len();
-    // Fixed header (1 + at most 4), topic length (2), packet id (2).
-    let max_header = 9 + publish.topic.len();
+    // Fixed header (1 + at most 4), topic length (2), packet id (2), and in MQTT 5 the
+    // property block.
+    let properties = if version.is_v5() {
+        publish_properties_len(&publish.properties)?
+    } else {
+        0
+    };
+    let max_header = 9 + publish.topic.len() + properties;
     // The header is encoded (and the size checked) before room for the payload is reserved,
     // so a payload too large for MQTT costs no allocation.
     buffer.resize(start + max_header, 0);
@@ -1098,19 +1323,143 @@ impl State {
         }
         let packet_id = self.allocate_packet_id()?;
         self.begin_tx();
-        append_packet(&mut self.tx, &build(packet_id))?;
+        let version = self.config.protocol;
+        let start = self.tx.len();
+        append_packet(&mut self.tx, &build(packet_id), version)?;
+        // MQTT 5: never larger than the broker's Maximum Packet Size [MQTT-3.1.2-24].
+        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+            self.tx.truncate(start);
+            return Err(e);
+        }
         self.used_ids.insert(packet_id);
         self.requests.push((packet_id, request));
         Ok(packet_id)
     }
 
+    /// The wait for PINGRESP: [`SessionConfig::ping_timeout`], or half the keepalive in force.
+    fn ping_timeout(&self) -> Duration {
+        self.config
+            .ping_timeout
+            .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
+            .max(Duration::from_secs(1))
+    }
+
+    /// An MQTT 5 QoS 0 PUBLISH on the current connection, with an outgoing topic alias when
+    /// they are on (QoS 0 only: a QoS 1/2 message is stored encoded and may be resent on
+    /// another connection, where an alias means nothing). Kept out of the 3.1.1 path.
+    fn publish_qos0_v5(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> Result<Option<PacketId>, UsageError> {
+        let alias = self.topic_alias(topic, &properties);
+        let extended: Vec<Property<'_>>;
+        let single: [Property<'static>; 1];
+        let list: PropertyList<'_>;
+        let (sent_topic, properties) = match alias {
+            None => (topic, properties),
+            Some((number, known)) => {
+                if properties.is_empty() {
+                    single = [Property::TopicAlias(number)];
+                    list = PropertyList(&single);
+                } else {
+                    extended = properties
+                        .iter()
+                        .chain(core::iter::once(Property::TopicAlias(number)))
+                        .collect();
+                    list = PropertyList(&extended);
+                }
+                // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
+                // by sending both.
+                (if known { "" } else { topic }, Properties::List(&list))
+            }
+        };
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain,
+            topic: sent_topic,
+            packet_id: None,
+            payload,
+            properties,
+        };
+        self.begin_tx();
+        let start = self.tx.len();
+        append_publish_validated_topic(&mut self.tx, &publish, ProtocolVersion::V5)?;
+        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+            self.tx.truncate(start);
+            return Err(e);
+        }
+        if let Some((number, false)) = alias {
+            self.topic_aliases.push((String::from(topic), number));
+        }
+        Ok(None)
+    }
+
+    /// The MQTT 5 topic alias to use for a QoS 0 PUBLISH on `topic`, and whether the broker
+    /// already knows it; `None` when aliases are off, the broker takes none (Topic Alias
+    /// Maximum 0 `[MQTT-3.3.2-9]`), all are taken, or the caller set one.
+    fn topic_alias(&self, topic: &str, properties: &Properties<'_>) -> Option<(u16, bool)> {
+        let max = self.broker.topic_alias_maximum.min(MAX_TOPIC_ALIASES);
+        if !self.config.protocol.is_v5()
+            || !self.config.v5.topic_aliases
+            || max == 0
+            || properties.topic_alias().is_some()
+        {
+            return None;
+        }
+        if let Some((_, number)) = self.topic_aliases.iter().find(|(t, _)| t == topic) {
+            return Some((*number, true));
+        }
+        let count = self.topic_aliases.len();
+        // Aliases 1..=max [MQTT-3.3.2-9]; once all are taken, other topics go in full.
+        (count < usize::from(max)).then(|| (count as u16 + 1, false))
+    }
+
+    /// MQTT 5: refuses what the broker's CONNACK said it does not accept.
+    fn check_publish_allowed(&self, qos: QoS, retain: bool) -> Result<(), UsageError> {
+        if retain && !self.broker.retain_available {
+            return Err(UsageError::RetainNotAvailable);
+        }
+        if qos > self.broker.maximum_qos {
+            return Err(UsageError::QoSNotSupported {
+                max: self.broker.maximum_qos,
+            });
+        }
+        Ok(())
+    }
+
+    /// MQTT 5: a packet of `size` bytes must fit the broker's Maximum Packet Size.
+    fn check_packet_size(&self, size: usize) -> Result<(), UsageError> {
+        match self.broker.maximum_packet_size {
+            Some(max) if size > max as usize => Err(UsageError::PacketTooLarge { size, max }),
+            _ => Ok(()),
+        }
+    }
+
+    /// MQTT 5: refuses a wildcard or shared filter the broker said it does not support.
+    fn check_filter_allowed(&self, filter: &str) -> Result<(), UsageError> {
+        if !self.config.protocol.is_v5() {
+            return Ok(());
+        }
+        if !self.broker.shared_subscription_available && filter.starts_with("$share/") {
+            return Err(UsageError::SharedSubscriptionsNotAvailable);
+        }
+        if !self.broker.wildcard_subscription_available && filter.contains(['+', '#']) {
+            return Err(UsageError::WildcardSubscriptionsNotAvailable);
+        }
+        Ok(())
+    }
+
     fn ping_due(&self) -> Option<Instant> {
-        if self.config.keep_alive == 0 {
+        if self.keep_alive == 0 {
             return None;
         }
         // Ping when either direction has been quiet for the keepalive: quiet sending would let
         // the broker drop us [MQTT-3.1.2-24]; quiet receiving may mean a half-open link.
-        let keep_alive = Duration::from_secs(u64::from(self.config.keep_alive));
+        let keep_alive = Duration::from_secs(u64::from(self.keep_alive));
         Some(self.last_tx.min(self.last_rx).saturating_add(keep_alive))
     }
 
@@ -1121,7 +1470,7 @@ impl State {
         self.begin_tx();
         // PINGREQ is two fixed bytes [MQTT-3.12].
         self.tx.extend_from_slice(&[0xC0, 0x00]);
-        self.ping_deadline = Some(now.saturating_add(self.config.effective_ping_timeout()));
+        self.ping_deadline = Some(now.saturating_add(self.ping_timeout()));
     }
 
     /// Sends queued messages while the in-flight window has room.
@@ -1129,7 +1478,14 @@ impl State {
         if self.connection != Connection::Connected {
             return;
         }
-        let window = usize::from(self.config.max_in_flight.max(1));
+        // MQTT 5: never more unacknowledged QoS 1/2 PUBLISH than the broker's Receive Maximum
+        // [MQTT-4.9.0-2]; the rest waits in order.
+        let window = usize::from(
+            self.config
+                .max_in_flight
+                .min(self.broker.receive_maximum)
+                .max(1),
+        );
         while self.in_flight < window && self.in_flight < self.outgoing.len() {
             let index = self.in_flight;
             self.send_outgoing(index);
@@ -1184,12 +1540,24 @@ impl State {
     }
 
     fn complete_outgoing(&mut self, index: usize) -> Option<Event<'static>> {
+        self.finish_outgoing(index, ReasonCode::Success)
+    }
+
+    /// Ends entry `index`'s exchange: completed, or refused by an MQTT 5 reason code.
+    fn finish_outgoing(&mut self, index: usize, reason_code: ReasonCode) -> Option<Event<'static>> {
         let entry = self.outgoing.remove(index)?;
         self.used_ids.remove(entry.packet_id);
         self.in_flight -= 1;
         self.recycle_buffer(entry.packet);
         self.fill_window();
-        Some(Event::Published(entry.packet_id))
+        Some(if reason_code.is_error() {
+            Event::PublishRefused {
+                packet_id: entry.packet_id,
+                reason_code,
+            }
+        } else {
+            Event::Published(entry.packet_id)
+        })
     }
 
     fn discard_session(&mut self) {
@@ -1248,19 +1616,31 @@ impl State {
         }
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
-            Packet::PubAck(id) => {
+            Packet::PubAck(Ack {
+                packet_id: id,
+                reason_code,
+                ..
+            }) => {
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &self.outgoing[index];
                 if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {
                     return None;
                 }
-                self.complete_outgoing(index)
+                self.finish_outgoing(index, reason_code)
             }
-            Packet::PubRec(id) => {
+            Packet::PubRec(Ack {
+                packet_id: id,
+                reason_code,
+                ..
+            }) => {
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &mut self.outgoing[index];
                 if entry.qos != QoS::ExactlyOnce {
                     return None;
+                }
+                if reason_code.is_error() && entry.stage == OutgoingStage::AwaitingAck {
+                    // A refusing PUBREC ends the exchange: no PUBREL follows (section 4.3.3).
+                    return self.finish_outgoing(index, reason_code);
                 }
                 // A repeated PUBREC (stage already AwaitingPubComp) gets PUBREL again.
                 let first = entry.stage != OutgoingStage::AwaitingPubComp;
@@ -1268,14 +1648,14 @@ impl State {
                 self.send_outgoing(index);
                 first.then_some(Event::PublishReceived(id))
             }
-            Packet::PubComp(id) => {
+            Packet::PubComp(Ack { packet_id: id, .. }) => {
                 let index = self.position_acknowledgeable(id)?;
                 if self.outgoing[index].stage != OutgoingStage::AwaitingPubComp {
                     return None;
                 }
                 self.complete_outgoing(index)
             }
-            Packet::PubRel(id) => {
+            Packet::PubRel(Ack { packet_id: id, .. }) => {
                 // PUBCOMP even for an unknown id: the broker may be retrying after we already
                 // released it [MQTT-4.3.3-2].
                 self.incoming_qos2.remove(id);
@@ -1299,7 +1679,7 @@ impl State {
                     Request::Unsubscribe => None,
                 }
             }
-            Packet::UnsubAck(id) => {
+            Packet::UnsubAck(UnsubAck { packet_id: id, .. }) => {
                 let index = self.requests.iter().position(|(packet_id, request)| {
                     *packet_id == id && matches!(request, Request::Unsubscribe)
                 })?;
@@ -1311,14 +1691,22 @@ impl State {
                 self.ping_deadline = None;
                 Some(Event::PingResponse)
             }
+            Packet::Disconnect(disconnect) if self.config.protocol.is_v5() => {
+                if let Some(reference) = disconnect.properties.server_reference() {
+                    self.broker.server_reference = Some(String::from(reference));
+                }
+                self.close(CloseReason::ServerDisconnected(disconnect.reason_code));
+                self.events.pop_front()
+            }
+            // AUTH too: the session never starts enhanced authentication (it sends no
+            // Authentication Method), so the broker may not send AUTH [MQTT-4.12.0-6].
             Packet::ConnAck(_)
             | Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Disconnect => {
-                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
-            }
+            | Packet::Disconnect(_)
+            | Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedPacket(packet_type)),
         }
     }
 
@@ -1333,23 +1721,44 @@ impl State {
         self.tx.extend_from_slice(&[first_byte, 0x02, id[0], id[1]]);
     }
 
-    fn handle_connack<'a>(&mut self, ack: ConnAck, clean_session: bool) -> Option<Event<'a>> {
-        if ack.code != ConnectReturnCode::Accepted {
+    fn handle_connack<'a>(&mut self, ack: ConnAck<'_>, clean_session: bool) -> Option<Event<'a>> {
+        let v5 = self.config.protocol.is_v5();
+        if v5 && ack.reason_code.is_error() {
+            self.broker = BrokerLimits::from_properties(&ack.properties);
+            self.close(CloseReason::Rejected(ack.reason_code));
+            return self.events.pop_front();
+        }
+        if !v5 && ack.code != ConnectReturnCode::Accepted {
             self.close(CloseReason::Refused(ack.code));
             return self.events.pop_front();
         }
         if ack.session_present && clean_session {
             return self.protocol_error(ProtocolError::SessionPresentOnCleanSession);
         }
+        // Topic aliases last one connection (section 3.3.2.3.4).
+        self.topic_aliases.clear();
+        if v5 {
+            self.broker = BrokerLimits::from_properties(&ack.properties);
+            if let Some(keep_alive) = self.broker.server_keep_alive {
+                self.keep_alive = keep_alive;
+            }
+            if let Some(id) = &self.broker.assigned_client_identifier {
+                // The next connection must name it to resume the session.
+                self.config.client_id.clone_from(id);
+            }
+        }
         self.connection = Connection::Connected;
         if ack.session_present {
             // Resume: resend what was sent before, same ids, DUP set, in the original order,
             // before anything new [MQTT-4.4.0-1].
+            // MQTT 5: resends count against the broker's Receive Maximum too; the rest wait
+            // their turn in order (still with DUP) [MQTT-4.9.0-2].
             let resend = self
                 .outgoing
                 .iter()
                 .take_while(|o| o.stage != OutgoingStage::Queued)
-                .count();
+                .count()
+                .min(usize::from(self.broker.receive_maximum.max(1)));
             for index in 0..resend {
                 self.send_outgoing(index);
             }
@@ -1374,6 +1783,9 @@ impl State {
     }
 
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
+        if publish.properties.topic_alias().is_some() {
+            return self.protocol_error(ProtocolError::TopicAliasNotAllowed);
+        }
         let manual = self.config.manual_ack;
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) if manual => {
@@ -1403,3 +1815,5 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v5;

@@ -5,13 +5,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
-use crate::packet::{decode, Decoded};
+use crate::packet::{decode_with, Decoded};
 
-fn t(millis: u64) -> Instant {
+pub(super) fn t(millis: u64) -> Instant {
     Instant::from_millis(millis)
 }
 
-fn config() -> SessionConfig {
+pub(super) fn config() -> SessionConfig {
     SessionConfig {
         client_id: "test".to_string(),
         keep_alive: 10,
@@ -21,7 +21,7 @@ fn config() -> SessionConfig {
 
 /// An owned view of a packet the session sent, for assertions.
 #[derive(Debug, PartialEq, Eq)]
-enum Sent {
+pub(super) enum Sent {
     Connect {
         clean_session: bool,
         keep_alive: u16,
@@ -43,7 +43,8 @@ enum Sent {
     Disconnect,
 }
 
-fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
+pub(super) fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
+    let protocol = session.config().protocol;
     let mut bytes = Vec::new();
     while let Some(part) = session.poll_transmit(now) {
         assert!(!part.is_empty(), "poll_transmit returned an empty slice");
@@ -52,7 +53,8 @@ fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
     let mut out = Vec::new();
     let mut rest = &bytes[..];
     while !rest.is_empty() {
-        let Ok(Decoded::Complete { packet, consumed }) = decode(rest, usize::MAX) else {
+        let Ok(Decoded::Complete { packet, consumed }) = decode_with(rest, usize::MAX, protocol)
+        else {
             panic!("session wrote an invalid packet: {rest:02x?}");
         };
         rest = &rest[consumed..];
@@ -68,14 +70,14 @@ fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
                 topic: p.topic.to_string(),
                 payload: p.payload.to_vec(),
             },
-            Packet::PubAck(id) => Sent::PubAck(id.get()),
-            Packet::PubRec(id) => Sent::PubRec(id.get()),
-            Packet::PubRel(id) => Sent::PubRel(id.get()),
-            Packet::PubComp(id) => Sent::PubComp(id.get()),
+            Packet::PubAck(crate::packet::Ack { packet_id: id, .. }) => Sent::PubAck(id.get()),
+            Packet::PubRec(crate::packet::Ack { packet_id: id, .. }) => Sent::PubRec(id.get()),
+            Packet::PubRel(crate::packet::Ack { packet_id: id, .. }) => Sent::PubRel(id.get()),
+            Packet::PubComp(crate::packet::Ack { packet_id: id, .. }) => Sent::PubComp(id.get()),
             Packet::Subscribe(s) => Sent::Subscribe(s.packet_id.get()),
             Packet::Unsubscribe(u) => Sent::Unsubscribe(u.packet_id.get()),
             Packet::PingReq => Sent::PingReq,
-            Packet::Disconnect => Sent::Disconnect,
+            Packet::Disconnect(_) => Sent::Disconnect,
             other => panic!("a client never sends {other:?}"),
         });
     }
@@ -84,7 +86,7 @@ fn sent(session: &mut Session, now: Instant) -> Vec<Sent> {
 
 /// Owned copies of events, so several can be collected.
 #[derive(Debug, PartialEq, Eq)]
-enum Ev {
+pub(super) enum Ev {
     Connected(bool),
     Message {
         topic: String,
@@ -93,6 +95,7 @@ enum Ev {
         dup: bool,
     },
     Published(u16),
+    Refused(u16, ReasonCode),
     Discarded(u16),
     Subscribed(u16, Vec<u8>),
     Unsubscribed(u16),
@@ -100,7 +103,7 @@ enum Ev {
     Closed(CloseReason),
 }
 
-fn events(session: &mut Session) -> Vec<Ev> {
+pub(super) fn events(session: &mut Session) -> Vec<Ev> {
     let mut out = Vec::new();
     while let Some(event) = session.poll_event() {
         out.push(match event {
@@ -112,6 +115,10 @@ fn events(session: &mut Session) -> Vec<Ev> {
                 dup: p.dup,
             },
             Event::Published(id) => Ev::Published(id.get()),
+            Event::PublishRefused {
+                packet_id,
+                reason_code,
+            } => Ev::Refused(packet_id.get(), reason_code),
             Event::PublishReceived(_) => continue,
             Event::PublishDiscarded(id) => Ev::Discarded(id.get()),
             Event::Subscribed(s) => Ev::Subscribed(s.packet_id.get(), s.return_codes.to_vec()),
@@ -123,7 +130,7 @@ fn events(session: &mut Session) -> Vec<Ev> {
     out
 }
 
-fn feed(session: &mut Session, now: Instant, bytes: &[u8]) -> Vec<Ev> {
+pub(super) fn feed(session: &mut Session, now: Instant, bytes: &[u8]) -> Vec<Ev> {
     session.handle_read(now, bytes);
     events(session)
 }
@@ -154,6 +161,7 @@ fn publish_bytes(qos: QoS, id: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
         topic,
         packet_id: PacketId::new(id),
         payload,
+        properties: Default::default(),
     });
     let mut buf = vec![0; packet.encoded_len().unwrap()];
     packet.encode(&mut buf).unwrap();
@@ -968,6 +976,7 @@ fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
         topic: "t",
         packet_id: None,
         payload,
+        properties: Default::default(),
     };
     session
         .restore_publish(PacketId::new(7).unwrap(), &publish(b"a"), true)

@@ -64,10 +64,12 @@ impl Incoming {
                 dup: p.dup,
                 packet_id: p.packet_id,
             },
-            Packet::PubAck(id) => Incoming::PubAck(*id),
-            Packet::PubRec(id) => Incoming::PubRec(*id),
-            Packet::PubRel(id) => Incoming::PubRel(*id),
-            Packet::PubComp(id) => Incoming::PubComp(*id),
+            Packet::PubAck(umqtt_core::packet::Ack { packet_id: id, .. }) => Incoming::PubAck(*id),
+            Packet::PubRec(umqtt_core::packet::Ack { packet_id: id, .. }) => Incoming::PubRec(*id),
+            Packet::PubRel(umqtt_core::packet::Ack { packet_id: id, .. }) => Incoming::PubRel(*id),
+            Packet::PubComp(umqtt_core::packet::Ack { packet_id: id, .. }) => {
+                Incoming::PubComp(*id)
+            }
             Packet::Subscribe(s) => Incoming::Subscribe {
                 packet_id: s.packet_id,
                 filters: s.topics.iter().map(|(f, q)| (f.to_owned(), q)).collect(),
@@ -77,7 +79,7 @@ impl Incoming {
                 filters: u.topics.iter().map(str::to_owned).collect(),
             },
             Packet::PingReq => Incoming::PingReq,
-            Packet::Disconnect => Incoming::Disconnect,
+            Packet::Disconnect(_) => Incoming::Disconnect,
             other => Incoming::ServerOnly(other.packet_type()),
         }
     }

@@ -420,7 +420,8 @@ impl SimBroker {
                 if let Some(f) = session.in_flight.iter_mut().find(|f| f.packet_id == id) {
                     if f.stage != Awaiting::PubAck {
                         f.stage = Awaiting::PubComp;
-                        self.out.send(now, conn, &Packet::PubRel(id));
+                        self.out
+                            .send(now, conn, &Packet::PubRel(umqtt_core::packet::Ack::new(id)));
                     }
                 }
             }
@@ -432,7 +433,11 @@ impl SimBroker {
                     session.incoming_qos2.remove(&id);
                 }
                 // PUBCOMP even for an unknown id [MQTT-4.3.3-2]: the PUBCOMP may have been lost.
-                self.send_ack(now, conn, &Packet::PubComp(id));
+                self.send_ack(
+                    now,
+                    conn,
+                    &Packet::PubComp(umqtt_core::packet::Ack::new(id)),
+                );
             }
             Incoming::Subscribe { packet_id, filters } => {
                 if self.id_in_incoming_qos2(&client_id, packet_id) {
@@ -449,7 +454,11 @@ impl SimBroker {
                         .subscriptions
                         .retain(|(f, _)| !filters.iter().any(|u| u == f));
                 }
-                self.send_ack(now, conn, &Packet::UnsubAck(packet_id));
+                self.send_ack(
+                    now,
+                    conn,
+                    &Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(packet_id)),
+                );
             }
             Incoming::PingReq => self.out.send(now, conn, &Packet::PingResp),
             Incoming::Disconnect => {
@@ -528,14 +537,8 @@ impl SimBroker {
             if self.history {
                 self.connects.push(record);
             }
-            self.out.send(
-                now,
-                conn,
-                &Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    code,
-                }),
-            );
+            self.out
+                .send(now, conn, &Packet::ConnAck(ConnAck::new(false, code)));
             // Not yet connected: no will [MQTT-3.2.2-5].
             self.close(now, conn, false, true);
             return;
@@ -572,10 +575,7 @@ impl SimBroker {
         self.out.send(
             now,
             conn,
-            &Packet::ConnAck(ConnAck {
-                session_present,
-                code: ConnectReturnCode::Accepted,
-            }),
+            &Packet::ConnAck(ConnAck::new(session_present, ConnectReturnCode::Accepted)),
         );
         if session_present {
             // Resume: unacknowledged PUBLISH again with DUP, PUBREL for those past PUBREC, in
@@ -587,7 +587,11 @@ impl SimBroker {
                             .publish(now, conn, &client_id, &f.message, true, Some(f.packet_id))
                     }
                     Awaiting::PubComp => {
-                        self.out.send(now, conn, &Packet::PubRel(f.packet_id));
+                        self.out.send(
+                            now,
+                            conn,
+                            &Packet::PubRel(umqtt_core::packet::Ack::new(f.packet_id)),
+                        );
                     }
                 }
             }
@@ -611,7 +615,7 @@ impl SimBroker {
                     return self.packet_id_reuse(now, conn, "PUBLISH", id);
                 }
                 // A resend before PUBREL: already accepted, answer again [MQTT-4.3.3-2].
-                self.send_ack(now, conn, &Packet::PubRec(id));
+                self.send_ack(now, conn, &Packet::PubRec(umqtt_core::packet::Ack::new(id)));
                 return;
             }
         }
@@ -629,12 +633,14 @@ impl SimBroker {
         }
         // Acknowledged before it is routed, as mosquitto writes its PUBACK first.
         match (message.qos, packet_id) {
-            (QoS::AtLeastOnce, Some(id)) => self.send_ack(now, conn, &Packet::PubAck(id)),
+            (QoS::AtLeastOnce, Some(id)) => {
+                self.send_ack(now, conn, &Packet::PubAck(umqtt_core::packet::Ack::new(id)))
+            }
             (QoS::ExactlyOnce, Some(id)) => {
                 if let Some(session) = self.sessions.get_mut(client_id) {
                     session.incoming_qos2.insert(id);
                 }
-                self.send_ack(now, conn, &Packet::PubRec(id));
+                self.send_ack(now, conn, &Packet::PubRec(umqtt_core::packet::Ack::new(id)));
             }
             _ => {}
         }
@@ -672,6 +678,7 @@ impl SimBroker {
             &Packet::SubAck(SubAck {
                 packet_id,
                 return_codes: &codes,
+                properties: Default::default(),
             }),
         );
         // Retained messages for each new subscription, with RETAIN set [MQTT-3.3.1-6],

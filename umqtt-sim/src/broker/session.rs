@@ -104,6 +104,7 @@ impl Output {
                 topic: &message.topic,
                 packet_id,
                 payload: &message.payload,
+                properties: Default::default(),
             }),
         );
         self.delivered

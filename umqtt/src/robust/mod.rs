@@ -760,6 +760,7 @@ fn session_config(config: &ClientConfig) -> SessionConfig {
         max_in_flight: config.max_in_flight,
         max_packet_size: config.max_packet_size,
         protocol: config.protocol,
+        v5: config.v5.clone(),
         username: config.username.clone(),
         password: config.password.clone(),
         ..SessionConfig::default()

@@ -1,0 +1,626 @@
+//! MQTT 5 state-machine tests: the session honours what the broker's CONNACK says and
+//! surfaces reason codes. Same scripted-broker style as `tests.rs`.
+
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::tests::{config, events, feed, sent, t, Ev, Sent};
+use super::*;
+use crate::packet::{decode_with, Decoded, Property, SubscriptionOptions};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+
+fn v5_config() -> SessionConfig {
+    SessionConfig {
+        protocol: V5,
+        ..config()
+    }
+}
+
+/// The MQTT 5 bytes of `packet`.
+fn bytes(packet: Packet<'_>) -> Vec<u8> {
+    let mut buf = vec![0; packet.encoded_len_with(V5).unwrap()];
+    packet.encode_with(&mut buf, V5).unwrap();
+    buf
+}
+
+fn connack(properties: &[Property<'_>]) -> Vec<u8> {
+    let list = PropertyList(properties);
+    bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&list),
+        ..ConnAck::new(false, ConnectReturnCode::Accepted)
+    }))
+}
+
+fn ack(packet_type: PacketType, id: u16, reason_code: ReasonCode) -> Vec<u8> {
+    let ack = Ack::with_reason(PacketId::new(id).unwrap(), reason_code, Properties::EMPTY);
+    bytes(match packet_type {
+        PacketType::PubAck => Packet::PubAck(ack),
+        PacketType::PubRec => Packet::PubRec(ack),
+        _ => Packet::PubComp(ack),
+    })
+}
+
+/// A connected MQTT 5 session whose CONNACK carried `properties`.
+fn connected_v5(config: SessionConfig, properties: &[Property<'_>]) -> Session {
+    let mut session = Session::new(config);
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    assert_eq!(
+        feed(&mut session, t(1), &connack(properties)),
+        vec![Ev::Connected(false)]
+    );
+    session
+}
+
+/// Every packet the session wrote, decoded as MQTT 5, with the properties of each as a list.
+fn sent_v5(session: &mut Session) -> Vec<(PacketType, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(part) = session.poll_transmit(t(2)) {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let Ok(Decoded::Complete { packet, consumed }) = decode_with(rest, usize::MAX, V5)
+            else {
+                panic!("invalid MQTT 5 packet {rest:02x?}");
+            };
+            out.push((packet.packet_type(), rest[..consumed].to_vec()));
+            rest = &rest[consumed..];
+        }
+    }
+    out
+}
+
+#[test]
+fn connect_announces_the_v5_options_and_maps_the_persistent_session_to_expiry() {
+    let mut config = v5_config();
+    config.v5.receive_maximum = Some(10);
+    config.v5.user_properties = vec![("app".to_string(), "umqtt".to_string())];
+    config.max_packet_size = 1000;
+    let mut session = Session::new(config);
+    session.connect(t(0), false).unwrap();
+    let connect = session.poll_transmit(t(0)).unwrap().to_vec();
+    let Ok(Decoded::Complete {
+        packet: Packet::Connect(c),
+        ..
+    }) = decode_with(&connect, usize::MAX, V5)
+    else {
+        panic!("{connect:02x?}");
+    };
+    assert_eq!(c.protocol, V5);
+    assert!(!c.clean_session);
+    // A persistent session (clean session 0) lasts until it expires: never [MQTT-3.1.2-23].
+    assert_eq!(c.properties.session_expiry_interval(), Some(u32::MAX));
+    assert_eq!(c.properties.receive_maximum(), Some(10));
+    assert_eq!(c.properties.maximum_packet_size(), Some(1000));
+    assert_eq!(
+        c.properties.user_properties().collect::<Vec<_>>(),
+        [("app", "umqtt")]
+    );
+
+    // A clean session ends with the connection: no Session Expiry Interval (0).
+    let mut session = Session::new(v5_config());
+    session.connect(t(0), true).unwrap();
+    let connect = session.poll_transmit(t(0)).unwrap().to_vec();
+    let Ok(Decoded::Complete {
+        packet: Packet::Connect(c),
+        ..
+    }) = decode_with(&connect, usize::MAX, V5)
+    else {
+        panic!("{connect:02x?}");
+    };
+    assert_eq!(c.properties.session_expiry_interval(), None);
+}
+
+#[test]
+fn receive_maximum_bounds_the_in_flight_window_and_nothing_is_dropped() {
+    let mut session = connected_v5(v5_config(), &[Property::ReceiveMaximum(2)]);
+    assert_eq!(session.broker_limits().receive_maximum, 2);
+    let ids: Vec<PacketId> = (0..5)
+        .map(|i| {
+            session
+                .publish("t", &[i], QoS::AtLeastOnce, false)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    // Only two go out; three wait in order.
+    assert_eq!(
+        sent(&mut session, t(2)),
+        vec![
+            Sent::Publish {
+                id: Some(1),
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                topic: "t".to_string(),
+                payload: vec![0]
+            },
+            Sent::Publish {
+                id: Some(2),
+                dup: false,
+                qos: QoS::AtLeastOnce,
+                topic: "t".to_string(),
+                payload: vec![1]
+            },
+        ]
+    );
+    assert_eq!((session.in_flight(), session.outgoing_len()), (2, 5));
+    let mut published = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        published.extend(feed(
+            &mut session,
+            t(10 + n as u64),
+            &ack(PacketType::PubAck, id.get(), ReasonCode::Success),
+        ));
+        assert!(session.in_flight() <= 2);
+        let now_sent = sent(&mut session, t(10 + n as u64));
+        assert!(now_sent.len() <= 1, "{now_sent:?}");
+    }
+    assert_eq!(
+        published,
+        ids.iter()
+            .map(|id| Ev::Published(id.get()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(session.outgoing_len(), 0);
+}
+
+#[test]
+fn the_brokers_maximum_packet_size_is_never_exceeded() {
+    let mut session = connected_v5(v5_config(), &[Property::MaximumPacketSize(30)]);
+    // topic 2+1, id 2, property length 1, payload 40: 46 + fixed header 2.
+    assert_eq!(
+        session.publish("t", &[0; 40], QoS::AtLeastOnce, false),
+        Err(UsageError::PacketTooLarge { size: 48, max: 30 })
+    );
+    assert_eq!(
+        session.publish("t", &[0; 40], QoS::AtMostOnce, false),
+        Err(UsageError::PacketTooLarge { size: 46, max: 30 })
+    );
+    assert_eq!(session.outgoing_len(), 0);
+    assert!(sent(&mut session, t(2)).is_empty());
+    // SUBSCRIBE and UNSUBSCRIBE too (found by the session fuzz target).
+    let long = "x".repeat(40);
+    assert_eq!(
+        session.subscribe(&[(long.as_str(), QoS::AtMostOnce)]),
+        Err(UsageError::PacketTooLarge { size: 48, max: 30 })
+    );
+    assert_eq!(
+        session.unsubscribe(&[long.as_str()]),
+        Err(UsageError::PacketTooLarge { size: 47, max: 30 })
+    );
+    // 2 + 3 + 2 + 1 + 22 = 30: exactly the maximum.
+    assert!(session
+        .publish("t", &[0; 22], QoS::AtLeastOnce, false)
+        .is_ok());
+    assert_eq!(sent(&mut session, t(2)).len(), 1);
+}
+
+#[test]
+fn what_the_broker_does_not_offer_is_refused_locally() {
+    let mut session = connected_v5(
+        v5_config(),
+        &[
+            Property::RetainAvailable(false),
+            Property::MaximumQoS(QoS::AtLeastOnce),
+            Property::WildcardSubscriptionAvailable(false),
+            Property::SharedSubscriptionAvailable(false),
+            Property::SubscriptionIdentifierAvailable(false),
+        ],
+    );
+    assert_eq!(
+        session.publish("t", b"x", QoS::AtMostOnce, true),
+        Err(UsageError::RetainNotAvailable)
+    );
+    assert_eq!(
+        session.publish("t", b"x", QoS::ExactlyOnce, false),
+        Err(UsageError::QoSNotSupported {
+            max: QoS::AtLeastOnce
+        })
+    );
+    assert_eq!(
+        session.subscribe(&[("a/+", QoS::AtMostOnce)]),
+        Err(UsageError::WildcardSubscriptionsNotAvailable)
+    );
+    assert_eq!(
+        session.subscribe(&[("$share/g/a", QoS::AtMostOnce)]),
+        Err(UsageError::SharedSubscriptionsNotAvailable)
+    );
+    let with_id = [Property::SubscriptionIdentifier(7)];
+    assert_eq!(
+        session.subscribe_with(
+            &[("a", SubscriptionOptions::new(QoS::AtMostOnce))],
+            Properties::List(&PropertyList(&with_id))
+        ),
+        Err(UsageError::SubscriptionIdentifiersNotAvailable)
+    );
+    assert!(sent(&mut session, t(2)).is_empty());
+    // What is offered still works.
+    assert!(session.publish("t", b"x", QoS::AtLeastOnce, false).is_ok());
+    assert!(session.subscribe(&[("a/b", QoS::AtLeastOnce)]).is_ok());
+    assert_eq!(sent(&mut session, t(2)).len(), 2);
+}
+
+#[test]
+fn server_keep_alive_and_assigned_client_identifier_are_adopted() {
+    let mut config = v5_config();
+    config.client_id = String::new();
+    config.keep_alive = 60;
+    let mut session = connected_v5(
+        config,
+        &[
+            Property::ServerKeepAlive(5),
+            Property::AssignedClientIdentifier("auto-1"),
+        ],
+    );
+    assert_eq!(session.keep_alive(), 5);
+    assert_eq!(session.poll_timeout(), Some(t(5_000)));
+    session.handle_timeout(t(5_000));
+    assert_eq!(sent(&mut session, t(5_000)), vec![Sent::PingReq]);
+    // The next connection names the assigned identifier, so it can resume the session.
+    assert_eq!(session.config().client_id, "auto-1");
+}
+
+#[test]
+fn refusing_acknowledgements_end_the_exchange_with_their_reason_code() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let one = session
+        .publish("t", b"1", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let two = session
+        .publish("t", b"2", QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let _ = sent(&mut session, t(2));
+    assert_eq!(
+        feed(
+            &mut session,
+            t(3),
+            &ack(PacketType::PubAck, one.get(), ReasonCode::NotAuthorized)
+        ),
+        vec![Ev::Refused(one.get(), ReasonCode::NotAuthorized)]
+    );
+    assert_eq!(
+        feed(
+            &mut session,
+            t(4),
+            &ack(PacketType::PubRec, two.get(), ReasonCode::QuotaExceeded)
+        ),
+        vec![Ev::Refused(two.get(), ReasonCode::QuotaExceeded)]
+    );
+    // No PUBREL after a refusing PUBREC; both ids are free again.
+    assert!(sent(&mut session, t(5)).is_empty());
+    assert_eq!(session.outgoing_len(), 0);
+    // A success code below 0x80 (No matching subscribers) still completes the publish.
+    let three = session
+        .publish("t", b"3", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let _ = sent(&mut session, t(6));
+    assert_eq!(
+        feed(
+            &mut session,
+            t(7),
+            &ack(
+                PacketType::PubAck,
+                three.get(),
+                ReasonCode::NoMatchingSubscribers
+            )
+        ),
+        vec![Ev::Published(three.get())]
+    );
+}
+
+#[test]
+fn a_refused_subscription_reason_code_reaches_the_application() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let id = session
+        .subscribe(&[("ok", QoS::AtLeastOnce), ("secret", QoS::AtLeastOnce)])
+        .unwrap();
+    let _ = sent(&mut session, t(2));
+    let suback = bytes(Packet::SubAck(SubAck {
+        packet_id: id,
+        return_codes: &[0x01, 0x87],
+        properties: Properties::EMPTY,
+    }));
+    session.handle_read(t(3), &suback);
+    let Some(Event::Subscribed(ack)) = session.poll_event() else {
+        panic!("no SUBACK event");
+    };
+    assert_eq!(
+        ack.reason_codes().collect::<Vec<_>>(),
+        [ReasonCode::GrantedQoS1, ReasonCode::NotAuthorized]
+    );
+}
+
+#[test]
+fn connack_refusal_and_server_disconnect_surface_their_reason_codes() {
+    let mut session = Session::new(v5_config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    let refused = bytes(Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::BadUserNameOrPassword,
+        reason_code: ReasonCode::BadUserNameOrPassword,
+        properties: Properties::EMPTY,
+    }));
+    assert_eq!(
+        feed(&mut session, t(1), &refused),
+        vec![Ev::Closed(CloseReason::Rejected(
+            ReasonCode::BadUserNameOrPassword
+        ))]
+    );
+
+    let mut session = connected_v5(v5_config(), &[]);
+    let reference = [Property::ServerReference("other:1883")];
+    let disconnect = bytes(Packet::Disconnect(Disconnect::new(
+        ReasonCode::ServerShuttingDown,
+        Properties::List(&PropertyList(&reference)),
+    )));
+    assert_eq!(
+        feed(&mut session, t(5), &disconnect),
+        vec![Ev::Closed(CloseReason::ServerDisconnected(
+            ReasonCode::ServerShuttingDown
+        ))]
+    );
+    assert!(!session.is_connecting_or_connected());
+    assert_eq!(
+        session.broker_limits().server_reference.as_deref(),
+        Some("other:1883")
+    );
+}
+
+#[test]
+fn messages_carry_their_properties_both_ways() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let props = [
+        Property::MessageExpiryInterval(30),
+        Property::ResponseTopic("reply/to"),
+        Property::CorrelationData(b"42"),
+        Property::UserProperty("k", "v"),
+    ];
+    session
+        .publish_with(
+            "t",
+            b"hi",
+            QoS::AtLeastOnce,
+            false,
+            Properties::List(&PropertyList(&props)),
+        )
+        .unwrap();
+    let written = sent_v5(&mut session);
+    assert_eq!(written.len(), 1);
+    let Ok(Decoded::Complete {
+        packet: Packet::Publish(p),
+        ..
+    }) = decode_with(&written[0].1, usize::MAX, V5)
+    else {
+        panic!("{written:02x?}");
+    };
+    assert_eq!(p.properties.iter().collect::<Vec<_>>(), props);
+
+    // Incoming: the application sees the properties.
+    let incoming = bytes(Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "in",
+        packet_id: None,
+        payload: b"x",
+        properties: Properties::List(&PropertyList(&[Property::UserProperty("a", "b")])),
+    }));
+    session.handle_read(t(3), &incoming);
+    let Some(Event::Message(message)) = session.poll_event() else {
+        panic!("no message");
+    };
+    assert_eq!(
+        message.properties.user_properties().collect::<Vec<_>>(),
+        [("a", "b")]
+    );
+
+    // The session allows no incoming topic alias: one is a protocol error.
+    let aliased = bytes(Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: "in",
+        packet_id: None,
+        payload: b"x",
+        properties: Properties::List(&PropertyList(&[Property::TopicAlias(1)])),
+    }));
+    assert_eq!(
+        feed(&mut session, t(4), &aliased),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::TopicAliasNotAllowed
+        ))]
+    );
+}
+
+#[test]
+fn properties_on_a_3_1_1_session_are_refused_not_dropped() {
+    let mut session = Session::new(config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &[0x20, 0x02, 0x00, 0x00]);
+    let props = [Property::UserProperty("k", "v")];
+    assert_eq!(
+        session.publish_with(
+            "t",
+            b"x",
+            QoS::AtLeastOnce,
+            false,
+            Properties::List(&PropertyList(&props))
+        ),
+        Err(UsageError::Encode(EncodeError::RequiresMqtt5))
+    );
+    assert_eq!(session.outgoing_len(), 0);
+    assert!(events(&mut session).is_empty());
+}
+
+/// The QoS 0 PUBLISH packets written: (topic, alias).
+fn sent_aliases(session: &mut Session) -> Vec<(String, Option<u16>)> {
+    sent_v5(session)
+        .iter()
+        .map(|(_, bytes)| {
+            let Ok(Decoded::Complete {
+                packet: Packet::Publish(p),
+                ..
+            }) = decode_with(bytes, usize::MAX, V5)
+            else {
+                panic!("{bytes:02x?}");
+            };
+            (p.topic.to_string(), p.properties.topic_alias())
+        })
+        .collect()
+}
+
+#[test]
+fn outgoing_topic_aliases_within_the_brokers_maximum_and_per_connection() {
+    let mut config = v5_config();
+    config.v5.topic_aliases = true;
+    let mut session = connected_v5(config, &[Property::TopicAliasMaximum(2)]);
+    for topic in ["a/1", "a/1", "b/2", "c/3", "b/2", "a/1"] {
+        session
+            .publish(topic, b"x", QoS::AtMostOnce, false)
+            .unwrap();
+    }
+    // QoS 1/2 messages never use one (they may be resent on another connection).
+    session
+        .publish("a/1", b"x", QoS::AtLeastOnce, false)
+        .unwrap();
+    let written = sent_aliases(&mut session);
+    let s = |t: &str| t.to_string();
+    assert_eq!(
+        written,
+        [
+            (s("a/1"), Some(1)),
+            (s(""), Some(1)),
+            (s("b/2"), Some(2)),
+            // Both aliases taken: the topic goes in full.
+            (s("c/3"), None),
+            (s(""), Some(2)),
+            (s(""), Some(1)),
+            (s("a/1"), None),
+        ]
+    );
+    // A new connection starts without aliases.
+    session.handle_connection_lost();
+    session.connect(t(100), true).unwrap();
+    let _ = sent(&mut session, t(100));
+    feed(
+        &mut session,
+        t(101),
+        &connack(&[Property::TopicAliasMaximum(2)]),
+    );
+    let _ = sent_v5(&mut session);
+    session
+        .publish("b/2", b"x", QoS::AtMostOnce, false)
+        .unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("b/2"), Some(1))]);
+
+    // Off by default, and never without the broker's Topic Alias Maximum.
+    let mut session = connected_v5(v5_config(), &[Property::TopicAliasMaximum(5)]);
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("a"), None), (s("a"), None)]);
+    let mut config = v5_config();
+    config.v5.topic_aliases = true;
+    let mut session = connected_v5(config, &[]);
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    session.publish("a", b"x", QoS::AtMostOnce, false).unwrap();
+    assert_eq!(sent_aliases(&mut session), [(s("a"), None), (s("a"), None)]);
+}
+
+#[test]
+fn resends_on_a_resumed_session_respect_the_new_receive_maximum() {
+    let mut session = connected_v5(v5_config(), &[]);
+    for i in 0..3u8 {
+        session.publish("t", &[i], QoS::AtLeastOnce, false).unwrap();
+    }
+    assert_eq!(sent(&mut session, t(2)).len(), 3);
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    let resumed = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[Property::ReceiveMaximum(1)])),
+        ..ConnAck::new(true, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &resumed),
+        vec![Ev::Connected(true)]
+    );
+    // One resend (DUP) at a time, in order.
+    let dup = |id: u16, payload: u8| Sent::Publish {
+        id: Some(id),
+        dup: true,
+        qos: QoS::AtLeastOnce,
+        topic: "t".to_string(),
+        payload: vec![payload],
+    };
+    assert_eq!(sent(&mut session, t(12)), vec![dup(1, 0)]);
+    for (id, next) in [(1u16, Some(dup(2, 1))), (2, Some(dup(3, 2))), (3, None)] {
+        assert_eq!(
+            feed(
+                &mut session,
+                t(20 + u64::from(id)),
+                &ack(PacketType::PubAck, id, ReasonCode::Success)
+            ),
+            vec![Ev::Published(id)]
+        );
+        assert_eq!(
+            sent(&mut session, t(30)),
+            next.into_iter().collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn disconnect_with_a_reason_and_properties() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let expiry = [Property::SessionExpiryInterval(0)];
+    session
+        .disconnect_with(Disconnect::new(
+            ReasonCode::DisconnectWithWillMessage,
+            Properties::List(&PropertyList(&expiry)),
+        ))
+        .unwrap();
+    let written = sent_v5(&mut session);
+    let Ok(Decoded::Complete {
+        packet: Packet::Disconnect(d),
+        ..
+    }) = decode_with(&written[0].1, usize::MAX, V5)
+    else {
+        panic!("{written:02x?}");
+    };
+    assert_eq!(d.reason_code, ReasonCode::DisconnectWithWillMessage);
+    assert_eq!(d.properties.session_expiry_interval(), Some(0));
+    assert_eq!(
+        events(&mut session),
+        vec![Ev::Closed(CloseReason::Disconnected)]
+    );
+
+    // A reason code DISCONNECT cannot carry is refused, and the connection stays.
+    let mut session = connected_v5(v5_config(), &[]);
+    assert_eq!(
+        session.disconnect_with(Disconnect::new(ReasonCode::GrantedQoS1, Properties::EMPTY)),
+        Err(UsageError::Encode(EncodeError::InvalidReasonCode {
+            packet_type: PacketType::Disconnect,
+            code: 0x01
+        }))
+    );
+    assert!(session.is_connected());
+    // With 3.1.1 only a normal disconnection exists.
+    let mut session = Session::new(config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &[0x20, 0x02, 0x00, 0x00]);
+    assert_eq!(
+        session.disconnect_with(Disconnect::new(
+            ReasonCode::DisconnectWithWillMessage,
+            Properties::EMPTY
+        )),
+        Err(UsageError::Encode(EncodeError::RequiresMqtt5))
+    );
+    assert!(session.is_connected());
+}

@@ -1,0 +1,151 @@
+//! What MQTT 5 adds to the session: the connect options it announces and what the broker's
+//! CONNACK allows this connection (section 3.2.2.3 of the MQTT 5 specification).
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::packet::{Properties, Property, QoS};
+
+/// What the broker's CONNACK allows this connection. With MQTT 3.1.1, or for a property the
+/// broker left out, the specification's default applies (no limit, everything available).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerLimits {
+    /// Receive Maximum: most QoS 1/2 publications the broker takes unacknowledged at once;
+    /// the session's in-flight window never exceeds it (section 3.2.2.3.3). 65 535 when absent.
+    pub receive_maximum: u16,
+    /// Maximum Packet Size: the session refuses to send a larger packet (section 3.2.2.3.6).
+    pub maximum_packet_size: Option<u32>,
+    /// Topic Alias Maximum: highest topic alias the broker accepts; 0 = none (3.2.2.3.8).
+    pub topic_alias_maximum: u16,
+    /// Maximum QoS the broker accepts in PUBLISH (section 3.2.2.3.4).
+    pub maximum_qos: QoS,
+    /// Retain Available: false means retained publications are refused (3.2.2.3.5).
+    pub retain_available: bool,
+    /// Wildcard Subscription Available (section 3.2.2.3.11).
+    pub wildcard_subscription_available: bool,
+    /// Subscription Identifiers Available (section 3.2.2.3.12).
+    pub subscription_identifiers_available: bool,
+    /// Shared Subscription Available (section 3.2.2.3.13).
+    pub shared_subscription_available: bool,
+    /// Server Keep Alive: the keepalive the broker imposes, which the session adopts
+    /// `[MQTT-3.2.2-21]`.
+    pub server_keep_alive: Option<u16>,
+    /// Session Expiry Interval the broker chose, if it changed the one asked for.
+    pub session_expiry_interval: Option<u32>,
+    /// Assigned Client Identifier, for a CONNECT with an empty one; the session adopts it so
+    /// the next connection can resume the session (section 3.2.2.3.7).
+    pub assigned_client_identifier: Option<String>,
+    /// Server Reference: another server to use (section 3.2.2.3.16).
+    pub server_reference: Option<String>,
+    /// Reason String: the broker's human-readable diagnostic.
+    pub reason_string: Option<String>,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            receive_maximum: u16::MAX,
+            maximum_packet_size: None,
+            topic_alias_maximum: 0,
+            maximum_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            wildcard_subscription_available: true,
+            subscription_identifiers_available: true,
+            shared_subscription_available: true,
+            server_keep_alive: None,
+            session_expiry_interval: None,
+            assigned_client_identifier: None,
+            server_reference: None,
+            reason_string: None,
+        }
+    }
+}
+
+impl BrokerLimits {
+    /// The limits a CONNACK's properties announce (defaults for those left out).
+    pub fn from_properties(properties: &Properties<'_>) -> BrokerLimits {
+        let mut limits = BrokerLimits::default();
+        for property in properties.iter() {
+            match property {
+                Property::ReceiveMaximum(v) => limits.receive_maximum = v,
+                Property::MaximumPacketSize(v) => limits.maximum_packet_size = Some(v),
+                Property::TopicAliasMaximum(v) => limits.topic_alias_maximum = v,
+                Property::MaximumQoS(q) => limits.maximum_qos = q,
+                Property::RetainAvailable(b) => limits.retain_available = b,
+                Property::WildcardSubscriptionAvailable(b) => {
+                    limits.wildcard_subscription_available = b
+                }
+                Property::SubscriptionIdentifierAvailable(b) => {
+                    limits.subscription_identifiers_available = b
+                }
+                Property::SharedSubscriptionAvailable(b) => {
+                    limits.shared_subscription_available = b
+                }
+                Property::ServerKeepAlive(v) => limits.server_keep_alive = Some(v),
+                Property::SessionExpiryInterval(v) => limits.session_expiry_interval = Some(v),
+                Property::AssignedClientIdentifier(s) => {
+                    limits.assigned_client_identifier = Some(s.to_string())
+                }
+                Property::ServerReference(s) => limits.server_reference = Some(s.to_string()),
+                Property::ReasonString(s) => limits.reason_string = Some(s.to_string()),
+                _ => {}
+            }
+        }
+        limits
+    }
+}
+
+/// The MQTT 5 options of CONNECT, kept in [`super::SessionConfig::v5`]. Ignored with 3.1.1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Session Expiry Interval in seconds (section 3.1.2.11.2). `None` maps the 3.1.1
+    /// meaning of the clean-session flag: 0 (the session ends with the connection) for a
+    /// clean session, `u32::MAX` (never expires) otherwise, so a persistent session keeps its
+    /// guarantees.
+    pub session_expiry_interval: Option<u32>,
+    /// Receive Maximum announced: most QoS 1/2 messages the broker may send unacknowledged.
+    pub receive_maximum: Option<u16>,
+    /// Request Problem Information (section 3.1.2.11.7).
+    pub request_problem_information: Option<bool>,
+    /// User properties of CONNECT.
+    pub user_properties: Vec<(String, String)>,
+    /// Send QoS 0 messages with outgoing topic aliases when the broker allows them (its
+    /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
+    /// carry only the alias, which saves the topic's bytes on every message. Off by default.
+    pub topic_aliases: bool,
+}
+
+impl ConnectOptions {
+    /// The CONNECT properties for these options. `max_packet_size` is the session's local
+    /// limit, announced as Maximum Packet Size so the broker does not send larger packets.
+    pub(crate) fn properties(
+        &self,
+        clean_session: bool,
+        max_packet_size: usize,
+    ) -> Vec<Property<'_>> {
+        let mut list = Vec::new();
+        let expiry =
+            self.session_expiry_interval
+                .unwrap_or(if clean_session { 0 } else { u32::MAX });
+        if expiry != 0 {
+            list.push(Property::SessionExpiryInterval(expiry));
+        }
+        if let Some(v) = self.receive_maximum {
+            list.push(Property::ReceiveMaximum(v));
+        }
+        if let Ok(max) = u32::try_from(max_packet_size) {
+            if max > 0 {
+                list.push(Property::MaximumPacketSize(max));
+            }
+        }
+        if let Some(b) = self.request_problem_information {
+            list.push(Property::RequestProblemInformation(b));
+        }
+        for (k, v) in &self.user_properties {
+            list.push(Property::UserProperty(k, v));
+        }
+        list
+    }
+}
