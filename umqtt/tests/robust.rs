@@ -54,8 +54,14 @@ fn until_subscribed(client: &mut Client, log: &Arc<Mutex<Vec<(Instant, Event)>>>
     }
 }
 
+/// A plain subscriber that only observes what arrives. Its keepalive is long: it is not
+/// polled while the robust client under test works (a 2 s keepalive would let the broker
+/// drop it when that work takes over 3 s on a loaded machine).
 fn simple_subscriber(broker: &Mosquitto, client_id: &str, filter: &str) -> simple::Client {
-    let mut sub: simple::Client = simple::Client::with_config(config(broker.port(), client_id));
+    let mut sub: simple::Client = simple::Client::with_config(ClientConfig {
+        keep_alive: 60,
+        ..config(broker.port(), client_id)
+    });
     sub.connect(true).unwrap();
     sub.subscribe(filter, QoS::AtLeastOnce).unwrap();
     sub
