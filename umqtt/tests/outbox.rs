@@ -22,6 +22,15 @@ fn config(port: u16, client_id: &str) -> ClientConfig {
     }
 }
 
+/// A plain subscriber that only observes: not polled while the publishers work, so its
+/// keepalive must outlast that work on a loaded machine.
+fn observer(port: u16, client_id: &str) -> ClientConfig {
+    ClientConfig {
+        keep_alive: 60,
+        ..config(port, client_id)
+    }
+}
+
 fn policy() -> ExponentialBackoff {
     ExponentialBackoff::new(Duration::from_millis(20), Duration::from_millis(200))
 }
@@ -47,7 +56,8 @@ fn stored_messages_are_sent_by_the_next_process() {
     let proxy = FaultProxy::start(broker.addr());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.redb");
-    let mut sub: simple::Client = simple::Client::with_config(config(broker.port(), "outbox-sub"));
+    let mut sub: simple::Client =
+        simple::Client::with_config(observer(broker.port(), "outbox-sub"));
     sub.connect(true).unwrap();
     sub.subscribe("o/#", QoS::AtLeastOnce).unwrap();
 
@@ -120,7 +130,7 @@ fn in_flight_messages_come_back_with_their_packet_ids_and_dup() {
     let proxy = FaultProxy::start(broker.addr());
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outbox.redb");
-    let mut sub: simple::Client = simple::Client::with_config(config(broker.port(), "dup-sub"));
+    let mut sub: simple::Client = simple::Client::with_config(observer(broker.port(), "dup-sub"));
     sub.connect(true).unwrap();
     sub.subscribe("d/#", QoS::AtLeastOnce).unwrap();
     {
