@@ -131,7 +131,7 @@ pub fn listening_backoff(failure: &Failure) -> Decision {
         Duration::from_secs(60),
         failure.consecutive,
     );
-    Decision::RetryAfter(jittered(base, 0.2, Duration::from_secs(60), failure))
+    Decision::RetryAfter(jittered(base, 200, Duration::from_secs(60), failure))
 }
 
 fn backoff_delay(initial: Duration, max: Duration, consecutive: u32) -> Duration {
@@ -139,12 +139,18 @@ fn backoff_delay(initial: Duration, max: Duration, consecutive: u32) -> Duration
     initial.saturating_mul(1u32 << doublings).min(max)
 }
 
-fn jittered(delay: Duration, jitter: f64, max: Duration, failure: &Failure) -> Duration {
-    if jitter == 0.0 {
-        return delay;
+/// `delay` spread by ±`permille`/1000, drawn from `failure.random`, at most `max`. Integer
+/// arithmetic only: no floating point on a microcontroller without a double-precision FPU.
+fn jittered(delay: Duration, permille: u16, max: Duration, failure: &Failure) -> Duration {
+    if permille == 0 {
+        return delay.min(max);
     }
-    let factor = 1.0 + jitter * (failure.random_unit() * 2.0 - 1.0);
-    delay.mul_f64(factor).min(max)
+    let nanos = delay.as_nanos() as i128;
+    // A uniform draw in [-2^32, 2^32) from the top 32 bits of the random word.
+    let draw = 2 * i128::from((failure.random >> 32) as u32) - (1i128 << 32);
+    let spread = nanos * i128::from(permille) * draw / (1000i128 << 32);
+    let jittered = (nanos + spread).clamp(0, i128::from(u64::MAX)) as u64;
+    Duration::from_nanos(jittered).min(max)
 }
 
 /// Decides when to reconnect. Implement it to encode an application's own idea of robustness.
@@ -246,8 +252,8 @@ pub struct ExponentialBackoff {
     pub initial: Duration,
     /// Largest delay.
     pub max: Duration,
-    /// Relative spread of each delay, 0.0..=1.0.
-    pub jitter: f64,
+    /// Relative spread of each delay in thousandths (200: ±20 %), at most 1000.
+    jitter_permille: u16,
 }
 
 impl ExponentialBackoff {
@@ -256,14 +262,25 @@ impl ExponentialBackoff {
         ExponentialBackoff {
             initial,
             max,
-            jitter: 0.2,
+            jitter_permille: 200,
         }
     }
 
-    /// Sets the jitter fraction (0 disables it).
-    pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter.clamp(0.0, 1.0);
+    /// Sets the jitter fraction, 0.0..=1.0 (0 disables it); kept to thousandths.
+    pub fn with_jitter(self, jitter: f64) -> Self {
+        // `as` saturates (and maps NaN to 0): no panic for any input.
+        self.with_jitter_permille((jitter * 1000.0 + 0.5) as u16)
+    }
+
+    /// Sets the jitter in thousandths (100: ±10 %), at most 1000; no floating point.
+    pub fn with_jitter_permille(mut self, permille: u16) -> Self {
+        self.jitter_permille = permille.min(1000);
         self
+    }
+
+    /// The jitter fraction.
+    pub fn jitter(&self) -> f64 {
+        f64::from(self.jitter_permille) / 1000.0
     }
 
     /// The delay after `consecutive` failures, before jitter.
@@ -284,7 +301,7 @@ impl ReconnectPolicy for ExponentialBackoff {
             return Decision::Stop;
         }
         let delay = self.base_delay(failure.consecutive);
-        Decision::RetryAfter(jittered(delay, self.jitter, self.max, failure))
+        Decision::RetryAfter(jittered(delay, self.jitter_permille, self.max, failure))
     }
 }
 
@@ -305,7 +322,8 @@ impl Deadline {
         let cap = (max_age / 4).max(Duration::from_millis(500));
         Deadline {
             max_age,
-            backoff: ExponentialBackoff::new(Duration::from_millis(500), cap).with_jitter(0.1),
+            backoff: ExponentialBackoff::new(Duration::from_millis(500), cap)
+                .with_jitter_permille(100),
         }
     }
 }

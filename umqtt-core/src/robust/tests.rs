@@ -126,6 +126,39 @@ fn backoff_jitter_stays_within_bounds_and_varies() {
 }
 
 #[test]
+fn backoff_jitter_reaches_both_ends_and_is_centred() {
+    let policy = |permille| {
+        ExponentialBackoff::new(Duration::from_secs(10), Duration::from_secs(100))
+            .with_jitter_permille(permille)
+    };
+    let delay = |permille, random| {
+        let mut f = lost(1, 0);
+        f.random = random;
+        match policy(permille).on_failure(&f) {
+            Decision::RetryAfter(d) => d,
+            Decision::Stop => panic!("stopped"),
+        }
+    };
+    // The lowest draw gives 1 − j, the highest just under 1 + j, the middle exactly 1.
+    assert_eq!(delay(200, 0), Duration::from_secs(8));
+    assert!(delay(200, u64::MAX) < Duration::from_secs(12));
+    assert!(delay(200, u64::MAX) > Duration::from_millis(11_999));
+    assert_eq!(delay(200, 1 << 63), Duration::from_secs(10));
+    assert_eq!(delay(0, 12345), Duration::from_secs(10));
+    // Full jitter never goes below zero; the fraction API keeps thousandths.
+    assert_eq!(delay(1000, 0), Duration::ZERO);
+    assert_eq!(
+        ExponentialBackoff::default().with_jitter(0.25).jitter(),
+        0.25
+    );
+    assert_eq!(ExponentialBackoff::default().with_jitter(7.0).jitter(), 1.0);
+    assert_eq!(
+        ExponentialBackoff::default().with_jitter(-1.0).jitter(),
+        0.0
+    );
+}
+
+#[test]
 fn deadline_retries_until_the_message_deadline_then_stops() {
     let mut policy = Deadline::new(Duration::from_secs(15));
     assert_eq!(
