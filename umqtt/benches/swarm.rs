@@ -154,6 +154,7 @@ fn parent_main(args: &Args) {
     let rt = runtime();
     let seen: Arc<Mutex<std::collections::HashMap<String, Seen>>> = Arc::default();
     let received = Arc::new(AtomicU64::new(0));
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (sub_handle, _sub_task) = {
         use umqtt_tokio::robust::{Client, ExponentialBackoff, RobustConfig};
         let config = ClientConfig {
@@ -180,8 +181,14 @@ fn parent_main(args: &Args) {
             .expect("subscribe");
         let seen = seen.clone();
         let received = received.clone();
+        let subscribed = subscribed.clone();
         let task = rt.spawn(async move {
-            while let Some(message) = events.next_message(|_| {}).await {
+            let on_event = |event: &umqtt_tokio::robust::Event| {
+                if matches!(event, umqtt_tokio::robust::Event::Subscribed { .. }) {
+                    subscribed.store(true, Ordering::SeqCst);
+                }
+            };
+            while let Some(message) = events.next_message(on_event).await {
                 let mut levels = message.topic.split('/');
                 let variant = levels.nth(1).unwrap_or("").to_owned();
                 let text = String::from_utf8_lossy(&message.payload);
@@ -200,13 +207,12 @@ fn parent_main(args: &Args) {
         });
         (handle, task)
     };
+    // Counting starts only once the broker acknowledged the subscription.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !sub_handle.is_connected() {
-        assert!(Instant::now() < deadline, "subscriber never connected");
+    while !subscribed.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "subscriber never subscribed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Let the SUBACK arrive.
-    std::thread::sleep(Duration::from_millis(500));
 
     let mut rows = Vec::new();
     for variant in VARIANTS

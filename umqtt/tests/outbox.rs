@@ -190,3 +190,46 @@ fn corrupt_outbox_file_is_a_clear_error() {
     let error = DurableOutbox::open(&path).unwrap_err();
     assert!(error.to_string().contains("outbox"), "{error}");
 }
+
+/// A message the engine would refuse (a payload larger than one PUBLISH can carry) is
+/// refused before it is stored: nothing is left in the outbox to be sent by the next process.
+#[test]
+fn a_message_the_engine_refuses_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.redb");
+    {
+        let store = DurableOutbox::open(&path).unwrap();
+        let mut client = Client::with_outbox(
+            config(umqtt_testkit::broker::free_port(), "refused-pub"),
+            policy(),
+            RobustConfig::default(),
+            store,
+        )
+        .unwrap();
+        // 256 MiB: over the 268 435 455-byte packet limit with its header. Zeroed pages are
+        // not touched, so this costs no real memory.
+        let huge = vec![0u8; 256 * 1024 * 1024];
+        let error = client
+            .publish_with(
+                "o/big",
+                &huge,
+                QoS::AtLeastOnce,
+                false,
+                Delivery::Guaranteed,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                umqtt::Error::Usage(umqtt::UsageError::PayloadTooLarge { .. })
+            ),
+            "{error:?}"
+        );
+        assert_eq!(client.pending(), 0);
+    }
+    let mut reopened = DurableOutbox::open(&path).unwrap();
+    assert_eq!(
+        umqtt::outbox::OutboxStore::load(&mut reopened).unwrap(),
+        Vec::new()
+    );
+}

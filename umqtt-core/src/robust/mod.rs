@@ -508,8 +508,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         retain: bool,
         (delivery, durable): (Delivery, bool),
     ) -> Result<MessageId, UsageError> {
-        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
-        session::check_payload_len(topic, payload, qos)?;
+        Self::check_publish(topic, payload, qos)?;
         let id = MessageId(self.next_id);
         if !self.has_room(1, payload.len()) {
             match self.config.overflow {
@@ -588,6 +587,14 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
         self.fill_session(now);
         Ok(id)
+    }
+
+    /// What [`Engine::publish_with`] checks of a message before taking it (a valid topic
+    /// name, a payload that fits one PUBLISH): a driver with a durable outbox asks this
+    /// before storing, so that it never stores what the engine will refuse.
+    pub fn check_publish(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
+        validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        session::check_payload_len(topic, payload, qos)
     }
 
     /// Puts back a guaranteed message a previous process left in a durable outbox, before the

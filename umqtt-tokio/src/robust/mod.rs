@@ -624,9 +624,7 @@ impl Handle {
         retain: bool,
     ) -> Result<MessageId, Error> {
         // Everything that could make the engine refuse it is checked before it is stored.
-        umqtt_core::topic::validate_topic_name(topic)
-            .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
-        umqtt_core::session::check_payload_len(topic, payload, qos)?;
+        Engine::<PolicyBox, LinkFailure>::check_publish(topic, payload, qos)?;
         if state.engine.config().overflow == Overflow::RefuseNew
             && !state.engine.has_room(1, payload.len())
         {

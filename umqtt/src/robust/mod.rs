@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 use umqtt_core::packet::QoS;
 use umqtt_core::robust::{Action, Engine, EngineConfig};
 use umqtt_core::session::{SessionConfig, UsageError, Will};
-use umqtt_core::topic::validate_topic_name;
 
 use crate::error::Error;
 use crate::outbox::{self, OutboxStore, StoredMessage};
@@ -354,9 +353,9 @@ impl Client {
         delivery: Delivery,
         mut taken: impl FnMut(MessageId),
     ) -> Result<(), Error> {
-        for (topic, _) in messages {
-            validate_topic_name(topic)
-                .map_err(|e| Error::Usage(UsageError::InvalidTopicName(e)))?;
+        // Nothing is stored (or queued) unless the engine will take every message.
+        for (topic, payload) in messages {
+            Engine::<Box<dyn ReconnectPolicy>, LinkFailure>::check_publish(topic, payload, qos)?;
         }
         let durable = delivery == Delivery::Guaranteed && self.store.is_some();
         let bytes = messages.iter().map(|(_, p)| p.len()).sum();
