@@ -42,6 +42,8 @@ pub mod broker;
 pub mod certs;
 pub mod proxy;
 pub mod raw;
+#[cfg(feature = "tokio")]
+pub mod sim_tokio;
 pub mod tunnel;
 /// The simulated broker and network on a virtual clock (the `umqtt-sim` crate).
 pub use umqtt_sim as sim;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::sim::Sim;
+use support::sim::{Sim, SimConnector};
 use tokio::time::Instant;
 use umqtt_testkit::sim::{ServerMode, SimNet};
 use umqtt_tokio::robust::{
