@@ -5,7 +5,7 @@
 //! Modes: decode_publish16, decode_publish256, decode_puback, decode_suback, encode_publish16,
 //! encode_puback, session_qos0, session_qos1 (3.1.1; this part uses only API that predates
 //! MQTT 5, so the same program runs against an older commit), and the same with a `v5_`
-//! prefix plus v5_decode_publish16_props / v5_encode_publish16_props (MQTT 5).
+//! prefix (v5_session_qos0 and v5_session_qos1 included) plus v5_decode_publish16_props / v5_encode_publish16_props (MQTT 5).
 
 use std::hint::black_box;
 use umqtt_core::packet::{decode, Decoded};
@@ -45,7 +45,7 @@ fn main() {
         return;
     }
     if mode.starts_with("session") {
-        black_box(session_bench(n, mode == "session_qos1"));
+        black_box(session_bench(n, mode == "session_qos1", false));
         return;
     }
     let bytes = match mode {
@@ -78,18 +78,27 @@ fn main() {
     black_box(total);
 }
 
-pub fn session_bench(n: usize, qos1: bool) -> usize {
+/// `v5`: the same loop in MQTT 5 (the PUBACK short form is the same 4 bytes).
+pub fn session_bench(n: usize, qos1: bool, v5: bool) -> usize {
     use umqtt_core::session::{Event, Session, SessionConfig};
     use umqtt_core::{Instant, QoS};
-    let mut session = Session::new(SessionConfig {
+    let mut config = SessionConfig {
         client_id: "bench".into(),
         max_in_flight: u16::MAX,
         ..SessionConfig::default()
-    });
+    };
+    if v5 {
+        config.protocol = ProtocolVersion::V5;
+    }
+    let mut session = Session::new(config);
     let now = Instant::from_millis(0);
     session.connect(now, true).unwrap();
     while session.poll_transmit(now).is_some() {}
-    session.handle_read(now, &[0x20, 0x02, 0x00, 0x00]);
+    if v5 {
+        session.handle_read(now, &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    } else {
+        session.handle_read(now, &[0x20, 0x02, 0x00, 0x00]);
+    }
     while let Some(e) = session.poll_event() {
         assert!(matches!(e, Event::Connected { .. }));
     }
@@ -152,6 +161,10 @@ fn publish_v5(payload_len: usize, props: &[u8]) -> Vec<u8> {
 }
 
 fn main_v5(mode: &str, n: usize) {
+    if mode.starts_with("session") {
+        black_box(session_bench(n, mode == "session_qos1", true));
+        return;
+    }
     // Message expiry 60 s and one user property.
     let props: &[u8] = b"\x02\x00\x00\x00\x3C\x26\x00\x01k\x00\x01v";
     let bytes = match mode {

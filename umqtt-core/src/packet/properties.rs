@@ -397,6 +397,7 @@ impl<'a> Properties<'a> {
     pub const EMPTY: Properties<'static> = Properties::List(&PropertyList(&[]));
 
     /// Whether there are no properties.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         match self {
             Properties::List(list) => list.0.is_empty(),
@@ -479,11 +480,17 @@ impl<'a> Properties<'a> {
 
     /// Validates the properties for `ctx` and returns the size of the block on the wire
     /// (the property-length field included).
+    #[inline]
     pub(crate) fn encoded_len(&self, ctx: Context) -> Result<usize, EncodeError> {
         if self.is_empty() {
-            // Just the property length 0: the common case costs no validation.
+            // Just the property length 0: the common case costs no validation (nor a call).
             return Ok(1);
         }
+        self.encoded_len_nonempty(ctx)
+    }
+
+    #[inline(never)]
+    fn encoded_len_nonempty(&self, ctx: Context) -> Result<usize, EncodeError> {
         let body = match *self {
             Properties::List(&PropertyList(list)) => {
                 let mut seen = 0u64;
@@ -508,11 +515,17 @@ impl<'a> Properties<'a> {
     }
 
     /// Writes the block (length prefix included); [`Properties::encoded_len`] validated it.
+    #[inline]
     pub(crate) fn write(&self, w: &mut Writer<'_>, block_len: usize) {
         if block_len == 1 {
             w.u8(0);
-            return;
+        } else {
+            self.write_nonempty(w, block_len);
         }
+    }
+
+    #[inline(never)]
+    fn write_nonempty(&self, w: &mut Writer<'_>, block_len: usize) {
         match *self {
             Properties::List(&PropertyList(list)) => {
                 w.vbi(block_len - vbi_len_of_block(block_len));

@@ -736,6 +736,7 @@ impl Session {
         self.publish_inner(topic, payload, qos, retain, properties)
     }
 
+    #[inline(always)]
     fn publish_inner(
         &mut self,
         topic: &str,
@@ -754,7 +755,7 @@ impl Session {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
             }
-            if version.is_v5() {
+            if version.is_v5() && state.config.v5.topic_aliases {
                 return state.publish_qos0_v5(topic, payload, retain, properties);
             }
             let publish = Publish {
@@ -767,7 +768,12 @@ impl Session {
                 properties,
             };
             state.begin_tx();
+            let start = state.tx.len();
             append_publish_validated_topic(&mut state.tx, &publish, version)?;
+            if let Err(e) = state.check_packet_size(state.tx.len() - start) {
+                state.tx.truncate(start);
+                return Err(e);
+            }
             return Ok(None);
         }
         if state.outgoing.len() >= state.config.max_outgoing {
@@ -1346,7 +1352,7 @@ impl State {
 
     /// An MQTT 5 QoS 0 PUBLISH on the current connection, with an outgoing topic alias when
     /// they are on (QoS 0 only: a QoS 1/2 message is stored encoded and may be resent on
-    /// another connection, where an alias means nothing). Kept out of the 3.1.1 path.
+    /// another connection, where an alias means nothing). Only taken when aliases are on.
     fn publish_qos0_v5(
         &mut self,
         topic: &str,
