@@ -275,6 +275,26 @@ impl Packet<'_> {
         }
     }
 
+    /// Whether the packet's bytes are the same in 3.1.1 and MQTT 5: a successful
+    /// acknowledgement without properties (the MQTT 5 short form, section 3.4.2.1), a ping, a
+    /// plain DISCONNECT (remaining length 0, section 3.14.2.1). The 3.1.1 writer writes them.
+    #[inline]
+    fn is_same_in_both(&self) -> bool {
+        match self {
+            Packet::PubAck(ack)
+            | Packet::PubRec(ack)
+            | Packet::PubRel(ack)
+            | Packet::PubComp(ack) => {
+                ack.reason_code == ReasonCode::Success && ack.properties.is_empty()
+            }
+            Packet::PingReq | Packet::PingResp => true,
+            Packet::Disconnect(disconnect) => {
+                disconnect.reason_code == ReasonCode::Success && disconnect.properties.is_empty()
+            }
+            _ => false,
+        }
+    }
+
     /// Validates a 3.1.1 packet and returns `(first byte, remaining length)`: the 3.1.1 layout
     /// plus the refusal of anything only MQTT 5 can carry. Kept apart from [`Packet::header`]
     /// so the 3.1.1 hot path costs what it did before MQTT 5.
@@ -410,13 +430,8 @@ impl Packet<'_> {
                 w.u8(u8::from(ack.session_present));
                 w.u8(ack.code as u8);
             }
-            Packet::Publish(publish) => {
-                w.string(publish.topic);
-                if let Some(id) = publish.packet_id {
-                    w.u16(id.get());
-                }
-                w.raw(publish.payload);
-            }
+            // Written by `encode_publish`, never reached from `encode_with`.
+            Packet::Publish(_) => {}
             Packet::PubAck(Ack { packet_id, .. })
             | Packet::PubRec(Ack { packet_id, .. })
             | Packet::PubRel(Ack { packet_id, .. })
@@ -635,10 +650,10 @@ impl Packet<'_> {
     ) -> Result<usize, EncodeError> {
         // Two bodies, not one: the 3.1.1 writer stays small enough that it does not pay for
         // the MQTT 5 writer's register spills on every call.
-        if self.is_v5_for(version) {
-            self.encode_v5(buf)
-        } else {
-            self.encode_v311(buf)
+        match self {
+            Packet::Publish(publish) => encode_publish(publish, buf, version),
+            _ if self.is_v5_for(version) && !self.is_same_in_both() => self.encode_v5(buf),
+            _ => self.encode_v311(buf),
         }
     }
 
@@ -666,16 +681,8 @@ impl Packet<'_> {
                     w.u8(ack.code as u8);
                 }
             }
-            Packet::Publish(publish) => {
-                w.string(publish.topic);
-                if let Some(id) = publish.packet_id {
-                    w.u16(id.get());
-                }
-                if v5 {
-                    publish.properties.write(&mut w, header.properties);
-                }
-                w.raw(publish.payload);
-            }
+            // Written by `encode_publish`, never reached from `encode_with`.
+            Packet::Publish(_) => {}
             Packet::PubAck(ack)
             | Packet::PubRec(ack)
             | Packet::PubRel(ack)
@@ -971,6 +978,31 @@ pub(crate) fn encode_publish_header_validated_topic(
             || (publish.topic.is_empty() && publish.properties.topic_alias().is_some())
     );
     write_publish_header(publish, buf, false, version)
+}
+
+/// A whole PUBLISH: the header by [`write_publish_header`] (the one writer of its layout,
+/// shared with the session), then the payload.
+fn encode_publish(
+    publish: &Publish<'_>,
+    buf: &mut [u8],
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    // The header must fit before the payload's room, so a buffer too small for the whole
+    // packet is refused before anything is written.
+    let limit = buf.len().saturating_sub(publish.payload.len());
+    let header =
+        write_publish_header(publish, &mut buf[..limit], true, version).map_err(|e| match e {
+            EncodeError::BufferTooSmall { needed } => EncodeError::BufferTooSmall {
+                needed: needed + publish.payload.len(),
+            },
+            e => e,
+        })?;
+    let needed = header + publish.payload.len();
+    let Some(room) = buf.get_mut(header..needed) else {
+        return Err(EncodeError::BufferTooSmall { needed });
+    };
+    room.copy_from_slice(publish.payload);
+    Ok(needed)
 }
 
 fn write_publish_header(
