@@ -72,6 +72,7 @@ enum Mode {
     Qos1Pipelined,
 }
 
+/// A variant whose name ends in `-v5` runs the same client speaking MQTT 5.
 struct Variant {
     name: &'static str,
     kind: Kind,
@@ -181,6 +182,36 @@ const VARIANTS: &[Variant] = &[
         kind: Kind::RumqttcAsync,
         mode: Mode::Qos1Pipelined,
         how: "`AsyncClient::publish(.., AtLeastOnce).await` × N (`set_inflight(window)`), wait for N PubAcks",
+    },
+    Variant {
+        name: "umqtt-qos0-v5",
+        kind: Kind::Umqtt,
+        mode: Mode::Qos0,
+        how: "`umqtt-qos0` speaking MQTT 5",
+    },
+    Variant {
+        name: "umqtt-qos1-pipelined-v5",
+        kind: Kind::Umqtt,
+        mode: Mode::Qos1Pipelined,
+        how: "`umqtt-qos1-pipelined` speaking MQTT 5",
+    },
+    Variant {
+        name: "robust-qos1-pipelined-v5",
+        kind: Kind::Robust,
+        mode: Mode::Qos1Pipelined,
+        how: "`robust-qos1-pipelined` speaking MQTT 5",
+    },
+    Variant {
+        name: "async-qos0-v5",
+        kind: Kind::Async,
+        mode: Mode::Qos0,
+        how: "`async-qos0` speaking MQTT 5",
+    },
+    Variant {
+        name: "async-qos1-pipelined-v5",
+        kind: Kind::Async,
+        mode: Mode::Qos1Pipelined,
+        how: "`async-qos1-pipelined` speaking MQTT 5",
     },
 ];
 
@@ -382,6 +413,15 @@ impl Latencies {
     }
 }
 
+/// The protocol a variant speaks: MQTT 5 when its name ends in `-v5`.
+fn protocol_of(name: &str) -> umqtt::ProtocolVersion {
+    if name.ends_with("-v5") {
+        umqtt::ProtocolVersion::V5
+    } else {
+        umqtt::ProtocolVersion::V311
+    }
+}
+
 fn child_main(args: &Args, name: &str) {
     let variant = VARIANTS
         .iter()
@@ -412,9 +452,9 @@ fn child_main(args: &Args, name: &str) {
             rumqttc_publisher(args, mode, n, &payload, &mut start, &mut latencies)
         }
         (Kind::Robust, mode) => {
-            robust_publisher(args, mode, n, &payload, &mut start, &mut latencies)
+            robust_publisher(args, name, mode, n, &payload, &mut start, &mut latencies)
         }
-        (Kind::Async, mode) => async_publisher(args, mode, n, &payload, &mut start),
+        (Kind::Async, mode) => async_publisher(args, name, mode, n, &payload, &mut start),
         (Kind::RumqttcAsync, mode) => rumqttc_async_publisher(args, mode, n, &payload, &mut start),
     }
     let published_ns = monotonic_ns();
@@ -543,6 +583,7 @@ fn umqtt_publisher(
 ) {
     let mut client: Client = Client::with_config(ClientConfig {
         client_id: name.to_owned(),
+        protocol: protocol_of(name),
         server: "127.0.0.1".to_owned(),
         port: Some(args.port),
         max_in_flight: args.window,
@@ -609,6 +650,7 @@ fn umqtt_publisher(
 
 fn robust_publisher(
     args: &Args,
+    name: &str,
     mode: Mode,
     n: usize,
     payload: &[u8],
@@ -619,6 +661,7 @@ fn robust_publisher(
 
     let config = ClientConfig {
         client_id: "umqtt-robust-bench".to_owned(),
+        protocol: protocol_of(name),
         server: "127.0.0.1".to_owned(),
         port: Some(args.port),
         max_in_flight: args.window,
@@ -673,11 +716,19 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn async_publisher(args: &Args, mode: Mode, n: usize, payload: &[u8], start: &mut dyn FnMut()) {
+fn async_publisher(
+    args: &Args,
+    name: &str,
+    mode: Mode,
+    n: usize,
+    payload: &[u8],
+    start: &mut dyn FnMut(),
+) {
     use umqtt_tokio::robust::{Client, FixedDelay, RobustConfig};
 
     let config = ClientConfig {
         client_id: "umqtt-async-bench".to_owned(),
+        protocol: protocol_of(name),
         server: "127.0.0.1".to_owned(),
         port: Some(args.port),
         max_in_flight: args.window,
