@@ -1,4 +1,5 @@
-//! A simulated network of MQTT 3.1.1 brokers on a virtual clock, for testing sans-IO clients.
+//! A simulated network of MQTT 3.1.1 and MQTT 5 brokers on a virtual clock, for testing sans-IO
+//! clients.
 //!
 //! No sockets, no threads, no wall clock: the test (or a driver of the client core) owns the
 //! time and passes it in. A [`SimNet`] holds `n` servers, each a [`SimBroker`] behind a host
@@ -61,7 +62,7 @@ use std::time::Duration;
 
 use umqtt_core::Instant;
 
-pub use broker::{Accepted, ConnectRecord, Delivery, SimBroker};
+pub use broker::{Accepted, ConnectRecord, Delivery, Refusal, SimBroker};
 
 use broker::Action;
 
@@ -152,6 +153,8 @@ enum Event {
         conn: ConnId,
         generation: u64,
         bytes: Vec<u8>,
+        /// When the client sent them.
+        sent_at: Instant,
     },
     /// The client's FIN reaches the broker.
     ServerSeesEof { conn: ConnId, generation: u64 },
@@ -338,6 +341,7 @@ impl SimNet {
                     conn,
                     generation,
                     bytes,
+                    sent_at: now,
                 },
             );
             return;
@@ -349,6 +353,7 @@ impl SimNet {
                     conn,
                     generation,
                     bytes: piece,
+                    sent_at: now,
                 },
             );
         }
@@ -453,7 +458,7 @@ impl SimNet {
             }
             ServerMode::Down => {
                 self.sever(now, server, Some(true), false);
-                self.servers[server].broker.crash(true);
+                self.servers[server].broker.crash(now, true);
             }
         }
     }
@@ -497,7 +502,7 @@ impl SimNet {
     pub fn restart(&mut self, now: Instant, server: usize, keep_sessions: bool) {
         self.flush_brokers();
         self.sever(now, server, Some(true), false);
-        self.servers[server].broker.crash(keep_sessions);
+        self.servers[server].broker.crash(now, keep_sessions);
     }
 
     /// Makes `server`'s broker stop (`on`) or resume sending PUBACK, PUBREC, PUBCOMP, SUBACK
@@ -708,13 +713,16 @@ impl SimNet {
                 conn,
                 generation,
                 bytes,
+                sent_at,
             } => {
                 let Some(link) = self.links.get(&conn) else {
                     return;
                 };
                 if link.generation == generation && link.server_open && !link.black_holed {
                     let server = link.server;
-                    self.servers[server].broker.handle_data(at, conn, &bytes);
+                    self.servers[server]
+                        .broker
+                        .handle_data(at, conn, &bytes, sent_at);
                 }
             }
             Event::ServerSeesEof { conn, generation } => {
@@ -742,6 +750,12 @@ impl SimNet {
                 }
                 if event == ClientEvent::Opened {
                     link.opened_delivered = true;
+                }
+                if let ClientEvent::Data(bytes) = &event {
+                    // The broker counts what its client has read (MQTT 5 Receive Maximum).
+                    self.servers[link.server]
+                        .broker
+                        .handle_client_received(at, conn, bytes.len());
                 }
                 link.ready.push_back(event);
             }
