@@ -636,7 +636,11 @@ fn seed_day(
         }
     }
     run(&mut net, &mut [&mut device], now, 25 * HOUR);
-    assert!(net.broker(0).connects().iter().all(|c| c.protocol == protocol));
+    assert!(net
+        .broker(0)
+        .connects()
+        .iter()
+        .all(|c| c.protocol == protocol));
     let outcome = |e: &Event<String>| {
         matches!(
             e,
