@@ -650,6 +650,7 @@ impl SimBroker {
                     message,
                     dup,
                     packet_id,
+                    topic_alias,
                     sent_at,
                 };
                 self.handle_publish(now, conn, &client_id, publish)
@@ -990,6 +991,7 @@ impl SimBroker {
             message,
             dup,
             packet_id,
+            topic_alias,
             sent_at,
         } = publish;
         let v5 = self.is_v5(conn);
@@ -1047,6 +1049,7 @@ impl SimBroker {
                 retain: message.retain,
                 dup,
                 packet_id,
+                topic_alias,
                 at: now,
             });
         }
@@ -1222,6 +1225,7 @@ struct PublishIn {
     message: Message,
     dup: bool,
     packet_id: Option<PacketId>,
+    topic_alias: Option<u16>,
     /// When the client sent it.
     sent_at: Instant,
 }

@@ -20,6 +20,8 @@ pub struct Accepted {
     pub dup: bool,
     /// Packet id of the PUBLISH (QoS 1 and 2).
     pub packet_id: Option<PacketId>,
+    /// The MQTT 5 Topic Alias it carried (the topic above is the resolved one).
+    pub topic_alias: Option<u16>,
     /// When the broker processed it.
     pub at: Instant,
 }
