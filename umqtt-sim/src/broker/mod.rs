@@ -118,6 +118,9 @@ pub struct SimBroker {
     refused_topics: Vec<(String, ReasonCode)>,
     refusals: Vec<Refusal>,
     in_flight_peak: BTreeMap<String, usize>,
+    /// No session expires before this (it may be early: the timer then finds nothing), so
+    /// that [`next_timeout`](Self::next_timeout) need not scan every session.
+    next_expiry: Option<Instant>,
 }
 
 impl Default for SimBroker {
@@ -156,6 +159,7 @@ impl SimBroker {
             refused_topics: Vec::new(),
             refusals: Vec::new(),
             in_flight_peak: BTreeMap::new(),
+            next_expiry: None,
         }
     }
 
@@ -461,20 +465,26 @@ impl SimBroker {
             self.sessions.clear();
             self.retained.clear();
         }
+        self.next_expiry = self.sessions.values().filter_map(Session::expires_at).min();
     }
 
     /// Earliest keepalive deadline or session expiry.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
         let keepalive = self.conns.values().filter_map(keepalive_deadline).min();
-        let expiry = self.sessions.values().filter_map(Session::expires_at).min();
-        keepalive.into_iter().chain(expiry).min()
+        match (keepalive, self.next_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Closes every connection whose keepalive deadline has passed `[MQTT-3.1.2-24]` (MQTT 5:
     /// after DISCONNECT 0x8D) and forgets every session whose expiry has passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.sessions
-            .retain(|_, s| s.expires_at().is_none_or(|at| at > now));
+        if self.next_expiry.is_some_and(|at| at <= now) {
+            self.sessions
+                .retain(|_, s| s.expires_at().is_none_or(|at| at > now));
+            self.next_expiry = self.sessions.values().filter_map(Session::expires_at).min();
+        }
         let expired: Vec<ConnId> = self
             .conns
             .iter()
@@ -597,6 +607,8 @@ impl SimBroker {
                     session.disconnected_at = Some(now);
                     if session.clean {
                         self.sessions.remove(client_id);
+                    } else if let Some(at) = session.expires_at() {
+                        self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
                     }
                 }
             }
@@ -1011,8 +1023,12 @@ impl SimBroker {
                 return;
             };
             let in_flight = c.window.publish(id, sent_at);
-            let peak = self.in_flight_peak.entry(client_id.to_owned()).or_default();
-            *peak = (*peak).max(in_flight);
+            match self.in_flight_peak.get_mut(client_id) {
+                Some(peak) => *peak = (*peak).max(in_flight),
+                None => {
+                    self.in_flight_peak.insert(client_id.to_owned(), in_flight);
+                }
+            }
             if v5 && in_flight > usize::from(self.receive_maximum) {
                 let what = format!(
                     "{in_flight} QoS 1/2 PUBLISH in flight, Receive Maximum is {} \
