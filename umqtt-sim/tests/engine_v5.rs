@@ -858,3 +858,127 @@ fn messages_the_broker_cannot_take_end_without_blocking_the_queue() {
         assert_eq!(payloads, [b"ok"], "{case}");
     }
 }
+
+/// The broker's Receive Maximum is per connection: 3 when the engine filled its window (acks
+/// withheld), 1 after the reconnection. The resumed session's resends must respect the new
+/// one too — and every message arrives.
+#[test]
+fn resends_on_a_resumed_session_respect_a_smaller_receive_maximum() {
+    let mut net = SimNet::new(22);
+    net.broker_mut(0).set_receive_maximum(3);
+    let mut device = Device::new(v5("shrink"), BatteryAware::new(), 7);
+    run(&mut net, &mut [&mut device], 0, SECOND);
+    net.withhold_acks(0, true);
+    for n in 0..10 {
+        device
+            .engine
+            .publish(
+                at(SECOND),
+                "s",
+                format!("{n}").as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+            )
+            .unwrap();
+    }
+    run(&mut net, &mut [&mut device], SECOND, 2 * SECOND);
+    assert_eq!(net.broker(0).in_flight_peak("shrink"), 3);
+    net.withhold_acks(0, false);
+    net.broker_mut(0).set_receive_maximum(1);
+    net.cut(at(2 * SECOND), 0);
+    run(&mut net, &mut [&mut device], 2 * SECOND, 2 * MINUTE);
+    let broker = net.broker(0);
+    assert!(
+        broker.protocol_violations().is_empty(),
+        "{:?}",
+        broker.protocol_violations()
+    );
+    assert_eq!(
+        disconnected_with(&device, ReasonCode::ReceiveMaximumExceeded),
+        0
+    );
+    assert_eq!(accepted(&net, "s").len(), 10);
+    assert_eq!(device.engine.pending(), 0);
+    assert_eq!(
+        device.count(|e| matches!(
+            e,
+            Event::Connected {
+                session_present: true,
+                ..
+            }
+        )),
+        1
+    );
+    assert_eq!(
+        broker.accepted().iter().filter(|a| a.dup).count(),
+        3,
+        "the 3 resent"
+    );
+}
+
+/// A `Delivery::Within(10 s)` PUBLISH lost with its link and resent on the next connection
+/// must not live at the broker beyond the 10 s the application allowed: the subscriber, back
+/// 10.5 s after the publish, must not get it.
+#[test]
+#[ignore = "core bug: the session resends a QoS 1/2 PUBLISH on a resumed session from the \
+            bytes encoded at the first send, so a Delivery::Within message carries the Message \
+            Expiry Interval computed then (here 10 s at 3.0 s) instead of what is left of its \
+            deadline when resent (8.9 s at 4.1 s): the broker keeps it until 14.2 s and a \
+            subscriber back at 13.5 s receives it, 3.5 s after the deadline robust::ledger::\
+            hand_over promises the broker will honour"]
+fn a_resent_within_message_does_not_outlive_its_deadline_at_the_broker() {
+    let mut net = SimNet::new(23);
+    net.set_latency(Duration::from_millis(100));
+    let mut publisher = Device::new(v5("press"), Deadline::new(Duration::from_secs(10)), 5);
+    run(&mut net, &mut [&mut publisher], 0, SECOND);
+    let mut sub = subscriber(&mut net, "screen", SECOND);
+    sub.engine.disconnect(at(2 * SECOND));
+    run(
+        &mut net,
+        &mut [&mut publisher, &mut sub],
+        2 * SECOND,
+        3 * SECOND,
+    );
+    let within = Delivery::Within(Duration::from_secs(10));
+    let id = publisher
+        .engine
+        .publish_with(
+            at(3 * SECOND),
+            "news/x",
+            b"x",
+            QoS::AtLeastOnce,
+            false,
+            within,
+        )
+        .unwrap();
+    // The PUBLISH is on the wire when the link is cut: lost; the engine resends it.
+    net.schedule(at(3 * SECOND + 50), |net, now| net.cut(now, 0));
+    run(
+        &mut net,
+        &mut [&mut publisher, &mut sub],
+        3 * SECOND,
+        13 * SECOND + 500,
+    );
+    assert_eq!(publisher.count(|e| *e == Event::Delivered { id }), 1);
+    let resent_at = net
+        .broker(0)
+        .accepted()
+        .iter()
+        .find(|a| a.topic == "news/x")
+        .unwrap()
+        .at;
+    assert!(
+        resent_at > at(4 * SECOND),
+        "resent on the next connection: {resent_at:?}"
+    );
+    sub.engine.connect(at(13 * SECOND + 500));
+    run(
+        &mut net,
+        &mut [&mut publisher, &mut sub],
+        13 * SECOND + 500,
+        15 * SECOND,
+    );
+    assert!(sub.engine.is_connected());
+    assert!(received(&sub).is_empty(), "{:?}", received(&sub));
+    assert_eq!(net.broker(0).expired("screen"), 1);
+}
