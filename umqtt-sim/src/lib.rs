@@ -19,6 +19,14 @@
 //!  next_timeout(): when to call advance next
 //! ```
 //!
+//! MQTT 5: a CONNECT of protocol level 5 is answered in MQTT 5 (the core's codec, one copy of
+//! the packet rules); what the broker announces and enforces, and how sessions and messages
+//! expire on the virtual clock, is configured on [`SimBroker`] (see its type doc). To enforce
+//! a Receive Maximum exactly, the network tells the broker when the client sent each PUBLISH
+//! and when each byte the broker wrote reached the client, so the broker counts the
+//! publications in flight as the client sees them ([`SimBroker::in_flight_peak`]). 3.1.1
+//! behaves as it did before MQTT 5 was added, byte for byte.
+//!
 //! A minimal loop:
 //!
 //! ```
