@@ -48,7 +48,9 @@ pub struct Device {
 }
 
 impl Device {
-    /// A device at virtual time 0 whose engine draws jitter from `seed`.
+    /// A device at virtual time 0 whose engine draws jitter from `seed`. It speaks the
+    /// protocol of `config.session.protocol` (3.1.1 by default; `ProtocolVersion::V5` with
+    /// `config.session.v5` for MQTT 5): the simulated broker answers in kind.
     pub fn new(config: EngineConfig, policy: impl ReconnectPolicy + 'static, seed: u64) -> Device {
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
         Device {

@@ -1,4 +1,5 @@
-//! A simulated network of MQTT 3.1.1 brokers on a virtual clock, for testing sans-IO clients.
+//! A simulated network of MQTT 3.1.1 and MQTT 5 brokers on a virtual clock, for testing sans-IO
+//! clients.
 //!
 //! No sockets, no threads, no wall clock: the test (or a driver of the client core) owns the
 //! time and passes it in. A [`SimNet`] holds `n` servers, each a [`SimBroker`] behind a host
@@ -17,6 +18,14 @@
 //!  advance(now): deliver everything due, run broker keepalive timers and scheduled faults
 //!  next_timeout(): when to call advance next
 //! ```
+//!
+//! MQTT 5: a CONNECT of protocol level 5 is answered in MQTT 5 (the core's codec, one copy of
+//! the packet rules); what the broker announces and enforces, and how sessions and messages
+//! expire on the virtual clock, is configured on [`SimBroker`] (see its type doc). To enforce
+//! a Receive Maximum exactly, the network tells the broker when the client sent each PUBLISH
+//! and when each byte the broker wrote reached the client, so the broker counts the
+//! publications in flight as the client sees them ([`SimBroker::in_flight_peak`]). 3.1.1
+//! behaves as it did before MQTT 5 was added, byte for byte.
 //!
 //! A minimal loop:
 //!
@@ -61,7 +70,7 @@ use std::time::Duration;
 
 use umqtt_core::Instant;
 
-pub use broker::{Accepted, ConnectRecord, Delivery, SimBroker};
+pub use broker::{Accepted, ConnectRecord, Delivery, Refusal, SimBroker};
 
 use broker::Action;
 
@@ -152,6 +161,8 @@ enum Event {
         conn: ConnId,
         generation: u64,
         bytes: Vec<u8>,
+        /// When the client sent them.
+        sent_at: Instant,
     },
     /// The client's FIN reaches the broker.
     ServerSeesEof { conn: ConnId, generation: u64 },
@@ -338,6 +349,7 @@ impl SimNet {
                     conn,
                     generation,
                     bytes,
+                    sent_at: now,
                 },
             );
             return;
@@ -349,6 +361,7 @@ impl SimNet {
                     conn,
                     generation,
                     bytes: piece,
+                    sent_at: now,
                 },
             );
         }
@@ -453,7 +466,7 @@ impl SimNet {
             }
             ServerMode::Down => {
                 self.sever(now, server, Some(true), false);
-                self.servers[server].broker.crash(true);
+                self.servers[server].broker.crash(now, true);
             }
         }
     }
@@ -497,7 +510,7 @@ impl SimNet {
     pub fn restart(&mut self, now: Instant, server: usize, keep_sessions: bool) {
         self.flush_brokers();
         self.sever(now, server, Some(true), false);
-        self.servers[server].broker.crash(keep_sessions);
+        self.servers[server].broker.crash(now, keep_sessions);
     }
 
     /// Makes `server`'s broker stop (`on`) or resume sending PUBACK, PUBREC, PUBCOMP, SUBACK
@@ -708,13 +721,16 @@ impl SimNet {
                 conn,
                 generation,
                 bytes,
+                sent_at,
             } => {
                 let Some(link) = self.links.get(&conn) else {
                     return;
                 };
                 if link.generation == generation && link.server_open && !link.black_holed {
                     let server = link.server;
-                    self.servers[server].broker.handle_data(at, conn, &bytes);
+                    self.servers[server]
+                        .broker
+                        .handle_data(at, conn, &bytes, sent_at);
                 }
             }
             Event::ServerSeesEof { conn, generation } => {
@@ -742,6 +758,12 @@ impl SimNet {
                 }
                 if event == ClientEvent::Opened {
                     link.opened_delivered = true;
+                }
+                if let ClientEvent::Data(bytes) = &event {
+                    // The broker counts what its client has read (MQTT 5 Receive Maximum).
+                    self.servers[link.server]
+                        .broker
+                        .handle_client_received(at, conn, bytes.len());
                 }
                 link.ready.push_back(event);
             }

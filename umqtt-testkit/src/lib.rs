@@ -15,8 +15,8 @@
 //! - [`tunnel`]: a SOCKS5 / HTTP CONNECT proxy, a WebSocket-to-TCP bridge and a recording
 //!   TLS terminator to put in front of a broker, each counting the tunnels it opened.
 //! - [`alloc_count::CountingAllocator`] counts allocations per thread.
-//! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1
-//!   brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
+//! - [`sim::SimNet`] is a deterministic network of simulated MQTT 3.1.1 and
+//!   MQTT 5 brokers ([`sim::SimBroker`]) on a virtual clock, for sans-IO clients:
 //!   no sockets, no threads, faults scripted at virtual times.
 //!
 //! ```no_run
