@@ -41,7 +41,7 @@ use crate::certs::{CertificateFiles, TestCerts};
 /// How long a starting broker may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping broker may take to save and exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long [`Mosquitto::restart`] keeps retrying while the old port is not
 /// yet free.
 const RESTART_BIND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -416,17 +416,21 @@ impl Mosquitto {
             return;
         };
         if matches!(child.try_wait(), Ok(None)) {
-            let signalled = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|status| status.success())
-                .unwrap_or(false);
+            // SIGTERM through libc, not a `kill` process: spawning one can fail on a loaded
+            // machine, and falling back to SIGKILL would turn a graceful stop into a crash
+            // (what the broker had not saved would be lost, and a test counting messages
+            // through a restart would blame the client).
+            let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+            // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+            let signalled = pid > 0 && unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
             if signalled && wait_with_timeout(&mut child, STOP_TIMEOUT).is_some() {
                 return;
             }
+            eprintln!(
+                "umqtt-testkit: mosquitto (pid {}) did not exit within {STOP_TIMEOUT:?} of \
+                 SIGTERM (signalled: {signalled}); killing it: what it had not saved is lost",
+                child.id()
+            );
         }
         let _ = child.kill();
         let _ = child.wait();
