@@ -55,6 +55,15 @@ pub enum DropReason {
     /// The broker refused the message with this MQTT 5 PUBACK/PUBREC reason code (0x80 or
     /// above, e.g. Not authorized, Quota exceeded): sending it again would not help.
     Refused(ReasonCode),
+    /// Its PUBLISH is larger than the Maximum Packet Size of the broker's MQTT 5 CONNACK
+    /// (found when it was due to be sent or resent, e.g. after a reconnection to a broker
+    /// with a smaller limit): the broker would close the connection at every attempt.
+    TooLarge {
+        /// The PUBLISH packet's size, fixed header included.
+        size: usize,
+        /// The broker's Maximum Packet Size.
+        max: u32,
+    },
 }
 
 impl fmt::Display for DropReason {
@@ -65,6 +74,12 @@ impl fmt::Display for DropReason {
             DropReason::PolicyStopped => "the reconnect policy gave up",
             DropReason::QueueOverflow => "the offline queue was full",
             DropReason::Refused(code) => return write!(f, "the broker refused it: {code}"),
+            DropReason::TooLarge { size, max } => {
+                return write!(
+                    f,
+                    "its packet of {size} bytes exceeds the broker's maximum packet size of {max}"
+                )
+            }
         })
     }
 }
@@ -196,6 +211,11 @@ pub enum Event<E> {
     Unsubscribed {
         /// The topic filter.
         filter: String,
+        /// The MQTT 5 UNSUBACK reason code for it ([`ReasonCode::Success`] with 3.1.1): 0x11
+        /// No subscription existed is informational, 0x80 or above a refusal (e.g. Not
+        /// authorized: the broker may still deliver on it). The engine no longer keeps the
+        /// filter either way.
+        reason_code: ReasonCode,
     },
     /// An application message arrived. With manual acknowledgement (QoS 1/2), the broker
     /// gets its PUBACK/PUBREC only when the application acknowledges it.
@@ -216,6 +236,8 @@ pub struct DropCounts {
     pub queue_overflow: u64,
     /// [`DropReason::Refused`], whatever the reason code.
     pub refused: u64,
+    /// [`DropReason::TooLarge`].
+    pub too_large: u64,
 }
 
 impl DropCounts {
@@ -227,6 +249,7 @@ impl DropCounts {
             DropReason::PolicyStopped => self.policy_stopped,
             DropReason::QueueOverflow => self.queue_overflow,
             DropReason::Refused(_) => self.refused,
+            DropReason::TooLarge { .. } => self.too_large,
         }
     }
 
@@ -237,6 +260,7 @@ impl DropCounts {
             DropReason::PolicyStopped => &mut self.policy_stopped,
             DropReason::QueueOverflow => &mut self.queue_overflow,
             DropReason::Refused(_) => &mut self.refused,
+            DropReason::TooLarge { .. } => &mut self.too_large,
         };
         *count += 1;
     }

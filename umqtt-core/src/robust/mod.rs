@@ -819,12 +819,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code,
-                } => Step::Refused(packet_id, reason_code),
+                } => Step::Dropped(packet_id, DropReason::Refused(reason_code)),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
+                session::Event::PublishTooLarge {
+                    packet_id,
+                    size,
+                    max,
+                } => Step::Dropped(packet_id, DropReason::TooLarge { size, max }),
                 session::Event::Subscribed(suback) => {
                     Step::Subscribed(suback.packet_id, suback.codes().collect())
                 }
-                session::Event::Unsubscribed(packet_id) => Step::Unsubscribed(packet_id),
+                session::Event::Unsubscribed(unsuback) => {
+                    Step::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                }
                 session::Event::Closed(reason) => Step::Closed(reason),
                 session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
             };
@@ -843,13 +850,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                         }
                     }
                 }
-                Step::Refused(packet_id, reason_code) => {
+                Step::Dropped(packet_id, reason) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(
-                                pending,
-                                Outcome::Dropped(DropReason::Refused(reason_code)),
-                            );
+                            self.settle(pending, Outcome::Dropped(reason));
                         }
                     }
                 }
@@ -858,17 +862,24 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     // session keeps and republishes what it holds.
                 }
                 Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
-                Step::Unsubscribed(packet_id) => {
+                Step::Unsubscribed(packet_id, codes) => {
                     if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
                         let (_, _, filters) = self.requests.swap_remove(index);
-                        for filter in filters {
-                            self.push_event(Event::Unsubscribed { filter });
+                        for (i, filter) in filters.into_iter().enumerate() {
+                            // 3.1.1 UNSUBACK has no codes: success.
+                            let reason_code = codes.get(i).copied().unwrap_or(ReasonCode::Success);
+                            self.push_event(Event::Unsubscribed {
+                                filter,
+                                reason_code,
+                            });
                         }
                     }
                 }
                 Step::Closed(reason) => {
                     let kind = close_kind(reason);
-                    self.connection_ended(now, kind, LinkError::Closed(reason));
+                    // The session ended the connection itself: what it still has to send (an
+                    // MQTT 5 DISCONNECT with the reason) goes out before the Close action.
+                    self.session_closed(now, kind, LinkError::Closed(reason));
                     return;
                 }
             }
@@ -910,6 +921,23 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.had_session = persistent;
         self.send_subscriptions();
         self.fill_session(now);
+    }
+
+    /// The session closed the connection (or the attempt's handshake): like
+    /// [`Engine::connection_ended`], but what the session queued to send on its way out stays
+    /// for [`Engine::poll_transmit`].
+    fn session_closed(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
+        match self.link {
+            Link::Attempt { .. } => {
+                self.actions.push_back(Action::Close);
+                self.attempt_failed(now, kind, error);
+            }
+            Link::Up { .. } => {
+                self.actions.push_back(Action::Close);
+                self.link_lost(now, kind, error);
+            }
+            Link::Down { .. } => {}
+        }
     }
 
     /// The connection (or the attempt's handshake) ended.
@@ -1023,9 +1051,9 @@ enum Step {
     Connected(bool),
     Published(PacketId),
     Discarded,
-    Refused(PacketId, ReasonCode),
+    Dropped(PacketId, DropReason),
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
-    Unsubscribed(PacketId),
+    Unsubscribed(PacketId, Vec<ReasonCode>),
     Closed(CloseReason),
 }
 

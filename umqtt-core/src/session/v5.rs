@@ -115,6 +115,15 @@ pub struct ConnectOptions {
     /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
     /// carry only the alias, which saves the topic's bytes on every message. Off by default.
     pub topic_aliases: bool,
+    /// Topic Alias Maximum announced in CONNECT: the highest topic alias the broker may use in
+    /// the PUBLISH packets it sends us (section 3.1.2.11.5). `None` or 0 (the default) allows
+    /// none, as the specification's default does: a broker alias is then a protocol error.
+    /// With a maximum, the session keeps one table per connection (emptied at every new
+    /// connection) of at most this many topics, each at most 65 535 bytes and never more than
+    /// [`SessionConfig::max_packet_size`](super::SessionConfig::max_packet_size), and hands
+    /// every message to the application with its full topic name, whether the broker sent
+    /// the topic, the alias or both.
+    pub topic_alias_maximum: Option<u16>,
 }
 
 impl ConnectOptions {
@@ -139,6 +148,9 @@ impl ConnectOptions {
             if max > 0 {
                 list.push(Property::MaximumPacketSize(max));
             }
+        }
+        if let Some(max) = self.topic_alias_maximum.filter(|&max| max > 0) {
+            list.push(Property::TopicAliasMaximum(max));
         }
         if let Some(b) = self.request_problem_information {
             list.push(Property::RequestProblemInformation(b));
