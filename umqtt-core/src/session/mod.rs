@@ -1962,9 +1962,11 @@ impl State {
         }
         self.fill_window();
         self.flush_acks();
-        Some(Event::Connected {
+        // After what the CONNACK ended (messages too large for it), in order.
+        self.events.push_back(Event::Connected {
             session_present: ack.session_present,
-        })
+        });
+        self.events.pop_front()
     }
 
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {

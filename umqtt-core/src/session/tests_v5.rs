@@ -898,9 +898,9 @@ fn stored_messages_larger_than_a_new_maximum_packet_size_are_dropped_not_sent() 
     assert_eq!(
         feed(&mut session, t(11), &resumed),
         vec![
-            Ev::Connected(true),
             Ev::TooLarge(big.get(), 209, 100),
-            Ev::TooLarge(big2.get(), 209, 100)
+            Ev::TooLarge(big2.get(), 209, 100),
+            Ev::Connected(true)
         ]
     );
     // Only the small one is resent.
