@@ -176,6 +176,9 @@ pub enum ProtocolError {
     /// SUBACK carries a different number of return codes than the SUBSCRIBE had filters
     /// `[MQTT-3.8.4-5]`.
     SubAckCountMismatch,
+    /// An MQTT 5 UNSUBACK carries a different number of reason codes than the UNSUBSCRIBE had
+    /// filters `[MQTT-3.11.3-2]`.
+    UnsubAckCountMismatch,
     /// An MQTT 5 PUBLISH with Topic Alias 0 or above the Topic Alias Maximum the session
     /// announced ([`ConnectOptions::topic_alias_maximum`]; none announced means 0)
     /// `[MQTT-3.3.2-9]`, `[MQTT-3.3.2-10]`. The session sends DISCONNECT 0x94 Topic Alias
@@ -219,6 +222,9 @@ impl core::fmt::Display for ProtocolError {
             }
             ProtocolError::SubAckCountMismatch => {
                 f.write_str("SUBACK return codes do not match the SUBSCRIBE filters")
+            }
+            ProtocolError::UnsubAckCountMismatch => {
+                f.write_str("UNSUBACK reason codes do not match the UNSUBSCRIBE filters")
             }
             ProtocolError::TopicAliasInvalid(alias) => write!(
                 f,
@@ -501,7 +507,7 @@ struct Outgoing {
 #[derive(Debug, Clone, Copy)]
 enum Request {
     Subscribe { filters: usize },
-    Unsubscribe,
+    Unsubscribe { filters: usize },
 }
 
 /// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
@@ -1033,7 +1039,10 @@ impl Session {
         for filter in filters {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         }
-        self.state.request(Request::Unsubscribe, |packet_id| {
+        let request = Request::Unsubscribe {
+            filters: filters.len(),
+        };
+        self.state.request(request, |packet_id| {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
@@ -1780,17 +1789,26 @@ impl State {
                     Request::Subscribe { .. } => {
                         self.protocol_error(ProtocolError::SubAckCountMismatch)
                     }
-                    Request::Unsubscribe => None,
+                    Request::Unsubscribe { .. } => None,
                 }
             }
             Packet::UnsubAck(unsuback) => {
                 let id = unsuback.packet_id;
                 let index = self.requests.iter().position(|(packet_id, request)| {
-                    *packet_id == id && matches!(request, Request::Unsubscribe)
+                    *packet_id == id && matches!(request, Request::Unsubscribe { .. })
                 })?;
-                self.requests.swap_remove(index);
+                let (_, request) = self.requests.swap_remove(index);
                 self.used_ids.remove(id);
-                Some(Event::Unsubscribed(unsuback))
+                match request {
+                    // MQTT 5: one reason code per filter [MQTT-3.11.3-2]; 3.1.1 has none.
+                    Request::Unsubscribe { filters }
+                        if self.config.protocol.is_v5()
+                            && unsuback.reason_codes.len() != filters =>
+                    {
+                        self.protocol_error(ProtocolError::UnsubAckCountMismatch)
+                    }
+                    _ => Some(Event::Unsubscribed(unsuback)),
+                }
             }
             Packet::PingResp => {
                 self.ping_deadline = None;

@@ -868,6 +868,23 @@ fn unsuback_reason_codes_reach_the_application() {
             ReasonCode::NotAuthorized
         ]
     );
+    // One code per filter [MQTT-3.11.3-2].
+    let id = session.unsubscribe(&["a", "b"]).unwrap();
+    let _ = sent_v5(&mut session);
+    assert_eq!(
+        feed(
+            &mut session,
+            t(3),
+            &bytes(Packet::UnsubAck(UnsubAck::with_reasons(
+                id,
+                &[0x00],
+                Properties::EMPTY
+            )))
+        ),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::UnsubAckCountMismatch
+        ))]
+    );
 }
 
 #[test]
