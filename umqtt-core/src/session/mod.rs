@@ -43,7 +43,7 @@ use crate::packet::{
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use id_set::IdSet;
-pub use v5::{BrokerLimits, ConnectOptions};
+pub use v5::{BrokerLimits, ConnectOptions, MAX_INCOMING_TOPIC_ALIASES};
 
 /// An owned last will, kept in the session configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2040,7 +2040,7 @@ impl State {
     /// alias; without one, the alias must be set up. Returns whether the PUBLISH carried only
     /// the alias (its topic is then the table's).
     fn set_incoming_alias(&mut self, alias: u16, topic: &str) -> Result<bool, ProtocolError> {
-        let max = self.config.v5.topic_alias_maximum.unwrap_or(0);
+        let max = self.config.v5.announced_topic_alias_maximum();
         if alias == 0 || alias > max {
             return Err(ProtocolError::TopicAliasInvalid(alias));
         }

@@ -746,6 +746,23 @@ fn incoming_topic_aliases_resolve_to_the_full_topic_within_the_announced_maximum
         Some(ReasonCode::ProtocolError)
     );
 
+    // The table is bounded: no more than MAX_INCOMING_TOPIC_ALIASES are announced or taken.
+    let mut large = v5_config();
+    large.v5.topic_alias_maximum = Some(u16::MAX);
+    let mut session = Session::new(large);
+    session.connect(t(0), true).unwrap();
+    let (_, connect) = sent_v5(&mut session).remove(0);
+    let max = MAX_INCOMING_TOPIC_ALIASES.to_be_bytes();
+    assert!(connect.windows(3).any(|w| w == [0x22, max[0], max[1]]));
+    feed(&mut session, t(1), &connack(&[]));
+    let above = MAX_INCOMING_TOPIC_ALIASES + 1;
+    assert_eq!(
+        feed(&mut session, t(2), &incoming("x", Some(above), q0, 0, b"9")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::TopicAliasInvalid(above)
+        ))]
+    );
+
     // Alias 0 is never valid (the encoder refuses it: raw bytes).
     let mut session = connected_v5(config, &[]);
     let alias_zero = [0x30, 8, 0, 1, b'x', 3, 0x23, 0, 0, b'9'];
