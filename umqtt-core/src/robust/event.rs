@@ -5,6 +5,7 @@ use core::fmt;
 use core::time::Duration;
 
 use super::policy::FailureKind;
+use super::reference::ServerAddress;
 use crate::message::Message;
 use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
@@ -136,7 +137,8 @@ pub enum Event<E> {
     Connected {
         /// The broker resumed the stored session.
         session_present: bool,
-        /// Index of the server used (0 is the first configured).
+        /// Index of the server used (0 is the first configured; `EngineConfig::servers`, one
+        /// past the list, is the one a Server Reference named).
         server: usize,
     },
     /// An established connection ended.
@@ -156,6 +158,17 @@ pub enum Event<E> {
         server: usize,
         /// The error.
         error: LinkError<E>,
+    },
+    /// The broker sent the client elsewhere (MQTT 5 CONNACK or DISCONNECT 0x9C Use another
+    /// server / 0x9D Server moved with a Server Reference, followed with
+    /// [`EngineConfig::follow_server_references`](super::EngineConfig::follow_server_references)):
+    /// the next attempt, when the policy schedules one, opens this address (server index
+    /// [`EngineConfig::servers`](super::EngineConfig::servers)).
+    Redirected {
+        /// Where.
+        address: ServerAddress,
+        /// 0x9C Use another server or 0x9D Server moved.
+        reason_code: ReasonCode,
     },
     /// The next attempt is due after this delay.
     RetryScheduled {
@@ -274,6 +287,8 @@ pub struct Stats {
     pub attempts: u64,
     /// Attempts that succeeded.
     pub connects: u64,
+    /// Server References followed ([`Event::Redirected`]).
+    pub redirects: u64,
     /// Established connections that ended.
     pub disconnects: u64,
     /// Times the broker had lost the session.
@@ -296,7 +311,9 @@ pub struct Stats {
 /// What the driver must do with its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Open a transport (TCP, TLS…) to server `server` (an index into the driver's list),
+    /// Open a transport (TCP, TLS…) to server `server` (an index into the driver's list; one
+    /// past its end, the address a broker's Server Reference named: see
+    /// [`Engine::server_address`](super::Engine::server_address)),
     /// then call [`Engine::handle_opened`](super::Engine::handle_opened) or
     /// [`Engine::handle_open_failed`](super::Engine::handle_open_failed). Abandon any open in
     /// progress first.

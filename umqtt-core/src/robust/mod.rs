@@ -52,6 +52,7 @@
 mod event;
 mod ledger;
 mod policy;
+mod reference;
 mod subscriptions;
 
 pub use event::{
@@ -62,6 +63,7 @@ pub use policy::{
     listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
     FixedDelay, NoRetry, OutageLimit, PendingSummary, ReconnectPolicy,
 };
+pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -109,6 +111,15 @@ pub struct EngineConfig {
     /// application reads the events. The driver must drain it after every input. Default
     /// false.
     pub track_outcomes: bool,
+    /// Follow an MQTT 5 Server Reference: when a CONNACK or DISCONNECT says 0x9C Use another
+    /// server or 0x9D Server moved and names a server ([`ServerAddress::parse_reference`]),
+    /// the next attempt (when the policy schedules one) goes there: [`Action::Open`] with
+    /// server index [`EngineConfig::servers`] (one past the configured list), whose address
+    /// [`Engine::server_address`] gives, reported by [`Event::Redirected`]. If that attempt
+    /// fails, the following ones go back to the configured list; a connection to it lasts
+    /// until it ends. Default false (the driver must be able to open an address it was not
+    /// configured with; the engine then never asks it to).
+    pub follow_server_references: bool,
 }
 
 impl EngineConfig {
@@ -127,6 +138,7 @@ impl EngineConfig {
             max_events: 65_536,
             manual_ack: false,
             track_outcomes: false,
+            follow_server_references: false,
         }
     }
 }
@@ -162,6 +174,10 @@ pub struct Engine<P, E> {
     config: EngineConfig,
     link: Link,
     next_server: usize,
+    /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
+    referenced: Option<ServerAddress>,
+    /// The next attempt goes to `referenced`.
+    redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
     in_session: VecDeque<Pending>,
     /// QoS 0 messages handed to the session (their PUBLISH is in its send buffer), in order;
@@ -212,6 +228,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 next_attempt: Some(now),
             },
             next_server: 0,
+            referenced: None,
+            redirect_pending: false,
             in_session: VecDeque::new(),
             qos0: VecDeque::new(),
             qos0_transmitted: 0,
@@ -264,6 +282,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Up { server } => Some(server),
             _ => None,
         }
+    }
+
+    /// The address of server index `server` when it is the one a broker's Server Reference
+    /// named (index [`EngineConfig::servers`], see
+    /// [`EngineConfig::follow_server_references`]); `None` for a configured server, which the
+    /// driver resolves from its own list.
+    pub fn server_address(&self, server: usize) -> Option<&ServerAddress> {
+        self.referenced
+            .as_ref()
+            .filter(|_| server == self.config.servers)
     }
 
     /// Whether a connection attempt is in progress.
@@ -780,7 +808,11 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             } => (consecutive, outage_started),
             _ => return,
         };
-        let server = self.next_server % self.config.servers;
+        let server = if core::mem::take(&mut self.redirect_pending) && self.referenced.is_some() {
+            self.config.servers
+        } else {
+            self.next_server % self.config.servers
+        };
         self.stats.attempts += 1;
         self.link = Link::Attempt {
             server,
@@ -876,6 +908,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     }
                 }
                 Step::Closed(reason) => {
+                    self.follow_reference(reason);
                     let kind = close_kind(reason);
                     // The session ended the connection itself: what it still has to send (an
                     // MQTT 5 DISCONNECT with the reason) goes out before the Close action.
@@ -940,6 +973,36 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
     }
 
+    /// MQTT 5: a CONNACK or DISCONNECT with 0x9C Use another server or 0x9D Server moved and a
+    /// usable Server Reference sends the next attempt there (section 4.11).
+    fn follow_reference(&mut self, reason: CloseReason) {
+        let code = match reason {
+            CloseReason::Rejected(code) | CloseReason::ServerDisconnected(code) => code,
+            _ => return,
+        };
+        if !self.config.follow_server_references
+            || !matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
+        {
+            return;
+        }
+        let Some(address) = self
+            .session
+            .broker_limits()
+            .server_reference
+            .as_deref()
+            .and_then(ServerAddress::parse_reference)
+        else {
+            return;
+        };
+        self.stats.redirects += 1;
+        self.push_event(Event::Redirected {
+            address: address.clone(),
+            reason_code: code,
+        });
+        self.referenced = Some(address);
+        self.redirect_pending = true;
+    }
+
     /// The connection (or the attempt's handshake) ended.
     fn connection_ended(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
         match self.link {
@@ -967,7 +1030,11 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         else {
             return;
         };
-        self.next_server = self.next_server.wrapping_add(1);
+        if server < self.config.servers {
+            // A failed referenced server sends the next attempt back to the configured list,
+            // where it left off.
+            self.next_server = self.next_server.wrapping_add(1);
+        }
         let consecutive = consecutive + 1;
         self.push_event(Event::AttemptFailed {
             kind,

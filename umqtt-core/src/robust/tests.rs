@@ -576,3 +576,114 @@ fn unsubscribed_events_carry_the_unsuback_reason_codes() {
     });
     assert_eq!(unsubscribed, Some(("a".into(), ReasonCode::NotAuthorized)));
 }
+
+/// A v5 CONNACK refusing with `code` and naming `reference` as the server to use.
+fn connack_redirect(code: u8, reference: &str) -> Vec<u8> {
+    let mut properties = vec![0x1C];
+    properties.extend_from_slice(&(reference.len() as u16).to_be_bytes());
+    properties.extend_from_slice(reference.as_bytes());
+    let mut packet = vec![
+        0x20,
+        (3 + properties.len()) as u8,
+        0x00,
+        code,
+        properties.len() as u8,
+    ];
+    packet.extend_from_slice(&properties);
+    packet
+}
+
+/// Runs timers until the engine asks to open a server; returns its index.
+fn next_open(engine: &mut Engine<FixedDelay, ()>, now: &mut u64) -> usize {
+    for _ in 0..100 {
+        while let Some(action) = engine.poll_action() {
+            if let Action::Open { server } = action {
+                return server;
+            }
+        }
+        *now = engine
+            .poll_timeout()
+            .map_or(*now, |t| t.as_millis().max(*now));
+        engine.handle_timeout(Instant::from_millis(*now));
+    }
+    panic!("no Open action");
+}
+
+/// MQTT 5 Server Reference: a CONNACK 0x9C Use another server or a DISCONNECT 0x9D Server
+/// moved sends the next attempt to the named server (index `servers`, address from
+/// `server_address`); when that fails, attempts go back to the configured list. Without
+/// `follow_server_references` the configured list alone is used.
+#[test]
+fn a_server_reference_sends_the_next_attempt_there_then_back_to_the_list() {
+    let engine_with = |follow: bool| {
+        let mut config = EngineConfig::new(session::SessionConfig {
+            client_id: "moved".into(),
+            protocol: crate::packet::ProtocolVersion::V5,
+            ..session::SessionConfig::default()
+        });
+        config.servers = 2;
+        config.follow_server_references = follow;
+        Engine::<FixedDelay, ()>::new(config, FixedDelay::default(), 1, Instant::from_millis(0))
+    };
+    let mut now = 0;
+    let mut engine = engine_with(true);
+    assert_eq!(next_open(&mut engine, &mut now), 0);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(
+        Instant::from_millis(now),
+        &connack_redirect(0x9C, "elsewhere:1999 [::1]:1"),
+    );
+    let address = ServerAddress {
+        host: "elsewhere".into(),
+        port: Some(1999),
+    };
+    let events: Vec<_> = core::iter::from_fn(|| engine.poll_event()).collect();
+    assert!(events.contains(&Event::Redirected {
+        address: address.clone(),
+        reason_code: ReasonCode::UseAnotherServer
+    }));
+    // The next attempt opens the referenced server.
+    assert_eq!(next_open(&mut engine, &mut now), 2);
+    assert_eq!(engine.server_address(2), Some(&address));
+    assert_eq!(engine.server_address(0), None);
+    // It cannot be reached: back to the configured list, where it left off (server 1).
+    engine.handle_open_failed(Instant::from_millis(now), FailureKind::TcpConnect, ());
+    assert_eq!(next_open(&mut engine, &mut now), 1);
+    // Server 1 accepts, then moves us with DISCONNECT 0x9D: the referenced server next, and
+    // this time it accepts.
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(Instant::from_millis(now), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert_eq!(engine.connected_server(), Some(1));
+    let reference = b"elsewhere:1999";
+    let mut disconnect = vec![0xE0, (2 + 3 + reference.len()) as u8, 0x9D];
+    disconnect.extend_from_slice(&[
+        (3 + reference.len()) as u8,
+        0x1C,
+        0x00,
+        reference.len() as u8,
+    ]);
+    disconnect.extend_from_slice(reference);
+    engine.handle_read(Instant::from_millis(now), &disconnect);
+    assert!(!engine.is_connected());
+    assert_eq!(next_open(&mut engine, &mut now), 2);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(Instant::from_millis(now), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert_eq!(engine.connected_server(), Some(2));
+    assert_eq!(engine.stats().redirects, 2);
+
+    // Not followed unless asked: the configured list goes on.
+    let mut now = 0;
+    let mut engine = engine_with(false);
+    assert_eq!(next_open(&mut engine, &mut now), 0);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(
+        Instant::from_millis(now),
+        &connack_redirect(0x9C, "elsewhere:1999"),
+    );
+    assert_eq!(next_open(&mut engine, &mut now), 1);
+    assert_eq!(engine.stats().redirects, 0);
+}
