@@ -285,3 +285,71 @@ fn a_refused_unsubscribe_is_a_typed_error() {
     client.disconnect().unwrap();
     assert_eq!(broker.join().unwrap(), Vec::<u8>::new());
 }
+
+/// MQTT 5 Server Reference: a fake broker refuses with CONNACK 0x9C Use another server and a
+/// Server Reference naming a real mosquitto on another port; the robust client goes there and
+/// its message arrives at a subscriber of that mosquitto.
+#[test]
+fn a_server_reference_leads_the_robust_client_to_the_named_broker() {
+    use umqtt_testkit::broker::Mosquitto;
+    let mosquitto = Mosquitto::start();
+    let mut subscriber = Client::with_config(client_config(
+        mosquitto.port(),
+        "moved-sub",
+        ConnectOptions::default(),
+    ));
+    subscriber.connect(true).unwrap();
+    subscriber.subscribe("moved/t", QoS::AtLeastOnce).unwrap();
+    let reference = format!("127.0.0.1:{}", mosquitto.port());
+    let (port, broker) = fake_broker(move |listener| {
+        let (mut socket, _) = accept(listener);
+        // CONNACK 0x9C Use another server, Server Reference (0x1C).
+        let mut properties = vec![0x1C];
+        properties.extend_from_slice(&(reference.len() as u16).to_be_bytes());
+        properties.extend_from_slice(reference.as_bytes());
+        let mut body = vec![0x00, 0x9C, properties.len() as u8];
+        body.extend_from_slice(&properties);
+        socket.write_all(&frame(0x20, &body)).unwrap();
+        // The client goes away and does not come back here.
+        let _ = raw::read_packet(&mut socket);
+        listener.set_nonblocking(true).unwrap();
+        listener.accept().is_err()
+    });
+    let policy = FixedDelay {
+        delay: Duration::from_millis(10),
+    };
+    let mut client = umqtt::robust::Client::new(
+        client_config(port, "moved", ConnectOptions::default()),
+        policy,
+    );
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    client.set_event_handler(move |event| sink.lock().unwrap().push(event.clone()));
+    let id = client
+        .publish("moved/t", b"found you", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert!(client.flush(IO_TIMEOUT).unwrap(), "delivered");
+    let message = subscriber
+        .wait_msg_timeout(IO_TIMEOUT)
+        .unwrap()
+        .expect("the message at the referenced broker");
+    assert_eq!(message.payload, b"found you");
+    client.disconnect().unwrap();
+    assert!(broker.join().unwrap(), "one connection to the fake broker");
+    let events = log.lock().unwrap().clone();
+    assert!(events.contains(&Event::Redirected {
+        address: umqtt_core::robust::ServerAddress {
+            host: "127.0.0.1".into(),
+            port: Some(mosquitto.port()),
+        },
+        reason_code: umqtt_core::packet::ReasonCode::UseAnotherServer,
+    }));
+    // Connected to index 1: one past the configured list, the referenced server.
+    assert!(events.contains(&Event::Connected {
+        session_present: false,
+        server: 1
+    }));
+    assert!(events.contains(&Event::Delivered { id }));
+    let stats = client.stats();
+    assert_eq!((stats.attempts, stats.connects, stats.redirects), (2, 1, 1));
+}
