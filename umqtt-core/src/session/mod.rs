@@ -591,9 +591,9 @@ struct State {
     /// Set by `handle_publish` for the message it returns: its topic is this incoming alias's
     /// (the PUBLISH carried only the alias); `poll_event` fills it in.
     resolve_alias: Option<u16>,
-    /// MQTT 5: ids of QoS 1/2 PUBLISH packets received on this connection whose PUBACK (QoS
-    /// 1) or PUBCOMP (QoS 2) is not yet written: what the announced Receive Maximum bounds
-    /// (section 4.9).
+    /// MQTT 5: ids of QoS 1/2 PUBLISH packets received on this connection whose PUBACK
+    /// (QoS 1) or PUBCOMP (QoS 2) is not yet written: what the announced Receive Maximum
+    /// bounds, section 4.9.
     incoming_unacked: IdSet,
     /// Ids of QoS 2 messages dropped as too large after they were sent: the broker's session
     /// may hold them, so they stay out of use until it ends (a CONNACK without a session, or

@@ -637,7 +637,7 @@ fn sent_disconnect_reason(session: &mut Session) -> Option<ReasonCode> {
             }) => d.reason_code,
             other => panic!("not a DISCONNECT: {other:?}"),
         })
-        .last()
+        .next_back()
 }
 
 /// An MQTT 5 PUBLISH from the broker with `topic` and an optional Topic Alias.
@@ -806,7 +806,6 @@ fn the_announced_receive_maximum_is_enforced_counting_unacknowledged_messages() 
     );
 
     // QoS 1 with manual acknowledgement: what the application has not acknowledged counts.
-    let mut config = config;
     config.manual_ack = true;
     let mut session = connected_v5(config.clone(), &[]);
     let q1 = QoS::AtLeastOnce;
