@@ -26,8 +26,9 @@
 //!
 //! # What it does not do
 //! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
-//! and keeps the durable outbox the engine's [`StoreOp`]s describe. MQTT 3.1.1 only (MQTT 5
-//! comes with its own issue). It allocates (`alloc`): a no-alloc configuration is the embedded
+//! and keeps the durable outbox the engine's [`StoreOp`]s describe. It speaks what its
+//! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
+//! when [`EngineConfig::follow_server_references`] is set). It allocates (`alloc`): a no-alloc configuration is the embedded
 //! issue's work.
 //!
 //! # What it guarantees

@@ -6,7 +6,15 @@
 //! Size, Maximum QoS, Retain / Wildcard / Shared Subscription Available refuse requests
 //! locally with a [`UsageError`], Server Keep Alive and an Assigned Client Identifier are
 //! adopted — and reason codes come out as [`Event::PublishRefused`],
-//! [`CloseReason::Rejected`] and [`CloseReason::ServerDisconnected`].
+//! [`CloseReason::Rejected`], [`CloseReason::ServerDisconnected`] and [`Event::Unsubscribed`].
+//! A stored message larger than a new CONNACK's Maximum Packet Size is removed, not sent
+//! ([`Event::PublishTooLarge`]). What the session announces is enforced too: its Receive
+//! Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic Alias Maximum (broker topic
+//! aliases are resolved, so a [`Event::Message`] always has its full topic; see
+//! [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation closes the
+//! connection with a DISCONNECT carrying its reason code (written before the driver closes
+//! the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced authentication
+//! is not supported).
 //!
 //! A [`Session`] holds everything that outlives one network connection: packet ids, messages
 //! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
