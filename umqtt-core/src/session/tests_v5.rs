@@ -958,3 +958,41 @@ fn stored_messages_larger_than_a_new_maximum_packet_size_are_dropped_not_sent() 
     feed(&mut session, t(21), &connack(&[]));
     assert!(!session.state.used_ids.contains(big2));
 }
+
+#[test]
+fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
+    // A PUBLISH whose topic length runs past the packet: Malformed Packet.
+    let mut session = connected_v5(v5_config(), &[]);
+    let closed = feed(&mut session, t(2), &[0x30, 0x03, 0x00, 0x09, b'x']);
+    assert!(
+        matches!(closed[..], [Ev::Closed(CloseReason::Decode(_))]),
+        "{closed:?}"
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::MalformedPacket)
+    );
+    // Larger than the Maximum Packet Size we announced: Packet too large.
+    let mut config = v5_config();
+    config.max_packet_size = 16;
+    let mut session = connected_v5(config, &[]);
+    let closed = feed(&mut session, t(2), &[0x30, 0x20]);
+    assert_eq!(
+        closed,
+        vec![Ev::Closed(CloseReason::PacketTooLarge {
+            size: 34,
+            max: 16
+        })]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::PacketTooLarge)
+    );
+    // MQTT 3.1.1 has no DISCONNECT reasons: nothing is sent.
+    let mut session = Session::new(super::tests::config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &[0x20, 0x02, 0x00, 0x00]);
+    feed(&mut session, t(2), &[0x30, 0x03, 0x00, 0x09, b'x']);
+    assert!(sent(&mut session, t(3)).is_empty());
+}
