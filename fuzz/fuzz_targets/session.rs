@@ -16,8 +16,13 @@
 //! (Receive Maximum, Maximum Packet Size, Maximum QoS, Retain Available, Server Keep Alive,
 //! Topic Alias Maximum), acknowledgements carry any reason code their packet allows (a
 //! refusal reports `PublishRefused`, which counts as the report), the broker may send
-//! DISCONNECT, and every transmission must decode as MQTT 5 and respect the Receive Maximum
-//! (`in_flight() <= receive_maximum`) and the Maximum Packet Size.
+//! DISCONNECT or AUTH, and every transmission must decode as MQTT 5 and respect the Receive
+//! Maximum (`in_flight() <= receive_maximum`) and the Maximum Packet Size — stored messages
+//! a smaller new limit no longer allows included: they are reported by `PublishTooLarge`
+//! (which counts as the report) instead of sent. The session then also announces a Topic
+//! Alias Maximum and a Receive Maximum of its own: broker PUBLISH packets carry topic aliases
+//! (set up, reused alone with an empty topic, or out of range) and every `Message` event has
+//! its full topic name.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -26,7 +31,7 @@ use std::time::Duration;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use umqtt_core::packet::{
-    decode_with, Ack, ConnAck, ConnectReturnCode, Decoded, Disconnect, Packet, PacketId,
+    decode_with, Ack, Auth, ConnAck, ConnectReturnCode, Decoded, Disconnect, Packet, PacketId,
     PacketType, Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
     SubAck,
 };
@@ -89,7 +94,8 @@ impl Harness {
             let closed = match event {
                 Event::Published(id)
                 | Event::PublishDiscarded(id)
-                | Event::PublishRefused { packet_id: id, .. } => {
+                | Event::PublishRefused { packet_id: id, .. }
+                | Event::PublishTooLarge { packet_id: id, .. } => {
                     assert!(
                         self.pending.remove(&id.get()),
                         "{event:?} for an id not pending"
@@ -98,6 +104,8 @@ impl Harness {
                 }
                 Event::Message(publish) => {
                     assert_eq!(publish.qos == QoS::AtMostOnce, publish.packet_id.is_none());
+                    // An alias-only PUBLISH reaches the application with the full topic.
+                    assert!(!publish.topic.is_empty(), "message without a topic");
                     false
                 }
                 Event::Closed(_) => true,
@@ -191,7 +199,16 @@ impl Harness {
         } else {
             Properties::EMPTY
         };
-        let packet = match u.int_in_range(0..=9)? {
+        // MQTT 5: a Topic Alias on a broker PUBLISH (sometimes with an empty topic: the alias
+        // alone), and UNSUBACK reason codes.
+        let alias = [Property::TopicAlias(u.int_in_range(1..=3)?)];
+        let alias_list = PropertyList(&alias);
+        let aliased = v5 && u.ratio(1, 2)?;
+        let alias_only = aliased && u.ratio(1, 2)?;
+        let unsuback_codes: Vec<u8> = (0..u.int_in_range(1..=2)?)
+            .map(|_| u.choose(&[0x00, 0x11, 0x80, 0x87, 0x8F, 0x91]).copied())
+            .collect::<Result<_>>()?;
+        let packet = match u.int_in_range(0..=10)? {
             0 if v5 => {
                 let reason_code = if u.ratio(3, 4)? {
                     ReasonCode::Success
@@ -221,10 +238,14 @@ impl Harness {
                     dup: qos != QoS::AtMostOnce && u.arbitrary()?,
                     qos,
                     retain: u.arbitrary()?,
-                    topic: u.choose(TOPICS)?,
+                    topic: if alias_only { "" } else { u.choose(TOPICS)? },
                     packet_id: (qos != QoS::AtMostOnce).then_some(id),
                     payload: &[],
-                    properties: Default::default(),
+                    properties: if aliased {
+                        Properties::List(&alias_list)
+                    } else {
+                        Properties::EMPTY
+                    },
                 })
             }
             2..=5 if v5 => {
@@ -260,6 +281,10 @@ impl Harness {
                 reason(u, PacketType::Disconnect)?,
                 Properties::EMPTY,
             )),
+            9 if v5 && u.ratio(1, 4)? => Packet::Auth(Auth::new(
+                reason(u, PacketType::Auth)?,
+                Properties::EMPTY,
+            )),
             _ => Packet::PingResp,
         };
         // Fill in the borrowed parts.
@@ -274,7 +299,11 @@ impl Harness {
             }),
             // In 3.1.1 an UNSUBACK has no reason codes; in MQTT 5 one per filter.
             Packet::UnsubAck(a) if v5 => Packet::UnsubAck(
-                umqtt_core::packet::UnsubAck::with_reasons(a.packet_id, &[0x00], Properties::EMPTY),
+                umqtt_core::packet::UnsubAck::with_reasons(
+                    a.packet_id,
+                    &unsuback_codes,
+                    Properties::EMPTY,
+                ),
             ),
             other => other,
         };
@@ -397,11 +426,9 @@ fn check_transmission(mut bytes: &[u8], version: ProtocolVersion, max: Option<u3
         match decode_with(bytes, usize::MAX, version) {
             Ok(Decoded::Complete { packet, consumed }) => {
                 if let (Some(max), false) = (max, packet.packet_type() == PacketType::Connect) {
-                    // PUBREL and other acks are 4 bytes; stored messages published before a
-                    // smaller limit arrived may be larger (they were accepted then).
-                    if packet.packet_type() != PacketType::Publish {
-                        assert!(consumed <= (max as usize).max(4), "{packet:?} over {max}");
-                    }
+                    // PUBREL and other acks are 4 bytes; a stored message published before a
+                    // smaller limit arrived is dropped, never sent.
+                    assert!(consumed <= (max as usize).max(4), "{packet:?} over {max}");
                 }
                 assert!(
                     matches!(
@@ -456,6 +483,8 @@ fn run(data: &[u8]) -> Result<()> {
     let mut config = config;
     config.protocol = version;
     config.v5.topic_aliases = u.arbitrary()?;
+    config.v5.topic_alias_maximum = Some(u.int_in_range(0..=2)?);
+    config.v5.receive_maximum = u.arbitrary::<bool>()?.then_some(u.int_in_range(1..=3)?);
     let mut harness = Harness {
         session: Session::new(config),
         now: u.int_in_range(0..=1_000_000)?,

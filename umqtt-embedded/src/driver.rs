@@ -5,7 +5,7 @@
 use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::future::{pending, poll_fn};
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::pin::pin;
 use core::task::Poll;
 use core::time::Duration;
@@ -13,7 +13,7 @@ use core::time::Duration;
 use embassy_futures::select::{select, select4, Either, Either4};
 use embedded_io_async::{Error as _, Read, Write};
 use embedded_nal_async::{Dns, TcpConnect};
-use umqtt_core::robust::{Action, ReconnectPolicy};
+use umqtt_core::robust::{Action, ReconnectPolicy, ServerAddress};
 use umqtt_core::Instant;
 
 use crate::client::Client;
@@ -99,8 +99,9 @@ impl<P, C, T, D> core::fmt::Debug for Driver<'_, P, C, T, D> {
 enum Pass {
     /// Nothing more to do now.
     Idle,
-    /// Open a connection to this server (abandoning any open in progress).
-    Open(usize),
+    /// Open a connection to this server (abandoning any open in progress); with the address
+    /// when it is one an MQTT 5 Server Reference named.
+    Open(usize, Option<ServerAddress>),
     /// Abandon the open in progress (the connection itself was closed).
     Close,
 }
@@ -174,15 +175,15 @@ where
         // Pinned on this future's stack, no allocation; the `if false` only names its type.
         let mut opening = pin!(None);
         if false {
-            opening.set(Some(open(net, dns, servers, 0)));
+            opening.set(Some(open(net, dns, servers, 0, None)));
         }
         loop {
             loop {
                 match pump.service(&mut connection).await {
                     Pass::Idle => break,
-                    Pass::Open(server) => {
+                    Pass::Open(server, referenced) => {
                         connection = None;
-                        opening.set(Some(open(net, dns, servers, server)));
+                        opening.set(Some(open(net, dns, servers, server, referenced)));
                     }
                     Pass::Close => opening.set(None),
                 }
@@ -283,7 +284,10 @@ impl<P: ReconnectPolicy, C: Clock> Pump<'_, P, C> {
                     state.apply_deferred(now);
                 }
                 match state.engine.poll_action() {
-                    Some(Action::Open { server }) => Some(Pass::Open(server)),
+                    Some(Action::Open { server }) => Some(Pass::Open(
+                        server,
+                        state.engine.server_address(server).cloned(),
+                    )),
                     Some(Action::Close) => {
                         // What the engine has to say before closing (DISCONNECT) goes first.
                         if connection.is_some() {
@@ -392,7 +396,34 @@ async fn open<'n, T: TcpConnect, D: Dns>(
     dns: Option<&D>,
     servers: &[Server<'_>],
     server: usize,
+    referenced: Option<ServerAddress>,
 ) -> Result<T::Connection<'n>, TransportError> {
+    if let Some(reference) = referenced {
+        // An MQTT 5 Server Reference (with `EngineConfig::follow_server_references`): an IP
+        // address, or a host name for the driver's `Dns`; without a port, the first
+        // configured server's.
+        let port = reference
+            .port
+            .or_else(|| {
+                servers.first().map(|s| match s {
+                    Server::Addr(addr) => addr.port(),
+                    Server::Host(_, port) => *port,
+                })
+            })
+            .unwrap_or(1883);
+        let ip = match reference.host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => dns
+                .ok_or(TransportError::NoResolver)?
+                .get_host_by_name(&reference.host, embedded_nal_async::AddrType::Either)
+                .await
+                .map_err(|_| TransportError::Dns)?,
+        };
+        return net
+            .connect(SocketAddr::new(ip, port))
+            .await
+            .map_err(|error| TransportError::Connect(error.kind()));
+    }
     let addr = match servers.get(server) {
         None => return Err(TransportError::NoSuchServer(server)),
         Some(Server::Addr(addr)) => *addr,

@@ -46,6 +46,13 @@
 //! # }
 //! ```
 //!
+//! # MQTT 5 Server References
+//! With [`EngineConfig::follow_server_references`] set (off by default), a broker's 0x9C Use
+//! another server / 0x9D Server moved with a Server Reference sends the next attempt there:
+//! an IP address is opened directly, a host name resolved through the driver's [`Dns`] (a
+//! driver without one fails that attempt with [`TransportError::NoResolver`], and the engine
+//! goes back to the configured servers).
+//!
 //! # What it does not do (yet)
 //! No TLS (wrap the stream yourself once a no_std TLS crate fits), no durable outbox, no
 //! manual acks beyond [`Client::ack`]. It never panics on network input: malformed bytes and

@@ -163,3 +163,63 @@ async fn host_names_resolve_through_the_drivers_dns() {
         "{event:?}"
     );
 }
+
+/// MQTT 5 Server Reference with `follow_server_references`: a fake broker answers CONNACK
+/// 0x9C Use another server naming `broker.test` on mosquitto's port; the driver resolves it
+/// through its `Dns` and connects there (server index 1, one past the list).
+#[tokio::test]
+async fn a_server_reference_is_resolved_and_followed() {
+    let broker = umqtt_testkit::broker::Mosquitto::start();
+    let reference = format!("broker.test:{}", broker.port());
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let (mut socket, _) = fake.accept().await.unwrap();
+        let mut connect = [0u8; 64];
+        let _ = socket.read(&mut connect).await.unwrap();
+        // MQTT 5 CONNACK 0x9C with a Server Reference (0x1C).
+        let mut properties = vec![0x1C];
+        properties.extend_from_slice(&(reference.len() as u16).to_be_bytes());
+        properties.extend_from_slice(reference.as_bytes());
+        let mut packet = vec![0x20, (3 + properties.len()) as u8, 0x00, 0x9C];
+        packet.push(properties.len() as u8);
+        packet.extend_from_slice(&properties);
+        socket.write_all(&packet).await.unwrap();
+        1
+    });
+    let session = SessionConfig {
+        client_id: "moved".to_string(),
+        keep_alive: 5,
+        connect_timeout: Duration::from_secs(2),
+        protocol: umqtt_core::packet::ProtocolVersion::V5,
+        ..SessionConfig::default()
+    };
+    let mut config = EngineConfig::new(session);
+    config.follow_server_references = true;
+    let policy = FixedDelay {
+        delay: Duration::from_millis(10),
+    };
+    let client = Client::new(config, policy, 1, TokioClock::new());
+    let stack = TokioTcp;
+    let mut rx = [0u8; 64];
+    let servers = [Server::Addr(fake_addr)];
+    let driver = Driver::with_dns(&client, &stack, TestDns, &servers, &mut rx);
+    let connected = async {
+        loop {
+            if let Event::Connected { server, .. } = client.next_event().await {
+                return server;
+            }
+        }
+    };
+    let server = tokio::time::timeout(GUARD, async {
+        tokio::select! {
+            server = connected => server,
+            never = driver.run() => match never {},
+        }
+    })
+    .await
+    .expect("connected before the guard");
+    assert_eq!(server, 1, "the referenced server");
+    assert_eq!(accepted.await.unwrap(), 1);
+    assert_eq!(client.stats().redirects, 1);
+}

@@ -24,6 +24,7 @@ use umqtt::transport::{
     TransportError, TransportStats,
 };
 use umqtt::{ClientConfig, Error};
+use umqtt_core::robust::ServerAddress;
 
 /// A byte stream the driver can use: anything `AsyncRead + AsyncWrite + Unpin + Send`.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -42,6 +43,21 @@ pub trait Connector: Send + 'static {
     /// list: `ClientConfig::server` first, then `RobustConfig::extra_servers`). Errors are
     /// classified for the reconnect policy by [`umqtt::robust::classify`].
     fn connect(&mut self, server: usize) -> ConnectFuture;
+
+    /// Whether [`Connector::connect_address`] opens addresses outside the list. Only then
+    /// does the robust client follow an MQTT 5 Server Reference (a broker's 0x9C Use another
+    /// server / 0x9D Server moved). Default false.
+    fn follows_references(&self) -> bool {
+        false
+    }
+
+    /// Starts opening a connection to `address`, a server a broker's MQTT 5 Server Reference
+    /// named (a port it left out is the connector's to choose). Called only when
+    /// [`Connector::follows_references`] says so; the default opens nothing (`None`).
+    fn connect_address(&mut self, address: &ServerAddress) -> Option<ConnectFuture> {
+        let _ = address;
+        None
+    }
 }
 
 /// A connector from a closure `FnMut(server) -> impl Future<Output = Result<S, Error>>`.
@@ -141,6 +157,26 @@ impl Connector for TcpConnector {
             0 => None,
             n => self.servers.get(server % n).cloned(),
         };
+        self.open_target(target)
+    }
+
+    fn follows_references(&self) -> bool {
+        true
+    }
+
+    /// Opens the referenced host over the same transport and TLS settings; without a port
+    /// in the reference, the first configured server's port.
+    fn connect_address(&mut self, address: &ServerAddress) -> Option<ConnectFuture> {
+        let port = address
+            .port
+            .or_else(|| self.servers.first().map(|s| s.1))
+            .unwrap_or_else(|| self.transport.default_port(self.tls.is_some()));
+        Some(self.open_target(Some((address.host.clone(), port))))
+    }
+}
+
+impl TcpConnector {
+    fn open_target(&self, target: Option<(String, u16)>) -> ConnectFuture {
         let tls = self.tls.clone();
         let transport = self.transport.clone();
         let stats = self.stats.clone();

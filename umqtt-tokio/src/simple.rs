@@ -52,7 +52,8 @@ enum Notice {
     Published(PacketId),
     PublishRefused(PacketId, ReasonCode),
     Subscribed(PacketId, Vec<u8>),
-    Unsubscribed(PacketId),
+    /// The UNSUBACK's MQTT 5 reason codes (none with 3.1.1).
+    Unsubscribed(PacketId, Vec<ReasonCode>),
     Pong,
     Other,
 }
@@ -70,6 +71,8 @@ pub struct Client<S: AsyncStream = BoxStream> {
     /// Bytes taken from the session, written up to `written` (kept across cancelled calls).
     out: Vec<u8>,
     written: usize,
+    /// The session closed the connection: write what it queued, then drop the stream.
+    closing: bool,
     read_buffer: Box<[u8]>,
     write_stall: Duration,
 }
@@ -123,6 +126,7 @@ impl<S: AsyncStream> Client<S> {
             inbox_bytes: 0,
             out: Vec::new(),
             written: 0,
+            closing: false,
             read_buffer: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
@@ -239,19 +243,26 @@ impl<S: AsyncStream> Client<S> {
         Error::subscribe_outcome(codes.first().copied().unwrap_or(0x80), filter)
     }
 
-    /// Unsubscribes from one filter and waits for UNSUBACK.
+    /// Unsubscribes from one filter and waits for UNSUBACK; returns its reason code: with MQTT
+    /// 5 [`ReasonCode::Success`] or [`ReasonCode::NoSubscriptionExisted`] (informational: the
+    /// filter is not subscribed either way), with 3.1.1 always `Success`.
     ///
     /// # Errors
-    /// [`Error::Timeout`], link errors.
-    pub async fn unsubscribe(&mut self, filter: &str) -> Result<(), Error> {
+    /// [`Error::UnsubscribeRefused`] for a refusal (0x80 or above), [`Error::Timeout`], link
+    /// errors.
+    pub async fn unsubscribe(&mut self, filter: &str) -> Result<ReasonCode, Error> {
         self.require_connection()?;
         let id = self.session.unsubscribe(&[filter])?;
         let deadline = self.response_deadline();
-        self.run_until(Some(deadline), |notice| match notice {
-            Notice::Unsubscribed(done) if *done == id => Some(()),
-            _ => None,
-        })
-        .await
+        let codes = self
+            .run_until(Some(deadline), |notice| match notice {
+                Notice::Unsubscribed(done, codes) if *done == id => Some(codes.clone()),
+                _ => None,
+            })
+            .await?;
+        // 3.1.1's UNSUBACK carries no codes: success.
+        let code = codes.first().copied().unwrap_or(ReasonCode::Success);
+        Error::unsubscribe_outcome(code, filter)
     }
 
     /// Sends PINGREQ and waits for PINGRESP.
@@ -314,7 +325,7 @@ impl<S: AsyncStream> Client<S> {
     pub async fn flush(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
         self.session.handle_timeout(now);
-        self.process_events(&mut |_| None::<()>)?;
+        self.events(&mut |_| None::<()>).await?;
         self.write_pending().await
     }
 
@@ -369,7 +380,7 @@ impl<S: AsyncStream> Client<S> {
         loop {
             let now = self.clock.now();
             self.session.handle_timeout(now);
-            let result = self.process_events(&mut done)?;
+            let result = self.events(&mut done).await?;
             self.write_pending().await?;
             if let Some(result) = result {
                 return Ok(result);
@@ -420,13 +431,29 @@ impl<S: AsyncStream> Client<S> {
                 None => {
                     if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         // Whatever is due now is still processed first.
-                        let result = self.process_events(&mut done)?;
+                        let result = self.events(&mut done).await?;
                         self.write_pending().await?;
                         return result.ok_or(Error::Timeout);
                     }
                 }
             }
         }
+    }
+
+    /// [`Client::process_events`]; when the session closed the connection, what it sends on
+    /// its way out is written (best effort) before the stream is dropped.
+    async fn events<R>(
+        &mut self,
+        done: &mut impl FnMut(&Notice) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        let result = self.process_events(done);
+        if std::mem::take(&mut self.closing) {
+            let _ = self.write_pending().await;
+            self.stream = None;
+            self.out.clear();
+            self.written = 0;
+        }
+        result
     }
 
     /// Turns session events into notices; queues messages; stops at `done` or when the inbox
@@ -439,7 +466,9 @@ impl<S: AsyncStream> Client<S> {
             let notice = match self.session.poll_event() {
                 None => return Ok(None),
                 Some(Event::Closed(reason)) => {
-                    self.stream = None;
+                    // The stream is dropped by `events` once what the session sends on its
+                    // way out (an MQTT 5 DISCONNECT with the reason of a violation) is written.
+                    self.closing = true;
                     return Err(reason.into());
                 }
                 Some(Event::Message(publish)) => {
@@ -457,7 +486,9 @@ impl<S: AsyncStream> Client<S> {
                 Some(Event::Subscribed(suback)) => {
                     Notice::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
-                Some(Event::Unsubscribed(id)) => Notice::Unsubscribed(id),
+                Some(Event::Unsubscribed(unsuback)) => {
+                    Notice::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                }
                 Some(Event::PingResponse) => Notice::Pong,
                 Some(_) => Notice::Other,
             };

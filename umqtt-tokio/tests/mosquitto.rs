@@ -398,3 +398,71 @@ async fn subscriber_resubscribes_when_the_broker_lost_the_session() {
     let got = receive(&mut events, &["l/1"], N).await;
     assert_eq!(got.get("l/1").map_or(0, HashMap::len), N);
 }
+
+/// MQTT 5 Server Reference: a byte-exact fake broker refuses with CONNACK 0x9C Use another
+/// server naming this mosquitto; the async robust client goes there and its message arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_reference_leads_to_the_named_broker() {
+    use std::io::Write;
+    let broker = Mosquitto::start();
+    let (_sub, mut sub_events) = subscriber(broker.port(), "moved-sub", "moved/t").await;
+    let reference = format!("127.0.0.1:{}", broker.port());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let fake_port = listener.local_addr().unwrap().port();
+    let fake = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket.set_read_timeout(Some(GUARD)).unwrap();
+        let (first, _) = umqtt_testkit::raw::read_packet(&mut socket).expect("CONNECT");
+        assert_eq!(first, 0x10);
+        // MQTT 5 CONNACK 0x9C Use another server with a Server Reference (0x1C).
+        let mut properties = vec![0x1C];
+        properties.extend_from_slice(&(reference.len() as u16).to_be_bytes());
+        properties.extend_from_slice(reference.as_bytes());
+        let mut packet = vec![0x20, (3 + properties.len()) as u8, 0x00, 0x9C];
+        packet.push(properties.len() as u8);
+        packet.extend_from_slice(&properties);
+        socket.write_all(&packet).unwrap();
+        let _ = umqtt_testkit::raw::read_packet(&mut socket);
+        listener.set_nonblocking(true).unwrap();
+        listener.accept().is_err()
+    });
+    let (handle, mut events) = Client::new(
+        ClientConfig {
+            protocol: umqtt::ProtocolVersion::V5,
+            ..config(fake_port, "moved")
+        },
+        policy(),
+    )
+    .robust_config(RobustConfig {
+        seed: Some(1),
+        ..RobustConfig::default()
+    })
+    .spawn()
+    .expect("inside a runtime");
+    let receipt = handle
+        .publish("moved/t", b"found you", QoS::AtLeastOnce, false)
+        .await
+        .expect("publish");
+    let outcome = tokio::time::timeout(GUARD, receipt.outcome()).await;
+    assert!(matches!(outcome, Ok(Ok(Outcome::Delivered))), "{outcome:?}");
+    let got = receive(&mut sub_events, &["moved/t"], 1).await;
+    assert_eq!(got["moved/t"].get(&b"found you"[..]), Some(&1));
+    let mut redirected = None;
+    let mut connected = None;
+    while let Some(event) = events.try_next() {
+        match event {
+            Event::Redirected { address, .. } => redirected = Some(address),
+            Event::Connected { server, .. } => connected = Some(server),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        redirected.map(|a| (a.host, a.port)),
+        Some(("127.0.0.1".to_string(), Some(broker.port())))
+    );
+    assert_eq!(connected, Some(1), "one past the configured list");
+    let stats = handle.stats();
+    assert_eq!((stats.connects, stats.redirects), (1, 1));
+    handle.disconnect().await;
+    assert!(fake.join().unwrap(), "one connection to the fake broker");
+}

@@ -151,7 +151,56 @@ async fn mqtt_5_qos_0_1_2_both_ways() {
             let message = client.wait_msg().await.expect("message");
             assert_eq!((message.qos, message.payload), (qos, vec![qos as u8]));
         }
+        // UNSUBACK reason codes: 0x11 No subscription existed is informational.
+        use umqtt_core::packet::ReasonCode;
+        assert_eq!(
+            client.unsubscribe("v5/#").await.expect("unsub"),
+            ReasonCode::Success
+        );
+        assert_eq!(
+            client.unsubscribe("v5/#").await.expect("unsub again"),
+            ReasonCode::NoSubscriptionExisted
+        );
         client.disconnect().await.expect("disconnect");
     };
     tokio::time::timeout(GUARD, run).await.expect("no hang");
+}
+
+/// A protocol violation (AUTH from a broker, which the client never invited) ends the call
+/// with a typed error, and the client says why on its way out: DISCONNECT 0x82. A byte-exact
+/// fake broker, since mosquitto never sends AUTH unasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_from_the_broker_is_answered_with_disconnect_0x82() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let broker = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket.set_read_timeout(Some(GUARD)).unwrap();
+        let (first, _) = umqtt_testkit::raw::read_packet(&mut socket).expect("CONNECT");
+        assert_eq!(first, 0x10);
+        // MQTT 5 CONNACK accepted, no properties; then AUTH 0x18, no properties.
+        socket
+            .write_all(&[0x20, 0x03, 0x00, 0x00, 0x00, 0xF0, 0x02, 0x18, 0x00])
+            .unwrap();
+        loop {
+            let (first, body) = umqtt_testkit::raw::read_packet(&mut socket).expect("DISCONNECT");
+            if first == 0xE0 {
+                return body;
+            }
+        }
+    });
+    let mut client = Client::new(ClientConfig {
+        protocol: umqtt::ProtocolVersion::V5,
+        ..client_config(port, "auth-v5")
+    });
+    let run = async {
+        client.connect(true).await.expect("connect");
+        match client.ping().await {
+            Err(umqtt::Error::Protocol(umqtt_core::session::ProtocolError::UnexpectedAuth)) => {}
+            other => panic!("expected UnexpectedAuth, got {other:?}"),
+        }
+    };
+    tokio::time::timeout(GUARD, run).await.expect("no hang");
+    assert_eq!(broker.join().unwrap(), [0x82]);
 }

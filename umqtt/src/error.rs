@@ -67,6 +67,14 @@ pub enum Error {
         /// The SUBACK code (3.1.1's 0x80 reads as [`ReasonCode::UnspecifiedError`]).
         reason_code: ReasonCode,
     },
+    /// The broker refused to unsubscribe a filter (an MQTT 5 UNSUBACK reason code of 0x80 or
+    /// above, e.g. 0x87 Not authorized): the subscription may still be in place.
+    UnsubscribeRefused {
+        /// The filter.
+        filter: String,
+        /// The UNSUBACK reason code.
+        reason_code: ReasonCode,
+    },
     /// The call is not possible in the current state or its arguments are invalid.
     Usage(UsageError),
     /// The durable outbox failed (open, read or write).
@@ -91,6 +99,19 @@ impl Error {
                 reason_code: ReasonCode::from_u8(code).unwrap_or(ReasonCode::UnspecifiedError),
             }),
         }
+    }
+
+    /// What one UNSUBACK reason code means for `filter`: the code when the filter is not
+    /// subscribed any more (0x00 Success, or 0x11 No subscription existed, which is
+    /// informational), or [`Error::UnsubscribeRefused`] for a refusal (0x80 or above).
+    pub fn unsubscribe_outcome(code: ReasonCode, filter: &str) -> Result<ReasonCode, Error> {
+        if code.is_error() {
+            return Err(Error::UnsubscribeRefused {
+                filter: filter.to_string(),
+                reason_code: code,
+            });
+        }
+        Ok(code)
     }
 
     /// Whether the connection is gone after this error (reconnecting may help), as opposed to
@@ -146,6 +167,10 @@ impl fmt::Display for Error {
                 f,
                 "broker refused subscription to {filter:?}: {reason_code}"
             ),
+            Error::UnsubscribeRefused {
+                filter,
+                reason_code,
+            } => write!(f, "broker refused to unsubscribe {filter:?}: {reason_code}"),
             Error::Usage(e) => write!(f, "{e}"),
             Error::Outbox(e) => write!(f, "{e}"),
             Error::MessageQueueFull => f.write_str("received-message queue is full"),

@@ -158,7 +158,10 @@ enum Notice {
     Published(PacketId),
     PublishRefused(PacketId, ReasonCode),
     Subscribed(PacketId, Vec<u8>),
-    Unsubscribed(PacketId),
+    /// The UNSUBACK's MQTT 5 reason codes (none with 3.1.1).
+    Unsubscribed(PacketId, Vec<ReasonCode>),
+    /// A stored message too large for the broker's new Maximum Packet Size was dropped.
+    PublishTooLarge,
     Pong,
     Other,
 }
@@ -391,7 +394,9 @@ impl<S: Stream> Client<S> {
         let deadline = std::time::Instant::now() + timeout;
         let mut remaining = self.session.outgoing_len();
         self.run_until(Some(deadline), |notice, _| {
-            if let Notice::Published(_) | Notice::PublishRefused(..) = notice {
+            if let Notice::Published(_) | Notice::PublishRefused(..) | Notice::PublishTooLarge =
+                notice
+            {
                 remaining = remaining.saturating_sub(1);
             }
             (remaining <= pending).then_some(())
@@ -425,20 +430,40 @@ impl<S: Stream> Client<S> {
             .collect()
     }
 
-    /// Unsubscribes from one filter.
-    pub fn unsubscribe(&mut self, filter: &str) -> Result<(), Error> {
-        self.unsubscribe_many(&[filter])
+    /// Unsubscribes from one filter; returns the UNSUBACK reason code: with MQTT 5
+    /// [`ReasonCode::Success`] or [`ReasonCode::NoSubscriptionExisted`] (informational: the
+    /// filter is not subscribed either way), with 3.1.1 always `Success`. A refusal (0x80 or
+    /// above) is [`Error::UnsubscribeRefused`].
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<ReasonCode, Error> {
+        Ok(self.unsubscribe_codes(&[filter])?[0])
     }
 
-    /// Unsubscribes from several filters in one UNSUBSCRIBE.
+    /// Unsubscribes from several filters in one UNSUBSCRIBE; the first refusal is
+    /// [`Error::UnsubscribeRefused`] ([`Client::unsubscribe_codes`] gives every code).
     pub fn unsubscribe_many(&mut self, filters: &[&str]) -> Result<(), Error> {
+        self.unsubscribe_codes(filters).map(drop)
+    }
+
+    /// Unsubscribes from several filters in one UNSUBSCRIBE; returns the reason code per
+    /// filter (see [`Client::unsubscribe`]); the first refusal is
+    /// [`Error::UnsubscribeRefused`].
+    pub fn unsubscribe_codes(&mut self, filters: &[&str]) -> Result<Vec<ReasonCode>, Error> {
         self.require_connection()?;
         let id = self.session.unsubscribe(filters)?;
         let deadline = std::time::Instant::now() + self.config.response_timeout;
-        self.run_until(Some(deadline), |notice, _| match notice {
-            Notice::Unsubscribed(done) if *done == id => Some(()),
+        let codes = self.run_until(Some(deadline), |notice, _| match notice {
+            Notice::Unsubscribed(done, codes) if *done == id => Some(codes.clone()),
             _ => None,
-        })
+        })?;
+        filters
+            .iter()
+            .enumerate()
+            .map(|(i, filter)| {
+                // 3.1.1's UNSUBACK carries no codes: success.
+                let code = codes.get(i).copied().unwrap_or(ReasonCode::Success);
+                Error::unsubscribe_outcome(code, filter)
+            })
+            .collect()
     }
 
     /// Sends PINGREQ and waits for PINGRESP.
@@ -666,6 +691,16 @@ impl<S: Stream> Client<S> {
             let notice = match self.session.poll_event() {
                 None => return Ok(None),
                 Some(Event::Closed(reason)) => {
+                    // What the session sends on its way out (an MQTT 5 DISCONNECT with the
+                    // reason of a protocol violation) goes first, best effort.
+                    let now = self.now();
+                    while let Some(bytes) = self.session.poll_transmit(now) {
+                        if let Some(stream) = self.stream.as_mut() {
+                            if transport::write_within(stream, bytes, self.write_stall).is_err() {
+                                break;
+                            }
+                        }
+                    }
                     self.stream = None;
                     return Err(reason.into());
                 }
@@ -682,7 +717,10 @@ impl<S: Stream> Client<S> {
                 Some(Event::Subscribed(suback)) => {
                     Notice::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
-                Some(Event::Unsubscribed(id)) => Notice::Unsubscribed(id),
+                Some(Event::Unsubscribed(unsuback)) => {
+                    Notice::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                }
+                Some(Event::PublishTooLarge { .. }) => Notice::PublishTooLarge,
                 Some(Event::PingResponse) => Notice::Pong,
                 Some(_) => Notice::Other,
             };

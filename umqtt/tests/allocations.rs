@@ -283,3 +283,65 @@ fn robust_publish_qos1_pipelined_allocates_nothing_per_message() {
         "robust pipelined QoS 1: {allocations} allocations for {MEASURED} messages"
     );
 }
+
+/// MQTT 5 messages whose PUBLISH carries only a broker topic alias: the topic comes from the
+/// session's alias table, borrowed, so receiving them allocates nothing either. mosquitto does
+/// not send aliases to clients: a byte-exact fake broker thread (its allocations are not
+/// counted) sends one PUBLISH that sets the alias up, then alias-only ones.
+#[test]
+fn receive_with_broker_topic_aliases_allocates_nothing_per_message() {
+    use std::io::Write;
+    const TOPIC: &str = "alloc/aliased/topic";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let broker = thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        let _connect = umqtt_testkit::raw::read_packet(&mut socket).expect("CONNECT");
+        // MQTT 5 CONNACK, accepted, no properties.
+        socket.write_all(&[0x20, 0x03, 0x00, 0x00, 0x00]).unwrap();
+        // QoS 0 PUBLISH: topic, properties (Topic Alias 1), payload.
+        let publish = |topic: &str| {
+            let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+            body.extend_from_slice(topic.as_bytes());
+            body.extend_from_slice(&[3, 0x23, 0x00, 0x01]);
+            body.extend_from_slice(&PAYLOAD);
+            let mut packet = vec![0x30, body.len() as u8];
+            packet.extend_from_slice(&body);
+            packet
+        };
+        socket.write_all(&publish(TOPIC)).unwrap();
+        let alias_only = publish("");
+        for _ in 0..WARM_UP + MEASURED {
+            socket.write_all(&alias_only).unwrap();
+        }
+        // Wait for the client to leave.
+        let _ = umqtt_testkit::raw::read_packet(&mut socket);
+    });
+    let mut options = umqtt_core::session::ConnectOptions::default();
+    options.topic_alias_maximum = Some(1);
+    let mut receiver = Client::with_config(ClientConfig {
+        port: Some(port),
+        protocol: umqtt::ProtocolVersion::V5,
+        v5: options,
+        client_id: "alloc-alias".to_owned(),
+        server: "127.0.0.1".to_owned(),
+        response_timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
+    });
+    receiver.connect(true).expect("connect");
+    let mut message = Message::default();
+    let mut receive = |receiver: &mut Client, count: usize| {
+        for _ in 0..count {
+            receiver.wait_msg_into(&mut message).expect("wait_msg_into");
+            assert_eq!(message.topic, TOPIC);
+        }
+    };
+    receive(&mut receiver, WARM_UP + 1);
+    let allocations = allocations_during(|| receive(&mut receiver, MEASURED));
+    receiver.disconnect().expect("disconnect");
+    broker.join().expect("broker thread");
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations for {MEASURED} alias-only messages"
+    );
+}

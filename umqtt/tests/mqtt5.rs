@@ -358,3 +358,19 @@ fn topic_aliases_reach_the_subscriber_as_the_full_topic() {
     // The connection is still fine (a bad alias would have made mosquitto disconnect).
     publisher.ping().unwrap();
 }
+
+#[test]
+fn unsuback_reason_codes_reach_the_caller() {
+    let broker = Mosquitto::start();
+    let mut c = connected(&broker, "unsub-codes", true);
+    c.subscribe("u/a", QoS::AtLeastOnce).unwrap();
+    // mosquitto says which filter had no subscription (0x11, informational: not an error).
+    assert_eq!(
+        c.unsubscribe_codes(&["u/a", "u/never"]).unwrap(),
+        [ReasonCode::Success, ReasonCode::NoSubscriptionExisted]
+    );
+    assert_eq!(
+        c.unsubscribe("u/a").unwrap(),
+        ReasonCode::NoSubscriptionExisted
+    );
+}

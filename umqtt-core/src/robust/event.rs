@@ -5,6 +5,7 @@ use core::fmt;
 use core::time::Duration;
 
 use super::policy::FailureKind;
+use super::reference::ServerAddress;
 use crate::message::Message;
 use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
@@ -55,6 +56,15 @@ pub enum DropReason {
     /// The broker refused the message with this MQTT 5 PUBACK/PUBREC reason code (0x80 or
     /// above, e.g. Not authorized, Quota exceeded): sending it again would not help.
     Refused(ReasonCode),
+    /// Its PUBLISH is larger than the Maximum Packet Size of the broker's MQTT 5 CONNACK
+    /// (found when it was due to be sent or resent, e.g. after a reconnection to a broker
+    /// with a smaller limit): the broker would close the connection at every attempt.
+    TooLarge {
+        /// The PUBLISH packet's size, fixed header included.
+        size: usize,
+        /// The broker's Maximum Packet Size.
+        max: u32,
+    },
 }
 
 impl fmt::Display for DropReason {
@@ -65,6 +75,12 @@ impl fmt::Display for DropReason {
             DropReason::PolicyStopped => "the reconnect policy gave up",
             DropReason::QueueOverflow => "the offline queue was full",
             DropReason::Refused(code) => return write!(f, "the broker refused it: {code}"),
+            DropReason::TooLarge { size, max } => {
+                return write!(
+                    f,
+                    "its packet of {size} bytes exceeds the broker's maximum packet size of {max}"
+                )
+            }
         })
     }
 }
@@ -121,7 +137,8 @@ pub enum Event<E> {
     Connected {
         /// The broker resumed the stored session.
         session_present: bool,
-        /// Index of the server used (0 is the first configured).
+        /// Index of the server used (0 is the first configured; `EngineConfig::servers`, one
+        /// past the list, is the one a Server Reference named).
         server: usize,
     },
     /// An established connection ended.
@@ -141,6 +158,17 @@ pub enum Event<E> {
         server: usize,
         /// The error.
         error: LinkError<E>,
+    },
+    /// The broker sent the client elsewhere (MQTT 5 CONNACK or DISCONNECT 0x9C Use another
+    /// server / 0x9D Server moved with a Server Reference, followed with
+    /// [`EngineConfig::follow_server_references`](super::EngineConfig::follow_server_references)):
+    /// the next attempt, when the policy schedules one, opens this address (server index
+    /// [`EngineConfig::servers`](super::EngineConfig::servers)).
+    Redirected {
+        /// Where.
+        address: ServerAddress,
+        /// 0x9C Use another server or 0x9D Server moved.
+        reason_code: ReasonCode,
     },
     /// The next attempt is due after this delay.
     RetryScheduled {
@@ -196,6 +224,11 @@ pub enum Event<E> {
     Unsubscribed {
         /// The topic filter.
         filter: String,
+        /// The MQTT 5 UNSUBACK reason code for it ([`ReasonCode::Success`] with 3.1.1): 0x11
+        /// No subscription existed is informational, 0x80 or above a refusal (e.g. Not
+        /// authorized: the broker may still deliver on it). The engine no longer keeps the
+        /// filter either way.
+        reason_code: ReasonCode,
     },
     /// An application message arrived. With manual acknowledgement (QoS 1/2), the broker
     /// gets its PUBACK/PUBREC only when the application acknowledges it.
@@ -216,6 +249,8 @@ pub struct DropCounts {
     pub queue_overflow: u64,
     /// [`DropReason::Refused`], whatever the reason code.
     pub refused: u64,
+    /// [`DropReason::TooLarge`].
+    pub too_large: u64,
 }
 
 impl DropCounts {
@@ -227,6 +262,7 @@ impl DropCounts {
             DropReason::PolicyStopped => self.policy_stopped,
             DropReason::QueueOverflow => self.queue_overflow,
             DropReason::Refused(_) => self.refused,
+            DropReason::TooLarge { .. } => self.too_large,
         }
     }
 
@@ -237,6 +273,7 @@ impl DropCounts {
             DropReason::PolicyStopped => &mut self.policy_stopped,
             DropReason::QueueOverflow => &mut self.queue_overflow,
             DropReason::Refused(_) => &mut self.refused,
+            DropReason::TooLarge { .. } => &mut self.too_large,
         };
         *count += 1;
     }
@@ -250,6 +287,8 @@ pub struct Stats {
     pub attempts: u64,
     /// Attempts that succeeded.
     pub connects: u64,
+    /// Server References followed ([`Event::Redirected`]).
+    pub redirects: u64,
     /// Established connections that ended.
     pub disconnects: u64,
     /// Times the broker had lost the session.
@@ -272,7 +311,9 @@ pub struct Stats {
 /// What the driver must do with its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Open a transport (TCP, TLS…) to server `server` (an index into the driver's list),
+    /// Open a transport (TCP, TLS…) to server `server` (an index into the driver's list; one
+    /// past its end, the address a broker's Server Reference named: see
+    /// [`Engine::server_address`](super::Engine::server_address)),
     /// then call [`Engine::handle_opened`](super::Engine::handle_opened) or
     /// [`Engine::handle_open_failed`](super::Engine::handle_open_failed). Abandon any open in
     /// progress first.

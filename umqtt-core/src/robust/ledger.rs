@@ -6,10 +6,11 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    Delivery, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy, StoreOp,
+    Delivery, DropReason, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy,
+    StoreOp,
 };
 use crate::packet::{PacketId, Properties, Property, PropertyList, QoS};
-use crate::session::Session;
+use crate::session::{Session, UsageError};
 use crate::time::Instant;
 
 /// One message the engine owns until it is settled.
@@ -183,8 +184,18 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 properties,
             ),
         };
-        let Ok(packet_id) = result else {
-            return Err(pending);
+        let packet_id = match result {
+            Ok(packet_id) => packet_id,
+            Err(UsageError::PacketTooLarge { size, max }) => {
+                // Larger than this broker's Maximum Packet Size: waiting cannot help, and
+                // holding it would stop every message behind it.
+                self.settle(
+                    pending,
+                    Outcome::Dropped(DropReason::TooLarge { size, max }),
+                );
+                return Ok(());
+            }
+            Err(_) => return Err(pending),
         };
         match packet_id {
             None => self.qos0.push_back(pending),

@@ -26,8 +26,9 @@
 //!
 //! # What it does not do
 //! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
-//! and keeps the durable outbox the engine's [`StoreOp`]s describe. MQTT 3.1.1 only (MQTT 5
-//! comes with its own issue). It allocates (`alloc`): a no-alloc configuration is the embedded
+//! and keeps the durable outbox the engine's [`StoreOp`]s describe. It speaks what its
+//! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
+//! when [`EngineConfig::follow_server_references`] is set). It allocates (`alloc`): a no-alloc configuration is the embedded
 //! issue's work.
 //!
 //! # What it guarantees
@@ -52,6 +53,7 @@
 mod event;
 mod ledger;
 mod policy;
+mod reference;
 mod subscriptions;
 
 pub use event::{
@@ -62,6 +64,7 @@ pub use policy::{
     listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
     FixedDelay, NoRetry, OutageLimit, PendingSummary, ReconnectPolicy,
 };
+pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -109,6 +112,15 @@ pub struct EngineConfig {
     /// application reads the events. The driver must drain it after every input. Default
     /// false.
     pub track_outcomes: bool,
+    /// Follow an MQTT 5 Server Reference: when a CONNACK or DISCONNECT says 0x9C Use another
+    /// server or 0x9D Server moved and names a server ([`ServerAddress::parse_reference`]),
+    /// the next attempt (when the policy schedules one) goes there: [`Action::Open`] with
+    /// server index [`EngineConfig::servers`] (one past the configured list), whose address
+    /// [`Engine::server_address`] gives, reported by [`Event::Redirected`]. If that attempt
+    /// fails, the following ones go back to the configured list; a connection to it lasts
+    /// until it ends. Default false (the driver must be able to open an address it was not
+    /// configured with; the engine then never asks it to).
+    pub follow_server_references: bool,
 }
 
 impl EngineConfig {
@@ -127,6 +139,7 @@ impl EngineConfig {
             max_events: 65_536,
             manual_ack: false,
             track_outcomes: false,
+            follow_server_references: false,
         }
     }
 }
@@ -162,6 +175,10 @@ pub struct Engine<P, E> {
     config: EngineConfig,
     link: Link,
     next_server: usize,
+    /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
+    referenced: Option<ServerAddress>,
+    /// The next attempt goes to `referenced`.
+    redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
     in_session: VecDeque<Pending>,
     /// QoS 0 messages handed to the session (their PUBLISH is in its send buffer), in order;
@@ -212,6 +229,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 next_attempt: Some(now),
             },
             next_server: 0,
+            referenced: None,
+            redirect_pending: false,
             in_session: VecDeque::new(),
             qos0: VecDeque::new(),
             qos0_transmitted: 0,
@@ -264,6 +283,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Up { server } => Some(server),
             _ => None,
         }
+    }
+
+    /// The address of server index `server` when it is the one a broker's Server Reference
+    /// named (index [`EngineConfig::servers`], see
+    /// [`EngineConfig::follow_server_references`]); `None` for a configured server, which the
+    /// driver resolves from its own list.
+    pub fn server_address(&self, server: usize) -> Option<&ServerAddress> {
+        self.referenced
+            .as_ref()
+            .filter(|_| server == self.config.servers)
     }
 
     /// Whether a connection attempt is in progress.
@@ -780,7 +809,11 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             } => (consecutive, outage_started),
             _ => return,
         };
-        let server = self.next_server % self.config.servers;
+        let server = if core::mem::take(&mut self.redirect_pending) && self.referenced.is_some() {
+            self.config.servers
+        } else {
+            self.next_server % self.config.servers
+        };
         self.stats.attempts += 1;
         self.link = Link::Attempt {
             server,
@@ -819,12 +852,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code,
-                } => Step::Refused(packet_id, reason_code),
+                } => Step::Dropped(packet_id, DropReason::Refused(reason_code)),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
+                session::Event::PublishTooLarge {
+                    packet_id,
+                    size,
+                    max,
+                } => Step::Dropped(packet_id, DropReason::TooLarge { size, max }),
                 session::Event::Subscribed(suback) => {
                     Step::Subscribed(suback.packet_id, suback.codes().collect())
                 }
-                session::Event::Unsubscribed(packet_id) => Step::Unsubscribed(packet_id),
+                session::Event::Unsubscribed(unsuback) => {
+                    Step::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                }
                 session::Event::Closed(reason) => Step::Closed(reason),
                 session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
             };
@@ -843,13 +883,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                         }
                     }
                 }
-                Step::Refused(packet_id, reason_code) => {
+                Step::Dropped(packet_id, reason) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(
-                                pending,
-                                Outcome::Dropped(DropReason::Refused(reason_code)),
-                            );
+                            self.settle(pending, Outcome::Dropped(reason));
                         }
                     }
                 }
@@ -858,17 +895,25 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     // session keeps and republishes what it holds.
                 }
                 Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
-                Step::Unsubscribed(packet_id) => {
+                Step::Unsubscribed(packet_id, codes) => {
                     if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
                         let (_, _, filters) = self.requests.swap_remove(index);
-                        for filter in filters {
-                            self.push_event(Event::Unsubscribed { filter });
+                        for (i, filter) in filters.into_iter().enumerate() {
+                            // 3.1.1 UNSUBACK has no codes: success.
+                            let reason_code = codes.get(i).copied().unwrap_or(ReasonCode::Success);
+                            self.push_event(Event::Unsubscribed {
+                                filter,
+                                reason_code,
+                            });
                         }
                     }
                 }
                 Step::Closed(reason) => {
+                    self.follow_reference(reason);
                     let kind = close_kind(reason);
-                    self.connection_ended(now, kind, LinkError::Closed(reason));
+                    // The session ended the connection itself: what it still has to send (an
+                    // MQTT 5 DISCONNECT with the reason) goes out before the Close action.
+                    self.session_closed(now, kind, LinkError::Closed(reason));
                     return;
                 }
             }
@@ -912,6 +957,53 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         self.fill_session(now);
     }
 
+    /// The session closed the connection (or the attempt's handshake): like
+    /// [`Engine::connection_ended`], but what the session queued to send on its way out stays
+    /// for [`Engine::poll_transmit`].
+    fn session_closed(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
+        match self.link {
+            Link::Attempt { .. } => {
+                self.actions.push_back(Action::Close);
+                self.attempt_failed(now, kind, error);
+            }
+            Link::Up { .. } => {
+                self.actions.push_back(Action::Close);
+                self.link_lost(now, kind, error);
+            }
+            Link::Down { .. } => {}
+        }
+    }
+
+    /// MQTT 5: a CONNACK or DISCONNECT with 0x9C Use another server or 0x9D Server moved and a
+    /// usable Server Reference sends the next attempt there (section 4.11).
+    fn follow_reference(&mut self, reason: CloseReason) {
+        let code = match reason {
+            CloseReason::Rejected(code) | CloseReason::ServerDisconnected(code) => code,
+            _ => return,
+        };
+        if !self.config.follow_server_references
+            || !matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
+        {
+            return;
+        }
+        let Some(address) = self
+            .session
+            .broker_limits()
+            .server_reference
+            .as_deref()
+            .and_then(ServerAddress::parse_reference)
+        else {
+            return;
+        };
+        self.stats.redirects += 1;
+        self.push_event(Event::Redirected {
+            address: address.clone(),
+            reason_code: code,
+        });
+        self.referenced = Some(address);
+        self.redirect_pending = true;
+    }
+
     /// The connection (or the attempt's handshake) ended.
     fn connection_ended(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
         match self.link {
@@ -939,7 +1031,11 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         else {
             return;
         };
-        self.next_server = self.next_server.wrapping_add(1);
+        if server < self.config.servers {
+            // A failed referenced server sends the next attempt back to the configured list,
+            // where it left off.
+            self.next_server = self.next_server.wrapping_add(1);
+        }
         let consecutive = consecutive + 1;
         self.push_event(Event::AttemptFailed {
             kind,
@@ -1023,9 +1119,9 @@ enum Step {
     Connected(bool),
     Published(PacketId),
     Discarded,
-    Refused(PacketId, ReasonCode),
+    Dropped(PacketId, DropReason),
     Subscribed(PacketId, Vec<SubscribeReturnCode>),
-    Unsubscribed(PacketId),
+    Unsubscribed(PacketId, Vec<ReasonCode>),
     Closed(CloseReason),
 }
 

@@ -415,3 +415,275 @@ fn within_maps_onto_message_expiry_with_mqtt_5() {
         [(b"soon".to_vec(), Some(8)), (b"kept".to_vec(), None)]
     );
 }
+
+/// An MQTT 5 engine (persistent session, window 8) and a clock in milliseconds.
+fn v5_engine() -> Engine<FixedDelay, ()> {
+    let session = session::SessionConfig {
+        client_id: "v5".into(),
+        protocol: crate::packet::ProtocolVersion::V5,
+        max_in_flight: 8,
+        ..session::SessionConfig::default()
+    };
+    Engine::new(
+        EngineConfig::new(session),
+        FixedDelay::default(),
+        1,
+        Instant::from_millis(0),
+    )
+}
+
+/// Every packet the engine writes, decoded as MQTT 5: type and size.
+fn written_v5(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<(u8, usize)> {
+    use crate::packet::packet_size;
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(now) {
+        bytes.extend_from_slice(part);
+    }
+    engine.handle_written(now);
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    while let Ok(Some(size)) = packet_size(rest) {
+        out.push((rest[0] >> 4, size));
+        rest = &rest[size..];
+    }
+    assert!(rest.is_empty());
+    out
+}
+
+/// Opens the link the engine asks for and feeds `connack`.
+fn open_with(engine: &mut Engine<FixedDelay, ()>, now: Instant, connack: &[u8]) {
+    engine.handle_timeout(now);
+    let open = core::iter::from_fn(|| engine.poll_action()).last();
+    assert!(matches!(open, Some(Action::Open { .. })), "{open:?}");
+    engine.handle_opened(now);
+    let connect = written_v5(engine, now);
+    assert_eq!(connect.first().map(|p| p.0), Some(1), "CONNECT first");
+    engine.handle_read(now, connack);
+}
+
+/// Gap: a reconnection brings a smaller Maximum Packet Size than stored messages. They must
+/// end as `Dropped(TooLarge)` — never sent (the broker would close the link and every
+/// reconnection would send them again) and never block the messages behind them.
+#[test]
+fn messages_larger_than_a_new_maximum_packet_size_are_dropped_and_the_rest_flows() {
+    let t = Instant::from_millis;
+    let mut engine = v5_engine();
+    // First connection: no limit. A large message goes out and is not acknowledged.
+    open_with(&mut engine, t(0), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert!(engine.is_connected());
+    let big_sent = engine
+        .publish(t(1), "t", &[1; 300], QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(written_v5(&mut engine, t(1)).len(), 1);
+    engine.handle_connection_lost(t(2), FailureKind::ConnectionLost, ());
+    // While down: another large one and a small one wait in the engine's queue.
+    let big_queued = engine
+        .publish(t(3), "t", &[2; 300], QoS::AtLeastOnce, false)
+        .unwrap();
+    let small = engine
+        .publish(t(3), "t", &[3; 10], QoS::AtLeastOnce, false)
+        .unwrap();
+    while engine.poll_event().is_some() {}
+    // The broker comes back with the session and a 100-byte Maximum Packet Size.
+    let connack_100 = [0x20, 0x08, 0x01, 0x00, 0x05, 0x27, 0, 0, 0, 100];
+    open_with(&mut engine, t(2_002), &connack_100);
+    assert!(engine.is_connected());
+    let written = written_v5(&mut engine, t(2_003));
+    assert_eq!(
+        written,
+        vec![(3, 2 + 2 + 1 + 2 + 1 + 10)],
+        "only the small PUBLISH"
+    );
+    let mut dropped = Vec::new();
+    while let Some(event) = engine.poll_event() {
+        if let Event::Dropped { id, reason } = event {
+            dropped.push((id, reason));
+        }
+    }
+    let too_large = DropReason::TooLarge {
+        size: 309,
+        max: 100,
+    };
+    assert_eq!(
+        dropped,
+        vec![(big_sent, too_large), (big_queued, too_large)]
+    );
+    // The small one completes; the link stays up: no reconnection loop.
+    let (packet_id, _, _) = engine.session().outgoing().next().unwrap();
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    engine.handle_read(t(2_004), &[0x40, 0x02, hi, lo]);
+    let delivered: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .filter_map(|e| match e {
+            Event::Delivered { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec![small]);
+    assert!(engine.is_connected());
+    assert_eq!(engine.stats().connects, 2);
+    assert_eq!(engine.stats().dropped_by.too_large, 2);
+    assert_eq!(engine.pending(), 0);
+}
+
+/// A protocol violation the session closes for (here AUTH) sends an MQTT 5 DISCONNECT with
+/// its reason code before the engine asks the driver to close.
+#[test]
+fn the_sessions_disconnect_is_written_before_the_close_action() {
+    let t = Instant::from_millis;
+    let mut engine = v5_engine();
+    open_with(&mut engine, t(0), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    while engine.poll_action().is_some() {}
+    // AUTH, Continue authentication, no properties.
+    engine.handle_read(t(1), &[0xF0, 0x02, 0x18, 0x00]);
+    assert_eq!(engine.poll_action(), Some(Action::Close));
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(1)) {
+        bytes.extend_from_slice(part);
+    }
+    assert_eq!(bytes, [0xE0, 0x01, 0x82], "DISCONNECT 0x82 Protocol Error");
+    let closed = core::iter::from_fn(|| engine.poll_event()).find_map(|e| match e {
+        Event::Disconnected {
+            error: LinkError::Closed(reason),
+            ..
+        } => Some(reason),
+        _ => None,
+    });
+    assert_eq!(
+        closed,
+        Some(CloseReason::Protocol(
+            session::ProtocolError::UnexpectedAuth
+        ))
+    );
+}
+
+/// The UNSUBACK reason code of each filter reaches the application.
+#[test]
+fn unsubscribed_events_carry_the_unsuback_reason_codes() {
+    let t = Instant::from_millis;
+    let mut engine = v5_engine();
+    open_with(&mut engine, t(0), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    engine.unsubscribe(t(1), "a").unwrap();
+    let written = written_v5(&mut engine, t(1));
+    assert_eq!(written.iter().filter(|p| p.0 == 10).count(), 1);
+    // UNSUBACK id 1, no properties, 0x87 Not authorized.
+    engine.handle_read(t(2), &[0xB0, 0x04, 0x00, 0x01, 0x00, 0x87]);
+    let unsubscribed = core::iter::from_fn(|| engine.poll_event()).find_map(|e| match e {
+        Event::Unsubscribed {
+            filter,
+            reason_code,
+        } => Some((filter, reason_code)),
+        _ => None,
+    });
+    assert_eq!(unsubscribed, Some(("a".into(), ReasonCode::NotAuthorized)));
+}
+
+/// A v5 CONNACK refusing with `code` and naming `reference` as the server to use.
+fn connack_redirect(code: u8, reference: &str) -> Vec<u8> {
+    let mut properties = vec![0x1C];
+    properties.extend_from_slice(&(reference.len() as u16).to_be_bytes());
+    properties.extend_from_slice(reference.as_bytes());
+    let mut packet = vec![
+        0x20,
+        (3 + properties.len()) as u8,
+        0x00,
+        code,
+        properties.len() as u8,
+    ];
+    packet.extend_from_slice(&properties);
+    packet
+}
+
+/// Runs timers until the engine asks to open a server; returns its index.
+fn next_open(engine: &mut Engine<FixedDelay, ()>, now: &mut u64) -> usize {
+    for _ in 0..100 {
+        while let Some(action) = engine.poll_action() {
+            if let Action::Open { server } = action {
+                return server;
+            }
+        }
+        *now = engine
+            .poll_timeout()
+            .map_or(*now, |t| t.as_millis().max(*now));
+        engine.handle_timeout(Instant::from_millis(*now));
+    }
+    panic!("no Open action");
+}
+
+/// MQTT 5 Server Reference: a CONNACK 0x9C Use another server or a DISCONNECT 0x9D Server
+/// moved sends the next attempt to the named server (index `servers`, address from
+/// `server_address`); when that fails, attempts go back to the configured list. Without
+/// `follow_server_references` the configured list alone is used.
+#[test]
+fn a_server_reference_sends_the_next_attempt_there_then_back_to_the_list() {
+    let engine_with = |follow: bool| {
+        let mut config = EngineConfig::new(session::SessionConfig {
+            client_id: "moved".into(),
+            protocol: crate::packet::ProtocolVersion::V5,
+            ..session::SessionConfig::default()
+        });
+        config.servers = 2;
+        config.follow_server_references = follow;
+        Engine::<FixedDelay, ()>::new(config, FixedDelay::default(), 1, Instant::from_millis(0))
+    };
+    let mut now = 0;
+    let mut engine = engine_with(true);
+    assert_eq!(next_open(&mut engine, &mut now), 0);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(
+        Instant::from_millis(now),
+        &connack_redirect(0x9C, "elsewhere:1999 [::1]:1"),
+    );
+    let address = ServerAddress {
+        host: "elsewhere".into(),
+        port: Some(1999),
+    };
+    let events: Vec<_> = core::iter::from_fn(|| engine.poll_event()).collect();
+    assert!(events.contains(&Event::Redirected {
+        address: address.clone(),
+        reason_code: ReasonCode::UseAnotherServer
+    }));
+    // The next attempt opens the referenced server.
+    assert_eq!(next_open(&mut engine, &mut now), 2);
+    assert_eq!(engine.server_address(2), Some(&address));
+    assert_eq!(engine.server_address(0), None);
+    // It cannot be reached: back to the configured list, where it left off (server 1).
+    engine.handle_open_failed(Instant::from_millis(now), FailureKind::TcpConnect, ());
+    assert_eq!(next_open(&mut engine, &mut now), 1);
+    // Server 1 accepts, then moves us with DISCONNECT 0x9D: the referenced server next, and
+    // this time it accepts.
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(Instant::from_millis(now), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert_eq!(engine.connected_server(), Some(1));
+    let reference = b"elsewhere:1999";
+    let mut disconnect = vec![0xE0, (2 + 3 + reference.len()) as u8, 0x9D];
+    disconnect.extend_from_slice(&[
+        (3 + reference.len()) as u8,
+        0x1C,
+        0x00,
+        reference.len() as u8,
+    ]);
+    disconnect.extend_from_slice(reference);
+    engine.handle_read(Instant::from_millis(now), &disconnect);
+    assert!(!engine.is_connected());
+    assert_eq!(next_open(&mut engine, &mut now), 2);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(Instant::from_millis(now), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert_eq!(engine.connected_server(), Some(2));
+    assert_eq!(engine.stats().redirects, 2);
+
+    // Not followed unless asked: the configured list goes on.
+    let mut now = 0;
+    let mut engine = engine_with(false);
+    assert_eq!(next_open(&mut engine, &mut now), 0);
+    engine.handle_opened(Instant::from_millis(now));
+    written_v5(&mut engine, Instant::from_millis(now));
+    engine.handle_read(
+        Instant::from_millis(now),
+        &connack_redirect(0x9C, "elsewhere:1999"),
+    );
+    assert_eq!(next_open(&mut engine, &mut now), 1);
+    assert_eq!(engine.stats().redirects, 0);
+}

@@ -6,7 +6,15 @@
 //! Size, Maximum QoS, Retain / Wildcard / Shared Subscription Available refuse requests
 //! locally with a [`UsageError`], Server Keep Alive and an Assigned Client Identifier are
 //! adopted — and reason codes come out as [`Event::PublishRefused`],
-//! [`CloseReason::Rejected`] and [`CloseReason::ServerDisconnected`].
+//! [`CloseReason::Rejected`], [`CloseReason::ServerDisconnected`] and [`Event::Unsubscribed`].
+//! A stored message larger than a new CONNACK's Maximum Packet Size is removed, not sent
+//! ([`Event::PublishTooLarge`]). What the session announces is enforced too: its Receive
+//! Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic Alias Maximum (broker topic
+//! aliases are resolved, so a [`Event::Message`] always has its full topic; see
+//! [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation closes the
+//! connection with a DISCONNECT carrying its reason code (written before the driver closes
+//! the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced authentication
+//! is not supported).
 //!
 //! A [`Session`] holds everything that outlives one network connection: packet ids, messages
 //! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
@@ -36,13 +44,14 @@ use crate::packet::{
     decode_with, encode_publish_header_validated_topic, encode_publish_header_with,
     max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
     DecodeError, Decoded, Disconnect, EncodeError, LastWill, Packet, PacketId, PacketType,
-    Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
-    Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
+    Properties, Property, PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
+    UnsubscribeTopics,
 };
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use id_set::IdSet;
-pub use v5::{BrokerLimits, ConnectOptions};
+pub use v5::{BrokerLimits, ConnectOptions, MAX_INCOMING_TOPIC_ALIASES};
 
 /// An owned last will, kept in the session configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,9 +184,40 @@ pub enum ProtocolError {
     /// SUBACK carries a different number of return codes than the SUBSCRIBE had filters
     /// `[MQTT-3.8.4-5]`.
     SubAckCountMismatch,
-    /// An MQTT 5 PUBLISH with a Topic Alias, although the session allows none (it announces no
-    /// Topic Alias Maximum, so 0) `[MQTT-3.2.2-17]`, section 3.3.2.3.4.
-    TopicAliasNotAllowed,
+    /// An MQTT 5 UNSUBACK carries a different number of reason codes than the UNSUBSCRIBE had
+    /// filters `[MQTT-3.11.3-2]`.
+    UnsubAckCountMismatch,
+    /// An MQTT 5 PUBLISH with Topic Alias 0 or above the Topic Alias Maximum the session
+    /// announced ([`ConnectOptions::topic_alias_maximum`]; none announced means 0)
+    /// `[MQTT-3.3.2-9]`, `[MQTT-3.3.2-10]`. The session sends DISCONNECT 0x94 Topic Alias
+    /// invalid.
+    TopicAliasInvalid(u16),
+    /// An MQTT 5 PUBLISH with an empty topic name and a Topic Alias this connection never set
+    /// up (section 3.3.2.3.4). The session sends DISCONNECT 0x82 Protocol Error.
+    UnknownTopicAlias(u16),
+    /// The broker sent more QoS 1/2 PUBLISH packets awaiting our acknowledgement (QoS 1 until
+    /// our PUBACK is sent, QoS 2 until our PUBCOMP is sent, counting those the application
+    /// has not yet acknowledged with [`Session::ack`]) than the Receive Maximum the session
+    /// announced `[MQTT-3.3.4-9]`. The session sends DISCONNECT 0x93 Receive Maximum exceeded.
+    ReceiveMaximumExceeded {
+        /// The Receive Maximum announced (65 535 when none was).
+        max: u16,
+    },
+    /// The broker sent AUTH. The session never sends an Authentication Method (enhanced
+    /// authentication is not supported), so the broker may not start it `[MQTT-4.12.0-6]`.
+    /// The session sends DISCONNECT 0x82 Protocol Error.
+    UnexpectedAuth,
+}
+
+impl ProtocolError {
+    /// The MQTT 5 reason code of the DISCONNECT the session sends for this violation.
+    pub fn reason_code(&self) -> ReasonCode {
+        match self {
+            ProtocolError::TopicAliasInvalid(_) => ReasonCode::TopicAliasInvalid,
+            ProtocolError::ReceiveMaximumExceeded { .. } => ReasonCode::ReceiveMaximumExceeded,
+            _ => ReasonCode::ProtocolError,
+        }
+    }
 }
 
 impl core::fmt::Display for ProtocolError {
@@ -191,9 +231,27 @@ impl core::fmt::Display for ProtocolError {
             ProtocolError::SubAckCountMismatch => {
                 f.write_str("SUBACK return codes do not match the SUBSCRIBE filters")
             }
-            ProtocolError::TopicAliasNotAllowed => {
-                f.write_str("broker sent a topic alias although none is allowed")
+            ProtocolError::UnsubAckCountMismatch => {
+                f.write_str("UNSUBACK reason codes do not match the UNSUBSCRIBE filters")
             }
+            ProtocolError::TopicAliasInvalid(alias) => write!(
+                f,
+                "broker sent topic alias {alias}, outside the topic alias maximum announced \
+                 (raise topic_alias_maximum to accept aliases)"
+            ),
+            ProtocolError::UnknownTopicAlias(alias) => write!(
+                f,
+                "broker sent topic alias {alias} without a topic before setting it up"
+            ),
+            ProtocolError::ReceiveMaximumExceeded { max } => write!(
+                f,
+                "broker sent more than the receive maximum of {max} unacknowledged QoS 1/2 \
+                 messages"
+            ),
+            ProtocolError::UnexpectedAuth => f.write_str(
+                "broker sent AUTH, but enhanced authentication is not supported (no \
+                 authentication method was sent)",
+            ),
         }
     }
 }
@@ -393,10 +451,26 @@ pub enum Event<'a> {
     PublishReceived(PacketId),
     /// A queued or unacknowledged publish was discarded because a clean session was started.
     PublishDiscarded(PacketId),
+    /// A stored QoS 1/2 publish (queued, or to be resent) is larger than the Maximum Packet
+    /// Size of the broker's new MQTT 5 CONNACK, so it can never be sent on this connection:
+    /// it was removed instead of sent (the broker would close the connection, and the next
+    /// one would try again, forever). Its packet id is free again, except for a QoS 2
+    /// message the broker may hold, whose id stays reserved until the broker's session ends.
+    PublishTooLarge {
+        /// The publish's packet id.
+        packet_id: PacketId,
+        /// The PUBLISH packet's size, fixed header included.
+        size: usize,
+        /// The broker's Maximum Packet Size.
+        max: u32,
+    },
     /// SUBACK for a SUBSCRIBE.
     Subscribed(SubAck<'a>),
-    /// UNSUBACK for an UNSUBSCRIBE.
-    Unsubscribed(PacketId),
+    /// UNSUBACK for an UNSUBSCRIBE. With MQTT 5 it carries one reason code per filter
+    /// ([`UnsubAck::codes`]): 0x00 Success, 0x11 No subscription existed (informational: the
+    /// filter is not subscribed either way), 0x80 or above a refusal (e.g. Not authorized).
+    /// With 3.1.1 it carries none.
+    Unsubscribed(UnsubAck<'a>),
     /// PINGRESP arrived.
     PingResponse,
     /// The connection is over; close the socket.
@@ -441,7 +515,7 @@ struct Outgoing {
 #[derive(Debug, Clone, Copy)]
 enum Request {
     Subscribe { filters: usize },
-    Unsubscribe,
+    Unsubscribe { filters: usize },
 }
 
 /// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
@@ -518,6 +592,21 @@ struct State {
     keep_alive: u16,
     /// MQTT 5 outgoing topic aliases set up on this connection: topic, alias.
     topic_aliases: Vec<(String, u16)>,
+    /// MQTT 5 incoming topic aliases set up by the broker on this connection: entry `n` is
+    /// the topic of alias `n + 1` (empty: not set up). At most the Topic Alias Maximum
+    /// announced entries.
+    incoming_aliases: Vec<String>,
+    /// Set by `handle_publish` for the message it returns: its topic is this incoming alias's
+    /// (the PUBLISH carried only the alias); `poll_event` fills it in.
+    resolve_alias: Option<u16>,
+    /// MQTT 5: ids of QoS 1/2 PUBLISH packets received on this connection whose PUBACK
+    /// (QoS 1) or PUBCOMP (QoS 2) is not yet written: what the announced Receive Maximum
+    /// bounds, section 4.9.
+    incoming_unacked: IdSet,
+    /// Ids of QoS 2 messages dropped as too large after they were sent: the broker's session
+    /// may hold them, so they stay out of use until it ends (a CONNACK without a session, or
+    /// a clean session).
+    retired_ids: Vec<PacketId>,
 }
 
 impl Session {
@@ -552,6 +641,10 @@ impl Session {
                 broker: BrokerLimits::default(),
                 keep_alive: 0,
                 topic_aliases: Vec::new(),
+                incoming_aliases: Vec::new(),
+                resolve_alias: None,
+                incoming_unacked: IdSet::new(),
+                retired_ids: Vec::new(),
             },
         }
     }
@@ -690,6 +783,10 @@ impl Session {
         state.last_tx = now;
         state.ping_deadline = None;
         state.keep_alive = state.config.keep_alive;
+        // The broker's topic aliases and its receive quota last one connection (sections
+        // 3.3.2.3.4 and 4.9).
+        state.incoming_aliases.clear();
+        state.incoming_unacked.clear();
         Ok(())
     }
 
@@ -956,7 +1053,10 @@ impl Session {
         for filter in filters {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         }
-        self.state.request(Request::Unsubscribe, |packet_id| {
+        let request = Request::Unsubscribe {
+            filters: filters.len(),
+        };
+        self.state.request(request, |packet_id| {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
@@ -1163,16 +1263,36 @@ impl Session {
             match decode_with(input, state.config.max_packet_size, state.config.protocol) {
                 Ok(Decoded::Incomplete) => return None,
                 Err(DecodeError::PacketTooLarge { size, max }) => {
-                    state.close(CloseReason::PacketTooLarge { size, max });
-                    return state.events.pop_front();
+                    return state.close_with_disconnect(
+                        CloseReason::PacketTooLarge { size, max },
+                        ReasonCode::PacketTooLarge,
+                    );
+                }
+                Err(DecodeError::InvalidPropertyValue {
+                    property: PropertyId::TopicAlias,
+                    value: 0,
+                }) => {
+                    // A well-formed packet with an alias no receiver allows [MQTT-3.3.2-8]:
+                    // Topic Alias invalid, like one above the maximum.
+                    return state.protocol_error(ProtocolError::TopicAliasInvalid(0));
                 }
                 Err(e) => {
-                    state.close(CloseReason::Decode(e));
-                    return state.events.pop_front();
+                    return state.close_with_disconnect(
+                        CloseReason::Decode(e),
+                        ReasonCode::MalformedPacket,
+                    );
                 }
                 Ok(Decoded::Complete { packet, consumed }) => {
                     *rx_start += consumed;
-                    if let Some(event) = state.handle_packet(packet) {
+                    if let Some(mut event) = state.handle_packet(packet) {
+                        if let (Event::Message(publish), Some(alias)) =
+                            (&mut event, state.resolve_alias.take())
+                        {
+                            // The PUBLISH carried only the alias: the topic is the one the
+                            // table holds (borrowed, no copy per message).
+                            let state: &State = state;
+                            publish.topic = state.incoming_topic(alias);
+                        }
                         return Some(event);
                     }
                 }
@@ -1567,6 +1687,7 @@ impl State {
     }
 
     fn discard_session(&mut self) {
+        self.free_retired_ids();
         self.incoming_qos2.clear();
         self.pending_acks.clear();
         self.in_flight = 0;
@@ -1682,16 +1803,26 @@ impl State {
                     Request::Subscribe { .. } => {
                         self.protocol_error(ProtocolError::SubAckCountMismatch)
                     }
-                    Request::Unsubscribe => None,
+                    Request::Unsubscribe { .. } => None,
                 }
             }
-            Packet::UnsubAck(UnsubAck { packet_id: id, .. }) => {
+            Packet::UnsubAck(unsuback) => {
+                let id = unsuback.packet_id;
                 let index = self.requests.iter().position(|(packet_id, request)| {
-                    *packet_id == id && matches!(request, Request::Unsubscribe)
+                    *packet_id == id && matches!(request, Request::Unsubscribe { .. })
                 })?;
-                self.requests.swap_remove(index);
+                let (_, request) = self.requests.swap_remove(index);
                 self.used_ids.remove(id);
-                Some(Event::Unsubscribed(id))
+                match request {
+                    // MQTT 5: one reason code per filter [MQTT-3.11.3-2]; 3.1.1 has none.
+                    Request::Unsubscribe { filters }
+                        if self.config.protocol.is_v5()
+                            && unsuback.reason_codes.len() != filters =>
+                    {
+                        self.protocol_error(ProtocolError::UnsubAckCountMismatch)
+                    }
+                    _ => Some(Event::Unsubscribed(unsuback)),
+                }
             }
             Packet::PingResp => {
                 self.ping_deadline = None;
@@ -1704,24 +1835,97 @@ impl State {
                 self.close(CloseReason::ServerDisconnected(disconnect.reason_code));
                 self.events.pop_front()
             }
-            // AUTH too: the session never starts enhanced authentication (it sends no
-            // Authentication Method), so the broker may not send AUTH [MQTT-4.12.0-6].
+            // The session never starts enhanced authentication (it sends no Authentication
+            // Method), so the broker may not send AUTH [MQTT-4.12.0-6].
+            Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedAuth),
             Packet::ConnAck(_)
             | Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Disconnect(_)
-            | Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedPacket(packet_type)),
+            | Packet::Disconnect(_) => {
+                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
+            }
         }
     }
 
+    /// Ends the connection for a broker's protocol violation; with MQTT 5 a DISCONNECT with
+    /// the violation's reason code goes out first (section 4.13.2): the driver writes it
+    /// before closing the socket.
     fn protocol_error<'a>(&mut self, error: ProtocolError) -> Option<Event<'a>> {
-        self.close(CloseReason::Protocol(error));
+        self.close_with_disconnect(CloseReason::Protocol(error), error.reason_code())
+    }
+
+    /// Ends the connection with `reason`; with MQTT 5 a DISCONNECT with `code` goes out first
+    /// (the driver writes it before closing the socket). Returns the close event.
+    fn close_with_disconnect<'a>(
+        &mut self,
+        reason: CloseReason,
+        code: ReasonCode,
+    ) -> Option<Event<'a>> {
+        self.close(reason);
+        if self.config.protocol.is_v5() {
+            let disconnect = Packet::Disconnect(Disconnect::new(code, Properties::EMPTY));
+            // A reason code and no properties always encode.
+            let _ = append_packet(&mut self.tx, &disconnect, ProtocolVersion::V5);
+        }
         self.events.pop_front()
     }
 
+    /// The topic of incoming alias `alias`, which `handle_publish` checked is set up.
+    fn incoming_topic(&self, alias: u16) -> &str {
+        self.incoming_aliases
+            .get(usize::from(alias).wrapping_sub(1))
+            .map_or("", String::as_str)
+    }
+
+    /// Frees the ids of dropped QoS 2 messages: the broker's session no longer holds them.
+    fn free_retired_ids(&mut self) {
+        for packet_id in self.retired_ids.drain(..) {
+            self.used_ids.remove(packet_id);
+        }
+    }
+
+    /// MQTT 5, at CONNACK: removes the stored messages larger than the broker's Maximum Packet
+    /// Size (`[MQTT-3.1.2-24]`: it would close the connection, and every reconnection would
+    /// try again), each reported by [`Event::PublishTooLarge`]. A QoS 2 message awaiting
+    /// PUBCOMP only sends PUBREL and stays.
+    fn drop_oversized(&mut self, session_present: bool) {
+        let Some(max) = self.broker.maximum_packet_size else {
+            return;
+        };
+        let mut index = 0;
+        while index < self.outgoing.len() {
+            let entry = &self.outgoing[index];
+            let size = entry.packet.len();
+            if size <= max as usize || entry.stage == OutgoingStage::AwaitingPubComp {
+                index += 1;
+                continue;
+            }
+            let Some(entry) = self.outgoing.remove(index) else {
+                break;
+            };
+            if entry.qos == QoS::ExactlyOnce && entry.sent_before && session_present {
+                // The broker may hold this id in its QoS 2 table: reusing it for another
+                // message would make the broker drop that one as a duplicate.
+                self.retired_ids.push(entry.packet_id);
+            } else {
+                self.used_ids.remove(entry.packet_id);
+            }
+            self.events.push_back(Event::PublishTooLarge {
+                packet_id: entry.packet_id,
+                size,
+                max,
+            });
+            self.recycle_buffer(entry.packet);
+        }
+    }
+
     fn send_ack(&mut self, first_byte: u8, id: PacketId) {
+        if first_byte == 0x40 || first_byte == 0x70 {
+            // PUBACK / PUBCOMP written: the broker's quota gets this one back (section 4.9).
+            self.incoming_unacked.remove(id);
+        }
         self.begin_tx();
         let id = id.get().to_be_bytes();
         self.tx.extend_from_slice(&[first_byte, 0x02, id[0], id[1]]);
@@ -1754,6 +1958,13 @@ impl State {
             }
         }
         self.connection = Connection::Connected;
+        if !ack.session_present {
+            // The broker's session is gone, and with it the QoS 2 ids it may have held.
+            self.free_retired_ids();
+        }
+        if v5 {
+            self.drop_oversized(ack.session_present);
+        }
         if ack.session_present {
             // Resume: resend what was sent before, same ids, DUP set, in the original order,
             // before anything new [MQTT-4.4.0-1].
@@ -1783,14 +1994,34 @@ impl State {
         }
         self.fill_window();
         self.flush_acks();
-        Some(Event::Connected {
+        // After what the CONNACK ended (messages too large for it), in order.
+        self.events.push_back(Event::Connected {
             session_present: ack.session_present,
-        })
+        });
+        self.events.pop_front()
     }
 
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
-        if publish.properties.topic_alias().is_some() {
-            return self.protocol_error(ProtocolError::TopicAliasNotAllowed);
+        let mut resolve = None;
+        if self.config.protocol.is_v5() {
+            if let Some(alias) = publish.properties.topic_alias() {
+                match self.set_incoming_alias(alias, publish.topic) {
+                    Ok(only_alias) => resolve = only_alias.then_some(alias),
+                    Err(error) => return self.protocol_error(error),
+                }
+            }
+            if let (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) =
+                (publish.qos, publish.packet_id)
+            {
+                // [MQTT-3.3.4-9]: never more unacknowledged than we announced.
+                let max = self.config.v5.receive_maximum.unwrap_or(u16::MAX);
+                if !self.incoming_unacked.contains(id) {
+                    if self.incoming_unacked.len() >= usize::from(max) {
+                        return self.protocol_error(ProtocolError::ReceiveMaximumExceeded { max });
+                    }
+                    self.incoming_unacked.insert(id);
+                }
+            }
         }
         let manual = self.config.manual_ack;
         match (publish.qos, publish.packet_id) {
@@ -1815,7 +2046,33 @@ impl State {
             }
             _ => {}
         }
+        self.resolve_alias = resolve;
         Some(Event::Message(publish))
+    }
+
+    /// MQTT 5: an incoming PUBLISH's Topic Alias. With a topic, sets up (or replaces) the
+    /// alias; without one, the alias must be set up. Returns whether the PUBLISH carried only
+    /// the alias (its topic is then the table's).
+    fn set_incoming_alias(&mut self, alias: u16, topic: &str) -> Result<bool, ProtocolError> {
+        let max = self.config.v5.announced_topic_alias_maximum();
+        if alias == 0 || alias > max {
+            return Err(ProtocolError::TopicAliasInvalid(alias));
+        }
+        let index = usize::from(alias - 1);
+        if topic.is_empty() {
+            return match self.incoming_aliases.get(index) {
+                Some(known) if !known.is_empty() => Ok(true),
+                _ => Err(ProtocolError::UnknownTopicAlias(alias)),
+            };
+        }
+        if self.incoming_aliases.len() <= index {
+            self.incoming_aliases.resize_with(index + 1, String::new);
+        }
+        // Replacing a mapping reuses its buffer.
+        let entry = &mut self.incoming_aliases[index];
+        entry.clear();
+        entry.push_str(topic);
+        Ok(false)
     }
 }
 

@@ -97,6 +97,7 @@ pub(super) enum Ev {
     Published(u16),
     Refused(u16, ReasonCode),
     Discarded(u16),
+    TooLarge(u16, usize, u32),
     Subscribed(u16, Vec<u8>),
     Unsubscribed(u16),
     Pong,
@@ -121,8 +122,13 @@ pub(super) fn events(session: &mut Session) -> Vec<Ev> {
             } => Ev::Refused(packet_id.get(), reason_code),
             Event::PublishReceived(_) => continue,
             Event::PublishDiscarded(id) => Ev::Discarded(id.get()),
+            Event::PublishTooLarge {
+                packet_id,
+                size,
+                max,
+            } => Ev::TooLarge(packet_id.get(), size, max),
             Event::Subscribed(s) => Ev::Subscribed(s.packet_id.get(), s.return_codes.to_vec()),
-            Event::Unsubscribed(id) => Ev::Unsubscribed(id.get()),
+            Event::Unsubscribed(u) => Ev::Unsubscribed(u.packet_id.get()),
             Event::PingResponse => Ev::Pong,
             Event::Closed(reason) => Ev::Closed(reason),
         });

@@ -432,7 +432,7 @@ fn messages_carry_their_properties_both_ways() {
     assert_eq!(
         feed(&mut session, t(4), &aliased),
         vec![Ev::Closed(CloseReason::Protocol(
-            ProtocolError::TopicAliasNotAllowed
+            ProtocolError::TopicAliasInvalid(1)
         ))]
     );
 }
@@ -623,4 +623,376 @@ fn disconnect_with_a_reason_and_properties() {
         Err(UsageError::Encode(EncodeError::RequiresMqtt5))
     );
     assert!(session.is_connected());
+}
+
+/// The reason code of the DISCONNECT the session wrote last, if it wrote one.
+fn sent_disconnect_reason(session: &mut Session) -> Option<ReasonCode> {
+    sent_v5(session)
+        .into_iter()
+        .filter(|(kind, _)| *kind == PacketType::Disconnect)
+        .map(|(_, raw)| match decode_with(&raw, usize::MAX, V5) {
+            Ok(Decoded::Complete {
+                packet: Packet::Disconnect(d),
+                ..
+            }) => d.reason_code,
+            other => panic!("not a DISCONNECT: {other:?}"),
+        })
+        .next_back()
+}
+
+/// An MQTT 5 PUBLISH from the broker with `topic` and an optional Topic Alias.
+fn incoming(topic: &str, alias: Option<u16>, qos: QoS, id: u16, payload: &[u8]) -> Vec<u8> {
+    let list = alias.map(Property::TopicAlias);
+    let list = list.as_slice();
+    let list = PropertyList(list);
+    bytes(Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic,
+        packet_id: PacketId::new(id).filter(|_| qos != QoS::AtMostOnce),
+        payload,
+        properties: Properties::List(&list),
+    }))
+}
+
+fn message(topic: &str, payload: &[u8], qos: QoS) -> Ev {
+    Ev::Message {
+        topic: topic.to_string(),
+        payload: payload.to_vec(),
+        qos,
+        dup: false,
+    }
+}
+
+#[test]
+fn incoming_topic_aliases_resolve_to_the_full_topic_within_the_announced_maximum() {
+    let mut config = v5_config();
+    config.v5.topic_alias_maximum = Some(2);
+    let mut session = Session::new(config.clone());
+    session.connect(t(0), true).unwrap();
+    let (_, connect) = sent_v5(&mut session).remove(0);
+    let Ok(Decoded::Complete {
+        packet: Packet::Connect(c),
+        ..
+    }) = decode_with(&connect, usize::MAX, V5)
+    else {
+        panic!("no CONNECT");
+    };
+    assert!(c
+        .properties
+        .iter()
+        .any(|p| p == Property::TopicAliasMaximum(2)));
+    feed(&mut session, t(1), &connack(&[]));
+
+    let q0 = QoS::AtMostOnce;
+    // Alias and topic set the alias up; the alias alone then stands for the topic.
+    assert_eq!(
+        feed(&mut session, t(2), &incoming("a/b", Some(1), q0, 0, b"1")),
+        vec![message("a/b", b"1", q0)]
+    );
+    assert_eq!(
+        feed(&mut session, t(3), &incoming("", Some(1), q0, 0, b"2")),
+        vec![message("a/b", b"2", q0)]
+    );
+    // A QoS 1 message with only the alias, and a second alias.
+    assert_eq!(
+        feed(
+            &mut session,
+            t(4),
+            &[
+                incoming("", Some(1), QoS::AtLeastOnce, 7, b"3"),
+                incoming("c/d", Some(2), q0, 0, b"4"),
+            ]
+            .concat()
+        ),
+        vec![
+            message("a/b", b"3", QoS::AtLeastOnce),
+            message("c/d", b"4", q0)
+        ]
+    );
+    // Replacing a mapping.
+    feed(&mut session, t(5), &incoming("e", Some(1), q0, 0, b"5"));
+    assert_eq!(
+        feed(&mut session, t(6), &incoming("", Some(1), q0, 0, b"6")),
+        vec![message("e", b"6", q0)]
+    );
+    let _ = sent_v5(&mut session);
+
+    // Above the maximum: DISCONNECT 0x94 Topic Alias invalid.
+    assert_eq!(
+        feed(&mut session, t(7), &incoming("x", Some(3), q0, 0, b"7")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::TopicAliasInvalid(3)
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::TopicAliasInvalid)
+    );
+
+    // A new connection starts with no aliases: the alias alone is a protocol error.
+    session.connect(t(10), true).unwrap();
+    let _ = sent_v5(&mut session);
+    feed(&mut session, t(11), &connack(&[]));
+    assert_eq!(
+        feed(&mut session, t(12), &incoming("", Some(1), q0, 0, b"8")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::UnknownTopicAlias(1)
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::ProtocolError)
+    );
+
+    // The table is bounded: no more than MAX_INCOMING_TOPIC_ALIASES are announced or taken.
+    let mut large = v5_config();
+    large.v5.topic_alias_maximum = Some(u16::MAX);
+    let mut session = Session::new(large);
+    session.connect(t(0), true).unwrap();
+    let (_, connect) = sent_v5(&mut session).remove(0);
+    let max = MAX_INCOMING_TOPIC_ALIASES.to_be_bytes();
+    assert!(connect.windows(3).any(|w| w == [0x22, max[0], max[1]]));
+    feed(&mut session, t(1), &connack(&[]));
+    let above = MAX_INCOMING_TOPIC_ALIASES + 1;
+    assert_eq!(
+        feed(&mut session, t(2), &incoming("x", Some(above), q0, 0, b"9")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::TopicAliasInvalid(above)
+        ))]
+    );
+
+    // Alias 0 is never valid (the encoder refuses it: raw bytes).
+    let mut session = connected_v5(config, &[]);
+    let alias_zero = [0x30, 8, 0, 1, b'x', 3, 0x23, 0, 0, b'9'];
+    assert_eq!(
+        feed(&mut session, t(2), &alias_zero),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::TopicAliasInvalid(0)
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::TopicAliasInvalid)
+    );
+}
+
+#[test]
+fn the_announced_receive_maximum_is_enforced_counting_unacknowledged_messages() {
+    // QoS 2: each counts until its PUBCOMP is written.
+    let mut config = v5_config();
+    config.v5.receive_maximum = Some(2);
+    let mut session = connected_v5(config.clone(), &[]);
+    let q2 = QoS::ExactlyOnce;
+    feed(&mut session, t(2), &incoming("t", None, q2, 1, b"1"));
+    feed(&mut session, t(2), &incoming("t", None, q2, 2, b"2"));
+    // Released: PUBCOMP goes out, room for one more.
+    feed(&mut session, t(3), &[0x62, 0x02, 0x00, 0x01]);
+    assert_eq!(
+        feed(&mut session, t(4), &incoming("t", None, q2, 3, b"3")),
+        vec![message("t", b"3", q2)]
+    );
+    let _ = sent_v5(&mut session);
+    assert_eq!(
+        feed(&mut session, t(5), &incoming("t", None, q2, 4, b"4")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::ReceiveMaximumExceeded { max: 2 }
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::ReceiveMaximumExceeded)
+    );
+
+    // QoS 1 with manual acknowledgement: what the application has not acknowledged counts.
+    config.manual_ack = true;
+    let mut session = connected_v5(config.clone(), &[]);
+    let q1 = QoS::AtLeastOnce;
+    feed(&mut session, t(2), &incoming("t", None, q1, 1, b"1"));
+    feed(&mut session, t(2), &incoming("t", None, q1, 2, b"2"));
+    assert!(session.ack(PacketId::new(1).unwrap()));
+    assert_eq!(
+        feed(&mut session, t(3), &incoming("t", None, q1, 3, b"3")),
+        vec![message("t", b"3", q1)]
+    );
+    assert_eq!(
+        feed(&mut session, t(4), &incoming("t", None, q1, 4, b"4")),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::ReceiveMaximumExceeded { max: 2 }
+        ))]
+    );
+
+    // The quota is per connection: a new one starts with all of it (section 4.9), and
+    // automatic acknowledgement never exceeds it. QoS 0 never counts.
+    config.manual_ack = false;
+    let mut session = connected_v5(config, &[]);
+    for id in 1..=10u16 {
+        let got = feed(&mut session, t(2), &incoming("t", None, q1, id, b"x"));
+        assert_eq!(got, vec![message("t", b"x", q1)]);
+        let got = feed(
+            &mut session,
+            t(2),
+            &incoming("t", None, QoS::AtMostOnce, 0, b"y"),
+        );
+        assert_eq!(got.len(), 1);
+    }
+}
+
+#[test]
+fn auth_from_the_broker_is_a_typed_protocol_error_with_disconnect() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let auth = bytes(Packet::Auth(crate::packet::Auth::new(
+        ReasonCode::ContinueAuthentication,
+        Properties::EMPTY,
+    )));
+    assert_eq!(
+        feed(&mut session, t(2), &auth),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::UnexpectedAuth
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::ProtocolError)
+    );
+}
+
+#[test]
+fn unsuback_reason_codes_reach_the_application() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let id = session.unsubscribe(&["a", "b", "c"]).unwrap();
+    let _ = sent_v5(&mut session);
+    let codes = [0x00, 0x11, 0x87];
+    session.handle_read(
+        t(2),
+        &bytes(Packet::UnsubAck(UnsubAck::with_reasons(
+            id,
+            &codes,
+            Properties::EMPTY,
+        ))),
+    );
+    let Some(Event::Unsubscribed(unsuback)) = session.poll_event() else {
+        panic!("no UNSUBACK event");
+    };
+    assert_eq!(unsuback.packet_id, id);
+    assert_eq!(
+        unsuback.codes().collect::<Vec<_>>(),
+        vec![
+            ReasonCode::Success,
+            ReasonCode::NoSubscriptionExisted,
+            ReasonCode::NotAuthorized
+        ]
+    );
+    // One code per filter [MQTT-3.11.3-2].
+    let id = session.unsubscribe(&["a", "b"]).unwrap();
+    let _ = sent_v5(&mut session);
+    assert_eq!(
+        feed(
+            &mut session,
+            t(3),
+            &bytes(Packet::UnsubAck(UnsubAck::with_reasons(
+                id,
+                &[0x00],
+                Properties::EMPTY
+            )))
+        ),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::UnsubAckCountMismatch
+        ))]
+    );
+}
+
+#[test]
+fn stored_messages_larger_than_a_new_maximum_packet_size_are_dropped_not_sent() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let big = session
+        .publish("t", &[1; 200], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let big2 = session
+        .publish("t", &[2; 200], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let small = session
+        .publish("t", &[3; 10], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 3);
+    session.handle_connection_lost();
+
+    // The broker resumes the session but now takes at most 100 bytes.
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    let resumed = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[Property::MaximumPacketSize(100)])),
+        ..ConnAck::new(true, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &resumed),
+        vec![
+            Ev::TooLarge(big.get(), 209, 100),
+            Ev::TooLarge(big2.get(), 209, 100),
+            Ev::Connected(true)
+        ]
+    );
+    // Only the small one is resent.
+    assert_eq!(
+        sent(&mut session, t(12)),
+        vec![Sent::Publish {
+            id: Some(small.get()),
+            dup: true,
+            qos: QoS::AtLeastOnce,
+            topic: "t".to_string(),
+            payload: vec![3; 10],
+        }]
+    );
+    assert_eq!(session.outgoing_len(), 1);
+    // The QoS 2 message's id may be in the broker's QoS 2 table: it stays reserved while the
+    // broker's session lasts, the QoS 1 message's is free.
+    assert!(session.state.used_ids.contains(big2));
+    assert!(!session.state.used_ids.contains(big));
+    session.handle_connection_lost();
+    session.connect(t(20), false).unwrap();
+    let _ = sent(&mut session, t(20));
+    feed(&mut session, t(21), &connack(&[]));
+    assert!(!session.state.used_ids.contains(big2));
+}
+
+#[test]
+fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
+    // A PUBLISH whose topic length runs past the packet: Malformed Packet.
+    let mut session = connected_v5(v5_config(), &[]);
+    let closed = feed(&mut session, t(2), &[0x30, 0x03, 0x00, 0x09, b'x']);
+    assert!(
+        matches!(closed[..], [Ev::Closed(CloseReason::Decode(_))]),
+        "{closed:?}"
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::MalformedPacket)
+    );
+    // Larger than the Maximum Packet Size we announced: Packet too large.
+    let mut config = v5_config();
+    config.max_packet_size = 16;
+    let mut session = connected_v5(config, &[]);
+    let closed = feed(&mut session, t(2), &[0x30, 0x20]);
+    assert_eq!(
+        closed,
+        vec![Ev::Closed(CloseReason::PacketTooLarge {
+            size: 34,
+            max: 16
+        })]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::PacketTooLarge)
+    );
+    // MQTT 3.1.1 has no DISCONNECT reasons: nothing is sent.
+    let mut session = Session::new(super::tests::config());
+    session.connect(t(0), true).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &[0x20, 0x02, 0x00, 0x00]);
+    feed(&mut session, t(2), &[0x30, 0x03, 0x00, 0x09, b'x']);
+    assert!(sent(&mut session, t(3)).is_empty());
 }

@@ -115,9 +115,37 @@ pub struct ConnectOptions {
     /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
     /// carry only the alias, which saves the topic's bytes on every message. Off by default.
     pub topic_aliases: bool,
+    /// Topic Alias Maximum announced in CONNECT: the highest topic alias the broker may use in
+    /// the PUBLISH packets it sends us (section 3.1.2.11.5), at most
+    /// [`MAX_INCOMING_TOPIC_ALIASES`]. With a maximum, the session keeps one table per
+    /// connection (emptied at every new connection) of at most that many topics, each at most
+    /// 65 535 bytes and never more than
+    /// [`SessionConfig::max_packet_size`](super::SessionConfig::max_packet_size), and hands
+    /// every message to the application with its full topic name, whether the broker sent
+    /// the topic, the alias or both (borrowed from the table: no allocation per message).
+    ///
+    /// `None` or 0 — the default, in the core and in the std clients — allows none, as the
+    /// specification's default does: a broker alias is then a protocol error (DISCONNECT
+    /// 0x94). Off by default because the broker decides when to use aliases, the saving is
+    /// on the broker's side of the link, and the table costs memory on every connection;
+    /// AWS's MQTT 5 SDKs make the same choice (inbound aliasing disabled unless asked for).
+    pub topic_alias_maximum: Option<u16>,
 }
 
+/// Most incoming topic aliases a session accepts, whatever
+/// [`ConnectOptions::topic_alias_maximum`] asks for: the table then holds at most 1 024 topics
+/// (each at most 64 KiB, and at most the configured maximum packet size).
+pub const MAX_INCOMING_TOPIC_ALIASES: u16 = 1024;
+
 impl ConnectOptions {
+    /// The Topic Alias Maximum announced in CONNECT: [`ConnectOptions::topic_alias_maximum`]
+    /// up to [`MAX_INCOMING_TOPIC_ALIASES`]; 0 when none.
+    pub fn announced_topic_alias_maximum(&self) -> u16 {
+        self.topic_alias_maximum
+            .unwrap_or(0)
+            .min(MAX_INCOMING_TOPIC_ALIASES)
+    }
+
     /// The CONNECT properties for these options. `max_packet_size` is the session's local
     /// limit, announced as Maximum Packet Size so the broker does not send larger packets.
     pub(crate) fn properties(
@@ -139,6 +167,10 @@ impl ConnectOptions {
             if max > 0 {
                 list.push(Property::MaximumPacketSize(max));
             }
+        }
+        let aliases = self.announced_topic_alias_maximum();
+        if aliases > 0 {
+            list.push(Property::TopicAliasMaximum(aliases));
         }
         if let Some(b) = self.request_problem_information {
             list.push(Property::RequestProblemInformation(b));

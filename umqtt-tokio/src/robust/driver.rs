@@ -87,7 +87,8 @@ impl Drop for Finish {
 
 /// One step the engine asked for, carried out without holding the lock.
 enum Op {
-    Open(usize),
+    /// Server index, and the address when it is one a Server Reference named.
+    Open(usize, Option<umqtt_core::robust::ServerAddress>),
     Write(Vec<u8>),
     Close,
 }
@@ -200,9 +201,11 @@ impl Link {
             }
             for op in ops.drain(..) {
                 match op {
-                    Op::Open(server) => {
+                    Op::Open(server, address) => {
                         self.stream = None;
-                        self.opening = Some(self.connector.connect(server));
+                        let referenced = address.and_then(|a| self.connector.connect_address(&a));
+                        self.opening =
+                            Some(referenced.unwrap_or_else(|| self.connector.connect(server)));
                     }
                     Op::Write(bytes) => {
                         self.write(&bytes).await;
@@ -260,7 +263,9 @@ impl Link {
             match action {
                 Action::Open { server } => {
                     open = false;
-                    ops.push(Op::Open(server));
+                    // Past the configured list: an MQTT 5 Server Reference's address.
+                    let address = state.engine.server_address(server).cloned();
+                    ops.push(Op::Open(server, address));
                 }
                 Action::Close => {
                     if open {

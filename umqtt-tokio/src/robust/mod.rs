@@ -221,6 +221,7 @@ impl Client {
         let mut engine_config = self.robust.engine_config(&self.config);
         // Receipts resolve from the engine's outcomes, not from the event stream.
         engine_config.track_outcomes = true;
+        engine_config.follow_server_references = connector.follows_references();
         let write_stall =
             umqtt::transport::write_stall(self.config.response_timeout, &engine_config.session);
         let clock = Clock::new();

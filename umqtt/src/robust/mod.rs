@@ -180,7 +180,9 @@ impl Client {
         robust: RobustConfig,
     ) -> Self {
         let servers = robust.servers(&config);
-        let engine_config = robust.engine_config(&config);
+        let mut engine_config = robust.engine_config(&config);
+        // This driver opens any host: an MQTT 5 Server Reference is followed.
+        engine_config.follow_server_references = true;
         let seed = robust.seed_or_random();
         let epoch = Instant::now();
         let write_stall = transport::write_stall(config.response_timeout, &engine_config.session);
@@ -652,10 +654,14 @@ impl Client {
         self.stream = None;
         self.generation += 1;
         self.opening = true;
-        let (host, port) = &self.servers[server % self.servers.len()];
+        // Past the configured list: the server an MQTT 5 Server Reference named.
+        let (host, port) = match self.engine.server_address(server) {
+            Some(address) => (address.host.clone(), address.port),
+            None => self.servers[server % self.servers.len()].clone(),
+        };
         let port = port.unwrap_or_else(|| self.config.effective_port());
         let request = OpenRequest {
-            host: host.clone(),
+            host,
             port,
             tls: self.config.tls.clone(),
             transport: self.config.transport.clone(),
