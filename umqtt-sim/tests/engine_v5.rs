@@ -793,12 +793,6 @@ fn server_keep_alive_is_adopted() {
 /// (the broker would disconnect) and must end with one outcome, without holding up the
 /// messages behind it.
 #[test]
-#[ignore = "core bug: robust::ledger::hand_over treats every Session::publish_valid_topic \
-            error as 'no packet id free' and puts the message back at the head of the queue; \
-            a message the session refuses because of the broker's CONNACK limits \
-            (UsageError::QoSNotSupported / RetainNotAvailable / PacketTooLarge) is then retried \
-            on every fill_session, never concluded (no outcome event, pending() stays > 0) and \
-            blocks every message queued behind it, for as long as the connection lasts"]
 fn messages_the_broker_cannot_take_end_without_blocking_the_queue() {
     type Publish =
         fn(&mut Device) -> Result<umqtt_core::robust::MessageId, umqtt_core::session::UsageError>;
@@ -920,12 +914,6 @@ fn resends_on_a_resumed_session_respect_a_smaller_receive_maximum() {
 /// must not live at the broker beyond the 10 s the application allowed: the subscriber, back
 /// 10.5 s after the publish, must not get it.
 #[test]
-#[ignore = "core bug: the session resends a QoS 1/2 PUBLISH on a resumed session from the \
-            bytes encoded at the first send, so a Delivery::Within message carries the Message \
-            Expiry Interval computed then (here 10 s at 3.0 s) instead of what is left of its \
-            deadline when resent (8.9 s at 4.1 s): the broker keeps it until 14.2 s and a \
-            subscriber back at 13.5 s receives it, 3.5 s after the deadline robust::ledger::\
-            hand_over promises the broker will honour"]
 fn a_resent_within_message_does_not_outlive_its_deadline_at_the_broker() {
     let mut net = SimNet::new(23);
     net.set_latency(Duration::from_millis(100));

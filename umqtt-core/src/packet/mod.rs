@@ -50,6 +50,8 @@ pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usiz
     properties.encoded_len(properties::context(PacketType::Publish))
 }
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
+#[cfg(feature = "alloc")]
+pub(crate) use properties::patch_message_expiry;
 pub use properties::{
     Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,
 };

@@ -577,6 +577,44 @@ impl<'a> Iterator for PropertyIter<'a> {
 }
 
 /// Reads one property (identifier and value).
+/// Rewrites, in place, the Message Expiry Interval of an encoded MQTT 5 PUBLISH to `seconds`
+/// (the value is a fixed four bytes, so nothing moves). `false`, with `packet` untouched, when
+/// it is not a well-formed MQTT 5 PUBLISH carrying that property.
+#[cfg(feature = "alloc")]
+pub(crate) fn patch_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
+    let Some(offset) = message_expiry_offset(packet) else {
+        return false;
+    };
+    packet[offset..offset + 4].copy_from_slice(&seconds.to_be_bytes());
+    true
+}
+
+/// Where the four value bytes of the Message Expiry Interval sit in an encoded MQTT 5 PUBLISH.
+#[cfg(feature = "alloc")]
+fn message_expiry_offset(packet: &[u8]) -> Option<usize> {
+    let Ok(super::Decoded::Complete {
+        packet: super::Packet::Publish(publish),
+        ..
+    }) = super::decode_with(packet, usize::MAX, super::ProtocolVersion::V5)
+    else {
+        return None;
+    };
+    let Properties::Encoded(block) = publish.properties else {
+        return None;
+    };
+    // `block` borrows from `packet`: its position there is the distance between the two.
+    let start = (block.as_ptr() as usize).checked_sub(packet.as_ptr() as usize)?;
+    let mut r = Reader::new(block, PacketType::Publish);
+    while !r.is_empty() {
+        let at = block.len() - r.remaining();
+        if let Property::MessageExpiryInterval(_) = read_property(&mut r).ok()? {
+            // The identifier 0x02 is a one-byte variable byte integer.
+            return Some(start + at + 1);
+        }
+    }
+    None
+}
+
 fn read_property<'a>(r: &mut Reader<'a>) -> Result<Property<'a>, DecodeError> {
     let raw_id = r.vbi()?;
     let id = PropertyId::from_u32(raw_id).ok_or(DecodeError::InvalidPropertyId(raw_id))?;

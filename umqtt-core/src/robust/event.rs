@@ -65,6 +65,23 @@ pub enum DropReason {
         /// The broker's Maximum Packet Size.
         max: u32,
     },
+    /// The broker's MQTT 5 CONNACK says it does not take this kind of message: its QoS is
+    /// above the broker's Maximum QoS, or it is retained and Retain Available is 0. Sending
+    /// it would make the broker close the connection [MQTT-3.2.2-11], [MQTT-3.2.2-14].
+    NotSupported(Unsupported),
+}
+
+/// What a broker's MQTT 5 CONNACK ruled out, for [`DropReason::NotSupported`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unsupported {
+    /// The message's QoS is above the broker's Maximum QoS (`max`).
+    QoS {
+        /// The broker's Maximum QoS.
+        max: QoS,
+    },
+    /// The message is retained and the broker's Retain Available is 0.
+    Retain,
 }
 
 impl fmt::Display for DropReason {
@@ -80,6 +97,12 @@ impl fmt::Display for DropReason {
                     f,
                     "its packet of {size} bytes exceeds the broker's maximum packet size of {max}"
                 )
+            }
+            DropReason::NotSupported(Unsupported::QoS { max }) => {
+                return write!(f, "the broker's maximum QoS is {}", *max as u8)
+            }
+            DropReason::NotSupported(Unsupported::Retain) => {
+                "the broker does not accept retained messages"
             }
         })
     }
@@ -251,6 +274,8 @@ pub struct DropCounts {
     pub refused: u64,
     /// [`DropReason::TooLarge`].
     pub too_large: u64,
+    /// [`DropReason::NotSupported`].
+    pub not_supported: u64,
 }
 
 impl DropCounts {
@@ -263,6 +288,7 @@ impl DropCounts {
             DropReason::QueueOverflow => self.queue_overflow,
             DropReason::Refused(_) => self.refused,
             DropReason::TooLarge { .. } => self.too_large,
+            DropReason::NotSupported(_) => self.not_supported,
         }
     }
 
@@ -274,6 +300,7 @@ impl DropCounts {
             DropReason::QueueOverflow => &mut self.queue_overflow,
             DropReason::Refused(_) => &mut self.refused,
             DropReason::TooLarge { .. } => &mut self.too_large,
+            DropReason::NotSupported(_) => &mut self.not_supported,
         };
         *count += 1;
     }

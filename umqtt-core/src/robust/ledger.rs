@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::{
     Delivery, DropReason, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy,
-    StoreOp,
+    StoreOp, Unsupported,
 };
 use crate::packet::{PacketId, Properties, Property, PropertyList, QoS};
 use crate::session::{Session, UsageError};
@@ -147,8 +147,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// session cannot take it (no packet id free).
     ///
     /// With MQTT 5 a [`Delivery::Within`](super::Delivery::Within) message carries what is
-    /// left of its lifetime as its Message Expiry Interval (whole seconds, rounded up), so the
-    /// broker does not deliver it later than the application allowed either.
+    /// left of its lifetime as its Message Expiry Interval (whole seconds, rounded down, at
+    /// least 1), so the broker does not deliver it later than the application allowed either.
     pub(super) fn hand_over(
         &mut self,
         mut pending: Pending,
@@ -159,12 +159,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         let expiry = pending
             .deadline
             .filter(|_| self.config.session.protocol.is_v5())
-            .map(|deadline| {
-                let left = deadline.saturating_duration_since(now).as_millis();
-                Property::MessageExpiryInterval(
-                    u32::try_from(left.div_ceil(1000).max(1)).unwrap_or(u32::MAX),
-                )
-            });
+            .map(|deadline| Property::MessageExpiryInterval(expiry_seconds(deadline, now)));
         let expiry = expiry.as_slice();
         let list = PropertyList(expiry);
         let properties = if expiry.is_empty() {
@@ -195,6 +190,19 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 );
                 return Ok(());
             }
+            // What this broker's CONNACK rules out: the same at every attempt on this
+            // connection, so it ends here instead of blocking the queue behind it.
+            Err(UsageError::QoSNotSupported { max }) => {
+                let reason = DropReason::NotSupported(Unsupported::QoS { max });
+                self.settle(pending, Outcome::Dropped(reason));
+                return Ok(());
+            }
+            Err(UsageError::RetainNotAvailable) => {
+                let reason = DropReason::NotSupported(Unsupported::Retain);
+                self.settle(pending, Outcome::Dropped(reason));
+                return Ok(());
+            }
+            // No packet id or room in the session now: it waits at the head of the queue.
             Err(_) => return Err(pending),
         };
         match packet_id {
@@ -212,6 +220,21 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             }
         }
         Ok(())
+    }
+
+    /// MQTT 5: before a new connection resends what the session holds, each message with a
+    /// deadline gets the Message Expiry Interval left of it now, not the one it carried at its
+    /// first send (the broker would otherwise keep it past its deadline).
+    pub(super) fn refresh_expiries(&mut self, now: Instant) {
+        if !self.config.session.protocol.is_v5() {
+            return;
+        }
+        for pending in &self.in_session {
+            if let (Some(deadline), Some(packet_id)) = (pending.deadline, pending.packet_id) {
+                self.session
+                    .set_message_expiry(packet_id, expiry_seconds(deadline, now));
+            }
+        }
     }
 
     /// Gives `pending` its own copy of `topic` and `payload`, in reused buffers when there are.
@@ -319,4 +342,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
         self.push_event(event);
     }
+}
+
+/// The Message Expiry Interval of a message with `deadline` sent at `now`: what is left, in
+/// whole seconds rounded down so that the broker does not keep it past the deadline (the
+/// broker counts from its own receipt, so the one-way latency still adds), at least 1.
+fn expiry_seconds(deadline: Instant, now: Instant) -> u32 {
+    let left = deadline.saturating_duration_since(now).as_secs();
+    u32::try_from(left.max(1)).unwrap_or(u32::MAX)
 }

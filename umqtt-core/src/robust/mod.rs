@@ -58,7 +58,7 @@ mod subscriptions;
 
 pub use event::{
     Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Outcome, Overflow,
-    Stats, StoreOp,
+    Stats, StoreOp, Unsupported,
 };
 pub use policy::{
     listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
@@ -422,6 +422,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             return;
         };
         *opened = true;
+        self.refresh_expiries(now);
         if let Err(error) = self.session.connect(now, self.config.clean_session) {
             // Unusable settings (a will that cannot be encoded): retrying cannot help.
             self.actions.push_back(Action::Close);

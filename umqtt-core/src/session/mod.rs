@@ -709,6 +709,19 @@ impl Session {
         true
     }
 
+    /// MQTT 5: sets the Message Expiry Interval that the QoS 1/2 message `packet_id` carries
+    /// when it is next (re)sent to `seconds`, so that a message resent on a later connection
+    /// tells the broker what is left of its lifetime, not what was left at its first send.
+    /// `false` if the message is unknown, already past its PUBLISH (PUBREL stage), or carries
+    /// no Message Expiry Interval.
+    pub fn set_message_expiry(&mut self, packet_id: PacketId, seconds: u32) -> bool {
+        self.state
+            .outgoing
+            .iter_mut()
+            .find(|o| o.packet_id == packet_id && o.stage != OutgoingStage::AwaitingPubComp)
+            .is_some_and(|o| crate::packet::patch_message_expiry(&mut o.packet, seconds))
+    }
+
     /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
     /// [`Session::cancel_publish`].
     pub fn can_cancel(&self, packet_id: PacketId) -> bool {

@@ -996,3 +996,63 @@ fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
     feed(&mut session, t(2), &[0x30, 0x03, 0x00, 0x09, b'x']);
     assert!(sent(&mut session, t(3)).is_empty());
 }
+
+#[test]
+fn a_stored_publish_is_resent_with_the_message_expiry_set_for_it() {
+    let mut session = Session::new(v5_config());
+    session.connect(t(0), false).unwrap();
+    let _ = sent(&mut session, t(0));
+    feed(&mut session, t(1), &connack(&[]));
+    let expiry = [
+        Property::MessageExpiryInterval(10),
+        Property::ContentType("c"),
+    ];
+    let list = PropertyList(&expiry);
+    let id = session
+        .publish_with(
+            "t/x",
+            b"p",
+            QoS::AtLeastOnce,
+            false,
+            Properties::List(&list),
+        )
+        .unwrap()
+        .unwrap();
+    let _ = sent_v5(&mut session);
+    session.handle_connection_lost();
+    assert!(session.set_message_expiry(id, 7));
+    session.connect(t(2), false).unwrap();
+    let _ = sent_v5(&mut session);
+    let resumed = bytes(Packet::ConnAck(ConnAck::new(
+        true,
+        ConnectReturnCode::Accepted,
+    )));
+    feed(&mut session, t(3), &resumed);
+    let publishes: Vec<_> = sent_v5(&mut session)
+        .into_iter()
+        .filter(|(kind, _)| *kind == PacketType::Publish)
+        .collect();
+    assert_eq!(publishes.len(), 1);
+    let Ok(Decoded::Complete {
+        packet: Packet::Publish(publish),
+        ..
+    }) = decode_with(&publishes[0].1, usize::MAX, V5)
+    else {
+        panic!("{publishes:?}")
+    };
+    let properties: Vec<_> = publish.properties.iter().collect();
+    assert_eq!(
+        properties,
+        [
+            Property::MessageExpiryInterval(7),
+            Property::ContentType("c")
+        ]
+    );
+    // Nothing to patch: no such message, or no expiry on it.
+    assert!(!session.set_message_expiry(PacketId::new(999).unwrap(), 7));
+    let plain = session
+        .publish("t/y", b"p", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert!(!session.set_message_expiry(plain, 7));
+}
