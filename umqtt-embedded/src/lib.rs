@@ -46,6 +46,12 @@
 //! # }
 //! ```
 //!
+//! # MQTT 5 is a cargo feature
+//! The default `mqtt5` feature compiles MQTT 5 into umqtt-core. A device that speaks 3.1.1
+//! only builds with `default-features = false` and saves about 11 KB of flash on a Cortex-M
+//! (BENCHMARKS.md); asking such a build for MQTT 5 fails the connection attempt with a
+//! configuration error (`UsageError::Mqtt5NotCompiled`), never silently as 3.1.1.
+//!
 //! # MQTT 5 Server References
 //! With [`EngineConfig::follow_server_references`] set (off by default), a broker's 0x9C Use
 //! another server / 0x9D Server moved with a Server Reference sends the next attempt there:

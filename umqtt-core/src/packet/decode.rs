@@ -107,6 +107,9 @@ pub enum DecodeError {
     /// identifier) continues past four bytes, section 1.5.5. (A non-minimal encoding is
     /// accepted, as for the remaining length.)
     MalformedVariableByteInteger,
+    /// Decoding as MQTT 5 was asked of a build of umqtt-core without MQTT 5 (its `mqtt5` cargo
+    /// feature is off).
+    Mqtt5NotCompiled,
     /// The property length is larger than what remains of the packet, section 2.2.2.1.
     PropertyLengthExceeded {
         /// The packet's type.
@@ -225,6 +228,9 @@ impl core::fmt::Display for DecodeError {
             DecodeError::MalformedVariableByteInteger => {
                 f.write_str("variable byte integer longer than 4 bytes")
             }
+            DecodeError::Mqtt5NotCompiled => f.write_str(
+                "MQTT 5 is not compiled in (umqtt-core built without its `mqtt5` feature)",
+            ),
             DecodeError::PropertyLengthExceeded { packet_type } => {
                 write!(f, "{packet_type:?} property length exceeds the packet")
             }
@@ -278,11 +284,14 @@ pub fn decode_with(
     max_packet_size: usize,
     version: ProtocolVersion,
 ) -> Result<Decoded<'_>, DecodeError> {
+    if !version.is_supported() {
+        return Err(DecodeError::Mqtt5NotCompiled);
+    }
     let Some(&first) = buf.first() else {
         return Ok(Decoded::Incomplete);
     };
     let packet_type = match PacketType::from_nibble(first >> 4) {
-        Some(PacketType::Auth) if !version.is_v5() => None,
+        Some(PacketType::Auth) if !version.v5() => None,
         other => other,
     }
     .ok_or(DecodeError::ReservedPacketType(first >> 4))?;
@@ -314,7 +323,7 @@ pub fn decode_with(
     let body = &buf[1 + length_bytes..total];
     // The body decoders build the `Decoded` themselves so the packet is written once, in
     // place (a `Packet` returned and then wrapped costs a copy on the hot path).
-    if version.is_v5() {
+    if version.v5() {
         decode_body_v5(packet_type, flags, body, total)
     } else {
         decode_body(packet_type, flags, body, total)
@@ -660,7 +669,7 @@ fn decode_connect_with(mut reader: Reader<'_>, accept_v5: bool) -> Result<Packet
         return Err(DecodeError::InvalidWillFlags);
     }
     let will_qos = QoS::from_u8(will_qos_bits).ok_or(DecodeError::InvalidQoS)?;
-    let v5 = protocol.is_v5();
+    let v5 = protocol.v5();
     // MQTT 5 allows a password without a user name (section 3.1.2.9).
     if password_flag && !username_flag && !v5 {
         return Err(DecodeError::PasswordWithoutUsername);

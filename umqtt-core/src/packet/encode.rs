@@ -47,6 +47,9 @@ pub enum EncodeError {
     /// success, subscription options beyond QoS, UNSUBACK reason codes, AUTH) but is encoded
     /// as 3.1.1 or 3.1: refused rather than silently dropped.
     RequiresMqtt5,
+    /// The packet is to be written as MQTT 5, but this build of umqtt-core has no MQTT 5
+    /// (its `mqtt5` cargo feature is off).
+    Mqtt5NotCompiled,
     /// A property this packet (or the will) may not carry (MQTT 5 section 2.2.2.2, table 2-4).
     PropertyNotAllowed {
         /// The property.
@@ -121,6 +124,9 @@ impl core::fmt::Display for EncodeError {
             EncodeError::RequiresMqtt5 => {
                 f.write_str("packet has MQTT 5 properties or reason codes but is encoded as 3.1.1")
             }
+            EncodeError::Mqtt5NotCompiled => f.write_str(
+                "MQTT 5 is not compiled in (umqtt-core built without its `mqtt5` feature)",
+            ),
             EncodeError::PropertyNotAllowed {
                 property,
                 packet_type,
@@ -270,8 +276,23 @@ impl Packet<'_> {
     /// its own `protocol`).
     fn is_v5_for(&self, version: ProtocolVersion) -> bool {
         match self {
-            Packet::Connect(connect) => connect.protocol.is_v5(),
-            _ => version.is_v5(),
+            Packet::Connect(connect) => connect.protocol.v5(),
+            _ => version.v5(),
+        }
+    }
+
+    /// Refuses a packet to be written as MQTT 5 when this build has no MQTT 5 (a check the
+    /// compiler removes when it has).
+    #[inline(always)]
+    fn check_supported(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
+        let version = match self {
+            Packet::Connect(connect) => connect.protocol,
+            _ => version,
+        };
+        if version.is_supported() {
+            Ok(())
+        } else {
+            Err(EncodeError::Mqtt5NotCompiled)
         }
     }
 
@@ -457,7 +478,7 @@ impl Packet<'_> {
 
     /// Validates an MQTT 5 packet and sizes it.
     fn header(&self, version: ProtocolVersion) -> Result<Header, EncodeError> {
-        let v5 = version.is_v5();
+        let v5 = version.v5();
         let packet_type = self.packet_type();
         let type_bits = (packet_type as u8) << 4;
         let ctx = properties::context(packet_type);
@@ -620,6 +641,7 @@ impl Packet<'_> {
     /// The number of bytes [`Packet::encode_with`] will write for `version`, after validating
     /// the packet.
     pub fn encoded_len_with(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        self.check_supported(version)?;
         if !self.is_v5_for(version) {
             let (_, remaining) = self.header_v311()?;
             return Ok(1 + remaining_length_bytes(remaining) + remaining);
@@ -648,6 +670,7 @@ impl Packet<'_> {
         buf: &mut [u8],
         version: ProtocolVersion,
     ) -> Result<usize, EncodeError> {
+        self.check_supported(version)?;
         // Two bodies, not one: the 3.1.1 writer stays small enough that it does not pay for
         // the MQTT 5 writer's register spills on every call.
         match self {
@@ -800,7 +823,7 @@ fn publish_body_len(publish: &Publish<'_>, v5: bool) -> Result<usize, EncodeErro
 /// The CONNECT body length and its two property block sizes.
 #[inline(never)]
 fn connect_body_len(connect: &Connect<'_>) -> Result<(usize, usize, usize), EncodeError> {
-    let v5 = connect.protocol.is_v5();
+    let v5 = connect.protocol.v5();
     let protocol_name = match connect.protocol {
         ProtocolVersion::V311 | ProtocolVersion::V5 => 6,
         ProtocolVersion::V31 => 8,
@@ -864,7 +887,7 @@ fn write_connect(w: &mut Writer<'_>, connect: &Connect<'_>, header: &Header) {
     }
     w.u8(flags);
     w.u16(connect.keep_alive);
-    let v5 = connect.protocol.is_v5();
+    let v5 = connect.protocol.v5();
     if v5 {
         connect.properties.write(w, header.properties);
     }
@@ -961,6 +984,9 @@ pub fn encode_publish_header_with(
     buf: &mut [u8],
     version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
+    if !version.is_supported() {
+        return Err(EncodeError::Mqtt5NotCompiled);
+    }
     write_publish_header(publish, buf, true, version)
 }
 
@@ -1011,7 +1037,7 @@ fn write_publish_header(
     validate_topic: bool,
     version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
-    if version.is_v5() {
+    if version.v5() {
         return write_publish_header_v5(publish, buf, validate_topic);
     }
     // 3.1.1: the layout and cost of before MQTT 5, plus the refusal of properties.

@@ -30,7 +30,8 @@ pub(crate) fn append_publish_properties(
 ) {
     match properties {
         Properties::Encoded(bytes) => out.extend_from_slice(bytes),
-        Properties::List(_) if properties.is_empty() => {}
+        // Without MQTT 5 no message carries a list (the encoder refuses it in 3.1.1).
+        Properties::List(_) if !cfg!(feature = "mqtt5") || properties.is_empty() => {}
         Properties::List(_) => {
             let Ok(block) = publish_properties_len(properties) else {
                 return;
@@ -193,6 +194,20 @@ impl ProtocolVersion {
     /// Whether this is MQTT 5.
     pub const fn is_v5(self) -> bool {
         matches!(self, ProtocolVersion::V5)
+    }
+
+    /// Whether this build can speak this version: always, except MQTT 5 without the `mqtt5`
+    /// cargo feature.
+    pub const fn is_supported(self) -> bool {
+        cfg!(feature = "mqtt5") || !self.is_v5()
+    }
+
+    /// Whether packets of this version take MQTT 5's layout in this build: MQTT 5 with the
+    /// `mqtt5` feature. Every MQTT 5 path tests this, so without the feature they compile
+    /// away (the entry points refuse MQTT 5 first).
+    #[inline(always)]
+    pub(crate) const fn v5(self) -> bool {
+        cfg!(feature = "mqtt5") && self.is_v5()
     }
 }
 

@@ -158,7 +158,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         let (qos, retain) = (pending.qos, pending.retain);
         let expiry = pending
             .deadline
-            .filter(|_| self.config.session.protocol.is_v5())
+            .filter(|_| self.config.session.protocol.v5())
             .map(|deadline| Property::MessageExpiryInterval(expiry_seconds(deadline, now)));
         let expiry = expiry.as_slice();
         let list = PropertyList(expiry);
@@ -226,7 +226,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// deadline gets the Message Expiry Interval left of it now, not the one it carried at its
     /// first send (the broker would otherwise keep it past its deadline).
     pub(super) fn refresh_expiries(&mut self, now: Instant) {
-        if !self.config.session.protocol.is_v5() {
+        if !self.config.session.protocol.v5() {
             return;
         }
         for pending in &self.in_session {

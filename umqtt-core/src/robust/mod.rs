@@ -290,6 +290,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// [`EngineConfig::follow_server_references`]); `None` for a configured server, which the
     /// driver resolves from its own list.
     pub fn server_address(&self, server: usize) -> Option<&ServerAddress> {
+        if !cfg!(feature = "mqtt5") {
+            // Only an MQTT 5 CONNACK or DISCONNECT names another server.
+            return None;
+        }
         self.referenced
             .as_ref()
             .filter(|_| server == self.config.servers)

@@ -333,6 +333,9 @@ pub enum UsageError {
     Encode(EncodeError),
     /// The session already holds `max_outgoing` messages, or all 65 535 packet ids are in use.
     OutgoingFull,
+    /// [`SessionConfig::protocol`] is MQTT 5, but this build of umqtt-core has no MQTT 5 (its
+    /// `mqtt5` cargo feature is off).
+    Mqtt5NotCompiled,
     /// The broker does not accept retained messages (MQTT 5 CONNACK Retain Available 0)
     /// `[MQTT-3.2.2-14]`.
     RetainNotAvailable,
@@ -384,6 +387,9 @@ impl core::fmt::Display for UsageError {
             }
             UsageError::Encode(e) => write!(f, "cannot encode packet: {e}"),
             UsageError::OutgoingFull => f.write_str("too many unacknowledged messages"),
+            UsageError::Mqtt5NotCompiled => f.write_str(
+                "MQTT 5 is not compiled in (umqtt-core built without its `mqtt5` feature)",
+            ),
             UsageError::RetainNotAvailable => f.write_str("the broker has no retained messages"),
             UsageError::QoSNotSupported { max } => {
                 write!(
@@ -752,8 +758,11 @@ impl Session {
         if state.config.client_id.is_empty() && !clean_session {
             return Err(UsageError::EmptyClientIdNeedsCleanSession);
         }
+        if !state.config.protocol.is_supported() {
+            return Err(UsageError::Mqtt5NotCompiled);
+        }
         let config = &state.config;
-        let v5 = config.protocol.is_v5();
+        let v5 = config.protocol.v5();
         let properties = if v5 {
             config.v5.properties(clean_session, config.max_packet_size)
         } else {
@@ -858,14 +867,14 @@ impl Session {
         check_payload_len(topic, payload, qos)?;
         let state = &mut self.state;
         let version = state.config.protocol;
-        if version.is_v5() {
+        if version.v5() {
             state.check_publish_allowed(qos, retain)?;
         }
         if qos == QoS::AtMostOnce {
             if state.connection != Connection::Connected {
                 return Err(UsageError::NotConnected);
             }
-            if version.is_v5() && state.config.v5.topic_aliases {
+            if version.v5() && state.config.v5.topic_aliases {
                 return state.publish_qos0_v5(topic, payload, retain, properties);
             }
             let publish = Publish {
@@ -1038,7 +1047,7 @@ impl Session {
             validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
             self.state.check_filter_allowed(filter)?;
         }
-        if self.state.config.protocol.is_v5()
+        if self.state.config.protocol.v5()
             && !self.state.broker.subscription_identifiers_available
             && properties.subscription_identifiers().next().is_some()
         {
@@ -1369,7 +1378,7 @@ fn append_publish(
     let start = buffer.len();
     // Fixed header (1 + at most 4), topic length (2), packet id (2), and in MQTT 5 the
     // property block.
-    let properties = if version.is_v5() {
+    let properties = if version.v5() {
         publish_properties_len(&publish.properties)?
     } else {
         0
@@ -1542,7 +1551,7 @@ impl State {
     /// Maximum 0 `[MQTT-3.3.2-9]`), all are taken, or the caller set one.
     fn topic_alias(&self, topic: &str, properties: &Properties<'_>) -> Option<(u16, bool)> {
         let max = self.broker.topic_alias_maximum.min(MAX_TOPIC_ALIASES);
-        if !self.config.protocol.is_v5()
+        if !self.config.protocol.v5()
             || !self.config.v5.topic_aliases
             || max == 0
             || properties.topic_alias().is_some()
@@ -1580,7 +1589,7 @@ impl State {
 
     /// MQTT 5: refuses a wildcard or shared filter the broker said it does not support.
     fn check_filter_allowed(&self, filter: &str) -> Result<(), UsageError> {
-        if !self.config.protocol.is_v5() {
+        if !self.config.protocol.v5() {
             return Ok(());
         }
         if !self.broker.shared_subscription_available && filter.starts_with("$share/") {
@@ -1829,8 +1838,7 @@ impl State {
                 match request {
                     // MQTT 5: one reason code per filter [MQTT-3.11.3-2]; 3.1.1 has none.
                     Request::Unsubscribe { filters }
-                        if self.config.protocol.is_v5()
-                            && unsuback.reason_codes.len() != filters =>
+                        if self.config.protocol.v5() && unsuback.reason_codes.len() != filters =>
                     {
                         self.protocol_error(ProtocolError::UnsubAckCountMismatch)
                     }
@@ -1841,7 +1849,7 @@ impl State {
                 self.ping_deadline = None;
                 Some(Event::PingResponse)
             }
-            Packet::Disconnect(disconnect) if self.config.protocol.is_v5() => {
+            Packet::Disconnect(disconnect) if self.config.protocol.v5() => {
                 if let Some(reference) = disconnect.properties.server_reference() {
                     self.broker.server_reference = Some(String::from(reference));
                 }
@@ -1877,7 +1885,7 @@ impl State {
         code: ReasonCode,
     ) -> Option<Event<'a>> {
         self.close(reason);
-        if self.config.protocol.is_v5() {
+        if self.config.protocol.v5() {
             let disconnect = Packet::Disconnect(Disconnect::new(code, Properties::EMPTY));
             // A reason code and no properties always encode.
             let _ = append_packet(&mut self.tx, &disconnect, ProtocolVersion::V5);
@@ -1945,7 +1953,7 @@ impl State {
     }
 
     fn handle_connack<'a>(&mut self, ack: ConnAck<'_>, clean_session: bool) -> Option<Event<'a>> {
-        let v5 = self.config.protocol.is_v5();
+        let v5 = self.config.protocol.v5();
         if v5 && ack.reason_code.is_error() {
             self.broker = BrokerLimits::from_properties(&ack.properties);
             self.close(CloseReason::Rejected(ack.reason_code));
@@ -2016,7 +2024,7 @@ impl State {
 
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
         let mut resolve = None;
-        if self.config.protocol.is_v5() {
+        if self.config.protocol.v5() {
             if let Some(alias) = publish.properties.topic_alias() {
                 match self.set_incoming_alias(alias, publish.topic) {
                     Ok(only_alias) => resolve = only_alias.then_some(alias),
