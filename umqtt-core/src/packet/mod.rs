@@ -32,14 +32,9 @@ pub(crate) fn append_publish_properties(
         Properties::Encoded(bytes) => out.extend_from_slice(bytes),
         Properties::List(_) if properties.is_empty() => {}
         Properties::List(_) => {
-            let Ok(block) = publish_properties_len(properties) else {
-                return;
-            };
-            let mut buf = alloc::vec![0u8; block];
-            properties.write(&mut encode::Writer::new(&mut buf), block);
-            // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
-            let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
-            out.extend_from_slice(&buf[prefix..]);
+            if let Ok(bytes) = properties.encode_for(PacketType::Publish, false) {
+                out.extend_from_slice(&bytes);
+            }
         }
     }
 }

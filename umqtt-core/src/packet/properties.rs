@@ -477,6 +477,27 @@ impl<'a> Properties<'a> {
         shared_subscription_available -> bool = SharedSubscriptionAvailable;
     }
 
+    /// Checks the properties for `packet_type` (`will`: a CONNECT's will properties) — each
+    /// allowed there (table 2-4), none repeated that may not be, no forbidden value — and
+    /// returns their wire bytes without the length prefix: what [`Properties::Encoded`] and
+    /// `Will::properties` hold. The one check a caller makes before keeping properties for
+    /// later (a will, a command line's `-D`).
+    #[cfg(feature = "alloc")]
+    pub fn encode_for(
+        &self,
+        packet_type: PacketType,
+        will: bool,
+    ) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        let ctx = if will { WILL } else { context(packet_type) };
+        let block = self.encoded_len(ctx)?;
+        let mut buf = alloc::vec![0u8; block];
+        self.write(&mut Writer::new(&mut buf), block);
+        // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
+        let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
+        buf.drain(..prefix);
+        Ok(buf)
+    }
+
     /// Validates the properties for `ctx` and returns the size of the block on the wire
     /// (the property-length field included).
     pub(crate) fn encoded_len(&self, ctx: Context) -> Result<usize, EncodeError> {

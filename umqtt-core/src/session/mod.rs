@@ -55,6 +55,11 @@ pub struct Will {
     pub qos: QoS,
     /// Retain flag.
     pub retain: bool,
+    /// MQTT 5 will properties as wire bytes without the length prefix (will delay, message
+    /// expiry, content type, response topic, correlation data, user properties); empty for
+    /// none (always, with 3.1.1). Build them with [`Properties::encode_for`], which checks
+    /// them for a will.
+    pub properties: Vec<u8>,
 }
 
 /// Settings of a session. Changes take effect at the next [`Session::connect`].
@@ -664,7 +669,7 @@ impl Session {
                 payload: &w.payload,
                 qos: w.qos,
                 retain: w.retain,
-                properties: Properties::EMPTY,
+                properties: Properties::Encoded(&w.properties),
             }),
             username: config.username.as_deref(),
             password: config.password.as_deref(),
@@ -944,6 +949,16 @@ impl Session {
 
     /// Sends UNSUBSCRIBE for `filters`; [`Event::Unsubscribed`] reports the acknowledgement.
     pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<PacketId, UsageError> {
+        self.unsubscribe_with(filters, Properties::EMPTY)
+    }
+
+    /// [`Session::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties). With
+    /// 3.1.1, properties are refused with [`EncodeError::RequiresMqtt5`].
+    pub fn unsubscribe_with(
+        &mut self,
+        filters: &[&str],
+        properties: Properties<'_>,
+    ) -> Result<PacketId, UsageError> {
         if filters.is_empty() {
             return Err(UsageError::NoTopicFilters);
         }
@@ -954,7 +969,7 @@ impl Session {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
-                properties: Properties::EMPTY,
+                properties,
             })
         })
     }

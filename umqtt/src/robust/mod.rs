@@ -230,7 +230,32 @@ impl Client {
             payload: payload.to_vec(),
             qos,
             retain,
+            properties: Vec::new(),
         }));
+    }
+
+    /// [`Client::set_last_will`] with MQTT 5 will properties (will delay interval, message
+    /// expiry, content type, response topic, correlation data, user properties); properties
+    /// a will may not carry are refused ([`UsageError::Encode`]).
+    pub fn set_last_will_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        qos: QoS,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let properties = properties
+            .encode_for(umqtt_core::packet::PacketType::Connect, true)
+            .map_err(|e| Error::Usage(UsageError::Encode(e)))?;
+        self.engine.set_will(Some(Will {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            properties,
+        }));
+        Ok(())
     }
 
     /// Sends every event except received messages to `handler` instead of queueing it for
