@@ -62,6 +62,11 @@ impl Link {
         })
     }
 
+    /// The settings it connects with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The connected client.
     pub fn client(&mut self) -> &mut CliClient {
         &mut self.client
@@ -141,7 +146,7 @@ impl Link {
     /// Sends DISCONNECT if connected; errors are ignored (the command is ending).
     pub fn disconnect(&mut self) {
         if self.client.is_connected() {
-            let _ = self.client.disconnect();
+            let _ = common::disconnect(&mut self.client, &self.settings);
         }
     }
 

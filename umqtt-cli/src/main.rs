@@ -1,4 +1,4 @@
-//! `umqtt`: an MQTT 3.1.1 command-line client whose `pub` and `sub` take mosquitto_pub's and
+//! `umqtt`: an MQTT 3.1.1 and MQTT 5 command-line client whose `pub` and `sub` take mosquitto_pub's and
 //! mosquitto_sub's flags.
 //!
 //! Each subcommand lives in its own module (`pub_cmd`, `sub_cmd`) with its clap `Args` struct
@@ -18,6 +18,7 @@ mod json;
 mod link;
 mod output;
 mod policy;
+mod property;
 mod pub_cmd;
 mod reconnect;
 mod signal;
@@ -59,12 +60,12 @@ comments; the command line overrides them.
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
 connection (the CONNACK code, as mosquitto: 5 = not authorised); 27 -W timed out.";
 
-/// MQTT 3.1.1 command-line client.
+/// MQTT 3.1.1 and MQTT 5 command-line client.
 #[derive(Parser, Debug)]
 #[command(
     name = "umqtt",
     version,
-    about = "MQTT 3.1.1 command-line client: `umqtt pub` and `umqtt sub` take the flags of \
+    about = "MQTT 3.1.1 and MQTT 5 command-line client: `umqtt pub` and `umqtt sub` take the flags of \
              mosquitto_pub and mosquitto_sub",
     after_help = EXIT_STATUS_HELP
 )]
@@ -94,17 +95,24 @@ enum Command {
 fn main() -> ExitCode {
     install_panic_hook();
     let args = with_options_file(std::env::args_os().collect());
+    // `-D` takes three or four arguments depending on the property: read before clap.
+    let (args, properties) = match take_properties(args) {
+        Ok(taken) => taken,
+        Err(error) => return error.report(),
+    };
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return report_clap_error(&error),
     };
     let result = match cli.command {
-        Command::Pub(args) => {
+        Command::Pub(mut args) => {
             signal::install();
+            args.connection.properties = properties;
             pub_cmd::run(args)
         }
-        Command::Sub(args) => {
+        Command::Sub(mut args) => {
             signal::install();
+            args.connection.properties = properties;
             sub_cmd::run(args)
         }
         Command::Demo(args) => demo::run(args),
@@ -113,6 +121,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => error.report(),
+    }
+}
+
+/// `pub` / `sub`: the `-D` groups taken out of the command line (see [`property::extract`]).
+fn take_properties(
+    args: Vec<OsString>,
+) -> Result<(Vec<OsString>, property::PropertySet), error::CliError> {
+    let name = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    let command = Cli::command();
+    match command
+        .find_subcommand(name)
+        .filter(|_| matches!(name, "pub" | "sub"))
+    {
+        Some(subcommand) => {
+            let extracted = property::extract(args, subcommand)?;
+            Ok((extracted.args, extracted.properties))
+        }
+        None => Ok((args, property::PropertySet::default())),
     }
 }
 

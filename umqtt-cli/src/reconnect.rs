@@ -18,6 +18,7 @@ use umqtt::ConnectReturnCode;
 use crate::common::Settings;
 use crate::error::{print_warning_line, quiet_panics, CliError};
 use crate::policy::{CliPolicy, DurationText, PolicySpec};
+use crate::property::{PropertySet, Target};
 
 /// What the events said so far.
 #[derive(Debug, Default)]
@@ -174,6 +175,21 @@ fn clean_detail(detail: &str) -> String {
     text
 }
 
+/// `--policy` carries the CONNECT and will properties of `-D` (they are part of the
+/// connection settings); the robust client has no way yet to attach properties to its
+/// messages, subscriptions or DISCONNECT, so `-D` for those `targets` is refused rather than
+/// dropped.
+pub fn check_properties(properties: &PropertySet, targets: &[Target]) -> Result<(), CliError> {
+    match targets.iter().find(|target| properties.has(**target)) {
+        Some(target) => Err(CliError::usage(format!(
+            "-D {} properties are not supported with --policy yet (connect and will \
+             properties are); leave out --policy to send them",
+            target.command_name()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Builds the robust client for these flags: the same connection settings as the simple
 /// client, a clean session unless `-c`, and the durable outbox at `outbox` if given (messages
 /// a previous run left there are loaded and go out first).
@@ -200,7 +216,13 @@ pub fn client(
         }
     };
     if let Some((topic, payload, qos, retain)) = &settings.will {
-        client.set_last_will(topic, payload, *retain, *qos);
+        client.set_last_will_with(
+            topic,
+            payload,
+            *retain,
+            *qos,
+            settings.properties.get(Target::Will),
+        )?;
     }
     let tracker = Tracker::default();
     let debug = settings.debug.then(|| settings.config.client_id.clone());

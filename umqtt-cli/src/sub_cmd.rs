@@ -31,6 +31,7 @@ use crate::format::{Extra, Format};
 use crate::link::{Link, Recovered};
 use crate::output::{Printer, Stopped};
 use crate::policy::PolicySpec;
+use crate::property::Target;
 use crate::reconnect::{self, Tracker};
 
 /// With a policy: longest single wait for a message, between checks of the policy's state.
@@ -239,6 +240,10 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
     let mut subscriber =
         match args.robust.policy {
             Some(policy) => {
+                reconnect::check_properties(
+                    &settings.properties,
+                    &[Target::Subscribe, Target::Unsubscribe, Target::Disconnect],
+                )?;
                 let (mut client, tracker) =
                     reconnect::client(&settings, policy.for_subscribing(), None)?;
                 for (filter, qos) in &filters {
@@ -393,14 +398,20 @@ impl Subscriber {
         let Subscriber::Plain { link } = self else {
             return Ok(true);
         };
+        // -D subscribe / unsubscribe (MQTT 5).
+        let properties = link.settings().properties.clone();
         loop {
-            let result = link.client().subscribe_many(filters).and_then(|_| {
-                if unsubscribe.is_empty() {
-                    Ok(())
-                } else {
-                    link.client().unsubscribe_many(unsubscribe)
-                }
-            });
+            let result = link
+                .client()
+                .subscribe_many_with(filters, properties.get(Target::Subscribe))
+                .and_then(|_| {
+                    if unsubscribe.is_empty() {
+                        Ok(())
+                    } else {
+                        link.client()
+                            .unsubscribe_many_with(unsubscribe, properties.get(Target::Unsubscribe))
+                    }
+                });
             let Err(error) = result else {
                 return Ok(true);
             };
