@@ -126,6 +126,9 @@ impl Link {
                             ConnectError::Client(umqtt::Error::ConnectionRefused(code)) => {
                                 CliError::Refused(code)
                             }
+                            ConnectError::Client(umqtt::Error::ConnectionRejected(code)) => {
+                                CliError::Rejected(code)
+                            }
                             other => CliError::failed(format!(
                                 "{other} (while reconnecting after a lost connection; \
                                  retrying cannot fix this; --policy chooses how to reconnect)"
