@@ -40,7 +40,8 @@ use crate::error::{print_error_line, EXIT_USAGE};
 /// Exit statuses, shown at the end of `--help`.
 const EXIT_STATUS_HELP: &str = "\
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the connection
-(the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
+(the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162); 27 `sub -W` timed
+out.";
 
 /// The end of `umqtt pub --help`.
 const PUB_HELP: &str = "\
@@ -49,7 +50,7 @@ Options file: as mosquitto_pub, the options in $XDG_CONFIG_HOME/mosquitto_pub (o
 comments; the command line overrides them.
 
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
-connection (the CONNACK code, as mosquitto: 5 = not authorised).";
+connection (the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162).";
 
 /// The end of `umqtt sub --help`.
 const SUB_HELP: &str = "\
@@ -58,7 +59,8 @@ Options file: as mosquitto_sub, the options in $XDG_CONFIG_HOME/mosquitto_sub (o
 comments; the command line overrides them.
 
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
-connection (the CONNACK code, as mosquitto: 5 = not authorised); 27 -W timed out.";
+connection (the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162);
+27 -W timed out.";
 
 /// MQTT 3.1.1 and MQTT 5 command-line client.
 #[derive(Parser, Debug)]

@@ -75,7 +75,9 @@ pub struct SubArgs {
 
     /// Output format, as mosquitto_sub's -F: %t topic, %p payload, %x/%X payload in hex,
     /// %l length, %m packet id, %q QoS, %r retain, %I ISO 8601 time, %U Unix time, %j/%J
-    /// JSON, %% a percent sign; flags, width and precision as in %-10t %05l %.3t; @Y @m @d
+    /// JSON, %% a percent sign; MQTT 5 properties: %A topic alias, %C content type, %D
+    /// correlation data, %E message expiry interval, %F payload format indicator, %P user
+    /// properties (name:value …), %R response topic, %S subscription identifier; flags, width and precision as in %-10t %05l %.3t; @Y @m @d
     /// @H @M @S … the local time as strftime, @N nanoseconds, @@ an at sign; escapes \\ \0 \a
     /// \e \n \r \t \v. Overrides -v
     #[arg(
