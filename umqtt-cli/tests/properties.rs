@@ -127,6 +127,9 @@ fn d(command: &str, identifier: &str, values: &[&str]) -> Vec<String> {
     group
 }
 
+/// (subcommand, arguments, --policy, the packets whose properties the case sets)
+type WireCase<'a> = (&'a str, Vec<String>, Option<&'a str>, &'a [&'a str]);
+
 /// Every -D command and identifier mosquitto_pub and mosquitto_sub send: the same properties
 /// in the same packets from umqtt, with and without --policy (connect and will there).
 #[test]
@@ -174,8 +177,7 @@ fn every_property_reaches_the_wire_as_from_mosquitto() {
     let will = ["--will-topic", "will/t", "--will-payload", "gone"];
     let connection = ["-h", "127.0.0.1", "-p", &port];
 
-    // (subcommand, arguments, --policy, the packets whose properties the case sets)
-    let mut cases: Vec<(&str, Vec<String>, Option<&str>, &[&str])> = Vec::new();
+    let mut cases: Vec<WireCase> = Vec::new();
     let mut pub_args: Vec<String> = ["-t", "wire/p", "-m", "hello", "-q", "1"]
         .iter()
         .chain(&will)
