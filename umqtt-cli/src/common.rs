@@ -925,6 +925,36 @@ mod tests {
     }
 
     #[test]
+    fn session_expiry_as_mosquitto_reads_it() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("60", 60),
+            ("-1", u32::MAX),
+            ("∞", u32::MAX),
+            ("4294967295", u32::MAX),
+            ("0x10", 16),
+            ("010", 8),
+            (" +5", 5),
+        ] {
+            assert_eq!(parse_session_expiry(text), Ok(seconds), "{text}");
+        }
+        for text in ["", "abc", "12s", "0x", "08", "1.5", "- 1"] {
+            assert_eq!(
+                parse_session_expiry(text),
+                Err("session-expiry-interval not a number.".to_owned()),
+                "{text}"
+            );
+        }
+        for text in ["4294967296", "-2", "99999999999999999999999999"] {
+            assert_eq!(
+                parse_session_expiry(text),
+                Err("session-expiry-interval out of range.".to_owned()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn qos_values() {
         assert_eq!(parse_qos("0"), Ok(0));
         assert_eq!(parse_qos("2"), Ok(2));
