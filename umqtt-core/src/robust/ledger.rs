@@ -29,6 +29,9 @@ pub(super) struct Pending {
     pub(super) deadline: Option<Instant>,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
+    /// The caller's MQTT 5 PUBLISH properties as wire bytes (empty for none), until the
+    /// session holds the encoded PUBLISH.
+    pub(super) properties: Vec<u8>,
 }
 
 impl Pending {
@@ -164,9 +167,24 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     u32::try_from(left.div_ceil(1000).max(1)).unwrap_or(u32::MAX),
                 )
             });
+        // The caller's properties, if any, with the shorter of its own Message Expiry
+        // Interval and what is left of the delivery deadline.
+        let mut own: Vec<Property<'_>> = Vec::new();
+        if !pending.properties.is_empty() {
+            own.extend(Properties::Encoded(&pending.properties).iter());
+            if let Some(Property::MessageExpiryInterval(left)) = expiry {
+                match own
+                    .iter_mut()
+                    .find(|p| matches!(p, Property::MessageExpiryInterval(_)))
+                {
+                    Some(Property::MessageExpiryInterval(given)) => *given = (*given).min(left),
+                    _ => own.push(Property::MessageExpiryInterval(left)),
+                }
+            }
+        }
         let expiry = expiry.as_slice();
-        let list = PropertyList(expiry);
-        let properties = if expiry.is_empty() {
+        let list = PropertyList(if own.is_empty() { expiry } else { &own });
+        let properties = if list.0.is_empty() {
             Properties::EMPTY
         } else {
             Properties::List(&list)
@@ -190,6 +208,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             None => self.qos0.push_back(pending),
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
+                pending.properties = Vec::new();
                 self.recycle(&mut pending);
                 if pending.durable {
                     self.store_ops.push_back(StoreOp::Assigned {

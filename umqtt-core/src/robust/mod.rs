@@ -476,7 +476,52 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         retain: bool,
         delivery: Delivery,
     ) -> Result<MessageId, UsageError> {
-        self.enqueue(now, topic, payload, qos, retain, (delivery, false))
+        self.enqueue(
+            now,
+            topic,
+            payload,
+            qos,
+            retain,
+            (delivery, false),
+            Vec::new(),
+        )
+    }
+
+    /// [`Engine::publish_with`] with MQTT 5 PUBLISH properties (user properties, content
+    /// type, response topic, correlation data, message expiry…), checked for PUBLISH here.
+    /// A [`Delivery::Within`] deadline still bounds the Message Expiry Interval sent (the
+    /// shorter of the two). With 3.1.1, properties are refused
+    /// ([`EncodeError::RequiresMqtt5`](crate::packet::EncodeError::RequiresMqtt5)).
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_with_properties(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<MessageId, UsageError> {
+        let properties = if properties.is_empty() {
+            Vec::new()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties.encode_for(crate::packet::PacketType::Publish, false)?
+        };
+        self.enqueue(
+            now,
+            topic,
+            payload,
+            qos,
+            retain,
+            (delivery, false),
+            properties,
+        )
     }
 
     /// Like [`Engine::publish_with`] for a guaranteed message the driver keeps in a durable
@@ -496,6 +541,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             qos,
             retain,
             (Delivery::Guaranteed, true),
+            Vec::new(),
         )
     }
 
@@ -507,6 +553,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         qos: QoS,
         retain: bool,
         (delivery, durable): (Delivery, bool),
+        properties: Vec<u8>,
     ) -> Result<MessageId, UsageError> {
         Self::check_publish(topic, payload, qos)?;
         let id = MessageId(self.next_id);
@@ -557,6 +604,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery,
             deadline,
             packet_id: None,
+            properties,
         };
         // Straight into the session when nothing waits ahead of it and there is room: a QoS
         // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
@@ -622,6 +670,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery: Delivery::Guaranteed,
             deadline: None,
             packet_id: None,
+            properties: Vec::new(),
         };
         self.queued_bytes += pending.size;
         if let (Some(packet_id), true) =
@@ -711,6 +760,25 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// subscribe, connect or nudge). Pending messages stay, and are resent by a later
     /// connection if the session persists.
     pub fn disconnect(&mut self, now: Instant) {
+        let _ = self.disconnect_with(now, crate::packet::Disconnect::NORMAL);
+    }
+
+    /// [`Engine::disconnect`] with an MQTT 5 reason code and DISCONNECT properties (a session
+    /// expiry interval, a reason string, user properties). A DISCONNECT that cannot be
+    /// encoded (a property it may not carry; anything but a normal one with 3.1.1) is refused
+    /// before anything changes.
+    pub fn disconnect_with(
+        &mut self,
+        now: Instant,
+        disconnect: crate::packet::Disconnect<'_>,
+    ) -> Result<(), UsageError> {
+        if matches!(self.link, Link::Up { .. }) {
+            match self.session.disconnect_with(disconnect) {
+                Err(error @ UsageError::Encode(_)) => return Err(error),
+                // Not connected after all: the link is closed below all the same.
+                Ok(()) | Err(_) => {}
+            }
+        }
         let link = core::mem::replace(
             &mut self.link,
             Link::Down {
@@ -719,11 +787,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 next_attempt: None,
             },
         );
-        // Down first: the session's `Closed(Disconnected)` is the application's doing, not a
-        // failure for the policy.
+        // Down before the pump reads the session's `Closed(Disconnected)`: it is the
+        // application's doing, not a failure for the policy.
         match link {
             Link::Up { .. } => {
-                let _ = self.session.disconnect();
                 self.pump(now);
                 self.actions.push_back(Action::Close);
             }
@@ -734,6 +801,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Down { .. } => {}
         }
         self.requeue_unwritten();
+        Ok(())
     }
 
     // ----- internals -------------------------------------------------------------------------

@@ -415,3 +415,123 @@ fn within_maps_onto_message_expiry_with_mqtt_5() {
         [(b"soon".to_vec(), Some(8)), (b"kept".to_vec(), None)]
     );
 }
+
+/// MQTT 5: a message's own PUBLISH properties go with it, queued while the link is down; its
+/// Message Expiry Interval is the shorter of its own and what is left of its deadline. A
+/// DISCONNECT carries its properties; one it may not carry is refused and the link stays.
+#[test]
+fn publish_properties_wait_with_the_message_and_disconnect_carries_its_own() {
+    use crate::packet::{
+        decode_with, Decoded, Disconnect, Packet, Properties, Property, PropertyList,
+        ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    let mut engine: Engine<FixedDelay, ()> =
+        Engine::new(EngineConfig::new(session), FixedDelay::default(), 1, t(0));
+    let own = [
+        Property::UserProperty("k", "v"),
+        Property::MessageExpiryInterval(5),
+        Property::ContentType("text/plain"),
+    ];
+    for (payload, delivery) in [
+        (
+            &b"deadline-later"[..],
+            Delivery::Within(Duration::from_secs(60)),
+        ),
+        (b"deadline-sooner", Delivery::Within(Duration::from_secs(3))),
+        (b"guaranteed", Delivery::Guaranteed),
+    ] {
+        engine
+            .publish_with_properties(
+                t(0),
+                "t",
+                payload,
+                QoS::AtLeastOnce,
+                false,
+                delivery,
+                Properties::List(&PropertyList(&own)),
+            )
+            .unwrap();
+    }
+    // Not a PUBLISH property: refused at once.
+    assert!(engine
+        .publish_with_properties(
+            t(0),
+            "t",
+            b"x",
+            QoS::AtMostOnce,
+            false,
+            Delivery::Guaranteed,
+            Properties::List(&PropertyList(&[Property::WillDelayInterval(1)])),
+        )
+        .is_err());
+    engine.connect(t(0));
+    assert!(matches!(
+        engine.poll_action(),
+        Some(Action::Open { server: 0 })
+    ));
+    engine.handle_opened(t(1_000));
+    while engine.poll_transmit(t(1_000)).is_some() {}
+    engine.handle_written(t(1_000));
+    engine.handle_read(t(1_000), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(1_000)) {
+        bytes.extend_from_slice(part);
+    }
+    let mut sent = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Publish(p) = packet {
+            let user: Vec<(&str, &str)> = p.properties.user_properties().collect();
+            assert_eq!(user, [("k", "v")]);
+            assert_eq!(p.properties.content_type(), Some("text/plain"));
+            sent.push((p.payload.to_vec(), p.properties.message_expiry_interval()));
+        }
+        rest = &rest[consumed..];
+    }
+    // 2 s of the 3 are left at 1 s: 2 beats the message's own 5.
+    assert_eq!(
+        sent,
+        [
+            (b"deadline-later".to_vec(), Some(5)),
+            (b"deadline-sooner".to_vec(), Some(2)),
+            (b"guaranteed".to_vec(), Some(5)),
+        ]
+    );
+
+    // DISCONNECT: a property it may not carry is refused, nothing changes.
+    let bad = [Property::ContentType("x")];
+    assert!(engine
+        .disconnect_with(
+            t(1_000),
+            Disconnect::new(ReasonCode::Success, Properties::List(&PropertyList(&bad)))
+        )
+        .is_err());
+    assert!(engine.poll_transmit(t(1_000)).is_none());
+    let good = [Property::ReasonString("bye")];
+    engine
+        .disconnect_with(
+            t(1_000),
+            Disconnect::new(ReasonCode::Success, Properties::List(&PropertyList(&good))),
+        )
+        .unwrap();
+    let disconnect = engine.poll_transmit(t(1_000)).unwrap().to_vec();
+    let Ok(Decoded::Complete {
+        packet: Packet::Disconnect(d),
+        ..
+    }) = decode_with(&disconnect, usize::MAX, ProtocolVersion::V5)
+    else {
+        panic!("{disconnect:02x?}");
+    };
+    assert_eq!(d.properties.reason_string(), Some("bye"));
+}
