@@ -189,7 +189,12 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
             }),
     };
     if let Some(policy) = args.robust.policy {
-        reconnect::check_properties(&settings.properties, &[Target::Publish, Target::Disconnect])?;
+        if args.outbox.is_some() && settings.properties.has(Target::Publish) {
+            return Err(CliError::usage(
+                "-D publish properties are not kept in the --outbox file: leave out one or the \
+                 other",
+            ));
+        }
         return publish_robust(&args, &settings, policy, &message, single);
     }
 
@@ -348,7 +353,18 @@ fn publish_robust(
                 if crate::signal::interrupted() {
                     break;
                 }
-                client.publish(message.topic, &payload, message.qos, message.retain)?;
+                if message.properties.is_empty() {
+                    client.publish(message.topic, &payload, message.qos, message.retain)?;
+                } else {
+                    client.publish_with_properties(
+                        message.topic,
+                        &payload,
+                        message.qos,
+                        message.retain,
+                        delivery,
+                        message.properties(),
+                    )?;
+                }
                 tracker.rearmed();
                 published += 1;
                 message.confirmed(&payload);
@@ -400,7 +416,20 @@ fn publish_robust(
                     .iter()
                     .map(|line| (message.topic, line.as_slice()))
                     .collect();
-                client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                if message.properties.is_empty() {
+                    client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                } else {
+                    for (topic, line) in &messages {
+                        client.publish_with_properties(
+                            topic,
+                            line,
+                            message.qos,
+                            message.retain,
+                            delivery,
+                            message.properties(),
+                        )?;
+                    }
+                }
                 tracker.rearmed();
                 published += batch.len() as u64;
                 for line in &batch {
@@ -420,7 +449,7 @@ fn publish_robust(
         client.run_for(ROBUST_TICK)?;
     }
     let undelivered = client.pending() as u64;
-    let _ = client.disconnect();
+    let _ = reconnect::disconnect(&mut client, &settings.properties);
     if undelivered > 0 && crate::signal::interrupted() {
         let kept = if args.outbox.is_some() {
             " (kept in the outbox)"

@@ -175,19 +175,26 @@ fn clean_detail(detail: &str) -> String {
     text
 }
 
-/// `--policy` carries the CONNECT and will properties of `-D` (they are part of the
-/// connection settings); the robust client has no way yet to attach properties to its
-/// messages, subscriptions or DISCONNECT, so `-D` for those `targets` is refused rather than
-/// dropped.
+/// `--policy` carries the CONNECT, will, PUBLISH and DISCONNECT properties of `-D`; the
+/// robust client keeps its subscriptions across reconnects without properties, so `-D` for
+/// SUBSCRIBE and UNSUBSCRIBE (`targets`) is refused rather than dropped.
 pub fn check_properties(properties: &PropertySet, targets: &[Target]) -> Result<(), CliError> {
     match targets.iter().find(|target| properties.has(**target)) {
         Some(target) => Err(CliError::usage(format!(
-            "-D {} properties are not supported with --policy yet (connect and will \
-             properties are); leave out --policy to send them",
+            "-D {} properties are not supported with --policy yet (connect, will, publish \
+             and disconnect properties are); leave out --policy to send them",
             target.command_name()
         ))),
         None => Ok(()),
     }
+}
+
+/// DISCONNECT with the `-D disconnect …` properties.
+pub fn disconnect(client: &mut Client, properties: &PropertySet) -> Result<(), umqtt::Error> {
+    client.disconnect_with(umqtt_core::packet::Disconnect::new(
+        umqtt_core::packet::ReasonCode::Success,
+        properties.get(Target::Disconnect),
+    ))
 }
 
 /// Builds the robust client for these flags: the same connection settings as the simple

@@ -31,7 +31,7 @@ use crate::format::{Extra, Format};
 use crate::link::{Link, Recovered};
 use crate::output::{Printer, Stopped};
 use crate::policy::PolicySpec;
-use crate::property::Target;
+use crate::property::{PropertySet, Target};
 use crate::reconnect::{self, Tracker};
 
 /// With a policy: longest single wait for a message, between checks of the policy's state.
@@ -244,7 +244,7 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
             Some(policy) => {
                 reconnect::check_properties(
                     &settings.properties,
-                    &[Target::Subscribe, Target::Unsubscribe, Target::Disconnect],
+                    &[Target::Subscribe, Target::Unsubscribe],
                 )?;
                 let (mut client, tracker) =
                     reconnect::client(&settings, policy.for_subscribing(), None)?;
@@ -258,6 +258,7 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                     client: Box::new(client),
                     tracker,
                     policy,
+                    properties: settings.properties.clone(),
                 }
             }
             None => {
@@ -365,6 +366,8 @@ enum Subscriber {
         client: Box<umqtt::robust::Client>,
         tracker: Tracker,
         policy: PolicySpec,
+        /// `-D disconnect …`.
+        properties: PropertySet,
     },
     /// Subscribing failed: the messages received before the failure are still handed out,
     /// then the failure (`None` inside: the `-W` deadline) is reported.
@@ -470,6 +473,7 @@ impl Subscriber {
                 client,
                 tracker,
                 policy,
+                ..
             } => {
                 tracker.check_fatal().map_err(Some)?;
                 if !filters.is_empty() && tracker.tally().refused.len() >= filters.len() {
@@ -524,11 +528,13 @@ impl Subscriber {
                 link.disconnect();
             }
             Subscriber::Failed { link, .. } => link.disconnect(),
-            Subscriber::Robust { client, .. } => {
+            Subscriber::Robust {
+                client, properties, ..
+            } => {
                 if !crate::signal::interrupted() {
                     let _ = client.flush(limit);
                 }
-                let _ = client.disconnect();
+                let _ = reconnect::disconnect(client, properties);
             }
         }
     }

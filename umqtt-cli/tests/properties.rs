@@ -184,7 +184,7 @@ fn every_property_reaches_the_wire_as_from_mosquitto() {
         .map(|s| s.to_string())
         .collect();
     pub_args.extend(connect_and_will.clone());
-    pub_args.extend(publish_and_disconnect);
+    pub_args.extend(publish_and_disconnect.clone());
     cases.push((
         "pub",
         pub_args,
@@ -204,14 +204,20 @@ fn every_property_reaches_the_wire_as_from_mosquitto() {
         None,
         &["CONNECT", "will", "SUBSCRIBE", "UNSUBSCRIBE", "DISCONNECT"],
     ));
-    // --policy: the connection's properties (CONNECT and will) go with it.
-    let mut robust: Vec<String> = ["-t", "wire/r", "-m", "kept", "-q", "1", "-i", "robust"]
+    // --policy: the same, through the robust client.
+    let mut robust: Vec<String> = ["-t", "wire/r", "-m", "kept", "-q", "1"]
         .iter()
         .chain(&will)
         .map(|s| s.to_string())
         .collect();
     robust.extend(connect_and_will);
-    cases.push(("pub", robust, Some("guaranteed"), &["CONNECT", "will"]));
+    robust.extend(publish_and_disconnect.clone());
+    cases.push((
+        "pub",
+        robust,
+        Some("guaranteed"),
+        &["CONNECT", "will", "PUBLISH", "DISCONNECT"],
+    ));
 
     for (subcommand, args, policy, covered) in cases {
         // mosquitto_sub -E now and then exits without sending its DISCONNECT (it does not
@@ -769,23 +775,42 @@ fn bad_property_input_exits_like_mosquitto() {
     out.assert_one_line_error();
     assert_eq!(out.status.code(), Some(140), "{out:?}");
 
-    // --policy carries the connection's properties only: the others are refused, not dropped.
-    for (subcommand, flags) in [
+    // --policy keeps its subscriptions without properties, and --outbox stores none: refused,
+    // not dropped.
+    let outbox = tempfile::tempdir().unwrap();
+    let outbox = outbox.path().join("outbox.redb");
+    let outbox = outbox.to_str().unwrap();
+    for (subcommand, flags, message) in [
         (
-            "pub",
-            &["-m", "x", "-D", "publish", "content-type", "x"][..],
+            "sub",
+            &["-D", "subscribe", "subscription-identifier", "1"][..],
+            "not supported with --policy",
+        ),
+        (
+            "sub",
+            &["-U", "t", "-D", "unsubscribe", "user-property", "a", "b"],
+            "not supported with --policy",
         ),
         (
             "pub",
-            &["-m", "x", "-D", "disconnect", "reason-string", "x"],
+            &[
+                "-m",
+                "x",
+                "--outbox",
+                outbox,
+                "-D",
+                "publish",
+                "content-type",
+                "x",
+            ],
+            "not kept in the --outbox file",
         ),
-        ("sub", &["-D", "subscribe", "subscription-identifier", "1"]),
     ] {
-        let mut args = vec!["-t", "t", "--policy", "fixed:1s"];
+        let mut args = vec!["-t", "t", "--policy", "guaranteed"];
         args.extend_from_slice(flags);
         let out = run_at(&broker, subcommand, &args);
         let line = out.assert_one_line_error();
         assert_eq!(out.status.code(), Some(1));
-        assert!(line.contains("not supported with --policy"), "{line}");
+        assert!(line.contains(message), "{line}");
     }
 }

@@ -1,6 +1,7 @@
 //! The ledger: every message the engine owns, from `publish` to its one outcome — waiting in
 //! the queue, handed to the session, withdrawn, expired or settled.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -31,7 +32,7 @@ pub(super) struct Pending {
     pub(super) packet_id: Option<PacketId>,
     /// The caller's MQTT 5 PUBLISH properties as wire bytes (empty for none), until the
     /// session holds the encoded PUBLISH.
-    pub(super) properties: Vec<u8>,
+    pub(super) properties: Box<[u8]>,
 }
 
 impl Pending {
@@ -208,7 +209,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             None => self.qos0.push_back(pending),
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
-                pending.properties = Vec::new();
+                pending.properties = Default::default();
                 self.recycle(&mut pending);
                 if pending.durable {
                     self.store_ops.push_back(StoreOp::Assigned {

@@ -63,6 +63,7 @@ pub use policy::{
     FixedDelay, NoRetry, OutageLimit, PendingSummary, ReconnectPolicy,
 };
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -482,8 +483,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             payload,
             qos,
             retain,
-            (delivery, false),
-            Vec::new(),
+            (delivery, false, Box::default()),
         )
     }
 
@@ -504,14 +504,16 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         properties: crate::packet::Properties<'_>,
     ) -> Result<MessageId, UsageError> {
         let properties = if properties.is_empty() {
-            Vec::new()
+            Box::default()
         } else {
             if !self.config.session.protocol.is_v5() {
                 return Err(UsageError::Encode(
                     crate::packet::EncodeError::RequiresMqtt5,
                 ));
             }
-            properties.encode_for(crate::packet::PacketType::Publish, false)?
+            properties
+                .encode_for(crate::packet::PacketType::Publish, false)?
+                .into_boxed_slice()
         };
         self.enqueue(
             now,
@@ -519,8 +521,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             payload,
             qos,
             retain,
-            (delivery, false),
-            properties,
+            (delivery, false, properties),
         )
     }
 
@@ -540,8 +541,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             payload,
             qos,
             retain,
-            (Delivery::Guaranteed, true),
-            Vec::new(),
+            (Delivery::Guaranteed, true, Box::default()),
         )
     }
 
@@ -552,8 +552,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-        (delivery, durable): (Delivery, bool),
-        properties: Vec<u8>,
+        (delivery, durable, properties): (Delivery, bool, Box<[u8]>),
     ) -> Result<MessageId, UsageError> {
         Self::check_publish(topic, payload, qos)?;
         let id = MessageId(self.next_id);
@@ -670,7 +669,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery: Delivery::Guaranteed,
             deadline: None,
             packet_id: None,
-            properties: Vec::new(),
+            properties: Box::default(),
         };
         self.queued_bytes += pending.size;
         if let (Some(packet_id), true) =
@@ -773,10 +772,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         disconnect: crate::packet::Disconnect<'_>,
     ) -> Result<(), UsageError> {
         if matches!(self.link, Link::Up { .. }) {
-            match self.session.disconnect_with(disconnect) {
-                Err(error @ UsageError::Encode(_)) => return Err(error),
-                // Not connected after all: the link is closed below all the same.
-                Ok(()) | Err(_) => {}
+            // Any other error: not connected after all, and the link is closed below.
+            if let Err(error @ UsageError::Encode(_)) = self.session.disconnect_with(disconnect) {
+                return Err(error);
             }
         }
         let link = core::mem::replace(

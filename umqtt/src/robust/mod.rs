@@ -354,6 +354,29 @@ impl Client {
         first.ok_or(Error::Usage(UsageError::OutgoingFull))
     }
 
+    /// [`Client::publish_with`] with MQTT 5 PUBLISH properties (user properties, content
+    /// type, response topic, correlation data, message expiry…); a [`Delivery::Within`]
+    /// deadline still bounds the Message Expiry Interval sent (the shorter of the two).
+    /// Refused with 3.1.1, or for a property PUBLISH may not carry. The message and its
+    /// properties are kept in memory only, never in a durable outbox (which stores no
+    /// properties): a message that must survive a crash is published without them.
+    pub fn publish_with_properties(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<MessageId, Error> {
+        let now = self.now();
+        let id = self.engine.publish_with_properties(
+            now, topic, payload, qos, retain, delivery, properties,
+        )?;
+        self.service(now)?;
+        Ok(id)
+    }
+
     /// Publishes several messages at once: with a durable outbox they are written in one
     /// commit (one fsync for the batch). Either all are accepted or, on an error, none.
     pub fn publish_batch(
@@ -515,8 +538,18 @@ impl Client {
     /// stay (and are resent by a later connection with the same client id if the session
     /// persists).
     pub fn disconnect(&mut self) -> Result<(), Error> {
+        self.disconnect_with(umqtt_core::packet::Disconnect::NORMAL)
+    }
+
+    /// [`Client::disconnect`] with an MQTT 5 reason code and DISCONNECT properties (a session
+    /// expiry interval, a reason string, user properties); one that cannot be encoded is
+    /// refused ([`UsageError::Encode`]) and nothing changes.
+    pub fn disconnect_with(
+        &mut self,
+        disconnect: umqtt_core::packet::Disconnect<'_>,
+    ) -> Result<(), Error> {
         let now = self.now();
-        self.engine.disconnect(now);
+        self.engine.disconnect_with(now, disconnect)?;
         self.service(now)?;
         if let Some(mut stream) = self.stream.take() {
             let _ = stream.shutdown();
