@@ -175,14 +175,14 @@ fn clean_detail(detail: &str) -> String {
     text
 }
 
-/// `--policy` carries the CONNECT, will, PUBLISH and DISCONNECT properties of `-D`; the
-/// robust client keeps its subscriptions across reconnects without properties, so `-D` for
-/// SUBSCRIBE and UNSUBSCRIBE (`targets`) is refused rather than dropped.
+/// `--policy` carries every `-D` property but UNSUBSCRIBE's: the robust client sends its
+/// UNSUBSCRIBE without properties, so `-D` for those `targets` is refused rather than
+/// dropped.
 pub fn check_properties(properties: &PropertySet, targets: &[Target]) -> Result<(), CliError> {
     match targets.iter().find(|target| properties.has(**target)) {
         Some(target) => Err(CliError::usage(format!(
-            "-D {} properties are not supported with --policy yet (connect, will, publish \
-             and disconnect properties are); leave out --policy to send them",
+            "-D {} properties are not supported with --policy yet (the others are); leave \
+             out --policy to send them",
             target.command_name()
         ))),
         None => Ok(()),

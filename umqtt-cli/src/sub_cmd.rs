@@ -242,14 +242,15 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
     let mut subscriber =
         match args.robust.policy {
             Some(policy) => {
-                reconnect::check_properties(
-                    &settings.properties,
-                    &[Target::Subscribe, Target::Unsubscribe],
-                )?;
+                reconnect::check_properties(&settings.properties, &[Target::Unsubscribe])?;
                 let (mut client, tracker) =
                     reconnect::client(&settings, policy.for_subscribing(), None)?;
                 for (filter, qos) in &filters {
-                    client.subscribe(filter, *qos)?;
+                    client.subscribe_with_properties(
+                        filter,
+                        *qos,
+                        settings.properties.get(Target::Subscribe),
+                    )?;
                 }
                 for filter in &unsubscribe {
                     client.unsubscribe(filter)?;

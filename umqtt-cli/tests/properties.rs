@@ -197,7 +197,7 @@ fn every_property_reaches_the_wire_as_from_mosquitto() {
         .map(|s| s.to_string())
         .collect();
     sub_args.extend(connect_and_will.clone());
-    sub_args.extend(subscribe_and_unsubscribe);
+    sub_args.extend(subscribe_and_unsubscribe.clone());
     cases.push((
         "sub",
         sub_args,
@@ -210,13 +210,41 @@ fn every_property_reaches_the_wire_as_from_mosquitto() {
         .chain(&will)
         .map(|s| s.to_string())
         .collect();
-    robust.extend(connect_and_will);
+    robust.extend(connect_and_will.clone());
     robust.extend(publish_and_disconnect.clone());
     cases.push((
         "pub",
         robust,
         Some("guaranteed"),
         &["CONNECT", "will", "PUBLISH", "DISCONNECT"],
+    ));
+
+    // A kept subscription through the robust client: it ends after the retained message.
+    run_at(
+        &broker,
+        "pub",
+        &["-t", "wire/rs", "-m", "kept", "-r", "-q", "1"],
+    )
+    .assert_success();
+    let mut robust_sub: Vec<String> = ["-t", "wire/rs", "-C", "1", "-q", "1", "-V", "5"]
+        .iter()
+        .chain(&will)
+        .map(|s| s.to_string())
+        .collect();
+    robust_sub.extend(connect_and_will.clone());
+    robust_sub.extend(
+        [
+            d("subscribe", "subscription-identifier", &["9"]),
+            d("subscribe", "user-property", &["su", "sv"]),
+            d("disconnect", "user-property", &["du", "dv"]),
+        ]
+        .concat(),
+    );
+    cases.push((
+        "sub",
+        robust_sub,
+        Some("fixed:1s"),
+        &["CONNECT", "will", "SUBSCRIBE", "DISCONNECT"],
     ));
 
     for (subcommand, args, policy, covered) in cases {
@@ -775,20 +803,15 @@ fn bad_property_input_exits_like_mosquitto() {
     out.assert_one_line_error();
     assert_eq!(out.status.code(), Some(140), "{out:?}");
 
-    // --policy keeps its subscriptions without properties, and --outbox stores none: refused,
-    // not dropped.
+    // --policy sends UNSUBSCRIBE without properties, and --outbox stores none: refused, not
+    // dropped.
     let outbox = tempfile::tempdir().unwrap();
     let outbox = outbox.path().join("outbox.redb");
     let outbox = outbox.to_str().unwrap();
     for (subcommand, flags, message) in [
         (
             "sub",
-            &["-D", "subscribe", "subscription-identifier", "1"][..],
-            "not supported with --policy",
-        ),
-        (
-            "sub",
-            &["-U", "t", "-D", "unsubscribe", "user-property", "a", "b"],
+            &["-U", "t", "-D", "unsubscribe", "user-property", "a", "b"][..],
             "not supported with --policy",
         ),
         (

@@ -704,13 +704,40 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// across reconnects (renewed only when the broker lost the session). Reported by
     /// [`Event::Subscribed`] or [`Event::SubscriptionRefused`].
     pub fn subscribe(&mut self, now: Instant, filter: &str, qos: QoS) -> Result<(), UsageError> {
+        self.subscribe_with_properties(now, filter, qos, crate::packet::Properties::EMPTY)
+    }
+
+    /// [`Engine::subscribe`] with MQTT 5 SUBSCRIBE properties (a subscription identifier,
+    /// user properties), checked for SUBSCRIBE here and sent with every SUBSCRIBE for this
+    /// filter, renewals included (filters with the same properties share one SUBSCRIBE).
+    /// Refused with 3.1.1.
+    pub fn subscribe_with_properties(
+        &mut self,
+        now: Instant,
+        filter: &str,
+        qos: QoS,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        let properties = if properties.is_empty() {
+            Box::default()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties
+                .encode_for(crate::packet::PacketType::Subscribe, false)?
+                .into_boxed_slice()
+        };
         self.unsubscribe_later.retain(|f| f != filter);
         self.subscriptions.retain(|s| s.filter != filter);
         self.subscriptions.push(Subscription {
             filter: filter.to_string(),
             qos,
             state: SubState::Wanted,
+            properties,
         });
         self.rearm(now);
         self.send_subscriptions();

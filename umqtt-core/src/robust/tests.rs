@@ -535,3 +535,94 @@ fn publish_properties_wait_with_the_message_and_disconnect_carries_its_own() {
     };
     assert_eq!(d.properties.reason_string(), Some("bye"));
 }
+
+/// MQTT 5: kept subscriptions carry their SUBSCRIBE properties; filters with the same
+/// properties share one SUBSCRIBE, others get their own; a renewal after a lost session sends
+/// them again.
+#[test]
+fn subscriptions_keep_their_properties_across_renewals() {
+    use crate::packet::{
+        decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    let mut engine: Engine<FixedDelay, ()> =
+        Engine::new(EngineConfig::new(session), FixedDelay::default(), 1, t(0));
+    let tagged = [
+        Property::SubscriptionIdentifier(7),
+        Property::UserProperty("k", "v"),
+    ];
+    for filter in ["a/#", "b/#"] {
+        engine
+            .subscribe_with_properties(
+                t(0),
+                filter,
+                QoS::AtLeastOnce,
+                Properties::List(&PropertyList(&tagged)),
+            )
+            .unwrap();
+    }
+    engine.subscribe(t(0), "plain", QoS::AtMostOnce).unwrap();
+    // Not a SUBSCRIBE property: refused at once.
+    assert!(engine
+        .subscribe_with_properties(
+            t(0),
+            "c",
+            QoS::AtMostOnce,
+            Properties::List(&PropertyList(&[Property::ContentType("x")])),
+        )
+        .is_err());
+    // (filters, properties) of each SUBSCRIBE sent on a fresh connection.
+    let connect_and_read = |engine: &mut Engine<FixedDelay, ()>, at: u64| {
+        engine.connect(t(at));
+        while engine.poll_action().is_some() {}
+        engine.handle_opened(t(at));
+        while engine.poll_transmit(t(at)).is_some() {}
+        engine.handle_written(t(at));
+        // A v5 CONNACK: accepted, no session present.
+        engine.handle_read(t(at), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+        let mut bytes = Vec::new();
+        while let Some(part) = engine.poll_transmit(t(at)) {
+            bytes.extend_from_slice(part);
+        }
+        let mut subscribes = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let Ok(Decoded::Complete { packet, consumed }) =
+                decode_with(rest, usize::MAX, ProtocolVersion::V5)
+            else {
+                panic!("{rest:02x?}");
+            };
+            if let Packet::Subscribe(s) = packet {
+                let filters: Vec<String> = s.topics.iter().map(|(f, _)| f.to_string()).collect();
+                let properties: Vec<String> = s
+                    .properties
+                    .iter()
+                    .map(|p| alloc::format!("{p:?}"))
+                    .collect();
+                subscribes.push((filters, properties));
+            }
+            rest = &rest[consumed..];
+        }
+        subscribes
+    };
+    let expected = [
+        (
+            vec!["a/#".to_string(), "b/#".to_string()],
+            vec![
+                "SubscriptionIdentifier(7)".to_string(),
+                "UserProperty(\"k\", \"v\")".to_string(),
+            ],
+        ),
+        (vec!["plain".to_string()], vec![]),
+    ];
+    assert_eq!(connect_and_read(&mut engine, 0), expected);
+    // The link drops before any SUBACK; the broker kept no session: all renewed as before.
+    engine.handle_connection_lost(t(10), FailureKind::ConnectionLost, ());
+    while engine.poll_action().is_some() {}
+    assert_eq!(connect_and_read(&mut engine, 5_000), expected);
+}

@@ -370,9 +370,9 @@ impl Client {
         properties: umqtt_core::packet::Properties<'_>,
     ) -> Result<MessageId, Error> {
         let now = self.now();
-        let id = self.engine.publish_with_properties(
-            now, topic, payload, qos, retain, delivery, properties,
-        )?;
+        let id = self
+            .engine
+            .publish_with_properties(now, topic, payload, qos, retain, delivery, properties)?;
         self.service(now)?;
         Ok(id)
     }
@@ -455,6 +455,21 @@ impl Client {
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<(), Error> {
         let now = self.now();
         self.engine.subscribe(now, filter, qos)?;
+        self.service(now)
+    }
+
+    /// [`Client::subscribe`] with MQTT 5 SUBSCRIBE properties (a subscription identifier,
+    /// user properties), sent again with every renewal. Refused with 3.1.1, or for a property
+    /// SUBSCRIBE may not carry.
+    pub fn subscribe_with_properties(
+        &mut self,
+        filter: &str,
+        qos: QoS,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.engine
+            .subscribe_with_properties(now, filter, qos, properties)?;
         self.service(now)
     }
 
