@@ -104,7 +104,7 @@ pub struct ConnectArgs {
     /// correlation-data, message-expiry-interval, payload-format-indicator, response-topic;
     /// publish: topic-alias; will: will-delay-interval; subscribe: subscription-identifier;
     /// disconnect: session-expiry-interval, reason-string; any: user-property NAME VALUE.
-    /// With --policy: not unsubscribe (and publish not with --outbox)
+    /// Publish properties are not kept in an --outbox file
     #[arg(short = 'D', long = "property", value_names = ["COMMAND", "IDENTIFIER", "VALUE"],
           num_args = 3..=4, help_heading = "MQTT 5")]
     pub property: Option<Vec<String>>,

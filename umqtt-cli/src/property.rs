@@ -80,18 +80,6 @@ impl Target {
         }
     }
 
-    /// The `-D` command that names it.
-    pub fn command_name(self) -> &'static str {
-        match self {
-            Target::Connect => "connect",
-            Target::Publish => "publish",
-            Target::Subscribe => "subscribe",
-            Target::Unsubscribe => "unsubscribe",
-            Target::Disconnect => "disconnect",
-            Target::Will => "will",
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }

@@ -175,20 +175,6 @@ fn clean_detail(detail: &str) -> String {
     text
 }
 
-/// `--policy` carries every `-D` property but UNSUBSCRIBE's: the robust client sends its
-/// UNSUBSCRIBE without properties, so `-D` for those `targets` is refused rather than
-/// dropped.
-pub fn check_properties(properties: &PropertySet, targets: &[Target]) -> Result<(), CliError> {
-    match targets.iter().find(|target| properties.has(**target)) {
-        Some(target) => Err(CliError::usage(format!(
-            "-D {} properties are not supported with --policy yet (the others are); leave \
-             out --policy to send them",
-            target.command_name()
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// DISCONNECT with the `-D disconnect …` properties.
 pub fn disconnect(client: &mut Client, properties: &PropertySet) -> Result<(), umqtt::Error> {
     client.disconnect_with(umqtt_core::packet::Disconnect::new(

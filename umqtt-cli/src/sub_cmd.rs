@@ -242,7 +242,6 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
     let mut subscriber =
         match args.robust.policy {
             Some(policy) => {
-                reconnect::check_properties(&settings.properties, &[Target::Unsubscribe])?;
                 let (mut client, tracker) =
                     reconnect::client(&settings, policy.for_subscribing(), None)?;
                 for (filter, qos) in &filters {
@@ -253,7 +252,10 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                     )?;
                 }
                 for filter in &unsubscribe {
-                    client.unsubscribe(filter)?;
+                    client.unsubscribe_with_properties(
+                        filter,
+                        settings.properties.get(Target::Unsubscribe),
+                    )?;
                 }
                 Subscriber::Robust {
                     client: Box::new(client),

@@ -175,7 +175,7 @@ pub struct Engine<P, E> {
     next_id: u64,
     subscriptions: Vec<Subscription>,
     /// Filters to unsubscribe from at the next connection (a persistent session still has them).
-    unsubscribe_later: Vec<String>,
+    unsubscribe_later: Vec<(String, Box<[u8]>)>,
     requests: Vec<(PacketId, RequestKind, Vec<String>)>,
     had_session: bool,
     events: VecDeque<Event<E>>,
@@ -731,7 +731,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 .encode_for(crate::packet::PacketType::Subscribe, false)?
                 .into_boxed_slice()
         };
-        self.unsubscribe_later.retain(|f| f != filter);
+        self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.subscriptions.retain(|s| s.filter != filter);
         self.subscriptions.push(Subscription {
             filter: filter.to_string(),
@@ -747,11 +747,35 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// Forgets a subscription and unsubscribes: now if connected, else at the next connection
     /// (a persistent session would otherwise keep delivering).
     pub fn unsubscribe(&mut self, now: Instant, filter: &str) -> Result<(), UsageError> {
+        self.unsubscribe_with_properties(now, filter, crate::packet::Properties::EMPTY)
+    }
+
+    /// [`Engine::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties), checked
+    /// for UNSUBSCRIBE here (filters with the same properties share one UNSUBSCRIBE). Refused
+    /// with 3.1.1.
+    pub fn unsubscribe_with_properties(
+        &mut self,
+        now: Instant,
+        filter: &str,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        let properties = if properties.is_empty() {
+            Box::default()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties
+                .encode_for(crate::packet::PacketType::Unsubscribe, false)?
+                .into_boxed_slice()
+        };
         self.subscriptions.retain(|s| s.filter != filter);
-        if !self.unsubscribe_later.iter().any(|f| f == filter) {
-            self.unsubscribe_later.push(filter.to_string());
-        }
+        self.unsubscribe_later.retain(|(f, _)| f != filter);
+        self.unsubscribe_later
+            .push((filter.to_string(), properties));
         self.rearm(now);
         self.send_subscriptions();
         Ok(())

@@ -78,13 +78,26 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Err(_) => return, // no packet id free: retried at the next connection
             }
         }
-        if !self.unsubscribe_later.is_empty() {
-            let filters: Vec<&str> = self.unsubscribe_later.iter().map(String::as_str).collect();
-            if let Ok(packet_id) = self.session.unsubscribe(&filters) {
-                let filters = core::mem::take(&mut self.unsubscribe_later);
-                self.requests
-                    .push((packet_id, RequestKind::Unsubscribe, filters));
-            }
+        while let Some(properties) = self.unsubscribe_later.first().map(|(_, p)| p.clone()) {
+            let filters: Vec<&str> = self
+                .unsubscribe_later
+                .iter()
+                .filter(|(_, p)| *p == properties)
+                .map(|(f, _)| f.as_str())
+                .collect();
+            let Ok(packet_id) = self
+                .session
+                .unsubscribe_with(&filters, Properties::Encoded(&properties))
+            else {
+                return; // no packet id free: retried at the next connection
+            };
+            let (sent, kept) = core::mem::take(&mut self.unsubscribe_later)
+                .into_iter()
+                .partition(|(_, p)| *p == properties);
+            self.unsubscribe_later = kept;
+            let filters = sent.into_iter().map(|(f, _)| f).collect::<Vec<String>>();
+            self.requests
+                .push((packet_id, RequestKind::Unsubscribe, filters));
         }
     }
 

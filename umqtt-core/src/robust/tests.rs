@@ -626,3 +626,75 @@ fn subscriptions_keep_their_properties_across_renewals() {
     while engine.poll_action().is_some() {}
     assert_eq!(connect_and_read(&mut engine, 5_000), expected);
 }
+
+/// MQTT 5: UNSUBSCRIBE carries its properties; filters with the same properties share one.
+#[test]
+fn unsubscribes_carry_their_properties() {
+    use crate::packet::{
+        decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    // A persistent session the broker kept: there is something to unsubscribe from.
+    let mut config = EngineConfig::new(session);
+    config.clean_session = false;
+    let mut engine: Engine<FixedDelay, ()> = Engine::new(config, FixedDelay::default(), 1, t(0));
+    let why = [Property::UserProperty("why", "done")];
+    // Queued while down, sent once connected.
+    for filter in ["a/#", "b/#"] {
+        engine
+            .unsubscribe_with_properties(t(0), filter, Properties::List(&PropertyList(&why)))
+            .unwrap();
+    }
+    engine.unsubscribe(t(0), "plain").unwrap();
+    assert!(engine
+        .unsubscribe_with_properties(
+            t(0),
+            "c",
+            Properties::List(&PropertyList(&[Property::ReasonString("x")])),
+        )
+        .is_err());
+    engine.connect(t(0));
+    while engine.poll_action().is_some() {}
+    engine.handle_opened(t(0));
+    while engine.poll_transmit(t(0)).is_some() {}
+    engine.handle_written(t(0));
+    engine.handle_read(t(0), &[0x20, 0x03, 0x01, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(0)) {
+        bytes.extend_from_slice(part);
+    }
+    let mut unsubscribes = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Unsubscribe(u) = packet {
+            let filters: Vec<String> = u.topics.iter().map(|f| f.to_string()).collect();
+            let user: Vec<(String, String)> = u
+                .properties
+                .user_properties()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            unsubscribes.push((filters, user));
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(
+        unsubscribes,
+        [
+            (
+                vec!["a/#".to_string(), "b/#".to_string()],
+                vec![("why".to_string(), "done".to_string())]
+            ),
+            (vec!["plain".to_string()], vec![]),
+        ]
+    );
+}

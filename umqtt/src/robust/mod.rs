@@ -481,6 +481,19 @@ impl Client {
         self.service(now)
     }
 
+    /// [`Client::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties). Refused
+    /// with 3.1.1, or for a property UNSUBSCRIBE may not carry.
+    pub fn unsubscribe_with_properties(
+        &mut self,
+        filter: &str,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.engine
+            .unsubscribe_with_properties(now, filter, properties)?;
+        self.service(now)
+    }
+
     /// With [`RobustConfig::manual_ack`]: `message` is processed; the broker gets its PUBACK /
     /// PUBREC (in the order messages arrived). Returns whether an acknowledgement was owed
     /// (false for QoS 0, a second ack, or a QoS 1 message whose connection ended: the broker
