@@ -21,7 +21,10 @@
 //! payload-format-indicator other than 0 or 1 is refused (MQTT 5 defines only those);
 //! `connect topic-alias-maximum` is refused, since umqtt does not accept incoming topic
 //! aliases; the properties the core's table allows are the specification's (mosquitto also
-//! lets `reason-string` into a will).
+//! lets `reason-string` into a will); a value the core refuses (a Receive Maximum of 0) is
+//! reported as its `-D` is read, not after the whole command line. A `publish topic-alias`
+//! goes with the full topic on every PUBLISH (mosquitto_pub leaves the topic out after the
+//! first): the same for subscribers, a few bytes more on the wire.
 
 use std::ffi::OsString;
 
@@ -159,7 +162,7 @@ const NAMES: [(&str, PropertyId); 27] = [
 ];
 
 /// mosquitto's name of a property.
-pub fn name(id: PropertyId) -> &'static str {
+fn name(id: PropertyId) -> &'static str {
     NAMES
         .iter()
         .find(|(_, known)| *known == id)
