@@ -299,6 +299,7 @@ fn install_panic_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use umqtt_core::packet::ProtocolVersion;
 
     #[test]
     fn command_definition_is_valid() {
@@ -346,6 +347,46 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
         let error = parse(&["sub", "-L", "mqtt://h/t", "-p", "1"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn property_groups_are_read_before_clap_and_select_mqtt5() {
+        let args: Vec<OsString> = [
+            "umqtt",
+            "pub",
+            "-t",
+            "t",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v",
+            "-m",
+            "x",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let (args, properties) = take_properties(args).unwrap();
+        let Command::Pub(parsed) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not pub")
+        };
+        assert_eq!(parsed.connection.protocol, ProtocolVersion::V5);
+        assert_eq!(
+            properties
+                .get(property::Target::Publish)
+                .user_properties()
+                .collect::<Vec<_>>(),
+            [("k", "v")]
+        );
+        // Other subcommands are left alone; a bad group is one error line.
+        let args: Vec<OsString> = ["umqtt", "demo", "-D"].iter().map(OsString::from).collect();
+        assert_eq!(take_properties(args.clone()).unwrap().0, args);
+        let args: Vec<OsString> = ["umqtt", "sub", "-t", "t", "-D", "connect"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(take_properties(args).is_err());
     }
 
     #[test]
