@@ -454,6 +454,13 @@ impl ConnectArgs {
             crate::error::set_quiet();
         }
         self.unsupported.check()?;
+        if self.property.is_some() {
+            // Only a form `property::extract` does not read reaches clap (`--property=…`,
+            // `-vD …`): mosquitto knows neither.
+            return Err(CliError::usage(
+                "give -D / --property as its own argument: -D COMMAND IDENTIFIER VALUE",
+            ));
+        }
         let v5 = self.protocol.is_v5();
         // As mosquitto: -x is checked whatever the version, and used only by MQTT 5.
         let session_expiry = self

@@ -751,6 +751,11 @@ fn bad_property_input_exits_like_mosquitto() {
             &["-D", "connect", "user-property", "a", "b", "-V", "mqttv311"],
             "MQTT 5",
         ),
+        (
+            "pub",
+            &["--property=connect", "user-property", "a", "b"],
+            "--property",
+        ),
     ];
     for (subcommand, flags, message) in cases {
         let mut args: Vec<&str> = vec!["-t", "t"];
