@@ -12,9 +12,11 @@ use umqtt::simple::{Client, ClientConfig};
 use umqtt::transport::{ProxyConfig, TransportConfig, WebSocketConfig};
 use umqtt::{QoS, TlsConfig};
 use umqtt_core::packet::ProtocolVersion;
+use umqtt_core::session::ConnectOptions;
 
 use crate::error::{print_warning_line, CliError};
 use crate::policy::PolicySpec;
+use crate::property::{PropertySet, Target};
 use crate::stream::CliStream;
 use crate::url::BrokerUrl;
 
@@ -82,9 +84,10 @@ pub struct ConnectArgs {
     #[arg(long = "nodelay")]
     pub nodelay: bool,
 
-    /// Session expiry interval: an MQTT 5 property. umqtt speaks MQTT 3.1.1, where a -c
-    /// session never expires and a clean one ends with the connection: accepted and ignored,
-    /// with a warning
+    /// Session expiry interval in seconds (MQTT 5: set in CONNECT): 0 to 4294967294, or -1,
+    /// 4294967295 or ∞ for a session that never expires (needs -i). Default: -1 with -c, else
+    /// 0 (the session ends with the connection). Ignored with MQTT 3.1.1, where a -c session
+    /// never expires
     #[arg(
         short = 'x',
         long = "session-expiry-interval",
@@ -92,6 +95,24 @@ pub struct ConnectArgs {
         allow_hyphen_values = true
     )]
     pub session_expiry: Option<String>,
+
+    /// MQTT 5 property for a packet, as mosquitto's -D (repeatable; selects -V 5 unless a -V
+    /// follows). COMMAND: connect, publish (pub), subscribe, unsubscribe (sub), disconnect or
+    /// will. IDENTIFIER: connect: session-expiry-interval, receive-maximum,
+    /// maximum-packet-size, request-problem-information, request-response-information,
+    /// authentication-method, authentication-data; publish and will: content-type,
+    /// correlation-data, message-expiry-interval, payload-format-indicator, response-topic;
+    /// publish: topic-alias; will: will-delay-interval; subscribe: subscription-identifier;
+    /// disconnect: session-expiry-interval, reason-string; any: user-property NAME VALUE.
+    /// Publish properties are not kept in an --outbox file
+    #[arg(short = 'D', long = "property", value_names = ["COMMAND", "IDENTIFIER", "VALUE"],
+          num_args = 3..=4, help_heading = "MQTT 5")]
+    pub property: Option<Vec<String>>,
+
+    /// The -D properties, taken out of the command line before clap parses it (see
+    /// `property::extract`): `property` above only documents the flag.
+    #[arg(skip)]
+    pub properties: PropertySet,
 
     /// Keep the session when disconnecting (clean session off); needs -i
     #[arg(short = 'c', long = "disable-clean-session")]
@@ -259,11 +280,6 @@ pub struct Unsupported {
     /// OpenSSL engine key password hash: not available with rustls
     #[arg(long = "tls-engine-kpass-sha1", value_name = "HASH")]
     pub tls_engine_kpass_sha1: Option<String>,
-
-    /// MQTT 5 property: needs MQTT 5, not supported yet
-    #[arg(short = 'D', long = "property", value_names = ["COMMAND", "IDENTIFIER", "VALUE"],
-          num_args = 2..=4)]
-    pub property: Option<Vec<String>>,
 }
 
 impl Unsupported {
@@ -284,9 +300,6 @@ impl Unsupported {
         {
             "--tls-engine / --keyform / --tls-engine-kpass-sha1: OpenSSL engines are not \
              available, umqtt uses rustls; give the private key as a PEM file with --key"
-        } else if self.property.is_some() {
-            "-D / --property sets MQTT 5 properties; umqtt speaks MQTT 3.1.1 (MQTT 5 is not \
-             supported yet)"
         } else {
             return Ok(());
         };
@@ -344,6 +357,43 @@ fn parse_protocol_version(text: &str) -> Result<ProtocolVersion, String> {
     }
 }
 
+/// A `-x` value as mosquitto reads it (`strtol` with base 0: decimal, `0x` hex or `0` octal,
+/// with an optional sign): 0 to 4294967295, with -1 and `∞` meaning 4294967295 (never
+/// expires). The errors are mosquitto's.
+fn parse_session_expiry(text: &str) -> Result<u32, String> {
+    if text == "∞" {
+        return Ok(u32::MAX);
+    }
+    let not_a_number = || "session-expiry-interval not a number.".to_owned();
+    let trimmed = text.trim_start();
+    let (negative, rest) = match trimmed.as_bytes().first() {
+        Some(b'-') => (true, &trimmed[1..]),
+        Some(b'+') => (false, &trimmed[1..]),
+        _ => (false, trimmed),
+    };
+    let (radix, digits) = if let Some(hex) = rest
+        .strip_prefix("0x")
+        .or_else(|| rest.strip_prefix("0X"))
+        .filter(|hex| !hex.is_empty())
+    {
+        (16, hex)
+    } else if rest.len() > 1 && rest.starts_with('0') {
+        (8, &rest[1..])
+    } else {
+        (10, rest)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(not_a_number());
+    }
+    let magnitude = i128::from_str_radix(digits, radix).unwrap_or(i128::MAX);
+    match if negative { -magnitude } else { magnitude } {
+        -1 => Ok(u32::MAX),
+        value => {
+            u32::try_from(value).map_err(|_| "session-expiry-interval out of range.".to_owned())
+        }
+    }
+}
+
 /// A `-q` / `--will-qos` value: 0, 1 or 2. Negative numbers reach this parser (the flags
 /// set `allow_hyphen_values`), so `-q -1` says what is wrong instead of "unexpected argument".
 pub fn parse_qos(text: &str) -> Result<u8, String> {
@@ -377,6 +427,8 @@ pub struct Settings {
     /// Watch incoming messages: open QoS 2 handshakes and packet ids (a subscriber, see
     /// [`CliStream::watch_inbound`]).
     pub watch_inbound: bool,
+    /// The `-D` properties (CONNECT's are already in `config.v5`).
+    pub properties: PropertySet,
 }
 
 fn parse_proxy(url: &str) -> Result<ProxyConfig, String> {
@@ -402,10 +454,31 @@ impl ConnectArgs {
             crate::error::set_quiet();
         }
         self.unsupported.check()?;
-        if self.session_expiry.is_some() {
+        if self.property.is_some() {
+            // Only a form `property::extract` does not read reaches clap (`--property=…`,
+            // `-vD …`): mosquitto knows neither.
+            return Err(CliError::usage(
+                "give -D / --property as its own argument: -D COMMAND IDENTIFIER VALUE",
+            ));
+        }
+        let v5 = self.protocol.is_v5();
+        // As mosquitto: -x is checked whatever the version, and used only by MQTT 5.
+        let session_expiry = self
+            .session_expiry
+            .as_deref()
+            .map(parse_session_expiry)
+            .transpose()
+            .map_err(CliError::usage)?;
+        if !v5 && !self.properties.is_empty() {
+            return Err(CliError::usage(
+                "-D sets MQTT 5 properties, but a -V after it chose MQTT 3.1.x: drop that -V \
+                 or give -V mqttv5",
+            ));
+        }
+        if !v5 && session_expiry.is_some() {
             print_warning_line(
-                "-x ignored: the session expiry interval is an MQTT 5 property and umqtt speaks \
-                 MQTT 3.1.1 (-c keeps a session until a clean connection ends it)",
+                "-x ignored: the session expiry interval is an MQTT 5 property (add -V 5); with \
+                 MQTT 3.1.1 a -c session never expires",
             );
         }
         let url = self
@@ -415,12 +488,32 @@ impl ConnectArgs {
             .transpose()
             .map_err(CliError::Usage)?;
 
-        // As mosquitto: -I does not count as a client id for -c.
-        if self.disable_clean_session && self.id.as_deref().unwrap_or_default().is_empty() {
+        // As mosquitto: with MQTT 5, -c without -x means a session that never expires.
+        let session_expiry = match session_expiry {
+            None if v5 && self.disable_clean_session => Some(u32::MAX),
+            other => other,
+        };
+        // As mosquitto: -I does not count as a client id for -c (MQTT 5: for a session that
+        // never expires).
+        let no_id = self.id.as_deref().unwrap_or_default().is_empty();
+        if v5 && no_id && session_expiry == Some(u32::MAX) {
+            return Err(CliError::usage(
+                "You must provide a client id if you are using an infinite session expiry \
+                 interval.",
+            ));
+        }
+        if !v5 && self.disable_clean_session && no_id {
             return Err(CliError::usage(
                 "You must provide a client id if you are using the -c option.",
             ));
         }
+        // As mosquitto, the -x / -c expiry joins the -D connect properties (a -D
+        // session-expiry-interval as well is a duplicate), and each packet's list is checked.
+        let expiry_property = session_expiry
+            .filter(|&seconds| v5 && seconds > 0)
+            .map(umqtt_core::packet::Property::SessionExpiryInterval);
+        self.properties.check(expiry_property.as_slice())?;
+        let (v5_options, max_packet_size) = self.connect_options(session_expiry);
         let client_id = match (&self.id, &self.id_prefix) {
             (Some(id), _) if !id.is_empty() => id.clone(),
             (_, Some(prefix)) => format!("{prefix}{}", std::process::id()),
@@ -509,11 +602,12 @@ impl ConnectArgs {
                 password,
                 keep_alive: self.keepalive,
                 protocol: self.protocol,
-                max_packet_size: self
-                    .max_packet_size
+                max_packet_size: max_packet_size
+                    .or(self.max_packet_size)
                     .map_or(ClientConfig::default().max_packet_size, |bytes| {
                         bytes as usize
                     }),
+                v5: v5_options,
                 max_in_flight: self
                     .max_inflight
                     .unwrap_or(ClientConfig::default().max_in_flight),
@@ -524,7 +618,42 @@ impl ConnectArgs {
             debug: self.debug,
             url_topic: url.and_then(|u| u.topic),
             watch_inbound: false,
+            properties: self.properties.clone(),
         })
+    }
+
+    /// The MQTT 5 CONNECT options from `-x` / `-c` (`session_expiry`) and `-D connect …`,
+    /// and the `-D connect maximum-packet-size` (the client's own limit, which the session
+    /// announces).
+    fn connect_options(&self, session_expiry: Option<u32>) -> (ConnectOptions, Option<u32>) {
+        use umqtt_core::packet::Property;
+        let given = self.properties.get(Target::Connect);
+        let mut options = ConnectOptions::default();
+        options.session_expiry_interval = given.session_expiry_interval().or(session_expiry);
+        options.receive_maximum = given.receive_maximum();
+        options.authentication_method = given.authentication_method().map(str::to_owned);
+        options.user_properties = given
+            .user_properties()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        for property in given.iter() {
+            match property {
+                Property::RequestProblemInformation(b) => {
+                    options.request_problem_information = Some(b)
+                }
+                Property::RequestResponseInformation(b) => {
+                    options.request_response_information = Some(b)
+                }
+                Property::AuthenticationData(data) => {
+                    options.authentication_data = Some(data.to_vec())
+                }
+                // The session resolves the broker's aliases (at most
+                // MAX_INCOMING_TOPIC_ALIASES of them), so messages print with their topic.
+                Property::TopicAliasMaximum(n) => options.topic_alias_maximum = Some(n),
+                _ => {}
+            }
+        }
+        (options, given.maximum_packet_size())
     }
 
     fn tls_config(&self) -> Result<TlsConfig, CliError> {
@@ -700,13 +829,29 @@ pub fn try_connect(settings: &Settings) -> Result<(CliClient, bool), ConnectErro
     let stream = open_stream(settings)?;
     let mut client = Client::with_config(settings.config.clone());
     if let Some((topic, payload, qos, retain)) = &settings.will {
-        client.set_last_will(topic, payload, *retain, *qos);
+        client
+            .set_last_will_with(
+                topic,
+                payload,
+                *retain,
+                *qos,
+                settings.properties.get(Target::Will),
+            )
+            .map_err(ConnectError::Client)?;
     }
     let session_present = client
         .connect_with_stream(stream, settings.clean_session)
         .map_err(ConnectError::Client)?;
     crate::signal::connected();
     Ok((client, session_present))
+}
+
+/// Sends DISCONNECT with the `-D disconnect …` properties (MQTT 5), normal reason.
+pub fn disconnect(client: &mut CliClient, settings: &Settings) -> Result<(), umqtt::Error> {
+    client.disconnect_with(umqtt_core::packet::Disconnect::new(
+        umqtt_core::packet::ReasonCode::Success,
+        settings.properties.get(Target::Disconnect),
+    ))
 }
 
 /// Connects `client` again after a lost link, keeping its session: unacknowledged messages
@@ -787,6 +932,36 @@ mod tests {
         assert_eq!(parse_protocol_version("mqttv5"), Ok(ProtocolVersion::V5));
         assert_eq!(parse_protocol_version("5"), Ok(ProtocolVersion::V5));
         assert!(parse_protocol_version("4").is_err());
+    }
+
+    #[test]
+    fn session_expiry_as_mosquitto_reads_it() {
+        for (text, seconds) in [
+            ("0", 0),
+            ("60", 60),
+            ("-1", u32::MAX),
+            ("∞", u32::MAX),
+            ("4294967295", u32::MAX),
+            ("0x10", 16),
+            ("010", 8),
+            (" +5", 5),
+        ] {
+            assert_eq!(parse_session_expiry(text), Ok(seconds), "{text}");
+        }
+        for text in ["", "abc", "12s", "0x", "08", "1.5", "- 1"] {
+            assert_eq!(
+                parse_session_expiry(text),
+                Err("session-expiry-interval not a number.".to_owned()),
+                "{text}"
+            );
+        }
+        for text in ["4294967296", "-2", "99999999999999999999999999"] {
+            assert_eq!(
+                parse_session_expiry(text),
+                Err("session-expiry-interval out of range.".to_owned()),
+                "{text}"
+            );
+        }
     }
 
     #[test]

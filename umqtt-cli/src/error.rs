@@ -8,6 +8,7 @@
 //! | 1 | any runtime failure: connection, TLS, I/O, a file that cannot be read… |
 //! | 1 | also a bad command line (clap's usage errors and our own checks), as mosquitto exits 1 |
 //! | 1–5 | the broker refused the connection: the CONNACK return code, as mosquitto does (5 = not authorised) |
+//! | 128–162 | the broker refused an MQTT 5 connection: the CONNACK reason code, as mosquitto (140 = bad authentication method) |
 //! | 27 | `sub -W`: no (more) messages before the timeout (mosquitto's `MOSQ_ERR_TIMEOUT`) |
 //! | 101 | an internal bug (a panic), reported in one line |
 
@@ -35,6 +36,9 @@ pub enum CliError {
     Usage(String),
     /// The broker answered CONNECT with this refusal.
     Refused(ConnectReturnCode),
+    /// The broker answered an MQTT 5 CONNECT with this refusal (exit status: the reason
+    /// code, as mosquitto).
+    Rejected(umqtt_core::packet::ReasonCode),
     /// `sub -W` ran out of time.
     TimedOut(Duration),
     /// Anything else, already described for the user.
@@ -58,6 +62,7 @@ impl CliError {
             CliError::Usage(_) => EXIT_USAGE,
             // Like mosquitto_sub/pub: the CONNACK code is the exit status.
             CliError::Refused(code) => (*code as u8).max(EXIT_FAILURE),
+            CliError::Rejected(code) => code.to_u8().max(EXIT_FAILURE),
             CliError::TimedOut(_) => EXIT_TIMEOUT,
             CliError::Failed(_) => EXIT_FAILURE,
         }
@@ -75,6 +80,9 @@ impl fmt::Display for CliError {
         match self {
             CliError::Usage(message) | CliError::Failed(message) => f.write_str(message),
             CliError::Refused(code) => f.write_str(connack_string(*code)),
+            CliError::Rejected(code) => {
+                f.write_str(&describe(&umqtt::Error::ConnectionRejected(*code)))
+            }
             CliError::TimedOut(after) => write!(f, "Timed out after {} s", after.as_secs()),
         }
     }
@@ -84,6 +92,7 @@ impl From<umqtt::Error> for CliError {
     fn from(error: umqtt::Error) -> Self {
         match error {
             umqtt::Error::ConnectionRefused(code) => CliError::Refused(code),
+            umqtt::Error::ConnectionRejected(code) => CliError::Rejected(code),
             other => CliError::Failed(describe(&other)),
         }
     }

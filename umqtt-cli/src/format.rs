@@ -17,7 +17,10 @@
 //! | `%U` | Unix time with nanoseconds, `1796046470.896904342` |
 //! | `%j` | JSON with the payload as a string |
 //! | `%J` | JSON with the payload as JSON (an error line if it is not) |
-//! | `%A %C %D %E %F %P %R %S` | MQTT 5 properties: blank (or padding) under MQTT 3.1.1 |
+//! | `%A` `%E` `%F` `%S` | MQTT 5 topic alias, message expiry interval, payload format indicator, (first) subscription identifier; padding when absent |
+//! | `%C` `%R` | MQTT 5 content type, response topic (width and precision as `%t`); `%C` pads when absent |
+//! | `%D` | MQTT 5 correlation data, raw |
+//! | `%P` | MQTT 5 user properties, `name:value` separated by spaces |
 //!
 //! `@X` is the C library's `strftime` conversion `%X` of the local time (`@Y-@m-@d`), `@N`
 //! the nanoseconds, `@@` an `@`. Escapes: `\\ \0 \a \e \n \r \t \v`. A newline follows each
@@ -253,11 +256,53 @@ impl Format {
                     }
                 }
             }
-            // MQTT 5 properties, never present in MQTT 3.1.1: what mosquitto prints for an
-            // absent one.
-            'A' | 'E' | 'F' | 'S' => out.extend(std::iter::repeat_n(pad, spec.width)),
-            'C' => out.extend(std::iter::repeat_n(b' ', spec.width)),
-            _ => {} // 'D', 'P', 'R': nothing.
+            // MQTT 5 properties (none with MQTT 3.1.1). Numbers as printf's %d of a C int
+            // (mosquitto casts the 32-bit ones); an absent number or content type prints the
+            // padding of its width, an absent D, P or R nothing.
+            'A' | 'E' | 'F' | 'S' => {
+                let properties = message.properties();
+                let value = match spec.conversion {
+                    'A' => properties.topic_alias().map(i64::from),
+                    'E' => properties
+                        .message_expiry_interval()
+                        .map(|v| i64::from(v as i32)),
+                    'F' => properties.payload_format_indicator().map(i64::from),
+                    _ => properties
+                        .subscription_identifiers()
+                        .next()
+                        .map(|v| i64::from(v as i32)),
+                };
+                match value {
+                    Some(value) => integer(out, value, spec),
+                    None => out.extend(std::iter::repeat_n(pad, spec.width)),
+                }
+            }
+            'C' => match message.properties().content_type() {
+                Some(text) => string(out, text.as_bytes(), spec),
+                None => out.extend(std::iter::repeat_n(b' ', spec.width)),
+            },
+            'R' => {
+                if let Some(text) = message.properties().response_topic() {
+                    string(out, text.as_bytes(), spec);
+                }
+            }
+            'D' => {
+                if let Some(data) = message.properties().correlation_data() {
+                    out.extend_from_slice(data);
+                }
+            }
+            // `name:value`, separated by spaces.
+            'P' => {
+                for (i, (name, value)) in message.user_properties().enumerate() {
+                    if i > 0 {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(name.as_bytes());
+                    out.push(b':');
+                    out.extend_from_slice(value.as_bytes());
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -409,6 +454,56 @@ mod tests {
                 "{format}"
             );
         }
+    }
+
+    /// The MQTT 5 conversions, against what mosquitto_sub 2.0.11 printed for a message with
+    /// these properties (in the order the broker sent them).
+    #[test]
+    fn property_conversions_match_mosquitto() {
+        use umqtt_core::packet::{PacketType, Properties, Property, PropertyList};
+        let list = [
+            Property::SubscriptionIdentifier(3),
+            Property::UserProperty("k", "v"),
+            Property::UserProperty("k", "v2"),
+            Property::ContentType("text/plain"),
+            Property::ResponseTopic("r/t"),
+            Property::CorrelationData(b"c d"),
+            Property::PayloadFormatIndicator(true),
+            Property::MessageExpiryInterval(100),
+        ];
+        let mut format = Format::parse(
+            "%t|%P|%C|%R|%D|%E|%F|%S|%A|%5A|%5S|%-5E|%05F|%5C|%.2C|%-6R|%j",
+            false,
+        )
+        .unwrap();
+        format.zone = Zone::default();
+        let message = Message {
+            topic: "w/1".to_owned(),
+            payload: b"{\"a\":1}".to_vec(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            dup: false,
+            packet_id: None,
+            properties: Properties::List(&PropertyList(&list))
+                .encode_for(PacketType::Publish, false)
+                .unwrap(),
+        };
+        let extra = Extra {
+            packet_id: 0,
+            now: UNIX_EPOCH + Duration::new(1_796_046_470, 896_904_342),
+        };
+        let mut out = Vec::new();
+        format.render(&message, extra, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "w/1|k:v k:v2|text/plain|r/t|c d|100|1|3||     |    3|100  |00001|text/plain|te|r/t   \
+             |{\"tst\":\"2026-11-30T13:47:50.896904Z+0000\",\"topic\":\"w/1\",\"qos\":0,\
+             \"retain\":0,\"payloadlen\":7,\"properties\":{\"subscription-identifier\":3,\
+             \"user-properties\":{\"k\":\"v\",\"k\":\"v2\"},\"content-type\":\"text/plain\",\
+             \"response-topic\":\"r/t\",\"correlation-data\":\"c d\",\
+             \"payload-format-indicator\":1,\"message-expiry-interval\":100},\
+             \"payload\":\"{\\\"a\\\":1}\"}"
+        );
     }
 
     #[test]

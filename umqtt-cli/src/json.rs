@@ -1,7 +1,8 @@
 //! `sub -F %j / %J`: the JSON document mosquitto_sub 2.0 prints, which it builds with cJSON.
 //!
 //! So that scripts see the same bytes, this follows cJSON's rules: keys in the order `tst`,
-//! `topic`, `qos`, `retain`, `payloadlen`, `mid` (QoS 1/2 only), `payload`; strings escaped
+//! `topic`, `qos`, `retain`, `payloadlen`, `mid` (QoS 1/2 only), `properties` (MQTT 5, when
+//! the message has any), `payload`; strings escaped
 //! as cJSON does (`\"`, `\\`, `\b \f \n \r \t`, other control bytes as `\u00XX`, everything
 //! else raw); `%j` takes the payload as a C string (up to its first NUL byte, `null` when
 //! empty); `%J` parses it as JSON and prints it again minified (numbers as cJSON prints them:
@@ -78,10 +79,70 @@ pub fn message(
     if message.qos as u8 > 0 {
         fields.push((b"mid".to_vec(), Value::Number(f64::from(packet_id))));
     }
+    if !message.properties.is_empty() {
+        fields.push((b"properties".to_vec(), properties(message)));
+    }
     fields.push((b"payload".to_vec(), payload));
     let mut out = Vec::new();
     print(&Value::Object(fields), pretty, 0, &mut out);
     Some(out)
+}
+
+/// The MQTT 5 properties as mosquitto_sub's `json_print_properties` lists them: in the order
+/// received, named as mosquitto names them, user properties gathered in one
+/// `user-properties` object (at the place of the first, duplicate names kept), correlation
+/// data as a C string (up to its first NUL byte).
+fn properties(message: &Message) -> Value {
+    use umqtt_core::packet::Property;
+    let mut fields: Vec<(Vec<u8>, Value)> = Vec::new();
+    let mut user: Option<usize> = None;
+    // mosquitto reads a topic alias with the wrong identifier, so it prints the last 16-bit
+    // value it read: the length of a correlation data before it, else 0 (a broker that sends
+    // topic aliases is rare: mosquitto never does).
+    let mut last_sixteen_bits = 0u16;
+    for property in message.properties().iter() {
+        let (name, value) = match property {
+            Property::PayloadFormatIndicator(flag) => (
+                "payload-format-indicator",
+                Value::Number(f64::from(u8::from(flag))),
+            ),
+            Property::MessageExpiryInterval(seconds) => {
+                ("message-expiry-interval", Value::Number(f64::from(seconds)))
+            }
+            Property::ContentType(text) => {
+                ("content-type", Value::String(text.as_bytes().to_vec()))
+            }
+            Property::ResponseTopic(text) => {
+                ("response-topic", Value::String(text.as_bytes().to_vec()))
+            }
+            Property::CorrelationData(data) => {
+                last_sixteen_bits = data.len() as u16;
+                let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+                ("correlation-data", Value::String(data[..end].to_vec()))
+            }
+            Property::SubscriptionIdentifier(id) => {
+                ("subscription-identifier", Value::Number(f64::from(id)))
+            }
+            Property::TopicAlias(_) => ("topic-alias", Value::Number(f64::from(last_sixteen_bits))),
+            Property::UserProperty(name, value) => {
+                let index = *user.get_or_insert_with(|| {
+                    fields.push((b"user-properties".to_vec(), Value::Object(Vec::new())));
+                    fields.len() - 1
+                });
+                if let Value::Object(pairs) = &mut fields[index].1 {
+                    pairs.push((
+                        name.as_bytes().to_vec(),
+                        Value::String(value.as_bytes().to_vec()),
+                    ));
+                }
+                continue;
+            }
+            // PUBLISH carries no other property.
+            _ => continue,
+        };
+        fields.push((name.as_bytes().to_vec(), value));
+    }
+    Value::Object(fields)
 }
 
 /// Parses a whole document, as `cJSON_ParseWithOpts(…, require_null_terminated)` with the

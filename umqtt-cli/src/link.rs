@@ -62,6 +62,11 @@ impl Link {
         })
     }
 
+    /// The settings it connects with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The connected client.
     pub fn client(&mut self) -> &mut CliClient {
         &mut self.client
@@ -121,6 +126,9 @@ impl Link {
                             ConnectError::Client(umqtt::Error::ConnectionRefused(code)) => {
                                 CliError::Refused(code)
                             }
+                            ConnectError::Client(umqtt::Error::ConnectionRejected(code)) => {
+                                CliError::Rejected(code)
+                            }
                             other => CliError::failed(format!(
                                 "{other} (while reconnecting after a lost connection; \
                                  retrying cannot fix this; --policy chooses how to reconnect)"
@@ -141,7 +149,7 @@ impl Link {
     /// Sends DISCONNECT if connected; errors are ignored (the command is ending).
     pub fn disconnect(&mut self) {
         if self.client.is_connected() {
-            let _ = self.client.disconnect();
+            let _ = common::disconnect(&mut self.client, &self.settings);
         }
     }
 

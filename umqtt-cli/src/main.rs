@@ -1,4 +1,4 @@
-//! `umqtt`: an MQTT 3.1.1 command-line client whose `pub` and `sub` take mosquitto_pub's and
+//! `umqtt`: an MQTT 3.1.1 and MQTT 5 command-line client whose `pub` and `sub` take mosquitto_pub's and
 //! mosquitto_sub's flags.
 //!
 //! Each subcommand lives in its own module (`pub_cmd`, `sub_cmd`) with its clap `Args` struct
@@ -18,6 +18,7 @@ mod json;
 mod link;
 mod output;
 mod policy;
+mod property;
 mod pub_cmd;
 mod reconnect;
 mod signal;
@@ -39,7 +40,8 @@ use crate::error::{print_error_line, EXIT_USAGE};
 /// Exit statuses, shown at the end of `--help`.
 const EXIT_STATUS_HELP: &str = "\
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the connection
-(the CONNACK code, as mosquitto: 5 = not authorised); 27 `sub -W` timed out.";
+(the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162); 27 `sub -W` timed
+out.";
 
 /// The end of `umqtt pub --help`.
 const PUB_HELP: &str = "\
@@ -48,7 +50,7 @@ Options file: as mosquitto_pub, the options in $XDG_CONFIG_HOME/mosquitto_pub (o
 comments; the command line overrides them.
 
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
-connection (the CONNACK code, as mosquitto: 5 = not authorised).";
+connection (the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162).";
 
 /// The end of `umqtt sub --help`.
 const SUB_HELP: &str = "\
@@ -57,14 +59,15 @@ Options file: as mosquitto_sub, the options in $XDG_CONFIG_HOME/mosquitto_sub (o
 comments; the command line overrides them.
 
 Exit status: 0 success; 1 failure or bad command line (as mosquitto); 1-5 the broker refused the
-connection (the CONNACK code, as mosquitto: 5 = not authorised); 27 -W timed out.";
+connection (the CONNACK code, as mosquitto: 5 = not authorised; MQTT 5: the reason code, 128-162);
+27 -W timed out.";
 
-/// MQTT 3.1.1 command-line client.
+/// MQTT 3.1.1 and MQTT 5 command-line client.
 #[derive(Parser, Debug)]
 #[command(
     name = "umqtt",
     version,
-    about = "MQTT 3.1.1 command-line client: `umqtt pub` and `umqtt sub` take the flags of \
+    about = "MQTT 3.1.1 and MQTT 5 command-line client: `umqtt pub` and `umqtt sub` take the flags of \
              mosquitto_pub and mosquitto_sub",
     after_help = EXIT_STATUS_HELP
 )]
@@ -94,17 +97,24 @@ enum Command {
 fn main() -> ExitCode {
     install_panic_hook();
     let args = with_options_file(std::env::args_os().collect());
+    // `-D` takes three or four arguments depending on the property: read before clap.
+    let (args, properties) = match take_properties(args) {
+        Ok(taken) => taken,
+        Err(error) => return error.report(),
+    };
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => return report_clap_error(&error),
     };
     let result = match cli.command {
-        Command::Pub(args) => {
+        Command::Pub(mut args) => {
             signal::install();
+            args.connection.properties = properties;
             pub_cmd::run(args)
         }
-        Command::Sub(args) => {
+        Command::Sub(mut args) => {
             signal::install();
+            args.connection.properties = properties;
             sub_cmd::run(args)
         }
         Command::Demo(args) => demo::run(args),
@@ -113,6 +123,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => error.report(),
+    }
+}
+
+/// `pub` / `sub`: the `-D` groups taken out of the command line (see [`property::extract`]).
+fn take_properties(
+    args: Vec<OsString>,
+) -> Result<(Vec<OsString>, property::PropertySet), error::CliError> {
+    let name = args.get(1).and_then(|a| a.to_str()).unwrap_or_default();
+    let command = Cli::command();
+    match command
+        .find_subcommand(name)
+        .filter(|_| matches!(name, "pub" | "sub"))
+    {
+        Some(subcommand) => {
+            let extracted = property::extract(args, subcommand)?;
+            Ok((extracted.args, extracted.properties))
+        }
+        None => Ok((args, property::PropertySet::default())),
     }
 }
 
@@ -271,6 +299,7 @@ fn install_panic_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use umqtt_core::packet::ProtocolVersion;
 
     #[test]
     fn command_definition_is_valid() {
@@ -318,6 +347,46 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
         let error = parse(&["sub", "-L", "mqtt://h/t", "-p", "1"]).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn property_groups_are_read_before_clap_and_select_mqtt5() {
+        let args: Vec<OsString> = [
+            "umqtt",
+            "pub",
+            "-t",
+            "t",
+            "-D",
+            "publish",
+            "user-property",
+            "k",
+            "v",
+            "-m",
+            "x",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let (args, properties) = take_properties(args).unwrap();
+        let Command::Pub(parsed) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not pub")
+        };
+        assert_eq!(parsed.connection.protocol, ProtocolVersion::V5);
+        assert_eq!(
+            properties
+                .get(property::Target::Publish)
+                .user_properties()
+                .collect::<Vec<_>>(),
+            [("k", "v")]
+        );
+        // Other subcommands are left alone; a bad group is one error line.
+        let args: Vec<OsString> = ["umqtt", "demo", "-D"].iter().map(OsString::from).collect();
+        assert_eq!(take_properties(args.clone()).unwrap().0, args);
+        let args: Vec<OsString> = ["umqtt", "sub", "-t", "t", "-D", "connect"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(take_properties(args).is_err());
     }
 
     #[test]

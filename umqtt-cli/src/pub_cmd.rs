@@ -21,11 +21,13 @@ use std::time::Duration;
 use clap::Args;
 use umqtt::robust::ReconnectPolicy as _;
 use umqtt::QoS;
+use umqtt_core::packet::Properties;
 
 use crate::common::{self, os_bytes, CliClient, ConnectArgs, RobustArgs, Settings};
 use crate::error::{io_message, CliError};
 use crate::link::{Link, Recovered};
 use crate::policy::PolicySpec;
+use crate::property::Target;
 use crate::reconnect;
 
 /// How often `-l` drives the connection (keepalive, PINGRESP) while stdin is quiet.
@@ -177,6 +179,7 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
         topic: &topic,
         qos,
         retain: args.retain,
+        properties: settings.properties.get(Target::Publish),
         confirm: args
             .confirm
             .then_some(match (&args.outbox, &args.robust.policy) {
@@ -186,6 +189,12 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
             }),
     };
     if let Some(policy) = args.robust.policy {
+        if args.outbox.is_some() && settings.properties.has(Target::Publish) {
+            return Err(CliError::usage(
+                "-D publish properties are not kept in the --outbox file: leave out one or the \
+                 other",
+            ));
+        }
         return publish_robust(&args, &settings, policy, &message, single);
     }
 
@@ -204,14 +213,14 @@ pub fn run(args: PubArgs) -> Result<(), CliError> {
                 let acknowledged = publish_acknowledged(&mut client, &message, &payload)
                     .map_err(with_policy_hint)?;
                 if !acknowledged {
-                    let _ = client.disconnect();
+                    let _ = common::disconnect(&mut client, &settings);
                     return Err(CliError::failed(
                         "interrupted before the broker acknowledged the message",
                     ));
                 }
                 message.confirmed(&payload);
             }
-            client.disconnect()?;
+            common::disconnect(&mut client, &settings)?;
         }
         None => {
             // As mosquitto_pub -l: reconnect when the link is lost (see `link`), and resend
@@ -235,7 +244,13 @@ fn publish_acknowledged(
     message: &Publication<'_>,
     payload: &[u8],
 ) -> Result<bool, umqtt::Error> {
-    client.publish_nowait(message.topic, payload, message.qos, message.retain)?;
+    client.publish_nowait_with(
+        message.topic,
+        payload,
+        message.qos,
+        message.retain,
+        message.properties(),
+    )?;
     let deadline = std::time::Instant::now() + client.config().response_timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -281,11 +296,18 @@ struct Publication<'a> {
     topic: &'a str,
     qos: QoS,
     retain: bool,
+    /// `-D publish …` (MQTT 5).
+    properties: Properties<'a>,
     /// `--confirm`: the word of the confirmation line (`published`, `queued`, `stored`).
     confirm: Option<&'static str>,
 }
 
 impl Publication<'_> {
+    /// The PUBLISH properties.
+    fn properties(&self) -> Properties<'_> {
+        self.properties
+    }
+
     /// `--confirm`: `<word> <payload>` on stdout, flushed. A closed stdout is ignored: the
     /// confirmation is for whoever still listens.
     fn confirmed(&self, payload: &[u8]) {
@@ -331,7 +353,18 @@ fn publish_robust(
                 if crate::signal::interrupted() {
                     break;
                 }
-                client.publish(message.topic, &payload, message.qos, message.retain)?;
+                if message.properties.is_empty() {
+                    client.publish(message.topic, &payload, message.qos, message.retain)?;
+                } else {
+                    client.publish_with_properties(
+                        message.topic,
+                        &payload,
+                        message.qos,
+                        message.retain,
+                        delivery,
+                        message.properties(),
+                    )?;
+                }
                 tracker.rearmed();
                 published += 1;
                 message.confirmed(&payload);
@@ -383,7 +416,20 @@ fn publish_robust(
                     .iter()
                     .map(|line| (message.topic, line.as_slice()))
                     .collect();
-                client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                if message.properties.is_empty() {
+                    client.publish_batch(&messages, message.qos, message.retain, delivery)?;
+                } else {
+                    for (topic, line) in &messages {
+                        client.publish_with_properties(
+                            topic,
+                            line,
+                            message.qos,
+                            message.retain,
+                            delivery,
+                            message.properties(),
+                        )?;
+                    }
+                }
                 tracker.rearmed();
                 published += batch.len() as u64;
                 for line in &batch {
@@ -403,7 +449,7 @@ fn publish_robust(
         client.run_for(ROBUST_TICK)?;
     }
     let undelivered = client.pending() as u64;
-    let _ = client.disconnect();
+    let _ = reconnect::disconnect(&mut client, &settings.properties);
     if undelivered > 0 && crate::signal::interrupted() {
         let kept = if args.outbox.is_some() {
             " (kept in the outbox)"
@@ -575,7 +621,13 @@ fn publish_lines(link: &mut Link, message: &Publication<'_>) -> Result<(), CliEr
         loop {
             let client = link.client();
             let published = client
-                .publish_nowait(message.topic, &line, message.qos, message.retain)
+                .publish_nowait_with(
+                    message.topic,
+                    &line,
+                    message.qos,
+                    message.retain,
+                    message.properties(),
+                )
                 .and_then(|packet_id| {
                     if packet_id.is_none() {
                         // QoS 0: written now, and that is all it gets.

@@ -18,6 +18,7 @@ use umqtt::ConnectReturnCode;
 use crate::common::Settings;
 use crate::error::{print_warning_line, quiet_panics, CliError};
 use crate::policy::{CliPolicy, DurationText, PolicySpec};
+use crate::property::{PropertySet, Target};
 
 /// What the events said so far.
 #[derive(Debug, Default)]
@@ -174,6 +175,14 @@ fn clean_detail(detail: &str) -> String {
     text
 }
 
+/// DISCONNECT with the `-D disconnect …` properties.
+pub fn disconnect(client: &mut Client, properties: &PropertySet) -> Result<(), umqtt::Error> {
+    client.disconnect_with(umqtt_core::packet::Disconnect::new(
+        umqtt_core::packet::ReasonCode::Success,
+        properties.get(Target::Disconnect),
+    ))
+}
+
 /// Builds the robust client for these flags: the same connection settings as the simple
 /// client, a clean session unless `-c`, and the durable outbox at `outbox` if given (messages
 /// a previous run left there are loaded and go out first).
@@ -200,7 +209,13 @@ pub fn client(
         }
     };
     if let Some((topic, payload, qos, retain)) = &settings.will {
-        client.set_last_will(topic, payload, *retain, *qos);
+        client.set_last_will_with(
+            topic,
+            payload,
+            *retain,
+            *qos,
+            settings.properties.get(Target::Will),
+        )?;
     }
     let tracker = Tracker::default();
     let debug = settings.debug.then(|| settings.config.client_id.clone());

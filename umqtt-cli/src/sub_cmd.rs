@@ -31,6 +31,7 @@ use crate::format::{Extra, Format};
 use crate::link::{Link, Recovered};
 use crate::output::{Printer, Stopped};
 use crate::policy::PolicySpec;
+use crate::property::{PropertySet, Target};
 use crate::reconnect::{self, Tracker};
 
 /// With a policy: longest single wait for a message, between checks of the policy's state.
@@ -74,7 +75,9 @@ pub struct SubArgs {
 
     /// Output format, as mosquitto_sub's -F: %t topic, %p payload, %x/%X payload in hex,
     /// %l length, %m packet id, %q QoS, %r retain, %I ISO 8601 time, %U Unix time, %j/%J
-    /// JSON, %% a percent sign; flags, width and precision as in %-10t %05l %.3t; @Y @m @d
+    /// JSON, %% a percent sign; MQTT 5 properties: %A topic alias, %C content type, %D
+    /// correlation data, %E message expiry interval, %F payload format indicator, %P user
+    /// properties (name:value …), %R response topic, %S subscription identifier; flags, width and precision as in %-10t %05l %.3t; @Y @m @d
     /// @H @M @S … the local time as strftime, @N nanoseconds, @@ an at sign; escapes \\ \0 \a
     /// \e \n \r \t \v. Overrides -v
     #[arg(
@@ -242,15 +245,23 @@ pub fn run(args: SubArgs) -> Result<(), CliError> {
                 let (mut client, tracker) =
                     reconnect::client(&settings, policy.for_subscribing(), None)?;
                 for (filter, qos) in &filters {
-                    client.subscribe(filter, *qos)?;
+                    client.subscribe_with_properties(
+                        filter,
+                        *qos,
+                        settings.properties.get(Target::Subscribe),
+                    )?;
                 }
                 for filter in &unsubscribe {
-                    client.unsubscribe(filter)?;
+                    client.unsubscribe_with_properties(
+                        filter,
+                        settings.properties.get(Target::Unsubscribe),
+                    )?;
                 }
                 Subscriber::Robust {
                     client: Box::new(client),
                     tracker,
                     policy,
+                    properties: settings.properties.clone(),
                 }
             }
             None => {
@@ -358,6 +369,8 @@ enum Subscriber {
         client: Box<umqtt::robust::Client>,
         tracker: Tracker,
         policy: PolicySpec,
+        /// `-D disconnect …`.
+        properties: PropertySet,
     },
     /// Subscribing failed: the messages received before the failure are still handed out,
     /// then the failure (`None` inside: the `-W` deadline) is reported.
@@ -393,14 +406,20 @@ impl Subscriber {
         let Subscriber::Plain { link } = self else {
             return Ok(true);
         };
+        // -D subscribe / unsubscribe (MQTT 5).
+        let properties = link.settings().properties.clone();
         loop {
-            let result = link.client().subscribe_many(filters).and_then(|_| {
-                if unsubscribe.is_empty() {
-                    Ok(())
-                } else {
-                    link.client().unsubscribe_many(unsubscribe)
-                }
-            });
+            let result = link
+                .client()
+                .subscribe_many_with(filters, properties.get(Target::Subscribe))
+                .and_then(|_| {
+                    if unsubscribe.is_empty() {
+                        Ok(())
+                    } else {
+                        link.client()
+                            .unsubscribe_many_with(unsubscribe, properties.get(Target::Unsubscribe))
+                    }
+                });
             let Err(error) = result else {
                 return Ok(true);
             };
@@ -457,6 +476,7 @@ impl Subscriber {
                 client,
                 tracker,
                 policy,
+                ..
             } => {
                 tracker.check_fatal().map_err(Some)?;
                 if !filters.is_empty() && tracker.tally().refused.len() >= filters.len() {
@@ -511,11 +531,13 @@ impl Subscriber {
                 link.disconnect();
             }
             Subscriber::Failed { link, .. } => link.disconnect(),
-            Subscriber::Robust { client, .. } => {
+            Subscriber::Robust {
+                client, properties, ..
+            } => {
                 if !crate::signal::interrupted() {
                     let _ = client.flush(limit);
                 }
-                let _ = client.disconnect();
+                let _ = reconnect::disconnect(client, properties);
             }
         }
     }

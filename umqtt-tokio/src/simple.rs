@@ -138,6 +138,7 @@ impl<S: AsyncStream> Client<S> {
             payload: payload.to_vec(),
             qos,
             retain,
+            properties: Vec::new(),
         });
     }
 

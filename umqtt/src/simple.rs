@@ -48,7 +48,10 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use umqtt_core::packet::{PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode};
+use umqtt_core::packet::{
+    Disconnect, PacketId, PacketType, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubscriptionOptions,
+};
 use umqtt_core::session::{ConnectOptions, Event, Session, SessionConfig, UsageError, Will};
 
 use crate::error::Error;
@@ -249,7 +252,33 @@ impl<S: Stream> Client<S> {
             payload: payload.to_vec(),
             qos,
             retain,
+            properties: Vec::new(),
         });
+    }
+
+    /// [`Client::set_last_will`] with MQTT 5 will properties (will delay interval, message
+    /// expiry, content type, response topic, correlation data, user properties). Properties
+    /// a will may not carry are refused here ([`UsageError::Encode`]); with 3.1.1 the next
+    /// `connect` refuses non-empty ones.
+    pub fn set_last_will_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        qos: QoS,
+        properties: Properties<'_>,
+    ) -> Result<(), Error> {
+        let properties = properties
+            .encode_for(PacketType::Connect, true)
+            .map_err(|e| Error::Usage(UsageError::Encode(e)))?;
+        self.session.config_mut().will = Some(Will {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            properties,
+        });
+        Ok(())
     }
 
     /// Sends CONNECT over an already open stream and waits for CONNACK; returns
@@ -418,6 +447,31 @@ impl<S: Stream> Client<S> {
     pub fn subscribe_many(&mut self, filters: &[(&str, QoS)]) -> Result<Vec<QoS>, Error> {
         self.require_connection()?;
         let id = self.session.subscribe(filters)?;
+        self.wait_suback(id, filters)
+    }
+
+    /// [`Client::subscribe_many`] with MQTT 5 SUBSCRIBE properties (a subscription
+    /// identifier, user properties). With 3.1.1, properties are refused
+    /// ([`UsageError::Encode`]).
+    pub fn subscribe_many_with(
+        &mut self,
+        filters: &[(&str, QoS)],
+        properties: Properties<'_>,
+    ) -> Result<Vec<QoS>, Error> {
+        if properties.is_empty() {
+            return self.subscribe_many(filters);
+        }
+        self.require_connection()?;
+        let options: Vec<(&str, SubscriptionOptions)> = filters
+            .iter()
+            .map(|(filter, qos)| (*filter, SubscriptionOptions::new(*qos)))
+            .collect();
+        let id = self.session.subscribe_with(&options, properties)?;
+        self.wait_suback(id, filters)
+    }
+
+    /// Waits for the SUBACK of `id`; the granted QoS per filter.
+    fn wait_suback(&mut self, id: PacketId, filters: &[(&str, QoS)]) -> Result<Vec<QoS>, Error> {
         let deadline = std::time::Instant::now() + self.config.response_timeout;
         let codes = self.run_until(Some(deadline), |notice, _| match notice {
             Notice::Subscribed(done, codes) if *done == id => Some(codes.clone()),
@@ -444,12 +498,31 @@ impl<S: Stream> Client<S> {
         self.unsubscribe_codes(filters).map(drop)
     }
 
+    /// [`Client::unsubscribe_many`] with MQTT 5 UNSUBSCRIBE properties (user properties).
+    /// With 3.1.1, properties are refused ([`UsageError::Encode`]).
+    pub fn unsubscribe_many_with(
+        &mut self,
+        filters: &[&str],
+        properties: Properties<'_>,
+    ) -> Result<(), Error> {
+        self.unsubscribe_codes_with(filters, properties).map(drop)
+    }
+
     /// Unsubscribes from several filters in one UNSUBSCRIBE; returns the reason code per
     /// filter (see [`Client::unsubscribe`]); the first refusal is
     /// [`Error::UnsubscribeRefused`].
     pub fn unsubscribe_codes(&mut self, filters: &[&str]) -> Result<Vec<ReasonCode>, Error> {
+        self.unsubscribe_codes_with(filters, Properties::EMPTY)
+    }
+
+    /// [`Client::unsubscribe_codes`] with MQTT 5 UNSUBSCRIBE properties.
+    pub fn unsubscribe_codes_with(
+        &mut self,
+        filters: &[&str],
+        properties: Properties<'_>,
+    ) -> Result<Vec<ReasonCode>, Error> {
         self.require_connection()?;
-        let id = self.session.unsubscribe(filters)?;
+        let id = self.session.unsubscribe_with(filters, properties)?;
         let deadline = std::time::Instant::now() + self.config.response_timeout;
         let codes = self.run_until(Some(deadline), |notice, _| match notice {
             Notice::Unsubscribed(done, codes) if *done == id => Some(codes.clone()),
@@ -587,8 +660,15 @@ impl<S: Stream> Client<S> {
 
     /// Sends DISCONNECT and closes the connection; the broker discards the last will.
     pub fn disconnect(&mut self) -> Result<(), Error> {
+        self.disconnect_with(Disconnect::NORMAL)
+    }
+
+    /// [`Client::disconnect`] with an MQTT 5 reason code and DISCONNECT properties (a new
+    /// session expiry interval, a reason string, user properties). With 3.1.1 anything but a
+    /// normal disconnection is refused ([`UsageError::Encode`]) and the connection stays.
+    pub fn disconnect_with(&mut self, disconnect: Disconnect<'_>) -> Result<(), Error> {
         self.require_connection()?;
-        self.session.disconnect()?;
+        self.session.disconnect_with(disconnect)?;
         let result = self.write_pending();
         if let Some(mut stream) = self.stream.take() {
             let _ = stream.shutdown();

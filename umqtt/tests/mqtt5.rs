@@ -374,3 +374,106 @@ fn unsuback_reason_codes_reach_the_caller() {
         ReasonCode::NoSubscriptionExisted
     );
 }
+
+/// The properties of SUBSCRIBE (a subscription identifier the broker puts on every matching
+/// message), of the will (carried by the will message), of UNSUBSCRIBE, and of DISCONNECT
+/// (a session expiry of 0 ends a session that would have lasted).
+#[test]
+fn subscribe_will_unsubscribe_and_disconnect_properties_reach_the_broker() {
+    let broker = Mosquitto::start();
+    let mut sub = connected(&broker, "props-sub", true);
+    let subscribe = [
+        Property::SubscriptionIdentifier(42),
+        Property::UserProperty("why", "test"),
+    ];
+    assert_eq!(
+        sub.subscribe_many_with(
+            &[("props/#", QoS::AtLeastOnce)],
+            Properties::List(&PropertyList(&subscribe)),
+        )
+        .unwrap(),
+        [QoS::AtLeastOnce]
+    );
+
+    // A will with properties, published when its client vanishes without DISCONNECT.
+    let mut willer = Client::with_config(config(&broker, "props-willer"));
+    let will = [
+        Property::ContentType("text/plain"),
+        Property::UserProperty("state", "vanished"),
+        Property::MessageExpiryInterval(600),
+    ];
+    willer
+        .set_last_will_with(
+            "props/will",
+            b"gone",
+            false,
+            QoS::AtLeastOnce,
+            Properties::List(&PropertyList(&will)),
+        )
+        .unwrap();
+    // A property a will may not carry is refused at once.
+    assert!(willer
+        .set_last_will_with(
+            "props/will",
+            b"",
+            false,
+            QoS::AtMostOnce,
+            Properties::List(&PropertyList(&[Property::TopicAlias(1)])),
+        )
+        .is_err());
+    willer.connect(true).unwrap();
+    drop(willer); // the socket closes without DISCONNECT
+    let message = expect_message(&mut sub);
+    assert_eq!(
+        (message.topic.as_str(), &message.payload[..]),
+        ("props/will", &b"gone"[..])
+    );
+    let properties = message.properties();
+    assert_eq!(properties.content_type(), Some("text/plain"));
+    assert_eq!(properties.message_expiry_interval(), Some(600));
+    assert_eq!(
+        properties.user_properties().collect::<Vec<_>>(),
+        [("state", "vanished")]
+    );
+    assert_eq!(
+        properties.subscription_identifiers().collect::<Vec<_>>(),
+        [42]
+    );
+
+    // UNSUBSCRIBE with a user property: acknowledged, and nothing more arrives.
+    let unsubscribe = [Property::UserProperty("why", "done")];
+    sub.unsubscribe_many_with(&["props/#"], Properties::List(&PropertyList(&unsubscribe)))
+        .unwrap();
+    let mut publisher = connected(&broker, "props-pub", true);
+    publisher
+        .publish("props/late", b"x", QoS::AtLeastOnce, false)
+        .unwrap();
+    sub.ping().unwrap();
+    assert_eq!(sub.check_msg().unwrap(), None);
+
+    // A session meant to last an hour, ended by DISCONNECT's session expiry of 0.
+    let mut cfg = config(&broker, "props-expiry");
+    let mut options = ConnectOptions::default();
+    options.session_expiry_interval = Some(3600);
+    cfg.v5 = options;
+    let mut client = Client::with_config(cfg.clone());
+    client.connect(true).unwrap();
+    client
+        .disconnect_with(umqtt_core::packet::Disconnect::new(
+            ReasonCode::Success,
+            Properties::List(&PropertyList(&[Property::SessionExpiryInterval(0)])),
+        ))
+        .unwrap();
+    let mut again = Client::with_config(cfg.clone());
+    assert!(
+        !again.connect(false).unwrap(),
+        "the session should have ended"
+    );
+    // Without it, the same session is resumed.
+    again.disconnect().unwrap();
+    let mut resumed = Client::with_config(cfg);
+    assert!(
+        resumed.connect(false).unwrap(),
+        "the session should have lasted"
+    );
+}

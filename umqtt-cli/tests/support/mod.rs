@@ -212,3 +212,25 @@ pub fn wait_subscribed(broker: &Mosquitto, id: &str) {
         broker.log_contents()
     );
 }
+
+/// mosquitto_sub from mosquitto-clients (CI installs it).
+pub fn mosquitto_sub() -> Command {
+    let path = ["/usr/bin/mosquitto_sub", "/usr/local/bin/mosquitto_sub"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("mosquitto_sub not installed: apt-get install mosquitto-clients");
+    let mut command = Command::new(path);
+    command.env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
+    command
+}
+
+/// mosquitto_pub from mosquitto-clients (CI installs it).
+pub fn mosquitto_pub() -> Command {
+    let path = ["/usr/bin/mosquitto_pub", "/usr/local/bin/mosquitto_pub"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+        .expect("mosquitto_pub not installed: apt-get install mosquitto-clients");
+    let mut command = Command::new(path);
+    command.env("XDG_CONFIG_HOME", "/nonexistent/umqtt-tests");
+    command
+}

@@ -33,14 +33,9 @@ pub(crate) fn append_publish_properties(
         // Without MQTT 5 no message carries a list (the encoder refuses it in 3.1.1).
         Properties::List(_) if !cfg!(feature = "mqtt5") || properties.is_empty() => {}
         Properties::List(_) => {
-            let Ok(block) = publish_properties_len(properties) else {
-                return;
-            };
-            let mut buf = alloc::vec![0u8; block];
-            properties.write(&mut encode::Writer::new(&mut buf), block);
-            // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
-            let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
-            out.extend_from_slice(&buf[prefix..]);
+            if let Ok(bytes) = properties.encode_for(PacketType::Publish, false) {
+                out.extend_from_slice(&bytes);
+            }
         }
     }
 }
@@ -52,7 +47,7 @@ pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usiz
 }
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
 #[cfg(feature = "alloc")]
-pub(crate) use properties::patch_message_expiry;
+pub(crate) use properties::shorten_message_expiry;
 pub use properties::{
     Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,
 };

@@ -478,6 +478,27 @@ impl<'a> Properties<'a> {
         shared_subscription_available -> bool = SharedSubscriptionAvailable;
     }
 
+    /// Checks the properties for `packet_type` (`will`: a CONNECT's will properties) — each
+    /// allowed there (table 2-4), none repeated that may not be, no forbidden value — and
+    /// returns their wire bytes without the length prefix: what [`Properties::Encoded`] and
+    /// `Will::properties` hold. The one check a caller makes before keeping properties for
+    /// later (a will, a command line's `-D`).
+    #[cfg(feature = "alloc")]
+    pub fn encode_for(
+        &self,
+        packet_type: PacketType,
+        will: bool,
+    ) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        let ctx = if will { WILL } else { context(packet_type) };
+        let block = self.encoded_len(ctx)?;
+        let mut buf = alloc::vec![0u8; block];
+        self.write(&mut Writer::new(&mut buf), block);
+        // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
+        let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
+        buf.drain(..prefix);
+        Ok(buf)
+    }
+
     /// Validates the properties for `ctx` and returns the size of the block on the wire
     /// (the property-length field included).
     #[inline]
@@ -577,15 +598,17 @@ impl<'a> Iterator for PropertyIter<'a> {
 }
 
 /// Reads one property (identifier and value).
-/// Rewrites, in place, the Message Expiry Interval of an encoded MQTT 5 PUBLISH to `seconds`
-/// (the value is a fixed four bytes, so nothing moves). `false`, with `packet` untouched, when
-/// it is not a well-formed MQTT 5 PUBLISH carrying that property.
+/// Lowers, in place, the Message Expiry Interval of an encoded MQTT 5 PUBLISH to `seconds`
+/// if it is higher (the value is a fixed four bytes, so nothing moves). `false`, with `packet`
+/// untouched, when it is not a well-formed MQTT 5 PUBLISH carrying that property.
 #[cfg(feature = "alloc")]
-pub(crate) fn patch_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
+pub(crate) fn shorten_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
     let Some(offset) = message_expiry_offset(packet) else {
         return false;
     };
-    packet[offset..offset + 4].copy_from_slice(&seconds.to_be_bytes());
+    let value = &mut packet[offset..offset + 4];
+    let current = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+    value.copy_from_slice(&current.min(seconds).to_be_bytes());
     true
 }
 

@@ -1,6 +1,7 @@
 //! The ledger: every message the engine owns, from `publish` to its one outcome — waiting in
 //! the queue, handed to the session, withdrawn, expired or settled.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -30,6 +31,9 @@ pub(super) struct Pending {
     pub(super) deadline: Option<Instant>,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
+    /// The caller's MQTT 5 PUBLISH properties as wire bytes (empty for none), until the
+    /// session holds the encoded PUBLISH.
+    pub(super) properties: Box<[u8]>,
 }
 
 impl Pending {
@@ -160,9 +164,24 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             .deadline
             .filter(|_| self.config.session.protocol.v5())
             .map(|deadline| Property::MessageExpiryInterval(expiry_seconds(deadline, now)));
+        // The caller's properties, if any, with the shorter of its own Message Expiry
+        // Interval and what is left of the delivery deadline.
+        let mut own: Vec<Property<'_>> = Vec::new();
+        if !pending.properties.is_empty() {
+            own.extend(Properties::Encoded(&pending.properties).iter());
+            if let Some(Property::MessageExpiryInterval(left)) = expiry {
+                match own
+                    .iter_mut()
+                    .find(|p| matches!(p, Property::MessageExpiryInterval(_)))
+                {
+                    Some(Property::MessageExpiryInterval(given)) => *given = (*given).min(left),
+                    _ => own.push(Property::MessageExpiryInterval(left)),
+                }
+            }
+        }
         let expiry = expiry.as_slice();
-        let list = PropertyList(expiry);
-        let properties = if expiry.is_empty() {
+        let list = PropertyList(if own.is_empty() { expiry } else { &own });
+        let properties = if list.0.is_empty() {
             Properties::EMPTY
         } else {
             Properties::List(&list)
@@ -209,6 +228,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             None => self.qos0.push_back(pending),
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
+                pending.properties = Default::default();
                 self.recycle(&mut pending);
                 if pending.durable {
                     self.store_ops.push_back(StoreOp::Assigned {
@@ -232,7 +252,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         for pending in &self.in_session {
             if let (Some(deadline), Some(packet_id)) = (pending.deadline, pending.packet_id) {
                 self.session
-                    .set_message_expiry(packet_id, expiry_seconds(deadline, now));
+                    .shorten_message_expiry(packet_id, expiry_seconds(deadline, now));
             }
         }
     }

@@ -66,6 +66,7 @@ pub use policy::{
 };
 pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -191,7 +192,7 @@ pub struct Engine<P, E> {
     next_id: u64,
     subscriptions: Vec<Subscription>,
     /// Filters to unsubscribe from at the next connection (a persistent session still has them).
-    unsubscribe_later: Vec<String>,
+    unsubscribe_later: Vec<(String, Box<[u8]>)>,
     requests: Vec<(PacketId, RequestKind, Vec<String>)>,
     had_session: bool,
     events: VecDeque<Event<E>>,
@@ -510,7 +511,52 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         retain: bool,
         delivery: Delivery,
     ) -> Result<MessageId, UsageError> {
-        self.enqueue(now, topic, payload, qos, retain, (delivery, false))
+        self.enqueue(
+            now,
+            topic,
+            payload,
+            qos,
+            retain,
+            (delivery, false, Box::default()),
+        )
+    }
+
+    /// [`Engine::publish_with`] with MQTT 5 PUBLISH properties (user properties, content
+    /// type, response topic, correlation data, message expiry…), checked for PUBLISH here.
+    /// A [`Delivery::Within`] deadline still bounds the Message Expiry Interval sent (the
+    /// shorter of the two). With 3.1.1, properties are refused
+    /// ([`EncodeError::RequiresMqtt5`](crate::packet::EncodeError::RequiresMqtt5)).
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_with_properties(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<MessageId, UsageError> {
+        let properties = if properties.is_empty() {
+            Box::default()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties
+                .encode_for(crate::packet::PacketType::Publish, false)?
+                .into_boxed_slice()
+        };
+        self.enqueue(
+            now,
+            topic,
+            payload,
+            qos,
+            retain,
+            (delivery, false, properties),
+        )
     }
 
     /// Like [`Engine::publish_with`] for a guaranteed message the driver keeps in a durable
@@ -529,7 +575,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             payload,
             qos,
             retain,
-            (Delivery::Guaranteed, true),
+            (Delivery::Guaranteed, true, Box::default()),
         )
     }
 
@@ -540,7 +586,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-        (delivery, durable): (Delivery, bool),
+        (delivery, durable, properties): (Delivery, bool, Box<[u8]>),
     ) -> Result<MessageId, UsageError> {
         Self::check_publish(topic, payload, qos)?;
         let id = MessageId(self.next_id);
@@ -591,6 +637,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery,
             deadline,
             packet_id: None,
+            properties,
         };
         // Straight into the session when nothing waits ahead of it and there is room: a QoS
         // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
@@ -656,6 +703,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             delivery: Delivery::Guaranteed,
             deadline: None,
             packet_id: None,
+            properties: Box::default(),
         };
         self.queued_bytes += pending.size;
         if let (Some(packet_id), true) =
@@ -690,13 +738,40 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// across reconnects (renewed only when the broker lost the session). Reported by
     /// [`Event::Subscribed`] or [`Event::SubscriptionRefused`].
     pub fn subscribe(&mut self, now: Instant, filter: &str, qos: QoS) -> Result<(), UsageError> {
+        self.subscribe_with_properties(now, filter, qos, crate::packet::Properties::EMPTY)
+    }
+
+    /// [`Engine::subscribe`] with MQTT 5 SUBSCRIBE properties (a subscription identifier,
+    /// user properties), checked for SUBSCRIBE here and sent with every SUBSCRIBE for this
+    /// filter, renewals included (filters with the same properties share one SUBSCRIBE).
+    /// Refused with 3.1.1.
+    pub fn subscribe_with_properties(
+        &mut self,
+        now: Instant,
+        filter: &str,
+        qos: QoS,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
-        self.unsubscribe_later.retain(|f| f != filter);
+        let properties = if properties.is_empty() {
+            Box::default()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties
+                .encode_for(crate::packet::PacketType::Subscribe, false)?
+                .into_boxed_slice()
+        };
+        self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.subscriptions.retain(|s| s.filter != filter);
         self.subscriptions.push(Subscription {
             filter: filter.to_string(),
             qos,
             state: SubState::Wanted,
+            properties,
         });
         self.rearm(now);
         self.send_subscriptions();
@@ -706,11 +781,35 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// Forgets a subscription and unsubscribes: now if connected, else at the next connection
     /// (a persistent session would otherwise keep delivering).
     pub fn unsubscribe(&mut self, now: Instant, filter: &str) -> Result<(), UsageError> {
+        self.unsubscribe_with_properties(now, filter, crate::packet::Properties::EMPTY)
+    }
+
+    /// [`Engine::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties), checked
+    /// for UNSUBSCRIBE here (filters with the same properties share one UNSUBSCRIBE). Refused
+    /// with 3.1.1.
+    pub fn unsubscribe_with_properties(
+        &mut self,
+        now: Instant,
+        filter: &str,
+        properties: crate::packet::Properties<'_>,
+    ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
+        let properties = if properties.is_empty() {
+            Box::default()
+        } else {
+            if !self.config.session.protocol.is_v5() {
+                return Err(UsageError::Encode(
+                    crate::packet::EncodeError::RequiresMqtt5,
+                ));
+            }
+            properties
+                .encode_for(crate::packet::PacketType::Unsubscribe, false)?
+                .into_boxed_slice()
+        };
         self.subscriptions.retain(|s| s.filter != filter);
-        if !self.unsubscribe_later.iter().any(|f| f == filter) {
-            self.unsubscribe_later.push(filter.to_string());
-        }
+        self.unsubscribe_later.retain(|(f, _)| f != filter);
+        self.unsubscribe_later
+            .push((filter.to_string(), properties));
         self.rearm(now);
         self.send_subscriptions();
         Ok(())
@@ -745,6 +844,24 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// subscribe, connect or nudge). Pending messages stay, and are resent by a later
     /// connection if the session persists.
     pub fn disconnect(&mut self, now: Instant) {
+        let _ = self.disconnect_with(now, crate::packet::Disconnect::NORMAL);
+    }
+
+    /// [`Engine::disconnect`] with an MQTT 5 reason code and DISCONNECT properties (a session
+    /// expiry interval, a reason string, user properties). A DISCONNECT that cannot be
+    /// encoded (a property it may not carry; anything but a normal one with 3.1.1) is refused
+    /// before anything changes.
+    pub fn disconnect_with(
+        &mut self,
+        now: Instant,
+        disconnect: crate::packet::Disconnect<'_>,
+    ) -> Result<(), UsageError> {
+        if matches!(self.link, Link::Up { .. }) {
+            // Any other error: not connected after all, and the link is closed below.
+            if let Err(error @ UsageError::Encode(_)) = self.session.disconnect_with(disconnect) {
+                return Err(error);
+            }
+        }
         let link = core::mem::replace(
             &mut self.link,
             Link::Down {
@@ -753,11 +870,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 next_attempt: None,
             },
         );
-        // Down first: the session's `Closed(Disconnected)` is the application's doing, not a
-        // failure for the policy.
+        // Down before the pump reads the session's `Closed(Disconnected)`: it is the
+        // application's doing, not a failure for the policy.
         match link {
             Link::Up { .. } => {
-                let _ = self.session.disconnect();
                 self.pump(now);
                 self.actions.push_back(Action::Close);
             }
@@ -768,6 +884,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Down { .. } => {}
         }
         self.requeue_unwritten();
+        Ok(())
     }
 
     // ----- internals -------------------------------------------------------------------------

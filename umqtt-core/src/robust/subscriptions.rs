@@ -1,11 +1,12 @@
 //! Kept subscriptions: what the application wants, what the broker's session has, and the
 //! SUBSCRIBE / UNSUBSCRIBE requests in flight between them.
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::{Engine, Event, ReconnectPolicy};
-use crate::packet::{PacketId, QoS, SubscribeReturnCode};
+use crate::packet::{PacketId, Properties, QoS, SubscribeReturnCode, SubscriptionOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SubState {
@@ -22,6 +23,8 @@ pub(super) struct Subscription {
     pub(super) filter: String,
     pub(super) qos: QoS,
     pub(super) state: SubState,
+    /// MQTT 5 SUBSCRIBE properties as wire bytes (empty for none), sent with each SUBSCRIBE.
+    pub(super) properties: Box<[u8]>,
 }
 
 #[derive(Debug)]
@@ -31,23 +34,41 @@ pub(super) enum RequestKind {
 }
 
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
-    /// Sends SUBSCRIBE for wanted subscriptions and UNSUBSCRIBE for dropped ones, if connected.
+    /// Sends SUBSCRIBE for wanted subscriptions (one per set of properties) and UNSUBSCRIBE
+    /// for dropped ones, if connected.
     pub(super) fn send_subscriptions(&mut self) {
         if !self.is_connected() {
             return;
         }
-        let wanted: Vec<(&str, QoS)> = self
+        while let Some(properties) = self
             .subscriptions
             .iter()
-            .filter(|s| s.state == SubState::Wanted)
-            .map(|s| (s.filter.as_str(), s.qos))
-            .collect();
-        if !wanted.is_empty() {
-            match self.session.subscribe(&wanted) {
+            .find(|s| s.state == SubState::Wanted)
+            .map(|s| s.properties.clone())
+        {
+            let is_wanted =
+                |s: &Subscription| s.state == SubState::Wanted && s.properties == properties;
+            let wanted: Vec<(&str, QoS)> = self
+                .subscriptions
+                .iter()
+                .filter(|s| is_wanted(s))
+                .map(|s| (s.filter.as_str(), s.qos))
+                .collect();
+            let sent = if properties.is_empty() {
+                self.session.subscribe(&wanted)
+            } else {
+                let options: Vec<(&str, SubscriptionOptions)> = wanted
+                    .iter()
+                    .map(|(filter, qos)| (*filter, SubscriptionOptions::new(*qos)))
+                    .collect();
+                self.session
+                    .subscribe_with(&options, Properties::Encoded(&properties))
+            };
+            match sent {
                 Ok(packet_id) => {
                     let filters: Vec<String> = wanted.iter().map(|(f, _)| f.to_string()).collect();
                     for subscription in self.subscriptions.iter_mut() {
-                        if subscription.state == SubState::Wanted {
+                        if is_wanted(subscription) {
                             subscription.state = SubState::Requested(packet_id);
                         }
                     }
@@ -57,13 +78,26 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 Err(_) => return, // no packet id free: retried at the next connection
             }
         }
-        if !self.unsubscribe_later.is_empty() {
-            let filters: Vec<&str> = self.unsubscribe_later.iter().map(String::as_str).collect();
-            if let Ok(packet_id) = self.session.unsubscribe(&filters) {
-                let filters = core::mem::take(&mut self.unsubscribe_later);
-                self.requests
-                    .push((packet_id, RequestKind::Unsubscribe, filters));
-            }
+        while let Some(properties) = self.unsubscribe_later.first().map(|(_, p)| p.clone()) {
+            let filters: Vec<&str> = self
+                .unsubscribe_later
+                .iter()
+                .filter(|(_, p)| *p == properties)
+                .map(|(f, _)| f.as_str())
+                .collect();
+            let Ok(packet_id) = self
+                .session
+                .unsubscribe_with(&filters, Properties::Encoded(&properties))
+            else {
+                return; // no packet id free: retried at the next connection
+            };
+            let (sent, kept) = core::mem::take(&mut self.unsubscribe_later)
+                .into_iter()
+                .partition(|(_, p)| *p == properties);
+            self.unsubscribe_later = kept;
+            let filters = sent.into_iter().map(|(f, _)| f).collect::<Vec<String>>();
+            self.requests
+                .push((packet_id, RequestKind::Unsubscribe, filters));
         }
     }
 

@@ -688,3 +688,286 @@ fn a_server_reference_sends_the_next_attempt_there_then_back_to_the_list() {
     assert_eq!(next_open(&mut engine, &mut now), 1);
     assert_eq!(engine.stats().redirects, 0);
 }
+
+/// MQTT 5: a message's own PUBLISH properties go with it, queued while the link is down; its
+/// Message Expiry Interval is the shorter of its own and what is left of its deadline. A
+/// DISCONNECT carries its properties; one it may not carry is refused and the link stays.
+#[test]
+fn publish_properties_wait_with_the_message_and_disconnect_carries_its_own() {
+    use crate::packet::{
+        decode_with, Decoded, Disconnect, Packet, Properties, Property, PropertyList,
+        ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    let mut engine: Engine<FixedDelay, ()> =
+        Engine::new(EngineConfig::new(session), FixedDelay::default(), 1, t(0));
+    let own = [
+        Property::UserProperty("k", "v"),
+        Property::MessageExpiryInterval(5),
+        Property::ContentType("text/plain"),
+    ];
+    for (payload, delivery) in [
+        (
+            &b"deadline-later"[..],
+            Delivery::Within(Duration::from_secs(60)),
+        ),
+        (b"deadline-sooner", Delivery::Within(Duration::from_secs(3))),
+        (b"guaranteed", Delivery::Guaranteed),
+    ] {
+        engine
+            .publish_with_properties(
+                t(0),
+                "t",
+                payload,
+                QoS::AtLeastOnce,
+                false,
+                delivery,
+                Properties::List(&PropertyList(&own)),
+            )
+            .unwrap();
+    }
+    // Not a PUBLISH property: refused at once.
+    assert!(engine
+        .publish_with_properties(
+            t(0),
+            "t",
+            b"x",
+            QoS::AtMostOnce,
+            false,
+            Delivery::Guaranteed,
+            Properties::List(&PropertyList(&[Property::WillDelayInterval(1)])),
+        )
+        .is_err());
+    engine.connect(t(0));
+    assert!(matches!(
+        engine.poll_action(),
+        Some(Action::Open { server: 0 })
+    ));
+    engine.handle_opened(t(1_000));
+    while engine.poll_transmit(t(1_000)).is_some() {}
+    engine.handle_written(t(1_000));
+    engine.handle_read(t(1_000), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(1_000)) {
+        bytes.extend_from_slice(part);
+    }
+    let mut sent = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Publish(p) = packet {
+            let user: Vec<(&str, &str)> = p.properties.user_properties().collect();
+            assert_eq!(user, [("k", "v")]);
+            assert_eq!(p.properties.content_type(), Some("text/plain"));
+            sent.push((p.payload.to_vec(), p.properties.message_expiry_interval()));
+        }
+        rest = &rest[consumed..];
+    }
+    // 2 s of the 3 are left at 1 s: 2 beats the message's own 5.
+    assert_eq!(
+        sent,
+        [
+            (b"deadline-later".to_vec(), Some(5)),
+            (b"deadline-sooner".to_vec(), Some(2)),
+            (b"guaranteed".to_vec(), Some(5)),
+        ]
+    );
+
+    // DISCONNECT: a property it may not carry is refused, nothing changes.
+    let bad = [Property::ContentType("x")];
+    assert!(engine
+        .disconnect_with(
+            t(1_000),
+            Disconnect::new(ReasonCode::Success, Properties::List(&PropertyList(&bad)))
+        )
+        .is_err());
+    assert!(engine.poll_transmit(t(1_000)).is_none());
+    let good = [Property::ReasonString("bye")];
+    engine
+        .disconnect_with(
+            t(1_000),
+            Disconnect::new(ReasonCode::Success, Properties::List(&PropertyList(&good))),
+        )
+        .unwrap();
+    let disconnect = engine.poll_transmit(t(1_000)).unwrap().to_vec();
+    let Ok(Decoded::Complete {
+        packet: Packet::Disconnect(d),
+        ..
+    }) = decode_with(&disconnect, usize::MAX, ProtocolVersion::V5)
+    else {
+        panic!("{disconnect:02x?}");
+    };
+    assert_eq!(d.properties.reason_string(), Some("bye"));
+}
+
+/// MQTT 5: kept subscriptions carry their SUBSCRIBE properties; filters with the same
+/// properties share one SUBSCRIBE, others get their own; a renewal after a lost session sends
+/// them again.
+#[test]
+fn subscriptions_keep_their_properties_across_renewals() {
+    use crate::packet::{
+        decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    let mut engine: Engine<FixedDelay, ()> =
+        Engine::new(EngineConfig::new(session), FixedDelay::default(), 1, t(0));
+    let tagged = [
+        Property::SubscriptionIdentifier(7),
+        Property::UserProperty("k", "v"),
+    ];
+    for filter in ["a/#", "b/#"] {
+        engine
+            .subscribe_with_properties(
+                t(0),
+                filter,
+                QoS::AtLeastOnce,
+                Properties::List(&PropertyList(&tagged)),
+            )
+            .unwrap();
+    }
+    engine.subscribe(t(0), "plain", QoS::AtMostOnce).unwrap();
+    // Not a SUBSCRIBE property: refused at once.
+    assert!(engine
+        .subscribe_with_properties(
+            t(0),
+            "c",
+            QoS::AtMostOnce,
+            Properties::List(&PropertyList(&[Property::ContentType("x")])),
+        )
+        .is_err());
+    // (filters, properties) of each SUBSCRIBE sent on a fresh connection.
+    let connect_and_read = |engine: &mut Engine<FixedDelay, ()>, at: u64| {
+        engine.connect(t(at));
+        while engine.poll_action().is_some() {}
+        engine.handle_opened(t(at));
+        while engine.poll_transmit(t(at)).is_some() {}
+        engine.handle_written(t(at));
+        // A v5 CONNACK: accepted, no session present.
+        engine.handle_read(t(at), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+        let mut bytes = Vec::new();
+        while let Some(part) = engine.poll_transmit(t(at)) {
+            bytes.extend_from_slice(part);
+        }
+        let mut subscribes = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let Ok(Decoded::Complete { packet, consumed }) =
+                decode_with(rest, usize::MAX, ProtocolVersion::V5)
+            else {
+                panic!("{rest:02x?}");
+            };
+            if let Packet::Subscribe(s) = packet {
+                let filters: Vec<String> = s.topics.iter().map(|(f, _)| f.to_string()).collect();
+                let properties: Vec<String> = s
+                    .properties
+                    .iter()
+                    .map(|p| alloc::format!("{p:?}"))
+                    .collect();
+                subscribes.push((filters, properties));
+            }
+            rest = &rest[consumed..];
+        }
+        subscribes
+    };
+    let expected = [
+        (
+            vec!["a/#".to_string(), "b/#".to_string()],
+            vec![
+                "SubscriptionIdentifier(7)".to_string(),
+                "UserProperty(\"k\", \"v\")".to_string(),
+            ],
+        ),
+        (vec!["plain".to_string()], vec![]),
+    ];
+    assert_eq!(connect_and_read(&mut engine, 0), expected);
+    // The link drops before any SUBACK; the broker kept no session: all renewed as before.
+    engine.handle_connection_lost(t(10), FailureKind::ConnectionLost, ());
+    while engine.poll_action().is_some() {}
+    assert_eq!(connect_and_read(&mut engine, 5_000), expected);
+}
+
+/// MQTT 5: UNSUBSCRIBE carries its properties; filters with the same properties share one.
+#[test]
+fn unsubscribes_carry_their_properties() {
+    use crate::packet::{
+        decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,
+    };
+    let t = Instant::from_millis;
+    let session = session::SessionConfig {
+        client_id: "e".into(),
+        protocol: ProtocolVersion::V5,
+        ..session::SessionConfig::default()
+    };
+    // A persistent session the broker kept: there is something to unsubscribe from.
+    let mut config = EngineConfig::new(session);
+    config.clean_session = false;
+    let mut engine: Engine<FixedDelay, ()> = Engine::new(config, FixedDelay::default(), 1, t(0));
+    let why = [Property::UserProperty("why", "done")];
+    // Queued while down, sent once connected.
+    for filter in ["a/#", "b/#"] {
+        engine
+            .unsubscribe_with_properties(t(0), filter, Properties::List(&PropertyList(&why)))
+            .unwrap();
+    }
+    engine.unsubscribe(t(0), "plain").unwrap();
+    assert!(engine
+        .unsubscribe_with_properties(
+            t(0),
+            "c",
+            Properties::List(&PropertyList(&[Property::ReasonString("x")])),
+        )
+        .is_err());
+    engine.connect(t(0));
+    while engine.poll_action().is_some() {}
+    engine.handle_opened(t(0));
+    while engine.poll_transmit(t(0)).is_some() {}
+    engine.handle_written(t(0));
+    engine.handle_read(t(0), &[0x20, 0x03, 0x01, 0x00, 0x00]);
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(t(0)) {
+        bytes.extend_from_slice(part);
+    }
+    let mut unsubscribes = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Unsubscribe(u) = packet {
+            let filters: Vec<String> = u.topics.iter().map(|f| f.to_string()).collect();
+            let user: Vec<(String, String)> = u
+                .properties
+                .user_properties()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            unsubscribes.push((filters, user));
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(
+        unsubscribes,
+        [
+            (
+                vec!["a/#".to_string(), "b/#".to_string()],
+                vec![("why".to_string(), "done".to_string())]
+            ),
+            (vec!["plain".to_string()], vec![]),
+        ]
+    );
+}

@@ -64,6 +64,11 @@ pub struct Will {
     pub qos: QoS,
     /// Retain flag.
     pub retain: bool,
+    /// MQTT 5 will properties as wire bytes without the length prefix (will delay, message
+    /// expiry, content type, response topic, correlation data, user properties); empty for
+    /// none (always, with 3.1.1). Build them with [`Properties::encode_for`], which checks
+    /// them for a will.
+    pub properties: Vec<u8>,
 }
 
 /// Settings of a session. Changes take effect at the next [`Session::connect`].
@@ -715,17 +720,17 @@ impl Session {
         true
     }
 
-    /// MQTT 5: sets the Message Expiry Interval that the QoS 1/2 message `packet_id` carries
-    /// when it is next (re)sent to `seconds`, so that a message resent on a later connection
-    /// tells the broker what is left of its lifetime, not what was left at its first send.
-    /// `false` if the message is unknown, already past its PUBLISH (PUBREL stage), or carries
-    /// no Message Expiry Interval.
-    pub fn set_message_expiry(&mut self, packet_id: PacketId, seconds: u32) -> bool {
+    /// MQTT 5: lowers the Message Expiry Interval that the QoS 1/2 message `packet_id` carries
+    /// when it is next (re)sent to `seconds` if it is higher, so that a message resent on a
+    /// later connection tells the broker at most what is left of its lifetime, not what was
+    /// left at its first send. `false` if the message is unknown, already past its PUBLISH
+    /// (PUBREL stage), or carries no Message Expiry Interval.
+    pub fn shorten_message_expiry(&mut self, packet_id: PacketId, seconds: u32) -> bool {
         self.state
             .outgoing
             .iter_mut()
             .find(|o| o.packet_id == packet_id && o.stage != OutgoingStage::AwaitingPubComp)
-            .is_some_and(|o| crate::packet::patch_message_expiry(&mut o.packet, seconds))
+            .is_some_and(|o| crate::packet::shorten_message_expiry(&mut o.packet, seconds))
     }
 
     /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
@@ -779,7 +784,7 @@ impl Session {
                 payload: &w.payload,
                 qos: w.qos,
                 retain: w.retain,
-                properties: Properties::EMPTY,
+                properties: Properties::Encoded(&w.properties),
             }),
             username: config.username.as_deref(),
             password: config.password.as_deref(),
@@ -1069,6 +1074,16 @@ impl Session {
 
     /// Sends UNSUBSCRIBE for `filters`; [`Event::Unsubscribed`] reports the acknowledgement.
     pub fn unsubscribe(&mut self, filters: &[&str]) -> Result<PacketId, UsageError> {
+        self.unsubscribe_with(filters, Properties::EMPTY)
+    }
+
+    /// [`Session::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties). With
+    /// 3.1.1, properties are refused with [`EncodeError::RequiresMqtt5`].
+    pub fn unsubscribe_with(
+        &mut self,
+        filters: &[&str],
+        properties: Properties<'_>,
+    ) -> Result<PacketId, UsageError> {
         if filters.is_empty() {
             return Err(UsageError::NoTopicFilters);
         }
@@ -1082,7 +1097,7 @@ impl Session {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 topics: UnsubscribeTopics::List(filters),
-                properties: Properties::EMPTY,
+                properties,
             })
         })
     }

@@ -1020,7 +1020,9 @@ fn a_stored_publish_is_resent_with_the_message_expiry_set_for_it() {
         .unwrap();
     let _ = sent_v5(&mut session);
     session.handle_connection_lost();
-    assert!(session.set_message_expiry(id, 7));
+    assert!(session.shorten_message_expiry(id, 7));
+    // Never lengthened: a message keeps the shorter of the two.
+    assert!(session.shorten_message_expiry(id, 20));
     session.connect(t(2), false).unwrap();
     let _ = sent_v5(&mut session);
     let resumed = bytes(Packet::ConnAck(ConnAck::new(
@@ -1049,10 +1051,106 @@ fn a_stored_publish_is_resent_with_the_message_expiry_set_for_it() {
         ]
     );
     // Nothing to patch: no such message, or no expiry on it.
-    assert!(!session.set_message_expiry(PacketId::new(999).unwrap(), 7));
+    assert!(!session.shorten_message_expiry(PacketId::new(999).unwrap(), 7));
     let plain = session
         .publish("t/y", b"p", QoS::AtLeastOnce, false)
         .unwrap()
         .unwrap();
-    assert!(!session.set_message_expiry(plain, 7));
+    assert!(!session.shorten_message_expiry(plain, 7));
+}
+
+#[test]
+fn will_properties_and_the_other_connect_options_reach_the_connect() {
+    let will_list = [
+        Property::WillDelayInterval(30),
+        Property::ContentType("text/plain"),
+        Property::UserProperty("k", "v"),
+    ];
+    let will_properties = Properties::List(&PropertyList(&will_list))
+        .encode_for(PacketType::Connect, true)
+        .unwrap();
+    // Checked for a will: Topic Alias may not be in one, Will Delay Interval only there.
+    assert_eq!(
+        Properties::List(&PropertyList(&[Property::TopicAlias(1)]))
+            .encode_for(PacketType::Connect, true),
+        Err(EncodeError::PropertyNotAllowed {
+            property: crate::packet::PropertyId::TopicAlias,
+            packet_type: PacketType::Connect,
+            will: true
+        })
+    );
+    assert!(
+        Properties::List(&PropertyList(&[Property::WillDelayInterval(1)]))
+            .encode_for(PacketType::Publish, false)
+            .is_err()
+    );
+    let mut config = v5_config();
+    config.will = Some(Will {
+        topic: "w".to_string(),
+        payload: b"gone".to_vec(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: will_properties,
+    });
+    config.v5.request_response_information = Some(true);
+    config.v5.authentication_method = Some("m".to_string());
+    config.v5.authentication_data = Some(b"d".to_vec());
+    let mut session = Session::new(config);
+    session.connect(t(0), true).unwrap();
+    let connect = session.poll_transmit(t(0)).unwrap().to_vec();
+    let Ok(Decoded::Complete {
+        packet: Packet::Connect(c),
+        ..
+    }) = decode_with(&connect, usize::MAX, V5)
+    else {
+        panic!("{connect:02x?}");
+    };
+    let will = c.will.unwrap();
+    assert_eq!(will.properties.iter().collect::<Vec<_>>(), will_list);
+    let properties: Vec<Property<'_>> = c.properties.iter().collect();
+    for expected in [
+        Property::RequestResponseInformation(true),
+        Property::AuthenticationMethod("m"),
+        Property::AuthenticationData(b"d"),
+    ] {
+        assert!(properties.contains(&expected), "{properties:?}");
+    }
+
+    // A will with properties cannot be sent as 3.1.1.
+    let mut v311 = super::tests::config();
+    v311.will = Some(Will {
+        topic: "w".to_string(),
+        payload: Vec::new(),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: vec![0x18, 0, 0, 0, 1],
+    });
+    let mut session = Session::new(v311);
+    assert!(session.connect(t(0), true).is_err());
+}
+
+#[test]
+fn unsubscribe_carries_its_properties() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let list = [Property::UserProperty("why", "done")];
+    let id = session
+        .unsubscribe_with(&["a/#"], Properties::List(&PropertyList(&list)))
+        .unwrap();
+    let sent = sent_v5(&mut session);
+    assert_eq!(sent.len(), 1);
+    let Ok(Decoded::Complete {
+        packet: Packet::Unsubscribe(u),
+        ..
+    }) = decode_with(&sent[0].1, usize::MAX, V5)
+    else {
+        panic!("{sent:02x?}");
+    };
+    assert_eq!(u.packet_id, id);
+    assert_eq!(u.properties.iter().collect::<Vec<_>>(), list);
+    // Not a property of UNSUBSCRIBE: refused before anything is sent.
+    let list = [Property::ContentType("x")];
+    assert!(session
+        .unsubscribe_with(&["a/#"], Properties::List(&PropertyList(&list)))
+        .is_err());
+    assert!(sent_v5(&mut session).is_empty());
 }

@@ -130,6 +130,14 @@ pub struct ConnectOptions {
     /// on the broker's side of the link, and the table costs memory on every connection;
     /// AWS's MQTT 5 SDKs make the same choice (inbound aliasing disabled unless asked for).
     pub topic_alias_maximum: Option<u16>,
+    /// Request Response Information (section 3.1.2.11.6): ask the broker for a Response
+    /// Information string in CONNACK.
+    pub request_response_information: Option<bool>,
+    /// Authentication Method (section 3.1.2.11.9): the name of an enhanced authentication
+    /// method. A broker that does not know it refuses the connection (0x8C).
+    pub authentication_method: Option<String>,
+    /// Authentication Data (section 3.1.2.11.10), for the authentication method.
+    pub authentication_data: Option<Vec<u8>>,
 }
 
 /// Most incoming topic aliases a session accepts, whatever
@@ -174,6 +182,15 @@ impl ConnectOptions {
         }
         if let Some(b) = self.request_problem_information {
             list.push(Property::RequestProblemInformation(b));
+        }
+        if let Some(b) = self.request_response_information {
+            list.push(Property::RequestResponseInformation(b));
+        }
+        if let Some(method) = &self.authentication_method {
+            list.push(Property::AuthenticationMethod(method));
+        }
+        if let Some(data) = &self.authentication_data {
+            list.push(Property::AuthenticationData(data));
         }
         for (k, v) in &self.user_properties {
             list.push(Property::UserProperty(k, v));

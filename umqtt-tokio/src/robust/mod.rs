@@ -192,6 +192,7 @@ impl Client {
             payload: payload.to_vec(),
             qos,
             retain,
+            properties: Vec::new(),
         });
         self
     }

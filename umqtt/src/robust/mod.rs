@@ -232,7 +232,32 @@ impl Client {
             payload: payload.to_vec(),
             qos,
             retain,
+            properties: Vec::new(),
         }));
+    }
+
+    /// [`Client::set_last_will`] with MQTT 5 will properties (will delay interval, message
+    /// expiry, content type, response topic, correlation data, user properties); properties
+    /// a will may not carry are refused ([`UsageError::Encode`]).
+    pub fn set_last_will_with(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        retain: bool,
+        qos: QoS,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let properties = properties
+            .encode_for(umqtt_core::packet::PacketType::Connect, true)
+            .map_err(|e| Error::Usage(UsageError::Encode(e)))?;
+        self.engine.set_will(Some(Will {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            properties,
+        }));
+        Ok(())
     }
 
     /// Sends every event except received messages to `handler` instead of queueing it for
@@ -331,6 +356,29 @@ impl Client {
         first.ok_or(Error::Usage(UsageError::OutgoingFull))
     }
 
+    /// [`Client::publish_with`] with MQTT 5 PUBLISH properties (user properties, content
+    /// type, response topic, correlation data, message expiry…); a [`Delivery::Within`]
+    /// deadline still bounds the Message Expiry Interval sent (the shorter of the two).
+    /// Refused with 3.1.1, or for a property PUBLISH may not carry. The message and its
+    /// properties are kept in memory only, never in a durable outbox (which stores no
+    /// properties): a message that must survive a crash is published without them.
+    pub fn publish_with_properties(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        delivery: Delivery,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<MessageId, Error> {
+        let now = self.now();
+        let id = self
+            .engine
+            .publish_with_properties(now, topic, payload, qos, retain, delivery, properties)?;
+        self.service(now)?;
+        Ok(id)
+    }
+
     /// Publishes several messages at once: with a durable outbox they are written in one
     /// commit (one fsync for the batch). Either all are accepted or, on an error, none.
     pub fn publish_batch(
@@ -412,11 +460,39 @@ impl Client {
         self.service(now)
     }
 
+    /// [`Client::subscribe`] with MQTT 5 SUBSCRIBE properties (a subscription identifier,
+    /// user properties), sent again with every renewal. Refused with 3.1.1, or for a property
+    /// SUBSCRIBE may not carry.
+    pub fn subscribe_with_properties(
+        &mut self,
+        filter: &str,
+        qos: QoS,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.engine
+            .subscribe_with_properties(now, filter, qos, properties)?;
+        self.service(now)
+    }
+
     /// Forgets a subscription and unsubscribes: now if connected, else at the next connection
     /// (a persistent session would otherwise keep delivering).
     pub fn unsubscribe(&mut self, filter: &str) -> Result<(), Error> {
         let now = self.now();
         self.engine.unsubscribe(now, filter)?;
+        self.service(now)
+    }
+
+    /// [`Client::unsubscribe`] with MQTT 5 UNSUBSCRIBE properties (user properties). Refused
+    /// with 3.1.1, or for a property UNSUBSCRIBE may not carry.
+    pub fn unsubscribe_with_properties(
+        &mut self,
+        filter: &str,
+        properties: umqtt_core::packet::Properties<'_>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        self.engine
+            .unsubscribe_with_properties(now, filter, properties)?;
         self.service(now)
     }
 
@@ -492,8 +568,18 @@ impl Client {
     /// stay (and are resent by a later connection with the same client id if the session
     /// persists).
     pub fn disconnect(&mut self) -> Result<(), Error> {
+        self.disconnect_with(umqtt_core::packet::Disconnect::NORMAL)
+    }
+
+    /// [`Client::disconnect`] with an MQTT 5 reason code and DISCONNECT properties (a session
+    /// expiry interval, a reason string, user properties); one that cannot be encoded is
+    /// refused ([`UsageError::Encode`]) and nothing changes.
+    pub fn disconnect_with(
+        &mut self,
+        disconnect: umqtt_core::packet::Disconnect<'_>,
+    ) -> Result<(), Error> {
         let now = self.now();
-        self.engine.disconnect(now);
+        self.engine.disconnect_with(now, disconnect)?;
         self.service(now)?;
         if let Some(mut stream) = self.stream.take() {
             let _ = stream.shutdown();
