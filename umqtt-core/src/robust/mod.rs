@@ -300,6 +300,27 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             .filter(|_| server == self.config.servers)
     }
 
+    /// The engine's own copy of a caller's MQTT 5 properties for a `packet_type` it will send
+    /// (once or again after reconnections), checked for that packet: empty stays empty; with
+    /// 3.1.1, properties are refused.
+    fn owned_properties(
+        &self,
+        properties: crate::packet::Properties<'_>,
+        packet_type: crate::packet::PacketType,
+    ) -> Result<Box<[u8]>, UsageError> {
+        if properties.is_empty() {
+            return Ok(Box::default());
+        }
+        if !self.config.session.protocol.is_v5() {
+            return Err(UsageError::Encode(
+                crate::packet::EncodeError::RequiresMqtt5,
+            ));
+        }
+        Ok(properties
+            .encode_for(packet_type, false)?
+            .into_boxed_slice())
+    }
+
     /// Whether a connection attempt is in progress.
     pub fn is_connecting(&self) -> bool {
         matches!(self.link, Link::Attempt { .. })
@@ -537,18 +558,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         delivery: Delivery,
         properties: crate::packet::Properties<'_>,
     ) -> Result<MessageId, UsageError> {
-        let properties = if properties.is_empty() {
-            Box::default()
-        } else {
-            if !self.config.session.protocol.is_v5() {
-                return Err(UsageError::Encode(
-                    crate::packet::EncodeError::RequiresMqtt5,
-                ));
-            }
-            properties
-                .encode_for(crate::packet::PacketType::Publish, false)?
-                .into_boxed_slice()
-        };
+        let properties = self.owned_properties(properties, crate::packet::PacketType::Publish)?;
         self.enqueue(
             now,
             topic,
@@ -753,18 +763,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         properties: crate::packet::Properties<'_>,
     ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
-        let properties = if properties.is_empty() {
-            Box::default()
-        } else {
-            if !self.config.session.protocol.is_v5() {
-                return Err(UsageError::Encode(
-                    crate::packet::EncodeError::RequiresMqtt5,
-                ));
-            }
-            properties
-                .encode_for(crate::packet::PacketType::Subscribe, false)?
-                .into_boxed_slice()
-        };
+        let properties = self.owned_properties(properties, crate::packet::PacketType::Subscribe)?;
         self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.subscriptions.retain(|s| s.filter != filter);
         self.subscriptions.push(Subscription {
@@ -794,18 +793,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         properties: crate::packet::Properties<'_>,
     ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
-        let properties = if properties.is_empty() {
-            Box::default()
-        } else {
-            if !self.config.session.protocol.is_v5() {
-                return Err(UsageError::Encode(
-                    crate::packet::EncodeError::RequiresMqtt5,
-                ));
-            }
-            properties
-                .encode_for(crate::packet::PacketType::Unsubscribe, false)?
-                .into_boxed_slice()
-        };
+        let properties =
+            self.owned_properties(properties, crate::packet::PacketType::Unsubscribe)?;
         self.subscriptions.retain(|s| s.filter != filter);
         self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.unsubscribe_later
