@@ -45,6 +45,9 @@ pub struct Tally {
 pub enum Fatal {
     /// The broker refused with this code (bad credentials, not authorised…).
     Refused(ConnectReturnCode),
+    /// An MQTT 5 broker refused with this reason code: the exit status is the code, as the
+    /// plain client's and mosquitto's.
+    Rejected(umqtt_core::packet::ReasonCode),
     /// The local configuration is unusable (CA file, key…).
     Configuration(String),
 }
@@ -77,6 +80,7 @@ impl Tracker {
         match self.tally().fatal.clone() {
             None => Ok(()),
             Some(Fatal::Refused(code)) => Err(CliError::Refused(code)),
+            Some(Fatal::Rejected(code)) => Err(CliError::Rejected(code)),
             Some(Fatal::Configuration(detail)) => Err(CliError::failed(detail)),
         }
     }
@@ -89,9 +93,12 @@ impl Tracker {
                 let detail = describe_link(error);
                 if tally.fatal.is_none() {
                     tally.fatal = match kind {
-                        FailureKind::Refused(code) if kind.is_permanent() => {
-                            Some(Fatal::Refused(*code))
-                        }
+                        FailureKind::Refused(code) if kind.is_permanent() => Some(match error {
+                            LinkError::Closed(umqtt::CloseReason::Rejected(reason)) => {
+                                Fatal::Rejected(*reason)
+                            }
+                            _ => Fatal::Refused(*code),
+                        }),
                         FailureKind::Configuration => Some(Fatal::Configuration(detail.clone())),
                         _ => None,
                     };
@@ -367,5 +374,18 @@ mod tests {
             error: closed(CloseReason::Refused(ConnectReturnCode::NotAuthorized)),
         });
         assert_eq!(tracker.check_fatal().unwrap_err().exit_code(), 5);
+    }
+
+    #[test]
+    fn an_mqtt5_refusal_exits_with_its_reason_code() {
+        let tracker = Tracker::default();
+        let reason = umqtt_core::packet::ReasonCode::BadAuthenticationMethod;
+        tracker.record(&Event::AttemptFailed {
+            kind: umqtt_core::robust::close_kind(CloseReason::Rejected(reason)),
+            consecutive: 1,
+            server: 0,
+            error: closed(CloseReason::Rejected(reason)),
+        });
+        assert_eq!(tracker.check_fatal().unwrap_err().exit_code(), 0x8C);
     }
 }

@@ -90,7 +90,7 @@ pub use umqtt_core::message::Message;
 pub use umqtt_core::robust::{
     BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, ExponentialBackoff,
     FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome, Overflow, ReconnectPolicy,
-    Stats,
+    Stats, Unsupported,
 };
 pub use umqtt_core::session::{SessionConfig, UsageError, Will};
 pub use umqtt_core::{Instant, QoS};

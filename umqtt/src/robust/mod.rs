@@ -39,7 +39,7 @@ pub use link::{classify, LinkFailure, Nudger};
 pub use umqtt_core::robust::{
     listening_backoff, BatteryAware, Deadline, Decision, Delivery, DropCounts, DropReason,
     ExponentialBackoff, Failure, FailureKind, FixedDelay, LinkError, MessageId, NoRetry,
-    OutageLimit, Overflow, PendingSummary, ReconnectPolicy, Stats,
+    OutageLimit, Overflow, PendingSummary, ReconnectPolicy, Stats, Unsupported,
 };
 
 use std::collections::VecDeque;
