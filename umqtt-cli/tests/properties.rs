@@ -808,6 +808,10 @@ fn bad_property_input_exits_like_mosquitto() {
     let out = run(&strs(&ours));
     out.assert_one_line_error();
     assert_eq!(out.status.code(), Some(140), "{out:?}");
+    // The same through the robust client: a permanent refusal, with its reason code.
+    ours.extend(["--policy".to_owned(), "guaranteed".to_owned()]);
+    let out = run(&strs(&ours));
+    assert_eq!(out.status.code(), Some(140), "--policy: {out:?}");
 
     // --outbox stores no properties: refused, not dropped.
     let outbox = tempfile::tempdir().unwrap();
