@@ -526,6 +526,71 @@ fn messages_larger_than_a_new_maximum_packet_size_are_dropped_and_the_rest_flows
     assert_eq!(engine.pending(), 0);
 }
 
+/// Found by the `engine` fuzz target: messages the session stored (sent and not acknowledged,
+/// or waiting for the window) went out again after a reconnection whose CONNACK ruled them
+/// out — a QoS 2 PUBLISH above the new Maximum QoS, a retained one with Retain Available 0 —
+/// and the broker would close the link at every attempt. They end as `Dropped(NotSupported)`
+/// instead, and the rest flows.
+#[test]
+fn stored_messages_a_new_connack_rules_out_are_dropped_not_sent() {
+    let t = Instant::from_millis;
+    let mut engine = v5_engine();
+    open_with(&mut engine, t(0), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert!(engine.is_connected());
+    let qos2 = engine
+        .publish(t(1), "t", &[1], QoS::ExactlyOnce, false)
+        .unwrap();
+    let retained = engine
+        .publish(t(1), "t", &[2], QoS::AtLeastOnce, true)
+        .unwrap();
+    let plain = engine
+        .publish(t(1), "t", &[3], QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(written_v5(&mut engine, t(1)).len(), 3);
+    engine.handle_connection_lost(t(2), FailureKind::ConnectionLost, ());
+    while engine.poll_event().is_some() {}
+    // The broker resumes the session: Maximum QoS 1, Retain Available 0.
+    let connack = [0x20, 0x07, 0x01, 0x00, 0x04, 0x24, 0x01, 0x25, 0x00];
+    open_with(&mut engine, t(2_002), &connack);
+    assert!(engine.is_connected());
+    // Only the plain message is resent (QoS 1, not retained, DUP set).
+    assert_eq!(
+        written_v5(&mut engine, t(2_003)),
+        vec![(3, 2 + 2 + 1 + 2 + 1 + 1)]
+    );
+    let dropped: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .filter_map(|e| match e {
+            Event::Dropped { id, reason } => Some((id, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        vec![
+            (
+                qos2,
+                DropReason::NotSupported(Unsupported::QoS {
+                    max: QoS::AtLeastOnce
+                })
+            ),
+            (retained, DropReason::NotSupported(Unsupported::Retain)),
+        ]
+    );
+    let (packet_id, _, _) = engine.session().outgoing().next().unwrap();
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    engine.handle_read(t(2_004), &[0x40, 0x02, hi, lo]);
+    let delivered: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .filter_map(|e| match e {
+            Event::Delivered { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec![plain]);
+    assert_eq!(engine.stats().dropped_by.not_supported, 2);
+    assert_eq!(engine.pending(), 0);
+    assert!(engine.is_connected());
+}
+
 /// A protocol violation the session closes for (here AUTH) sends an MQTT 5 DISCONNECT with
 /// its reason code before the engine asks the driver to close.
 #[test]

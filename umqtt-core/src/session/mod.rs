@@ -8,7 +8,8 @@
 //! adopted — and reason codes come out as [`Event::PublishRefused`],
 //! [`CloseReason::Rejected`], [`CloseReason::ServerDisconnected`] and [`Event::Unsubscribed`].
 //! A stored message larger than a new CONNACK's Maximum Packet Size is removed, not sent
-//! ([`Event::PublishTooLarge`]). What the session announces is enforced too: its Receive
+//! ([`Event::PublishTooLarge`]), as is one above its Maximum QoS or retained when it has no
+//! Retain Available ([`Event::PublishRefused`] with 0x9B / 0x9A). What the session announces is enforced too: its Receive
 //! Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic Alias Maximum (broker topic
 //! aliases are resolved, so a [`Event::Message`] always has its full topic; see
 //! [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation closes the
@@ -450,7 +451,11 @@ pub enum Event<'a> {
     Published(PacketId),
     /// The broker refused a QoS 1/2 publish with an MQTT 5 PUBACK or PUBREC reason code of
     /// 0x80 or above (section 4.3.2, 4.3.3): the exchange is over and the message was not
-    /// accepted (e.g. Not authorized, Quota exceeded). Its packet id is free again.
+    /// accepted (e.g. Not authorized, Quota exceeded). Its packet id is free again. Also, at
+    /// an MQTT 5 CONNACK, for a stored publish (queued, or to be resent) that the broker's new
+    /// limits rule out, which is removed instead of sent: 0x9B QoS not supported (above its
+    /// Maximum QoS) or 0x9A Retain not supported (Retain Available 0); its id is then freed
+    /// as for [`Event::PublishTooLarge`].
     PublishRefused {
         /// The publish's packet id.
         packet_id: PacketId,
@@ -1922,22 +1927,41 @@ impl State {
         }
     }
 
-    /// MQTT 5, at CONNACK: removes the stored messages larger than the broker's Maximum Packet
-    /// Size (`[MQTT-3.1.2-24]`: it would close the connection, and every reconnection would
-    /// try again), each reported by [`Event::PublishTooLarge`]. A QoS 2 message awaiting
-    /// PUBCOMP only sends PUBREL and stays.
-    fn drop_oversized(&mut self, session_present: bool) {
-        let Some(max) = self.broker.maximum_packet_size else {
-            return;
-        };
+    /// MQTT 5, at CONNACK: removes the stored messages that the broker's new limits rule out
+    /// (it would close the connection, and every reconnection would try again): larger than
+    /// its Maximum Packet Size (`[MQTT-3.1.2-24]`), reported by [`Event::PublishTooLarge`];
+    /// above its Maximum QoS (`[MQTT-3.2.2-11]`) or retained with Retain Available 0
+    /// (`[MQTT-3.2.2-14]`), reported by [`Event::PublishRefused`] with 0x9B QoS not supported
+    /// or 0x9A Retain not supported. A QoS 2 message awaiting PUBCOMP only sends PUBREL and
+    /// stays.
+    fn drop_unsendable(&mut self, session_present: bool) {
         let mut index = 0;
         while index < self.outgoing.len() {
             let entry = &self.outgoing[index];
             let size = entry.packet.len();
-            if size <= max as usize || entry.stage == OutgoingStage::AwaitingPubComp {
+            // The stored PUBLISH's fixed header: bit 0 is RETAIN.
+            let retain = entry.packet.first().is_some_and(|b| b & 1 == 1);
+            let event = match self.broker.maximum_packet_size {
+                _ if entry.stage == OutgoingStage::AwaitingPubComp => None,
+                Some(max) if size > max as usize => Some(Event::PublishTooLarge {
+                    packet_id: entry.packet_id,
+                    size,
+                    max,
+                }),
+                _ if entry.qos > self.broker.maximum_qos => Some(Event::PublishRefused {
+                    packet_id: entry.packet_id,
+                    reason_code: ReasonCode::QoSNotSupported,
+                }),
+                _ if retain && !self.broker.retain_available => Some(Event::PublishRefused {
+                    packet_id: entry.packet_id,
+                    reason_code: ReasonCode::RetainNotSupported,
+                }),
+                _ => None,
+            };
+            let Some(event) = event else {
                 index += 1;
                 continue;
-            }
+            };
             let Some(entry) = self.outgoing.remove(index) else {
                 break;
             };
@@ -1948,11 +1972,7 @@ impl State {
             } else {
                 self.used_ids.remove(entry.packet_id);
             }
-            self.events.push_back(Event::PublishTooLarge {
-                packet_id: entry.packet_id,
-                size,
-                max,
-            });
+            self.events.push_back(event);
             self.recycle_buffer(entry.packet);
         }
     }
@@ -1999,7 +2019,7 @@ impl State {
             self.free_retired_ids();
         }
         if v5 {
-            self.drop_oversized(ack.session_present);
+            self.drop_unsendable(ack.session_present);
         }
         if ack.session_present {
             // Resume: resend what was sent before, same ids, DUP set, in the original order,

@@ -959,6 +959,58 @@ fn stored_messages_larger_than_a_new_maximum_packet_size_are_dropped_not_sent() 
     assert!(!session.state.used_ids.contains(big2));
 }
 
+/// Stored messages a resumed session's new CONNACK rules out (above its Maximum QoS, or
+/// retained with Retain Available 0) are removed and reported, not resent [MQTT-3.2.2-11],
+/// [MQTT-3.2.2-14].
+#[test]
+fn stored_messages_a_new_connack_rules_out_are_refused_not_sent() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let qos2 = session
+        .publish("t", &[1], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let retained = session
+        .publish("t", &[2], QoS::AtLeastOnce, true)
+        .unwrap()
+        .unwrap();
+    let plain = session
+        .publish("t", &[3], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 3);
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    let resumed = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[
+            Property::MaximumQoS(QoS::AtLeastOnce),
+            Property::RetainAvailable(false),
+        ])),
+        ..ConnAck::new(true, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &resumed),
+        vec![
+            Ev::Refused(qos2.get(), ReasonCode::QoSNotSupported),
+            Ev::Refused(retained.get(), ReasonCode::RetainNotSupported),
+            Ev::Connected(true)
+        ]
+    );
+    assert_eq!(
+        sent(&mut session, t(12)),
+        vec![Sent::Publish {
+            id: Some(plain.get()),
+            dup: true,
+            qos: QoS::AtLeastOnce,
+            topic: "t".to_string(),
+            payload: vec![3],
+        }]
+    );
+    // The QoS 2 message's id may be in the broker's QoS 2 table: it stays reserved.
+    assert!(session.state.used_ids.contains(qos2));
+    assert!(!session.state.used_ids.contains(retained));
+}
+
 #[test]
 fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
     // A PUBLISH whose topic length runs past the packet: Malformed Packet.
