@@ -297,6 +297,8 @@ struct Harness {
     redirect_allowed: bool,
     /// Delivery deadlines of `Delivery::Within` messages (ms).
     deadlines: BTreeMap<u64, u64>,
+    /// MQTT 5: the Message Expiry Interval a message was published with (seconds).
+    own_expiry: BTreeMap<u64, u32>,
     /// MQTT 5: packet ids of QoS 1/2 PUBLISH packets written on the current connection for
     /// which the harness has fed no PUBACK, PUBCOMP or refusing PUBREC yet (a lower bound of
     /// the broker's count against its Receive Maximum).
@@ -460,15 +462,25 @@ impl Harness {
                                 let tag = p.payload.get(..8).expect("tagged");
                                 let id = u64::from_le_bytes(tag.try_into().unwrap());
                                 let deadline = self.deadlines.get(&id).copied();
-                                let deadline =
-                                    deadline.expect("expiry on a message without deadline");
-                                // What is left at write time, rounded up; at least 1.
-                                let left = deadline.saturating_sub(self.now).div_ceil(SECOND);
+                                let own = self.own_expiry.get(&id).copied();
                                 assert!(
-                                    u64::from(seconds) <= left.max(1),
-                                    "message {id} written with Message Expiry Interval {seconds} s, {} ms left of its deadline",
-                                    deadline.saturating_sub(self.now)
+                                    deadline.is_some() || own.is_some(),
+                                    "Message Expiry Interval on message {id}, which has none"
                                 );
+                                // Never more than the caller gave.
+                                assert!(
+                                    own.is_none_or(|own| seconds <= own),
+                                    "message {id} written with Message Expiry Interval {seconds} s, {own:?} given"
+                                );
+                                // What is left at write time, rounded up; at least 1.
+                                if let Some(deadline) = deadline {
+                                    let left = deadline.saturating_sub(self.now).div_ceil(SECOND);
+                                    assert!(
+                                        u64::from(seconds) <= left.max(1),
+                                        "message {id} written with Message Expiry Interval {seconds} s, {} ms left of its deadline",
+                                        deadline.saturating_sub(self.now)
+                                    );
+                                }
                             }
                             _ => {}
                         }
@@ -646,8 +658,13 @@ impl Harness {
                 Event::Dropped { id, reason } => {
                     // MQTT 5: the broker refused it (PUBREC 0x80+), or a resumed session's
                     // stored QoS 2 PUBLISH no longer fits the new broker's Maximum Packet
-                    // Size: ending it is all the client can do.
-                    if !matches!(reason, DropReason::Refused(_) | DropReason::TooLarge { .. }) {
+                    // Size or Maximum QoS: ending it is all the client can do.
+                    if !matches!(
+                        reason,
+                        DropReason::Refused(_)
+                            | DropReason::TooLarge { .. }
+                            | DropReason::NotSupported(_)
+                    ) {
                         self.check_withdrawable(id.0, "dropped");
                     }
                     if let DropReason::Refused(code) = reason {
@@ -1154,6 +1171,11 @@ impl Harness {
             if durable {
                 self.durable.insert(id.0);
             }
+            if let (Some([Property::MessageExpiryInterval(own)]), Some(_), false) =
+                (own_expiry, delivery, durable)
+            {
+                self.own_expiry.insert(id.0, own);
+            }
             let delivery = delivery.unwrap_or(self.engine.policy().default_delivery());
             if let (Delivery::Within(max_age), false) = (delivery, durable) {
                 let max_age = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
@@ -1455,6 +1477,7 @@ fn run(data: &[u8]) -> Result<()> {
         reference_on_connection: false,
         redirect_allowed: false,
         deadlines: BTreeMap::new(),
+        own_expiry: BTreeMap::new(),
         unacked: BTreeSet::new(),
         out_aliases: BTreeMap::new(),
     };
