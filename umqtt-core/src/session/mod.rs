@@ -579,6 +579,9 @@ struct State {
     requests: Vec<(PacketId, Request)>,
     /// Ids of cancelled messages sent on this connection; freed when it ends.
     quarantined_ids: Vec<PacketId>,
+    /// Those of `quarantined_ids` whose PUBACK has not come: the broker still counts them
+    /// against its Receive Maximum.
+    withdrawn_unacked: Vec<PacketId>,
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
@@ -641,6 +644,7 @@ impl Session {
                 used_ids: IdSet::new(),
                 requests: Vec::new(),
                 quarantined_ids: Vec::new(),
+                withdrawn_unacked: Vec::new(),
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
                 rx_generation: 0,
@@ -1006,6 +1010,7 @@ impl Session {
                 // Sent on this connection: a late PUBACK/PUBREC may still come. Keep the id out
                 // of use until the connection ends, so it cannot complete a newer message.
                 state.quarantined_ids.push(entry.packet_id);
+                state.withdrawn_unacked.push(entry.packet_id);
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
@@ -1647,12 +1652,11 @@ impl State {
             return;
         }
         // MQTT 5: never more unacknowledged QoS 1/2 PUBLISH than the broker's Receive Maximum
-        // [MQTT-4.9.0-2]; the rest waits in order.
-        let window = usize::from(
-            self.config
-                .max_in_flight
-                .min(self.broker.receive_maximum)
-                .max(1),
+        // [MQTT-4.9.0-2]; the rest waits in order. A withdrawn message sent on this
+        // connection counts until its PUBACK comes: the broker has not acknowledged it.
+        let window = usize::from(self.config.max_in_flight.max(1)).min(
+            usize::from(self.broker.receive_maximum.max(1))
+                .saturating_sub(self.withdrawn_unacked.len()),
         );
         while self.in_flight < window && self.in_flight < self.outgoing.len() {
             let index = self.in_flight;
@@ -1766,6 +1770,7 @@ impl State {
         for packet_id in self.quarantined_ids.drain(..) {
             self.used_ids.remove(packet_id);
         }
+        self.withdrawn_unacked.clear();
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -1790,6 +1795,14 @@ impl State {
                 reason_code,
                 ..
             }) => {
+                if let Some(q) = self.withdrawn_unacked.iter().position(|&q| q == id) {
+                    // The late PUBACK of a withdrawn message: its place in the broker's
+                    // Receive Maximum is free again (its id stays out of use until the
+                    // connection ends).
+                    self.withdrawn_unacked.swap_remove(q);
+                    self.fill_window();
+                    return None;
+                }
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &self.outgoing[index];
                 if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {

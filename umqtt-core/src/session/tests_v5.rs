@@ -165,6 +165,57 @@ fn receive_maximum_bounds_the_in_flight_window_and_nothing_is_dropped() {
     assert_eq!(session.outgoing_len(), 0);
 }
 
+/// Found by the `engine` fuzz target (its deadline expired the message): a QoS 1 message
+/// withdrawn after it was sent still counts against the broker's Receive Maximum until its
+/// PUBACK arrives — the broker has not acknowledged it [MQTT-4.9.0-2] — so the next message
+/// waits for that PUBACK instead of going out at once.
+#[test]
+fn a_withdrawn_message_counts_against_the_receive_maximum_until_its_puback() {
+    let mut session = connected_v5(v5_config(), &[Property::ReceiveMaximum(1)]);
+    let first = session
+        .publish("t", &[1], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let second = session
+        .publish("t", &[2], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 1);
+    assert!(session.cancel_publish(first));
+    assert_eq!(
+        sent(&mut session, t(3)),
+        vec![],
+        "the broker still counts the first"
+    );
+    // Its PUBACK frees the broker's slot: the second goes out.
+    assert_eq!(
+        feed(
+            &mut session,
+            t(4),
+            &ack(PacketType::PubAck, first.get(), ReasonCode::Success)
+        ),
+        vec![]
+    );
+    assert_eq!(
+        sent(&mut session, t(4)),
+        vec![Sent::Publish {
+            id: Some(second.get()),
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            topic: "t".to_string(),
+            payload: vec![2],
+        }]
+    );
+    assert_eq!(
+        feed(
+            &mut session,
+            t(5),
+            &ack(PacketType::PubAck, second.get(), ReasonCode::Success)
+        ),
+        vec![Ev::Published(second.get())]
+    );
+}
+
 #[test]
 fn the_brokers_maximum_packet_size_is_never_exceeded() {
     let mut session = connected_v5(v5_config(), &[Property::MaximumPacketSize(30)]);
