@@ -1946,7 +1946,7 @@ impl State {
     /// above its Maximum QoS (`[MQTT-3.2.2-11]`) or retained with Retain Available 0
     /// (`[MQTT-3.2.2-14]`), reported by [`Event::PublishRefused`] with 0x9B QoS not supported
     /// or 0x9A Retain not supported. A QoS 2 message awaiting PUBCOMP only sends PUBREL and
-    /// stays.
+    /// stays, when the broker resumed the session.
     fn drop_unsendable(&mut self, session_present: bool) {
         let mut index = 0;
         while index < self.outgoing.len() {
@@ -1955,7 +1955,9 @@ impl State {
             // The stored PUBLISH's fixed header: bit 0 is RETAIN.
             let retain = entry.packet.first().is_some_and(|b| b & 1 == 1);
             let event = match self.broker.maximum_packet_size {
-                _ if entry.stage == OutgoingStage::AwaitingPubComp => None,
+                // It only sends PUBREL, unless the broker lost the session: then it is
+                // published again as a new message.
+                _ if entry.stage == OutgoingStage::AwaitingPubComp && session_present => None,
                 Some(max) if size > max as usize => Some(Event::PublishTooLarge {
                     packet_id: entry.packet_id,
                     size,

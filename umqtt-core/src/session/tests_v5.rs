@@ -1062,6 +1062,52 @@ fn stored_messages_a_new_connack_rules_out_are_refused_not_sent() {
     assert!(!session.state.used_ids.contains(retained));
 }
 
+/// Found by the `engine` fuzz target: a QoS 2 message past PUBREC only sends PUBREL on a
+/// resumed session, but a broker that lost the session gets it again as a new PUBLISH — which
+/// its new CONNACK's Maximum QoS or Maximum Packet Size may rule out.
+#[test]
+fn a_released_qos2_message_republished_to_a_new_session_is_checked_too() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let small = session
+        .publish("t", &[1], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let big = session
+        .publish("t", &[2; 200], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 2);
+    for id in [small, big] {
+        feed(
+            &mut session,
+            t(3),
+            &ack(PacketType::PubRec, id.get(), ReasonCode::Success),
+        );
+    }
+    assert_eq!(sent(&mut session, t(3)).len(), 2, "two PUBREL");
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    // No session: both would be published again, at QoS 2, one of 209 bytes.
+    let fresh = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[
+            Property::MaximumQoS(QoS::AtLeastOnce),
+            Property::MaximumPacketSize(100),
+        ])),
+        ..ConnAck::new(false, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &fresh),
+        vec![
+            Ev::Refused(small.get(), ReasonCode::QoSNotSupported),
+            Ev::TooLarge(big.get(), 209, 100),
+            Ev::Connected(false)
+        ]
+    );
+    assert_eq!(sent(&mut session, t(12)), vec![]);
+    assert_eq!(session.outgoing_len(), 0);
+}
+
 #[test]
 fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
     // A PUBLISH whose topic length runs past the packet: Malformed Packet.
