@@ -955,6 +955,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// Reads what the session decoded, while the event stream has room for messages.
     fn pump(&mut self, now: Instant) {
+        // What the session decodes now (CONNACK, acknowledgements) may release PUBLISH
+        // packets it holds back.
+        self.refresh_waiting_expiries(now);
         loop {
             // At the receive bound nothing more is decoded, but what the session already
             // decided (a keepalive close, say) is still handled.

@@ -417,6 +417,76 @@ fn within_maps_onto_message_expiry_with_mqtt_5() {
     );
 }
 
+/// The Message Expiry Intervals of the PUBLISH packets the engine writes at `now`.
+fn written_expiries(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<Option<u32>> {
+    use crate::packet::{decode_with, Decoded, Packet, ProtocolVersion};
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(now) {
+        bytes.extend_from_slice(part);
+    }
+    engine.handle_written(now);
+    let mut expiries = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Publish(p) = packet {
+            expiries.push(p.properties.message_expiry_interval());
+        }
+        rest = &rest[consumed..];
+    }
+    expiries
+}
+
+/// Found by the `engine` fuzz target: a message the session held back (the broker's Receive
+/// Maximum was smaller than the window, or the CONNACK came seconds after the transport
+/// opened) went out with the Message Expiry Interval of its hand-over, more than what was
+/// left of its `Within` deadline when it was written.
+#[test]
+fn a_message_held_back_by_the_session_carries_what_is_left_when_written() {
+    let t = Instant::from_millis;
+    let within = Delivery::Within(Duration::from_secs(100));
+    let mut engine = v5_engine();
+    engine.connect(t(0));
+    engine.handle_timeout(t(0));
+    while engine.poll_action().is_some() {}
+    engine.handle_opened(t(0));
+    engine
+        .publish_with(t(0), "t", b"1", QoS::AtLeastOnce, false, within)
+        .unwrap();
+    written_expiries(&mut engine, t(0));
+    // The CONNACK (Receive Maximum 1) comes 5.5 s after the transport opened: 94.5 s are
+    // left, sent as 94.
+    let connack_rm_1 = [0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x01];
+    engine.handle_read(t(5_500), &connack_rm_1);
+    assert!(engine.is_connected());
+    assert_eq!(written_expiries(&mut engine, t(5_500)), vec![Some(94)]);
+    engine
+        .publish_with(t(6_000), "t", b"2", QoS::AtLeastOnce, false, within)
+        .unwrap();
+    // Held back by the Receive Maximum.
+    assert_eq!(written_expiries(&mut engine, t(6_000)), vec![]);
+    // The first one's PUBACK 30 s later releases it: 70 s left of its 100.
+    let (packet_id, _, _) = engine.session().outgoing().next().unwrap();
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    engine.handle_read(t(36_000), &[0x40, 0x02, hi, lo]);
+    assert_eq!(written_expiries(&mut engine, t(36_000)), vec![Some(70)]);
+    // The link breaks; the next transport opens at 40 s and its CONNACK (session present)
+    // comes at 45.5 s: the resend carries the 60.5 s left then, not the 66 left at opening.
+    engine.handle_connection_lost(t(36_000), FailureKind::ConnectionLost, ());
+    while engine.poll_action().is_some() {}
+    engine.handle_timeout(t(40_000));
+    assert!(matches!(engine.poll_action(), Some(Action::Open { .. })));
+    engine.handle_opened(t(40_000));
+    written_expiries(&mut engine, t(40_000));
+    engine.handle_read(t(45_500), &[0x20, 0x03, 0x01, 0x00, 0x00]);
+    assert!(engine.is_connected());
+    assert_eq!(written_expiries(&mut engine, t(45_500)), vec![Some(60)]);
+}
+
 /// An MQTT 5 engine (persistent session, window 8) and a clock in milliseconds.
 fn v5_engine() -> Engine<FixedDelay, ()> {
     let session = session::SessionConfig {
