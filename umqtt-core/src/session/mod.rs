@@ -732,13 +732,14 @@ impl Session {
     /// MQTT 5: lowers the Message Expiry Interval that the QoS 1/2 message `packet_id` carries
     /// when it is next (re)sent to `seconds` if it is higher, so that a message resent on a
     /// later connection tells the broker at most what is left of its lifetime, not what was
-    /// left at its first send. `false` if the message is unknown, already past its PUBLISH
-    /// (PUBREL stage), or carries no Message Expiry Interval.
+    /// left at its first send. A QoS 2 message past PUBREC is patched too: a broker that lost
+    /// the session gets its PUBLISH again. `false` if the message is unknown or carries no
+    /// Message Expiry Interval.
     pub fn shorten_message_expiry(&mut self, packet_id: PacketId, seconds: u32) -> bool {
         self.state
             .outgoing
             .iter_mut()
-            .find(|o| o.packet_id == packet_id && o.stage != OutgoingStage::AwaitingPubComp)
+            .find(|o| o.packet_id == packet_id)
             .is_some_and(|o| crate::packet::shorten_message_expiry(&mut o.packet, seconds))
     }
 

@@ -1208,6 +1208,47 @@ fn a_stored_publish_is_resent_with_the_message_expiry_set_for_it() {
     assert!(!session.shorten_message_expiry(plain, 7));
 }
 
+/// Found by the `engine` fuzz target: a QoS 2 message past PUBREC that a broker without the
+/// session gets again as a new PUBLISH carried the Message Expiry Interval of its first send:
+/// it can be shortened too.
+#[test]
+fn a_released_qos2_message_republished_carries_its_shortened_expiry() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let expiry = [Property::MessageExpiryInterval(10)];
+    let list = PropertyList(&expiry);
+    let id = session
+        .publish_with("t", b"p", QoS::ExactlyOnce, false, Properties::List(&list))
+        .unwrap()
+        .unwrap();
+    let _ = sent_v5(&mut session);
+    feed(
+        &mut session,
+        t(3),
+        &ack(PacketType::PubRec, id.get(), ReasonCode::Success),
+    );
+    let _ = sent_v5(&mut session);
+    session.handle_connection_lost();
+    assert!(session.shorten_message_expiry(id, 3));
+    session.connect(t(4), false).unwrap();
+    let _ = sent_v5(&mut session);
+    feed(&mut session, t(5), &connack(&[]));
+    let publishes: Vec<_> = sent_v5(&mut session)
+        .into_iter()
+        .filter(|(kind, _)| *kind == PacketType::Publish)
+        .collect();
+    let [(_, packet)] = &publishes[..] else {
+        panic!("{publishes:?}")
+    };
+    let Ok(Decoded::Complete {
+        packet: Packet::Publish(publish),
+        ..
+    }) = decode_with(packet, usize::MAX, V5)
+    else {
+        panic!("{packet:?}")
+    };
+    assert_eq!(publish.properties.message_expiry_interval(), Some(3));
+}
+
 #[test]
 fn will_properties_and_the_other_connect_options_reach_the_connect() {
     let will_list = [
