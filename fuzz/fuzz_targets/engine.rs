@@ -31,6 +31,20 @@
 //! Broker input is raw bytes, arbitrary broker packets (known or random ids), or the replies a
 //! well-behaved broker owes for what was written; one to three of them per read, whole or split.
 //!
+//! Half the inputs (the first byte) run MQTT 5: arbitrary `ConnectOptions` and
+//! `follow_server_references`; the broker sends CONNACK limits (Receive Maximum, Maximum Packet
+//! Size down to 8, Maximum QoS, Retain Available, Topic Alias Maximum, Server Keep Alive,
+//! Assigned Client Identifier, Server Reference) or refusals (0x9C/0x9D included), reason codes
+//! in every acknowledgement, DISCONNECT (with Server Reference), AUTH, PUBLISH with topic
+//! aliases and UNSUBACK reason codes. On top of every invariant above: transmissions decode as
+//! MQTT 5; QoS 1/2 PUBLISH in flight never exceed the broker's Receive Maximum; no packet but
+//! CONNECT exceeds its Maximum Packet Size; no PUBLISH above its Maximum QoS or retained
+//! without Retain Available; outgoing aliases within its maximum and set up before use; a
+//! `Within` message's Message Expiry Interval never exceeds what is left of its deadline at
+//! write time; the `Refused` / `TooLarge` / `NotSupported` drops are counted; every `Message`
+//! has a valid topic; the referenced server is opened only after a 0x9C/0x9D with a Server
+//! Reference while following is on.
+//!
 //! The engine bugs this target found are fixed and asserted unconditionally; their inputs are
 //! in `fuzz/regressions/engine/` (run them to check the fixes hold). `UMQTT_FUZZ_TRACE=1` prints every step.
 #![no_main]
