@@ -9,13 +9,13 @@
 //! [`CloseReason::Rejected`], [`CloseReason::ServerDisconnected`] and [`Event::Unsubscribed`].
 //! A stored message larger than a new CONNACK's Maximum Packet Size is removed, not sent
 //! ([`Event::PublishTooLarge`]), as is one above its Maximum QoS or retained when it has no
-//! Retain Available ([`Event::PublishRefused`] with 0x9B / 0x9A). What the session announces is enforced too: its Receive
-//! Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic Alias Maximum (broker topic
-//! aliases are resolved, so a [`Event::Message`] always has its full topic; see
-//! [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation closes the
-//! connection with a DISCONNECT carrying its reason code (written before the driver closes
-//! the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced authentication
-//! is not supported).
+//! Retain Available ([`Event::PublishRefused`] with 0x9B / 0x9A). What the session announces
+//! is enforced too: its Receive Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic
+//! Alias Maximum (broker topic aliases are resolved, so a [`Event::Message`] always has its
+//! full topic; see [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation
+//! closes the connection with a DISCONNECT carrying its reason code (written before the
+//! driver closes the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced
+//! authentication is not supported).
 //!
 //! A [`Session`] holds everything that outlives one network connection: packet ids, messages
 //! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
