@@ -426,8 +426,8 @@ impl Harness {
             "bytes to write while the transport is {:?}",
             self.transport
         );
-        self.check_transmission(&bytes);
         trace!("  wrote {bytes:02X?}");
+        self.check_transmission(&bytes);
         self.engine.handle_written(now);
         true
     }
@@ -894,6 +894,27 @@ impl Harness {
         }
     }
 
+    /// MQTT 5: [`Harness::note_ack`] for the packets of `bytes` (broker packets) that the
+    /// read of `bytes[from..to]` completes.
+    fn note_acks(&mut self, mut bytes: &[u8], from: usize, to: usize) {
+        if self.version != ProtocolVersion::V5 {
+            return;
+        }
+        let mut end = 0;
+        while let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(bytes, usize::MAX, self.version)
+        {
+            end += consumed;
+            if end > to {
+                break;
+            }
+            if end > from {
+                self.note_ack(&packet);
+            }
+            bytes = &bytes[consumed..];
+        }
+    }
+
     fn encode(&self, packet: &Packet<'_>) -> Vec<u8> {
         let len = packet
             .encoded_len_with(self.version)
@@ -1044,9 +1065,6 @@ impl Harness {
             }
             _ => Packet::PingResp,
         };
-        if v5 {
-            self.note_ack(&packet);
-        }
         Ok(self.encode(&packet))
     }
 
@@ -1110,9 +1128,6 @@ impl Harness {
                 Reply::PingResp => Packet::PingResp,
             };
             trace!("{} broker replies {packet:?}", self.now);
-            if v5 {
-                self.note_ack(&packet);
-            }
             bytes.extend(self.encode(&packet));
         }
         Ok(bytes)
@@ -1370,12 +1385,15 @@ impl Harness {
                     );
                     if u.ratio(1, 4)? && bytes.len() > 1 {
                         let split = u.int_in_range(1..=bytes.len() - 1)?;
+                        self.note_acks(&bytes, 0, split);
                         self.engine.handle_read(now, &bytes[..split]);
                         self.service();
                         if self.can_read() {
+                            self.note_acks(&bytes, split, bytes.len());
                             self.engine.handle_read(self.now(), &bytes[split..]);
                         }
                     } else {
+                        self.note_acks(&bytes, 0, bytes.len());
                         self.engine.handle_read(now, &bytes);
                     }
                 }
