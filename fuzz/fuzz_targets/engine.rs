@@ -31,6 +31,20 @@
 //! Broker input is raw bytes, arbitrary broker packets (known or random ids), or the replies a
 //! well-behaved broker owes for what was written; one to three of them per read, whole or split.
 //!
+//! Half the inputs (the first byte) run MQTT 5: arbitrary `ConnectOptions` and
+//! `follow_server_references`; the broker sends CONNACK limits (Receive Maximum, Maximum Packet
+//! Size down to 8, Maximum QoS, Retain Available, Topic Alias Maximum, Server Keep Alive,
+//! Assigned Client Identifier, Server Reference) or refusals (0x9C/0x9D included), reason codes
+//! in every acknowledgement, DISCONNECT (with Server Reference), AUTH, PUBLISH with topic
+//! aliases and UNSUBACK reason codes. On top of every invariant above: transmissions decode as
+//! MQTT 5; QoS 1/2 PUBLISH in flight never exceed the broker's Receive Maximum; no packet but
+//! CONNECT exceeds its Maximum Packet Size; no PUBLISH above its Maximum QoS or retained
+//! without Retain Available; outgoing aliases within its maximum and set up before use; a
+//! `Within` message's Message Expiry Interval never exceeds what is left of its deadline at
+//! write time; the `Refused` / `TooLarge` / `NotSupported` drops are counted; every `Message`
+//! has a valid topic; the referenced server is opened only after a 0x9C/0x9D with a Server
+//! Reference while following is on.
+//!
 //! The engine bugs this target found are fixed and asserted unconditionally; their inputs are
 //! in `fuzz/regressions/engine/` (run them to check the fixes hold). `UMQTT_FUZZ_TRACE=1` prints every step.
 #![no_main]
@@ -43,14 +57,17 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use umqtt_core::message::Message;
 use umqtt_core::packet::{
-    decode, ConnAck, ConnectReturnCode, Decoded, Packet, PacketId, Publish, QoS, SubAck,
+    decode_with, Ack, Auth, ConnAck, ConnectReturnCode, Decoded, Disconnect, Packet, PacketId,
+    PacketType, Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubAck, UnsubAck,
 };
 use umqtt_core::robust::{
     Action, BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, Event,
     ExponentialBackoff, FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Overflow,
-    ReconnectPolicy, StoreOp,
+    ReconnectPolicy, ServerAddress, StoreOp, Unsupported,
 };
 use umqtt_core::session::SessionConfig;
+use umqtt_core::topic::validate_topic_name;
 use umqtt_core::Instant;
 
 const TOPICS: &[&str] = &["a", "a/b", "$SYS/x", "t/é"];
@@ -127,11 +144,20 @@ fn tagged_payload(u: &mut Unstructured<'_>, id: u64) -> Result<Vec<u8>> {
     Ok(payload)
 }
 
+/// Server References a broker may send: usable ones and ones `parse_reference` refuses.
+const REFERENCES: &[&str] = &[
+    "other:1884",
+    "[::1]:1883 x",
+    "moved.example",
+    "bad:port",
+    "",
+];
+
 /// The packets in `bytes`, for traces.
-fn describe(mut bytes: &[u8]) -> String {
+fn describe(mut bytes: &[u8], version: ProtocolVersion) -> String {
     let mut packets = Vec::new();
     while !bytes.is_empty() {
-        match decode(bytes, usize::MAX) {
+        match decode_with(bytes, usize::MAX, version) {
             Ok(Decoded::Complete { packet, consumed }) => {
                 packets.push(format!("{packet:?}"));
                 bytes = &bytes[consumed..];
@@ -167,6 +193,19 @@ fn link_failure(u: &mut Unstructured<'_>) -> Result<FailureKind> {
     ])?)
 }
 
+/// A reason code the packet may carry, from the input (half the time Success).
+fn reason(u: &mut Unstructured<'_>, packet_type: PacketType) -> Result<ReasonCode> {
+    let codes: Vec<ReasonCode> = (0..=255)
+        .filter_map(ReasonCode::from_u8)
+        .filter(|r| r.is_allowed_in(packet_type))
+        .collect();
+    Ok(if u.ratio(1, 2)? {
+        ReasonCode::Success
+    } else {
+        *u.choose(&codes)?
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
     Closed,
@@ -187,7 +226,7 @@ enum Reply {
     PubRel(PacketId),
     PubComp(PacketId),
     SubAck(PacketId, usize),
-    UnsubAck(PacketId),
+    UnsubAck(PacketId, usize),
     PingResp,
 }
 
@@ -216,6 +255,9 @@ fn reason_name(reason: DropReason) -> &'static str {
         DropReason::LinkLost => "link_lost",
         DropReason::PolicyStopped => "policy_stopped",
         DropReason::QueueOverflow => "queue_overflow",
+        DropReason::Refused(_) => "refused",
+        DropReason::TooLarge { .. } => "too_large",
+        DropReason::NotSupported(_) => "not_supported",
         _ => "other",
     }
 }
@@ -256,6 +298,27 @@ struct Harness {
     events_seen: u64,
     /// Packet ids of the PUBLISH packets written on the current connection.
     published_ids: BTreeSet<u16>,
+    /// MQTT 3.1.1 or 5 (the first choice of the input).
+    version: ProtocolVersion,
+    /// `EngineConfig::follow_server_references`.
+    follow_references: bool,
+    /// MQTT 5: a usable Server Reference was fed on the current connection (in a CONNACK, or
+    /// in a DISCONNECT with 0x9C/0x9D).
+    reference_on_connection: bool,
+    /// MQTT 5: a CONNACK/DISCONNECT with 0x9C/0x9D was fed while a usable Server Reference
+    /// was known on that connection, with `follow_server_references` on: the engine may
+    /// open the referenced server (index `servers`).
+    redirect_allowed: bool,
+    /// Delivery deadlines of `Delivery::Within` messages (ms).
+    deadlines: BTreeMap<u64, u64>,
+    /// MQTT 5: the Message Expiry Interval a message was published with (seconds).
+    own_expiry: BTreeMap<u64, u32>,
+    /// MQTT 5: packet ids of QoS 1/2 PUBLISH packets written on the current connection for
+    /// which the harness has fed no PUBACK, PUBCOMP or refusing PUBREC yet (a lower bound of
+    /// the broker's count against its Receive Maximum).
+    unacked: BTreeSet<u16>,
+    /// MQTT 5: the outgoing topic aliases the client set up on the current connection.
+    out_aliases: BTreeMap<u16, String>,
 }
 
 impl Harness {
@@ -281,7 +344,16 @@ impl Harness {
                     trace!("  action {action:?}");
                     match action {
                         Action::Open { server } => {
-                            assert!(server < self.servers, "Open for server {server}");
+                            // The referenced server (index `servers`) only after the broker
+                            // named one with 0x9C/0x9D and following is on.
+                            assert!(
+                                server < self.servers
+                                    || (server == self.servers
+                                        && self.follow_references
+                                        && self.redirect_allowed
+                                        && self.engine.server_address(server).is_some()),
+                                "Open for server {server}"
+                            );
                             assert_eq!(
                                 self.transport,
                                 Transport::Closed,
@@ -331,6 +403,9 @@ impl Harness {
     fn close_transport(&mut self) {
         self.transport = Transport::Closed;
         self.owed.clear();
+        self.reference_on_connection = false;
+        self.unacked.clear();
+        self.out_aliases.clear();
     }
 
     /// Writes every transmit slice; returns whether anything was written.
@@ -351,8 +426,8 @@ impl Harness {
             "bytes to write while the transport is {:?}",
             self.transport
         );
-        self.check_transmission(&bytes);
         trace!("  wrote {bytes:02X?}");
+        self.check_transmission(&bytes);
         self.engine.handle_written(now);
         true
     }
@@ -371,10 +446,88 @@ impl Harness {
         let mut replies = Vec::new();
         let mut published_ids = Vec::new();
         while !bytes.is_empty() {
-            let (packet, consumed) = match decode(bytes, usize::MAX) {
+            let (packet, consumed) = match decode_with(bytes, usize::MAX, self.version) {
                 Ok(Decoded::Complete { packet, consumed }) => (packet, consumed),
                 other => panic!("client sent invalid bytes {bytes:02X?}: {other:?}"),
             };
+            if self.version == ProtocolVersion::V5 && !matches!(packet, Packet::Connect(_)) {
+                // The limits of the broker's CONNACK on this connection.
+                let limits = self.engine.session().broker_limits();
+                if let Some(max) = limits.maximum_packet_size {
+                    assert!(
+                        consumed <= max as usize,
+                        "{packet:?} of {consumed} bytes over the broker's maximum {max}"
+                    );
+                }
+                if let Packet::Publish(p) = &packet {
+                    assert!(
+                        p.qos <= limits.maximum_qos,
+                        "{p:?} above the broker's maximum QoS"
+                    );
+                    assert!(
+                        !p.retain || limits.retain_available,
+                        "retained {p:?}, Retain Available 0"
+                    );
+                    let mut alias = None;
+                    for property in p.properties.iter() {
+                        match property {
+                            Property::TopicAlias(a) => alias = Some(a),
+                            Property::MessageExpiryInterval(seconds) => {
+                                let tag = p.payload.get(..8).expect("tagged");
+                                let id = u64::from_le_bytes(tag.try_into().unwrap());
+                                let deadline = self.deadlines.get(&id).copied();
+                                let own = self.own_expiry.get(&id).copied();
+                                assert!(
+                                    deadline.is_some() || own.is_some(),
+                                    "Message Expiry Interval on message {id}, which has none"
+                                );
+                                // Never more than the caller gave.
+                                assert!(
+                                    own.is_none_or(|own| seconds <= own),
+                                    "message {id} written with Message Expiry Interval {seconds} s, {own:?} given"
+                                );
+                                // What is left at write time, rounded up; at least 1.
+                                if let Some(deadline) = deadline {
+                                    let left = deadline.saturating_sub(self.now).div_ceil(SECOND);
+                                    assert!(
+                                        u64::from(seconds) <= left.max(1),
+                                        "message {id} written with Message Expiry Interval {seconds} s, {} ms left of its deadline",
+                                        deadline.saturating_sub(self.now)
+                                    );
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    match alias {
+                        Some(a) => {
+                            assert!(
+                                a >= 1 && a <= limits.topic_alias_maximum,
+                                "topic alias {a} over the broker's maximum {}",
+                                limits.topic_alias_maximum
+                            );
+                            if p.topic.is_empty() {
+                                assert!(
+                                    self.out_aliases.contains_key(&a),
+                                    "alias {a} used before it was set up"
+                                );
+                            } else {
+                                self.out_aliases.insert(a, p.topic.to_string());
+                            }
+                        }
+                        None => assert!(!p.topic.is_empty(), "PUBLISH without topic or alias"),
+                    }
+                    if let Some(id) = p.packet_id {
+                        self.unacked.insert(id.get());
+                        assert!(
+                            self.unacked.len() <= usize::from(limits.receive_maximum),
+                            "{} QoS 1/2 PUBLISH in flight, the broker's Receive Maximum is {}",
+                            self.unacked.len(),
+                            limits.receive_maximum
+                        );
+                    }
+                }
+            }
             assert!(!*disconnect_sent, "{packet:?} after DISCONNECT");
             assert_eq!(
                 *packets == 0,
@@ -426,7 +579,7 @@ impl Harness {
                     Some(s.packet_id)
                 }
                 Packet::Unsubscribe(s) => {
-                    replies.push(Reply::UnsubAck(s.packet_id));
+                    replies.push(Reply::UnsubAck(s.packet_id, s.topics.iter().count()));
                     Some(s.packet_id)
                 }
                 other => panic!("client sent {other:?}"),
@@ -517,7 +670,20 @@ impl Harness {
                     self.counts.expired += 1;
                 }
                 Event::Dropped { id, reason } => {
-                    self.check_withdrawable(id.0, "dropped");
+                    // MQTT 5: the broker refused it (PUBREC 0x80+), or a resumed session's
+                    // stored QoS 2 PUBLISH no longer fits the new broker's Maximum Packet
+                    // Size or Maximum QoS: ending it is all the client can do.
+                    if !matches!(
+                        reason,
+                        DropReason::Refused(_)
+                            | DropReason::TooLarge { .. }
+                            | DropReason::NotSupported(_)
+                    ) {
+                        self.check_withdrawable(id.0, "dropped");
+                    }
+                    if let DropReason::Refused(code) = reason {
+                        assert!(code.is_error(), "refused with {code:?}");
+                    }
                     // Was a bug (regressions/engine/disconnect-drops): `disconnect()` ran the
                     // link-lost path and a stopping policy dropped what should stay.
                     if self.expect_disconnect {
@@ -539,7 +705,25 @@ impl Harness {
                 Event::Connected {
                     session_present, ..
                 } if !session_present || self.clean_session => self.qos2_sent.clear(),
+                Event::Redirected { address, .. } => {
+                    assert!(
+                        self.follow_references && self.version == ProtocolVersion::V5,
+                        "redirected without following references"
+                    );
+                    assert!(
+                        REFERENCES
+                            .iter()
+                            .any(|r| ServerAddress::parse_reference(r).as_ref() == Some(&address)),
+                        "redirected to {address:?}"
+                    );
+                }
                 Event::Message(message) => {
+                    // Aliases resolved: every message has its full, valid topic name.
+                    assert!(
+                        !message.topic.is_empty() && validate_topic_name(&message.topic).is_ok(),
+                        "message with topic {:?}",
+                        message.topic
+                    );
                     self.counts.received += 1;
                     self.held.push_back(message.payload.len());
                     self.recent.push_back(message);
@@ -599,6 +783,9 @@ impl Harness {
             DropReason::LinkLost,
             DropReason::PolicyStopped,
             DropReason::QueueOverflow,
+            DropReason::Refused(ReasonCode::UnspecifiedError),
+            DropReason::TooLarge { size: 0, max: 0 },
+            DropReason::NotSupported(Unsupported::Retain),
         ];
         for reason in reasons {
             assert_eq!(
@@ -621,6 +808,15 @@ impl Harness {
         if engine.wants_read() {
             assert!(matches!(self.transport, Transport::Open { .. }));
         }
+        if self.version == ProtocolVersion::V5 && engine.is_connected() {
+            let limits = engine.session().broker_limits();
+            assert!(
+                engine.session().in_flight() <= usize::from(limits.receive_maximum),
+                "{} in flight, the broker's Receive Maximum is {}",
+                engine.session().in_flight(),
+                limits.receive_maximum
+            );
+        }
         if engine.is_connected() {
             assert!(matches!(self.transport, Transport::Open { .. }));
             // Was a bug (regressions/engine/dead-link): at the receive bound a close the
@@ -632,8 +828,105 @@ impl Harness {
         }
     }
 
+    /// MQTT 5 CONNACK limits from the input (small Maximum Packet Size values included, so
+    /// stored and queued messages become too large), and sometimes a Server Reference.
+    fn connack_properties(&self, u: &mut Unstructured<'_>) -> Result<Vec<Property<'static>>> {
+        let mut properties = Vec::new();
+        if u.arbitrary()? {
+            properties.push(Property::ReceiveMaximum(u.int_in_range(1..=3)?));
+        }
+        if u.arbitrary()? {
+            properties.push(Property::MaximumPacketSize(if u.arbitrary()? {
+                u.int_in_range(8..=48)?
+            } else {
+                u.int_in_range(49..=200)?
+            }));
+        }
+        if u.arbitrary()? {
+            properties.push(Property::MaximumQoS(
+                *u.choose(&[QoS::AtMostOnce, QoS::AtLeastOnce])?,
+            ));
+        }
+        if u.arbitrary()? {
+            properties.push(Property::RetainAvailable(u.arbitrary()?));
+        }
+        if u.arbitrary()? {
+            properties.push(Property::TopicAliasMaximum(u.int_in_range(0..=2)?));
+        }
+        if u.arbitrary()? {
+            properties.push(Property::ServerKeepAlive(u.int_in_range(0..=30)?));
+        }
+        if u.ratio(1, 4)? {
+            properties.push(Property::AssignedClientIdentifier("assigned"));
+        }
+        if u.ratio(1, 4)? {
+            properties.push(Property::ServerReference(u.choose(REFERENCES)?));
+        }
+        Ok(properties)
+    }
+
+    /// Records what a fed CONNACK or DISCONNECT says about Server References: the engine may
+    /// then open the referenced server.
+    fn note_reference(&mut self, code: ReasonCode, properties: &[Property<'_>]) {
+        let usable = properties.iter().any(|p| {
+            matches!(p, Property::ServerReference(r) if ServerAddress::parse_reference(r).is_some())
+        });
+        self.reference_on_connection |= usable;
+        if matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
+            && self.follow_references
+            && self.reference_on_connection
+        {
+            self.redirect_allowed = true;
+        }
+    }
+
+    /// MQTT 5: what a fed acknowledgement gives back of the broker's Receive Maximum quota
+    /// (section 4.9: PUBACK, PUBCOMP, or PUBREC with an error code).
+    fn note_ack(&mut self, packet: &Packet<'_>) {
+        match packet {
+            Packet::PubAck(a) | Packet::PubComp(a) => {
+                self.unacked.remove(&a.packet_id.get());
+            }
+            Packet::PubRec(a) if a.reason_code.is_error() => {
+                self.unacked.remove(&a.packet_id.get());
+            }
+            _ => {}
+        }
+    }
+
+    /// MQTT 5: [`Harness::note_ack`] for the packets of `bytes` (broker packets) that the
+    /// read of `bytes[from..to]` completes.
+    fn note_acks(&mut self, mut bytes: &[u8], from: usize, to: usize) {
+        if self.version != ProtocolVersion::V5 {
+            return;
+        }
+        let mut end = 0;
+        while let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(bytes, usize::MAX, self.version)
+        {
+            end += consumed;
+            if end > to {
+                break;
+            }
+            if end > from {
+                self.note_ack(&packet);
+            }
+            bytes = &bytes[consumed..];
+        }
+    }
+
+    fn encode(&self, packet: &Packet<'_>) -> Vec<u8> {
+        let len = packet
+            .encoded_len_with(self.version)
+            .expect("broker packets are valid");
+        let mut buf = vec![0u8; len];
+        packet.encode_with(&mut buf, self.version).unwrap();
+        buf
+    }
+
     /// A packet the broker could send, encoded.
-    fn broker_packet(&self, u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
+    fn broker_packet(&mut self, u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
+        let v5 = self.version == ProtocolVersion::V5;
         let known: Vec<u16> = self.known_ids.iter().copied().collect();
         // Usually an id the client is using, sometimes any.
         let raw = if !known.is_empty() && u.ratio(3, 4)? {
@@ -644,11 +937,58 @@ impl Harness {
         let packet_id = PacketId::new(raw).unwrap();
         let len = u.int_in_range(0..=24)?;
         let payload = u.bytes(len)?.to_vec();
-        let codes = [0u8, 1, 2, 0x80];
+        let codes: &[u8] = if v5 {
+            &[0, 1, 2, 0x80, 0x87, 0x8F, 0x97, 0xA2]
+        } else {
+            &[0, 1, 2, 0x80]
+        };
         let suback_codes: Vec<u8> = (0..u.int_in_range(1..=4)?)
-            .map(|_| u.choose(&codes).copied())
+            .map(|_| u.choose(codes).copied())
             .collect::<Result<_>>()?;
-        let packet = match u.int_in_range(0..=9)? {
+        // MQTT 5 parts, borrowed by the packet.
+        let mut connack_properties = Vec::new();
+        let mut disconnect_properties = Vec::new();
+        let mut alias = Vec::new();
+        let mut alias_only = false;
+        let mut unsuback_codes = Vec::new();
+        let reason_string = [Property::ReasonString("why")];
+        let reason_list = PropertyList(&reason_string);
+        let mut ack_properties = Properties::EMPTY;
+        if v5 {
+            connack_properties = self.connack_properties(u)?;
+            if u.arbitrary()? {
+                disconnect_properties.push(Property::ServerReference(u.choose(REFERENCES)?));
+            }
+            // A Topic Alias: set up (with the topic), alone (empty topic) or out of range.
+            if u.arbitrary()? {
+                alias.push(Property::TopicAlias(u.int_in_range(1..=3)?));
+                alias_only = u.arbitrary()?;
+            }
+            unsuback_codes = (0..u.int_in_range(1..=2)?)
+                .map(|_| u.choose(&[0x00, 0x11, 0x80, 0x87, 0x8F, 0x91]).copied())
+                .collect::<Result<_>>()?;
+            if u.ratio(1, 4)? {
+                ack_properties = Properties::List(&reason_list);
+            }
+        }
+        let connack_list = PropertyList(&connack_properties);
+        let disconnect_list = PropertyList(&disconnect_properties);
+        let alias_list = PropertyList(&alias);
+        let packet = match u.int_in_range(0..=if v5 { 11 } else { 9 })? {
+            0 | 1 if v5 => {
+                let reason_code = match u.int_in_range(0..=7)? {
+                    0..=4 => ReasonCode::Success,
+                    5 => *u.choose(&[ReasonCode::UseAnotherServer, ReasonCode::ServerMoved])?,
+                    _ => reason(u, PacketType::ConnAck)?,
+                };
+                self.note_reference(reason_code, &connack_properties);
+                Packet::ConnAck(ConnAck {
+                    session_present: u.arbitrary::<bool>()? && reason_code == ReasonCode::Success,
+                    code: ConnectReturnCode::from_reason_code(reason_code),
+                    reason_code,
+                    properties: Properties::List(&connack_list),
+                })
+            }
             0 | 1 => Packet::ConnAck(ConnAck::new(
                 u.arbitrary()?,
                 ConnectReturnCode::from_u8(if u.ratio(4, 5)? {
@@ -664,47 +1004,104 @@ impl Harness {
                     dup: qos != QoS::AtMostOnce && u.arbitrary()?,
                     qos,
                     retain: u.arbitrary()?,
-                    topic: u.choose(TOPICS)?,
+                    topic: if alias_only { "" } else { u.choose(TOPICS)? },
                     packet_id: (qos != QoS::AtMostOnce).then_some(packet_id),
                     payload: &payload,
-                    properties: Default::default(),
+                    properties: if alias.is_empty() {
+                        Properties::EMPTY
+                    } else {
+                        Properties::List(&alias_list)
+                    },
                 })
             }
-            3 => Packet::PubAck(umqtt_core::packet::Ack::new(packet_id)),
-            4 => Packet::PubRec(umqtt_core::packet::Ack::new(packet_id)),
-            5 => Packet::PubRel(umqtt_core::packet::Ack::new(packet_id)),
-            6 => Packet::PubComp(umqtt_core::packet::Ack::new(packet_id)),
+            3..=6 if v5 => {
+                let packet_type = match u.int_in_range(0..=3)? {
+                    0 => PacketType::PubAck,
+                    1 => PacketType::PubRec,
+                    2 => PacketType::PubRel,
+                    _ => PacketType::PubComp,
+                };
+                let ack = Ack::with_reason(packet_id, reason(u, packet_type)?, ack_properties);
+                match packet_type {
+                    PacketType::PubAck => Packet::PubAck(ack),
+                    PacketType::PubRec => Packet::PubRec(ack),
+                    PacketType::PubRel => Packet::PubRel(ack),
+                    _ => Packet::PubComp(ack),
+                }
+            }
+            3 => Packet::PubAck(Ack::new(packet_id)),
+            4 => Packet::PubRec(Ack::new(packet_id)),
+            5 => Packet::PubRel(Ack::new(packet_id)),
+            6 => Packet::PubComp(Ack::new(packet_id)),
             7 => Packet::SubAck(SubAck {
                 packet_id,
                 return_codes: &suback_codes,
                 properties: Default::default(),
             }),
-            8 => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(packet_id)),
+            8 if v5 => Packet::UnsubAck(UnsubAck::with_reasons(
+                packet_id,
+                &unsuback_codes,
+                Properties::EMPTY,
+            )),
+            8 => Packet::UnsubAck(UnsubAck::new(packet_id)),
+            10 if v5 => {
+                let reason_code = if u.arbitrary()? {
+                    *u.choose(&[ReasonCode::UseAnotherServer, ReasonCode::ServerMoved])?
+                } else {
+                    reason(u, PacketType::Disconnect)?
+                };
+                self.note_reference(reason_code, &disconnect_properties);
+                Packet::Disconnect(Disconnect::new(
+                    reason_code,
+                    if disconnect_properties.is_empty() {
+                        Properties::EMPTY
+                    } else {
+                        Properties::List(&disconnect_list)
+                    },
+                ))
+            }
+            11 if v5 && u.ratio(1, 2)? => {
+                Packet::Auth(Auth::new(reason(u, PacketType::Auth)?, Properties::EMPTY))
+            }
             _ => Packet::PingResp,
         };
-        let len = packet.encoded_len().expect("broker packets are valid");
-        let mut buf = vec![0u8; len];
-        packet.encode(&mut buf).unwrap();
-        Ok(buf)
+        Ok(self.encode(&packet))
     }
 
     /// The next replies a well-behaved broker owes, encoded.
     fn replies(&mut self, u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
+        let v5 = self.version == ProtocolVersion::V5;
         let mut bytes = Vec::new();
         for _ in 0..u.int_in_range(1..=8)? {
             let Some(reply) = self.owed.pop_front() else {
                 break;
             };
             let codes: Vec<u8>;
+            // MQTT 5: an accepting CONNACK still announces limits.
+            let connack_properties = if v5 {
+                self.connack_properties(u)?
+            } else {
+                Vec::new()
+            };
+            let connack_list = PropertyList(&connack_properties);
             let packet = match reply {
+                Reply::ConnAck if v5 => {
+                    self.note_reference(ReasonCode::Success, &connack_properties);
+                    Packet::ConnAck(ConnAck {
+                        session_present: !self.clean_session && u.arbitrary()?,
+                        code: ConnectReturnCode::Accepted,
+                        reason_code: ReasonCode::Success,
+                        properties: Properties::List(&connack_list),
+                    })
+                }
                 Reply::ConnAck => Packet::ConnAck(ConnAck::new(
                     !self.clean_session && u.arbitrary()?,
                     ConnectReturnCode::Accepted,
                 )),
-                Reply::PubAck(id) => Packet::PubAck(umqtt_core::packet::Ack::new(id)),
-                Reply::PubRec(id) => Packet::PubRec(umqtt_core::packet::Ack::new(id)),
-                Reply::PubRel(id) => Packet::PubRel(umqtt_core::packet::Ack::new(id)),
-                Reply::PubComp(id) => Packet::PubComp(umqtt_core::packet::Ack::new(id)),
+                Reply::PubAck(id) => Packet::PubAck(Ack::new(id)),
+                Reply::PubRec(id) => Packet::PubRec(Ack::new(id)),
+                Reply::PubRel(id) => Packet::PubRel(Ack::new(id)),
+                Reply::PubComp(id) => Packet::PubComp(Ack::new(id)),
                 Reply::SubAck(id, n) => {
                     codes = (0..n)
                         .map(|_| {
@@ -721,13 +1118,17 @@ impl Harness {
                         properties: Default::default(),
                     })
                 }
-                Reply::UnsubAck(id) => Packet::UnsubAck(umqtt_core::packet::UnsubAck::new(id)),
+                Reply::UnsubAck(id, n) if v5 => {
+                    codes = (0..n)
+                        .map(|_| u.choose(&[0x00, 0x00, 0x11]).copied())
+                        .collect::<Result<_>>()?;
+                    Packet::UnsubAck(UnsubAck::with_reasons(id, &codes, Properties::EMPTY))
+                }
+                Reply::UnsubAck(id, _) => Packet::UnsubAck(UnsubAck::new(id)),
                 Reply::PingResp => Packet::PingResp,
             };
             trace!("{} broker replies {packet:?}", self.now);
-            let start = bytes.len();
-            bytes.resize(start + packet.encoded_len().unwrap(), 0);
-            packet.encode(&mut bytes[start..]).unwrap();
+            bytes.extend(self.encode(&packet));
         }
         Ok(bytes)
     }
@@ -758,10 +1159,26 @@ impl Harness {
             3 => (Some(Delivery::Guaranteed), false),
             _ => (Some(Delivery::Guaranteed), true),
         };
+        // MQTT 5: sometimes a Message Expiry Interval of the caller's own too.
+        let own_expiry = if self.version == ProtocolVersion::V5 && u.ratio(1, 4)? {
+            Some([Property::MessageExpiryInterval(u.int_in_range(1..=7200)?)])
+        } else {
+            None
+        };
+        let own_list = own_expiry.as_ref().map(|p| PropertyList(p));
         let result = match (delivery, durable) {
             (_, true) => self
                 .engine
                 .publish_durable(now, topic, &payload, qos, retain),
+            (Some(delivery), false) if own_list.is_some() => self.engine.publish_with_properties(
+                now,
+                topic,
+                &payload,
+                qos,
+                retain,
+                delivery,
+                Properties::List(own_list.as_ref().unwrap()),
+            ),
             (Some(delivery), false) => self
                 .engine
                 .publish_with(now, topic, &payload, qos, retain, delivery),
@@ -782,6 +1199,17 @@ impl Harness {
             assert!(!self.settled.contains(&id.0) && self.outstanding.insert(id.0));
             if durable {
                 self.durable.insert(id.0);
+            }
+            if let (Some([Property::MessageExpiryInterval(own)]), Some(_), false) =
+                (own_expiry, delivery, durable)
+            {
+                self.own_expiry.insert(id.0, own);
+            }
+            let delivery = delivery.unwrap_or(self.engine.policy().default_delivery());
+            if let (Delivery::Within(max_age), false) = (delivery, durable) {
+                let max_age = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+                self.deadlines
+                    .insert(id.0, self.now.saturating_add(max_age));
             }
         } else {
             assert_eq!(
@@ -950,15 +1378,22 @@ impl Harness {
                             bytes.extend(self.broker_packet(u)?);
                         }
                     }
-                    trace!("{} handle_read {}", self.now, describe(&bytes));
+                    trace!(
+                        "{} handle_read {}",
+                        self.now,
+                        describe(&bytes, self.version)
+                    );
                     if u.ratio(1, 4)? && bytes.len() > 1 {
                         let split = u.int_in_range(1..=bytes.len() - 1)?;
+                        self.note_acks(&bytes, 0, split);
                         self.engine.handle_read(now, &bytes[..split]);
                         self.service();
                         if self.can_read() {
+                            self.note_acks(&bytes, split, bytes.len());
                             self.engine.handle_read(self.now(), &bytes[split..]);
                         }
                     } else {
+                        self.note_acks(&bytes, 0, bytes.len());
                         self.engine.handle_read(now, &bytes);
                     }
                 }
@@ -976,6 +1411,12 @@ impl Harness {
 
 fn run(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
+    // The first choice: MQTT 3.1.1 (a 0 byte, as the regression inputs start) or 5.
+    let version = if u.arbitrary()? {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V311
+    };
     let session = SessionConfig {
         client_id: if u.ratio(1, 16)? {
             String::new()
@@ -1019,11 +1460,26 @@ fn run(data: &[u8]) -> Result<()> {
         1 << 20
     };
     config.manual_ack = u.arbitrary()?;
+    if version == ProtocolVersion::V5 {
+        let v5 = &mut config.session.v5;
+        v5.session_expiry_interval = match u.int_in_range(0..=3)? {
+            0 => None,
+            1 => Some(0),
+            2 => Some(u.int_in_range(1..=7200)?),
+            _ => Some(u32::MAX),
+        };
+        v5.receive_maximum = u.arbitrary::<bool>()?.then_some(u.int_in_range(1..=3)?);
+        v5.topic_alias_maximum = u.arbitrary::<bool>()?.then_some(u.int_in_range(0..=2)?);
+        v5.topic_aliases = u.arbitrary()?;
+        config.session.protocol = version;
+        config.follow_server_references = u.arbitrary()?;
+    }
     let consume = *u.choose(&[Consume::Always, Consume::Sometimes, Consume::Never])?;
     let policy = policy(&mut u, false)?;
     let seed = u.arbitrary()?;
     let now = u.int_in_range(0..=1_000_000)?;
     trace!("{config:#?}\nconsume {consume:?}, seed {seed}, start at {now} ms");
+    let config_follow = config.follow_server_references;
     let mut harness = Harness {
         servers: config.servers,
         clean_session: config.clean_session,
@@ -1048,6 +1504,14 @@ fn run(data: &[u8]) -> Result<()> {
         disconnect_checked: false,
         events_seen: 0,
         published_ids: BTreeSet::new(),
+        version,
+        follow_references: config_follow,
+        reference_on_connection: false,
+        redirect_allowed: false,
+        deadlines: BTreeMap::new(),
+        own_expiry: BTreeMap::new(),
+        unacked: BTreeSet::new(),
+        out_aliases: BTreeMap::new(),
     };
     // Messages a previous process left in its durable outbox.
     for _ in 0..u.int_in_range(0..=3)? {

@@ -281,10 +281,9 @@ impl Harness {
                 reason(u, PacketType::Disconnect)?,
                 Properties::EMPTY,
             )),
-            9 if v5 && u.ratio(1, 4)? => Packet::Auth(Auth::new(
-                reason(u, PacketType::Auth)?,
-                Properties::EMPTY,
-            )),
+            9 if v5 && u.ratio(1, 4)? => {
+                Packet::Auth(Auth::new(reason(u, PacketType::Auth)?, Properties::EMPTY))
+            }
             _ => Packet::PingResp,
         };
         // Fill in the borrowed parts.
@@ -298,13 +297,13 @@ impl Harness {
                 ..s
             }),
             // In 3.1.1 an UNSUBACK has no reason codes; in MQTT 5 one per filter.
-            Packet::UnsubAck(a) if v5 => Packet::UnsubAck(
-                umqtt_core::packet::UnsubAck::with_reasons(
+            Packet::UnsubAck(a) if v5 => {
+                Packet::UnsubAck(umqtt_core::packet::UnsubAck::with_reasons(
                     a.packet_id,
                     &unsuback_codes,
                     Properties::EMPTY,
-                ),
-            ),
+                ))
+            }
             other => other,
         };
         let len = packet

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
-    Delivery, DropReason, Engine, Event, MessageId, Outcome, PendingSummary, ReconnectPolicy,
+    Delivery, DropReason, Engine, Event, Link, MessageId, Outcome, PendingSummary, ReconnectPolicy,
     StoreOp, Unsupported,
 };
 use crate::packet::{PacketId, Properties, Property, PropertyList, QoS};
@@ -257,6 +257,18 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
     }
 
+    /// MQTT 5: [`Engine::refresh_expiries`] before the session may send stored messages it
+    /// holds back — the resends a CONNACK releases, those waiting for the broker's Receive
+    /// Maximum, which an acknowledgement or a withdrawal releases — so that each goes out
+    /// with what is left of its deadline when it is written, not when it was handed over.
+    /// Nothing to do (and no cost) while the session sends everything at once.
+    pub(super) fn refresh_waiting_expiries(&mut self, now: Instant) {
+        let awaiting_connack = matches!(self.link, Link::Attempt { opened: true, .. });
+        if awaiting_connack || self.session.in_flight() < self.session.outgoing_len() {
+            self.refresh_expiries(now);
+        }
+    }
+
     /// Gives `pending` its own copy of `topic` and `payload`, in reused buffers when there are.
     pub(super) fn copy_into(&mut self, pending: &mut Pending, topic: &str, payload: &[u8]) {
         let (mut own_topic, mut own_payload) = match self.spare.pop() {
@@ -315,6 +327,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         if self.earliest_deadline.is_none_or(|at| at > now) {
             return;
         }
+        // Withdrawing frees room in the session's window for messages it holds back.
+        self.refresh_waiting_expiries(now);
         self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
         // Pinned messages keep their deadline field but are not waited on.
         let session = &self.session;

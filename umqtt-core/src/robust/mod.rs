@@ -944,6 +944,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 
     /// Reads what the session decoded, while the event stream has room for messages.
     fn pump(&mut self, now: Instant) {
+        // What the session decodes now (CONNACK, acknowledgements) may release PUBLISH
+        // packets it holds back.
+        self.refresh_waiting_expiries(now);
         loop {
             // At the receive bound nothing more is decoded, but what the session already
             // decided (a keepalive close, say) is still handled.
@@ -960,6 +963,20 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
                 session::Event::Published(packet_id) => Step::Published(packet_id),
+                // 0x9B / 0x9A come from the session itself (never in a PUBACK or PUBREC): a
+                // stored message the broker's new CONNACK rules out.
+                session::Event::PublishRefused {
+                    packet_id,
+                    reason_code: ReasonCode::QoSNotSupported,
+                } => {
+                    let max = self.session.broker_limits().maximum_qos;
+                    let reason = DropReason::NotSupported(Unsupported::QoS { max });
+                    Step::Dropped(packet_id, reason)
+                }
+                session::Event::PublishRefused {
+                    packet_id,
+                    reason_code: ReasonCode::RetainNotSupported,
+                } => Step::Dropped(packet_id, DropReason::NotSupported(Unsupported::Retain)),
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code,

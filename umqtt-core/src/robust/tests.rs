@@ -417,6 +417,76 @@ fn within_maps_onto_message_expiry_with_mqtt_5() {
     );
 }
 
+/// The Message Expiry Intervals of the PUBLISH packets the engine writes at `now`.
+fn written_expiries(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<Option<u32>> {
+    use crate::packet::{decode_with, Decoded, Packet, ProtocolVersion};
+    let mut bytes = Vec::new();
+    while let Some(part) = engine.poll_transmit(now) {
+        bytes.extend_from_slice(part);
+    }
+    engine.handle_written(now);
+    let mut expiries = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Complete { packet, consumed }) =
+            decode_with(rest, usize::MAX, ProtocolVersion::V5)
+        else {
+            panic!("{rest:02x?}");
+        };
+        if let Packet::Publish(p) = packet {
+            expiries.push(p.properties.message_expiry_interval());
+        }
+        rest = &rest[consumed..];
+    }
+    expiries
+}
+
+/// Found by the `engine` fuzz target: a message the session held back (the broker's Receive
+/// Maximum was smaller than the window, or the CONNACK came seconds after the transport
+/// opened) went out with the Message Expiry Interval of its hand-over, more than what was
+/// left of its `Within` deadline when it was written.
+#[test]
+fn a_message_held_back_by_the_session_carries_what_is_left_when_written() {
+    let t = Instant::from_millis;
+    let within = Delivery::Within(Duration::from_secs(100));
+    let mut engine = v5_engine();
+    engine.connect(t(0));
+    engine.handle_timeout(t(0));
+    while engine.poll_action().is_some() {}
+    engine.handle_opened(t(0));
+    engine
+        .publish_with(t(0), "t", b"1", QoS::AtLeastOnce, false, within)
+        .unwrap();
+    written_expiries(&mut engine, t(0));
+    // The CONNACK (Receive Maximum 1) comes 5.5 s after the transport opened: 94.5 s are
+    // left, sent as 94.
+    let connack_rm_1 = [0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 0x01];
+    engine.handle_read(t(5_500), &connack_rm_1);
+    assert!(engine.is_connected());
+    assert_eq!(written_expiries(&mut engine, t(5_500)), vec![Some(94)]);
+    engine
+        .publish_with(t(6_000), "t", b"2", QoS::AtLeastOnce, false, within)
+        .unwrap();
+    // Held back by the Receive Maximum.
+    assert_eq!(written_expiries(&mut engine, t(6_000)), vec![]);
+    // The first one's PUBACK 30 s later releases it: 70 s left of its 100.
+    let (packet_id, _, _) = engine.session().outgoing().next().unwrap();
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    engine.handle_read(t(36_000), &[0x40, 0x02, hi, lo]);
+    assert_eq!(written_expiries(&mut engine, t(36_000)), vec![Some(70)]);
+    // The link breaks; the next transport opens at 40 s and its CONNACK (session present)
+    // comes at 45.5 s: the resend carries the 60.5 s left then, not the 66 left at opening.
+    engine.handle_connection_lost(t(36_000), FailureKind::ConnectionLost, ());
+    while engine.poll_action().is_some() {}
+    engine.handle_timeout(t(40_000));
+    assert!(matches!(engine.poll_action(), Some(Action::Open { .. })));
+    engine.handle_opened(t(40_000));
+    written_expiries(&mut engine, t(40_000));
+    engine.handle_read(t(45_500), &[0x20, 0x03, 0x01, 0x00, 0x00]);
+    assert!(engine.is_connected());
+    assert_eq!(written_expiries(&mut engine, t(45_500)), vec![Some(60)]);
+}
+
 /// An MQTT 5 engine (persistent session, window 8) and a clock in milliseconds.
 fn v5_engine() -> Engine<FixedDelay, ()> {
     let session = session::SessionConfig {
@@ -524,6 +594,71 @@ fn messages_larger_than_a_new_maximum_packet_size_are_dropped_and_the_rest_flows
     assert_eq!(engine.stats().connects, 2);
     assert_eq!(engine.stats().dropped_by.too_large, 2);
     assert_eq!(engine.pending(), 0);
+}
+
+/// Found by the `engine` fuzz target: messages the session stored (sent and not acknowledged,
+/// or waiting for the window) went out again after a reconnection whose CONNACK ruled them
+/// out — a QoS 2 PUBLISH above the new Maximum QoS, a retained one with Retain Available 0 —
+/// and the broker would close the link at every attempt. They end as `Dropped(NotSupported)`
+/// instead, and the rest flows.
+#[test]
+fn stored_messages_a_new_connack_rules_out_are_dropped_not_sent() {
+    let t = Instant::from_millis;
+    let mut engine = v5_engine();
+    open_with(&mut engine, t(0), &[0x20, 0x03, 0x00, 0x00, 0x00]);
+    assert!(engine.is_connected());
+    let qos2 = engine
+        .publish(t(1), "t", &[1], QoS::ExactlyOnce, false)
+        .unwrap();
+    let retained = engine
+        .publish(t(1), "t", &[2], QoS::AtLeastOnce, true)
+        .unwrap();
+    let plain = engine
+        .publish(t(1), "t", &[3], QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(written_v5(&mut engine, t(1)).len(), 3);
+    engine.handle_connection_lost(t(2), FailureKind::ConnectionLost, ());
+    while engine.poll_event().is_some() {}
+    // The broker resumes the session: Maximum QoS 1, Retain Available 0.
+    let connack = [0x20, 0x07, 0x01, 0x00, 0x04, 0x24, 0x01, 0x25, 0x00];
+    open_with(&mut engine, t(2_002), &connack);
+    assert!(engine.is_connected());
+    // Only the plain message is resent (QoS 1, not retained, DUP set).
+    assert_eq!(
+        written_v5(&mut engine, t(2_003)),
+        vec![(3, 2 + 2 + 1 + 2 + 1 + 1)]
+    );
+    let dropped: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .filter_map(|e| match e {
+            Event::Dropped { id, reason } => Some((id, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        vec![
+            (
+                qos2,
+                DropReason::NotSupported(Unsupported::QoS {
+                    max: QoS::AtLeastOnce
+                })
+            ),
+            (retained, DropReason::NotSupported(Unsupported::Retain)),
+        ]
+    );
+    let (packet_id, _, _) = engine.session().outgoing().next().unwrap();
+    let [hi, lo] = packet_id.get().to_be_bytes();
+    engine.handle_read(t(2_004), &[0x40, 0x02, hi, lo]);
+    let delivered: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .filter_map(|e| match e {
+            Event::Delivered { id } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, vec![plain]);
+    assert_eq!(engine.stats().dropped_by.not_supported, 2);
+    assert_eq!(engine.pending(), 0);
+    assert!(engine.is_connected());
 }
 
 /// A protocol violation the session closes for (here AUTH) sends an MQTT 5 DISCONNECT with

@@ -8,13 +8,14 @@
 //! adopted — and reason codes come out as [`Event::PublishRefused`],
 //! [`CloseReason::Rejected`], [`CloseReason::ServerDisconnected`] and [`Event::Unsubscribed`].
 //! A stored message larger than a new CONNACK's Maximum Packet Size is removed, not sent
-//! ([`Event::PublishTooLarge`]). What the session announces is enforced too: its Receive
-//! Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic Alias Maximum (broker topic
-//! aliases are resolved, so a [`Event::Message`] always has its full topic; see
-//! [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation closes the
-//! connection with a DISCONNECT carrying its reason code (written before the driver closes
-//! the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced authentication
-//! is not supported).
+//! ([`Event::PublishTooLarge`]), as is one above its Maximum QoS or retained when it has no
+//! Retain Available ([`Event::PublishRefused`] with 0x9B / 0x9A). What the session announces
+//! is enforced too: its Receive Maximum ([`ProtocolError::ReceiveMaximumExceeded`]) and Topic
+//! Alias Maximum (broker topic aliases are resolved, so a [`Event::Message`] always has its
+//! full topic; see [`ConnectOptions::topic_alias_maximum`]). A broker's protocol violation
+//! closes the connection with a DISCONNECT carrying its reason code (written before the
+//! driver closes the socket); an AUTH is one ([`ProtocolError::UnexpectedAuth`]: enhanced
+//! authentication is not supported).
 //!
 //! A [`Session`] holds everything that outlives one network connection: packet ids, messages
 //! not yet acknowledged, the incoming QoS 2 table. Each connection is started with
@@ -450,7 +451,11 @@ pub enum Event<'a> {
     Published(PacketId),
     /// The broker refused a QoS 1/2 publish with an MQTT 5 PUBACK or PUBREC reason code of
     /// 0x80 or above (section 4.3.2, 4.3.3): the exchange is over and the message was not
-    /// accepted (e.g. Not authorized, Quota exceeded). Its packet id is free again.
+    /// accepted (e.g. Not authorized, Quota exceeded). Its packet id is free again. Also, at
+    /// an MQTT 5 CONNACK, for a stored publish (queued, or to be resent) that the broker's new
+    /// limits rule out, which is removed instead of sent: 0x9B QoS not supported (above its
+    /// Maximum QoS) or 0x9A Retain not supported (Retain Available 0); its id is then freed
+    /// as for [`Event::PublishTooLarge`].
     PublishRefused {
         /// The publish's packet id.
         packet_id: PacketId,
@@ -574,6 +579,9 @@ struct State {
     requests: Vec<(PacketId, Request)>,
     /// Ids of cancelled messages sent on this connection; freed when it ends.
     quarantined_ids: Vec<PacketId>,
+    /// Those of `quarantined_ids` whose PUBACK has not come: the broker still counts them
+    /// against its Receive Maximum.
+    withdrawn_unacked: Vec<PacketId>,
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
@@ -636,6 +644,7 @@ impl Session {
                 used_ids: IdSet::new(),
                 requests: Vec::new(),
                 quarantined_ids: Vec::new(),
+                withdrawn_unacked: Vec::new(),
                 next_packet_id: 1,
                 incoming_qos2: IdSet::new(),
                 rx_generation: 0,
@@ -723,13 +732,14 @@ impl Session {
     /// MQTT 5: lowers the Message Expiry Interval that the QoS 1/2 message `packet_id` carries
     /// when it is next (re)sent to `seconds` if it is higher, so that a message resent on a
     /// later connection tells the broker at most what is left of its lifetime, not what was
-    /// left at its first send. `false` if the message is unknown, already past its PUBLISH
-    /// (PUBREL stage), or carries no Message Expiry Interval.
+    /// left at its first send. A QoS 2 message past PUBREC is patched too: a broker that lost
+    /// the session gets its PUBLISH again. `false` if the message is unknown or carries no
+    /// Message Expiry Interval.
     pub fn shorten_message_expiry(&mut self, packet_id: PacketId, seconds: u32) -> bool {
         self.state
             .outgoing
             .iter_mut()
-            .find(|o| o.packet_id == packet_id && o.stage != OutgoingStage::AwaitingPubComp)
+            .find(|o| o.packet_id == packet_id)
             .is_some_and(|o| crate::packet::shorten_message_expiry(&mut o.packet, seconds))
     }
 
@@ -1001,6 +1011,7 @@ impl Session {
                 // Sent on this connection: a late PUBACK/PUBREC may still come. Keep the id out
                 // of use until the connection ends, so it cannot complete a newer message.
                 state.quarantined_ids.push(entry.packet_id);
+                state.withdrawn_unacked.push(entry.packet_id);
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
@@ -1642,12 +1653,11 @@ impl State {
             return;
         }
         // MQTT 5: never more unacknowledged QoS 1/2 PUBLISH than the broker's Receive Maximum
-        // [MQTT-4.9.0-2]; the rest waits in order.
-        let window = usize::from(
-            self.config
-                .max_in_flight
-                .min(self.broker.receive_maximum)
-                .max(1),
+        // [MQTT-4.9.0-2]; the rest waits in order. A withdrawn message sent on this
+        // connection counts until its PUBACK comes: the broker has not acknowledged it.
+        let window = usize::from(self.config.max_in_flight.max(1)).min(
+            usize::from(self.broker.receive_maximum.max(1))
+                .saturating_sub(self.withdrawn_unacked.len()),
         );
         while self.in_flight < window && self.in_flight < self.outgoing.len() {
             let index = self.in_flight;
@@ -1761,6 +1771,7 @@ impl State {
         for packet_id in self.quarantined_ids.drain(..) {
             self.used_ids.remove(packet_id);
         }
+        self.withdrawn_unacked.clear();
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -1785,6 +1796,14 @@ impl State {
                 reason_code,
                 ..
             }) => {
+                if let Some(q) = self.withdrawn_unacked.iter().position(|&q| q == id) {
+                    // The late PUBACK of a withdrawn message: its place in the broker's
+                    // Receive Maximum is free again (its id stays out of use until the
+                    // connection ends).
+                    self.withdrawn_unacked.swap_remove(q);
+                    self.fill_window();
+                    return None;
+                }
                 let index = self.position_acknowledgeable(id)?;
                 let entry = &self.outgoing[index];
                 if entry.qos != QoS::AtLeastOnce || entry.stage != OutgoingStage::AwaitingAck {
@@ -1922,22 +1941,43 @@ impl State {
         }
     }
 
-    /// MQTT 5, at CONNACK: removes the stored messages larger than the broker's Maximum Packet
-    /// Size (`[MQTT-3.1.2-24]`: it would close the connection, and every reconnection would
-    /// try again), each reported by [`Event::PublishTooLarge`]. A QoS 2 message awaiting
-    /// PUBCOMP only sends PUBREL and stays.
-    fn drop_oversized(&mut self, session_present: bool) {
-        let Some(max) = self.broker.maximum_packet_size else {
-            return;
-        };
+    /// MQTT 5, at CONNACK: removes the stored messages that the broker's new limits rule out
+    /// (it would close the connection, and every reconnection would try again): larger than
+    /// its Maximum Packet Size (`[MQTT-3.1.2-24]`), reported by [`Event::PublishTooLarge`];
+    /// above its Maximum QoS (`[MQTT-3.2.2-11]`) or retained with Retain Available 0
+    /// (`[MQTT-3.2.2-14]`), reported by [`Event::PublishRefused`] with 0x9B QoS not supported
+    /// or 0x9A Retain not supported. A QoS 2 message awaiting PUBCOMP only sends PUBREL and
+    /// stays, when the broker resumed the session.
+    fn drop_unsendable(&mut self, session_present: bool) {
         let mut index = 0;
         while index < self.outgoing.len() {
             let entry = &self.outgoing[index];
             let size = entry.packet.len();
-            if size <= max as usize || entry.stage == OutgoingStage::AwaitingPubComp {
+            // The stored PUBLISH's fixed header: bit 0 is RETAIN.
+            let retain = entry.packet.first().is_some_and(|b| b & 1 == 1);
+            let event = match self.broker.maximum_packet_size {
+                // It only sends PUBREL, unless the broker lost the session: then it is
+                // published again as a new message.
+                _ if entry.stage == OutgoingStage::AwaitingPubComp && session_present => None,
+                Some(max) if size > max as usize => Some(Event::PublishTooLarge {
+                    packet_id: entry.packet_id,
+                    size,
+                    max,
+                }),
+                _ if entry.qos > self.broker.maximum_qos => Some(Event::PublishRefused {
+                    packet_id: entry.packet_id,
+                    reason_code: ReasonCode::QoSNotSupported,
+                }),
+                _ if retain && !self.broker.retain_available => Some(Event::PublishRefused {
+                    packet_id: entry.packet_id,
+                    reason_code: ReasonCode::RetainNotSupported,
+                }),
+                _ => None,
+            };
+            let Some(event) = event else {
                 index += 1;
                 continue;
-            }
+            };
             let Some(entry) = self.outgoing.remove(index) else {
                 break;
             };
@@ -1948,11 +1988,7 @@ impl State {
             } else {
                 self.used_ids.remove(entry.packet_id);
             }
-            self.events.push_back(Event::PublishTooLarge {
-                packet_id: entry.packet_id,
-                size,
-                max,
-            });
+            self.events.push_back(event);
             self.recycle_buffer(entry.packet);
         }
     }
@@ -1999,7 +2035,7 @@ impl State {
             self.free_retired_ids();
         }
         if v5 {
-            self.drop_oversized(ack.session_present);
+            self.drop_unsendable(ack.session_present);
         }
         if ack.session_present {
             // Resume: resend what was sent before, same ids, DUP set, in the original order,

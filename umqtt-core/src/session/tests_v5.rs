@@ -165,6 +165,57 @@ fn receive_maximum_bounds_the_in_flight_window_and_nothing_is_dropped() {
     assert_eq!(session.outgoing_len(), 0);
 }
 
+/// Found by the `engine` fuzz target (its deadline expired the message): a QoS 1 message
+/// withdrawn after it was sent still counts against the broker's Receive Maximum until its
+/// PUBACK arrives — the broker has not acknowledged it [MQTT-4.9.0-2] — so the next message
+/// waits for that PUBACK instead of going out at once.
+#[test]
+fn a_withdrawn_message_counts_against_the_receive_maximum_until_its_puback() {
+    let mut session = connected_v5(v5_config(), &[Property::ReceiveMaximum(1)]);
+    let first = session
+        .publish("t", &[1], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    let second = session
+        .publish("t", &[2], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 1);
+    assert!(session.cancel_publish(first));
+    assert_eq!(
+        sent(&mut session, t(3)),
+        vec![],
+        "the broker still counts the first"
+    );
+    // Its PUBACK frees the broker's slot: the second goes out.
+    assert_eq!(
+        feed(
+            &mut session,
+            t(4),
+            &ack(PacketType::PubAck, first.get(), ReasonCode::Success)
+        ),
+        vec![]
+    );
+    assert_eq!(
+        sent(&mut session, t(4)),
+        vec![Sent::Publish {
+            id: Some(second.get()),
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            topic: "t".to_string(),
+            payload: vec![2],
+        }]
+    );
+    assert_eq!(
+        feed(
+            &mut session,
+            t(5),
+            &ack(PacketType::PubAck, second.get(), ReasonCode::Success)
+        ),
+        vec![Ev::Published(second.get())]
+    );
+}
+
 #[test]
 fn the_brokers_maximum_packet_size_is_never_exceeded() {
     let mut session = connected_v5(v5_config(), &[Property::MaximumPacketSize(30)]);
@@ -959,6 +1010,104 @@ fn stored_messages_larger_than_a_new_maximum_packet_size_are_dropped_not_sent() 
     assert!(!session.state.used_ids.contains(big2));
 }
 
+/// Stored messages a resumed session's new CONNACK rules out (above its Maximum QoS, or
+/// retained with Retain Available 0) are removed and reported, not resent [MQTT-3.2.2-11],
+/// [MQTT-3.2.2-14].
+#[test]
+fn stored_messages_a_new_connack_rules_out_are_refused_not_sent() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let qos2 = session
+        .publish("t", &[1], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let retained = session
+        .publish("t", &[2], QoS::AtLeastOnce, true)
+        .unwrap()
+        .unwrap();
+    let plain = session
+        .publish("t", &[3], QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 3);
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    let resumed = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[
+            Property::MaximumQoS(QoS::AtLeastOnce),
+            Property::RetainAvailable(false),
+        ])),
+        ..ConnAck::new(true, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &resumed),
+        vec![
+            Ev::Refused(qos2.get(), ReasonCode::QoSNotSupported),
+            Ev::Refused(retained.get(), ReasonCode::RetainNotSupported),
+            Ev::Connected(true)
+        ]
+    );
+    assert_eq!(
+        sent(&mut session, t(12)),
+        vec![Sent::Publish {
+            id: Some(plain.get()),
+            dup: true,
+            qos: QoS::AtLeastOnce,
+            topic: "t".to_string(),
+            payload: vec![3],
+        }]
+    );
+    // The QoS 2 message's id may be in the broker's QoS 2 table: it stays reserved.
+    assert!(session.state.used_ids.contains(qos2));
+    assert!(!session.state.used_ids.contains(retained));
+}
+
+/// Found by the `engine` fuzz target: a QoS 2 message past PUBREC only sends PUBREL on a
+/// resumed session, but a broker that lost the session gets it again as a new PUBLISH — which
+/// its new CONNACK's Maximum QoS or Maximum Packet Size may rule out.
+#[test]
+fn a_released_qos2_message_republished_to_a_new_session_is_checked_too() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let small = session
+        .publish("t", &[1], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    let big = session
+        .publish("t", &[2; 200], QoS::ExactlyOnce, false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent(&mut session, t(2)).len(), 2);
+    for id in [small, big] {
+        feed(
+            &mut session,
+            t(3),
+            &ack(PacketType::PubRec, id.get(), ReasonCode::Success),
+        );
+    }
+    assert_eq!(sent(&mut session, t(3)).len(), 2, "two PUBREL");
+    session.handle_connection_lost();
+    session.connect(t(10), false).unwrap();
+    let _ = sent(&mut session, t(10));
+    // No session: both would be published again, at QoS 2, one of 209 bytes.
+    let fresh = bytes(Packet::ConnAck(ConnAck {
+        properties: Properties::List(&PropertyList(&[
+            Property::MaximumQoS(QoS::AtLeastOnce),
+            Property::MaximumPacketSize(100),
+        ])),
+        ..ConnAck::new(false, ConnectReturnCode::Accepted)
+    }));
+    assert_eq!(
+        feed(&mut session, t(11), &fresh),
+        vec![
+            Ev::Refused(small.get(), ReasonCode::QoSNotSupported),
+            Ev::TooLarge(big.get(), 209, 100),
+            Ev::Connected(false)
+        ]
+    );
+    assert_eq!(sent(&mut session, t(12)), vec![]);
+    assert_eq!(session.outgoing_len(), 0);
+}
+
 #[test]
 fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
     // A PUBLISH whose topic length runs past the packet: Malformed Packet.
@@ -1057,6 +1206,47 @@ fn a_stored_publish_is_resent_with_the_message_expiry_set_for_it() {
         .unwrap()
         .unwrap();
     assert!(!session.shorten_message_expiry(plain, 7));
+}
+
+/// Found by the `engine` fuzz target: a QoS 2 message past PUBREC that a broker without the
+/// session gets again as a new PUBLISH carried the Message Expiry Interval of its first send:
+/// it can be shortened too.
+#[test]
+fn a_released_qos2_message_republished_carries_its_shortened_expiry() {
+    let mut session = connected_v5(v5_config(), &[]);
+    let expiry = [Property::MessageExpiryInterval(10)];
+    let list = PropertyList(&expiry);
+    let id = session
+        .publish_with("t", b"p", QoS::ExactlyOnce, false, Properties::List(&list))
+        .unwrap()
+        .unwrap();
+    let _ = sent_v5(&mut session);
+    feed(
+        &mut session,
+        t(3),
+        &ack(PacketType::PubRec, id.get(), ReasonCode::Success),
+    );
+    let _ = sent_v5(&mut session);
+    session.handle_connection_lost();
+    assert!(session.shorten_message_expiry(id, 3));
+    session.connect(t(4), false).unwrap();
+    let _ = sent_v5(&mut session);
+    feed(&mut session, t(5), &connack(&[]));
+    let publishes: Vec<_> = sent_v5(&mut session)
+        .into_iter()
+        .filter(|(kind, _)| *kind == PacketType::Publish)
+        .collect();
+    let [(_, packet)] = &publishes[..] else {
+        panic!("{publishes:?}")
+    };
+    let Ok(Decoded::Complete {
+        packet: Packet::Publish(publish),
+        ..
+    }) = decode_with(packet, usize::MAX, V5)
+    else {
+        panic!("{packet:?}")
+    };
+    assert_eq!(publish.properties.message_expiry_interval(), Some(3));
 }
 
 #[test]
