@@ -167,7 +167,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // The caller's properties, if any, with the shorter of its own Message Expiry
         // Interval and what is left of the delivery deadline.
         let mut own: Vec<Property<'_>> = Vec::new();
-        if !pending.properties.is_empty() {
+        // (Only MQTT 5 messages carry properties of their own.)
+        if self.config.session.protocol.v5() && !pending.properties.is_empty() {
             own.extend(Properties::Encoded(&pending.properties).iter());
             if let Some(Property::MessageExpiryInterval(left)) = expiry {
                 match own

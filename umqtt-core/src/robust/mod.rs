@@ -311,10 +311,13 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         if properties.is_empty() {
             return Ok(Box::default());
         }
-        if !self.config.session.protocol.is_v5() {
-            return Err(UsageError::Encode(
-                crate::packet::EncodeError::RequiresMqtt5,
-            ));
+        let protocol = self.config.session.protocol;
+        if !protocol.v5() {
+            return Err(if protocol.is_supported() {
+                UsageError::Encode(crate::packet::EncodeError::RequiresMqtt5)
+            } else {
+                UsageError::Mqtt5NotCompiled
+            });
         }
         Ok(properties
             .encode_for(packet_type, false)?
@@ -1109,7 +1112,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             CloseReason::Rejected(code) | CloseReason::ServerDisconnected(code) => code,
             _ => return,
         };
-        if !self.config.follow_server_references
+        if !self.config.session.protocol.v5()
+            || !self.config.follow_server_references
             || !matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
         {
             return;

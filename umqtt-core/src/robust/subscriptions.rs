@@ -54,7 +54,8 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 .filter(|s| is_wanted(s))
                 .map(|s| (s.filter.as_str(), s.qos))
                 .collect();
-            let sent = if properties.is_empty() {
+            // (Only MQTT 5 subscriptions carry properties.)
+            let sent = if !self.config.session.protocol.v5() || properties.is_empty() {
                 self.session.subscribe(&wanted)
             } else {
                 let options: Vec<(&str, SubscriptionOptions)> = wanted
