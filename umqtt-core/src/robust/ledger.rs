@@ -264,6 +264,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// with what is left of its deadline when it is written, not when it was handed over.
     /// Nothing to do (and no cost) while the session sends everything at once.
     pub(super) fn refresh_waiting_expiries(&mut self, now: Instant) {
+        // First the compile-time/config test: a 3.1.1 session pays nothing more on the pump.
+        if !self.config.session.protocol.v5() {
+            return;
+        }
         let awaiting_connack = matches!(self.link, Link::Attempt { opened: true, .. });
         if awaiting_connack || self.session.in_flight() < self.session.outgoing_len() {
             self.refresh_expiries(now);
