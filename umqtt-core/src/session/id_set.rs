@@ -1,15 +1,20 @@
-//! A set of packet ids: a 65 536-bit bitmap cut into 64 pages of 1 024 bits (128 bytes), a
-//! page allocated only while it holds an id. Packet ids are given out in sequence, so the
-//! ids in use sit on one or two pages: a session with a window of 100 holds a few hundred
-//! bytes instead of 8 KiB, and O(1) insert/lookup stay. Emptied pages are kept as spares
-//! (at most [`SPARES`]) for the next page needed, so ids moving through the id space cost no
-//! allocation.
+//! A set of packet ids, sized by how many it holds rather than by the id space.
+//!
+//! Up to [`SMALL`] ids live inline (a small device's window, or its broker's QoS 2 messages,
+//! never allocates). Beyond that the set becomes a 65 536-bit bitmap cut into 64 pages of
+//! 1 024 bits (128 bytes), a page allocated only while it holds an id. Packet ids are given
+//! out in sequence, so the ids in use sit on one or two pages: a session with a window of 100
+//! holds a few hundred bytes instead of 8 KiB, and O(1) insert/lookup stay. Emptied pages are
+//! kept as spares (at most [`SPARES`]) for the next page needed, so ids moving through the id
+//! space cost no allocation.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::packet::PacketId;
 
+/// Ids kept inline, in a plain list, before the set switches to pages.
+const SMALL: usize = 8;
 const PAGE_BITS: usize = 1024;
 const PAGE_WORDS: usize = PAGE_BITS / 64;
 const PAGES: usize = 65_536 / PAGE_BITS;
@@ -20,50 +25,71 @@ type Page = Box<[u64; PAGE_WORDS]>;
 
 #[derive(Debug, Clone)]
 pub(crate) struct IdSet {
-    /// `PAGES` entries once anything was inserted (empty before: nothing allocated).
+    /// While `paged` is `None`: the ids, in `small[..len]`, in no order.
+    small: [u16; SMALL],
+    len: usize,
+    /// Once more than [`SMALL`] ids were held at once (kept until the set is dropped: a
+    /// window that needed it once will again).
+    paged: Option<Box<Paged>>,
+}
+
+#[derive(Debug, Clone)]
+struct Paged {
+    /// `PAGES` entries.
     pages: Vec<Option<Page>>,
     /// Ids on each page.
     counts: [u16; PAGES],
     spare: Vec<Page>,
-    len: usize,
+}
+
+fn slot(id: PacketId) -> (usize, usize, u64) {
+    let v = usize::from(id.get());
+    (v / PAGE_BITS, (v % PAGE_BITS) / 64, 1u64 << (v % 64))
 }
 
 impl IdSet {
     pub(crate) fn new() -> Self {
         IdSet {
-            pages: Vec::new(),
-            counts: [0; PAGES],
-            spare: Vec::new(),
+            small: [0; SMALL],
             len: 0,
+            paged: None,
         }
     }
 
-    fn slot(id: PacketId) -> (usize, usize, u64) {
-        let v = usize::from(id.get());
-        (v / PAGE_BITS, (v % PAGE_BITS) / 64, 1u64 << (v % 64))
-    }
-
     pub(crate) fn contains(&self, id: PacketId) -> bool {
-        let (page, word, bit) = Self::slot(id);
-        match self.pages.get(page) {
-            Some(Some(words)) => words[word] & bit != 0,
-            _ => false,
+        match &self.paged {
+            None => self.small[..self.len].contains(&id.get()),
+            Some(paged) => paged.contains(id),
         }
     }
 
     /// Inserts `id`; returns false if it was already present.
     pub(crate) fn insert(&mut self, id: PacketId) -> bool {
-        let (page, word, bit) = Self::slot(id);
-        if self.pages.is_empty() {
-            self.pages.resize_with(PAGES, || None);
-        }
-        let spare = &mut self.spare;
-        let words = self.pages[page]
-            .get_or_insert_with(|| spare.pop().unwrap_or_else(|| Box::new([0; PAGE_WORDS])));
-        let fresh = words[word] & bit == 0;
-        words[word] |= bit;
+        let fresh = match &mut self.paged {
+            Some(paged) => paged.insert(id),
+            None if self.small[..self.len].contains(&id.get()) => false,
+            None if self.len < SMALL => {
+                self.small[self.len] = id.get();
+                true
+            }
+            None => {
+                let mut paged = Box::new(Paged {
+                    pages: Vec::new(),
+                    counts: [0; PAGES],
+                    spare: Vec::new(),
+                });
+                paged.pages.resize_with(PAGES, || None);
+                for &v in &self.small {
+                    if let Some(old) = PacketId::new(v) {
+                        paged.insert(old);
+                    }
+                }
+                let fresh = paged.insert(id);
+                self.paged = Some(paged);
+                fresh
+            }
+        };
         if fresh {
-            self.counts[page] += 1;
             self.len += 1;
         }
         fresh
@@ -71,17 +97,77 @@ impl IdSet {
 
     /// Removes `id`; returns false if it was absent.
     pub(crate) fn remove(&mut self, id: PacketId) -> bool {
-        let (page, word, bit) = Self::slot(id);
+        let present = match &mut self.paged {
+            Some(paged) => paged.remove(id),
+            None => match self.small[..self.len].iter().position(|&v| v == id.get()) {
+                Some(index) => {
+                    self.small[index] = self.small[self.len - 1];
+                    true
+                }
+                None => false,
+            },
+        };
+        if present {
+            self.len -= 1;
+        }
+        present
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn clear(&mut self) {
+        if let Some(paged) = &mut self.paged {
+            paged.clear();
+        }
+        self.len = 0;
+    }
+
+    /// Bytes allocated (pages in use and spare, the page table, the paged part itself).
+    #[cfg(test)]
+    fn allocated_bytes(&self) -> usize {
+        self.paged.as_ref().map_or(0, |paged| {
+            let pages = paged.pages.iter().filter(|p| p.is_some()).count() + paged.spare.len();
+            pages * PAGE_WORDS * 8
+                + paged.pages.capacity() * core::mem::size_of::<Option<Page>>()
+                + core::mem::size_of::<Paged>()
+        })
+    }
+}
+
+impl Paged {
+    fn contains(&self, id: PacketId) -> bool {
+        let (page, word, bit) = slot(id);
+        match self.pages.get(page) {
+            Some(Some(words)) => words[word] & bit != 0,
+            _ => false,
+        }
+    }
+
+    fn insert(&mut self, id: PacketId) -> bool {
+        let (page, word, bit) = slot(id);
+        let spare = &mut self.spare;
+        let words = self.pages[page]
+            .get_or_insert_with(|| spare.pop().unwrap_or_else(|| Box::new([0; PAGE_WORDS])));
+        let fresh = words[word] & bit == 0;
+        words[word] |= bit;
+        if fresh {
+            self.counts[page] += 1;
+        }
+        fresh
+    }
+
+    fn remove(&mut self, id: PacketId) -> bool {
+        let (page, word, bit) = slot(id);
         let Some(Some(words)) = self.pages.get_mut(page) else {
             return false;
         };
-        let present = words[word] & bit != 0;
-        if !present {
+        if words[word] & bit == 0 {
             return false;
         }
         words[word] &= !bit;
         self.counts[page] -= 1;
-        self.len -= 1;
         if self.counts[page] == 0 {
             self.release(page);
         }
@@ -97,12 +183,8 @@ impl IdSet {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn clear(&mut self) {
-        for page in 0..self.pages.len() {
+    fn clear(&mut self) {
+        for page in 0..PAGES {
             if self.counts[page] > 0 {
                 if let Some(words) = self.pages[page].as_mut() {
                     words.iter_mut().for_each(|w| *w = 0);
@@ -111,14 +193,6 @@ impl IdSet {
                 self.release(page);
             }
         }
-        self.len = 0;
-    }
-
-    /// Bytes allocated (pages in use and spare, and the page table).
-    #[cfg(test)]
-    fn allocated_bytes(&self) -> usize {
-        let pages = self.pages.iter().filter(|p| p.is_some()).count() + self.spare.len();
-        pages * PAGE_WORDS * 8 + self.pages.capacity() * core::mem::size_of::<Option<Page>>()
     }
 }
 
@@ -140,6 +214,26 @@ mod tests {
         /// The same answers as a plain set, whatever the sequence of operations.
         #[test]
         fn behaves_like_a_set(ops in proptest::collection::vec((0u8..3, 1u16..=u16::MAX), 0..400)) {
+            check_against_model(ops)?;
+        }
+
+        /// The same with few distinct ids, so that the set hovers around the inline limit
+        /// and moves to pages with ids in it.
+        #[test]
+        fn behaves_like_a_set_around_the_inline_limit(
+            ops in proptest::collection::vec((0u8..7, 1u16..24), 0..400)
+        ) {
+            // Mostly inserts, some removals, a rare clear.
+            let ops = ops
+                .into_iter()
+                .map(|(op, v)| (match op { 0..=3 => 0, 4 | 5 => 1, _ => 2 }, v))
+                .collect();
+            check_against_model(ops)?;
+        }
+    }
+
+    fn check_against_model(ops: std::vec::Vec<(u8, u16)>) -> Result<(), TestCaseError> {
+        {
             let mut set = IdSet::new();
             let mut model = BTreeSet::new();
             for (op, v) in ops {
@@ -158,6 +252,7 @@ mod tests {
                 prop_assert!(set.contains(id(v)));
             }
         }
+        Ok(())
     }
 
     #[test]
@@ -176,6 +271,50 @@ mod tests {
             most = most.max(set.allocated_bytes());
         }
         assert_eq!(set.len(), 100);
-        assert!(most <= 1024 + 4 * 128, "{most} bytes");
+        assert!(most <= 1024 + 4 * 128 + 256, "{most} bytes");
+    }
+
+    #[test]
+    fn a_small_window_never_allocates() {
+        // A device's window of 4 moving through the whole id space, with the broker's
+        // QoS 2 ids arriving out of order.
+        let mut set = IdSet::new();
+        for n in 0..65_535u32 + 8 {
+            let v = (n % 65_535) as u16 + 1;
+            assert!(set.insert(id(v)));
+            if n >= 4 {
+                let old = ((n - 4) % 65_535) as u16 + 1;
+                assert!(set.remove(id(old)));
+                assert!(!set.contains(id(old)));
+            }
+            assert!(set.contains(id(v)));
+            assert_eq!(set.allocated_bytes(), 0);
+        }
+        for v in [65_535, 3, 40_000, 17, 1, 2, 9, 8] {
+            set.clear();
+            set.insert(id(v));
+        }
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.allocated_bytes(), 0);
+    }
+
+    #[test]
+    fn more_than_the_inline_ids_move_to_pages_and_keep_every_id() {
+        let mut set = IdSet::new();
+        let ids = [9u16, 65_535, 1, 1_025, 2_048, 30_000, 7, 8, 500];
+        for &v in &ids {
+            assert!(set.insert(id(v)));
+        }
+        assert!(set.allocated_bytes() > 0);
+        assert_eq!(set.len(), ids.len());
+        for &v in &ids {
+            assert!(set.contains(id(v)));
+            assert!(!set.insert(id(v)));
+        }
+        assert!(!set.contains(id(2)));
+        for &v in &ids {
+            assert!(set.remove(id(v)));
+        }
+        assert_eq!(set.len(), 0);
     }
 }
