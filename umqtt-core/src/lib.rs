@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod packet;
+pub mod storage;
 pub mod time;
 pub mod topic;
 

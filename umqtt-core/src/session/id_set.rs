@@ -1,7 +1,8 @@
 //! A set of packet ids, sized by how many it holds rather than by the id space.
 //!
 //! Up to [`SMALL`] ids live inline (a small device's window, or its broker's QoS 2 messages,
-//! never allocates). Beyond that the set becomes a 65 536-bit bitmap cut into 64 pages of
+//! never allocates); a set made with [`IdSet::inline_only`] (fixed storage) holds no more.
+//! Beyond that a growable set becomes a 65 536-bit bitmap cut into 64 pages of
 //! 1 024 bits (128 bytes), a page allocated only while it holds an id. Packet ids are given
 //! out in sequence, so the ids in use sit on one or two pages: a session with a window of 100
 //! holds a few hundred bytes instead of 8 KiB, and O(1) insert/lookup stay. Emptied pages are
@@ -14,7 +15,7 @@ use alloc::vec::Vec;
 use crate::packet::PacketId;
 
 /// Ids kept inline, in a plain list, before the set switches to pages.
-const SMALL: usize = 8;
+pub(crate) const SMALL: usize = 16;
 const PAGE_BITS: usize = 1024;
 const PAGE_WORDS: usize = PAGE_BITS / 64;
 const PAGES: usize = 65_536 / PAGE_BITS;
@@ -31,7 +32,13 @@ pub(crate) struct IdSet {
     /// Once more than [`SMALL`] ids were held at once (kept until the set is dropped: a
     /// window that needed it once will again).
     paged: Option<Box<Paged>>,
+    /// Whether it may switch to pages (allocate).
+    may_grow: bool,
 }
+
+/// The set is full: an [`IdSet::inline_only`] set already holds [`SMALL`] ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdSetFull;
 
 #[derive(Debug, Clone)]
 struct Paged {
@@ -53,6 +60,15 @@ impl IdSet {
             small: [0; SMALL],
             len: 0,
             paged: None,
+            may_grow: true,
+        }
+    }
+
+    /// A set that never allocates: at most [`SMALL`] ids.
+    pub(crate) fn inline_only() -> Self {
+        IdSet {
+            may_grow: false,
+            ..IdSet::new()
         }
     }
 
@@ -64,7 +80,10 @@ impl IdSet {
     }
 
     /// Inserts `id`; returns false if it was already present.
-    pub(crate) fn insert(&mut self, id: PacketId) -> bool {
+    ///
+    /// # Errors
+    /// [`IdSetFull`] when an inline-only set has no room for a new id.
+    pub(crate) fn insert(&mut self, id: PacketId) -> Result<bool, IdSetFull> {
         let fresh = match &mut self.paged {
             Some(paged) => paged.insert(id),
             None if self.small[..self.len].contains(&id.get()) => false,
@@ -72,6 +91,7 @@ impl IdSet {
                 self.small[self.len] = id.get();
                 true
             }
+            None if !self.may_grow => return Err(IdSetFull),
             None => {
                 let mut paged = Box::new(Paged {
                     pages: Vec::new(),
@@ -92,7 +112,12 @@ impl IdSet {
         if fresh {
             self.len += 1;
         }
-        fresh
+        Ok(fresh)
+    }
+
+    /// Whether a new id can be inserted.
+    pub(crate) fn has_room(&self) -> bool {
+        self.may_grow || self.len < SMALL
     }
 
     /// Removes `id`; returns false if it was absent.
@@ -238,7 +263,7 @@ mod tests {
             let mut model = BTreeSet::new();
             for (op, v) in ops {
                 match op {
-                    0 => prop_assert_eq!(set.insert(id(v)), model.insert(v)),
+                    0 => prop_assert_eq!(set.insert(id(v)), Ok(model.insert(v))),
                     1 => prop_assert_eq!(set.remove(id(v)), model.remove(&v)),
                     _ => {
                         set.clear();
@@ -263,7 +288,7 @@ mod tests {
         let mut most = 0;
         for n in 0..2 * 65_535u32 + 100 {
             let v = (n % 65_535) as u16 + 1;
-            set.insert(id(v));
+            set.insert(id(v)).unwrap();
             if n >= 100 {
                 let old = ((n - 100) % 65_535) as u16 + 1;
                 assert!(set.remove(id(old)));
@@ -281,7 +306,7 @@ mod tests {
         let mut set = IdSet::new();
         for n in 0..65_535u32 + 8 {
             let v = (n % 65_535) as u16 + 1;
-            assert!(set.insert(id(v)));
+            assert_eq!(set.insert(id(v)), Ok(true));
             if n >= 4 {
                 let old = ((n - 4) % 65_535) as u16 + 1;
                 assert!(set.remove(id(old)));
@@ -292,26 +317,45 @@ mod tests {
         }
         for v in [65_535, 3, 40_000, 17, 1, 2, 9, 8] {
             set.clear();
-            set.insert(id(v));
+            set.insert(id(v)).unwrap();
         }
         assert_eq!(set.len(), 1);
         assert_eq!(set.allocated_bytes(), 0);
     }
 
     #[test]
+    fn an_inline_only_set_refuses_past_its_ids_and_never_allocates() {
+        let mut set = IdSet::inline_only();
+        for v in 1..=SMALL as u16 {
+            assert_eq!(set.insert(id(v)), Ok(true));
+        }
+        assert!(!set.has_room());
+        assert_eq!(set.insert(id(1)), Ok(false));
+        assert_eq!(set.insert(id(100)), Err(IdSetFull));
+        assert!(!set.contains(id(100)));
+        assert!(set.remove(id(3)));
+        assert!(set.has_room());
+        assert_eq!(set.insert(id(100)), Ok(true));
+        assert_eq!(set.len(), SMALL);
+        assert_eq!(set.allocated_bytes(), 0);
+    }
+
+    #[test]
     fn more_than_the_inline_ids_move_to_pages_and_keep_every_id() {
         let mut set = IdSet::new();
-        let ids = [9u16, 65_535, 1, 1_025, 2_048, 30_000, 7, 8, 500];
+        let ids = [
+            9u16, 65_535, 1, 1_025, 2_048, 30_000, 7, 8, 500, 2, 3, 4, 5, 6, 10, 11, 12,
+        ];
         for &v in &ids {
-            assert!(set.insert(id(v)));
+            assert_eq!(set.insert(id(v)), Ok(true));
         }
         assert!(set.allocated_bytes() > 0);
         assert_eq!(set.len(), ids.len());
         for &v in &ids {
             assert!(set.contains(id(v)));
-            assert!(!set.insert(id(v)));
+            assert_eq!(set.insert(id(v)), Ok(false));
         }
-        assert!(!set.contains(id(2)));
+        assert!(!set.contains(id(13)));
         for &v in &ids {
             assert!(set.remove(id(v)));
         }

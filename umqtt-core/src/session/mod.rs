@@ -36,9 +36,9 @@
 mod id_set;
 mod v5;
 
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 use core::time::Duration;
 
 use crate::packet::{
@@ -49,6 +49,7 @@ use crate::packet::{
     SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
     UnsubscribeTopics,
 };
+use crate::storage::{Buffer, Full, Heap, List, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use id_set::IdSet;
@@ -295,6 +296,10 @@ pub enum CloseReason {
         /// The configured maximum.
         max: usize,
     },
+    /// The session's [`Fixed`](crate::storage::Fixed) storage had no room for received bytes
+    /// (a driver fed more than [`Session::input_room`]) or for the bytes of an answer. Nothing
+    /// is lost: what was not acknowledged is resent on the next connection.
+    StorageFull,
 }
 
 impl core::fmt::Display for CloseReason {
@@ -315,6 +320,7 @@ impl core::fmt::Display for CloseReason {
                 "incoming packet of {size} bytes exceeds the configured maximum of {max} \
                  (raise max_packet_size)"
             ),
+            CloseReason::StorageFull => f.write_str("the session's fixed storage is full"),
         }
     }
 }
@@ -378,6 +384,10 @@ pub enum UsageError {
         /// ([`max_payload_len`]).
         max: usize,
     },
+    /// The session's [`Fixed`](crate::storage::Fixed) storage has no room: too many
+    /// SUBSCRIBE / UNSUBSCRIBE wait for their acknowledgement, the packet is larger than its
+    /// buffers, or the bytes not yet written leave no room for it (write them, then retry).
+    StorageFull,
 }
 
 impl core::fmt::Display for UsageError {
@@ -422,6 +432,10 @@ impl core::fmt::Display for UsageError {
                 "payload of {size} bytes exceeds the MQTT maximum of {max} bytes for this \
                  topic and QoS"
             ),
+            UsageError::StorageFull => f.write_str(
+                "the session's fixed storage has no room (too many requests waiting, or a packet \
+                 larger than its buffers)",
+            ),
         }
     }
 }
@@ -431,6 +445,12 @@ impl core::error::Error for UsageError {}
 impl From<EncodeError> for UsageError {
     fn from(e: EncodeError) -> Self {
         UsageError::Encode(e)
+    }
+}
+
+impl From<Full> for UsageError {
+    fn from(_: Full) -> Self {
+        UsageError::StorageFull
     }
 }
 
@@ -514,15 +534,14 @@ pub enum OutgoingStage {
     AwaitingPubComp,
 }
 
-#[derive(Debug)]
-struct Outgoing {
+struct Outgoing<S: Storage> {
     packet_id: PacketId,
     qos: QoS,
     stage: OutgoingStage,
     /// Whether the PUBLISH was ever written to a connection (a resend then carries DUP).
     sent_before: bool,
     /// The encoded PUBLISH with DUP clear.
-    packet: Vec<u8>,
+    packet: S::Bytes,
     /// `rx_generation` when it was last sent: an acknowledgement in the same input as its
     /// sending cannot be for it (the driver had not even written it yet).
     sent_in: u64,
@@ -536,10 +555,13 @@ enum Request {
 
 /// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
 /// order.
-#[derive(Debug)]
-pub struct Session {
+///
+/// `S` says where it keeps its state: [`Heap`] (the default: growable, bounded by the
+/// configuration's limits) or [`Fixed`](crate::storage::Fixed) (sized up front, for a device;
+/// see [`Session::with_storage`]).
+pub struct Session<S: Storage = Heap> {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
-    rx: Vec<u8>,
+    rx: S::Bytes,
     rx_start: usize,
     /// Start of the first received packet not yet complete in `rx` (`>= rx_start`): the
     /// keepalive counts only complete packets as signs of life.
@@ -547,7 +569,23 @@ pub struct Session {
     /// Capacity asked for by [`Session::reserve_input`]; `rx` shrinks back towards it after a
     /// large packet.
     rx_keep: usize,
-    state: State,
+    state: State<S>,
+}
+
+impl<S: Storage> fmt::Debug for Session<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.state;
+        f.debug_struct("Session")
+            .field("client_id", &state.config.client_id)
+            .field("connection", &state.connection)
+            .field("outgoing", &state.outgoing.len())
+            .field("in_flight", &state.in_flight)
+            .field("requests", &state.requests.len())
+            .field("received", &(self.rx.len() - self.rx_start))
+            .field("unsent", &(state.tx.len() - state.tx_sent))
+            .field("events", &state.events.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `rx` and `tx` keep at least this much capacity (or what `reserve_input` asked for) when
@@ -557,31 +595,27 @@ const BUFFER_KEEP: usize = 64 * 1024;
 /// packets does not pin its peak memory, while packets up to a few times `BUFFER_KEEP` never
 /// cause a reallocation.
 const BUFFER_SHRINK_FACTOR: usize = 4;
-/// A stored PUBLISH larger than this is handed to the driver from its own buffer rather than
-/// copied into `tx`; smaller ones are copied so that many go out in one write.
-const STORED_SEND_MIN: usize = BUFFER_KEEP;
 /// Most outgoing topic aliases the session sets up on one connection, whatever the broker
 /// allows: the lookup is linear.
 const MAX_TOPIC_ALIASES: u16 = 64;
 /// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
-#[derive(Debug)]
-struct State {
+struct State<S: Storage> {
     config: SessionConfig,
     connection: Connection,
     /// Unacknowledged QoS 1/2 messages in publish order; the first `in_flight` were sent on the
     /// current connection.
-    outgoing: VecDeque<Outgoing>,
+    outgoing: S::Deque<Outgoing<S>>,
     in_flight: usize,
     /// Ids of `outgoing` entries and of pending SUBSCRIBE/UNSUBSCRIBE requests.
     used_ids: IdSet,
-    requests: Vec<(PacketId, Request)>,
+    requests: S::Vec<(PacketId, Request)>,
     /// Ids of cancelled messages sent on this connection; freed when it ends.
-    quarantined_ids: Vec<PacketId>,
+    quarantined_ids: S::Vec<PacketId>,
     /// Those of `quarantined_ids` whose PUBACK has not come: the broker still counts them
     /// against its Receive Maximum.
-    withdrawn_unacked: Vec<PacketId>,
+    withdrawn_unacked: S::Vec<PacketId>,
     next_packet_id: u16,
     /// QoS 2 messages received (PUBREC sent) and not yet released by PUBREL.
     incoming_qos2: IdSet,
@@ -590,20 +624,22 @@ struct State {
     rx_generation: u64,
     /// With `manual_ack`: received QoS 1/2 messages whose PUBACK (0x40) / PUBREC (0x50) is
     /// not yet written, in arrival order, and whether the application acknowledged them.
-    pending_acks: VecDeque<(PacketId, u8, bool)>,
+    pending_acks: S::Deque<(PacketId, u8, bool)>,
     /// Bytes to send; `tx[..tx_sent]` were handed to the driver.
-    tx: Vec<u8>,
+    tx: S::Bytes,
     tx_sent: usize,
     /// Large stored PUBLISH packets to send from their own buffer (no copy into `tx`): each
     /// goes out once `tx_sent` reaches its offset in `tx`.
-    tx_stored: VecDeque<(usize, PacketId)>,
-    events: VecDeque<Event<'static>>,
+    tx_stored: S::Deque<(usize, PacketId)>,
+    events: S::Deque<Event<'static>>,
+    /// Events that found the (fixed) event list full: the driver did not drain it.
+    events_lost: usize,
     last_tx: Instant,
     last_rx: Instant,
     ping_deadline: Option<Instant>,
     /// Emptied outgoing-packet buffers that `publish` reuses, at most
     /// [`SPARE_BUFFERS_CAPACITY`] bytes of capacity in total (`spare_capacity`).
-    spare_buffers: Vec<Vec<u8>>,
+    spare_buffers: S::Pool<S::Bytes>,
     spare_capacity: usize,
     /// What the last MQTT 5 CONNACK allowed (defaults otherwise).
     broker: BrokerLimits,
@@ -625,46 +661,76 @@ struct State {
     /// Ids of QoS 2 messages dropped as too large after they were sent: the broker's session
     /// may hold them, so they stay out of use until it ends (a CONNACK without a session, or
     /// a clean session).
-    retired_ids: Vec<PacketId>,
+    retired_ids: S::Vec<PacketId>,
 }
 
 impl Session {
-    /// A disconnected session with no state.
+    /// A disconnected session with no state, on the heap.
     pub fn new(config: SessionConfig) -> Self {
+        Session::with_storage(config)
+    }
+}
+
+impl<S: Storage> Session<S> {
+    /// A disconnected session with no state, kept in storage `S`, e.g.
+    /// `Session::<Fixed<8, 512>>::with_storage(config)` for a device: no list or buffer of
+    /// the session grows after this (the configuration's strings are still owned). With
+    /// [`Fixed`](crate::storage::Fixed)`<N, B>`:
+    /// - at most `N - 2` QoS 1/2 messages are held ([`SessionConfig::max_outgoing`] is lowered
+    ///   to it; more gives [`UsageError::OutgoingFull`]), at most `N` SUBSCRIBE / UNSUBSCRIBE
+    ///   wait for their acknowledgement and `N` received messages for the application's
+    ///   [`Session::ack`] ([`UsageError::StorageFull`], or input left undecoded until there is
+    ///   room);
+    /// - no packet larger than `B` bytes is sent or received ([`SessionConfig::max_packet_size`]
+    ///   is lowered to it; a larger PUBLISH gives [`UsageError::StorageFull`]), and a driver
+    ///   feeds at most [`Session::input_room`] bytes per [`Session::handle_read`];
+    /// - after writing [`Session::poll_transmit`]'s bytes the driver drains
+    ///   [`Session::poll_event`] again while [`Session::has_unprocessed_input`]: decoding waits
+    ///   while the transmit buffer lacks room for the answers a packet may need.
+    pub fn with_storage(config: SessionConfig) -> Self {
+        // Fixed storage: packet-id sets hold their ids inline, and never allocate.
+        let ids = || {
+            if S::ITEMS == usize::MAX {
+                IdSet::new()
+            } else {
+                IdSet::inline_only()
+            }
+        };
         Session {
-            rx: Vec::new(),
+            rx: S::Bytes::default(),
             rx_start: 0,
             rx_scan: 0,
             rx_keep: 0,
             state: State {
                 config,
                 connection: Connection::Disconnected,
-                outgoing: VecDeque::new(),
+                outgoing: Default::default(),
                 in_flight: 0,
-                used_ids: IdSet::new(),
-                requests: Vec::new(),
-                quarantined_ids: Vec::new(),
-                withdrawn_unacked: Vec::new(),
+                used_ids: ids(),
+                requests: Default::default(),
+                quarantined_ids: Default::default(),
+                withdrawn_unacked: Default::default(),
                 next_packet_id: 1,
-                incoming_qos2: IdSet::new(),
+                incoming_qos2: ids(),
                 rx_generation: 0,
-                pending_acks: VecDeque::new(),
-                tx: Vec::new(),
+                pending_acks: Default::default(),
+                tx: S::Bytes::default(),
                 tx_sent: 0,
-                tx_stored: VecDeque::new(),
-                events: VecDeque::new(),
+                tx_stored: Default::default(),
+                events: Default::default(),
+                events_lost: 0,
                 last_tx: Instant::default(),
                 last_rx: Instant::default(),
                 ping_deadline: None,
-                spare_buffers: Vec::new(),
+                spare_buffers: Default::default(),
                 spare_capacity: 0,
                 broker: BrokerLimits::default(),
                 keep_alive: 0,
                 topic_aliases: Vec::new(),
                 incoming_aliases: Vec::new(),
                 resolve_alias: None,
-                incoming_unacked: IdSet::new(),
-                retired_ids: Vec::new(),
+                incoming_unacked: ids(),
+                retired_ids: Default::default(),
             },
         }
     }
@@ -779,7 +845,7 @@ impl Session {
         let config = &state.config;
         let v5 = config.protocol.v5();
         let properties = if v5 {
-            config.v5.properties(clean_session, config.max_packet_size)
+            config.v5.properties(clean_session, state.max_packet_size())
         } else {
             Vec::new()
         };
@@ -910,8 +976,11 @@ impl Session {
             }
             return Ok(None);
         }
-        if state.outgoing.len() >= state.config.max_outgoing {
+        if state.outgoing.len() >= state.max_outgoing() {
             return Err(UsageError::OutgoingFull);
+        }
+        if !state.used_ids.has_room() {
+            return Err(UsageError::StorageFull);
         }
         let packet_id = state.allocate_packet_id()?;
         let publish = Publish {
@@ -925,21 +994,25 @@ impl Session {
         };
         let mut buffer = state.take_spare_buffer();
         if let Err(e) = append_publish_validated_topic(&mut buffer, &publish, version)
-            .map_err(UsageError::from)
             .and_then(|()| state.check_packet_size(buffer.len()))
         {
             state.recycle_buffer(buffer);
             return Err(e);
         }
-        state.used_ids.insert(packet_id);
-        state.outgoing.push_back(Outgoing {
+        let entry = Outgoing {
             packet_id,
             qos,
             stage: OutgoingStage::Queued,
             sent_before: false,
             packet: buffer,
             sent_in: 0,
-        });
+        };
+        if let Err(entry) = state.outgoing.push(entry) {
+            state.recycle_buffer(entry.packet);
+            return Err(UsageError::OutgoingFull);
+        }
+        // Room was checked above.
+        let _ = state.used_ids.insert(packet_id);
         state.fill_window();
         Ok(Some(packet_id))
     }
@@ -963,20 +1036,22 @@ impl Session {
         if publish.qos == QoS::AtMostOnce || state.used_ids.contains(packet_id) {
             return Err(UsageError::Encode(EncodeError::PacketIdMismatch));
         }
-        if state.outgoing.len() >= state.config.max_outgoing {
+        if state.outgoing.len() >= state.max_outgoing() {
             return Err(UsageError::OutgoingFull);
+        }
+        if !state.used_ids.has_room() {
+            return Err(UsageError::StorageFull);
         }
         let packet = Packet::Publish(Publish {
             dup: false,
             packet_id: Some(packet_id),
             ..*publish
         });
-        let mut buffer = Vec::new();
+        let mut buffer = S::Bytes::default();
         append_packet(&mut buffer, &packet, state.config.protocol)?;
-        state.used_ids.insert(packet_id);
         // A restored message is "sent" if it may have been: on a resumed session it goes
         // first, with DUP.
-        state.outgoing.push_back(Outgoing {
+        let entry = Outgoing {
             packet_id,
             qos: publish.qos,
             stage: if sent_before {
@@ -987,7 +1062,12 @@ impl Session {
             sent_before,
             packet: buffer,
             sent_in: 0,
-        });
+        };
+        if state.outgoing.push(entry).is_err() {
+            return Err(UsageError::OutgoingFull);
+        }
+        // Room was checked above.
+        let _ = state.used_ids.insert(packet_id);
         Ok(())
     }
 
@@ -1006,12 +1086,20 @@ impl Session {
         if entry.qos == QoS::ExactlyOnce && entry.sent_before {
             return false;
         }
+        if index < state.in_flight
+            && (state.quarantined_ids.len() >= S::ITEMS
+                || state.withdrawn_unacked.len() >= S::ITEMS)
+        {
+            // Fixed storage cannot keep its id out of use: the message stays, and completes.
+            return false;
+        }
         if let Some(entry) = state.outgoing.remove(index) {
             if index < state.in_flight {
                 // Sent on this connection: a late PUBACK/PUBREC may still come. Keep the id out
                 // of use until the connection ends, so it cannot complete a newer message.
-                state.quarantined_ids.push(entry.packet_id);
-                state.withdrawn_unacked.push(entry.packet_id);
+                // (Room was checked above.)
+                let _ = state.quarantined_ids.push(entry.packet_id);
+                let _ = state.withdrawn_unacked.push(entry.packet_id);
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
@@ -1144,9 +1232,7 @@ impl Session {
         state.begin_tx();
         append_packet(&mut state.tx, &packet, state.config.protocol)?;
         state.connection_ended();
-        state
-            .events
-            .push_back(Event::Closed(CloseReason::Disconnected));
+        state.push_event(Event::Closed(CloseReason::Disconnected));
         Ok(())
     }
 
@@ -1168,11 +1254,18 @@ impl Session {
         }
         self.state.rx_generation += 1;
         if self.rx_start > 0 {
-            self.rx.drain(..self.rx_start);
+            self.rx.remove_front(self.rx_start);
             self.rx_scan -= self.rx_start;
             self.rx_start = 0;
         }
-        self.rx.extend_from_slice(data);
+        if self.rx.try_extend(data).is_err() {
+            // More than `input_room`: the stream cannot be followed past the missing bytes.
+            self.rx.clear();
+            self.rx_start = 0;
+            self.rx_scan = 0;
+            self.state.close(CloseReason::StorageFull);
+            return;
+        }
         // Only a complete packet is a sign of life: a broker that trickles the bytes of one
         // packet forever must not keep a dead link open [MQTT-3.1.2-24]. Packet boundaries are
         // read from fixed headers only; `poll_event` decodes (and reports malformed or
@@ -1202,12 +1295,28 @@ impl Session {
     pub fn reserve_input(&mut self, capacity: usize) {
         self.rx_keep = self.rx_keep.max(capacity);
         let used = self.rx.len();
-        self.rx.reserve(capacity.saturating_sub(used));
+        self.rx.reserve_exact(capacity.saturating_sub(used));
     }
 
     /// Whether received bytes are waiting to be decoded by [`Session::poll_event`].
     pub fn has_unprocessed_input(&self) -> bool {
         self.rx_start < self.rx.len()
+    }
+
+    /// Most bytes the next [`Session::handle_read`] may feed: unlimited (`usize::MAX`) on the
+    /// heap; with [`Fixed`](crate::storage::Fixed) storage, what its receive buffer has left
+    /// after the bytes not yet decoded (feeding more closes the connection with
+    /// [`CloseReason::StorageFull`]).
+    #[must_use]
+    pub fn input_room(&self) -> usize {
+        S::BYTES.saturating_sub(self.rx.len() - self.rx_start)
+    }
+
+    /// Events that [`Fixed`](crate::storage::Fixed) storage had no room for, because the driver
+    /// did not drain [`Session::poll_event`] after an input as it must (always 0 on the heap).
+    #[must_use]
+    pub fn events_lost(&self) -> usize {
+        self.state.events_lost
     }
 
     /// Fires the timers due at `now`: CONNACK timeout, keepalive PINGREQ, PINGRESP timeout.
@@ -1254,7 +1363,7 @@ impl Session {
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         let state = &mut self.state;
         loop {
-            let next_stored = state.tx_stored.front().map(|&(at, _)| at);
+            let next_stored = state.tx_stored.first().map(|&(at, _)| at);
             if next_stored == Some(state.tx_sent) {
                 let (_, packet_id) = state.tx_stored.pop_front()?;
                 // A message cancelled after it was queued for sending is skipped: none of its
@@ -1264,7 +1373,7 @@ impl Session {
                     continue;
                 };
                 state.last_tx = now;
-                return Some(&state.outgoing[index].packet);
+                return Some(&state.outgoing[index].packet[..]);
             }
             let end = next_stored.unwrap_or(state.tx.len());
             if end == state.tx_sent {
@@ -1307,8 +1416,13 @@ impl Session {
             ..
         } = self;
         while state.connection != Connection::Disconnected {
+            if !state.room_to_decode() {
+                // Fixed storage: the answers wait for the driver to write what is queued (or
+                // for the application's acknowledgements); the input stays.
+                return None;
+            }
             let input = &rx[*rx_start..];
-            match decode_with(input, state.config.max_packet_size, state.config.protocol) {
+            match decode_with(input, state.max_packet_size(), state.config.protocol) {
                 Ok(Decoded::Incomplete) => return None,
                 Err(DecodeError::PacketTooLarge { size, max }) => {
                     return state.close_with_disconnect(
@@ -1338,7 +1452,7 @@ impl Session {
                         {
                             // The PUBLISH carried only the alias: the topic is the one the
                             // table holds (borrowed, no copy per message).
-                            let state: &State = state;
+                            let state: &State<S> = state;
                             publish.topic = state.incoming_topic(alias);
                         }
                         return Some(event);
@@ -1366,10 +1480,10 @@ pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), Us
 
 /// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
 fn append_packet(
-    buffer: &mut Vec<u8>,
+    buffer: &mut impl Buffer,
     packet: &Packet<'_>,
     version: ProtocolVersion,
-) -> Result<(), EncodeError> {
+) -> Result<(), UsageError> {
     if let Packet::Publish(publish) = packet {
         return append_publish(buffer, publish, version, |publish, buf| {
             encode_publish_header_with(publish, buf, version)
@@ -1377,17 +1491,20 @@ fn append_packet(
     }
     let start = buffer.len();
     let len = packet.encoded_len_with(version)?;
-    buffer.resize(start + len, 0);
-    packet.encode_with(&mut buffer[start..], version)?;
+    buffer.try_resize(start + len)?;
+    if let Err(e) = packet.encode_with(&mut buffer[start..], version) {
+        buffer.truncate(start);
+        return Err(e.into());
+    }
     Ok(())
 }
 
 /// Appends a PUBLISH whose topic name the caller has validated (so it is not scanned again).
 fn append_publish_validated_topic(
-    buffer: &mut Vec<u8>,
+    buffer: &mut impl Buffer,
     publish: &Publish<'_>,
     version: ProtocolVersion,
-) -> Result<(), EncodeError> {
+) -> Result<(), UsageError> {
     append_publish(buffer, publish, version, |publish, buf| {
         encode_publish_header_validated_topic(publish, buf, version)
     })
@@ -1395,12 +1512,13 @@ fn append_publish_validated_topic(
 
 /// Appends a PUBLISH; on error `buffer` is unchanged. Only the header is zero-filled and
 /// encoded in place; the payload, which may be large, is copied once.
+#[inline]
 fn append_publish(
-    buffer: &mut Vec<u8>,
+    buffer: &mut impl Buffer,
     publish: &Publish<'_>,
     version: ProtocolVersion,
     encode_header: impl Fn(&Publish<'_>, &mut [u8]) -> Result<usize, EncodeError>,
-) -> Result<(), EncodeError> {
+) -> Result<(), UsageError> {
     let start = buffer.len();
     // Fixed header (1 + at most 4), topic length (2), packet id (2), and in MQTT 5 the
     // property block.
@@ -1411,25 +1529,95 @@ fn append_publish(
     };
     let max_header = 9 + publish.topic.len() + properties;
     // The header is encoded (and the size checked) before room for the payload is reserved,
-    // so a payload too large for MQTT costs no allocation.
-    buffer.resize(start + max_header, 0);
+    // so a payload too large for MQTT costs no allocation. A fixed buffer may be too small
+    // for the header's worst case but not for the header itself.
+    let limit = buffer.max_len();
+    let room = if limit == usize::MAX {
+        max_header
+    } else {
+        max_header.min(limit.saturating_sub(start))
+    };
+    buffer.try_resize(start + room)?;
     match encode_header(publish, &mut buffer[start..]) {
         Ok(header) => {
             buffer.truncate(start + header);
             buffer.reserve_exact(publish.payload.len());
-            buffer.extend_from_slice(publish.payload);
+            if buffer.try_extend(publish.payload).is_err() {
+                buffer.truncate(start);
+                return Err(UsageError::StorageFull);
+            }
             Ok(())
         }
         Err(e) => {
             buffer.truncate(start);
-            Err(e)
+            Err(match e {
+                EncodeError::BufferTooSmall { .. } if room < max_header => UsageError::StorageFull,
+                e => e.into(),
+            })
         }
     }
 }
 
 const DUP_FLAG: u8 = 0b1000;
 
-impl State {
+/// Bytes a received packet's answers may need in the transmit buffer (an acknowledgement, and
+/// an MQTT 5 DISCONNECT after a violation): with fixed storage, decoding waits for this room.
+const ANSWER_ROOM: usize = 8;
+
+impl<S: Storage> State<S> {
+    /// [`SessionConfig::max_outgoing`], within what the storage holds (room is kept in the
+    /// event list for what one step can report about each message, and the connection's end).
+    fn max_outgoing(&self) -> usize {
+        self.config.max_outgoing.min(S::ITEMS.saturating_sub(2))
+    }
+
+    /// [`SessionConfig::max_packet_size`], within the storage's buffers.
+    fn max_packet_size(&self) -> usize {
+        self.config.max_packet_size.min(S::BYTES)
+    }
+
+    /// Room left in the transmit buffer for new bytes (all of it once the driver took
+    /// everything).
+    fn tx_room(&self) -> usize {
+        if self.tx_sent == self.tx.len() && self.tx_stored.is_empty() {
+            S::BYTES
+        } else {
+            S::BYTES.saturating_sub(self.tx.len())
+        }
+    }
+
+    /// Whether a received packet can be decoded now: always on the heap; with fixed storage,
+    /// when its answers fit in the transmit buffer and, with manual acknowledgements, when
+    /// the list of those the application owes has room.
+    #[inline]
+    fn room_to_decode(&self) -> bool {
+        if S::BYTES == usize::MAX && S::ITEMS == usize::MAX {
+            return true;
+        }
+        self.tx_room() >= ANSWER_ROOM
+            && !(self.config.manual_ack && self.pending_acks.len() >= S::ITEMS)
+    }
+
+    /// Queues an event for the driver; with fixed storage, one the driver left no room for is
+    /// counted instead ([`Session::events_lost`]).
+    fn push_event(&mut self, event: Event<'static>) {
+        if self.events.push(event).is_err() {
+            self.events_lost += 1;
+        }
+    }
+
+    /// Appends `bytes` to the transmit buffer. With fixed storage that has no room for them the
+    /// connection is closed ([`CloseReason::StorageFull`]: what they acknowledged or sent is
+    /// done again on the next one) and false is returned.
+    fn write_tx(&mut self, bytes: &[u8]) -> bool {
+        self.begin_tx();
+        if self.tx.try_extend(bytes).is_ok() {
+            return true;
+        }
+        self.close(CloseReason::StorageFull);
+        false
+    }
+
     /// Starts writing new bytes: forgets bytes the driver already took.
     fn begin_tx(&mut self) {
         if self.tx_sent > 0 && self.tx_sent == self.tx.len() && self.tx_stored.is_empty() {
@@ -1450,25 +1638,27 @@ impl State {
     }
 
     /// An empty buffer for an outgoing packet, from the pool when it has one.
-    fn take_spare_buffer(&mut self) -> Vec<u8> {
+    fn take_spare_buffer(&mut self) -> S::Bytes {
         match self.spare_buffers.pop() {
             Some(mut buffer) => {
                 self.spare_capacity -= buffer.capacity();
                 buffer.clear();
                 buffer
             }
-            None => Vec::new(),
+            None => S::Bytes::default(),
         }
     }
 
     /// Returns a completed packet's buffer to the pool, unless the pool would then hold more
     /// than [`SPARE_BUFFERS_CAPACITY`] bytes: a burst of large or many messages does not pin
     /// its peak memory.
-    fn recycle_buffer(&mut self, buffer: Vec<u8>) {
+    fn recycle_buffer(&mut self, buffer: S::Bytes) {
         let capacity = buffer.capacity();
-        if capacity > 0 && self.spare_capacity + capacity <= SPARE_BUFFERS_CAPACITY {
+        if capacity > 0
+            && self.spare_capacity + capacity <= SPARE_BUFFERS_CAPACITY
+            && self.spare_buffers.push(buffer).is_ok()
+        {
             self.spare_capacity += capacity;
-            self.spare_buffers.push(buffer);
         }
     }
 
@@ -1495,6 +1685,9 @@ impl State {
         if self.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
         }
+        if self.requests.len() >= S::ITEMS || !self.used_ids.has_room() {
+            return Err(UsageError::StorageFull);
+        }
         let packet_id = self.allocate_packet_id()?;
         self.begin_tx();
         let version = self.config.protocol;
@@ -1505,8 +1698,9 @@ impl State {
             self.tx.truncate(start);
             return Err(e);
         }
-        self.used_ids.insert(packet_id);
-        self.requests.push((packet_id, request));
+        // Room was checked above.
+        let _ = self.requests.push((packet_id, request));
+        let _ = self.used_ids.insert(packet_id);
         Ok(packet_id)
     }
 
@@ -1641,10 +1835,10 @@ impl State {
         if self.ping_deadline.is_some() {
             return;
         }
-        self.begin_tx();
         // PINGREQ is two fixed bytes [MQTT-3.12].
-        self.tx.extend_from_slice(&[0xC0, 0x00]);
-        self.ping_deadline = Some(now.saturating_add(self.ping_timeout()));
+        if self.write_tx(&[0xC0, 0x00]) {
+            self.ping_deadline = Some(now.saturating_add(self.ping_timeout()));
+        }
     }
 
     /// Sends queued messages while the in-flight window has room.
@@ -1661,40 +1855,52 @@ impl State {
         );
         while self.in_flight < window && self.in_flight < self.outgoing.len() {
             let index = self.in_flight;
-            self.send_outgoing(index);
+            if !self.send_outgoing(index) {
+                return;
+            }
             self.in_flight += 1;
         }
     }
 
     /// Writes entry `index` for this connection: PUBLISH (with DUP if sent before) or, after
-    /// PUBREC, PUBREL [MQTT-4.4.0-1].
-    fn send_outgoing(&mut self, index: usize) {
+    /// PUBREC, PUBREL [MQTT-4.4.0-1]. False if fixed storage had no room (the connection is
+    /// then closed: see [`State::write_tx`]).
+    fn send_outgoing(&mut self, index: usize) -> bool {
         self.begin_tx();
         let entry = &mut self.outgoing[index];
         match entry.stage {
             OutgoingStage::AwaitingPubComp => {
                 let packet_id = entry.packet_id;
-                self.send_ack(0x62, packet_id);
+                if !self.send_ack(0x62, packet_id) {
+                    return false;
+                }
             }
             OutgoingStage::Queued | OutgoingStage::AwaitingAck => {
                 // DUP is set on every resend of a PUBLISH sent before, and only then
                 // [MQTT-3.3.1-1], [MQTT-3.3.1-3].
                 let dup = if entry.sent_before { DUP_FLAG } else { 0 };
-                if entry.packet.len() > STORED_SEND_MIN {
+                let (packet_id, len) = (entry.packet_id, entry.packet.len());
+                let stored = len > S::SEND_STORED_ABOVE
+                    && self.tx_stored.push((self.tx.len(), packet_id)).is_ok();
+                if stored {
                     // Sent from the stored copy: the flag is set there, in place.
                     entry.packet[0] = (entry.packet[0] & !DUP_FLAG) | dup;
-                    self.tx_stored.push_back((self.tx.len(), entry.packet_id));
                 } else {
                     let start = self.tx.len();
-                    self.tx.extend_from_slice(&entry.packet);
+                    if self.tx.try_extend(&entry.packet).is_err() {
+                        self.close(CloseReason::StorageFull);
+                        return false;
+                    }
                     self.tx[start] = (self.tx[start] & !DUP_FLAG) | dup;
                 }
+                let entry = &mut self.outgoing[index];
                 entry.stage = OutgoingStage::AwaitingAck;
                 entry.sent_before = true;
             }
         }
         let generation = self.rx_generation;
         self.outgoing[index].sent_in = generation;
+        true
     }
 
     /// The in-flight entry `packet_id` if an acknowledgement may be for it: not one sent while
@@ -1740,8 +1946,7 @@ impl State {
         self.in_flight = 0;
         while let Some(entry) = self.outgoing.pop_front() {
             self.used_ids.remove(entry.packet_id);
-            self.events
-                .push_back(Event::PublishDiscarded(entry.packet_id));
+            self.push_event(Event::PublishDiscarded(entry.packet_id));
             self.recycle_buffer(entry.packet);
         }
     }
@@ -1751,9 +1956,11 @@ impl State {
         if self.connection != Connection::Connected {
             return;
         }
-        while let Some(&(id, kind, true)) = self.pending_acks.front() {
-            self.pending_acks.pop_front();
-            self.send_ack(kind, id);
+        while let Some(&(id, kind, true)) = self.pending_acks.first() {
+            let _ = self.pending_acks.pop_front();
+            if !self.send_ack(kind, id) {
+                return;
+            }
         }
     }
 
@@ -1765,10 +1972,10 @@ impl State {
         self.connection = Connection::Disconnected;
         self.in_flight = 0;
         self.ping_deadline = None;
-        for (packet_id, _) in self.requests.drain(..) {
+        while let Some((packet_id, _)) = self.requests.pop() {
             self.used_ids.remove(packet_id);
         }
-        for packet_id in self.quarantined_ids.drain(..) {
+        while let Some(packet_id) = self.quarantined_ids.pop() {
             self.used_ids.remove(packet_id);
         }
         self.withdrawn_unacked.clear();
@@ -1777,7 +1984,7 @@ impl State {
     fn close(&mut self, reason: CloseReason) {
         self.connection_ended();
         self.reset_tx();
-        self.events.push_back(Event::Closed(reason));
+        self.push_event(Event::Closed(reason));
     }
 
     /// Reacts to one received packet; returns the event to report, if any.
@@ -1796,11 +2003,12 @@ impl State {
                 reason_code,
                 ..
             }) => {
-                if let Some(q) = self.withdrawn_unacked.iter().position(|&q| q == id) {
+                let withdrawn = self.withdrawn_unacked.iter().position(|&q| q == id);
+                if let Some(q) = withdrawn {
                     // The late PUBACK of a withdrawn message: its place in the broker's
                     // Receive Maximum is free again (its id stays out of use until the
                     // connection ends).
-                    self.withdrawn_unacked.swap_remove(q);
+                    let _ = self.withdrawn_unacked.swap_remove(q);
                     self.fill_window();
                     return None;
                 }
@@ -1828,7 +2036,9 @@ impl State {
                 // A repeated PUBREC (stage already AwaitingPubComp) gets PUBREL again.
                 let first = entry.stage != OutgoingStage::AwaitingPubComp;
                 entry.stage = OutgoingStage::AwaitingPubComp;
-                self.send_outgoing(index);
+                if !self.send_outgoing(index) {
+                    return self.events.pop_front();
+                }
                 first.then_some(Event::PublishReceived(id))
             }
             Packet::PubComp(Ack { packet_id: id, .. }) => {
@@ -1842,7 +2052,7 @@ impl State {
                 // PUBCOMP even for an unknown id: the broker may be retrying after we already
                 // released it [MQTT-4.3.3-2].
                 self.incoming_qos2.remove(id);
-                self.send_ack(0x70, id);
+                let _ = self.send_ack(0x70, id);
                 None
             }
             Packet::SubAck(suback) => {
@@ -1850,7 +2060,7 @@ impl State {
                     .requests
                     .iter()
                     .position(|(id, _)| *id == suback.packet_id)?;
-                let (packet_id, request) = self.requests.swap_remove(index);
+                let (packet_id, request) = self.requests.swap_remove(index)?;
                 self.used_ids.remove(packet_id);
                 match request {
                     Request::Subscribe { filters } if filters == suback.return_codes.len() => {
@@ -1867,7 +2077,7 @@ impl State {
                 let index = self.requests.iter().position(|(packet_id, request)| {
                     *packet_id == id && matches!(request, Request::Unsubscribe { .. })
                 })?;
-                let (_, request) = self.requests.swap_remove(index);
+                let (_, request) = self.requests.swap_remove(index)?;
                 self.used_ids.remove(id);
                 match request {
                     // MQTT 5: one reason code per filter [MQTT-3.11.3-2]; 3.1.1 has none.
@@ -1936,7 +2146,7 @@ impl State {
 
     /// Frees the ids of dropped QoS 2 messages: the broker's session no longer holds them.
     fn free_retired_ids(&mut self) {
-        for packet_id in self.retired_ids.drain(..) {
+        while let Some(packet_id) = self.retired_ids.pop() {
             self.used_ids.remove(packet_id);
         }
     }
@@ -1983,24 +2193,30 @@ impl State {
             };
             if entry.qos == QoS::ExactlyOnce && entry.sent_before && session_present {
                 // The broker may hold this id in its QoS 2 table: reusing it for another
-                // message would make the broker drop that one as a duplicate.
-                self.retired_ids.push(entry.packet_id);
+                // message would make the broker drop that one as a duplicate. (A full fixed
+                // list cannot note it for release: the id then stays out of use for good,
+                // which is only a smaller id space.)
+                let _ = self.retired_ids.push(entry.packet_id);
             } else {
                 self.used_ids.remove(entry.packet_id);
             }
-            self.events.push_back(event);
+            self.push_event(event);
             self.recycle_buffer(entry.packet);
         }
     }
 
-    fn send_ack(&mut self, first_byte: u8, id: PacketId) {
+    /// Writes a PUBACK, PUBREC, PUBREL or PUBCOMP; false if fixed storage had no room (the
+    /// connection is then closed: see [`State::write_tx`]).
+    fn send_ack(&mut self, first_byte: u8, id: PacketId) -> bool {
+        let bytes = id.get().to_be_bytes();
+        if !self.write_tx(&[first_byte, 0x02, bytes[0], bytes[1]]) {
+            return false;
+        }
         if first_byte == 0x40 || first_byte == 0x70 {
             // PUBACK / PUBCOMP written: the broker's quota gets this one back (section 4.9).
             self.incoming_unacked.remove(id);
         }
-        self.begin_tx();
-        let id = id.get().to_be_bytes();
-        self.tx.extend_from_slice(&[first_byte, 0x02, id[0], id[1]]);
+        true
     }
 
     fn handle_connack<'a>(&mut self, ack: ConnAck<'_>, clean_session: bool) -> Option<Event<'a>> {
@@ -2048,10 +2264,10 @@ impl State {
                 .take_while(|o| o.stage != OutgoingStage::Queued)
                 .count()
                 .min(usize::from(self.broker.receive_maximum.max(1)));
-            for index in 0..resend {
-                self.send_outgoing(index);
+            self.in_flight = 0;
+            while self.in_flight < resend && self.send_outgoing(self.in_flight) {
+                self.in_flight += 1;
             }
-            self.in_flight = resend;
         } else {
             // The broker has no session: nothing it acknowledged is pending there, and nothing
             // we received is awaiting release. What we still owe is published again as new
@@ -2066,8 +2282,12 @@ impl State {
         }
         self.fill_window();
         self.flush_acks();
+        if self.connection != Connection::Connected {
+            // Fixed storage had no room for the resends: closed.
+            return self.events.pop_front();
+        }
         // After what the CONNACK ended (messages too large for it), in order.
-        self.events.push_back(Event::Connected {
+        self.push_event(Event::Connected {
             session_present: ack.session_present,
         });
         self.events.pop_front()
@@ -2091,29 +2311,45 @@ impl State {
                     if self.incoming_unacked.len() >= usize::from(max) {
                         return self.protocol_error(ProtocolError::ReceiveMaximumExceeded { max });
                     }
-                    self.incoming_unacked.insert(id);
+                    if self.incoming_unacked.insert(id).is_err() {
+                        // Fixed storage has no room to count it: the broker sends it again
+                        // on the next connection.
+                        self.close(CloseReason::StorageFull);
+                        return self.events.pop_front();
+                    }
                 }
             }
         }
         let manual = self.config.manual_ack;
         match (publish.qos, publish.packet_id) {
             (QoS::AtLeastOnce, Some(id)) if manual => {
-                self.pending_acks.push_back((id, 0x40, false))
+                // Room was checked before decoding (`room_to_decode`).
+                let _ = self.pending_acks.push((id, 0x40, false));
             }
-            (QoS::AtLeastOnce, Some(id)) => self.send_ack(0x40, id),
+            (QoS::AtLeastOnce, Some(id)) => {
+                // Without room (fixed storage) the connection is closed; the broker then
+                // delivers the message again.
+                let _ = self.send_ack(0x40, id);
+            }
             (QoS::ExactlyOnce, Some(id)) => {
-                if !self.incoming_qos2.insert(id) {
+                let Ok(fresh) = self.incoming_qos2.insert(id) else {
+                    // Fixed storage has no room to remember it (and deliver it once): the
+                    // broker sends it again on the next connection.
+                    self.close(CloseReason::StorageFull);
+                    return self.events.pop_front();
+                };
+                if !fresh {
                     // Already received and not yet released: deliver once [MQTT-4.3.3-2].
                     // Its PUBREC is repeated, unless it still waits for the application.
                     if !self.pending_acks.iter().any(|(p, _, _)| *p == id) {
-                        self.send_ack(0x50, id);
+                        let _ = self.send_ack(0x50, id);
                     }
                     return None;
                 }
                 if manual {
-                    self.pending_acks.push_back((id, 0x50, false));
+                    let _ = self.pending_acks.push((id, 0x50, false));
                 } else {
-                    self.send_ack(0x50, id);
+                    let _ = self.send_ack(0x50, id);
                 }
             }
             _ => {}
@@ -2150,5 +2386,9 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fixed;
+#[cfg(test)]
+mod tests_heap;
 #[cfg(test)]
 mod tests_v5;

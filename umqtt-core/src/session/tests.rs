@@ -1,4 +1,4 @@
-//! State-machine tests on a virtual clock: a scripted broker written as bytes, no sockets.
+// State-machine tests on a virtual clock: a scripted broker written as bytes, no sockets.
 
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -141,7 +141,7 @@ pub(super) fn feed(session: &mut Session, now: Instant, bytes: &[u8]) -> Vec<Ev>
     events(session)
 }
 
-fn connected(config: SessionConfig) -> Session {
+pub(super) fn connected(config: SessionConfig) -> Session {
     let keep_alive = config.keep_alive;
     let mut session = Session::new(config);
     session.connect(t(0), true).unwrap();
@@ -159,7 +159,7 @@ fn connected(config: SessionConfig) -> Session {
     session
 }
 
-fn publish_bytes(qos: QoS, id: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
+pub(super) fn publish_bytes(qos: QoS, id: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
     let packet = Packet::Publish(Publish {
         dup: false,
         qos,
@@ -174,7 +174,7 @@ fn publish_bytes(qos: QoS, id: u16, topic: &str, payload: &[u8]) -> Vec<u8> {
     buf
 }
 
-fn publish_sent(id: u16, dup: bool, qos: QoS, payload: &[u8]) -> Sent {
+pub(super) fn publish_sent(id: u16, dup: bool, qos: QoS, payload: &[u8]) -> Sent {
     Sent::Publish {
         id: Some(id),
         dup,
@@ -394,26 +394,6 @@ fn packet_ids_wrap_and_skip_ids_in_flight() {
 }
 
 #[test]
-fn packet_ids_exhausted_is_an_error() {
-    let mut session = connected(SessionConfig {
-        max_outgoing: 70_000,
-        max_in_flight: 1,
-        ..config()
-    });
-    for _ in 0..65_535 {
-        session.publish("t", b"", QoS::AtLeastOnce, false).unwrap();
-    }
-    assert_eq!(
-        session.publish("t", b"", QoS::AtLeastOnce, false),
-        Err(UsageError::OutgoingFull)
-    );
-    assert_eq!(
-        session.subscribe(&[("a", QoS::AtMostOnce)]),
-        Err(UsageError::OutgoingFull)
-    );
-}
-
-#[test]
 fn incoming_qos1_acked_in_arrival_order() {
     let mut session = connected(config());
     let mut bytes = publish_bytes(QoS::AtLeastOnce, 7, "a", b"1");
@@ -519,32 +499,6 @@ fn oversized_packet_rejected_from_header() {
 }
 
 #[test]
-fn large_packet_accepted_when_the_limit_is_raised_and_buffer_shrinks_after() {
-    const SIZE: usize = 8 * 1024 * 1024;
-    let mut session = connected(SessionConfig {
-        max_packet_size: SIZE + 16,
-        ..config()
-    });
-    let payload = vec![0xA5; SIZE];
-    let bytes = publish_bytes(QoS::AtMostOnce, 0, "t", &payload);
-    let mut evs = Vec::new();
-    for chunk in bytes.chunks(16 * 1024) {
-        evs.extend(feed(&mut session, t(2), chunk));
-    }
-    assert_eq!(evs.len(), 1);
-    assert!(matches!(&evs[0], Ev::Message { payload: p, .. } if p.len() == SIZE));
-    // Idle again: the 8 MiB receive buffer is given back at the next drain.
-    assert!(session.poll_event().is_none());
-    assert!(
-        session.rx.capacity() <= BUFFER_KEEP,
-        "rx kept {} bytes",
-        session.rx.capacity()
-    );
-    // And it still decodes what follows.
-    assert_eq!(feed(&mut session, t(3), &[0xD0, 0x00]), vec![Ev::Pong]);
-}
-
-#[test]
 fn trickled_packet_is_no_sign_of_life() {
     // A broker starts a PUBLISH announcing 1000 bytes, then sends one byte every 2 s. With
     // keepalive 5 s the link must be declared dead 1.5 x keepalive after the last complete
@@ -604,62 +558,6 @@ fn complete_packets_keep_the_link_alive_while_a_ping_is_outstanding() {
         events(&mut session),
         vec![Ev::Closed(CloseReason::KeepAliveTimeout)]
     );
-}
-
-#[test]
-fn payload_too_large_for_mqtt_is_refused_before_copying() {
-    let mut session = connected(config());
-    let max = crate::packet::max_payload_len("t", QoS::AtLeastOnce);
-    assert_eq!(max, crate::packet::MAX_REMAINING_LENGTH - 5);
-    // A zero-filled allocation the OS maps lazily: the session must not copy it.
-    let payload = vec![0u8; crate::packet::MAX_REMAINING_LENGTH - 2];
-    assert_eq!(
-        session.publish("t", &payload[..max + 1], QoS::AtLeastOnce, false),
-        Err(UsageError::PayloadTooLarge { size: max + 1, max })
-    );
-    assert_eq!(
-        session.publish("t", &payload, QoS::AtMostOnce, false),
-        Err(UsageError::PayloadTooLarge {
-            size: crate::packet::MAX_REMAINING_LENGTH - 2,
-            max: crate::packet::MAX_REMAINING_LENGTH - 3
-        })
-    );
-    assert_eq!(session.outgoing_len(), 0);
-    assert!(session.state.spare_buffers.is_empty());
-    assert_eq!(session.state.tx.capacity(), session.state.tx.len());
-}
-
-#[test]
-fn spare_buffer_pool_is_bounded() {
-    let mut session = connected(SessionConfig {
-        max_in_flight: 100,
-        ..config()
-    });
-    let payload = vec![1u8; 200 * 1024];
-    let ids: Vec<PacketId> = (0..20)
-        .map(|_| {
-            session
-                .publish("t", &payload, QoS::AtLeastOnce, false)
-                .unwrap()
-                .unwrap()
-        })
-        .collect();
-    let _ = sent(&mut session, t(2));
-    for id in ids {
-        let [hi, lo] = id.get().to_be_bytes();
-        feed(&mut session, t(3), &[0x40, 0x02, hi, lo]);
-    }
-    assert_eq!(session.outgoing_len(), 0);
-    let pooled: usize = session.state.spare_buffers.iter().map(Vec::capacity).sum();
-    assert!(pooled <= SPARE_BUFFERS_CAPACITY, "{pooled} bytes pooled");
-    assert_eq!(pooled, session.state.spare_capacity);
-    assert!(
-        !session.state.spare_buffers.is_empty(),
-        "small bursts still reuse buffers"
-    );
-    // The transmit buffer that held 4 MiB of PUBLISH shrinks when next used.
-    session.publish("t", b"x", QoS::AtMostOnce, false).unwrap();
-    assert!(session.state.tx.capacity() <= BUFFER_KEEP);
 }
 
 #[test]
@@ -1020,72 +918,6 @@ fn restored_messages_resend_with_dup_and_same_id_on_resumed_session() {
             .restore_publish(PacketId::new(11).unwrap(), &publish(b"x"), false)
             .is_err(),
         "only while disconnected"
-    );
-}
-
-#[test]
-fn large_publish_is_sent_from_its_stored_copy_in_order_with_dup_on_resend() {
-    let mut session = connected(SessionConfig {
-        max_in_flight: 10,
-        ..config()
-    });
-    let big = vec![7u8; 200 * 1024];
-    session.publish("t", b"a", QoS::AtLeastOnce, false).unwrap();
-    session.publish("t", &big, QoS::AtLeastOnce, false).unwrap();
-    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
-    // Three slices: the small PUBLISH, the large one from its stored buffer, the small one.
-    let parts: Vec<usize> =
-        core::iter::from_fn(|| session.poll_transmit(t(2)).map(<[u8]>::len)).collect();
-    assert_eq!(parts.len(), 3, "{parts:?}");
-    assert!(parts[1] > 200 * 1024);
-    // Nothing of the large payload was copied into the transmit buffer.
-    assert!(
-        session.state.tx.capacity() < 1024,
-        "{}",
-        session.state.tx.capacity()
-    );
-
-    // Resent with DUP on a resumed session, same order.
-    session.handle_connection_lost();
-    session.connect(t(3), false).unwrap();
-    let _ = sent(&mut session, t(3));
-    feed(&mut session, t(4), &[0x20, 0x02, 0x01, 0x00]);
-    assert_eq!(
-        sent(&mut session, t(4)),
-        vec![
-            publish_sent(1, true, QoS::AtLeastOnce, b"a"),
-            publish_sent(2, true, QoS::AtLeastOnce, &big),
-            publish_sent(3, true, QoS::AtLeastOnce, b"b"),
-        ]
-    );
-    // A lost session republishes them as new messages: DUP clear again.
-    session.handle_connection_lost();
-    session.connect(t(5), false).unwrap();
-    let _ = sent(&mut session, t(5));
-    feed(&mut session, t(6), &[0x20, 0x02, 0x00, 0x00]);
-    assert_eq!(
-        sent(&mut session, t(6)),
-        vec![
-            publish_sent(1, false, QoS::AtLeastOnce, b"a"),
-            publish_sent(2, false, QoS::AtLeastOnce, &big),
-            publish_sent(3, false, QoS::AtLeastOnce, b"b"),
-        ]
-    );
-}
-
-#[test]
-fn cancelled_large_publish_is_skipped_before_it_is_sent() {
-    let mut session = connected(config());
-    let big = vec![7u8; 200 * 1024];
-    let id = session
-        .publish("t", &big, QoS::AtLeastOnce, false)
-        .unwrap()
-        .unwrap();
-    session.publish("t", b"b", QoS::AtLeastOnce, false).unwrap();
-    assert!(session.cancel_publish(id));
-    assert_eq!(
-        sent(&mut session, t(2)),
-        vec![publish_sent(2, false, QoS::AtLeastOnce, b"b")]
     );
 }
 

@@ -1,5 +1,5 @@
-//! MQTT 5 state-machine tests: the session honours what the broker's CONNACK says and
-//! surfaces reason codes. Same scripted-broker style as `tests.rs`.
+// MQTT 5 state-machine tests: the session honours what the broker's CONNACK says and
+// surfaces reason codes. Same scripted-broker style as `tests.rs`.
 
 use alloc::string::ToString;
 use alloc::vec;

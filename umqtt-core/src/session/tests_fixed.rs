@@ -1,0 +1,241 @@
+//! The session's state-machine tests again, word for word, on [`Fixed`] storage: the same
+//! rules, kept in lists and buffers sized up front. `tests.rs` and `tests_v5.rs` are included
+//! here with `Session` standing for a session on fixed storage.
+
+use crate::storage::Fixed;
+
+/// 24 list entries (22 messages), 2 KiB packets.
+type Storage = Fixed<24, 2048>;
+
+/// `Session::new` for the fixed-storage session (the heap session's `new` is inherent).
+trait NewFixed {
+    fn new(config: super::SessionConfig) -> Self;
+}
+
+impl NewFixed for super::Session<Storage> {
+    fn new(config: super::SessionConfig) -> Self {
+        Self::with_storage(config)
+    }
+}
+
+// The included files' own `use super::*` is covered by the imports above them.
+#[allow(unused_imports)]
+pub(super) mod tests {
+    pub(super) use super::super::*;
+    pub(super) use super::NewFixed;
+    pub(super) type Session = super::super::Session<super::Storage>;
+
+    include!("tests.rs");
+}
+
+#[allow(unused_imports)]
+mod tests_v5 {
+    use super::super::*;
+    use super::tests::Session;
+    use super::NewFixed;
+
+    include!("tests_v5.rs");
+}
+
+/// What only fixed storage does: its limits give typed errors, and input waits for room.
+mod limits {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::super::tests::{config, events, feed, publish_bytes, sent, t, Ev, Sent};
+    use super::super::*;
+    use crate::storage::Fixed;
+
+    /// 6 list entries (4 messages), 64-byte packets.
+    type Small = Session<Fixed<6, 64>>;
+
+    fn connected(config: SessionConfig) -> Small {
+        let mut session = Small::with_storage(config);
+        session.connect(t(0), true).unwrap();
+        let _ = sent_small(&mut session);
+        session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
+        assert_eq!(
+            session.poll_event(),
+            Some(Event::Connected {
+                session_present: false
+            })
+        );
+        session
+    }
+
+    /// Everything to write, as one byte string.
+    fn written(session: &mut Small) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while let Some(part) = session.poll_transmit(t(2)) {
+            bytes.extend_from_slice(part);
+        }
+        bytes
+    }
+
+    fn sent_small(session: &mut Small) -> Vec<u8> {
+        written(session)
+    }
+
+    #[test]
+    fn full_lists_and_small_buffers_give_typed_errors() {
+        let mut session = connected(config());
+        // Larger than a 64-byte buffer, whatever the QoS; nothing is kept.
+        let big = [7u8; 80];
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
+            assert_eq!(
+                session.publish("t", &big, qos, false),
+                Err(UsageError::StorageFull)
+            );
+        }
+        assert_eq!(session.outgoing_len(), 0);
+        assert!(written(&mut session).is_empty());
+        let ids: Vec<PacketId> = (0..4)
+            .map(|_| {
+                session
+                    .publish("t", b"x", QoS::AtLeastOnce, false)
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            session.publish("t", b"x", QoS::AtLeastOnce, false),
+            Err(UsageError::OutgoingFull)
+        );
+        assert_eq!(written(&mut session).len(), 4 * 8);
+        // Six SUBSCRIBE wait for their SUBACK; the seventh has no room.
+        for _ in 0..6 {
+            session.subscribe(&[("a", QoS::AtLeastOnce)]).unwrap();
+            let _ = written(&mut session);
+        }
+        assert_eq!(
+            session.subscribe(&[("a", QoS::AtLeastOnce)]),
+            Err(UsageError::StorageFull)
+        );
+        // The messages are still all there, and complete.
+        for id in &ids {
+            let [hi, lo] = id.get().to_be_bytes();
+            session.handle_read(t(3), &[0x40, 0x02, hi, lo]);
+        }
+        let mut done = 0;
+        while let Some(event) = session.poll_event() {
+            assert!(matches!(event, Event::Published(_)), "{event:?}");
+            done += 1;
+        }
+        assert_eq!(done, 4);
+        assert_eq!(session.events_lost(), 0);
+    }
+
+    #[test]
+    fn a_packet_larger_than_the_buffers_is_refused_from_its_header() {
+        let mut session = connected(config());
+        let message = publish_bytes(QoS::AtLeastOnce, 9, "t", &[1; 100]);
+        session.handle_read(t(3), &message[..40]);
+        assert_eq!(
+            session.poll_event(),
+            Some(Event::Closed(CloseReason::PacketTooLarge {
+                size: message.len(),
+                max: 64
+            }))
+        );
+    }
+
+    #[test]
+    fn input_past_its_room_closes_the_connection_and_a_full_buffer_is_one_packet() {
+        let mut session = connected(config());
+        assert_eq!(session.input_room(), 64);
+        // A packet of exactly 64 bytes, in two reads.
+        let message = publish_bytes(QoS::AtMostOnce, 0, "t", &[3; 59]);
+        assert_eq!(message.len(), 64);
+        session.handle_read(t(3), &message[..30]);
+        assert_eq!(session.poll_event(), None);
+        assert_eq!(session.input_room(), 34);
+        session.handle_read(t(3), &message[30..]);
+        assert!(matches!(session.poll_event(), Some(Event::Message(p)) if p.payload == [3; 59]));
+        // One byte more than the room: the stream cannot be followed any more.
+        session.handle_read(t(4), &[0u8; 65]);
+        assert_eq!(
+            session.poll_event(),
+            Some(Event::Closed(CloseReason::StorageFull))
+        );
+    }
+
+    #[test]
+    fn decoding_waits_for_room_to_answer_and_loses_nothing() {
+        let mut session = connected(config());
+        // 40 QoS 1 messages of 8 bytes, fed as fast as the receive buffer takes them, with
+        // the acknowledgements written only when decoding stops for want of room.
+        let stream: Vec<u8> = (1..=40u16)
+            .flat_map(|id| publish_bytes(QoS::AtLeastOnce, id, "t", &[id as u8]))
+            .collect();
+        let (mut fed, mut received, mut acked, mut waits) = (0, Vec::new(), Vec::new(), 0);
+        while received.len() < 40 {
+            let n = session.input_room().min(stream.len() - fed);
+            session.handle_read(t(3), &stream[fed..fed + n]);
+            fed += n;
+            while let Some(event) = session.poll_event() {
+                let Event::Message(publish) = event else {
+                    panic!("{event:?}");
+                };
+                received.push(publish.payload[0]);
+            }
+            // Written only when decoding stopped for want of room (or at the end).
+            if session.has_unprocessed_input() {
+                waits += 1;
+            } else if fed < stream.len() {
+                continue;
+            }
+            let bytes = written(&mut session);
+            assert!(bytes.len() <= 64);
+            acked.extend(bytes.chunks(4).map(|ack| {
+                assert_eq!(&ack[..2], &[0x40, 0x02]);
+                ack[3]
+            }));
+        }
+        let all: Vec<u8> = (1..=40).collect();
+        assert_eq!(received, all);
+        assert_eq!(acked, all);
+        assert!(
+            waits > 0,
+            "the transmit buffer never filled: the test proves nothing"
+        );
+        assert!(session.is_connected());
+    }
+
+    #[test]
+    fn manual_acks_owed_past_the_list_hold_the_input_back() {
+        let mut session = connected(SessionConfig {
+            manual_ack: true,
+            ..config()
+        });
+        let stream: Vec<u8> = (1..=7u16)
+            .flat_map(|id| publish_bytes(QoS::AtLeastOnce, id, "t", b""))
+            .collect();
+        assert!(stream.len() <= 64);
+        session.handle_read(t(3), &stream);
+        let mut received = 0;
+        while let Some(Event::Message(_)) = session.poll_event() {
+            received += 1;
+        }
+        // Six acknowledgements owed fill the list: the seventh message waits, undecoded.
+        assert_eq!(received, 6);
+        assert!(session.has_unprocessed_input());
+        assert!(written(&mut session).is_empty());
+        assert!(session.ack(PacketId::new(1).unwrap()));
+        assert_eq!(written(&mut session), [0x40, 0x02, 0, 1]);
+        assert!(
+            matches!(session.poll_event(), Some(Event::Message(p)) if p.packet_id == PacketId::new(7))
+        );
+        assert!(!session.has_unprocessed_input());
+    }
+
+    #[test]
+    fn a_connect_larger_than_the_buffers_is_a_usage_error() {
+        let mut session = Small::with_storage(SessionConfig {
+            client_id: "c".repeat(70),
+            ..config()
+        });
+        assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
+        assert!(!session.is_connecting_or_connected());
+        let _ = (events, feed, sent, Ev::Pong, Sent::PingReq, vec![0u8]);
+    }
+}
