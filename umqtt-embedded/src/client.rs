@@ -7,6 +7,7 @@ use core::task::{Poll, Waker};
 use umqtt_core::message::Message;
 use umqtt_core::robust::{Delivery, Engine, EngineConfig, MessageId, ReconnectPolicy, Stats};
 use umqtt_core::session::UsageError;
+use umqtt_core::storage::{Heap, Storage};
 use umqtt_core::QoS;
 
 use crate::error::TransportError;
@@ -16,13 +17,14 @@ use crate::Event;
 /// A robust MQTT client: the engine, its clock, and the wake-ups between the application and
 /// the [`Driver`](crate::Driver). Commands take `&self` and never wait on the network; the
 /// driver (which borrows the client) carries them out. Not `Sync`: the application and the
-/// driver run on one executor.
-pub struct Client<P, C> {
-    state: RefCell<State<P>>,
+/// driver run on one executor. `S` is where the engine's session keeps its state: [`Heap`]
+/// by default, or [`Fixed`](umqtt_core::storage::Fixed) through [`Client::with_storage`].
+pub struct Client<P, C, S: Storage = Heap> {
+    state: RefCell<State<P, S>>,
     clock: C,
 }
 
-impl<P, C> core::fmt::Debug for Client<P, C> {
+impl<P, C, S: Storage> core::fmt::Debug for Client<P, C, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Client")
     }
@@ -40,8 +42,8 @@ pub(crate) struct Deferred {
     pub(crate) disconnect: bool,
 }
 
-pub(crate) struct State<P> {
-    pub(crate) engine: Engine<P, TransportError>,
+pub(crate) struct State<P, S: Storage = Heap> {
+    pub(crate) engine: Engine<P, TransportError, S>,
     pub(crate) deferred: Deferred,
     /// Something changed for the driver (a command): it services the engine again.
     pub(crate) woken: bool,
@@ -49,7 +51,7 @@ pub(crate) struct State<P> {
     pub(crate) events_waker: Option<Waker>,
 }
 
-impl<P: ReconnectPolicy> State<P> {
+impl<P: ReconnectPolicy, S: Storage> State<P, S> {
     /// Applies what [`Deferred`] holds (only the driver calls this, between writes).
     pub(crate) fn apply_deferred(&mut self, now: umqtt_core::Instant) {
         let deferred = core::mem::take(&mut self.deferred);
@@ -86,7 +88,17 @@ impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
     /// [`Deadline`]: crate::Deadline
     /// [`BatteryAware`]: crate::BatteryAware
     pub fn new(config: EngineConfig, policy: P, seed: u64, clock: C) -> Self {
-        let engine = Engine::new(config, policy, seed, clock.now());
+        Client::with_storage(config, policy, seed, clock)
+    }
+}
+
+impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
+    /// [`Client::new`] with the session's state in storage `S`, e.g.
+    /// `Client::<_, _, Fixed<8, 512>>::with_storage(…)`: the session's lists and buffers are
+    /// sized up front (see [`Session::with_storage`](umqtt_core::session::Session::with_storage));
+    /// the driver then reads at most what its receive buffer has room for.
+    pub fn with_storage(config: EngineConfig, policy: P, seed: u64, clock: C) -> Self {
+        let engine = Engine::with_storage(config, policy, seed, clock.now());
         Client {
             state: RefCell::new(State {
                 engine,
@@ -106,12 +118,12 @@ impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
 
     /// The engine's state, borrowed for the duration of one synchronous step. Never held
     /// across an `.await`, so it cannot be borrowed twice.
-    pub(crate) fn state(&self) -> RefMut<'_, State<P>> {
+    pub(crate) fn state(&self) -> RefMut<'_, State<P, S>> {
         self.state.borrow_mut()
     }
 
     /// Runs a command on the engine and wakes the driver to carry it out.
-    fn command<T>(&self, f: impl FnOnce(&mut State<P>, umqtt_core::Instant) -> T) -> T {
+    fn command<T>(&self, f: impl FnOnce(&mut State<P, S>, umqtt_core::Instant) -> T) -> T {
         let now = self.clock.now();
         let mut state = self.state();
         let result = f(&mut state, now);

@@ -14,6 +14,7 @@ use embassy_futures::select::{select, select4, Either, Either4};
 use embedded_io_async::{Error as _, Read, Write};
 use embedded_nal_async::{Dns, TcpConnect};
 use umqtt_core::robust::{Action, ReconnectPolicy, ServerAddress};
+use umqtt_core::storage::{Heap, Storage};
 use umqtt_core::Instant;
 
 use crate::client::Client;
@@ -74,8 +75,8 @@ impl Dns for NoDns {
 /// with [`Driver::new`] (addresses only) or [`Driver::with_dns`], then await
 /// [`Driver::run`] beside the application (same executor).
 #[must_use = "the client does nothing unless its driver runs"]
-pub struct Driver<'a, P, C, T, D = NoDns> {
-    client: &'a Client<P, C>,
+pub struct Driver<'a, P, C, T, D = NoDns, S: Storage = Heap> {
+    client: &'a Client<P, C, S>,
     net: &'a T,
     dns: D,
     /// False with [`NoDns`] ([`Driver::new`]): a host name fails without a look-up.
@@ -86,7 +87,7 @@ pub struct Driver<'a, P, C, T, D = NoDns> {
     tx: Vec<u8>,
 }
 
-impl<P, C, T, D> core::fmt::Debug for Driver<'_, P, C, T, D> {
+impl<P, C, T, D, S: Storage> core::fmt::Debug for Driver<'_, P, C, T, D, S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Driver")
             .field("servers", &self.servers)
@@ -106,18 +107,19 @@ enum Pass {
     Close,
 }
 
-impl<'a, P, C, T> Driver<'a, P, C, T, NoDns>
+impl<'a, P, C, T, S> Driver<'a, P, C, T, NoDns, S>
 where
     P: ReconnectPolicy,
     C: Clock,
     T: TcpConnect,
+    S: Storage,
 {
     /// A driver for `client` connecting through `net` to `servers` (index N is the engine's
     /// server N), reading into `rx`. `rx` bounds one read, not a packet (the engine
     /// reassembles packets); 512 bytes to a few KiB suit a microcontroller. An empty `rx`
     /// reads nothing: every connection then ends at once.
     pub fn new(
-        client: &'a Client<P, C>,
+        client: &'a Client<P, C, S>,
         net: &'a T,
         servers: &'a [Server<'a>],
         rx: &'a mut [u8],
@@ -128,16 +130,17 @@ where
     }
 }
 
-impl<'a, P, C, T, D> Driver<'a, P, C, T, D>
+impl<'a, P, C, T, D, S> Driver<'a, P, C, T, D, S>
 where
     P: ReconnectPolicy,
     C: Clock,
     T: TcpConnect,
     D: Dns,
+    S: Storage,
 {
     /// Like [`Driver::new`], resolving [`Server::Host`] names through `dns` at each attempt.
     pub fn with_dns(
-        client: &'a Client<P, C>,
+        client: &'a Client<P, C, S>,
         net: &'a T,
         dns: D,
         servers: &'a [Server<'a>],
@@ -188,12 +191,16 @@ where
                     Pass::Close => opening.set(None),
                 }
             }
-            let (timeout, read) = {
+            let (timeout, read, room) = {
                 let state = client.state();
-                let read = connection.is_some() && state.engine.wants_read();
-                (state.engine.poll_timeout(), read)
+                // With fixed storage, at most what the session's receive buffer has room for
+                // (none while it waits for its answers to be written: the service pass
+                // before this one wrote them, so it is the application's turn).
+                let room = state.engine.input_room().min(rx.len());
+                let read = connection.is_some() && state.engine.wants_read() && room > 0;
+                (state.engine.poll_timeout(), read, room)
             };
-            let buffer = &mut *rx;
+            let buffer = &mut rx[..room];
             let opened = async {
                 match opening.as_mut().as_pin_mut() {
                     Some(open) => open.await,
@@ -264,17 +271,17 @@ where
 }
 
 /// The driver's writing half: services the engine and writes what it transmits.
-struct Pump<'a, P, C> {
-    client: &'a Client<P, C>,
+struct Pump<'a, P, C, S: Storage> {
+    client: &'a Client<P, C, S>,
     /// Bytes taken from the engine for one write (its allocation reused).
     tx: Vec<u8>,
 }
 
-impl<P: ReconnectPolicy, C: Clock> Pump<'_, P, C> {
+impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
     /// Carries out what the engine asks until it asks for an open or a close of an open in
     /// progress (the caller does those), or has nothing more: applies deferred commands,
     /// writes, closes; then wakes the application if events wait.
-    async fn service<S: Read + Write>(&mut self, connection: &mut Option<S>) -> Pass {
+    async fn service<Io: Read + Write>(&mut self, connection: &mut Option<Io>) -> Pass {
         let client = self.client;
         loop {
             let now = client.clock().now();
@@ -331,7 +338,7 @@ impl<P: ReconnectPolicy, C: Clock> Pump<'_, P, C> {
 
     /// Writes the taken bytes; a write that does not complete within the engine's link
     /// timeout counts as a lost link.
-    async fn write<S: Read + Write>(&mut self, connection: &mut Option<S>) {
+    async fn write<Io: Read + Write>(&mut self, connection: &mut Option<Io>) {
         let client = self.client;
         let Some(stream) = connection.as_mut() else {
             self.tx.clear();
@@ -366,13 +373,17 @@ impl<P: ReconnectPolicy, C: Clock> Pump<'_, P, C> {
 }
 
 /// How long one write may make no progress: the session's rule (no response timeout here).
-fn write_bound<P: ReconnectPolicy>(
-    engine: &umqtt_core::robust::Engine<P, TransportError>,
+fn write_bound<P: ReconnectPolicy, S: Storage>(
+    engine: &umqtt_core::robust::Engine<P, TransportError, S>,
 ) -> Duration {
     engine.config().session.write_stall(None)
 }
 
-fn lost<P: ReconnectPolicy, C: Clock>(client: &Client<P, C>, now: Instant, error: TransportError) {
+fn lost<P: ReconnectPolicy, C: Clock, S: Storage>(
+    client: &Client<P, C, S>,
+    now: Instant,
+    error: TransportError,
+) {
     client
         .state()
         .engine
@@ -380,9 +391,9 @@ fn lost<P: ReconnectPolicy, C: Clock>(client: &Client<P, C>, now: Instant, error
 }
 
 /// Everything the engine has to write, in `tx`.
-fn take_transmit<P: ReconnectPolicy>(
+fn take_transmit<P: ReconnectPolicy, S: Storage>(
     tx: &mut Vec<u8>,
-    engine: &mut umqtt_core::robust::Engine<P, TransportError>,
+    engine: &mut umqtt_core::robust::Engine<P, TransportError, S>,
     now: Instant,
 ) {
     while let Some(chunk) = engine.poll_transmit(now) {

@@ -4,10 +4,14 @@
 //! runs on embassy-net and the vendors' stacks. `no_std`, no threads, time from the caller.
 //!
 //! # It needs an allocator today
-//! The engine and the session keep their queues, in-flight messages and received messages in
-//! growable buffers (`alloc`): a firmware needs a global allocator, e.g. `embedded-alloc`'s
-//! heap. A session with caller-provided storage (no allocator) is later work; the driver itself
-//! reads into a buffer you provide and allocates nothing else but its write buffer (reused).
+//! The engine keeps its queue, its subscriptions and received messages in growable buffers
+//! (`alloc`): a firmware needs a global allocator, e.g. `embedded-alloc`'s heap. The session
+//! underneath can already do without: built with [`Client::with_storage`] and
+//! [`Fixed`]`<N, B>` storage, its in-flight messages, requests, events and its receive and
+//! transmit buffers are sized up front (N entries per list, B bytes per buffer) and allocate
+//! nothing; the driver then reads at most what the session has room for. The engine's own
+//! storage is later work; the driver itself reads into a buffer you provide and allocates
+//! nothing else but its write buffer (reused).
 //!
 //! # Shape
 //! ```text
@@ -93,6 +97,7 @@ pub use umqtt_core::robust::{
     Stats, Unsupported,
 };
 pub use umqtt_core::session::{SessionConfig, UsageError, Will};
+pub use umqtt_core::storage::{Fixed, Heap, Storage};
 pub use umqtt_core::{Instant, QoS};
 
 /// What happened: the link's life, every message's outcome, messages received.

@@ -10,8 +10,9 @@ use super::{
     Delivery, DropReason, Engine, Event, Link, MessageId, Outcome, PendingSummary, ReconnectPolicy,
     StoreOp, Unsupported,
 };
-use crate::packet::{PacketId, Properties, Property, PropertyList, QoS};
+use crate::packet::{Packet, PacketId, Properties, Property, PropertyList, Publish, QoS};
 use crate::session::{Session, UsageError};
+use crate::storage::Storage;
 use crate::time::Instant;
 
 /// One message the engine owns until it is settled.
@@ -39,7 +40,7 @@ pub(super) struct Pending {
 impl Pending {
     /// Its fate is the broker's: a QoS 2 PUBLISH that was sent may be held there, so it must
     /// complete (no deadline, no drop).
-    pub(super) fn pinned(&self, session: &Session) -> bool {
+    pub(super) fn pinned<S: Storage>(&self, session: &Session<S>) -> bool {
         self.packet_id.is_some_and(|id| !session.can_cancel(id))
     }
 }
@@ -50,7 +51,7 @@ const SPARE_MAX_BYTES: usize = 4096;
 /// messages, little beside the queue bound.
 const SPARE_TOTAL_BYTES: usize = 256 * 1024;
 
-impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
+impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
         self.in_session
             .iter()
@@ -220,6 +221,31 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Err(UsageError::RetainNotAvailable) => {
                 let reason = DropReason::NotSupported(Unsupported::Retain);
                 self.settle(pending, Outcome::Dropped(reason));
+                return Ok(());
+            }
+            // Larger than the session's fixed buffers: it can never be sent.
+            Err(UsageError::StorageFull) if S::BYTES != usize::MAX => {
+                let publish = Packet::Publish(Publish {
+                    dup: false,
+                    qos,
+                    retain,
+                    topic: borrowed.map_or(pending.topic.as_str(), |(topic, _)| topic),
+                    packet_id: PacketId::new(1).filter(|_| qos != QoS::AtMostOnce),
+                    payload: borrowed.map_or(&pending.payload[..], |(_, payload)| payload),
+                    properties,
+                });
+                let size = publish
+                    .encoded_len_with(self.config.session.protocol)
+                    .unwrap_or(usize::MAX);
+                if size <= S::BYTES {
+                    // Room comes back as the driver writes what is queued.
+                    return Err(pending);
+                }
+                let max = u32::try_from(S::BYTES).unwrap_or(u32::MAX);
+                self.settle(
+                    pending,
+                    Outcome::Dropped(DropReason::TooLarge { size, max }),
+                );
                 return Ok(());
             }
             // No packet id or room in the session now: it waits at the head of the queue.

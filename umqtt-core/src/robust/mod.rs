@@ -74,6 +74,7 @@ use alloc::vec::Vec;
 use crate::message::Message;
 use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, SubscribeReturnCode};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
+use crate::storage::{Heap, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::Pending;
@@ -168,10 +169,11 @@ enum Link {
 }
 
 /// The robust engine: a [`Session`] plus reconnecting, delivery contracts and subscriptions.
-/// `P` is the policy, `E` the driver's transport error carried in events. See the
-/// [module docs](self) for the call order.
-pub struct Engine<P, E> {
-    session: Session,
+/// `P` is the policy, `E` the driver's transport error carried in events, `S` where the
+/// session keeps its state ([`Heap`], or [`Fixed`](crate::storage::Fixed) through
+/// [`Engine::with_storage`]). See the [module docs](self) for the call order.
+pub struct Engine<P, E, S: Storage = Heap> {
+    session: Session<S>,
     policy: P,
     config: EngineConfig,
     link: Link,
@@ -216,12 +218,22 @@ pub struct Engine<P, E> {
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// An engine that will attempt a connection at its first drive. `seed` feeds the jitter of
     /// the policies (a device-specific value spreads a fleet out; a fixed one replays).
-    pub fn new(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
+    pub fn new(config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
+        Engine::with_storage(config, policy, seed, now)
+    }
+}
+
+impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
+    /// [`Engine::new`] with its session on storage `S` ([`Session::with_storage`]), e.g.
+    /// [`Fixed`](crate::storage::Fixed) on a device: the session's lists and buffers are then
+    /// sized up front. A message too large for them ends as [`DropReason::TooLarge`]; one
+    /// that finds them full waits in the engine's queue, as for a full in-flight window.
+    pub fn with_storage(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
         config.session.republish_on_clean_session = true;
         config.session.manual_ack = config.manual_ack;
         config.servers = config.servers.max(1);
         Engine {
-            session: Session::new(config.session.clone()),
+            session: Session::with_storage(config.session.clone()),
             policy,
             config,
             link: Link::Down {
@@ -264,7 +276,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// The session (packet ids, in-flight messages).
-    pub fn session(&self) -> &Session {
+    pub fn session(&self) -> &Session<S> {
         &self.session
     }
 
@@ -473,13 +485,30 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// The bytes of the last [`Engine::poll_transmit`] were written: QoS 0 messages in them
-    /// are delivered.
-    pub fn handle_written(&mut self, _now: Instant) {
+    /// are delivered. With [`Fixed`](crate::storage::Fixed) storage, what waited for room in
+    /// the session's transmit buffer goes on now (received input it held back, messages
+    /// waiting in the queue): the driver services the engine again, as after any input.
+    pub fn handle_written(&mut self, now: Instant) {
         for _ in 0..core::mem::take(&mut self.qos0_transmitted) {
             if let Some(pending) = self.qos0.pop_front() {
                 self.settle(pending, Outcome::Delivered);
             }
         }
+        if S::BYTES != usize::MAX {
+            if self.session.has_unprocessed_input() {
+                self.pump(now);
+            } else {
+                self.fill_session(now);
+            }
+        }
+    }
+
+    /// Most bytes the next [`Engine::handle_read`] may feed ([`Session::input_room`]):
+    /// unlimited on the heap; with [`Fixed`](crate::storage::Fixed) storage a driver reads at
+    /// most this much at a time.
+    #[must_use]
+    pub fn input_room(&self) -> usize {
+        self.session.input_room()
     }
 
     /// Bytes read from the transport.

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use super::{Engine, Event, ReconnectPolicy};
 use crate::packet::{PacketId, Properties, QoS, SubscribeReturnCode, SubscriptionOptions};
+use crate::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SubState {
@@ -33,7 +34,7 @@ pub(super) enum RequestKind {
     Unsubscribe,
 }
 
-impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
+impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// Sends SUBSCRIBE for wanted subscriptions (one per set of properties) and UNSUBSCRIBE
     /// for dropped ones, if connected.
     pub(super) fn send_subscriptions(&mut self) {
