@@ -1106,3 +1106,94 @@ fn unsubscribes_carry_their_properties() {
         ]
     );
 }
+
+/// The engine on a session with fixed storage (6 entries, 64-byte buffers): a message too
+/// large for the buffers ends as `TooLarge`; QoS 0 messages that find the transmit buffer
+/// full wait in the queue and go out after the driver wrote; every message settles once.
+#[test]
+fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
+    type Small = crate::storage::Fixed<6, 64>;
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: "fixed".into(),
+        max_in_flight: 8,
+        ..SessionConfig::default()
+    });
+    config.clean_session = true;
+    let now = Instant::from_millis(0);
+    let mut engine: Engine<FixedDelay, (), Small> =
+        Engine::with_storage(config, FixedDelay::default(), 1, now);
+    engine.handle_timeout(now);
+    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+    engine.handle_opened(now);
+    let mut written = 0;
+    while let Some(chunk) = engine.poll_transmit(now) {
+        written += chunk.len();
+    }
+    engine.handle_written(now);
+    assert!(written > 0);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    assert!(engine.is_connected());
+
+    let too_large = engine
+        .publish(now, "t", &[0; 100], QoS::AtLeastOnce, false)
+        .unwrap();
+    // 20 QoS 0 messages of 8 bytes: 160 bytes, more than the 64-byte transmit buffer.
+    for n in 0..20u8 {
+        engine
+            .publish(now, "t", &[n; 3], QoS::AtMostOnce, false)
+            .unwrap();
+    }
+    // 10 QoS 1 messages: more than the session holds (4).
+    for n in 0..10u8 {
+        engine
+            .publish(now, "q", &[n], QoS::AtLeastOnce, false)
+            .unwrap();
+    }
+    assert!(engine.session().outgoing_len() <= 4);
+    let (mut publishes, mut rounds) = (0, 0);
+    while engine.pending() > 0 {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = engine.poll_transmit(now) {
+            bytes.extend_from_slice(chunk);
+        }
+        engine.handle_written(now);
+        assert!(bytes.len() <= 64 * 5, "{} bytes in one round", bytes.len());
+        // The broker acknowledges every QoS 1 PUBLISH written.
+        let mut rest = &bytes[..];
+        let mut acks = Vec::new();
+        while let Ok(crate::packet::Decoded::Complete { packet, consumed }) =
+            crate::packet::decode(rest, usize::MAX)
+        {
+            if let crate::packet::Packet::Publish(publish) = packet {
+                publishes += 1;
+                if let Some(id) = publish.packet_id {
+                    acks.extend_from_slice(&[0x40, 2]);
+                    acks.extend_from_slice(&id.get().to_be_bytes());
+                }
+            }
+            rest = &rest[consumed..];
+        }
+        assert!(rest.is_empty());
+        engine.handle_read(now, &acks);
+        rounds += 1;
+        assert!(rounds < 50, "stuck with {} pending", engine.pending());
+    }
+    let mut outcomes = Vec::new();
+    while let Some(event) = engine.poll_event() {
+        match event {
+            Event::Delivered { .. } => outcomes.push(0),
+            Event::Dropped { id, reason, .. } => {
+                assert_eq!(id, too_large);
+                assert_eq!(reason, DropReason::TooLarge { size: 107, max: 64 });
+                outcomes.push(1);
+            }
+            Event::Expired { .. } => panic!("nothing expires here"),
+            _ => {}
+        }
+    }
+    assert_eq!(outcomes.iter().filter(|&&o| o == 0).count(), 30);
+    assert_eq!(outcomes.iter().filter(|&&o| o == 1).count(), 1);
+    assert_eq!(publishes, 30);
+    assert!(rounds > 2, "the QoS 0 messages needed several writes");
+    assert_eq!(engine.session().events_lost(), 0);
+}
