@@ -10,7 +10,12 @@ pub mod net;
 pub mod time;
 
 use embedded_alloc::LlffHeap as Heap;
-use umqtt_embedded::{EngineConfig, SessionConfig};
+use umqtt_embedded::{EngineConfig, Fixed, SessionConfig};
+
+/// The session's storage on a device without room to spare: 6 list entries (4 QoS 1/2
+/// messages in the session, the rest wait in the engine's queue), 128-byte buffers (the
+/// largest packet sent or received). The session then allocates nothing.
+pub type SessionStorage = Fixed<6, 128>;
 
 /// The allocator umqtt-embedded needs today (see its crate docs). Give it memory with
 /// [`init_heap!`] first thing in `main`.

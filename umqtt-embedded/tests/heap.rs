@@ -17,8 +17,8 @@ use umqtt_core::packet::{
 };
 use umqtt_core::{Instant, PacketId};
 use umqtt_embedded::{
-    BatteryAware, Client, Clock, Driver, EngineConfig, Event, QoS, Server, SessionConfig,
-    TcpConnect,
+    BatteryAware, Client, Clock, Driver, EngineConfig, Event, Fixed, Heap, QoS, Server,
+    SessionConfig, Storage, TcpConnect,
 };
 
 struct Peak;
@@ -219,8 +219,8 @@ fn config(client_id: &str) -> EngineConfig {
     config
 }
 
-#[test]
-fn footprint_job_heap_peak() {
+/// The footprint job's heap peak with the session on storage `S`.
+fn heap_peak<S: Storage>() -> usize {
     let script = Script {
         to_client: RefCell::new(Bytes {
             data: [0; 512],
@@ -236,7 +236,8 @@ fn footprint_job_heap_peak() {
     let clock = JumpClock(RefCell::new(0));
     let baseline = LIVE.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
-    let client = Client::new(config("footprint"), BatteryAware::new(), 1, &clock);
+    let client: Client<_, _, S> =
+        Client::with_storage(config("footprint"), BatteryAware::new(), 1, &clock);
     let driver = Driver::new(&client, &script, &servers, &mut rx);
     let (mut delivered, mut received) = (false, false);
     let app = async {
@@ -256,7 +257,18 @@ fn footprint_job_heap_peak() {
     let peak = PEAK.load(Ordering::Relaxed) - baseline;
     drop(client);
     assert!(delivered && received);
-    println!("footprint job: heap peak {peak} bytes");
-    // A guard against regressions, well above today's figure (see BENCHMARKS.md).
-    assert!(peak < 8 * 1024, "heap peak {peak} bytes");
+    peak
+}
+
+#[test]
+fn footprint_job_heap_peak() {
+    let heap = heap_peak::<Heap>();
+    println!("footprint job: heap peak {heap} bytes (session on the heap)");
+    // The firmware's fixed storage (firmware/src/lib.rs): 6 entries, 128-byte buffers.
+    let fixed = heap_peak::<Fixed<6, 128>>();
+    println!("footprint job: heap peak {fixed} bytes (session on Fixed<6, 128>)");
+    // A guard against regressions, well above today's figures (see BENCHMARKS.md).
+    assert!(heap < 8 * 1024, "heap peak {heap} bytes");
+    // The session's share is off the heap: what is left is the engine's.
+    assert!(fixed < heap, "{fixed} bytes with fixed storage, {heap} without");
 }
