@@ -270,5 +270,8 @@ fn footprint_job_heap_peak() {
     // A guard against regressions, well above today's figures (see BENCHMARKS.md).
     assert!(heap < 8 * 1024, "heap peak {heap} bytes");
     // The session's share is off the heap: what is left is the engine's.
-    assert!(fixed < heap, "{fixed} bytes with fixed storage, {heap} without");
+    assert!(
+        fixed < heap,
+        "{fixed} bytes with fixed storage, {heap} without"
+    );
 }
