@@ -334,6 +334,7 @@ pub fn decode_with(
 /// The total size (fixed header included) of the packet starting at `buf[0]`, read from its
 /// fixed header alone; `Ok(None)` while the remaining-length field is incomplete.
 #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+#[inline]
 pub(crate) fn packet_size(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     if buf.is_empty() {
         return Ok(None);

@@ -994,6 +994,7 @@ pub fn encode_publish_header_with(
 /// [`validate_topic_name`] (the session does, to report it as a usage error): the topic is not
 /// scanned a second time. Any other field is still validated.
 #[cfg(feature = "alloc")]
+#[inline]
 pub(crate) fn encode_publish_header_validated_topic(
     publish: &Publish<'_>,
     buf: &mut [u8],

@@ -42,6 +42,7 @@ pub(crate) fn append_publish_properties(
 
 /// The size of a PUBLISH's MQTT 5 property block (length prefix included), validated.
 #[cfg(feature = "alloc")]
+#[inline]
 pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usize, EncodeError> {
     properties.encoded_len(properties::context(PacketType::Publish))
 }

@@ -1467,6 +1467,7 @@ impl<S: Storage> Session<S> {
 ///
 /// # Errors
 /// The [`UsageError`] a publish of it would get.
+#[inline]
 pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), UsageError> {
     let max = max_payload_len(topic, qos);
     if payload.len() > max {
