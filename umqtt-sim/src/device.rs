@@ -20,15 +20,18 @@
 //! ```
 
 use umqtt_core::robust::{Action, Engine, EngineConfig, Event, FailureKind, ReconnectPolicy};
+use umqtt_core::storage::{Heap, Storage};
 use umqtt_core::Instant;
 
 use super::{ClientEvent, ConnId, SimNet};
 
 /// One device: a robust engine under a (boxed) policy plus its link on the simulated network.
-pub struct Device {
+/// `S` is where the engine's session keeps its state ([`Heap`], or fixed storage through
+/// [`Device::with_storage`]).
+pub struct Device<S: Storage = Heap> {
     /// The engine; call its commands (`publish`, `nudge`…) directly, then [`Device::service`]
     /// (or [`run`]) to carry out what they ask.
-    pub engine: Engine<Box<dyn ReconnectPolicy>, String>,
+    pub engine: Engine<Box<dyn ReconnectPolicy>, String, S>,
     /// The link currently open (or opening), if any.
     pub conn: Option<ConnId>,
     /// The engine's events with the virtual time (ms) they came out, in order. Take them
@@ -45,6 +48,9 @@ pub struct Device {
     pub consume: bool,
     /// The engine's next timer as [`run`] last read it.
     due: Option<Instant>,
+    /// Bytes received and not yet fed: with fixed storage the engine takes at most
+    /// [`Engine::input_room`] at a time.
+    unread: Vec<u8>,
 }
 
 impl Device {
@@ -52,9 +58,21 @@ impl Device {
     /// protocol of `config.session.protocol` (3.1.1 by default; `ProtocolVersion::V5` with
     /// `config.session.v5` for MQTT 5): the simulated broker answers in kind.
     pub fn new(config: EngineConfig, policy: impl ReconnectPolicy + 'static, seed: u64) -> Device {
+        Device::with_storage(config, policy, seed)
+    }
+}
+
+impl<S: Storage> Device<S> {
+    /// [`Device::new`] with the engine's session on storage `S`
+    /// ([`Engine::with_storage`]).
+    pub fn with_storage(
+        config: EngineConfig,
+        policy: impl ReconnectPolicy + 'static,
+        seed: u64,
+    ) -> Device<S> {
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
         Device {
-            engine: Engine::new(config, policy, seed, Instant::from_millis(0)),
+            engine: Engine::with_storage(config, policy, seed, Instant::from_millis(0)),
             conn: None,
             events: Vec::new(),
             opens: Vec::new(),
@@ -62,6 +80,7 @@ impl Device {
             opened: 0,
             consume: true,
             due: None,
+            unread: Vec::new(),
         }
     }
 
@@ -78,10 +97,12 @@ impl Device {
                             net.close(now, conn);
                         }
                         self.opens.push(now.as_millis());
+                        self.unread.clear();
                         self.conn = Some(net.open(now, server));
                     }
                     Action::Close => {
                         self.write(net, now);
+                        self.unread.clear();
                         if let Some(conn) = self.conn.take() {
                             net.close(now, conn);
                         }
@@ -94,6 +115,10 @@ impl Device {
                     self.engine.handle_consumed(now, m.payload.len());
                 }
                 self.events.push((now.as_millis(), event));
+            }
+            if !self.unread.is_empty() && self.engine.input_room() > 0 {
+                busy = true;
+                self.feed(now);
             }
             if let Some(conn) = self.conn {
                 if self.engine.wants_read() || !self.engine.is_connected() {
@@ -123,8 +148,12 @@ impl Device {
                 self.engine
                     .handle_open_failed(now, FailureKind::TcpConnect, format!("{e:?}"));
             }
-            ClientEvent::Data(bytes) => self.engine.handle_read(now, &bytes),
+            ClientEvent::Data(bytes) => {
+                self.unread.extend_from_slice(&bytes);
+                self.feed(now);
+            }
             ClientEvent::Closed { reset } => {
+                self.unread.clear();
                 if let Some(conn) = self.conn.take() {
                     net.close(now, conn);
                 }
@@ -137,18 +166,30 @@ impl Device {
         }
     }
 
-    /// Writes what the engine has to send, if a link is open.
+    /// Feeds the engine what was received, as much as it has room for (all of it on the heap).
+    fn feed(&mut self, now: Instant) {
+        let n = self.engine.input_room().min(self.unread.len());
+        if n > 0 {
+            self.engine.handle_read(now, &self.unread[..n]);
+            self.unread.drain(..n);
+        }
+    }
+
+    /// Writes what the engine has to send, if a link is open; with fixed storage, until what
+    /// waited for the writes (held input, queued messages) has gone out too.
     pub fn write(&mut self, net: &mut SimNet, now: Instant) {
-        if let Some(conn) = self.conn {
+        while let Some(conn) = self.conn {
             let mut wrote = false;
             while let Some(bytes) = self.engine.poll_transmit(now) {
                 net.send(now, conn, bytes);
                 wrote = true;
             }
-            if wrote {
-                self.writes += 1;
-                self.engine.handle_written(now);
+            if !wrote {
+                return;
             }
+            self.writes += 1;
+            self.engine.handle_written(now);
+            self.feed(now);
         }
     }
 
@@ -169,7 +210,12 @@ impl Device {
 /// Runs the devices and the network from `from` up to `until` (virtual ms), jumping from timer
 /// to timer, never stepping by a fixed tick; returns `until`. Panics on a busy loop (a device
 /// asking to be woken at the same instant over and over).
-pub fn run(net: &mut SimNet, devices: &mut [&mut Device], from: u64, until: u64) -> u64 {
+pub fn run<S: Storage>(
+    net: &mut SimNet,
+    devices: &mut [&mut Device<S>],
+    from: u64,
+    until: u64,
+) -> u64 {
     let mut now = Instant::from_millis(from);
     let end = Instant::from_millis(until);
     let mut same_instant = 0;

@@ -12,6 +12,7 @@ use umqtt_core::robust::{
     NoRetry, ReconnectPolicy,
 };
 use umqtt_core::session::{CloseReason, SessionConfig};
+use umqtt_core::storage::{Fixed, Heap, Storage};
 use umqtt_core::Instant;
 use umqtt_sim::device::{run, Device};
 use umqtt_sim::{ServerMode, SimNet};
@@ -591,7 +592,7 @@ struct Tally {
 
 /// One seed device under its policy for a day with outages (`outages`: (start, end) in ms):
 /// publishes every `period` ms.
-fn seed_day(
+fn seed_day<S: Storage>(
     protocol: ProtocolVersion,
     policy: Box<dyn ReconnectPolicy>,
     period: u64,
@@ -600,7 +601,7 @@ fn seed_day(
     let mut net = SimNet::new(21);
     net.set_latency(Duration::from_millis(30));
     let name = "seed";
-    let mut device = Device::new(config(name, protocol), policy, 21);
+    let mut device = Device::<S>::with_storage(config(name, protocol), policy, 21);
     // Edges and publish times, merged in time order.
     let mut times: Vec<u64> = (1..)
         .map(|n| n * period)
@@ -697,8 +698,8 @@ fn seed_policies_count_the_same_with_mqtt_5() {
     ];
     for outages in outage_sets {
         for (name, policy, period) in seeds {
-            let v311 = seed_day(ProtocolVersion::V311, policy(), period, outages);
-            let v5 = seed_day(ProtocolVersion::V5, policy(), period, outages);
+            let v311 = seed_day::<Heap>(ProtocolVersion::V311, policy(), period, outages);
+            let v5 = seed_day::<Heap>(ProtocolVersion::V5, policy(), period, outages);
             assert_eq!(v311, v5, "{name}, {} outages", outages.len());
             assert_eq!(
                 v5.delivered + v5.expired + v5.dropped,
@@ -711,6 +712,36 @@ fn seed_policies_count_the_same_with_mqtt_5() {
             } else {
                 assert!(v5.attempts > 1, "{name}");
             }
+        }
+    }
+}
+
+/// The same seed days with the engine's session on fixed storage (16 entries, 256-byte
+/// buffers): the rules are the same code, so every attempt, write, outcome and packet at the
+/// broker happens at the same virtual instant as on the heap, in 3.1.1 and in MQTT 5.
+#[test]
+fn seed_policies_count_the_same_on_fixed_storage() {
+    let outages: &[(u64, u64)] = &[
+        (HOUR, HOUR + 10 * MINUTE),
+        (5 * HOUR, 11 * HOUR),
+        (15 * HOUR + 7 * SECOND, 15 * HOUR + 40 * SECOND),
+    ];
+    type MakePolicy = fn() -> Box<dyn ReconnectPolicy>;
+    let seeds: [(&str, MakePolicy, u64); 3] = [
+        ("temperature", || Box::new(NoRetry), MINUTE),
+        (
+            "button",
+            || Box::new(Deadline::new(Duration::from_secs(15))),
+            72 * MINUTE,
+        ),
+        ("alarm", || Box::new(BatteryAware::new()), 6 * HOUR),
+    ];
+    for protocol in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        for (name, policy, period) in seeds {
+            let heap = seed_day::<Heap>(protocol, policy(), period, outages);
+            let fixed = seed_day::<Fixed<16, 256>>(protocol, policy(), period, outages);
+            assert_eq!(heap, fixed, "{name}, {protocol:?}");
+            assert!(fixed.attempts > 1 && fixed.published > 0, "{name}");
         }
     }
 }
