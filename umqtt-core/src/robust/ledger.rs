@@ -44,6 +44,29 @@ impl Pending {
     }
 }
 
+/// Which messages [`Engine::withdraw`] and [`Engine::drop_waiting`] settle. A value rather
+/// than a closure: each of those (large) functions is then compiled once, not once per
+/// caller's predicate.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Which {
+    /// Messages published with [`Delivery::NoRetry`].
+    NoRetry,
+    /// Messages without [`Delivery::Guaranteed`].
+    NotGuaranteed,
+    /// Messages whose deadline is at or before this instant.
+    DueBy(Instant),
+}
+
+impl Which {
+    fn matches(self, pending: &Pending) -> bool {
+        match self {
+            Which::NoRetry => pending.delivery == Delivery::NoRetry,
+            Which::NotGuaranteed => pending.delivery != Delivery::Guaranteed,
+            Which::DueBy(now) => pending.deadline.is_some_and(|d| d <= now),
+        }
+    }
+}
+
 /// Largest buffer pair kept for reuse, in bytes of capacity (see [`Engine::recycle`]).
 const SPARE_MAX_BYTES: usize = 4096;
 /// Most bytes of capacity kept in spare buffers: enough for a burst of a few thousand small
@@ -90,12 +113,12 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// QoS 1/2 messages handed to the session if it lets go of them (not a QoS 2 message that
     /// was sent). QoS 0 messages in the session's send buffer go out with it (a lost link
     /// puts them back in the queue first).
-    pub(super) fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        self.drop_waiting(&predicate, outcome);
+    pub(super) fn withdraw(&mut self, which: Which, outcome: Outcome) {
+        self.drop_waiting(which, outcome);
         let mut index = 0;
         while index < self.in_session.len() {
             let pending = &self.in_session[index];
-            let withdrawn = predicate(pending)
+            let withdrawn = which.matches(pending)
                 && pending
                     .packet_id
                     .is_some_and(|packet_id| self.session.cancel_publish(packet_id));
@@ -107,13 +130,13 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     /// Settles the waiting (not yet handed over) messages matching `predicate`.
-    pub(super) fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        if !self.queue.iter().any(&predicate) {
+    pub(super) fn drop_waiting(&mut self, which: Which, outcome: Outcome) {
+        if !self.queue.iter().any(|p| which.matches(p)) {
             return;
         }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for pending in core::mem::take(&mut self.queue) {
-            if predicate(&pending) {
+            if which.matches(&pending) {
                 self.settle(pending, outcome);
             } else {
                 kept.push_back(pending);
@@ -334,7 +357,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
         // Withdrawing frees room in the session's window for messages it holds back.
         self.refresh_waiting_expiries(now);
-        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
+        self.withdraw(Which::DueBy(now), Outcome::Expired);
         // Pinned messages keep their deadline field but are not waited on.
         let session = &self.session;
         self.earliest_deadline = self

@@ -76,7 +76,7 @@ use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, Subsc
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
-use ledger::Pending;
+use ledger::{Pending, Which};
 use subscriptions::{RequestKind, SubState, Subscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
@@ -675,7 +675,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         if delivery == Delivery::NoRetry && matches!(self.link, Link::Down { .. }) {
             // Down with a later attempt scheduled: a no-retry message does not wait for it.
             self.drop_waiting(
-                |p| p.delivery == Delivery::NoRetry,
+                Which::NoRetry,
                 Outcome::Dropped(DropReason::NotConnected),
             );
         }
@@ -1185,7 +1185,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // messages die with the link (unless the broker may hold them).
         self.requeue_unwritten();
         self.withdraw(
-            |p| p.delivery == Delivery::NoRetry,
+            Which::NoRetry,
             Outcome::Dropped(DropReason::LinkLost),
         );
         self.link = Link::Down {
@@ -1214,13 +1214,13 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // No-retry messages never wait for a later attempt: this one failed, so they found no
         // link (the policy saw them in `pending`).
         self.drop_waiting(
-            |p| p.delivery == Delivery::NoRetry,
+            Which::NoRetry,
             Outcome::Dropped(DropReason::NotConnected),
         );
         let mut decision = self.policy.on_failure(&failure);
         if decision == Decision::Stop {
             self.withdraw(
-                |p| p.delivery != Delivery::Guaranteed,
+                Which::NotGuaranteed,
                 Outcome::Dropped(DropReason::PolicyStopped),
             );
             if !self.subscriptions.is_empty() || !self.unsubscribe_later.is_empty() {
