@@ -89,24 +89,42 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     }
 
     pub(super) fn summary(&self, now: Instant) -> PendingSummary {
-        let session = &self.session;
-        let all = || {
-            self.in_session
-                .iter()
-                .chain(self.qos0.iter())
-                .chain(self.queue.iter())
-        };
+        let mut guaranteed = 0;
+        self.for_each_pending(|p| {
+            if p.delivery == Delivery::Guaranteed || p.pinned(&self.session) {
+                guaranteed += 1;
+            }
+        });
         PendingSummary {
             messages: self.pending(),
-            guaranteed: all()
-                .filter(|p| p.delivery == Delivery::Guaranteed || p.pinned(session))
-                .count(),
-            earliest_deadline: all()
-                .filter(|p| !p.pinned(session))
-                .filter_map(|p| p.deadline)
-                .min()
+            guaranteed,
+            earliest_deadline: self
+                .earliest_open_deadline()
                 .map(|d| d.saturating_duration_since(now)),
         }
+    }
+
+    /// Calls `f` with every message not settled: handed to the session, QoS 0 in its send
+    /// buffer, waiting. (One loop over the three queues, not a chain of their iterators: the
+    /// chain's code is repeated for every half of every ring buffer.)
+    fn for_each_pending(&self, mut f: impl FnMut(&Pending)) {
+        for queue in [&self.in_session, &self.qos0, &self.queue] {
+            for pending in queue {
+                f(pending);
+            }
+        }
+    }
+
+    /// The earliest deadline among messages that are not pinned (pinned ones keep their
+    /// deadline field but are not waited on).
+    fn earliest_open_deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        self.for_each_pending(|p| {
+            if let Some(deadline) = p.deadline.filter(|_| !p.pinned(&self.session)) {
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            }
+        });
+        earliest
     }
 
     /// Settles every message matching `predicate` with `outcome`: those still waiting, and
@@ -358,16 +376,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         // Withdrawing frees room in the session's window for messages it holds back.
         self.refresh_waiting_expiries(now);
         self.withdraw(Which::DueBy(now), Outcome::Expired);
-        // Pinned messages keep their deadline field but are not waited on.
-        let session = &self.session;
-        self.earliest_deadline = self
-            .in_session
-            .iter()
-            .chain(self.qos0.iter())
-            .chain(self.queue.iter())
-            .filter(|p| !p.pinned(session))
-            .filter_map(|p| p.deadline)
-            .min();
+        self.earliest_deadline = self.earliest_open_deadline();
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.
