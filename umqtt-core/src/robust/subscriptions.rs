@@ -92,13 +92,17 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             else {
                 return; // no packet id free: retried at the next connection
             };
-            let (sent, kept) = core::mem::take(&mut self.unsubscribe_later)
-                .into_iter()
-                .partition(|(_, p)| *p == properties);
-            self.unsubscribe_later = kept;
-            let filters = sent.into_iter().map(|(f, _)| f).collect::<Vec<String>>();
+            // The sent filters move into the request (one pass, in order).
+            let mut sent = Vec::with_capacity(filters.len());
+            self.unsubscribe_later.retain_mut(|(filter, p)| {
+                let now_sent = *p == properties;
+                if now_sent {
+                    sent.push(core::mem::take(filter));
+                }
+                !now_sent
+            });
             self.requests
-                .push((packet_id, RequestKind::Unsubscribe, filters));
+                .push((packet_id, RequestKind::Unsubscribe, sent));
         }
     }
 
