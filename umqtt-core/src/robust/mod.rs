@@ -72,7 +72,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, SubscribeReturnCode};
+use crate::packet::{
+    ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
+};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
@@ -968,7 +970,9 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             let step = match event {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
-                session::Event::Published(packet_id) => Step::Published(packet_id),
+                session::Event::Published(packet_id) => {
+                    Step::Settled(packet_id, Outcome::Delivered)
+                }
                 // 0x9B / 0x9A come from the session itself (never in a PUBACK or PUBREC): a
                 // stored message the broker's new CONNACK rules out.
                 session::Event::PublishRefused {
@@ -977,27 +981,38 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                 } => {
                     let max = self.session.broker_limits().maximum_qos;
                     let reason = DropReason::NotSupported(Unsupported::QoS { max });
-                    Step::Dropped(packet_id, reason)
+                    Step::Settled(packet_id, Outcome::Dropped(reason))
                 }
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code: ReasonCode::RetainNotSupported,
-                } => Step::Dropped(packet_id, DropReason::NotSupported(Unsupported::Retain)),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::NotSupported(Unsupported::Retain)),
+                ),
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code,
-                } => Step::Dropped(packet_id, DropReason::Refused(reason_code)),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::Refused(reason_code)),
+                ),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
                 session::Event::PublishTooLarge {
                     packet_id,
                     size,
                     max,
-                } => Step::Dropped(packet_id, DropReason::TooLarge { size, max }),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::TooLarge { size, max }),
+                ),
+                // The raw codes, read through the packet's own accessors below (one copy of
+                // bytes instead of a collected vector per code type).
                 session::Event::Subscribed(suback) => {
-                    Step::Subscribed(suback.packet_id, suback.codes().collect())
+                    Step::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
                 session::Event::Unsubscribed(unsuback) => {
-                    Step::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                    Step::Unsubscribed(unsuback.packet_id, unsuback.reason_codes.to_vec())
                 }
                 session::Event::Closed(reason) => Step::Closed(reason),
                 session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
@@ -1010,17 +1025,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     self.events.push_back(Event::Message(message));
                 }
                 Step::Connected(session_present) => self.connected(session_present, now),
-                Step::Published(packet_id) => {
+                Step::Settled(packet_id, outcome) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(pending, Outcome::Delivered);
-                        }
-                    }
-                }
-                Step::Dropped(packet_id, reason) => {
-                    if let Some(index) = self.position(packet_id) {
-                        if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(pending, Outcome::Dropped(reason));
+                            self.settle(pending, outcome);
                         }
                     }
                 }
@@ -1028,13 +1036,26 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
                     // Never with `republish_on_clean_session` (set by `Engine::new`): the
                     // session keeps and republishes what it holds.
                 }
-                Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
+                Step::Subscribed(packet_id, codes) => {
+                    let suback = SubAck {
+                        packet_id,
+                        return_codes: &codes,
+                        properties: Properties::EMPTY,
+                    };
+                    self.subscribed(packet_id, suback.codes());
+                }
                 Step::Unsubscribed(packet_id, codes) => {
                     if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
                         let (_, _, filters) = self.requests.swap_remove(index);
-                        for (i, filter) in filters.into_iter().enumerate() {
+                        let mut codes = UnsubAck {
+                            packet_id,
+                            reason_codes: &codes,
+                            properties: Properties::EMPTY,
+                        }
+                        .codes();
+                        for filter in filters {
                             // 3.1.1 UNSUBACK has no codes: success.
-                            let reason_code = codes.get(i).copied().unwrap_or(ReasonCode::Success);
+                            let reason_code = codes.next().unwrap_or(ReasonCode::Success);
                             self.push_event(Event::Unsubscribed {
                                 filter,
                                 reason_code,
@@ -1246,11 +1267,13 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
 enum Step {
     Message(Message),
     Connected(bool),
-    Published(PacketId),
+    /// A message the session held ended: delivered, or dropped.
+    Settled(PacketId, Outcome),
     Discarded,
-    Dropped(PacketId, DropReason),
-    Subscribed(PacketId, Vec<SubscribeReturnCode>),
-    Unsubscribed(PacketId, Vec<ReasonCode>),
+    /// The SUBACK's raw return codes.
+    Subscribed(PacketId, Vec<u8>),
+    /// The UNSUBACK's raw reason codes.
+    Unsubscribed(PacketId, Vec<u8>),
     Closed(CloseReason),
 }
 

@@ -106,7 +106,11 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
         }
     }
 
-    pub(super) fn subscribed(&mut self, packet_id: PacketId, codes: &[SubscribeReturnCode]) {
+    pub(super) fn subscribed(
+        &mut self,
+        packet_id: PacketId,
+        codes: impl Iterator<Item = SubscribeReturnCode>,
+    ) {
         let Some(index) = self
             .requests
             .iter()
@@ -115,7 +119,7 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             return;
         };
         let (_, _, filters) = self.requests.swap_remove(index);
-        for (filter, code) in filters.into_iter().zip(codes.iter().copied()) {
+        for (filter, code) in filters.into_iter().zip(codes) {
             let current = self
                 .subscriptions
                 .iter()
