@@ -425,10 +425,10 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             Link::Attempt { deadline, .. } => Some(deadline),
             Link::Up { .. } => None,
         };
-        [link, self.session.poll_timeout(), self.earliest_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        earliest(
+            earliest(link, self.session.poll_timeout()),
+            self.earliest_deadline,
+        )
     }
 
     /// Whether the driver should read from the transport: false while received messages fill
@@ -1260,6 +1260,15 @@ impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
             outage_started,
             next_attempt,
         };
+    }
+}
+
+/// The earlier of two optional instants (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
