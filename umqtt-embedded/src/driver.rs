@@ -409,7 +409,9 @@ async fn open<'n, T: TcpConnect, D: Dns>(
     server: usize,
     referenced: Option<ServerAddress>,
 ) -> Result<T::Connection<'n>, TransportError> {
-    if let Some(reference) = referenced {
+    // Only an MQTT 5 CONNACK or DISCONNECT names another server: without the `mqtt5` feature
+    // the engine never gives one, and this branch (with its IP address parser) compiles away.
+    if let Some(reference) = referenced.filter(|_| cfg!(feature = "mqtt5")) {
         // An MQTT 5 Server Reference (with `EngineConfig::follow_server_references`): an IP
         // address, or a host name for the driver's `Dns`; without a port, the first
         // configured server's.

@@ -195,6 +195,91 @@ fn topic_filter_len(filter: &str) -> Result<usize, EncodeError> {
     string_len(filter)
 }
 
+/// The SUBSCRIBE body after the packet id and properties: the packet id's 2 bytes plus each
+/// filter (length-prefixed) and its options byte, checked in order. With 3.1.1 (`!v5`) an
+/// entry with more than a QoS is refused. One loop per representation rather than
+/// [`SubscribeTopics::iter_options`]' chain of three iterators, whose code is much larger.
+fn subscribe_topics_len(topics: &SubscribeTopics<'_>, v5: bool) -> Result<usize, EncodeError> {
+    /// One entry's length (filter and options byte).
+    fn entry_len(
+        filter: &str,
+        options: SubscriptionOptions,
+        v5: bool,
+    ) -> Result<usize, EncodeError> {
+        if !v5 && !options.is_qos_only() {
+            return Err(EncodeError::RequiresMqtt5);
+        }
+        Ok(topic_filter_len(filter)? + 1)
+    }
+    let mut len = 2;
+    let count = match *topics {
+        SubscribeTopics::List(list) => {
+            for &(filter, qos) in list {
+                len += entry_len(filter, SubscriptionOptions::new(qos), v5)?;
+            }
+            list.len()
+        }
+        SubscribeTopics::WithOptions(list) => {
+            for &(filter, options) in list {
+                len += entry_len(filter, options, v5)?;
+            }
+            list.len()
+        }
+        SubscribeTopics::Encoded(bytes) => {
+            // As `iter_options` reads them: it stops at the first malformed entry and reads a
+            // bad options byte as QoS 0. But the bytes are written as they are: they must be
+            // exactly the entries.
+            let mut count = 0;
+            for (filter, byte) in EncodedStrings::new(bytes, true) {
+                let options = SubscriptionOptions::from_u8(byte)
+                    .unwrap_or(SubscriptionOptions::new(QoS::AtMostOnce));
+                len += entry_len(filter, options, v5)?;
+                count += 1;
+            }
+            if len != 2 + bytes.len()
+                || EncodedStrings::new(bytes, true).any(|(_, byte)| {
+                    SubscriptionOptions::from_u8(byte).is_none() || (!v5 && byte > 2)
+                })
+            {
+                return Err(EncodeError::MalformedTopicList);
+            }
+            count
+        }
+    };
+    if count == 0 {
+        return Err(EncodeError::EmptyPayload);
+    }
+    Ok(len)
+}
+
+/// The UNSUBSCRIBE body after the packet id and properties: the packet id's 2 bytes plus
+/// each filter (length-prefixed), checked in order.
+fn unsubscribe_topics_len(topics: &UnsubscribeTopics<'_>) -> Result<usize, EncodeError> {
+    let mut len = 2;
+    let mut count = 0;
+    match *topics {
+        UnsubscribeTopics::List(list) => {
+            for filter in list {
+                len += topic_filter_len(filter)?;
+                count += 1;
+            }
+        }
+        UnsubscribeTopics::Encoded(bytes) => {
+            for (filter, _) in EncodedStrings::new(bytes, false) {
+                len += topic_filter_len(filter)?;
+                count += 1;
+            }
+            if len != 2 + bytes.len() {
+                return Err(EncodeError::MalformedTopicList);
+            }
+        }
+    }
+    if count == 0 {
+        return Err(EncodeError::EmptyPayload);
+    }
+    Ok(len)
+}
+
 /// What [`Packet::header`] found: the first byte, the remaining length and the sizes of the
 /// property blocks (prefix included; 0 when absent) so they are not computed twice.
 struct Header {
@@ -359,28 +444,7 @@ impl Packet<'_> {
                 if !subscribe.properties.is_empty() {
                     return Err(EncodeError::RequiresMqtt5);
                 }
-                let mut len = 2;
-                let mut count = 0;
-                for (filter, options) in subscribe.topics.iter_options() {
-                    if !options.is_qos_only() {
-                        return Err(EncodeError::RequiresMqtt5);
-                    }
-                    len += topic_filter_len(filter)? + 1;
-                    count += 1;
-                }
-                if let SubscribeTopics::Encoded(bytes) = subscribe.topics {
-                    // `iter` stops at the first malformed entry and reads a bad QoS byte as 0,
-                    // but the bytes are written as they are: they must be exactly the entries.
-                    if len != 2 + bytes.len()
-                        || EncodedStrings::new(bytes, true).any(|(_, qos)| qos > 2)
-                    {
-                        return Err(EncodeError::MalformedTopicList);
-                    }
-                }
-                if count == 0 {
-                    return Err(EncodeError::EmptyPayload);
-                }
-                (0b0010, len)
+                (0b0010, subscribe_topics_len(&subscribe.topics, false)?)
             }
             Packet::SubAck(suback) => {
                 if !suback.properties.is_empty() {
@@ -402,21 +466,7 @@ impl Packet<'_> {
                 if !unsubscribe.properties.is_empty() {
                     return Err(EncodeError::RequiresMqtt5);
                 }
-                let mut len = 2;
-                let mut count = 0;
-                for filter in unsubscribe.topics.iter() {
-                    len += topic_filter_len(filter)?;
-                    count += 1;
-                }
-                if let UnsubscribeTopics::Encoded(bytes) = unsubscribe.topics {
-                    if len != 2 + bytes.len() {
-                        return Err(EncodeError::MalformedTopicList);
-                    }
-                }
-                if count == 0 {
-                    return Err(EncodeError::EmptyPayload);
-                }
-                (0b0010, len)
+                (0b0010, unsubscribe_topics_len(&unsubscribe.topics)?)
             }
             Packet::PingReq | Packet::PingResp => (0, 0),
             Packet::Disconnect(disconnect) => {
@@ -523,31 +573,7 @@ impl Packet<'_> {
             }
             Packet::Subscribe(subscribe) => {
                 props = properties_len(&subscribe.properties, ctx, v5)?;
-                let mut len = 2;
-                let mut count = 0;
-                for (filter, options) in subscribe.topics.iter_options() {
-                    if !v5 && !options.is_qos_only() {
-                        return Err(EncodeError::RequiresMqtt5);
-                    }
-                    len += topic_filter_len(filter)? + 1;
-                    count += 1;
-                }
-                if let SubscribeTopics::Encoded(bytes) = subscribe.topics {
-                    // `iter` stops at the first malformed entry and reads a bad options byte as
-                    // QoS 0, but the bytes are written as they are: they must be exactly the
-                    // entries.
-                    if len != 2 + bytes.len()
-                        || EncodedStrings::new(bytes, true).any(|(_, byte)| {
-                            SubscriptionOptions::from_u8(byte).is_none() || (!v5 && byte > 2)
-                        })
-                    {
-                        return Err(EncodeError::MalformedTopicList);
-                    }
-                }
-                if count == 0 {
-                    return Err(EncodeError::EmptyPayload);
-                }
-                (0b0010, len + props)
+                (0b0010, subscribe_topics_len(&subscribe.topics, v5)? + props)
             }
             Packet::SubAck(suback) => {
                 props = properties_len(&suback.properties, ctx, v5)?;
@@ -567,21 +593,7 @@ impl Packet<'_> {
             }
             Packet::Unsubscribe(unsubscribe) => {
                 props = properties_len(&unsubscribe.properties, ctx, v5)?;
-                let mut len = 2;
-                let mut count = 0;
-                for filter in unsubscribe.topics.iter() {
-                    len += topic_filter_len(filter)?;
-                    count += 1;
-                }
-                if let UnsubscribeTopics::Encoded(bytes) = unsubscribe.topics {
-                    if len != 2 + bytes.len() {
-                        return Err(EncodeError::MalformedTopicList);
-                    }
-                }
-                if count == 0 {
-                    return Err(EncodeError::EmptyPayload);
-                }
-                (0b0010, len + props)
+                (0b0010, unsubscribe_topics_len(&unsubscribe.topics)? + props)
             }
             Packet::UnsubAck(unsuback) => {
                 props = properties_len(&unsuback.properties, ctx, v5)?;

@@ -45,6 +45,29 @@ impl Pending {
     }
 }
 
+/// Which messages [`Engine::withdraw`] and [`Engine::drop_waiting`] settle. A value rather
+/// than a closure: each of those (large) functions is then compiled once, not once per
+/// caller's predicate.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Which {
+    /// Messages published with [`Delivery::NoRetry`].
+    NoRetry,
+    /// Messages without [`Delivery::Guaranteed`].
+    NotGuaranteed,
+    /// Messages whose deadline is at or before this instant.
+    DueBy(Instant),
+}
+
+impl Which {
+    fn matches(self, pending: &Pending) -> bool {
+        match self {
+            Which::NoRetry => pending.delivery == Delivery::NoRetry,
+            Which::NotGuaranteed => pending.delivery != Delivery::Guaranteed,
+            Which::DueBy(now) => pending.deadline.is_some_and(|d| d <= now),
+        }
+    }
+}
+
 /// Largest buffer pair kept for reuse, in bytes of capacity (see [`Engine::recycle`]).
 const SPARE_MAX_BYTES: usize = 4096;
 /// Most bytes of capacity kept in spare buffers: enough for a burst of a few thousand small
@@ -67,36 +90,54 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     pub(super) fn summary(&self, now: Instant) -> PendingSummary {
-        let session = &self.session;
-        let all = || {
-            self.in_session
-                .iter()
-                .chain(self.qos0.iter())
-                .chain(self.queue.iter())
-        };
+        let mut guaranteed = 0;
+        self.for_each_pending(|p| {
+            if p.delivery == Delivery::Guaranteed || p.pinned(&self.session) {
+                guaranteed += 1;
+            }
+        });
         PendingSummary {
             messages: self.pending(),
-            guaranteed: all()
-                .filter(|p| p.delivery == Delivery::Guaranteed || p.pinned(session))
-                .count(),
-            earliest_deadline: all()
-                .filter(|p| !p.pinned(session))
-                .filter_map(|p| p.deadline)
-                .min()
+            guaranteed,
+            earliest_deadline: self
+                .earliest_open_deadline()
                 .map(|d| d.saturating_duration_since(now)),
         }
+    }
+
+    /// Calls `f` with every message not settled: handed to the session, QoS 0 in its send
+    /// buffer, waiting. (One loop over the three queues, not a chain of their iterators: the
+    /// chain's code is repeated for every half of every ring buffer.)
+    fn for_each_pending(&self, mut f: impl FnMut(&Pending)) {
+        for queue in [&self.in_session, &self.qos0, &self.queue] {
+            for pending in queue {
+                f(pending);
+            }
+        }
+    }
+
+    /// The earliest deadline among messages that are not pinned (pinned ones keep their
+    /// deadline field but are not waited on).
+    fn earliest_open_deadline(&self) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        self.for_each_pending(|p| {
+            if let Some(deadline) = p.deadline.filter(|_| !p.pinned(&self.session)) {
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            }
+        });
+        earliest
     }
 
     /// Settles every message matching `predicate` with `outcome`: those still waiting, and
     /// QoS 1/2 messages handed to the session if it lets go of them (not a QoS 2 message that
     /// was sent). QoS 0 messages in the session's send buffer go out with it (a lost link
     /// puts them back in the queue first).
-    pub(super) fn withdraw(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        self.drop_waiting(&predicate, outcome);
+    pub(super) fn withdraw(&mut self, which: Which, outcome: Outcome) {
+        self.drop_waiting(which, outcome);
         let mut index = 0;
         while index < self.in_session.len() {
             let pending = &self.in_session[index];
-            let withdrawn = predicate(pending)
+            let withdrawn = which.matches(pending)
                 && pending
                     .packet_id
                     .is_some_and(|packet_id| self.session.cancel_publish(packet_id));
@@ -108,13 +149,13 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// Settles the waiting (not yet handed over) messages matching `predicate`.
-    pub(super) fn drop_waiting(&mut self, predicate: impl Fn(&Pending) -> bool, outcome: Outcome) {
-        if !self.queue.iter().any(&predicate) {
+    pub(super) fn drop_waiting(&mut self, which: Which, outcome: Outcome) {
+        if !self.queue.iter().any(|p| which.matches(p)) {
             return;
         }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for pending in core::mem::take(&mut self.queue) {
-            if predicate(&pending) {
+            if which.matches(&pending) {
                 self.settle(pending, outcome);
             } else {
                 kept.push_back(pending);
@@ -360,17 +401,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         }
         // Withdrawing frees room in the session's window for messages it holds back.
         self.refresh_waiting_expiries(now);
-        self.withdraw(|p| p.deadline.is_some_and(|d| d <= now), Outcome::Expired);
-        // Pinned messages keep their deadline field but are not waited on.
-        let session = &self.session;
-        self.earliest_deadline = self
-            .in_session
-            .iter()
-            .chain(self.qos0.iter())
-            .chain(self.queue.iter())
-            .filter(|p| !p.pinned(session))
-            .filter_map(|p| p.deadline)
-            .min();
+        self.withdraw(Which::DueBy(now), Outcome::Expired);
+        self.earliest_deadline = self.earliest_open_deadline();
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.

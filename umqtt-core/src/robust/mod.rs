@@ -72,12 +72,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::message::Message;
-use crate::packet::{ConnectReturnCode, PacketId, Publish, QoS, ReasonCode, SubscribeReturnCode};
+use crate::packet::{
+    ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
+};
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
 use crate::storage::{Heap, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
-use ledger::Pending;
+use ledger::{Pending, Which};
 use subscriptions::{RequestKind, SubState, Subscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
@@ -435,10 +437,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             Link::Attempt { deadline, .. } => Some(deadline),
             Link::Up { .. } => None,
         };
-        [link, self.session.poll_timeout(), self.earliest_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        earliest(
+            earliest(link, self.session.poll_timeout()),
+            self.earliest_deadline,
+        )
     }
 
     /// Whether the driver should read from the transport: false while received messages fill
@@ -703,10 +705,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         self.rearm(now);
         if delivery == Delivery::NoRetry && matches!(self.link, Link::Down { .. }) {
             // Down with a later attempt scheduled: a no-retry message does not wait for it.
-            self.drop_waiting(
-                |p| p.delivery == Delivery::NoRetry,
-                Outcome::Dropped(DropReason::NotConnected),
-            );
+            self.drop_waiting(Which::NoRetry, Outcome::Dropped(DropReason::NotConnected));
         }
         self.fill_session(now);
         Ok(id)
@@ -927,7 +926,13 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 .iter()
                 .position(|e| !matches!(e, Event::Message(_)))
             {
-                self.events.remove(index);
+                // Moved to the front and dropped there; the messages before it keep their
+                // order. (Not `VecDeque::remove`: its ring-buffer shifting is a routine of its
+                // own for this element type, 0.5 KB on a microcontroller, for a rare case.)
+                for i in (0..index).rev() {
+                    self.events.swap(i, i + 1);
+                }
+                self.events.pop_front();
                 self.stats.events_overflowed += 1;
             }
         }
@@ -994,7 +999,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             let step = match event {
                 session::Event::Message(publish) => Step::Message(Message::from(&publish)),
                 session::Event::Connected { session_present } => Step::Connected(session_present),
-                session::Event::Published(packet_id) => Step::Published(packet_id),
+                session::Event::Published(packet_id) => {
+                    Step::Settled(packet_id, Outcome::Delivered)
+                }
                 // 0x9B / 0x9A come from the session itself (never in a PUBACK or PUBREC): a
                 // stored message the broker's new CONNACK rules out.
                 session::Event::PublishRefused {
@@ -1003,27 +1010,38 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 } => {
                     let max = self.session.broker_limits().maximum_qos;
                     let reason = DropReason::NotSupported(Unsupported::QoS { max });
-                    Step::Dropped(packet_id, reason)
+                    Step::Settled(packet_id, Outcome::Dropped(reason))
                 }
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code: ReasonCode::RetainNotSupported,
-                } => Step::Dropped(packet_id, DropReason::NotSupported(Unsupported::Retain)),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::NotSupported(Unsupported::Retain)),
+                ),
                 session::Event::PublishRefused {
                     packet_id,
                     reason_code,
-                } => Step::Dropped(packet_id, DropReason::Refused(reason_code)),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::Refused(reason_code)),
+                ),
                 session::Event::PublishDiscarded(_) => Step::Discarded,
                 session::Event::PublishTooLarge {
                     packet_id,
                     size,
                     max,
-                } => Step::Dropped(packet_id, DropReason::TooLarge { size, max }),
+                } => Step::Settled(
+                    packet_id,
+                    Outcome::Dropped(DropReason::TooLarge { size, max }),
+                ),
+                // The raw codes, read through the packet's own accessors below (one copy of
+                // bytes instead of a collected vector per code type).
                 session::Event::Subscribed(suback) => {
-                    Step::Subscribed(suback.packet_id, suback.codes().collect())
+                    Step::Subscribed(suback.packet_id, suback.return_codes.to_vec())
                 }
                 session::Event::Unsubscribed(unsuback) => {
-                    Step::Unsubscribed(unsuback.packet_id, unsuback.codes().collect())
+                    Step::Unsubscribed(unsuback.packet_id, unsuback.reason_codes.to_vec())
                 }
                 session::Event::Closed(reason) => Step::Closed(reason),
                 session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
@@ -1036,17 +1054,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     self.events.push_back(Event::Message(message));
                 }
                 Step::Connected(session_present) => self.connected(session_present, now),
-                Step::Published(packet_id) => {
+                Step::Settled(packet_id, outcome) => {
                     if let Some(index) = self.position(packet_id) {
                         if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(pending, Outcome::Delivered);
-                        }
-                    }
-                }
-                Step::Dropped(packet_id, reason) => {
-                    if let Some(index) = self.position(packet_id) {
-                        if let Some(pending) = self.in_session.remove(index) {
-                            self.settle(pending, Outcome::Dropped(reason));
+                            self.settle(pending, outcome);
                         }
                     }
                 }
@@ -1054,13 +1065,26 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     // Never with `republish_on_clean_session` (set by `Engine::new`): the
                     // session keeps and republishes what it holds.
                 }
-                Step::Subscribed(packet_id, codes) => self.subscribed(packet_id, &codes),
+                Step::Subscribed(packet_id, codes) => {
+                    let suback = SubAck {
+                        packet_id,
+                        return_codes: &codes,
+                        properties: Properties::EMPTY,
+                    };
+                    self.subscribed(packet_id, suback.codes());
+                }
                 Step::Unsubscribed(packet_id, codes) => {
                     if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
                         let (_, _, filters) = self.requests.swap_remove(index);
-                        for (i, filter) in filters.into_iter().enumerate() {
+                        let mut codes = UnsubAck {
+                            packet_id,
+                            reason_codes: &codes,
+                            properties: Properties::EMPTY,
+                        }
+                        .codes();
+                        for filter in filters {
                             // 3.1.1 UNSUBACK has no codes: success.
-                            let reason_code = codes.get(i).copied().unwrap_or(ReasonCode::Success);
+                            let reason_code = codes.next().unwrap_or(ReasonCode::Success);
                             self.push_event(Event::Unsubscribed {
                                 filter,
                                 reason_code,
@@ -1213,10 +1237,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         // QoS 0 messages not known to be written wait again, in order; then no-retry
         // messages die with the link (unless the broker may hold them).
         self.requeue_unwritten();
-        self.withdraw(
-            |p| p.delivery == Delivery::NoRetry,
-            Outcome::Dropped(DropReason::LinkLost),
-        );
+        self.withdraw(Which::NoRetry, Outcome::Dropped(DropReason::LinkLost));
         self.link = Link::Down {
             consecutive: 0,
             outage_started: now,
@@ -1242,14 +1263,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         };
         // No-retry messages never wait for a later attempt: this one failed, so they found no
         // link (the policy saw them in `pending`).
-        self.drop_waiting(
-            |p| p.delivery == Delivery::NoRetry,
-            Outcome::Dropped(DropReason::NotConnected),
-        );
+        self.drop_waiting(Which::NoRetry, Outcome::Dropped(DropReason::NotConnected));
         let mut decision = self.policy.on_failure(&failure);
         if decision == Decision::Stop {
             self.withdraw(
-                |p| p.delivery != Delivery::Guaranteed,
+                Which::NotGuaranteed,
                 Outcome::Dropped(DropReason::PolicyStopped),
             );
             if !self.subscriptions.is_empty() || !self.unsubscribe_later.is_empty() {
@@ -1274,15 +1292,26 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 }
 
+/// The earlier of two optional instants (`None`: never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 /// A session event, owned.
 enum Step {
     Message(Message),
     Connected(bool),
-    Published(PacketId),
+    /// A message the session held ended: delivered, or dropped.
+    Settled(PacketId, Outcome),
     Discarded,
-    Dropped(PacketId, DropReason),
-    Subscribed(PacketId, Vec<SubscribeReturnCode>),
-    Unsubscribed(PacketId, Vec<ReasonCode>),
+    /// The SUBACK's raw return codes.
+    Subscribed(PacketId, Vec<u8>),
+    /// The UNSUBACK's raw reason codes.
+    Unsubscribed(PacketId, Vec<u8>),
     Closed(CloseReason),
 }
 

@@ -141,16 +141,38 @@ fn backoff_delay(initial: Duration, max: Duration, consecutive: u32) -> Duration
 
 /// `delay` spread by ±`permille`/1000, drawn from `failure.random`, at most `max`. Integer
 /// arithmetic only: no floating point on a microcontroller without a double-precision FPU.
+///
+/// With `draw` uniform in [-2^32, 2^32) from the top 32 bits of the random word, the spread is
+/// `nanos × permille × draw / (1000 × 2^32)`, truncated toward zero. It is computed without
+/// a 128-bit division (a long inlined sequence on a 32-bit microcontroller): with
+/// `nanos = 1000 q + r` (`q`, `r` from the duration's seconds and sub-second nanoseconds) and
+/// `q × permille × |draw| = A × 2^32 + B`, the product is `1000 A × 2^32 + S` with
+/// `S = 1000 B + r × permille × |draw|` (under 2^59), so its quotient is `A + (S >> 32) / 1000`.
 fn jittered(delay: Duration, permille: u16, max: Duration, failure: &Failure) -> Duration {
     if permille == 0 {
         return delay.min(max);
     }
-    let nanos = delay.as_nanos() as i128;
-    // A uniform draw in [-2^32, 2^32) from the top 32 bits of the random word.
-    let draw = 2 * i128::from((failure.random >> 32) as u32) - (1i128 << 32);
-    let spread = nanos * i128::from(permille) * draw / (1000i128 << 32);
-    let jittered = (nanos + spread).clamp(0, i128::from(u64::MAX)) as u64;
-    Duration::from_nanos(jittered).min(max)
+    // `draw` = 2 × top − 2^32: its sign and magnitude.
+    let top = failure.random >> 32;
+    let (negative, magnitude) = match (2 * top).checked_sub(1 << 32) {
+        Some(up) => (false, up),
+        None => (true, (1 << 32) - 2 * top),
+    };
+    // Under 2^48; `r × factor` under 2^58.
+    let factor = u64::from(permille) * magnitude;
+    let subsec = delay.subsec_nanos();
+    let q = u128::from(delay.as_secs()) * 1_000_000 + u128::from(subsec / 1000);
+    let r = u64::from(subsec % 1000);
+    let y = q * u128::from(factor);
+    let s = 1000 * (y as u64 & 0xFFFF_FFFF) + r * factor;
+    let spread = (y >> 32) + u128::from((s >> 32) / 1000);
+    let nanos = delay.as_nanos();
+    let jittered = if negative {
+        nanos.saturating_sub(spread)
+    } else {
+        nanos + spread
+    };
+    Duration::from_nanos(u64::try_from(jittered).unwrap_or(u64::MAX)).min(max)
 }
 
 /// Decides when to reconnect. Implement it to encode an application's own idea of robustness.
@@ -505,5 +527,79 @@ impl<P: ReconnectPolicy> ReconnectPolicy for OutageLimit<P> {
     fn keep_listening(&mut self, failure: &Failure) -> Decision {
         let decision = self.inner.keep_listening(failure);
         self.within_limit(failure, decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The jitter as first written, in 128-bit signed arithmetic: the reference the
+    /// division-free form must match exactly.
+    fn jittered_reference(delay: Duration, permille: u16, max: Duration, random: u64) -> Duration {
+        if permille == 0 {
+            return delay.min(max);
+        }
+        let nanos = delay.as_nanos() as i128;
+        let draw = 2 * i128::from((random >> 32) as u32) - (1i128 << 32);
+        let spread = nanos * i128::from(permille) * draw / (1000i128 << 32);
+        let jittered = (nanos + spread).clamp(0, i128::from(u64::MAX)) as u64;
+        Duration::from_nanos(jittered).min(max)
+    }
+
+    #[test]
+    fn jitter_matches_the_128_bit_reference() {
+        let delays = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999),
+            Duration::from_nanos(1_001),
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+            Duration::from_secs(6 * 3600),
+            Duration::new(1 << 40, 999_999_999),
+            Duration::from_nanos(u64::MAX),
+        ];
+        let permilles = [1, 200, 999, 1000, 1001, 65_535];
+        let tops: [u64; 6] = [0, 1, (1 << 31) - 1, 1 << 31, (1 << 31) + 1, u32::MAX.into()];
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for delay in delays {
+            for permille in permilles {
+                let randoms = tops.iter().map(|t| t << 32).chain((0..200).map(|_| next()));
+                for random in randoms.collect::<alloc::vec::Vec<_>>() {
+                    let failure = Failure {
+                        random,
+                        ..Failure::new(FailureKind::ConnectionLost, 1, Duration::ZERO)
+                    };
+                    assert_eq!(
+                        jittered(delay, permille, Duration::MAX, &failure),
+                        jittered_reference(delay, permille, Duration::MAX, random),
+                        "{delay:?} ±{permille}‰, random {random:#x}"
+                    );
+                }
+            }
+        }
+        // Random delays and permilles too.
+        for _ in 0..20_000 {
+            let delay = Duration::from_nanos(next() >> (next() % 64));
+            let permille = (next() % 2001) as u16;
+            let random = next();
+            let failure = Failure {
+                random,
+                ..Failure::new(FailureKind::ConnectionLost, 1, Duration::ZERO)
+            };
+            let max = Duration::from_secs(60);
+            assert_eq!(
+                jittered(delay, permille, max, &failure),
+                jittered_reference(delay, permille, max, random),
+                "{delay:?} ±{permille}‰, random {random:#x}"
+            );
+        }
     }
 }

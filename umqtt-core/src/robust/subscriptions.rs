@@ -93,17 +93,25 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             else {
                 return; // no packet id free: retried at the next connection
             };
-            let (sent, kept) = core::mem::take(&mut self.unsubscribe_later)
-                .into_iter()
-                .partition(|(_, p)| *p == properties);
-            self.unsubscribe_later = kept;
-            let filters = sent.into_iter().map(|(f, _)| f).collect::<Vec<String>>();
+            // The sent filters move into the request (one pass, in order).
+            let mut sent = Vec::with_capacity(filters.len());
+            self.unsubscribe_later.retain_mut(|(filter, p)| {
+                let now_sent = *p == properties;
+                if now_sent {
+                    sent.push(core::mem::take(filter));
+                }
+                !now_sent
+            });
             self.requests
-                .push((packet_id, RequestKind::Unsubscribe, filters));
+                .push((packet_id, RequestKind::Unsubscribe, sent));
         }
     }
 
-    pub(super) fn subscribed(&mut self, packet_id: PacketId, codes: &[SubscribeReturnCode]) {
+    pub(super) fn subscribed(
+        &mut self,
+        packet_id: PacketId,
+        codes: impl Iterator<Item = SubscribeReturnCode>,
+    ) {
         let Some(index) = self
             .requests
             .iter()
@@ -112,7 +120,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             return;
         };
         let (_, _, filters) = self.requests.swap_remove(index);
-        for (filter, code) in filters.into_iter().zip(codes.iter().copied()) {
+        for (filter, code) in filters.into_iter().zip(codes) {
             let current = self
                 .subscriptions
                 .iter()

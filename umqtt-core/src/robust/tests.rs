@@ -347,6 +347,51 @@ fn a_full_window_is_refilled_in_batches_of_a_quarter() {
     assert_eq!(engine.stats().delivered, 20);
 }
 
+/// Past `max_events` (received messages aside), the oldest event that is not a message is
+/// discarded, and everything else keeps its order.
+#[test]
+fn an_event_overflow_discards_the_oldest_non_message_and_keeps_the_order() {
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: "events".into(),
+        ..SessionConfig::default()
+    });
+    config.clean_session = true;
+    config.max_events = 2;
+    let now = Instant::from_millis(0);
+    let mut engine: Engine<FixedDelay, ()> = Engine::new(config, FixedDelay::default(), 1, now);
+    engine.handle_timeout(now);
+    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+    engine.handle_opened(now);
+    flush(&mut engine, now);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    assert!(matches!(engine.poll_event(), Some(Event::Connected { .. })));
+    // Two received messages, then three outcomes: the first outcome is pushed out.
+    engine.handle_read(now, &[0x30, 4, 0, 1, b't', b'1', 0x30, 4, 0, 1, b't', b'2']);
+    let ids: Vec<MessageId> = (0..3u8)
+        .map(|n| {
+            let id = engine
+                .publish(now, "t", &[n], QoS::AtMostOnce, false)
+                .unwrap();
+            flush(&mut engine, now);
+            id
+        })
+        .collect();
+    let events: Vec<_> = core::iter::from_fn(|| engine.poll_event())
+        .map(|e| match e {
+            Event::Message(m) => std::format!("message {:?}", m.payload),
+            Event::Delivered { id } => {
+                std::format!("delivered {}", ids.iter().position(|&i| i == id).unwrap())
+            }
+            other => std::format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        events,
+        ["message [49]", "message [50]", "delivered 1", "delivered 2"]
+    );
+    assert_eq!(engine.stats().events_overflowed, 1);
+}
+
 /// MQTT 5: a `Delivery::Within` message carries what is left of its lifetime as its Message
 /// Expiry Interval, so the broker does not deliver it late either; a guaranteed one carries
 /// none.
