@@ -23,6 +23,11 @@
 //! Alias Maximum and a Receive Maximum of its own: broker PUBLISH packets carry topic aliases
 //! (set up, reused alone with an empty topic, or out of range) and every `Message` event has
 //! its full topic name.
+//!
+//! Every input runs twice: with the session on the heap, and on `Fixed<10, 96>` storage (lists
+//! of 10, 96-byte buffers — smaller than some packets here), fed half the time as a driver
+//! must (at most `input_room` per read, servicing between reads) and half the time all at
+//! once; the same invariants hold, with the storage's limits as typed refusals and closes.
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -36,6 +41,7 @@ use umqtt_core::packet::{
     SubAck,
 };
 use umqtt_core::session::{Event, OutgoingStage, Session, SessionConfig};
+use umqtt_core::storage::{Fixed, Heap, Storage};
 use umqtt_core::Instant;
 
 const TOPICS: &[&str] = &["a", "a/b", "$SYS/x", "t/é"];
@@ -55,8 +61,8 @@ fn packet_id(u: &mut Unstructured<'_>, known: &[u16]) -> Result<PacketId> {
     Ok(PacketId::new(raw).unwrap())
 }
 
-struct Harness {
-    session: Session,
+struct Harness<S: Storage> {
+    session: Session<S>,
     now: u64,
     /// Ids returned by `publish` and not yet reported by an event.
     pending: BTreeSet<u16>,
@@ -80,13 +86,54 @@ fn reason(u: &mut Unstructured<'_>, packet_type: PacketType) -> Result<ReasonCod
     })
 }
 
-impl Harness {
+impl<S: Storage> Harness<S> {
     fn now(&self) -> Instant {
         Instant::from_millis(self.now)
     }
 
-    /// What a driver does after every input: drain events, then write what is to be written.
+    /// What a driver does after every input: drain events, then write what is to be written;
+    /// again while input waits (fixed storage holds input back until its answers are
+    /// written).
     fn drain(&mut self) {
+        for pass in 0.. {
+            assert!(pass < 1_000, "held input is never decoded");
+            if !self.drain_once() || !self.session.has_unprocessed_input() {
+                break;
+            }
+        }
+        self.check_counts();
+    }
+
+    /// Feeds broker bytes. On fixed storage, half the time as a driver must (at most
+    /// `input_room` per read, servicing between reads), else all at once (more than the room
+    /// closes the connection with `StorageFull`); on the heap, all at once.
+    fn feed(&mut self, u: &mut Unstructured<'_>, now: Instant, bytes: &[u8]) -> Result<()> {
+        // (On the heap nothing is drawn, so the heap run reads an input as it always did.)
+        if S::BYTES == usize::MAX || u.arbitrary()? {
+            self.session.handle_read(now, bytes);
+            return Ok(());
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = self.session.input_room().min(rest.len());
+            if n == 0 {
+                self.drain();
+                if self.session.input_room() == 0 {
+                    break;
+                }
+                continue;
+            }
+            self.session.handle_read(now, &rest[..n]);
+            rest = &rest[n..];
+            if !rest.is_empty() {
+                self.drain();
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of [`Harness::drain`]; whether anything was written.
+    fn drain_once(&mut self) -> bool {
         let mut events = 0;
         while let Some(event) = self.session.poll_event() {
             events += 1;
@@ -126,7 +173,7 @@ impl Harness {
             check_transmission(&transmitted, self.version, max);
         }
         assert!(self.session.poll_transmit(now).is_none());
-        self.check_counts();
+        !transmitted.is_empty()
     }
 
     fn check_counts(&self) {
@@ -362,17 +409,17 @@ impl Harness {
             7 => {
                 let len = u.int_in_range(0..=32)?;
                 let bytes = u.bytes(len)?;
-                self.session.handle_read(now, bytes);
+                self.feed(u, now, bytes)?;
             }
             8 | 9 => {
                 let bytes = self.broker_packet(u)?;
                 if u.ratio(1, 4)? && bytes.len() > 1 {
                     let split = u.int_in_range(1..=bytes.len() - 1)?;
-                    self.session.handle_read(now, &bytes[..split]);
+                    self.feed(u, now, &bytes[..split])?;
                     self.drain();
-                    self.session.handle_read(self.now(), &bytes[split..]);
+                    self.feed(u, self.now(), &bytes[split..])?;
                 } else {
-                    self.session.handle_read(now, &bytes);
+                    self.feed(u, now, &bytes)?;
                 }
             }
             10 => {
@@ -452,7 +499,15 @@ fn check_transmission(mut bytes: &[u8], version: ProtocolVersion, max: Option<u3
     }
 }
 
+/// Each input runs twice: with the session on the heap and on fixed storage (10 entries,
+/// 96-byte buffers: smaller than some of the packets the harness makes).
 fn run(data: &[u8]) -> Result<()> {
+    let heap = run_on::<Heap>(data);
+    let fixed = run_on::<Fixed<10, 96>>(data);
+    heap.and(fixed)
+}
+
+fn run_on<S: Storage>(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let max_in_flight: u16 = u.int_in_range(1..=4)?;
     let max_outgoing: usize = u.int_in_range(1..=8)?;
@@ -484,8 +539,8 @@ fn run(data: &[u8]) -> Result<()> {
     config.v5.topic_aliases = u.arbitrary()?;
     config.v5.topic_alias_maximum = Some(u.int_in_range(0..=2)?);
     config.v5.receive_maximum = u.arbitrary::<bool>()?.then_some(u.int_in_range(1..=3)?);
-    let mut harness = Harness {
-        session: Session::new(config),
+    let mut harness = Harness::<S> {
+        session: Session::with_storage(config),
         now: u.int_in_range(0..=1_000_000)?,
         pending: BTreeSet::new(),
         requests: Vec::new(),

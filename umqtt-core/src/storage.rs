@@ -303,8 +303,12 @@ impl Buffer for Vec<u8> {
 /// for what one step can report about each, and for the connection's end), the SUBSCRIBE and
 /// UNSUBSCRIBE requests waiting for their acknowledgement, and the received messages whose
 /// acknowledgement the application still owes ([`SessionConfig::manual_ack`](
-/// crate::session::SessionConfig::manual_ack)). The session holds about `(N + 2) × B` bytes;
-/// see [`Session::with_storage`](crate::session::Session::with_storage).
+/// crate::session::SessionConfig::manual_ack)). Packet ids are tracked inline too: at most 16
+/// in use at once (messages in the session, requests waiting, ids withdrawn on this
+/// connection), and 16 incoming QoS 2 messages not yet released; past that a command gets
+/// [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) and a broker's extra
+/// message closes the connection (it is sent again on the next one). The session holds about
+/// `(N + 2) × B` bytes; see [`Session::with_storage`](crate::session::Session::with_storage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixed<const N: usize, const B: usize> {}
 
