@@ -45,6 +45,10 @@
 //! has a valid topic; the referenced server is opened only after a 0x9C/0x9D with a Server
 //! Reference while following is on.
 //!
+//! Every input runs twice: with the engine's session on the heap, and on `Fixed<12, 128>`
+//! storage (fed half the time as a driver must, at most `input_room` per read, and half the
+//! time at once); every invariant above holds on both.
+//!
 //! The engine bugs this target found are fixed and asserted unconditionally; their inputs are
 //! in `fuzz/regressions/engine/` (run them to check the fixes hold). `UMQTT_FUZZ_TRACE=1` prints every step.
 #![no_main]
@@ -67,6 +71,7 @@ use umqtt_core::robust::{
     ReconnectPolicy, ServerAddress, StoreOp, Unsupported,
 };
 use umqtt_core::session::SessionConfig;
+use umqtt_core::storage::{Fixed, Heap, Storage};
 use umqtt_core::topic::validate_topic_name;
 use umqtt_core::Instant;
 
@@ -262,8 +267,8 @@ fn reason_name(reason: DropReason) -> &'static str {
     }
 }
 
-struct Harness {
-    engine: Engine<Box<dyn ReconnectPolicy>, u8>,
+struct Harness<S: Storage> {
+    engine: Engine<Box<dyn ReconnectPolicy>, u8, S>,
     now: u64,
     servers: usize,
     clean_session: bool,
@@ -321,9 +326,36 @@ struct Harness {
     out_aliases: BTreeMap<u16, String>,
 }
 
-impl Harness {
+impl<S: Storage> Harness<S> {
     fn now(&self) -> Instant {
         Instant::from_millis(self.now)
+    }
+
+    /// Feeds broker bytes. On fixed storage, half the time as a driver must (at most
+    /// `input_room` per read, servicing between reads), else all at once (more than the room
+    /// closes the connection with `StorageFull`); on the heap, all at once, drawing nothing.
+    fn feed(&mut self, u: &mut Unstructured<'_>, now: Instant, bytes: &[u8]) -> Result<()> {
+        if S::BYTES == usize::MAX || u.arbitrary()? {
+            self.engine.handle_read(now, bytes);
+            return Ok(());
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() && self.can_read() {
+            let n = self.engine.input_room().min(rest.len());
+            if n == 0 {
+                self.service();
+                if self.engine.input_room() == 0 {
+                    break;
+                }
+                continue;
+            }
+            self.engine.handle_read(now, &rest[..n]);
+            rest = &rest[n..];
+            if !rest.is_empty() {
+                self.service();
+            }
+        }
+        Ok(())
     }
 
     /// What a driver does after every input. Returns whether an action was performed or bytes
@@ -1359,7 +1391,7 @@ impl Harness {
                     let len = u.int_in_range(1..=16)?;
                     let bytes = u.bytes(len)?.to_vec();
                     trace!("{} handle_read garbage {bytes:02X?}", self.now);
-                    self.engine.handle_read(now, &bytes);
+                    self.feed(u, now, &bytes)?;
                 }
             }
             _ => {
@@ -1386,15 +1418,15 @@ impl Harness {
                     if u.ratio(1, 4)? && bytes.len() > 1 {
                         let split = u.int_in_range(1..=bytes.len() - 1)?;
                         self.note_acks(&bytes, 0, split);
-                        self.engine.handle_read(now, &bytes[..split]);
+                        self.feed(u, now, &bytes[..split])?;
                         self.service();
                         if self.can_read() {
                             self.note_acks(&bytes, split, bytes.len());
-                            self.engine.handle_read(self.now(), &bytes[split..]);
+                            self.feed(u, self.now(), &bytes[split..])?;
                         }
                     } else {
                         self.note_acks(&bytes, 0, bytes.len());
-                        self.engine.handle_read(now, &bytes);
+                        self.feed(u, now, &bytes)?;
                     }
                 }
             }
@@ -1409,7 +1441,15 @@ impl Harness {
     }
 }
 
+/// Each input runs twice: with the engine's session on the heap and on fixed storage (12
+/// entries, 128-byte buffers).
 fn run(data: &[u8]) -> Result<()> {
+    let heap = run_on::<Heap>(data);
+    let fixed = run_on::<Fixed<12, 128>>(data);
+    heap.and(fixed)
+}
+
+fn run_on<S: Storage>(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     // The first choice: MQTT 3.1.1 (a 0 byte, as the regression inputs start) or 5.
     let version = if u.arbitrary()? {
@@ -1480,14 +1520,14 @@ fn run(data: &[u8]) -> Result<()> {
     let now = u.int_in_range(0..=1_000_000)?;
     trace!("{config:#?}\nconsume {consume:?}, seed {seed}, start at {now} ms");
     let config_follow = config.follow_server_references;
-    let mut harness = Harness {
+    let mut harness = Harness::<S> {
         servers: config.servers,
         clean_session: config.clean_session,
         written: BTreeSet::new(),
         qos2_sent: BTreeSet::new(),
         max_received: config.max_received,
         max_received_bytes: config.max_received_bytes,
-        engine: Engine::new(config, policy, seed, Instant::from_millis(now)),
+        engine: Engine::with_storage(config, policy, seed, Instant::from_millis(now)),
         now,
         consume,
         transport: Transport::Closed,

@@ -812,11 +812,9 @@ impl<S: Storage> Session<S> {
     /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
     /// [`Session::cancel_publish`].
     pub fn can_cancel(&self, packet_id: PacketId) -> bool {
-        self.state
-            .outgoing
-            .iter()
-            .find(|o| o.packet_id == packet_id)
-            .is_some_and(|o| !(o.qos == QoS::ExactlyOnce && o.sent_before))
+        let state = &self.state;
+        let index = state.outgoing.iter().position(|o| o.packet_id == packet_id);
+        index.is_some_and(|index| state.cancellable(index))
     }
 
     /// The outgoing messages in order: packet id, QoS and stage.
@@ -1082,15 +1080,7 @@ impl<S: Storage> Session<S> {
         let Some(index) = state.outgoing.iter().position(|o| o.packet_id == packet_id) else {
             return false;
         };
-        let entry = &state.outgoing[index];
-        if entry.qos == QoS::ExactlyOnce && entry.sent_before {
-            return false;
-        }
-        if index < state.in_flight
-            && (state.quarantined_ids.len() >= S::ITEMS
-                || state.withdrawn_unacked.len() >= S::ITEMS)
-        {
-            // Fixed storage cannot keep its id out of use: the message stays, and completes.
+        if !state.cancellable(index) {
             return false;
         }
         if let Some(entry) = state.outgoing.remove(index) {
@@ -1570,6 +1560,17 @@ impl<S: Storage> State<S> {
     /// event list for what one step can report about each message, and the connection's end).
     fn max_outgoing(&self) -> usize {
         self.config.max_outgoing.min(S::ITEMS.saturating_sub(2))
+    }
+
+    /// Whether outgoing entry `index` may be withdrawn: not a QoS 2 message ever sent (see
+    /// [`Session::cancel_publish`]), and, for one sent on this connection, room to keep its id
+    /// out of use (fixed storage: otherwise the message stays, and completes).
+    fn cancellable(&self, index: usize) -> bool {
+        let entry = &self.outgoing[index];
+        !(entry.qos == QoS::ExactlyOnce && entry.sent_before)
+            && (index >= self.in_flight
+                || (self.quarantined_ids.len() < S::ITEMS
+                    && self.withdrawn_unacked.len() < S::ITEMS))
     }
 
     /// [`SessionConfig::max_packet_size`], within the storage's buffers.

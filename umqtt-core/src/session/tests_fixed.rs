@@ -239,3 +239,40 @@ mod limits {
         let _ = (events, feed, sent, Ev::Pong, Sent::PingReq, vec![0u8]);
     }
 }
+
+/// Found by the session fuzz target on fixed storage: a message sent on this connection can
+/// be withdrawn only while there is room to keep its id out of use, and `can_cancel` says so
+/// beforehand.
+#[test]
+fn a_sent_message_is_not_withdrawn_without_room_to_quarantine_its_id() {
+    use super::tests::{config, t};
+    use super::*;
+
+    let mut session = Session::<Fixed<6, 64>>::with_storage(config());
+    session.connect(t(0), true).unwrap();
+    while session.poll_transmit(t(0)).is_some() {}
+    session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
+    assert!(session.poll_event().is_some());
+    // Six messages sent and withdrawn on this connection fill the quarantine.
+    for _ in 0..6 {
+        let id = session
+            .publish("t", b"x", QoS::AtLeastOnce, false)
+            .unwrap()
+            .unwrap();
+        while session.poll_transmit(t(2)).is_some() {}
+        assert!(session.can_cancel(id));
+        assert!(session.cancel_publish(id));
+    }
+    let id = session
+        .publish("t", b"x", QoS::AtLeastOnce, false)
+        .unwrap()
+        .unwrap();
+    while session.poll_transmit(t(3)).is_some() {}
+    assert!(!session.can_cancel(id));
+    assert!(!session.cancel_publish(id));
+    assert_eq!(session.outgoing_len(), 1);
+    // It completes as usual.
+    let [hi, lo] = id.get().to_be_bytes();
+    session.handle_read(t(4), &[0x40, 0x02, hi, lo]);
+    assert_eq!(session.poll_event(), Some(Event::Published(id)));
+}
