@@ -8,8 +8,10 @@
 //!        ──► commands: publish / subscribe    ──►  Session::poll_timeout()
 //! ```
 //!
-//! Without the default `alloc` feature only the codec ([`packet`]) and [`topic`] rules are
-//! built; they never allocate.
+//! The session keeps its state in a [`storage::Storage`]: growable ([`storage::Heap`], the
+//! default) or sized up front ([`storage::Fixed`], no allocation once built). Without the
+//! default `alloc` feature only the codec ([`packet`]), the [`topic`] rules and the fixed
+//! storage are built; they never allocate.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(

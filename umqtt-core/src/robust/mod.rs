@@ -28,8 +28,9 @@
 //! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
 //! and keeps the durable outbox the engine's [`StoreOp`]s describe. It speaks what its
 //! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
-//! when [`EngineConfig::follow_server_references`] is set). It allocates (`alloc`): a no-alloc configuration is the embedded
-//! issue's work.
+//! when [`EngineConfig::follow_server_references`] is set). Its session can run on [`Fixed`](crate::storage::Fixed) storage
+//! ([`Engine::with_storage`]); the engine's own queue, subscriptions and events still allocate
+//! (`alloc`).
 //!
 //! # What it guarantees
 //! - Every message published ends in exactly one of [`Event::Delivered`], [`Event::Expired`]
