@@ -968,7 +968,7 @@ impl<S: Storage> Session<S> {
             state.begin_tx();
             let start = state.tx.len();
             append_publish_validated_topic(&mut state.tx, &publish, version)?;
-            if let Err(e) = state.check_packet_size(state.tx.len() - start) {
+            if let Err(e) = state.check_command(start) {
                 state.tx.truncate(start);
                 return Err(e);
             }
@@ -1220,10 +1220,12 @@ impl<S: Storage> Session<S> {
         // Validate before touching any state.
         packet.encoded_len_with(state.config.protocol)?;
         state.begin_tx();
-        append_packet(&mut state.tx, &packet, state.config.protocol)?;
+        // Fixed storage keeps room for a DISCONNECT without properties; one that still does not
+        // fit ends the connection all the same (without it: the broker publishes the will).
+        let written = append_packet(&mut state.tx, &packet, state.config.protocol);
         state.connection_ended();
         state.push_event(Event::Closed(CloseReason::Disconnected));
-        Ok(())
+        written
     }
 
     /// The transport failed or was closed by the peer. The session keeps its state for the next
@@ -1696,7 +1698,7 @@ impl<S: Storage> State<S> {
         let start = self.tx.len();
         append_packet(&mut self.tx, &build(packet_id), version)?;
         // MQTT 5: never larger than the broker's Maximum Packet Size [MQTT-3.1.2-24].
-        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+        if let Err(e) = self.check_command(start) {
             self.tx.truncate(start);
             return Err(e);
         }
@@ -1758,7 +1760,7 @@ impl<S: Storage> State<S> {
         self.begin_tx();
         let start = self.tx.len();
         append_publish_validated_topic(&mut self.tx, &publish, ProtocolVersion::V5)?;
-        if let Err(e) = self.check_packet_size(self.tx.len() - start) {
+        if let Err(e) = self.check_command(start) {
             self.tx.truncate(start);
             return Err(e);
         }
@@ -1797,6 +1799,17 @@ impl<S: Storage> State<S> {
             return Err(UsageError::QoSNotSupported {
                 max: self.broker.maximum_qos,
             });
+        }
+        Ok(())
+    }
+
+    /// A command's packet, just appended to `tx` from `start`: no larger than the broker's
+    /// Maximum Packet Size, and, with fixed storage, leaving [`ANSWER_ROOM`] free for the
+    /// answers to received packets and for a DISCONNECT.
+    fn check_command(&self, start: usize) -> Result<(), UsageError> {
+        self.check_packet_size(self.tx.len() - start)?;
+        if S::BYTES != usize::MAX && S::BYTES.saturating_sub(self.tx.len()) < ANSWER_ROOM {
+            return Err(UsageError::StorageFull);
         }
         Ok(())
     }

@@ -229,6 +229,30 @@ mod limits {
     }
 
     #[test]
+    fn commands_leave_room_for_the_disconnect() {
+        let mut session = connected(config());
+        // QoS 0 messages of 8 bytes, not written: they stop short of the reserve.
+        let mut queued = 0;
+        while session.publish("t", b"abc", QoS::AtMostOnce, false).is_ok() {
+            queued += 1;
+            assert!(queued < 10);
+        }
+        assert_eq!(
+            session.publish("t", b"abc", QoS::AtMostOnce, false),
+            Err(UsageError::StorageFull)
+        );
+        assert_eq!(queued, 7, "56 bytes of 64: the last 8 are kept");
+        session.disconnect().unwrap();
+        let bytes = written(&mut session);
+        assert_eq!(bytes.len(), 7 * 8 + 2);
+        assert_eq!(&bytes[56..], &[0xE0, 0x00]);
+        assert_eq!(
+            session.poll_event(),
+            Some(Event::Closed(CloseReason::Disconnected))
+        );
+    }
+
+    #[test]
     fn a_connect_larger_than_the_buffers_is_a_usage_error() {
         let mut session = Small::with_storage(SessionConfig {
             client_id: "c".repeat(70),
