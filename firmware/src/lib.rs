@@ -9,8 +9,12 @@
 pub mod net;
 pub mod time;
 
+use embassy_futures::select::select;
 use embedded_alloc::LlffHeap as Heap;
-use umqtt_embedded::{EngineConfig, Fixed, SessionConfig};
+use umqtt_embedded::{
+    BatteryAware, Client, Driver, EmbassyClock, EngineConfig, Event, Fixed, QoS, SessionConfig,
+    Storage,
+};
 
 /// The session's storage on a device without room to spare: 6 list entries (4 QoS 1/2
 /// messages in the session, the rest wait in the engine's queue), 128-byte buffers (the
@@ -53,4 +57,29 @@ pub fn config(client_id: &str, keep_alive: u16) -> EngineConfig {
     config.max_received_bytes = 1024;
     config.max_events = 16;
     config
+}
+
+/// The footprint benchmark's job (BENCHMARKS.md), with the session on storage `S`: connect,
+/// subscribe, publish one QoS 1 message, receive one message of the subscription — with the
+/// robust engine (BatteryAware policy) included. Call it after [`init_heap!`] and
+/// [`time::start`].
+pub async fn footprint_job<S: Storage>() {
+    let stack = net::Stack;
+    let config = config("footprint", 60);
+    let client: Client<_, _, S> =
+        Client::with_storage(config, BatteryAware::new(), 1, EmbassyClock::new());
+    let servers = [net::BROKER];
+    let mut rx = [0u8; 1024];
+    let driver = Driver::new(&client, &stack, &servers, &mut rx);
+    let app = async {
+        let _ = client.subscribe("fw/in", QoS::AtLeastOnce);
+        let _ = client.publish("fw/out", b"hello", QoS::AtLeastOnce, false);
+        loop {
+            if let Event::Message(message) = client.next_event().await {
+                core::hint::black_box(message);
+                break;
+            }
+        }
+    };
+    select(driver.run(), app).await;
 }

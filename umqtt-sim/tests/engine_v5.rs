@@ -671,6 +671,21 @@ fn seed_day<S: Storage>(
     }
 }
 
+type MakePolicy = fn() -> Box<dyn ReconnectPolicy>;
+
+/// The seed's three devices: name, policy, publish period.
+fn seed_devices() -> [(&'static str, MakePolicy, u64); 3] {
+    [
+        ("temperature", || Box::new(NoRetry), MINUTE),
+        (
+            "button",
+            || Box::new(Deadline::new(Duration::from_secs(15))),
+            72 * MINUTE,
+        ),
+        ("alarm", || Box::new(BatteryAware::new()), 6 * HOUR),
+    ]
+}
+
 /// (e) The seed's three devices under their policies (temperature / NoRetry, button /
 /// Deadline 15 s, alarm / BatteryAware) through a day: on a clean network and through
 /// outages, MQTT 5 and 3.1.1 give the same attempts, writes, outcomes at the same instants and
@@ -686,16 +701,7 @@ fn seed_policies_count_the_same_with_mqtt_5() {
             (15 * HOUR + 7 * SECOND, 15 * HOUR + 40 * SECOND),
         ],
     ];
-    type MakePolicy = fn() -> Box<dyn ReconnectPolicy>;
-    let seeds: [(&str, MakePolicy, u64); 3] = [
-        ("temperature", || Box::new(NoRetry), MINUTE),
-        (
-            "button",
-            || Box::new(Deadline::new(Duration::from_secs(15))),
-            72 * MINUTE,
-        ),
-        ("alarm", || Box::new(BatteryAware::new()), 6 * HOUR),
-    ];
+    let seeds = seed_devices();
     for outages in outage_sets {
         for (name, policy, period) in seeds {
             let v311 = seed_day::<Heap>(ProtocolVersion::V311, policy(), period, outages);
@@ -726,16 +732,7 @@ fn seed_policies_count_the_same_on_fixed_storage() {
         (5 * HOUR, 11 * HOUR),
         (15 * HOUR + 7 * SECOND, 15 * HOUR + 40 * SECOND),
     ];
-    type MakePolicy = fn() -> Box<dyn ReconnectPolicy>;
-    let seeds: [(&str, MakePolicy, u64); 3] = [
-        ("temperature", || Box::new(NoRetry), MINUTE),
-        (
-            "button",
-            || Box::new(Deadline::new(Duration::from_secs(15))),
-            72 * MINUTE,
-        ),
-        ("alarm", || Box::new(BatteryAware::new()), 6 * HOUR),
-    ];
+    let seeds = seed_devices();
     for protocol in [ProtocolVersion::V311, ProtocolVersion::V5] {
         for (name, policy, period) in seeds {
             let heap = seed_day::<Heap>(protocol, policy(), period, outages);
