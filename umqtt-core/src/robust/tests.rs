@@ -396,6 +396,7 @@ fn an_event_overflow_discards_the_oldest_non_message_and_keeps_the_order() {
 /// Expiry Interval, so the broker does not deliver it late either; a guaranteed one carries
 /// none.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn within_maps_onto_message_expiry_with_mqtt_5() {
     use crate::packet::{decode_with, Decoded, Packet, Properties, ProtocolVersion};
     let t = Instant::from_millis;
@@ -462,6 +463,7 @@ fn within_maps_onto_message_expiry_with_mqtt_5() {
     );
 }
 
+#[cfg(feature = "mqtt5")]
 /// The Message Expiry Intervals of the PUBLISH packets the engine writes at `now`.
 fn written_expiries(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<Option<u32>> {
     use crate::packet::{decode_with, Decoded, Packet, ProtocolVersion};
@@ -491,6 +493,7 @@ fn written_expiries(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<Op
 /// opened) went out with the Message Expiry Interval of its hand-over, more than what was
 /// left of its `Within` deadline when it was written.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn a_message_held_back_by_the_session_carries_what_is_left_when_written() {
     let t = Instant::from_millis;
     let within = Delivery::Within(Duration::from_secs(100));
@@ -532,6 +535,7 @@ fn a_message_held_back_by_the_session_carries_what_is_left_when_written() {
     assert_eq!(written_expiries(&mut engine, t(45_500)), vec![Some(60)]);
 }
 
+#[cfg(feature = "mqtt5")]
 /// An MQTT 5 engine (persistent session, window 8) and a clock in milliseconds.
 fn v5_engine() -> Engine<FixedDelay, ()> {
     let session = session::SessionConfig {
@@ -548,6 +552,7 @@ fn v5_engine() -> Engine<FixedDelay, ()> {
     )
 }
 
+#[cfg(feature = "mqtt5")]
 /// Every packet the engine writes, decoded as MQTT 5: type and size.
 fn written_v5(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<(u8, usize)> {
     use crate::packet::packet_size;
@@ -566,6 +571,7 @@ fn written_v5(engine: &mut Engine<FixedDelay, ()>, now: Instant) -> Vec<(u8, usi
     out
 }
 
+#[cfg(feature = "mqtt5")]
 /// Opens the link the engine asks for and feeds `connack`.
 fn open_with(engine: &mut Engine<FixedDelay, ()>, now: Instant, connack: &[u8]) {
     engine.handle_timeout(now);
@@ -581,6 +587,7 @@ fn open_with(engine: &mut Engine<FixedDelay, ()>, now: Instant, connack: &[u8]) 
 /// end as `Dropped(TooLarge)` — never sent (the broker would close the link and every
 /// reconnection would send them again) and never block the messages behind them.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn messages_larger_than_a_new_maximum_packet_size_are_dropped_and_the_rest_flows() {
     let t = Instant::from_millis;
     let mut engine = v5_engine();
@@ -647,6 +654,7 @@ fn messages_larger_than_a_new_maximum_packet_size_are_dropped_and_the_rest_flows
 /// and the broker would close the link at every attempt. They end as `Dropped(NotSupported)`
 /// instead, and the rest flows.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn stored_messages_a_new_connack_rules_out_are_dropped_not_sent() {
     let t = Instant::from_millis;
     let mut engine = v5_engine();
@@ -709,6 +717,7 @@ fn stored_messages_a_new_connack_rules_out_are_dropped_not_sent() {
 /// A protocol violation the session closes for (here AUTH) sends an MQTT 5 DISCONNECT with
 /// its reason code before the engine asks the driver to close.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn the_sessions_disconnect_is_written_before_the_close_action() {
     let t = Instant::from_millis;
     let mut engine = v5_engine();
@@ -739,6 +748,7 @@ fn the_sessions_disconnect_is_written_before_the_close_action() {
 
 /// The UNSUBACK reason code of each filter reaches the application.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn unsubscribed_events_carry_the_unsuback_reason_codes() {
     let t = Instant::from_millis;
     let mut engine = v5_engine();
@@ -758,6 +768,7 @@ fn unsubscribed_events_carry_the_unsuback_reason_codes() {
     assert_eq!(unsubscribed, Some(("a".into(), ReasonCode::NotAuthorized)));
 }
 
+#[cfg(feature = "mqtt5")]
 /// A v5 CONNACK refusing with `code` and naming `reference` as the server to use.
 fn connack_redirect(code: u8, reference: &str) -> Vec<u8> {
     let mut properties = vec![0x1C];
@@ -774,6 +785,7 @@ fn connack_redirect(code: u8, reference: &str) -> Vec<u8> {
     packet
 }
 
+#[cfg(feature = "mqtt5")]
 /// Runs timers until the engine asks to open a server; returns its index.
 fn next_open(engine: &mut Engine<FixedDelay, ()>, now: &mut u64) -> usize {
     for _ in 0..100 {
@@ -795,6 +807,7 @@ fn next_open(engine: &mut Engine<FixedDelay, ()>, now: &mut u64) -> usize {
 /// `server_address`); when that fails, attempts go back to the configured list. Without
 /// `follow_server_references` the configured list alone is used.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn a_server_reference_sends_the_next_attempt_there_then_back_to_the_list() {
     let engine_with = |follow: bool| {
         let mut config = EngineConfig::new(session::SessionConfig {
@@ -873,6 +886,7 @@ fn a_server_reference_sends_the_next_attempt_there_then_back_to_the_list() {
 /// Message Expiry Interval is the shorter of its own and what is left of its deadline. A
 /// DISCONNECT carries its properties; one it may not carry is refused and the link stays.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn publish_properties_wait_with_the_message_and_disconnect_carries_its_own() {
     use crate::packet::{
         decode_with, Decoded, Disconnect, Packet, Properties, Property, PropertyList,
@@ -993,6 +1007,7 @@ fn publish_properties_wait_with_the_message_and_disconnect_carries_its_own() {
 /// properties share one SUBSCRIBE, others get their own; a renewal after a lost session sends
 /// them again.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn subscriptions_keep_their_properties_across_renewals() {
     use crate::packet::{
         decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,
@@ -1082,6 +1097,7 @@ fn subscriptions_keep_their_properties_across_renewals() {
 
 /// MQTT 5: UNSUBSCRIBE carries its properties; filters with the same properties share one.
 #[test]
+#[cfg(feature = "mqtt5")]
 fn unsubscribes_carry_their_properties() {
     use crate::packet::{
         decode_with, Decoded, Packet, Properties, Property, PropertyList, ProtocolVersion,

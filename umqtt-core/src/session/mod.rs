@@ -2405,5 +2405,5 @@ mod tests;
 mod tests_fixed;
 #[cfg(test)]
 mod tests_heap;
-#[cfg(test)]
+#[cfg(all(test, feature = "mqtt5"))]
 mod tests_v5;

@@ -29,6 +29,7 @@ pub(super) mod tests {
 }
 
 #[allow(unused_imports)]
+#[cfg(feature = "mqtt5")]
 mod tests_v5 {
     use super::super::*;
     use super::tests::Session;
