@@ -319,7 +319,10 @@ impl<const N: usize, const B: usize> Storage for Fixed<N, B> {
     type Pool<T> = FixedList<T, 0>;
     const ITEMS: usize = N;
     const BYTES: usize = B;
-    const SEND_STORED_ABOVE: usize = 0;
+    // Every stored PUBLISH is copied into the transmit buffer, so that one pass of
+    // `poll_transmit` hands out one slice of at most `B` bytes: a driver can write from a
+    // buffer of `B` bytes of its own.
+    const SEND_STORED_ABOVE: usize = usize::MAX;
 }
 
 /// A list of at most `N` items, in place.

@@ -2,7 +2,6 @@
 //! reads while it wants input, and sleeps until its next timer. The call order is the
 //! engine's (see [`umqtt_core::robust`]); no rule is decided here.
 
-use alloc::vec::Vec;
 use core::convert::Infallible;
 use core::future::{pending, poll_fn};
 use core::net::{IpAddr, SocketAddr};
@@ -11,10 +10,10 @@ use core::task::Poll;
 use core::time::Duration;
 
 use embassy_futures::select::{select, select4, Either, Either4};
-use embedded_io_async::{Error as _, Read, Write};
+use embedded_io_async::{Error as _, ErrorKind, Read, Write};
 use embedded_nal_async::{Dns, TcpConnect};
 use umqtt_core::robust::{Action, ReconnectPolicy, ServerAddress};
-use umqtt_core::storage::{Heap, Storage};
+use umqtt_core::storage::{Buffer, Heap, Storage};
 use umqtt_core::Instant;
 
 use crate::client::Client;
@@ -83,8 +82,10 @@ pub struct Driver<'a, P, C, T, D = NoDns, S: Storage = Heap> {
     resolver: bool,
     servers: &'a [Server<'a>],
     rx: &'a mut [u8],
-    /// Bytes taken from the engine for one write (its allocation reused).
-    tx: Vec<u8>,
+    /// Bytes taken from the engine for one write: a growable buffer whose allocation is
+    /// reused on the heap; with fixed storage, in place (one transmit slice, at most the
+    /// session's buffer size, per write).
+    tx: S::Bytes,
 }
 
 impl<P, C, T, D, S: Storage> core::fmt::Debug for Driver<'_, P, C, T, D, S> {
@@ -153,7 +154,7 @@ where
             resolver: true,
             servers,
             rx,
-            tx: Vec::new(),
+            tx: S::Bytes::default(),
         }
     }
 
@@ -273,8 +274,10 @@ where
 /// The driver's writing half: services the engine and writes what it transmits.
 struct Pump<'a, P, C, S: Storage> {
     client: &'a Client<P, C, S>,
-    /// Bytes taken from the engine for one write (its allocation reused).
-    tx: Vec<u8>,
+    /// Bytes taken from the engine for one write: a growable buffer whose allocation is
+    /// reused on the heap; with fixed storage, in place (one transmit slice, at most the
+    /// session's buffer size, per write).
+    tx: S::Bytes,
 }
 
 impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
@@ -297,14 +300,27 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
                     )),
                     Some(Action::Close) => {
                         // What the engine has to say before closing (DISCONNECT) goes first.
+                        // (A slice that does not fit is lost with the connection anyway.)
                         if connection.is_some() {
-                            take_transmit(&mut self.tx, &mut state.engine, now);
+                            let _ = take_transmit(&mut self.tx, &mut state.engine, now);
                         }
                         Some(Pass::Close)
                     }
                     None => {
-                        if connection.is_some() {
-                            take_transmit(&mut self.tx, &mut state.engine, now);
+                        if connection.is_some()
+                            && !take_transmit(&mut self.tx, &mut state.engine, now)
+                        {
+                            // A slice larger than the write buffer (a `Storage` whose session
+                            // hands out more than its buffer size): it cannot be written
+                            // whole, so the connection goes; the engine resends what it owes.
+                            *connection = None;
+                            self.tx.clear();
+                            state.engine.handle_connection_lost(
+                                now,
+                                TransportError::Write(ErrorKind::OutOfMemory).kind(),
+                                TransportError::Write(ErrorKind::OutOfMemory),
+                            );
+                            continue;
                         }
                         // No durable outbox here: the engine only reports store changes for
                         // messages published as durable, which this client never does.
@@ -390,15 +406,25 @@ fn lost<P: ReconnectPolicy, C: Clock, S: Storage>(
         .handle_connection_lost(now, error.kind(), error);
 }
 
-/// Everything the engine has to write, in `tx`.
+/// What the engine has to write, in `tx`: everything on the heap; with fixed storage the next
+/// slice, which the session hands out at most its transmit buffer's size — `tx`'s capacity —
+/// so it fits the empty `tx` (the rest follows after this write). False if a slice did not
+/// fit (its bytes are lost: the caller drops the connection).
+#[must_use]
 fn take_transmit<P: ReconnectPolicy, S: Storage>(
-    tx: &mut Vec<u8>,
+    tx: &mut S::Bytes,
     engine: &mut umqtt_core::robust::Engine<P, TransportError, S>,
     now: Instant,
-) {
+) -> bool {
     while let Some(chunk) = engine.poll_transmit(now) {
-        tx.extend_from_slice(chunk);
+        if tx.try_extend(chunk).is_err() {
+            return false;
+        }
+        if S::BYTES != usize::MAX {
+            break;
+        }
     }
+    true
 }
 
 /// Resolves server `server` and opens a TCP connection to it.

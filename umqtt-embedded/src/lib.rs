@@ -9,9 +9,10 @@
 //! underneath can already do without: built with [`Client::with_storage`] and
 //! [`Fixed`]`<N, B>` storage, its in-flight messages, requests, events and its receive and
 //! transmit buffers are sized up front (N entries per list, B bytes per buffer) and allocate
-//! nothing; the driver then reads at most what the session has room for. The engine's own
-//! storage is later work; the driver itself reads into a buffer you provide and allocates
-//! nothing else but its write buffer (reused).
+//! nothing; the driver then reads at most what the session has room for and writes from a
+//! buffer of the session's size, in place. The engine's own storage is later work; the driver
+//! itself reads into a buffer you provide and, on the heap, allocates nothing else but its
+//! write buffer (reused).
 //!
 //! # Shape
 //! ```text

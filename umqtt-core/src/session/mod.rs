@@ -1354,6 +1354,7 @@ impl<S: Storage> Session<S> {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         let state = &mut self.state;
+        let mut refilled = false;
         loop {
             let next_stored = state.tx_stored.first().map(|&(at, _)| at);
             if next_stored == Some(state.tx_sent) {
@@ -1369,6 +1370,13 @@ impl<S: Storage> Session<S> {
             }
             let end = next_stored.unwrap_or(state.tx.len());
             if end == state.tx_sent {
+                // Fixed storage: messages the window had no room for in the transmit buffer
+                // go now that it has been taken (one slice per pass, at most its size).
+                if S::BYTES != usize::MAX && !refilled && state.tx_stored.is_empty() {
+                    refilled = true;
+                    state.fill_window();
+                    continue;
+                }
                 return None;
             }
             let start = core::mem::replace(&mut state.tx_sent, end);
@@ -1878,8 +1886,9 @@ impl<S: Storage> State<S> {
     }
 
     /// Writes entry `index` for this connection: PUBLISH (with DUP if sent before) or, after
-    /// PUBREC, PUBREL [MQTT-4.4.0-1]. False if fixed storage had no room (the connection is
-    /// then closed: see [`State::write_tx`]).
+    /// PUBREC, PUBREL [MQTT-4.4.0-1]. False if fixed storage had no room: a PUBLISH then waits
+    /// for the transmit buffer to be taken; for a PUBREL the connection is closed (see
+    /// [`State::write_tx`]).
     fn send_outgoing(&mut self, index: usize) -> bool {
         self.begin_tx();
         let entry = &mut self.outgoing[index];
@@ -1903,7 +1912,9 @@ impl<S: Storage> State<S> {
                 } else {
                     let start = self.tx.len();
                     if self.tx.try_extend(&entry.packet).is_err() {
-                        self.close(CloseReason::StorageFull);
+                        // Fixed storage: the transmit buffer has no room for it now. It goes
+                        // when the driver took what is there (`poll_transmit` fills the window
+                        // again); the buffer holds any single packet.
                         return false;
                     }
                     self.tx[start] = (self.tx[start] & !DUP_FLAG) | dup;

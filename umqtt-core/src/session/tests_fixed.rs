@@ -230,6 +230,37 @@ mod limits {
     }
 
     #[test]
+    fn messages_that_do_not_fit_together_go_one_slice_at_a_time() {
+        let mut session = connected(config());
+        // Four 37-byte PUBLISH packets, one at a time in a 64-byte transmit buffer.
+        let ids: Vec<PacketId> = (0..4u8)
+            .map(|n| {
+                session
+                    .publish("t", &[n; 30], QoS::AtLeastOnce, false)
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        let mut slices = Vec::new();
+        while let Some(slice) = session.poll_transmit(t(2)) {
+            assert!(slice.len() <= 64);
+            slices.push(slice.to_vec());
+        }
+        assert_eq!(slices.len(), 4, "one PUBLISH per slice");
+        for (n, slice) in slices.iter().enumerate() {
+            assert_eq!(slice.len(), 37);
+            assert_eq!(slice[0], 0x32);
+            assert_eq!(&slice[7..], &[n as u8; 30]);
+        }
+        assert_eq!(session.in_flight(), 4);
+        for id in &ids {
+            let [hi, lo] = id.get().to_be_bytes();
+            session.handle_read(t(3), &[0x40, 0x02, hi, lo]);
+            assert_eq!(session.poll_event(), Some(Event::Published(*id)));
+        }
+    }
+
+    #[test]
     fn commands_leave_room_for_the_disconnect() {
         let mut session = connected(config());
         // QoS 0 messages of 8 bytes, not written: they stop short of the reserve.
