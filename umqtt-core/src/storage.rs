@@ -28,8 +28,10 @@ impl fmt::Display for Full {
 
 impl core::error::Error for Full {}
 
-/// What holds a session's lists and byte buffers.
-pub trait Storage: 'static {
+/// What holds a session's lists and byte buffers: [`Heap`] or [`Fixed`]. Sealed: the
+/// session's guarantees (e.g. that a transmit slice fits a driver's buffer of
+/// [`Storage::BYTES`]) rest on these two.
+pub trait Storage: sealed::Sealed + 'static {
     /// A list the session pushes at the back of and removes anywhere from.
     type Vec<T>: List<T>;
     /// A list the session mostly takes from the front of (a queue).
@@ -121,6 +123,14 @@ pub trait Buffer: Default + Deref<Target = [u8]> + DerefMut {
 #[cfg(feature = "alloc")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heap {}
+
+mod sealed {
+    /// Only this module's storages implement [`Storage`](super::Storage).
+    pub trait Sealed {}
+    #[cfg(feature = "alloc")]
+    impl Sealed for super::Heap {}
+    impl<const N: usize, const B: usize> Sealed for super::Fixed<N, B> {}
+}
 
 #[cfg(feature = "alloc")]
 impl Storage for Heap {

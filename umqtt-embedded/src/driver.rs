@@ -310,9 +310,9 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
                         if connection.is_some()
                             && !take_transmit(&mut self.tx, &mut state.engine, now)
                         {
-                            // A slice larger than the write buffer (a `Storage` whose session
-                            // hands out more than its buffer size): it cannot be written
-                            // whole, so the connection goes; the engine resends what it owes.
+                            // A slice larger than the write buffer (the session never hands
+                            // one out; a guard, not a path): it cannot be written whole, so
+                            // the connection goes and the engine resends what it owes.
                             *connection = None;
                             self.tx.clear();
                             state.engine.handle_connection_lost(
