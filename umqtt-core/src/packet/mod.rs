@@ -19,6 +19,8 @@ mod reason;
 pub(crate) use decode::packet_size;
 pub use decode::{decode, decode_with, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
+pub(crate) use decode::{decode_from_server, FromServerError};
+#[cfg(feature = "alloc")]
 pub(crate) use encode::encode_publish_header_validated_topic;
 
 /// Appends the wire bytes of PUBLISH properties (without the length prefix) to `out`:

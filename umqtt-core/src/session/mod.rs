@@ -42,11 +42,11 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::packet::{
-    decode_with, encode_publish_header_validated_topic, encode_publish_header_with,
+    decode_from_server, encode_publish_header_validated_topic, encode_publish_header_with,
     max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
-    DecodeError, Decoded, Disconnect, EncodeError, LastWill, Packet, PacketId, PacketType,
-    Properties, Property, PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
+    DecodeError, Decoded, Disconnect, EncodeError, FromServerError, LastWill, Packet, PacketId,
+    PacketType, Properties, Property, PropertyId, PropertyList, ProtocolVersion, Publish, QoS,
+    ReasonCode, SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
     UnsubscribeTopics,
 };
 use crate::storage::{Buffer, Full, Heap, List, Storage};
@@ -1422,23 +1422,31 @@ impl<S: Storage> Session<S> {
                 return None;
             }
             let input = &rx[*rx_start..];
-            match decode_with(input, state.max_packet_size(), state.config.protocol) {
+            match decode_from_server(input, state.max_packet_size(), state.config.protocol) {
                 Ok(Decoded::Incomplete) => return None,
-                Err(DecodeError::PacketTooLarge { size, max }) => {
+                Err(FromServerError::ClientPacket {
+                    packet_type,
+                    consumed,
+                }) => {
+                    // CONNECT, SUBSCRIBE, UNSUBSCRIBE or PINGREQ: only a client sends them.
+                    *rx_start += consumed;
+                    return state.unexpected_packet(packet_type);
+                }
+                Err(FromServerError::Malformed(DecodeError::PacketTooLarge { size, max })) => {
                     return state.close_with_disconnect(
                         CloseReason::PacketTooLarge { size, max },
                         ReasonCode::PacketTooLarge,
                     );
                 }
-                Err(DecodeError::InvalidPropertyValue {
+                Err(FromServerError::Malformed(DecodeError::InvalidPropertyValue {
                     property: PropertyId::TopicAlias,
                     value: 0,
-                }) => {
+                })) => {
                     // A well-formed packet with an alias no receiver allows [MQTT-3.3.2-8]:
                     // Topic Alias invalid, like one above the maximum.
                     return state.protocol_error(ProtocolError::TopicAliasInvalid(0));
                 }
-                Err(e) => {
+                Err(FromServerError::Malformed(e)) => {
                     return state.close_with_disconnect(
                         CloseReason::Decode(e),
                         ReasonCode::MalformedPacket,
@@ -1990,11 +1998,10 @@ impl<S: Storage> State<S> {
 
     /// Reacts to one received packet; returns the event to report, if any.
     fn handle_packet<'a>(&mut self, packet: Packet<'a>) -> Option<Event<'a>> {
-        let packet_type = packet.packet_type();
         if let Connection::AwaitingConnAck { clean_session, .. } = self.connection {
             return match packet {
                 Packet::ConnAck(ack) => self.handle_connack(ack, clean_session),
-                _ => self.protocol_error(ProtocolError::PacketBeforeConnAck(packet_type)),
+                _ => self.unexpected_packet(packet.packet_type()),
             };
         }
         match packet {
@@ -2104,15 +2111,26 @@ impl<S: Storage> State<S> {
             // The session never starts enhanced authentication (it sends no Authentication
             // Method), so the broker may not send AUTH [MQTT-4.12.0-6].
             Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedAuth),
+            // CONNECT, SUBSCRIBE, UNSUBSCRIBE and PINGREQ are reported by the decoder unparsed.
             Packet::ConnAck(_)
             | Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Disconnect(_) => {
-                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
-            }
+            | Packet::Disconnect(_) => self.unexpected_packet(packet.packet_type()),
         }
+    }
+
+    /// Ends the connection for a packet the broker may not send now: anything but CONNACK
+    /// before CONNACK `[MQTT-3.2.0-1]`, a packet only a client sends, a second CONNACK, a
+    /// 3.1.1 DISCONNECT.
+    fn unexpected_packet<'a>(&mut self, packet_type: PacketType) -> Option<Event<'a>> {
+        let error = if matches!(self.connection, Connection::AwaitingConnAck { .. }) {
+            ProtocolError::PacketBeforeConnAck(packet_type)
+        } else {
+            ProtocolError::UnexpectedPacket(packet_type)
+        };
+        self.protocol_error(error)
     }
 
     /// Ends the connection for a broker's protocol violation; with MQTT 5 a DISCONNECT with
