@@ -42,12 +42,12 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::packet::{
-    decode_from_server, encode_publish_header_validated_topic, encode_publish_header_with,
-    max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
-    DecodeError, Decoded, Disconnect, EncodeError, FromServerError, LastWill, Packet, PacketId,
-    PacketType, Properties, Property, PropertyId, PropertyList, ProtocolVersion, Publish, QoS,
-    ReasonCode, SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeTopics,
+    decode_from_server, encode_packet_into, encode_publish_header_validated_topic,
+    encode_publish_header_with, encoded_len, max_payload_len, packet_size, publish_properties_len,
+    Ack, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, Disconnect, Encode,
+    EncodeError, FromServerError, LastWill, Packet, PacketId, PacketType, Properties, Property,
+    PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
+    SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
 use crate::storage::{Buffer, Full, Heap, List, Storage};
 use crate::time::Instant;
@@ -850,7 +850,7 @@ impl<S: Storage> Session<S> {
             Vec::new()
         };
         let properties = PropertyList(&properties);
-        let connect = Packet::Connect(Connect {
+        let connect = Connect {
             protocol: config.protocol,
             client_id: &config.client_id,
             keep_alive: config.keep_alive,
@@ -865,9 +865,9 @@ impl<S: Storage> Session<S> {
             username: config.username.as_deref(),
             password: config.password.as_deref(),
             properties: Properties::List(&properties),
-        });
+        };
         // Validate before touching any state.
-        connect.encoded_len()?;
+        encoded_len(&connect, ProtocolVersion::V311)?;
         state.tx.clear();
         state.tx_sent = 0;
         state.tx_stored.clear();
@@ -1042,13 +1042,16 @@ impl<S: Storage> Session<S> {
         if !state.used_ids.has_room() {
             return Err(UsageError::StorageFull);
         }
-        let packet = Packet::Publish(Publish {
+        let packet = Publish {
             dup: false,
             packet_id: Some(packet_id),
             ..*publish
-        });
+        };
         let mut buffer = S::Bytes::default();
-        append_packet(&mut buffer, &packet, state.config.protocol)?;
+        let version = state.config.protocol;
+        append_publish(&mut buffer, &packet, version, |publish, buf| {
+            encode_publish_header_with(publish, buf, version)
+        })?;
         // A restored message is "sent" if it may have been: on a resumed session it goes
         // first, with DUP.
         let entry = Outgoing {
@@ -1126,12 +1129,10 @@ impl<S: Storage> Session<S> {
             Request::Subscribe {
                 filters: filters.len(),
             },
-            |packet_id| {
-                Packet::Subscribe(Subscribe {
-                    packet_id,
-                    topics: SubscribeTopics::List(filters),
-                    properties: Properties::EMPTY,
-                })
+            |packet_id| Subscribe {
+                packet_id,
+                topics: SubscribeTopics::List(filters),
+                properties: Properties::EMPTY,
             },
         )
     }
@@ -1161,12 +1162,10 @@ impl<S: Storage> Session<S> {
             Request::Subscribe {
                 filters: filters.len(),
             },
-            |packet_id| {
-                Packet::Subscribe(Subscribe {
-                    packet_id,
-                    topics: SubscribeTopics::WithOptions(filters),
-                    properties,
-                })
+            |packet_id| Subscribe {
+                packet_id,
+                topics: SubscribeTopics::WithOptions(filters),
+                properties,
             },
         )
     }
@@ -1192,12 +1191,10 @@ impl<S: Storage> Session<S> {
         let request = Request::Unsubscribe {
             filters: filters.len(),
         };
-        self.state.request(request, |packet_id| {
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                topics: UnsubscribeTopics::List(filters),
-                properties,
-            })
+        self.state.request(request, |packet_id| Unsubscribe {
+            packet_id,
+            topics: UnsubscribeTopics::List(filters),
+            properties,
         })
     }
 
@@ -1226,11 +1223,10 @@ impl<S: Storage> Session<S> {
         if state.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
         }
-        let packet = Packet::Disconnect(disconnect);
         // Validate before touching any state.
-        packet.encoded_len_with(state.config.protocol)?;
+        encoded_len(&disconnect, state.config.protocol)?;
         state.begin_tx();
-        append_packet(&mut state.tx, &packet, state.config.protocol)?;
+        append_packet(&mut state.tx, &disconnect, state.config.protocol)?;
         state.connection_ended();
         state.push_event(Event::Closed(CloseReason::Disconnected));
         Ok(())
@@ -1487,24 +1483,20 @@ pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), Us
     Ok(())
 }
 
-/// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
+/// Appends an encoded CONNECT, SUBSCRIBE, UNSUBSCRIBE or DISCONNECT to `buffer` (a PUBLISH
+/// goes through [`append_publish`]): validated once, then written into room added for it; on
+/// error `buffer` is unchanged. Each type is encoded by its own writer, so the session carries
+/// only the layouts it sends.
 fn append_packet(
     buffer: &mut impl Buffer,
-    packet: &Packet<'_>,
+    packet: &impl Encode,
     version: ProtocolVersion,
 ) -> Result<(), UsageError> {
-    if let Packet::Publish(publish) = packet {
-        return append_publish(buffer, publish, version, |publish, buf| {
-            encode_publish_header_with(publish, buf, version)
-        });
-    }
     let start = buffer.len();
-    let len = packet.encoded_len_with(version)?;
-    buffer.try_resize(start + len)?;
-    if let Err(e) = packet.encode_with(&mut buffer[start..], version) {
-        buffer.truncate(start);
-        return Err(e.into());
-    }
+    encode_packet_into(packet, version, |len| {
+        buffer.try_resize(start + len)?;
+        Ok::<_, UsageError>(&mut buffer[start..])
+    })?;
     Ok(())
 }
 
@@ -1686,10 +1678,10 @@ impl<S: Storage> State<S> {
         }
     }
 
-    fn request<'p>(
+    fn request<P: Encode>(
         &mut self,
         request: Request,
-        build: impl FnOnce(PacketId) -> Packet<'p>,
+        build: impl FnOnce(PacketId) -> P,
     ) -> Result<PacketId, UsageError> {
         if self.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
@@ -1915,6 +1907,7 @@ impl<S: Storage> State<S> {
     /// The in-flight entry `packet_id` if an acknowledgement may be for it: not one sent while
     /// decoding the very input that carries the acknowledgement (the driver had not written
     /// it: only a broker acknowledging an id it was never sent does that).
+    #[inline]
     fn position_acknowledgeable(&self, packet_id: PacketId) -> Option<usize> {
         self.position_in_flight(packet_id)
             .filter(|&index| self.outgoing[index].sent_in != self.rx_generation)
@@ -2149,7 +2142,7 @@ impl<S: Storage> State<S> {
     ) -> Option<Event<'a>> {
         self.close(reason);
         if self.config.protocol.v5() {
-            let disconnect = Packet::Disconnect(Disconnect::new(code, Properties::EMPTY));
+            let disconnect = Disconnect::new(code, Properties::EMPTY);
             // A reason code and no properties always encode.
             let _ = append_packet(&mut self.tx, &disconnect, ProtocolVersion::V5);
         }
