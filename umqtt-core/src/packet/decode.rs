@@ -284,8 +284,77 @@ pub fn decode_with(
     max_packet_size: usize,
     version: ProtocolVersion,
 ) -> Result<Decoded<'_>, DecodeError> {
+    decode_packet(buf, max_packet_size, version)
+}
+
+/// Decodes the packet at the front of `buf` as a client receives it: as [`decode_with`], except
+/// that a packet only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) is reported from
+/// its fixed header, as [`FromServerError::ClientPacket`], without its body being parsed. The
+/// session refuses those anyway; not parsing them keeps their parsers out of a client build.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) fn decode_from_server(
+    buf: &[u8],
+    max_packet_size: usize,
+    version: ProtocolVersion,
+) -> Result<Decoded<'_>, FromServerError> {
+    decode_packet(buf, max_packet_size, version)
+}
+
+/// Why [`decode_from_server`] returned no packet.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FromServerError {
+    /// The bytes are malformed.
+    Malformed(DecodeError),
+    /// A packet only a client sends, with a well-formed fixed header; its body was not read.
+    ClientPacket {
+        /// The packet's type.
+        packet_type: PacketType,
+        /// Its whole size (fixed header included).
+        consumed: usize,
+    },
+}
+
+impl From<DecodeError> for FromServerError {
+    #[inline]
+    fn from(error: DecodeError) -> Self {
+        FromServerError::Malformed(error)
+    }
+}
+
+/// The error type of a decoder, which also says what it does with a packet only a client sends:
+/// [`DecodeError`] for [`decode_with`] (it parses them: a broker, the simulator, the tests),
+/// [`FromServerError`] for [`decode_from_server`] (it reports them unparsed).
+pub(crate) trait DecoderError: From<DecodeError> {
+    /// `Some(error)` to report a packet only a client sends instead of parsing its body.
+    fn client_packet(packet_type: PacketType, consumed: usize) -> Option<Self>;
+}
+
+impl DecoderError for DecodeError {
+    #[inline(always)]
+    fn client_packet(_: PacketType, _: usize) -> Option<Self> {
+        None
+    }
+}
+
+impl DecoderError for FromServerError {
+    #[inline(always)]
+    fn client_packet(packet_type: PacketType, consumed: usize) -> Option<Self> {
+        Some(FromServerError::ClientPacket {
+            packet_type,
+            consumed,
+        })
+    }
+}
+
+/// The body of [`decode_with`] and [`decode_from_server`].
+fn decode_packet<E: DecoderError>(
+    buf: &[u8],
+    max_packet_size: usize,
+    version: ProtocolVersion,
+) -> Result<Decoded<'_>, E> {
     if !version.is_supported() {
-        return Err(DecodeError::Mqtt5NotCompiled);
+        return Err(DecodeError::Mqtt5NotCompiled.into());
     }
     let Some(&first) = buf.first() else {
         return Ok(Decoded::Incomplete);
@@ -298,13 +367,13 @@ pub fn decode_with(
     let flags = first & 0x0F;
     if let Some(fixed) = packet_type.fixed_flags() {
         if flags != fixed {
-            return Err(DecodeError::InvalidFlags { packet_type, flags });
+            return Err(DecodeError::InvalidFlags { packet_type, flags }.into());
         }
     } else if (flags >> 1) & 0b11 == 3 {
-        return Err(DecodeError::InvalidQoS);
+        return Err(DecodeError::InvalidQoS.into());
     } else if flags & 0b1110 == 0b1000 {
         // DUP on a QoS 0 PUBLISH [MQTT-3.3.1-2]; `encode` refuses to produce it.
-        return Err(DecodeError::InvalidFlags { packet_type, flags });
+        return Err(DecodeError::InvalidFlags { packet_type, flags }.into());
     }
 
     let Some((remaining, length_bytes)) = read_remaining_length(&buf[1..])? else {
@@ -315,7 +384,8 @@ pub fn decode_with(
         return Err(DecodeError::PacketTooLarge {
             size: total,
             max: max_packet_size,
-        });
+        }
+        .into());
     }
     if buf.len() < total {
         return Ok(Decoded::Incomplete);
@@ -358,30 +428,33 @@ fn read_remaining_length(bytes: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
     }
 }
 
-fn decode_body(
+fn decode_body<E: DecoderError>(
     packet_type: PacketType,
     flags: u8,
     body: &[u8],
     consumed: usize,
-) -> Result<Decoded<'_>, DecodeError> {
+) -> Result<Decoded<'_>, E> {
     let mut reader = Reader {
         bytes: body,
         packet_type,
     };
     let packet = match packet_type {
-        PacketType::Connect => decode_connect(reader)?,
+        PacketType::Connect
+        | PacketType::Subscribe
+        | PacketType::Unsubscribe
+        | PacketType::PingReq => return decode_client_packet(reader, false, consumed),
         PacketType::ConnAck => {
             reader.expect_len(2)?;
             let ack_flags = reader.u8()?;
             if ack_flags & 0xFE != 0 {
-                return Err(DecodeError::InvalidConnAckFlags(ack_flags));
+                return Err(DecodeError::InvalidConnAckFlags(ack_flags).into());
             }
             let raw_code = reader.u8()?;
             let code = ConnectReturnCode::from_u8(raw_code)
                 .ok_or(DecodeError::InvalidConnectReturnCode(raw_code))?;
             let session_present = ack_flags & 1 == 1;
             if session_present && code != ConnectReturnCode::Accepted {
-                return Err(DecodeError::SessionPresentWithRefusal);
+                return Err(DecodeError::SessionPresentWithRefusal.into());
             }
             Packet::ConnAck(ConnAck::new(session_present, code))
         }
@@ -408,47 +481,23 @@ fn decode_body(
         PacketType::PubRel => Packet::PubRel(Ack::new(reader.only_packet_id()?)),
         PacketType::PubComp => Packet::PubComp(Ack::new(reader.only_packet_id()?)),
         PacketType::UnsubAck => Packet::UnsubAck(UnsubAck::new(reader.only_packet_id()?)),
-        PacketType::Subscribe => {
-            let packet_id = reader.packet_id()?;
-            let payload = reader.bytes;
-            validate_topic_list(&mut reader, Some(false))?;
-            Packet::Subscribe(Subscribe {
-                packet_id,
-                topics: SubscribeTopics::Encoded(payload),
-                properties: Properties::EMPTY,
-            })
-        }
-        PacketType::Unsubscribe => {
-            let packet_id = reader.packet_id()?;
-            let payload = reader.bytes;
-            validate_topic_list(&mut reader, None)?;
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                topics: UnsubscribeTopics::Encoded(payload),
-                properties: Properties::EMPTY,
-            })
-        }
         PacketType::SubAck => {
             let packet_id = reader.packet_id()?;
             let return_codes = reader.bytes;
             if return_codes.is_empty() {
-                return Err(DecodeError::EmptyPayload { packet_type });
+                return Err(DecodeError::EmptyPayload { packet_type }.into());
             }
             if let Some(&bad) = return_codes
                 .iter()
                 .find(|&&c| SubscribeReturnCode::from_u8(c).is_none())
             {
-                return Err(DecodeError::InvalidSubAckReturnCode(bad));
+                return Err(DecodeError::InvalidSubAckReturnCode(bad).into());
             }
             Packet::SubAck(SubAck {
                 packet_id,
                 return_codes,
                 properties: Properties::EMPTY,
             })
-        }
-        PacketType::PingReq => {
-            reader.expect_len(0)?;
-            Packet::PingReq
         }
         PacketType::PingResp => {
             reader.expect_len(0)?;
@@ -458,32 +507,35 @@ fn decode_body(
             reader.expect_len(0)?;
             Packet::Disconnect(Disconnect::NORMAL)
         }
-        PacketType::Auth => return Err(DecodeError::ReservedPacketType(15)),
+        PacketType::Auth => return Err(DecodeError::ReservedPacketType(15).into()),
     };
     Ok(Decoded::Complete { packet, consumed })
 }
 
 /// The MQTT 5 bodies: the 3.1.1 layout plus properties and reason codes.
-fn decode_body_v5(
+fn decode_body_v5<E: DecoderError>(
     packet_type: PacketType,
     flags: u8,
     body: &[u8],
     consumed: usize,
-) -> Result<Decoded<'_>, DecodeError> {
+) -> Result<Decoded<'_>, E> {
     let mut reader = Reader::new(body, packet_type);
     let ctx = properties::context(packet_type);
     let packet = match packet_type {
-        PacketType::Connect => decode_connect_with(reader, true)?,
+        PacketType::Connect
+        | PacketType::Subscribe
+        | PacketType::Unsubscribe
+        | PacketType::PingReq => return decode_client_packet(reader, true, consumed),
         PacketType::ConnAck => {
             let ack_flags = reader.u8()?;
             if ack_flags & 0xFE != 0 {
-                return Err(DecodeError::InvalidConnAckFlags(ack_flags));
+                return Err(DecodeError::InvalidConnAckFlags(ack_flags).into());
             }
             let reason_code = reader.reason_code()?;
             let session_present = ack_flags & 1 == 1;
             // [MQTT-3.2.2-6]: a refusal carries Session Present 0.
             if session_present && reason_code != ReasonCode::Success {
-                return Err(DecodeError::SessionPresentWithRefusal);
+                return Err(DecodeError::SessionPresentWithRefusal.into());
             }
             let properties = read_properties(&mut reader, ctx)?;
             reader.expect_end()?;
@@ -525,34 +577,12 @@ fn decode_body_v5(
         PacketType::PubRec => Packet::PubRec(reader.ack_v5()?),
         PacketType::PubRel => Packet::PubRel(reader.ack_v5()?),
         PacketType::PubComp => Packet::PubComp(reader.ack_v5()?),
-        PacketType::Subscribe => {
-            let packet_id = reader.packet_id()?;
-            let properties = read_properties(&mut reader, ctx)?;
-            let payload = reader.bytes;
-            validate_topic_list(&mut reader, Some(true))?;
-            Packet::Subscribe(Subscribe {
-                packet_id,
-                topics: SubscribeTopics::Encoded(payload),
-                properties,
-            })
-        }
-        PacketType::Unsubscribe => {
-            let packet_id = reader.packet_id()?;
-            let properties = read_properties(&mut reader, ctx)?;
-            let payload = reader.bytes;
-            validate_topic_list(&mut reader, None)?;
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                topics: UnsubscribeTopics::Encoded(payload),
-                properties,
-            })
-        }
         PacketType::SubAck | PacketType::UnsubAck => {
             let packet_id = reader.packet_id()?;
             let properties = read_properties(&mut reader, ctx)?;
             let codes = reader.bytes;
             if codes.is_empty() {
-                return Err(DecodeError::EmptyPayload { packet_type });
+                return Err(DecodeError::EmptyPayload { packet_type }.into());
             }
             for _ in codes {
                 reader.reason_code()?;
@@ -570,10 +600,6 @@ fn decode_body_v5(
                     properties,
                 })
             }
-        }
-        PacketType::PingReq => {
-            reader.expect_len(0)?;
-            Packet::PingReq
         }
         PacketType::PingResp => {
             reader.expect_len(0)?;
@@ -640,8 +666,49 @@ fn validate_topic_list(reader: &mut Reader<'_>, options: Option<bool>) -> Result
     Ok(())
 }
 
-fn decode_connect(reader: Reader<'_>) -> Result<Packet<'_>, DecodeError> {
-    decode_connect_with(reader, false)
+/// The packets only a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ), in 3.1.1 or
+/// (`v5`) MQTT 5; reported unparsed when `E` says so.
+fn decode_client_packet<E: DecoderError>(
+    mut reader: Reader<'_>,
+    v5: bool,
+    consumed: usize,
+) -> Result<Decoded<'_>, E> {
+    let packet_type = reader.packet_type;
+    if let Some(error) = E::client_packet(packet_type, consumed) {
+        return Err(error);
+    }
+    let packet = match packet_type {
+        PacketType::Connect => decode_connect_with(reader, v5)?,
+        PacketType::Subscribe | PacketType::Unsubscribe => {
+            let packet_id = reader.packet_id()?;
+            let properties = if v5 {
+                read_properties(&mut reader, properties::context(packet_type))?
+            } else {
+                Properties::EMPTY
+            };
+            let payload = reader.bytes;
+            if packet_type == PacketType::Subscribe {
+                validate_topic_list(&mut reader, Some(v5))?;
+                Packet::Subscribe(Subscribe {
+                    packet_id,
+                    topics: SubscribeTopics::Encoded(payload),
+                    properties,
+                })
+            } else {
+                validate_topic_list(&mut reader, None)?;
+                Packet::Unsubscribe(Unsubscribe {
+                    packet_id,
+                    topics: UnsubscribeTopics::Encoded(payload),
+                    properties,
+                })
+            }
+        }
+        _ => {
+            reader.expect_len(0)?;
+            Packet::PingReq
+        }
+    };
+    Ok(Decoded::Complete { packet, consumed })
 }
 
 /// CONNECT; `accept_v5`: the decoder is an MQTT 5 one, so level 5 is accepted.

@@ -3,9 +3,9 @@
 use super::decode::{DecodeError, EncodedStrings};
 use super::properties::{self, Context, Violation, WILL};
 use super::{
-    Ack, Connect, Packet, PacketType, Properties, PropertyId, ProtocolVersion, Publish, QoS,
-    ReasonCode, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions, UnsubAck,
-    UnsubscribeTopics, MAX_REMAINING_LENGTH,
+    Ack, Connect, Disconnect, Packet, PacketType, Properties, PropertyId, ProtocolVersion, Publish,
+    QoS, ReasonCode, Subscribe, SubscribeReturnCode, SubscribeTopics, SubscriptionOptions,
+    UnsubAck, Unsubscribe, UnsubscribeTopics, MAX_REMAINING_LENGTH,
 };
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 
@@ -280,9 +280,9 @@ fn unsubscribe_topics_len(topics: &UnsubscribeTopics<'_>) -> Result<usize, Encod
     Ok(len)
 }
 
-/// What [`Packet::header`] found: the first byte, the remaining length and the sizes of the
+/// What [`Encode::header_v5`] found: the first byte, the remaining length and the sizes of the
 /// property blocks (prefix included; 0 when absent) so they are not computed twice.
-struct Header {
+pub(crate) struct Header {
     first: u8,
     remaining: usize,
     properties: usize,
@@ -314,14 +314,8 @@ fn properties_len(
     }
 }
 
-fn check_reason(code: ReasonCode, packet_type: PacketType, v5: bool) -> Result<(), EncodeError> {
-    if !v5 {
-        return if code == ReasonCode::Success {
-            Ok(())
-        } else {
-            Err(EncodeError::RequiresMqtt5)
-        };
-    }
+/// An MQTT 5 reason code the packet may carry.
+fn check_reason(code: ReasonCode, packet_type: PacketType) -> Result<(), EncodeError> {
     if code.is_allowed_in(packet_type) {
         Ok(())
     } else {
@@ -356,34 +350,188 @@ const fn short_form_len(reason: ReasonCode, properties: usize, empty: bool) -> u
     }
 }
 
-impl Packet<'_> {
-    /// Whether the packet is written as MQTT 5 when encoded for `version` (a CONNECT goes by
-    /// its own `protocol`).
-    fn is_v5_for(&self, version: ProtocolVersion) -> bool {
-        match self {
-            Packet::Connect(connect) => connect.protocol.v5(),
-            _ => version.v5(),
-        }
-    }
-
-    /// Refuses a packet to be written as MQTT 5 when this build has no MQTT 5 (a check the
-    /// compiler removes when it has).
+/// The layout of one kind of packet: [`Packet`] (every type, through one match) or one of the
+/// types a client sends (CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT). [`encoded_len`] and
+/// [`encode_packet`] frame either; the session calls them with the single types, so a client build
+/// carries only the layouts it sends, and [`Packet`]'s match calls the same implementations.
+pub(crate) trait Encode {
+    /// The version the packet is written in when encoded for `version` (a CONNECT goes by its
+    /// own `protocol`).
     #[inline(always)]
-    fn check_supported(&self, version: ProtocolVersion) -> Result<(), EncodeError> {
-        let version = match self {
-            Packet::Connect(connect) => connect.protocol,
-            _ => version,
-        };
-        if version.is_supported() {
-            Ok(())
-        } else {
-            Err(EncodeError::Mqtt5NotCompiled)
-        }
+    fn version_for(&self, version: ProtocolVersion) -> ProtocolVersion {
+        version
     }
 
     /// Whether the packet's bytes are the same in 3.1.1 and MQTT 5: a successful
     /// acknowledgement without properties (the MQTT 5 short form, section 3.4.2.1), a ping, a
     /// plain DISCONNECT (remaining length 0, section 3.14.2.1). The 3.1.1 writer writes them.
+    #[inline(always)]
+    fn is_same_in_both(&self) -> bool {
+        false
+    }
+
+    /// Validates a 3.1.1 packet and returns `(first byte, remaining length)`: the 3.1.1 layout
+    /// plus the refusal of anything only MQTT 5 can carry. Kept apart from
+    /// [`Encode::header_v5`] so the 3.1.1 hot path costs what it did before MQTT 5.
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError>;
+
+    /// Writes what follows the fixed header of a packet [`Encode::header_v311`] validated.
+    fn write_v311(&self, w: &mut Writer<'_>);
+
+    /// Validates an MQTT 5 packet and sizes it.
+    fn header_v5(&self) -> Result<Header, EncodeError>;
+
+    /// Writes what follows the fixed header of a packet [`Encode::header_v5`] validated.
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header);
+}
+
+/// The version `packet` is written in for `version`, refused when this build has no MQTT 5 (a
+/// check the compiler removes when it has).
+#[inline(always)]
+fn supported_version<T: Encode + ?Sized>(
+    packet: &T,
+    version: ProtocolVersion,
+) -> Result<ProtocolVersion, EncodeError> {
+    let version = packet.version_for(version);
+    if version.is_supported() {
+        Ok(version)
+    } else {
+        Err(EncodeError::Mqtt5NotCompiled)
+    }
+}
+
+/// The number of bytes [`encode_packet`] will write for `version`, after validating the packet.
+#[inline]
+pub(crate) fn encoded_len<T: Encode + ?Sized>(
+    packet: &T,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    let remaining = if supported_version(packet, version)?.v5() {
+        packet.header_v5()?.remaining
+    } else {
+        packet.header_v311()?.1
+    };
+    if remaining > MAX_REMAINING_LENGTH {
+        return Err(EncodeError::PacketTooLarge);
+    }
+    Ok(1 + remaining_length_bytes(remaining) + remaining)
+}
+
+/// Writes `packet` as a packet of `version` to the front of `buf` (not a PUBLISH: see
+/// [`encode_publish`]); [`Packet::encode_with`] for one type.
+#[inline]
+pub(crate) fn encode_packet<T: Encode + ?Sized>(
+    packet: &T,
+    buf: &mut [u8],
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    encode_packet_into(packet, version, |needed| {
+        buf.get_mut(..needed)
+            .ok_or(EncodeError::BufferTooSmall { needed })
+    })
+}
+
+/// Validates `packet` for `version`, then writes it into `room(size)`, which must be exactly
+/// its size: the caller places it (a slice of its buffer, or room appended to a growing one).
+/// Nothing is asked of `room` when the packet is refused.
+#[inline]
+pub(crate) fn encode_packet_into<'b, T: Encode + ?Sized, E: From<EncodeError>>(
+    packet: &T,
+    version: ProtocolVersion,
+    room: impl FnOnce(usize) -> Result<&'b mut [u8], E>,
+) -> Result<usize, E> {
+    // Two bodies, not one: the 3.1.1 writer stays small enough that it does not pay for
+    // the MQTT 5 writer's register spills on every call.
+    if supported_version(packet, version)?.v5() && !packet.is_same_in_both() {
+        encode_v5(packet, room)
+    } else {
+        encode_v311(packet, room)
+    }
+}
+
+/// Writes a packet validated by [`Encode::header_v311`].
+#[inline]
+fn encode_v311<'b, T: Encode + ?Sized, E: From<EncodeError>>(
+    packet: &T,
+    room: impl FnOnce(usize) -> Result<&'b mut [u8], E>,
+) -> Result<usize, E> {
+    let (first, remaining) = packet.header_v311()?;
+    let mut w = Writer::framed(first, remaining, room)?;
+    packet.write_v311(&mut w);
+    debug_assert_eq!(w.pos, w.buf.len());
+    Ok(w.pos)
+}
+
+/// Writes an MQTT 5 packet validated by [`Encode::header_v5`].
+#[inline(never)]
+fn encode_v5<'b, T: Encode + ?Sized, E: From<EncodeError>>(
+    packet: &T,
+    room: impl FnOnce(usize) -> Result<&'b mut [u8], E>,
+) -> Result<usize, E> {
+    let header = packet.header_v5()?;
+    let mut w = Writer::framed(header.first, header.remaining, room)?;
+    packet.write_v5(&mut w, &header);
+    debug_assert_eq!(w.pos, w.buf.len());
+    Ok(w.pos)
+}
+
+impl Packet<'_> {
+    /// The number of bytes [`Packet::encode`] will write, after validating the packet.
+    #[inline]
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        self.encoded_len_with(ProtocolVersion::V311)
+    }
+
+    /// The number of bytes [`Packet::encode_with`] will write for `version`, after validating
+    /// the packet.
+    pub fn encoded_len_with(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        encoded_len(self, version)
+    }
+
+    /// Writes the packet as MQTT 3.1.1 to the front of `buf` and returns how many bytes it
+    /// used: [`Packet::encode_with`] for [`ProtocolVersion::V311`].
+    #[inline]
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.encode_with(buf, ProtocolVersion::V311)
+    }
+
+    /// Writes the packet as a packet of `version` to the front of `buf` and returns how many
+    /// bytes it used.
+    ///
+    /// The packet is validated first (topic rules, string lengths, packet-id presence, and for
+    /// MQTT 5 the property allow lists and reason codes; MQTT 5 parts in a 3.1.1 packet are
+    /// refused); on error nothing meaningful is written. A CONNECT is written in the version
+    /// its `protocol` field names, whatever `version` says.
+    #[inline]
+    pub fn encode_with(
+        &self,
+        buf: &mut [u8],
+        version: ProtocolVersion,
+    ) -> Result<usize, EncodeError> {
+        match self {
+            Packet::Publish(publish) => {
+                supported_version(self, version)?;
+                encode_publish(publish, buf, version)
+            }
+            _ => self.encode_other(buf, version),
+        }
+    }
+
+    /// [`encode_packet`] for a packet other than PUBLISH, compiled once, in this crate.
+    fn encode_other(&self, buf: &mut [u8], version: ProtocolVersion) -> Result<usize, EncodeError> {
+        encode_packet(self, buf, version)
+    }
+}
+
+impl Encode for Packet<'_> {
+    #[inline(always)]
+    fn version_for(&self, version: ProtocolVersion) -> ProtocolVersion {
+        match self {
+            Packet::Connect(connect) => connect.version_for(version),
+            _ => version,
+        }
+    }
+
     #[inline]
     fn is_same_in_both(&self) -> bool {
         match self {
@@ -394,20 +542,18 @@ impl Packet<'_> {
                 ack.reason_code == ReasonCode::Success && ack.properties.is_empty()
             }
             Packet::PingReq | Packet::PingResp => true,
-            Packet::Disconnect(disconnect) => {
-                disconnect.reason_code == ReasonCode::Success && disconnect.properties.is_empty()
-            }
+            Packet::Disconnect(disconnect) => disconnect.is_same_in_both(),
             _ => false,
         }
     }
 
-    /// Validates a 3.1.1 packet and returns `(first byte, remaining length)`: the 3.1.1 layout
-    /// plus the refusal of anything only MQTT 5 can carry. Kept apart from [`Packet::header`]
-    /// so the 3.1.1 hot path costs what it did before MQTT 5.
     fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
         let type_bits = (self.packet_type() as u8) << 4;
         let (flags, remaining) = match self {
-            Packet::Connect(connect) => (0, connect_body_len(connect)?.0),
+            Packet::Connect(connect) => return connect.header_v311(),
+            Packet::Subscribe(subscribe) => return subscribe.header_v311(),
+            Packet::Unsubscribe(unsubscribe) => return unsubscribe.header_v311(),
+            Packet::Disconnect(disconnect) => return disconnect.header_v311(),
             Packet::ConnAck(ack) => {
                 if !ack.properties.is_empty() {
                     return Err(EncodeError::RequiresMqtt5);
@@ -440,12 +586,6 @@ impl Packet<'_> {
                 }
                 (0, 2)
             }
-            Packet::Subscribe(subscribe) => {
-                if !subscribe.properties.is_empty() {
-                    return Err(EncodeError::RequiresMqtt5);
-                }
-                (0b0010, subscribe_topics_len(&subscribe.topics, false)?)
-            }
             Packet::SubAck(suback) => {
                 if !suback.properties.is_empty() {
                     return Err(EncodeError::RequiresMqtt5);
@@ -462,41 +602,18 @@ impl Packet<'_> {
                 }
                 (0, 2 + suback.return_codes.len())
             }
-            Packet::Unsubscribe(unsubscribe) => {
-                if !unsubscribe.properties.is_empty() {
-                    return Err(EncodeError::RequiresMqtt5);
-                }
-                (0b0010, unsubscribe_topics_len(&unsubscribe.topics)?)
-            }
             Packet::PingReq | Packet::PingResp => (0, 0),
-            Packet::Disconnect(disconnect) => {
-                if disconnect.reason_code != ReasonCode::Success
-                    || !disconnect.properties.is_empty()
-                {
-                    return Err(EncodeError::RequiresMqtt5);
-                }
-                (0, 0)
-            }
             Packet::Auth(_) => return Err(EncodeError::RequiresMqtt5),
         };
-        if remaining > MAX_REMAINING_LENGTH {
-            return Err(EncodeError::PacketTooLarge);
-        }
         Ok((type_bits | flags, remaining))
     }
 
-    /// Writes a packet validated by [`Packet::header_v311`].
-    fn encode_v311(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let (first, remaining) = self.header_v311()?;
-        let needed = 1 + remaining_length_bytes(remaining) + remaining;
-        if buf.len() < needed {
-            return Err(EncodeError::BufferTooSmall { needed });
-        }
-        let mut w = Writer { buf, pos: 0 };
-        w.u8(first);
-        w.remaining_length(remaining);
+    #[inline]
+    fn write_v311(&self, w: &mut Writer<'_>) {
         match self {
-            Packet::Connect(connect) => write_connect(&mut w, connect, &Header::EMPTY),
+            Packet::Connect(connect) => connect.write_v311(w),
+            Packet::Subscribe(subscribe) => subscribe.write_v311(w),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.write_v311(w),
             Packet::ConnAck(ack) => {
                 w.u8(u8::from(ack.session_present));
                 w.u8(ack.code as u8);
@@ -508,59 +625,42 @@ impl Packet<'_> {
             | Packet::PubRel(Ack { packet_id, .. })
             | Packet::PubComp(Ack { packet_id, .. })
             | Packet::UnsubAck(UnsubAck { packet_id, .. }) => w.u16(packet_id.get()),
-            Packet::Subscribe(subscribe) => {
-                w.u16(subscribe.packet_id.get());
-                write_subscribe_topics(&mut w, &subscribe.topics);
-            }
             Packet::SubAck(suback) => {
                 w.u16(suback.packet_id.get());
                 w.raw(suback.return_codes);
             }
-            Packet::Unsubscribe(unsubscribe) => {
-                w.u16(unsubscribe.packet_id.get());
-                write_unsubscribe_topics(&mut w, &unsubscribe.topics);
-            }
             Packet::PingReq | Packet::PingResp | Packet::Disconnect(_) | Packet::Auth(_) => {}
         }
-        debug_assert_eq!(w.pos, needed);
-        Ok(needed)
     }
 
-    /// Validates an MQTT 5 packet and sizes it.
-    fn header(&self, version: ProtocolVersion) -> Result<Header, EncodeError> {
-        let v5 = version.v5();
+    fn header_v5(&self) -> Result<Header, EncodeError> {
         let packet_type = self.packet_type();
         let type_bits = (packet_type as u8) << 4;
         let ctx = properties::context(packet_type);
         let mut props = 0;
-        let mut will_props = 0;
         let (flags, remaining) = match self {
-            Packet::Connect(connect) => {
-                let (len, p, w) = connect_body_len(connect)?;
-                props = p;
-                will_props = w;
-                (0, len)
-            }
+            Packet::Connect(connect) => return connect.header_v5(),
+            Packet::Subscribe(subscribe) => return subscribe.header_v5(),
+            Packet::Unsubscribe(unsubscribe) => return unsubscribe.header_v5(),
+            Packet::Disconnect(disconnect) => return disconnect.header_v5(),
             Packet::ConnAck(ack) => {
-                if v5 {
-                    check_reason(ack.reason_code, packet_type, true)?;
-                }
-                props = properties_len(&ack.properties, ctx, v5)?;
+                check_reason(ack.reason_code, packet_type)?;
+                props = ack.properties.encoded_len(ctx)?;
                 (0, 2 + props)
             }
             Packet::Publish(publish) => {
-                props = properties_len(&publish.properties, ctx, v5)?;
+                props = publish.properties.encoded_len(ctx)?;
                 (
                     publish_flags(publish)?,
-                    publish_body_len(publish, v5)? + props,
+                    publish_body_len(publish, true)? + props,
                 )
             }
             Packet::PubAck(ack)
             | Packet::PubRec(ack)
             | Packet::PubRel(ack)
             | Packet::PubComp(ack) => {
-                check_reason(ack.reason_code, packet_type, v5)?;
-                props = properties_len(&ack.properties, ctx, v5)?;
+                check_reason(ack.reason_code, packet_type)?;
+                props = ack.properties.encoded_len(ctx)?;
                 let flags = if packet_type == PacketType::PubRel {
                     0b0010
                 } else {
@@ -571,60 +671,27 @@ impl Packet<'_> {
                     2 + short_form_len(ack.reason_code, props, ack.properties.is_empty()),
                 )
             }
-            Packet::Subscribe(subscribe) => {
-                props = properties_len(&subscribe.properties, ctx, v5)?;
-                (0b0010, subscribe_topics_len(&subscribe.topics, v5)? + props)
-            }
             Packet::SubAck(suback) => {
-                props = properties_len(&suback.properties, ctx, v5)?;
+                props = suback.properties.encoded_len(ctx)?;
                 if suback.return_codes.is_empty() {
                     return Err(EncodeError::EmptyPayload);
                 }
-                if v5 {
-                    check_reason_bytes(suback.return_codes, packet_type)?;
-                } else if let Some(&bad) = suback
-                    .return_codes
-                    .iter()
-                    .find(|&&c| SubscribeReturnCode::from_u8(c).is_none())
-                {
-                    return Err(EncodeError::InvalidSubAckReturnCode(bad));
-                }
+                check_reason_bytes(suback.return_codes, packet_type)?;
                 (0, 2 + props + suback.return_codes.len())
             }
-            Packet::Unsubscribe(unsubscribe) => {
-                props = properties_len(&unsubscribe.properties, ctx, v5)?;
-                (0b0010, unsubscribe_topics_len(&unsubscribe.topics)? + props)
-            }
             Packet::UnsubAck(unsuback) => {
-                props = properties_len(&unsuback.properties, ctx, v5)?;
-                if v5 {
-                    // One reason code per filter of the UNSUBSCRIBE (section 3.11.3).
-                    if unsuback.reason_codes.is_empty() {
-                        return Err(EncodeError::EmptyPayload);
-                    }
-                    check_reason_bytes(unsuback.reason_codes, packet_type)?;
-                } else if !unsuback.reason_codes.is_empty() {
-                    return Err(EncodeError::RequiresMqtt5);
+                props = unsuback.properties.encoded_len(ctx)?;
+                // One reason code per filter of the UNSUBSCRIBE (section 3.11.3).
+                if unsuback.reason_codes.is_empty() {
+                    return Err(EncodeError::EmptyPayload);
                 }
+                check_reason_bytes(unsuback.reason_codes, packet_type)?;
                 (0, 2 + props + unsuback.reason_codes.len())
             }
             Packet::PingReq | Packet::PingResp => (0, 0),
-            Packet::Disconnect(disconnect) => {
-                check_reason(disconnect.reason_code, packet_type, v5)?;
-                props = properties_len(&disconnect.properties, ctx, v5)?;
-                let len = if disconnect.properties.is_empty() {
-                    usize::from(disconnect.reason_code != ReasonCode::Success)
-                } else {
-                    1 + props
-                };
-                (0, len)
-            }
             Packet::Auth(auth) => {
-                if !v5 {
-                    return Err(EncodeError::RequiresMqtt5);
-                }
-                check_reason(auth.reason_code, packet_type, v5)?;
-                props = properties_len(&auth.properties, ctx, v5)?;
+                check_reason(auth.reason_code, packet_type)?;
+                props = auth.properties.encoded_len(ctx)?;
                 let len = if auth.properties.is_empty() && auth.reason_code == ReasonCode::Success {
                     0
                 } else {
@@ -633,141 +700,191 @@ impl Packet<'_> {
                 (0, len)
             }
         };
-        if remaining > MAX_REMAINING_LENGTH {
-            return Err(EncodeError::PacketTooLarge);
-        }
         Ok(Header {
             first: type_bits | flags,
             remaining,
             properties: props,
-            will_properties: will_props,
+            will_properties: 0,
         })
     }
 
-    /// The number of bytes [`Packet::encode`] will write, after validating the packet.
-    #[inline]
-    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
-        self.encoded_len_with(ProtocolVersion::V311)
-    }
-
-    /// The number of bytes [`Packet::encode_with`] will write for `version`, after validating
-    /// the packet.
-    pub fn encoded_len_with(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
-        self.check_supported(version)?;
-        if !self.is_v5_for(version) {
-            let (_, remaining) = self.header_v311()?;
-            return Ok(1 + remaining_length_bytes(remaining) + remaining);
-        }
-        let header = self.header(ProtocolVersion::V5)?;
-        Ok(1 + remaining_length_bytes(header.remaining) + header.remaining)
-    }
-
-    /// Writes the packet as MQTT 3.1.1 to the front of `buf` and returns how many bytes it
-    /// used: [`Packet::encode_with`] for [`ProtocolVersion::V311`].
-    #[inline]
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        self.encode_with(buf, ProtocolVersion::V311)
-    }
-
-    /// Writes the packet as a packet of `version` to the front of `buf` and returns how many
-    /// bytes it used.
-    ///
-    /// The packet is validated first (topic rules, string lengths, packet-id presence, and for
-    /// MQTT 5 the property allow lists and reason codes; MQTT 5 parts in a 3.1.1 packet are
-    /// refused); on error nothing meaningful is written. A CONNECT is written in the version
-    /// its `protocol` field names, whatever `version` says.
-    #[inline]
-    pub fn encode_with(
-        &self,
-        buf: &mut [u8],
-        version: ProtocolVersion,
-    ) -> Result<usize, EncodeError> {
-        self.check_supported(version)?;
-        // Two bodies, not one: the 3.1.1 writer stays small enough that it does not pay for
-        // the MQTT 5 writer's register spills on every call.
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header) {
         match self {
-            Packet::Publish(publish) => encode_publish(publish, buf, version),
-            _ if self.is_v5_for(version) && !self.is_same_in_both() => self.encode_v5(buf),
-            _ => self.encode_v311(buf),
-        }
-    }
-
-    /// Writes an MQTT 5 packet (the body of [`Packet::encode_with`] for MQTT 5).
-    #[inline(never)]
-    fn encode_v5(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
-        let header = self.header(ProtocolVersion::V5)?;
-        let v5 = true;
-        let remaining = header.remaining;
-        let needed = 1 + remaining_length_bytes(remaining) + remaining;
-        if buf.len() < needed {
-            return Err(EncodeError::BufferTooSmall { needed });
-        }
-        let mut w = Writer { buf, pos: 0 };
-        w.u8(header.first);
-        w.remaining_length(remaining);
-        match self {
-            Packet::Connect(connect) => write_connect(&mut w, connect, &header),
+            Packet::Connect(connect) => connect.write_v5(w, header),
+            Packet::Subscribe(subscribe) => subscribe.write_v5(w, header),
+            Packet::Unsubscribe(unsubscribe) => unsubscribe.write_v5(w, header),
+            Packet::Disconnect(disconnect) => disconnect.write_v5(w, header),
             Packet::ConnAck(ack) => {
                 w.u8(u8::from(ack.session_present));
-                if v5 {
-                    w.u8(ack.reason_code as u8);
-                    ack.properties.write(&mut w, header.properties);
-                } else {
-                    w.u8(ack.code as u8);
-                }
+                w.u8(ack.reason_code as u8);
+                ack.properties.write(w, header.properties);
             }
             // Written by `encode_publish`, never reached from `encode_with`.
             Packet::Publish(_) => {}
             Packet::PubAck(ack)
             | Packet::PubRec(ack)
             | Packet::PubRel(ack)
-            | Packet::PubComp(ack) => write_ack(&mut w, ack, header.properties),
-            Packet::Subscribe(subscribe) => {
-                w.u16(subscribe.packet_id.get());
-                if v5 {
-                    subscribe.properties.write(&mut w, header.properties);
-                }
-                write_subscribe_topics(&mut w, &subscribe.topics);
-            }
+            | Packet::PubComp(ack) => write_ack(w, ack, header.properties),
             Packet::SubAck(suback) => {
                 w.u16(suback.packet_id.get());
-                if v5 {
-                    suback.properties.write(&mut w, header.properties);
-                }
+                suback.properties.write(w, header.properties);
                 w.raw(suback.return_codes);
-            }
-            Packet::Unsubscribe(unsubscribe) => {
-                w.u16(unsubscribe.packet_id.get());
-                if v5 {
-                    unsubscribe.properties.write(&mut w, header.properties);
-                }
-                write_unsubscribe_topics(&mut w, &unsubscribe.topics);
             }
             Packet::UnsubAck(unsuback) => {
                 w.u16(unsuback.packet_id.get());
-                if v5 {
-                    unsuback.properties.write(&mut w, header.properties);
-                    w.raw(unsuback.reason_codes);
-                }
+                unsuback.properties.write(w, header.properties);
+                w.raw(unsuback.reason_codes);
             }
             Packet::PingReq | Packet::PingResp => {}
-            Packet::Disconnect(disconnect) => {
-                if remaining > 0 {
-                    w.u8(disconnect.reason_code as u8);
-                }
-                if !disconnect.properties.is_empty() {
-                    disconnect.properties.write(&mut w, header.properties);
-                }
-            }
             Packet::Auth(auth) => {
-                if remaining > 0 {
+                if header.remaining > 0 {
                     w.u8(auth.reason_code as u8);
-                    auth.properties.write(&mut w, header.properties);
+                    auth.properties.write(w, header.properties);
                 }
             }
         }
-        debug_assert_eq!(w.pos, needed);
-        Ok(needed)
+    }
+}
+
+impl Encode for Connect<'_> {
+    #[inline(always)]
+    fn version_for(&self, _: ProtocolVersion) -> ProtocolVersion {
+        self.protocol
+    }
+
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
+        Ok(((PacketType::Connect as u8) << 4, connect_body_len(self)?.0))
+    }
+
+    fn write_v311(&self, w: &mut Writer<'_>) {
+        write_connect(w, self, &Header::EMPTY);
+    }
+
+    fn header_v5(&self) -> Result<Header, EncodeError> {
+        let (remaining, properties, will_properties) = connect_body_len(self)?;
+        Ok(Header {
+            first: (PacketType::Connect as u8) << 4,
+            remaining,
+            properties,
+            will_properties,
+        })
+    }
+
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header) {
+        write_connect(w, self, header);
+    }
+}
+
+impl Encode for Subscribe<'_> {
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
+        if !self.properties.is_empty() {
+            return Err(EncodeError::RequiresMqtt5);
+        }
+        Ok((
+            (PacketType::Subscribe as u8) << 4 | 0b0010,
+            subscribe_topics_len(&self.topics, false)?,
+        ))
+    }
+
+    fn write_v311(&self, w: &mut Writer<'_>) {
+        w.u16(self.packet_id.get());
+        write_subscribe_topics(w, &self.topics);
+    }
+
+    fn header_v5(&self) -> Result<Header, EncodeError> {
+        let properties = self
+            .properties
+            .encoded_len(properties::context(PacketType::Subscribe))?;
+        Ok(Header {
+            first: (PacketType::Subscribe as u8) << 4 | 0b0010,
+            remaining: subscribe_topics_len(&self.topics, true)? + properties,
+            properties,
+            will_properties: 0,
+        })
+    }
+
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header) {
+        w.u16(self.packet_id.get());
+        self.properties.write(w, header.properties);
+        write_subscribe_topics(w, &self.topics);
+    }
+}
+
+impl Encode for Unsubscribe<'_> {
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
+        if !self.properties.is_empty() {
+            return Err(EncodeError::RequiresMqtt5);
+        }
+        Ok((
+            (PacketType::Unsubscribe as u8) << 4 | 0b0010,
+            unsubscribe_topics_len(&self.topics)?,
+        ))
+    }
+
+    fn write_v311(&self, w: &mut Writer<'_>) {
+        w.u16(self.packet_id.get());
+        write_unsubscribe_topics(w, &self.topics);
+    }
+
+    fn header_v5(&self) -> Result<Header, EncodeError> {
+        let properties = self
+            .properties
+            .encoded_len(properties::context(PacketType::Unsubscribe))?;
+        Ok(Header {
+            first: (PacketType::Unsubscribe as u8) << 4 | 0b0010,
+            remaining: unsubscribe_topics_len(&self.topics)? + properties,
+            properties,
+            will_properties: 0,
+        })
+    }
+
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header) {
+        w.u16(self.packet_id.get());
+        self.properties.write(w, header.properties);
+        write_unsubscribe_topics(w, &self.topics);
+    }
+}
+
+impl Encode for Disconnect<'_> {
+    #[inline(always)]
+    fn is_same_in_both(&self) -> bool {
+        self.reason_code == ReasonCode::Success && self.properties.is_empty()
+    }
+
+    fn header_v311(&self) -> Result<(u8, usize), EncodeError> {
+        if !self.is_same_in_both() {
+            return Err(EncodeError::RequiresMqtt5);
+        }
+        Ok(((PacketType::Disconnect as u8) << 4, 0))
+    }
+
+    fn write_v311(&self, _: &mut Writer<'_>) {}
+
+    fn header_v5(&self) -> Result<Header, EncodeError> {
+        check_reason(self.reason_code, PacketType::Disconnect)?;
+        let properties = self
+            .properties
+            .encoded_len(properties::context(PacketType::Disconnect))?;
+        let remaining = if self.properties.is_empty() {
+            usize::from(self.reason_code != ReasonCode::Success)
+        } else {
+            1 + properties
+        };
+        Ok(Header {
+            first: (PacketType::Disconnect as u8) << 4,
+            remaining,
+            properties,
+            will_properties: 0,
+        })
+    }
+
+    fn write_v5(&self, w: &mut Writer<'_>, header: &Header) {
+        if header.remaining > 0 {
+            w.u8(self.reason_code as u8);
+        }
+        if !self.properties.is_empty() {
+            self.properties.write(w, header.properties);
+        }
     }
 }
 
@@ -930,6 +1047,24 @@ impl<'a> Writer<'a> {
     #[cfg(feature = "alloc")]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Writer { buf, pos: 0 }
+    }
+
+    /// A writer over `room(size)` for a packet of `remaining` bytes after the fixed header
+    /// (the size checked against the protocol's limit first), the fixed header written.
+    #[inline]
+    fn framed<E: From<EncodeError>>(
+        first: u8,
+        remaining: usize,
+        room: impl FnOnce(usize) -> Result<&'a mut [u8], E>,
+    ) -> Result<Self, E> {
+        if remaining > MAX_REMAINING_LENGTH {
+            return Err(EncodeError::PacketTooLarge.into());
+        }
+        let buf = room(1 + remaining_length_bytes(remaining) + remaining)?;
+        let mut w = Writer { buf, pos: 0 };
+        w.u8(first);
+        w.remaining_length(remaining);
+        Ok(w)
     }
 
     /// A variable byte integer (section 1.5.5), the same encoding as the remaining length.

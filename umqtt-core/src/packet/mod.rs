@@ -19,7 +19,11 @@ mod reason;
 pub(crate) use decode::packet_size;
 pub use decode::{decode, decode_with, DecodeError, Decoded};
 #[cfg(feature = "alloc")]
-pub(crate) use encode::encode_publish_header_validated_topic;
+pub(crate) use decode::{decode_from_server, FromServerError};
+#[cfg(feature = "alloc")]
+pub(crate) use encode::{
+    encode_packet_into, encode_publish_header_validated_topic, encoded_len, Encode,
+};
 
 /// Appends the wire bytes of PUBLISH properties (without the length prefix) to `out`:
 /// decoded ones as they came, a caller's list encoded (nothing if it is not valid for PUBLISH).

@@ -42,12 +42,12 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::packet::{
-    decode_with, encode_publish_header_validated_topic, encode_publish_header_with,
-    max_payload_len, packet_size, publish_properties_len, Ack, ConnAck, Connect, ConnectReturnCode,
-    DecodeError, Decoded, Disconnect, EncodeError, LastWill, Packet, PacketId, PacketType,
-    Properties, Property, PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubAck, Subscribe, SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe,
-    UnsubscribeTopics,
+    decode_from_server, encode_packet_into, encode_publish_header_validated_topic,
+    encode_publish_header_with, encoded_len, max_payload_len, packet_size, publish_properties_len,
+    Ack, ConnAck, Connect, ConnectReturnCode, DecodeError, Decoded, Disconnect, Encode,
+    EncodeError, FromServerError, LastWill, Packet, PacketId, PacketType, Properties, Property,
+    PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
+    SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
 use crate::storage::{Buffer, Full, Heap, List, Storage};
 use crate::time::Instant;
@@ -848,7 +848,7 @@ impl<S: Storage> Session<S> {
             Vec::new()
         };
         let properties = PropertyList(&properties);
-        let connect = Packet::Connect(Connect {
+        let connect = Connect {
             protocol: config.protocol,
             client_id: &config.client_id,
             keep_alive: config.keep_alive,
@@ -863,9 +863,9 @@ impl<S: Storage> Session<S> {
             username: config.username.as_deref(),
             password: config.password.as_deref(),
             properties: Properties::List(&properties),
-        });
+        };
         // Validate before touching any state.
-        connect.encoded_len()?;
+        encoded_len(&connect, ProtocolVersion::V311)?;
         state.tx.clear();
         state.tx_sent = 0;
         state.tx_stored.clear();
@@ -1040,13 +1040,16 @@ impl<S: Storage> Session<S> {
         if !state.used_ids.has_room() {
             return Err(UsageError::StorageFull);
         }
-        let packet = Packet::Publish(Publish {
+        let packet = Publish {
             dup: false,
             packet_id: Some(packet_id),
             ..*publish
-        });
+        };
         let mut buffer = S::Bytes::default();
-        append_packet(&mut buffer, &packet, state.config.protocol)?;
+        let version = state.config.protocol;
+        append_publish(&mut buffer, &packet, version, |publish, buf| {
+            encode_publish_header_with(publish, buf, version)
+        })?;
         // A restored message is "sent" if it may have been: on a resumed session it goes
         // first, with DUP.
         let entry = Outgoing {
@@ -1116,12 +1119,10 @@ impl<S: Storage> Session<S> {
             Request::Subscribe {
                 filters: filters.len(),
             },
-            |packet_id| {
-                Packet::Subscribe(Subscribe {
-                    packet_id,
-                    topics: SubscribeTopics::List(filters),
-                    properties: Properties::EMPTY,
-                })
+            |packet_id| Subscribe {
+                packet_id,
+                topics: SubscribeTopics::List(filters),
+                properties: Properties::EMPTY,
             },
         )
     }
@@ -1151,12 +1152,10 @@ impl<S: Storage> Session<S> {
             Request::Subscribe {
                 filters: filters.len(),
             },
-            |packet_id| {
-                Packet::Subscribe(Subscribe {
-                    packet_id,
-                    topics: SubscribeTopics::WithOptions(filters),
-                    properties,
-                })
+            |packet_id| Subscribe {
+                packet_id,
+                topics: SubscribeTopics::WithOptions(filters),
+                properties,
             },
         )
     }
@@ -1182,12 +1181,10 @@ impl<S: Storage> Session<S> {
         let request = Request::Unsubscribe {
             filters: filters.len(),
         };
-        self.state.request(request, |packet_id| {
-            Packet::Unsubscribe(Unsubscribe {
-                packet_id,
-                topics: UnsubscribeTopics::List(filters),
-                properties,
-            })
+        self.state.request(request, |packet_id| Unsubscribe {
+            packet_id,
+            topics: UnsubscribeTopics::List(filters),
+            properties,
         })
     }
 
@@ -1216,13 +1213,12 @@ impl<S: Storage> Session<S> {
         if state.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
         }
-        let packet = Packet::Disconnect(disconnect);
         // Validate before touching any state.
-        packet.encoded_len_with(state.config.protocol)?;
+        encoded_len(&disconnect, state.config.protocol)?;
         state.begin_tx();
         // Fixed storage keeps room for a DISCONNECT without properties; one that still does not
         // fit ends the connection all the same (without it: the broker publishes the will).
-        let written = append_packet(&mut state.tx, &packet, state.config.protocol);
+        let written = append_packet(&mut state.tx, &disconnect, state.config.protocol);
         state.connection_ended();
         state.push_event(Event::Closed(CloseReason::Disconnected));
         written
@@ -1422,23 +1418,31 @@ impl<S: Storage> Session<S> {
                 return None;
             }
             let input = &rx[*rx_start..];
-            match decode_with(input, state.max_packet_size(), state.config.protocol) {
+            match decode_from_server(input, state.max_packet_size(), state.config.protocol) {
                 Ok(Decoded::Incomplete) => return None,
-                Err(DecodeError::PacketTooLarge { size, max }) => {
+                Err(FromServerError::ClientPacket {
+                    packet_type,
+                    consumed,
+                }) => {
+                    // CONNECT, SUBSCRIBE, UNSUBSCRIBE or PINGREQ: only a client sends them.
+                    *rx_start += consumed;
+                    return state.unexpected_packet(packet_type);
+                }
+                Err(FromServerError::Malformed(DecodeError::PacketTooLarge { size, max })) => {
                     return state.close_with_disconnect(
                         CloseReason::PacketTooLarge { size, max },
                         ReasonCode::PacketTooLarge,
                     );
                 }
-                Err(DecodeError::InvalidPropertyValue {
+                Err(FromServerError::Malformed(DecodeError::InvalidPropertyValue {
                     property: PropertyId::TopicAlias,
                     value: 0,
-                }) => {
+                })) => {
                     // A well-formed packet with an alias no receiver allows [MQTT-3.3.2-8]:
                     // Topic Alias invalid, like one above the maximum.
                     return state.protocol_error(ProtocolError::TopicAliasInvalid(0));
                 }
-                Err(e) => {
+                Err(FromServerError::Malformed(e)) => {
                     return state.close_with_disconnect(
                         CloseReason::Decode(e),
                         ReasonCode::MalformedPacket,
@@ -1479,24 +1483,20 @@ pub fn check_payload_len(topic: &str, payload: &[u8], qos: QoS) -> Result<(), Us
     Ok(())
 }
 
-/// Appends an encoded packet to `buffer`; on error `buffer` is unchanged.
+/// Appends an encoded CONNECT, SUBSCRIBE, UNSUBSCRIBE or DISCONNECT to `buffer` (a PUBLISH
+/// goes through [`append_publish`]): validated once, then written into room added for it; on
+/// error `buffer` is unchanged. Each type is encoded by its own writer, so the session carries
+/// only the layouts it sends.
 fn append_packet(
     buffer: &mut impl Buffer,
-    packet: &Packet<'_>,
+    packet: &impl Encode,
     version: ProtocolVersion,
 ) -> Result<(), UsageError> {
-    if let Packet::Publish(publish) = packet {
-        return append_publish(buffer, publish, version, |publish, buf| {
-            encode_publish_header_with(publish, buf, version)
-        });
-    }
     let start = buffer.len();
-    let len = packet.encoded_len_with(version)?;
-    buffer.try_resize(start + len)?;
-    if let Err(e) = packet.encode_with(&mut buffer[start..], version) {
-        buffer.truncate(start);
-        return Err(e.into());
-    }
+    encode_packet_into(packet, version, |len| {
+        buffer.try_resize(start + len)?;
+        Ok::<_, UsageError>(&mut buffer[start..])
+    })?;
     Ok(())
 }
 
@@ -1689,10 +1689,10 @@ impl<S: Storage> State<S> {
         }
     }
 
-    fn request<'p>(
+    fn request<P: Encode>(
         &mut self,
         request: Request,
-        build: impl FnOnce(PacketId) -> Packet<'p>,
+        build: impl FnOnce(PacketId) -> P,
     ) -> Result<PacketId, UsageError> {
         if self.connection != Connection::Connected {
             return Err(UsageError::NotConnected);
@@ -1932,6 +1932,7 @@ impl<S: Storage> State<S> {
     /// The in-flight entry `packet_id` if an acknowledgement may be for it: not one sent while
     /// decoding the very input that carries the acknowledgement (the driver had not written
     /// it: only a broker acknowledging an id it was never sent does that).
+    #[inline]
     fn position_acknowledgeable(&self, packet_id: PacketId) -> Option<usize> {
         self.position_in_flight(packet_id)
             .filter(|&index| self.outgoing[index].sent_in != self.rx_generation)
@@ -2015,11 +2016,10 @@ impl<S: Storage> State<S> {
 
     /// Reacts to one received packet; returns the event to report, if any.
     fn handle_packet<'a>(&mut self, packet: Packet<'a>) -> Option<Event<'a>> {
-        let packet_type = packet.packet_type();
         if let Connection::AwaitingConnAck { clean_session, .. } = self.connection {
             return match packet {
                 Packet::ConnAck(ack) => self.handle_connack(ack, clean_session),
-                _ => self.protocol_error(ProtocolError::PacketBeforeConnAck(packet_type)),
+                _ => self.unexpected_packet(packet.packet_type()),
             };
         }
         match packet {
@@ -2129,15 +2129,26 @@ impl<S: Storage> State<S> {
             // The session never starts enhanced authentication (it sends no Authentication
             // Method), so the broker may not send AUTH [MQTT-4.12.0-6].
             Packet::Auth(_) => self.protocol_error(ProtocolError::UnexpectedAuth),
+            // CONNECT, SUBSCRIBE, UNSUBSCRIBE and PINGREQ are reported by the decoder unparsed.
             Packet::ConnAck(_)
             | Packet::Connect(_)
             | Packet::Subscribe(_)
             | Packet::Unsubscribe(_)
             | Packet::PingReq
-            | Packet::Disconnect(_) => {
-                self.protocol_error(ProtocolError::UnexpectedPacket(packet_type))
-            }
+            | Packet::Disconnect(_) => self.unexpected_packet(packet.packet_type()),
         }
+    }
+
+    /// Ends the connection for a packet the broker may not send now: anything but CONNACK
+    /// before CONNACK `[MQTT-3.2.0-1]`, a packet only a client sends, a second CONNACK, a
+    /// 3.1.1 DISCONNECT.
+    fn unexpected_packet<'a>(&mut self, packet_type: PacketType) -> Option<Event<'a>> {
+        let error = if matches!(self.connection, Connection::AwaitingConnAck { .. }) {
+            ProtocolError::PacketBeforeConnAck(packet_type)
+        } else {
+            ProtocolError::UnexpectedPacket(packet_type)
+        };
+        self.protocol_error(error)
     }
 
     /// Ends the connection for a broker's protocol violation; with MQTT 5 a DISCONNECT with
@@ -2156,7 +2167,7 @@ impl<S: Storage> State<S> {
     ) -> Option<Event<'a>> {
         self.close(reason);
         if self.config.protocol.v5() {
-            let disconnect = Packet::Disconnect(Disconnect::new(code, Properties::EMPTY));
+            let disconnect = Disconnect::new(code, Properties::EMPTY);
             // A reason code and no properties always encode.
             let _ = append_packet(&mut self.tx, &disconnect, ProtocolVersion::V5);
         }

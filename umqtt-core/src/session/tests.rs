@@ -592,6 +592,78 @@ fn server_only_packets_are_protocol_errors() {
 }
 
 #[test]
+fn client_only_packets_are_refused_from_their_fixed_header() {
+    // CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ from the broker: well-formed, and with bodies
+    // the decoder would call malformed (the session does not parse them: either way the type
+    // alone breaks the protocol).
+    let cases: [(&[u8], PacketType, bool); 8] = [
+        (
+            &[0x10, 0x0C, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 10, 0, 0],
+            PacketType::Connect,
+            true,
+        ),
+        (&[0x10, 0x02, 0, 9], PacketType::Connect, false),
+        (
+            &[0x82, 0x06, 0, 1, 0, 1, b'a', 1],
+            PacketType::Subscribe,
+            true,
+        ),
+        (&[0x82, 0x02, 0, 0], PacketType::Subscribe, false),
+        (
+            &[0xA2, 0x05, 0, 1, 0, 1, b'a'],
+            PacketType::Unsubscribe,
+            true,
+        ),
+        (&[0xA2, 0x03, 0, 1, 0xFF], PacketType::Unsubscribe, false),
+        (&[0xC0, 0x00], PacketType::PingReq, true),
+        (&[0xC0, 0x01, 0], PacketType::PingReq, false),
+    ];
+    for (bytes, packet_type, well_formed) in cases {
+        // The public decoder still parses them (a broker needs it).
+        let decoded = decode_with(bytes, usize::MAX, ProtocolVersion::V311);
+        assert_eq!(
+            matches!(decoded, Ok(Decoded::Complete { .. })),
+            well_formed,
+            "{decoded:?}"
+        );
+        let mut session = connected(config());
+        assert_eq!(
+            feed(&mut session, t(2), bytes),
+            vec![Ev::Closed(CloseReason::Protocol(
+                ProtocolError::UnexpectedPacket(packet_type)
+            ))],
+            "{bytes:02x?}"
+        );
+        // Before CONNACK the same packet breaks that rule first [MQTT-3.2.0-1].
+        let mut session = Session::new(config());
+        session.connect(t(0), true).unwrap();
+        assert_eq!(
+            feed(&mut session, t(1), bytes),
+            vec![Ev::Closed(CloseReason::Protocol(
+                ProtocolError::PacketBeforeConnAck(packet_type)
+            ))],
+            "{bytes:02x?}"
+        );
+    }
+    // The fixed header is still checked: reserved flags on a SUBSCRIBE are malformed.
+    let mut session = connected(config());
+    assert_eq!(
+        feed(&mut session, t(2), &[0x80, 0x02, 0, 1]),
+        vec![Ev::Closed(CloseReason::Decode(DecodeError::InvalidFlags {
+            packet_type: PacketType::Subscribe,
+            flags: 0
+        }))]
+    );
+    // The next connection starts on fresh input.
+    session.connect(t(3), true).unwrap();
+    let _ = sent(&mut session, t(3));
+    assert_eq!(
+        feed(&mut session, t(4), &[0x20, 0x02, 0x00, 0x00]),
+        vec![Ev::Connected(false)]
+    );
+}
+
+#[test]
 fn keepalive_pings_after_quiet_period_and_detects_dead_link() {
     let mut session = connected(config());
     // CONNECT was written at t=0 (last packet sent), so the first ping is due at 10 s.

@@ -1109,6 +1109,23 @@ fn a_released_qos2_message_republished_to_a_new_session_is_checked_too() {
 }
 
 #[test]
+fn a_client_only_packet_is_answered_with_protocol_error() {
+    // A SUBSCRIBE without filters from the broker: its type is the violation (its body is not
+    // parsed), so Protocol Error rather than Malformed Packet.
+    let mut session = connected_v5(v5_config(), &[]);
+    assert_eq!(
+        feed(&mut session, t(2), &[0x82, 0x03, 0x00, 0x01, 0x00]),
+        vec![Ev::Closed(CloseReason::Protocol(
+            ProtocolError::UnexpectedPacket(PacketType::Subscribe)
+        ))]
+    );
+    assert_eq!(
+        sent_disconnect_reason(&mut session),
+        Some(ReasonCode::ProtocolError)
+    );
+}
+
+#[test]
 fn malformed_and_oversized_input_is_answered_with_its_disconnect_reason() {
     // A PUBLISH whose topic length runs past the packet: Malformed Packet.
     let mut session = connected_v5(v5_config(), &[]);
