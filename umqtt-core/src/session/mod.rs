@@ -1412,9 +1412,10 @@ impl<S: Storage> Session<S> {
             ..
         } = self;
         while state.connection != Connection::Disconnected {
-            if !state.room_to_decode() {
-                // Fixed storage: the answers wait for the driver to write what is queued (or
-                // for the application's acknowledgements); the input stays.
+            // Nothing received to decode (the common case between packets): no decoder call.
+            if *rx_start == rx.len() || !state.room_to_decode() {
+                // With fixed storage, also while the answers wait for the driver to write what
+                // is queued (or for the application's acknowledgements): the input stays.
                 return None;
             }
             let input = &rx[*rx_start..];
