@@ -3,7 +3,7 @@
 use umqtt_core::Instant;
 
 /// The time source and timer of a driver, implemented by the caller (a hardware timer,
-/// `embassy-time` with the `embassy-time` feature: [`EmbassyClock`], tokio's clock in tests).
+/// `embassy-time` with the `embassy-time` feature: `EmbassyClock`, tokio's clock in tests).
 ///
 /// Its epoch is arbitrary but fixed; it must never go backwards.
 #[allow(async_fn_in_trait)] // Embedded executors are single-threaded: no `Send` bound wanted.
