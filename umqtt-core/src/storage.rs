@@ -58,8 +58,6 @@ pub trait List<T>: Default + Index<usize, Output = T> + IndexMut<usize> {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// How many items fit without growing (a heap list grows past it).
-    fn capacity(&self) -> usize;
     /// Adds `item` at the back; gives it back when a fixed list is full.
     ///
     /// # Errors
@@ -150,10 +148,6 @@ impl<T> List<T> for Vec<T> {
         Vec::len(self)
     }
     #[inline]
-    fn capacity(&self) -> usize {
-        Vec::capacity(self)
-    }
-    #[inline]
     fn push(&mut self, item: T) -> Result<(), T> {
         Vec::push(self, item);
         Ok(())
@@ -207,10 +201,6 @@ impl<T> List<T> for VecDeque<T> {
     #[inline]
     fn len(&self) -> usize {
         VecDeque::len(self)
-    }
-    #[inline]
-    fn capacity(&self) -> usize {
-        VecDeque::capacity(self)
     }
     #[inline]
     fn push(&mut self, item: T) -> Result<(), T> {
@@ -379,9 +369,6 @@ impl<T, const N: usize> IndexMut<usize> for FixedList<T, N> {
 impl<T, const N: usize> List<T> for FixedList<T, N> {
     fn len(&self) -> usize {
         self.len
-    }
-    fn capacity(&self) -> usize {
-        N
     }
     fn push(&mut self, item: T) -> Result<(), T> {
         match self.items.get_mut(self.len) {
@@ -635,6 +622,5 @@ mod tests {
         assert_eq!(list.push("a"), Ok(()));
         assert_eq!(list.push("b"), Ok(()));
         assert_eq!(list.push("c"), Err("c"));
-        assert_eq!(list.capacity(), 2);
     }
 }
