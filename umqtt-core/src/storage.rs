@@ -41,6 +41,8 @@ pub trait Storage: sealed::Sealed + 'static {
     /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
     /// fixed one has it anyway, so fixed storage keeps none).
     type Pool<T>: List<T>;
+    /// Where the robust engine keeps the bytes of the messages it holds.
+    type Arena: Arena;
     /// Most items a list holds (`usize::MAX`: it grows).
     const ITEMS: usize;
     /// Most bytes a buffer holds (`usize::MAX`: it grows).
@@ -63,8 +65,15 @@ pub trait List<T>: Default + Index<usize, Output = T> + IndexMut<usize> {
     /// # Errors
     /// The item, when there is no room.
     fn push(&mut self, item: T) -> Result<(), T>;
+    /// Adds `item` at the front; gives it back when a fixed list is full.
+    ///
+    /// # Errors
+    /// The item, when there is no room.
+    fn push_front(&mut self, item: T) -> Result<(), T>;
     /// Removes and returns the first item.
     fn pop_front(&mut self) -> Option<T>;
+    /// Swaps items `a` and `b` (both must exist).
+    fn swap(&mut self, a: usize, b: usize);
     /// Removes and returns the last item.
     fn pop(&mut self) -> Option<T>;
     /// Removes and returns item `index`, keeping the order of the others.
@@ -127,7 +136,7 @@ mod sealed {
     pub trait Sealed {}
     #[cfg(feature = "alloc")]
     impl Sealed for super::Heap {}
-    impl<const N: usize, const B: usize> Sealed for super::Fixed<N, B> {}
+    impl<const N: usize, const B: usize, const Q: usize> Sealed for super::Fixed<N, B, Q> {}
 }
 
 #[cfg(feature = "alloc")]
@@ -136,6 +145,7 @@ impl Storage for Heap {
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
     type Pool<T> = Vec<T>;
+    type Arena = HeapArena;
     const ITEMS: usize = usize::MAX;
     const BYTES: usize = usize::MAX;
     const SEND_STORED_ABOVE: usize = 64 * 1024;
@@ -157,8 +167,17 @@ impl<T> List<T> for Vec<T> {
         self.as_slice().first()
     }
     #[inline]
+    fn push_front(&mut self, item: T) -> Result<(), T> {
+        Vec::insert(self, 0, item);
+        Ok(())
+    }
+    #[inline]
     fn pop_front(&mut self) -> Option<T> {
         List::remove(self, 0)
+    }
+    #[inline]
+    fn swap(&mut self, a: usize, b: usize) {
+        self.as_mut_slice().swap(a, b);
     }
     #[inline]
     fn pop(&mut self) -> Option<T> {
@@ -212,8 +231,17 @@ impl<T> List<T> for VecDeque<T> {
         self.front()
     }
     #[inline]
+    fn push_front(&mut self, item: T) -> Result<(), T> {
+        VecDeque::push_front(self, item);
+        Ok(())
+    }
+    #[inline]
     fn pop_front(&mut self) -> Option<T> {
         VecDeque::pop_front(self)
+    }
+    #[inline]
+    fn swap(&mut self, a: usize, b: usize) {
+        VecDeque::swap(self, a, b);
     }
     #[inline]
     fn pop(&mut self) -> Option<T> {
@@ -309,14 +337,20 @@ impl Buffer for Vec<u8> {
 /// [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) and a broker's extra
 /// message closes the connection (it is sent again on the next one). The session holds about
 /// `(N + 2) × B` bytes; see [`Session::with_storage`](crate::session::Session::with_storage).
+///
+/// `Q` (by default `B`, and never less) is for the robust engine
+/// ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the bytes (topic,
+/// properties, payload) of the messages it holds until the session has taken them, back to
+/// back in one [`FixedArena`] of `Q` bytes. The engine holds at most `N` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fixed<const N: usize, const B: usize> {}
+pub enum Fixed<const N: usize, const B: usize, const Q: usize = B> {}
 
-impl<const N: usize, const B: usize> Storage for Fixed<N, B> {
+impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> {
     type Vec<T> = FixedList<T, N>;
     type Deque<T> = FixedList<T, N>;
     type Bytes = FixedBytes<B>;
     type Pool<T> = FixedList<T, 0>;
+    type Arena = FixedArena<N, Q>;
     const ITEMS: usize = N;
     const BYTES: usize = B;
     // Every stored PUBLISH is copied into the transmit buffer, so that one pass of
@@ -383,8 +417,20 @@ impl<T, const N: usize> List<T> for FixedList<T, N> {
     fn first(&self) -> Option<&T> {
         self.items[..self.len].first().and_then(Option::as_ref)
     }
+    fn push_front(&mut self, item: T) -> Result<(), T> {
+        if self.len >= N {
+            return Err(item);
+        }
+        self.items[..=self.len].rotate_right(1);
+        self.items[0] = Some(item);
+        self.len += 1;
+        Ok(())
+    }
     fn pop_front(&mut self) -> Option<T> {
         List::remove(self, 0)
+    }
+    fn swap(&mut self, a: usize, b: usize) {
+        self.items[..self.len].swap(a, b);
     }
     fn pop(&mut self) -> Option<T> {
         let last = self.len.checked_sub(1)?;
@@ -514,6 +560,160 @@ impl<const B: usize> Buffer for FixedBytes<B> {
     }
     fn reserve_exact(&mut self, _additional: usize) {}
     fn shrink_to(&mut self, _capacity: usize) {}
+}
+
+/// Where the robust engine keeps the bytes of the messages it holds (each message's topic,
+/// properties and payload, back to back as one entry) until the session has taken them.
+pub trait Arena: Default {
+    /// One entry: the buffer itself on the heap, a slot number in a [`FixedArena`]. Given back
+    /// once, to [`Arena::remove`].
+    type Slot;
+    /// Stores `parts`, one after another, as one entry.
+    ///
+    /// # Errors
+    /// [`Full`] when a fixed arena has no room for them (see [`Arena::fits`]).
+    fn insert(&mut self, parts: &[&[u8]]) -> Result<Self::Slot, Full>;
+    /// The bytes of an entry.
+    fn get<'a>(&'a self, slot: &'a Self::Slot) -> &'a [u8];
+    /// Frees an entry.
+    fn remove(&mut self, slot: Self::Slot);
+    /// Whether an entry of `len` bytes fits now.
+    fn fits(&self, len: usize) -> bool;
+    /// Most bytes one entry can ever hold (`usize::MAX`: it grows).
+    fn max_len(&self) -> usize;
+}
+
+/// Largest buffer [`HeapArena`] keeps for reuse, in bytes of capacity.
+#[cfg(feature = "alloc")]
+const SPARE_MAX_BYTES: usize = 4096;
+/// Most bytes of capacity [`HeapArena`] keeps in spare buffers: enough for a burst of a few
+/// thousand small messages, little beside the engine's queue bound.
+#[cfg(feature = "alloc")]
+const SPARE_TOTAL_BYTES: usize = 256 * 1024;
+
+/// The [`Heap`] arena: each entry is a `Vec<u8>` of its own; emptied ones are kept for reuse
+/// (up to 256 KiB of capacity, none above 4 KiB), so steady-state publishing allocates
+/// nothing.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub struct HeapArena {
+    spare: Vec<Vec<u8>>,
+    /// Capacity held in `spare`.
+    spare_bytes: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl Arena for HeapArena {
+    type Slot = Vec<u8>;
+    fn insert(&mut self, parts: &[&[u8]]) -> Result<Vec<u8>, Full> {
+        let mut entry = match self.spare.pop() {
+            Some(spare) => {
+                self.spare_bytes -= spare.capacity();
+                spare
+            }
+            None => Vec::new(),
+        };
+        entry.reserve(parts.iter().map(|part| part.len()).sum());
+        for part in parts {
+            entry.extend_from_slice(part);
+        }
+        Ok(entry)
+    }
+    #[inline]
+    fn get<'a>(&'a self, slot: &'a Vec<u8>) -> &'a [u8] {
+        slot
+    }
+    fn remove(&mut self, mut slot: Vec<u8>) {
+        let size = slot.capacity();
+        if size > 0 && size <= SPARE_MAX_BYTES && self.spare_bytes + size <= SPARE_TOTAL_BYTES {
+            slot.clear();
+            self.spare_bytes += size;
+            self.spare.push(slot);
+        }
+    }
+    #[inline]
+    fn fits(&self, _len: usize) -> bool {
+        true
+    }
+    fn max_len(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A [`Fixed`] storage's arena: `Q` bytes holding up to `N` entries back to back. Removing an
+/// entry moves the ones after it down, so the free bytes are always in one piece (entries are
+/// small and few on a device; no entry is ever refused for fragmentation).
+pub struct FixedArena<const N: usize, const Q: usize> {
+    bytes: [u8; Q],
+    /// Bytes in use, from the start.
+    used: usize,
+    /// Start and length of each entry; `None`: a free slot.
+    slots: [Option<(usize, usize)>; N],
+}
+
+/// An entry of a [`FixedArena`] (its slot number).
+#[derive(Debug, PartialEq, Eq)]
+pub struct FixedSlot(usize);
+
+impl<const N: usize, const Q: usize> fmt::Debug for FixedArena<N, Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FixedArena({} of {Q} bytes)", self.used)
+    }
+}
+
+impl<const N: usize, const Q: usize> Default for FixedArena<N, Q> {
+    fn default() -> Self {
+        FixedArena {
+            bytes: [0; Q],
+            used: 0,
+            slots: [None; N],
+        }
+    }
+}
+
+impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
+    type Slot = FixedSlot;
+    fn insert(&mut self, parts: &[&[u8]]) -> Result<FixedSlot, Full> {
+        let len = parts
+            .iter()
+            .try_fold(0usize, |sum, part| sum.checked_add(part.len()))
+            .ok_or(Full)?;
+        if !self.fits(len) {
+            return Err(Full);
+        }
+        let index = self.slots.iter().position(Option::is_none).ok_or(Full)?;
+        let start = self.used;
+        for part in parts {
+            self.bytes[self.used..self.used + part.len()].copy_from_slice(part);
+            self.used += part.len();
+        }
+        self.slots[index] = Some((start, len));
+        Ok(FixedSlot(index))
+    }
+    fn get<'a>(&'a self, slot: &'a FixedSlot) -> &'a [u8] {
+        match self.slots.get(slot.0) {
+            Some(Some((start, len))) => &self.bytes[*start..start + len],
+            _ => &[],
+        }
+    }
+    fn remove(&mut self, slot: FixedSlot) {
+        let Some((start, len)) = self.slots.get_mut(slot.0).and_then(Option::take) else {
+            return;
+        };
+        self.bytes.copy_within(start + len..self.used, start);
+        self.used -= len;
+        for (other, _) in self.slots.iter_mut().flatten() {
+            if *other > start {
+                *other -= len;
+            }
+        }
+    }
+    fn fits(&self, len: usize) -> bool {
+        len <= Q - self.used && self.slots.iter().any(Option::is_none)
+    }
+    fn max_len(&self) -> usize {
+        Q
+    }
 }
 
 #[cfg(test)]

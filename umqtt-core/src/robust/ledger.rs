@@ -1,9 +1,6 @@
 //! The ledger: every message the engine owns, from `publish` to its one outcome — waiting in
 //! the queue, handed to the session, withdrawn, expired or settled.
 
-use alloc::boxed::Box;
-use alloc::collections::VecDeque;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{
@@ -12,18 +9,23 @@ use super::{
 };
 use crate::packet::{Packet, PacketId, Properties, Property, PropertyList, Publish, QoS};
 use crate::session::{Session, UsageError};
-use crate::storage::Storage;
+use crate::storage::{Arena, List, Storage};
 use crate::time::Instant;
 
+/// An entry of the engine's arena (see [`Storage::Arena`]).
+pub(super) type Slot<S> = <<S as Storage>::Arena as Arena>::Slot;
+
 /// One message the engine owns until it is settled.
-#[derive(Debug)]
-pub(super) struct Pending {
+pub(super) struct Pending<S: Storage> {
     pub(super) id: MessageId,
     /// Kept in the driver's durable outbox: report [`StoreOp`]s.
     pub(super) durable: bool,
-    /// Topic and payload, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
-    pub(super) topic: String,
-    pub(super) payload: Vec<u8>,
+    /// Its topic, MQTT 5 properties (wire bytes, empty for none) and payload, back to back in
+    /// the engine's arena, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
+    /// A QoS 0 message keeps it until written, in case the link fails first.
+    pub(super) data: Option<Slot<S>>,
+    pub(super) topic_len: usize,
+    pub(super) properties_len: usize,
     /// Payload length (kept after the payload moved into the session).
     pub(super) size: usize,
     pub(super) qos: QoS,
@@ -32,15 +34,33 @@ pub(super) struct Pending {
     pub(super) deadline: Option<Instant>,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
-    /// The caller's MQTT 5 PUBLISH properties as wire bytes (empty for none), until the
-    /// session holds the encoded PUBLISH.
-    pub(super) properties: Box<[u8]>,
 }
 
-impl Pending {
+/// A message's topic, properties (wire bytes) and payload.
+pub(super) type Parts<'a> = (&'a str, &'a [u8], &'a [u8]);
+
+impl<S: Storage> Pending<S> {
+    /// Its topic, properties and payload, from `arena` (empty once handed to the session).
+    pub(super) fn parts<'a>(&'a self, arena: &'a S::Arena) -> Parts<'a> {
+        let Some(slot) = &self.data else {
+            return ("", &[], &[]);
+        };
+        let bytes = arena.get(slot);
+        let (topic, rest) = bytes.split_at(self.topic_len.min(bytes.len()));
+        let (properties, payload) = rest.split_at(self.properties_len.min(rest.len()));
+        // The topic was a `&str` when stored.
+        (
+            core::str::from_utf8(topic).unwrap_or_default(),
+            properties,
+            payload,
+        )
+    }
+}
+
+impl<S: Storage> Pending<S> {
     /// Its fate is the broker's: a QoS 2 PUBLISH that was sent may be held there, so it must
     /// complete (no deadline, no drop).
-    pub(super) fn pinned<S: Storage>(&self, session: &Session<S>) -> bool {
+    pub(super) fn pinned(&self, session: &Session<S>) -> bool {
         self.packet_id.is_some_and(|id| !session.can_cancel(id))
     }
 }
@@ -59,7 +79,7 @@ pub(super) enum Which {
 }
 
 impl Which {
-    fn matches(self, pending: &Pending) -> bool {
+    fn matches<S: Storage>(self, pending: &Pending<S>) -> bool {
         match self {
             Which::NoRetry => pending.delivery == Delivery::NoRetry,
             Which::NotGuaranteed => pending.delivery != Delivery::Guaranteed,
@@ -67,12 +87,6 @@ impl Which {
         }
     }
 }
-
-/// Largest buffer pair kept for reuse, in bytes of capacity (see [`Engine::recycle`]).
-const SPARE_MAX_BYTES: usize = 4096;
-/// Most bytes of capacity kept in spare buffers: enough for a burst of a few thousand small
-/// messages, little beside the queue bound.
-const SPARE_TOTAL_BYTES: usize = 256 * 1024;
 
 impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     pub(super) fn position(&self, packet_id: PacketId) -> Option<usize> {
@@ -84,8 +98,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// QoS 0 messages handed to the session but not known to be written wait again, in order.
     pub(super) fn requeue_unwritten(&mut self) {
         self.qos0_transmitted = 0;
-        while let Some(pending) = self.qos0.pop_back() {
-            self.queue.push_front(pending);
+        while let Some(pending) = self.qos0.pop() {
+            // (Room: the engine holds at most `max_queued` messages in all.)
+            if let Err(pending) = self.queue.push_front(pending) {
+                self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+            }
         }
     }
 
@@ -108,9 +125,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// Calls `f` with every message not settled: handed to the session, QoS 0 in its send
     /// buffer, waiting. (One loop over the three queues, not a chain of their iterators: the
     /// chain's code is repeated for every half of every ring buffer.)
-    fn for_each_pending(&self, mut f: impl FnMut(&Pending)) {
+    fn for_each_pending(&self, mut f: impl FnMut(&Pending<S>)) {
         for queue in [&self.in_session, &self.qos0, &self.queue] {
-            for pending in queue {
+            for pending in queue.iter() {
                 f(pending);
             }
         }
@@ -141,7 +158,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 && pending
                     .packet_id
                     .is_some_and(|packet_id| self.session.cancel_publish(packet_id));
-            match withdrawn.then(|| self.in_session.remove(index)).flatten() {
+            match withdrawn
+                .then(|| List::remove(&mut self.in_session, index))
+                .flatten()
+            {
                 Some(pending) => self.settle(pending, outcome),
                 None => index += 1,
             }
@@ -153,22 +173,22 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if !self.queue.iter().any(|p| which.matches(p)) {
             return;
         }
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for pending in core::mem::take(&mut self.queue) {
+        let mut waiting = core::mem::take(&mut self.queue);
+        while let Some(pending) = waiting.pop_front() {
             if which.matches(&pending) {
                 self.settle(pending, outcome);
-            } else {
-                kept.push_back(pending);
+            } else if let Err(pending) = self.queue.push(pending) {
+                // (Never: the queue held these a moment ago.)
+                self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
             }
         }
-        self.queue = kept;
     }
 
     /// Whether the session can take a message of `qos` now: connected, and for QoS 1/2 room
     /// in the in-flight window (the engine keeps the rest, so deadlines apply to them).
     /// Whether waiting messages go to the session now (see [`Engine::fill_session`]).
     fn refill_due(&self) -> bool {
-        let Some(front) = self.queue.front() else {
+        let Some(front) = self.queue.first() else {
             return false;
         };
         if front.qos == QoS::AtMostOnce || !self.is_connected() {
@@ -197,27 +217,34 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// least 1), so the broker does not deliver it later than the application allowed either.
     pub(super) fn hand_over(
         &mut self,
-        mut pending: Pending,
-        borrowed: Option<(&str, &[u8])>,
+        mut pending: Pending<S>,
+        borrowed: Option<Parts<'_>>,
         now: Instant,
-    ) -> Result<(), Pending> {
+    ) -> Result<(), Pending<S>> {
         let (qos, retain) = (pending.qos, pending.retain);
+        let v5 = self.config.session.protocol.v5();
         let expiry = pending
             .deadline
-            .filter(|_| self.config.session.protocol.v5())
+            .filter(|_| v5)
             .map(|deadline| Property::MessageExpiryInterval(expiry_seconds(deadline, now)));
+        let (topic, own_properties, payload) = match borrowed {
+            Some(parts) => parts,
+            None => pending.parts(&self.arena),
+        };
         // The caller's properties, if any, with the shorter of its own Message Expiry
         // Interval and what is left of the delivery deadline.
         let mut own: Vec<Property<'_>> = Vec::new();
         // (Only MQTT 5 messages carry properties of their own.)
-        if self.config.session.protocol.v5() && !pending.properties.is_empty() {
-            own.extend(Properties::Encoded(&pending.properties).iter());
+        if v5 && !own_properties.is_empty() {
+            own.extend(Properties::Encoded(own_properties).iter());
             if let Some(Property::MessageExpiryInterval(left)) = expiry {
-                match own
-                    .iter_mut()
-                    .find(|p| matches!(p, Property::MessageExpiryInterval(_)))
-                {
-                    Some(Property::MessageExpiryInterval(given)) => *given = (*given).min(left),
+                let given = own
+                    .iter()
+                    .position(|p| matches!(p, Property::MessageExpiryInterval(_)));
+                match given.map(|index| (index, &own[index])) {
+                    Some((index, Property::MessageExpiryInterval(given))) => {
+                        own[index] = Property::MessageExpiryInterval((*given).min(left));
+                    }
                     _ => own.push(Property::MessageExpiryInterval(left)),
                 }
             }
@@ -229,18 +256,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         } else {
             Properties::List(&list)
         };
-        let result = match borrowed {
-            Some((topic, payload)) => self
-                .session
-                .publish_valid_topic(topic, payload, qos, retain, properties),
-            None => self.session.publish_valid_topic(
-                &pending.topic,
-                &pending.payload,
-                qos,
-                retain,
-                properties,
-            ),
-        };
+        let result = self
+            .session
+            .publish_valid_topic(topic, payload, qos, retain, properties);
         let packet_id = match result {
             Ok(packet_id) => packet_id,
             Err(UsageError::PacketTooLarge { size, max }) => {
@@ -266,48 +284,65 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             }
             // Larger than the session's fixed buffers: it can never be sent.
             Err(UsageError::StorageFull) if S::BYTES != usize::MAX => {
-                let publish = Packet::Publish(Publish {
-                    dup: false,
-                    qos,
-                    retain,
-                    topic: borrowed.map_or(pending.topic.as_str(), |(topic, _)| topic),
-                    packet_id: PacketId::new(1).filter(|_| qos != QoS::AtMostOnce),
-                    payload: borrowed.map_or(&pending.payload[..], |(_, payload)| payload),
-                    properties,
-                });
-                let size = publish
-                    .encoded_len_with(self.config.session.protocol)
-                    .unwrap_or(usize::MAX);
+                let size = self.publish_size(topic, payload, qos, retain, properties);
                 if size <= S::BYTES {
                     // Room comes back as the driver writes what is queued.
                     return Err(pending);
                 }
-                let max = u32::try_from(S::BYTES).unwrap_or(u32::MAX);
-                self.settle(
-                    pending,
-                    Outcome::Dropped(DropReason::TooLarge { size, max }),
-                );
+                self.settle(pending, Outcome::Dropped(too_large::<S>(size)));
                 return Ok(());
             }
             // No packet id or room in the session now: it waits at the head of the queue.
             Err(_) => return Err(pending),
         };
         match packet_id {
-            None => self.qos0.push_back(pending),
+            None => {
+                if let Err(pending) = self.qos0.push(pending) {
+                    // (Never: the engine holds at most `max_queued` messages in all.)
+                    self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+                }
+            }
             Some(packet_id) => {
                 pending.packet_id = Some(packet_id);
-                pending.properties = Default::default();
-                self.recycle(&mut pending);
+                pending.properties_len = 0;
+                if let Some(slot) = pending.data.take() {
+                    self.arena.remove(slot);
+                }
                 if pending.durable {
-                    self.store_ops.push_back(StoreOp::Assigned {
+                    self.push_store_op(StoreOp::Assigned {
                         id: pending.id,
                         packet_id,
                     });
                 }
-                self.in_session.push_back(pending);
+                if let Err(pending) = self.in_session.push(pending) {
+                    // (Never: the session holds no more than its storage's lists do.)
+                    self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+                }
             }
         }
         Ok(())
+    }
+
+    /// The size of the PUBLISH packet for a message (its packet id aside).
+    pub(super) fn publish_size(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        properties: Properties<'_>,
+    ) -> usize {
+        Packet::Publish(Publish {
+            dup: false,
+            qos,
+            retain,
+            topic,
+            packet_id: PacketId::new(1).filter(|_| qos != QoS::AtMostOnce),
+            payload,
+            properties,
+        })
+        .encoded_len_with(self.config.session.protocol)
+        .unwrap_or(usize::MAX)
     }
 
     /// MQTT 5: before a new connection resends what the session holds, each message with a
@@ -317,7 +352,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if !self.config.session.protocol.v5() {
             return;
         }
-        for pending in &self.in_session {
+        for pending in self.in_session.iter() {
             if let (Some(deadline), Some(packet_id)) = (pending.deadline, pending.packet_id) {
                 self.session
                     .shorten_message_expiry(packet_id, expiry_seconds(deadline, now));
@@ -341,35 +376,6 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         }
     }
 
-    /// Gives `pending` its own copy of `topic` and `payload`, in reused buffers when there are.
-    pub(super) fn copy_into(&mut self, pending: &mut Pending, topic: &str, payload: &[u8]) {
-        let (mut own_topic, mut own_payload) = match self.spare.pop() {
-            Some((topic, payload)) => {
-                self.spare_bytes -= topic.capacity() + payload.capacity();
-                (topic, payload)
-            }
-            None => Default::default(),
-        };
-        own_topic.push_str(topic);
-        own_payload.extend_from_slice(payload);
-        pending.topic = own_topic;
-        pending.payload = own_payload;
-    }
-
-    /// Takes `pending`'s copy (it no longer needs it) for reuse: up to
-    /// [`SPARE_TOTAL_BYTES`], none holding more than [`SPARE_MAX_BYTES`].
-    pub(super) fn recycle(&mut self, pending: &mut Pending) {
-        let mut topic = core::mem::take(&mut pending.topic);
-        let mut payload = core::mem::take(&mut pending.payload);
-        let size = topic.capacity() + payload.capacity();
-        if size > 0 && size <= SPARE_MAX_BYTES && self.spare_bytes + size <= SPARE_TOTAL_BYTES {
-            topic.clear();
-            payload.clear();
-            self.spare_bytes += size;
-            self.spare.push((topic, payload));
-        }
-    }
-
     /// Moves waiting messages into the session while it has room, in order.
     ///
     /// Once the window was full, it is refilled in batches of at least a quarter of it (or
@@ -381,7 +387,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if !self.refill_due() {
             return;
         }
-        while let Some(front) = self.queue.front() {
+        while let Some(front) = self.queue.first() {
             if !self.session_has_room(front.qos) {
                 break;
             }
@@ -389,7 +395,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 break;
             };
             if let Err(pending) = self.hand_over(pending, None, now) {
-                self.queue.push_front(pending);
+                if let Err(pending) = self.queue.push_front(pending) {
+                    // (Never: it was just taken from there.)
+                    self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+                }
                 break;
             }
         }
@@ -406,14 +415,23 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.
-    pub(super) fn settle(&mut self, mut pending: Pending, outcome: Outcome) {
-        self.recycle(&mut pending);
+    pub(super) fn settle(&mut self, pending: Pending<S>, outcome: Outcome) {
+        if let Some(slot) = pending.data {
+            self.arena.remove(slot);
+        }
         self.queued_bytes -= pending.size;
         if pending.durable {
-            self.store_ops
-                .push_back(StoreOp::Settled { id: pending.id });
+            self.push_store_op(StoreOp::Settled { id: pending.id });
         }
         self.conclude(pending.id, outcome);
+    }
+
+    /// Records a change for the durable outbox (never on fixed storage: it keeps no durable
+    /// messages, see [`Engine::publish_durable`]).
+    pub(super) fn push_store_op(&mut self, op: StoreOp) {
+        if self.store_ops.push(op).is_err() {
+            self.stats.events_overflowed += 1;
+        }
     }
 
     /// A message's one outcome: counted, reported as an event, and kept for
@@ -434,8 +452,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 Event::Dropped { id, reason }
             }
         };
-        if self.config.track_outcomes {
-            self.outcomes.push_back((id, outcome));
+        if self.config.track_outcomes && self.outcomes.push((id, outcome)).is_err() {
+            // Fixed storage: a driver that drains after every input never gets here (one step
+            // settles at most the `max_queued` messages the engine holds).
+            self.stats.events_overflowed += 1;
         }
         self.push_event(event);
     }
@@ -447,4 +467,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 fn expiry_seconds(deadline: Instant, now: Instant) -> u32 {
     let left = deadline.saturating_duration_since(now).as_secs();
     u32::try_from(left.max(1)).unwrap_or(u32::MAX)
+}
+
+/// Why a message of `size` bytes is dropped on storage `S` that cannot hold it.
+pub(super) fn too_large<S: Storage>(size: usize) -> DropReason {
+    let max = u32::try_from(S::BYTES).unwrap_or(u32::MAX);
+    DropReason::TooLarge { size, max }
 }

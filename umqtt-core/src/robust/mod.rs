@@ -68,7 +68,6 @@ pub use policy::{
 pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -77,7 +76,7 @@ use crate::packet::{
     ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
 };
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
-use crate::storage::{Heap, Storage};
+use crate::storage::{Arena, Heap, List, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
@@ -149,6 +148,11 @@ impl EngineConfig {
     }
 }
 
+/// Most events about the link one input can report besides the messages' outcomes (e.g.
+/// `Disconnected`, `RetryScheduled`; `Connected`, `SessionLost`): what fixed storage keeps
+/// room for in the event list ([`Engine::with_storage`]).
+const LINK_EVENTS: usize = 4;
+
 #[derive(Debug, Clone, Copy)]
 enum Link {
     Down {
@@ -186,31 +190,28 @@ pub struct Engine<P, E, S: Storage = Heap> {
     /// The next attempt goes to `referenced`.
     redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
-    in_session: VecDeque<Pending>,
+    in_session: S::Deque<Pending<S>>,
     /// QoS 0 messages handed to the session (their PUBLISH is in its send buffer), in order;
     /// the first `qos0_transmitted` went out with the last `poll_transmit`.
-    qos0: VecDeque<Pending>,
+    qos0: S::Deque<Pending<S>>,
     qos0_transmitted: usize,
     /// Waiting for the link or for room in the in-flight window, in publish order.
-    queue: VecDeque<Pending>,
+    queue: S::Deque<Pending<S>>,
+    /// The bytes of the messages in `qos0` and `queue`.
+    arena: S::Arena,
     queued_bytes: usize,
     next_id: u64,
-    subscriptions: Vec<Subscription>,
+    subscriptions: S::Vec<Subscription>,
     /// Filters to unsubscribe from at the next connection (a persistent session still has them).
-    unsubscribe_later: Vec<(String, Box<[u8]>)>,
-    requests: Vec<(PacketId, RequestKind, Vec<String>)>,
+    unsubscribe_later: S::Vec<(String, Box<[u8]>)>,
+    requests: S::Vec<(PacketId, RequestKind, Vec<String>)>,
     had_session: bool,
-    events: VecDeque<Event<E>>,
-    /// Buffers of messages that left the queue, reused for the next ones: steady-state
-    /// publishing allocates nothing.
-    spare: Vec<(String, Vec<u8>)>,
-    /// Capacity held in `spare`.
-    spare_bytes: usize,
-    outcomes: VecDeque<(MessageId, Outcome)>,
+    events: S::Deque<Event<E>>,
+    outcomes: S::Deque<(MessageId, Outcome)>,
     received: usize,
     received_bytes: usize,
-    actions: VecDeque<Action>,
-    store_ops: VecDeque<StoreOp>,
+    actions: S::Deque<Action>,
+    store_ops: S::Deque<StoreOp>,
     /// Earliest deadline among pending messages; may be earlier than the real one after
     /// messages settled (the next expiry pass corrects it), never later.
     earliest_deadline: Option<Instant>,
@@ -231,10 +232,34 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// [`Fixed`](crate::storage::Fixed) on a device: the session's lists and buffers are then
     /// sized up front. A message too large for them ends as [`DropReason::TooLarge`]; one
     /// that finds them full waits in the engine's queue, as for a full in-flight window.
+    ///
+    /// On fixed storage (`N` items per list) the event list holds `N` events, and the engine
+    /// keeps room in it for everything one input can report — an outcome for each message it
+    /// holds, the received messages, the link's changes — so a driver that drains events
+    /// after every input never loses one:
+    /// - [`EngineConfig::max_received`] is lowered to `max(1, N / 4)`;
+    /// - [`EngineConfig::max_queued`] to `max(1, N - max_received - 4)` (the engine's
+    ///   messages: waiting, and with the session); their bytes are in the storage's arena,
+    ///   and a message that does not fit there waits as for a full queue (see [`Overflow`]);
+    /// - [`EngineConfig::max_events`] to `N - max_received`.
+    ///
+    /// It keeps at most `N` subscriptions and `N` filters waiting to be unsubscribed
+    /// ([`UsageError::StorageFull`] beyond), and no durable outbox
+    /// ([`Engine::publish_durable`] and [`Engine::restore`] are refused). The lowered values
+    /// are in [`Engine::config`].
     pub fn with_storage(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
         config.session.republish_on_clean_session = true;
         config.session.manual_ack = config.manual_ack;
         config.servers = config.servers.max(1);
+        if S::ITEMS != usize::MAX {
+            let items = S::ITEMS;
+            config.max_received = config.max_received.min((items / 4).max(1));
+            let room = items.saturating_sub(config.max_received + LINK_EVENTS);
+            config.max_queued = config.max_queued.min(room.max(1));
+            config.max_events = config
+                .max_events
+                .min(items.saturating_sub(config.max_received));
+        }
         Engine {
             session: Session::with_storage(config.session.clone()),
             policy,
@@ -247,24 +272,23 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             next_server: 0,
             referenced: None,
             redirect_pending: false,
-            in_session: VecDeque::new(),
-            qos0: VecDeque::new(),
+            in_session: Default::default(),
+            qos0: Default::default(),
             qos0_transmitted: 0,
-            queue: VecDeque::new(),
+            queue: Default::default(),
+            arena: Default::default(),
             queued_bytes: 0,
             next_id: 1,
-            subscriptions: Vec::new(),
-            unsubscribe_later: Vec::new(),
-            requests: Vec::new(),
+            subscriptions: Default::default(),
+            unsubscribe_later: Default::default(),
+            requests: Default::default(),
             had_session: false,
-            events: VecDeque::new(),
-            spare: Vec::new(),
-            spare_bytes: 0,
-            outcomes: VecDeque::new(),
+            events: Default::default(),
+            outcomes: Default::default(),
             received: 0,
             received_bytes: 0,
-            actions: VecDeque::new(),
-            store_ops: VecDeque::new(),
+            actions: Default::default(),
+            store_ops: Default::default(),
             earliest_deadline: None,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             stats: Stats::default(),
@@ -377,7 +401,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// The next thing to do with the transport.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        List::pop_front(&mut self.actions)
     }
 
     /// The next bytes to write. Call it until it returns `None`, write every slice in order,
@@ -394,7 +418,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// the application took it), so a driver may queue events without defeating the bound.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<E>> {
-        self.events.pop_front()
+        List::pop_front(&mut self.events)
     }
 
     /// The next message outcome, with [`EngineConfig::track_outcomes`] (else always `None`):
@@ -404,7 +428,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// every input and command.
     #[must_use]
     pub fn poll_outcome(&mut self) -> Option<(MessageId, Outcome)> {
-        self.outcomes.pop_front()
+        List::pop_front(&mut self.outcomes)
     }
 
     /// The application took a received message of `payload_len` bytes: room for another, and
@@ -427,7 +451,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// A change to record in the durable outbox.
     #[must_use]
     pub fn poll_store(&mut self) -> Option<StoreOp> {
-        self.store_ops.pop_front()
+        List::pop_front(&mut self.store_ops)
     }
 
     /// When [`Engine::handle_timeout`] is due next.
@@ -469,7 +493,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         self.refresh_expiries(now);
         if let Err(error) = self.session.connect(now, self.config.clean_session) {
             // Unusable settings (a will that cannot be encoded): retrying cannot help.
-            self.actions.push_back(Action::Close);
+            self.push_action(Action::Close);
             self.attempt_failed(now, FailureKind::Configuration, LinkError::Usage(error));
         }
     }
@@ -530,7 +554,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             } if now >= at => self.start_attempt(now),
             Link::Attempt { deadline, .. } if now >= deadline => {
                 self.session.handle_connection_lost();
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
                 self.attempt_failed(now, FailureKind::Timeout, LinkError::AttemptTimeout);
             }
             _ => {
@@ -567,14 +591,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         retain: bool,
         delivery: Delivery,
     ) -> Result<MessageId, UsageError> {
-        self.enqueue(
-            now,
-            topic,
-            payload,
-            qos,
-            retain,
-            (delivery, false, Box::default()),
-        )
+        self.enqueue(now, topic, payload, qos, retain, (delivery, false, &[]))
     }
 
     /// [`Engine::publish_with`] with MQTT 5 PUBLISH properties (user properties, content
@@ -600,12 +617,14 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             payload,
             qos,
             retain,
-            (delivery, false, properties),
+            (delivery, false, &properties),
         )
     }
 
     /// Like [`Engine::publish_with`] for a guaranteed message the driver keeps in a durable
-    /// outbox: its packet id and settlement are reported by [`Engine::poll_store`].
+    /// outbox: its packet id and settlement are reported by [`Engine::poll_store`]. Refused
+    /// on [`Fixed`](crate::storage::Fixed) storage ([`UsageError::StorageFull`]), which keeps
+    /// no list of outbox changes.
     pub fn publish_durable(
         &mut self,
         now: Instant,
@@ -620,7 +639,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             payload,
             qos,
             retain,
-            (Delivery::Guaranteed, true, Box::default()),
+            (Delivery::Guaranteed, true, &[]),
         )
     }
 
@@ -631,30 +650,47 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-        (delivery, durable, properties): (Delivery, bool, Box<[u8]>),
+        (delivery, durable, properties): (Delivery, bool, &[u8]),
     ) -> Result<MessageId, UsageError> {
         Self::check_publish(topic, payload, qos)?;
+        if durable && S::ITEMS != usize::MAX {
+            return Err(UsageError::StorageFull);
+        }
         let id = MessageId(self.next_id);
-        if !self.has_room(1, payload.len()) {
+        let stored = topic.len() + properties.len() + payload.len();
+        if stored > self.arena.max_len() {
+            // Larger than fixed storage can hold, so larger than its PUBLISH buffers too.
+            self.next_id += 1;
+            let size = self.publish_size(
+                topic,
+                payload,
+                qos,
+                retain,
+                crate::packet::Properties::Encoded(properties),
+            );
+            self.conclude(id, Outcome::Dropped(ledger::too_large::<S>(size)));
+            return Ok(id);
+        }
+        if !self.room_for(payload.len(), stored) {
             match self.config.overflow {
                 Overflow::RefuseNew => return Err(UsageError::OutgoingFull),
                 Overflow::DropNewest => {
                     self.next_id += 1;
                     if durable {
                         // The driver stored it before asking: it must forget it again.
-                        self.store_ops.push_back(StoreOp::Settled { id });
+                        self.push_store_op(StoreOp::Settled { id });
                     }
                     self.conclude(id, Outcome::Dropped(DropReason::QueueOverflow));
                     return Ok(id);
                 }
                 Overflow::DropOldest => {
-                    while !self.has_room(1, payload.len()) {
+                    while !self.room_for(payload.len(), stored) {
                         let Some(oldest) = self.queue.pop_front() else {
                             break;
                         };
                         self.settle(oldest, Outcome::Dropped(DropReason::QueueOverflow));
                     }
-                    if !self.has_room(1, payload.len()) {
+                    if !self.room_for(payload.len(), stored) {
                         // Everything left is already with the session.
                         return Err(UsageError::OutgoingFull);
                     }
@@ -674,35 +710,37 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         let mut pending = Pending {
             id,
             durable,
-            topic: String::new(),
-            payload: Vec::new(),
+            data: None,
+            topic_len: topic.len(),
+            properties_len: properties.len(),
             size: payload.len(),
             qos,
             retain,
             delivery,
             deadline,
             packet_id: None,
-            properties,
         };
+        let parts = [topic.as_bytes(), properties, payload];
         // Straight into the session when nothing waits ahead of it and there is room: a QoS
         // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
         // keeps its copy until written, in case the link fails first.
         if self.queue.is_empty() && self.session_has_room(qos) {
-            let borrowed = if qos == QoS::AtMostOnce {
-                self.copy_into(&mut pending, topic, payload);
-                None
-            } else {
-                Some((topic, payload))
-            };
-            match self.hand_over(pending, borrowed, now) {
+            if qos == QoS::AtMostOnce {
+                pending.data = self.arena.insert(&parts).ok();
+            }
+            match self.hand_over(pending, Some((topic, properties, payload)), now) {
                 Ok(()) => return Ok(id),
                 Err(back) => pending = back,
             }
         }
-        if pending.topic.is_empty() {
-            self.copy_into(&mut pending, topic, payload);
+        if pending.data.is_none() {
+            // (`room_for` said it fits.)
+            pending.data = self.arena.insert(&parts).ok();
         }
-        self.queue.push_back(pending);
+        if let Err(pending) = self.queue.push(pending) {
+            // (Never: `room_for` counted it.)
+            self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+        }
         self.rearm(now);
         if delivery == Delivery::NoRetry && matches!(self.link, Link::Down { .. }) {
             // Down with a later attempt scheduled: a no-retry message does not wait for it.
@@ -710,6 +748,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         }
         self.fill_session(now);
         Ok(id)
+    }
+
+    /// Whether the queue and the arena take one more message of `payload` bytes, `stored`
+    /// with its topic and properties.
+    fn room_for(&self, payload: usize, stored: usize) -> bool {
+        self.has_room(1, payload) && self.arena.fits(stored)
     }
 
     /// What [`Engine::publish_with`] checks of a message before taking it (a valid topic
@@ -722,7 +766,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Puts back a guaranteed message a previous process left in a durable outbox, before the
     /// first connection. With a `packet_id` it goes to the session first, with that id (and
-    /// DUP if the broker resumes the session).
+    /// DUP if the broker resumes the session). Refused on [`Fixed`](crate::storage::Fixed)
+    /// storage ([`UsageError::StorageFull`]), which keeps no durable outbox.
     pub fn restore(
         &mut self,
         id: MessageId,
@@ -733,19 +778,22 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         packet_id: Option<PacketId>,
     ) -> Result<(), UsageError> {
         validate_topic_name(topic).map_err(UsageError::InvalidTopicName)?;
+        if S::ITEMS != usize::MAX {
+            return Err(UsageError::StorageFull);
+        }
         self.next_id = self.next_id.max(id.0 + 1);
         let mut pending = Pending {
             id,
             durable: true,
-            topic: topic.to_string(),
-            payload: payload.to_vec(),
+            data: None,
+            topic_len: topic.len(),
+            properties_len: 0,
             size: payload.len(),
             qos,
             retain,
             delivery: Delivery::Guaranteed,
             deadline: None,
             packet_id: None,
-            properties: Box::default(),
         };
         self.queued_bytes += pending.size;
         if let (Some(packet_id), true) =
@@ -766,13 +814,14 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 .is_ok()
             {
                 pending.packet_id = Some(packet_id);
-                pending.topic = String::new();
-                pending.payload = Vec::new();
-                self.in_session.push_back(pending);
+                // (Heap storage, refused above otherwise: the lists grow.)
+                let _ = self.in_session.push(pending);
                 return Ok(());
             }
         }
-        self.queue.push_back(pending);
+        pending.data = self.arena.insert(&[topic.as_bytes(), payload]).ok();
+        // (Heap storage: the list grows.)
+        let _ = self.queue.push(pending);
         Ok(())
     }
 
@@ -796,14 +845,17 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         let properties = self.owned_properties(properties, crate::packet::PacketType::Subscribe)?;
-        self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.subscriptions.retain(|s| s.filter != filter);
-        self.subscriptions.push(Subscription {
+        let subscription = Subscription {
             filter: filter.to_string(),
             qos,
             state: SubState::Wanted,
             properties,
-        });
+        };
+        if self.subscriptions.push(subscription).is_err() {
+            return Err(UsageError::StorageFull);
+        }
+        self.unsubscribe_later.retain(|(f, _)| f != filter);
         self.rearm(now);
         self.send_subscriptions();
         Ok(())
@@ -827,10 +879,15 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         let properties =
             self.owned_properties(properties, crate::packet::PacketType::Unsubscribe)?;
-        self.subscriptions.retain(|s| s.filter != filter);
         self.unsubscribe_later.retain(|(f, _)| f != filter);
-        self.unsubscribe_later
-            .push((filter.to_string(), properties));
+        if self
+            .unsubscribe_later
+            .push((filter.to_string(), properties))
+            .is_err()
+        {
+            return Err(UsageError::StorageFull);
+        }
+        self.subscriptions.retain(|s| s.filter != filter);
         self.rearm(now);
         self.send_subscriptions();
         Ok(())
@@ -896,11 +953,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         match link {
             Link::Up { .. } => {
                 self.pump(now);
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
             }
             Link::Attempt { .. } => {
                 self.session.handle_connection_lost();
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
             }
             Link::Down { .. } => {}
         }
@@ -922,11 +979,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     fn push_event(&mut self, event: Event<E>) {
         if self.events.len() >= self.config.max_events.saturating_add(self.received) {
             // Only non-message events are ever discarded: find the oldest.
-            if let Some(index) = self
+            let oldest = self
                 .events
                 .iter()
-                .position(|e| !matches!(e, Event::Message(_)))
-            {
+                .position(|e| !matches!(e, Event::Message(_)));
+            if let Some(index) = oldest {
                 // Moved to the front and dropped there; the messages before it keep their
                 // order. (Not `VecDeque::remove`: its ring-buffer shifting is a routine of its
                 // own for this element type, 0.5 KB on a microcontroller, for a rare case.)
@@ -937,7 +994,21 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 self.stats.events_overflowed += 1;
             }
         }
-        self.events.push_back(event);
+        if self.events.push(event).is_err() {
+            // Fixed storage holds `max_events` + `max_received` events (`Engine::with_storage`),
+            // so only a non-message event can find it full, as above.
+            self.stats.events_overflowed += 1;
+        }
+    }
+
+    /// Asks the driver to do something with the transport. On fixed storage, a driver that
+    /// does not take the actions after every input finds only the latest (each describes what
+    /// the link is now; the oldest goes first).
+    fn push_action(&mut self, action: Action) {
+        if let Err(action) = self.actions.push(action) {
+            self.actions.pop_front();
+            let _ = self.actions.push(action);
+        }
     }
 
     fn rearm(&mut self, now: Instant) {
@@ -977,7 +1048,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             self.attempt_failed(now, FailureKind::Configuration, error);
             return;
         }
-        self.actions.push_back(Action::Open { server });
+        self.push_action(Action::Open { server });
     }
 
     /// Reads what the session decoded, while the event stream has room for messages.
@@ -1052,12 +1123,15 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     self.received += 1;
                     self.received_bytes += message.payload.len();
                     self.stats.received += 1;
-                    self.events.push_back(Event::Message(message));
+                    // (Room: reading stops at `max_received`, see `Engine::with_storage`.)
+                    if self.events.push(Event::Message(message)).is_err() {
+                        self.stats.events_overflowed += 1;
+                    }
                 }
                 Step::Connected(session_present) => self.connected(session_present, now),
                 Step::Settled(packet_id, outcome) => {
                     if let Some(index) = self.position(packet_id) {
-                        if let Some(pending) = self.in_session.remove(index) {
+                        if let Some(pending) = List::remove(&mut self.in_session, index) {
                             self.settle(pending, outcome);
                         }
                     }
@@ -1075,8 +1149,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     self.subscribed(packet_id, suback.codes());
                 }
                 Step::Unsubscribed(packet_id, codes) => {
-                    if let Some(index) = self.requests.iter().position(|r| r.0 == packet_id) {
-                        let (_, _, filters) = self.requests.swap_remove(index);
+                    let request = self.requests.iter().position(|r| r.0 == packet_id);
+                    if let Some(index) = request {
+                        let Some((_, _, filters)) = self.requests.swap_remove(index) else {
+                            continue;
+                        };
                         let mut codes = UnsubAck {
                             packet_id,
                             reason_codes: &codes,
@@ -1148,11 +1225,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     fn session_closed(&mut self, now: Instant, kind: FailureKind, error: LinkError<E>) {
         match self.link {
             Link::Attempt { .. } => {
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
                 self.attempt_failed(now, kind, error);
             }
             Link::Up { .. } => {
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
                 self.link_lost(now, kind, error);
             }
             Link::Down { .. } => {}
@@ -1195,12 +1272,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         match self.link {
             Link::Attempt { .. } => {
                 self.session.handle_connection_lost();
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
                 self.attempt_failed(now, kind, error);
             }
             Link::Up { .. } => {
                 self.session.handle_connection_lost();
-                self.actions.push_back(Action::Close);
+                self.push_action(Action::Close);
                 self.link_lost(now, kind, error);
             }
             Link::Down { .. } => {}

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::{Engine, Event, ReconnectPolicy};
 use crate::packet::{PacketId, Properties, QoS, SubscribeReturnCode, SubscriptionOptions};
-use crate::storage::Storage;
+use crate::storage::{List, Storage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SubState {
@@ -41,12 +41,15 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if !self.is_connected() {
             return;
         }
-        while let Some(properties) = self
-            .subscriptions
-            .iter()
-            .find(|s| s.state == SubState::Wanted)
-            .map(|s| s.properties.clone())
-        {
+        loop {
+            let Some(properties) = self
+                .subscriptions
+                .iter()
+                .find(|s| s.state == SubState::Wanted)
+                .map(|s| s.properties.clone())
+            else {
+                break;
+            };
             let is_wanted =
                 |s: &Subscription| s.state == SubState::Wanted && s.properties == properties;
             let wanted: Vec<(&str, QoS)> = self
@@ -74,7 +77,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                             subscription.state = SubState::Requested(packet_id);
                         }
                     }
-                    self.requests
+                    // (Room: as for UNSUBSCRIBE below.)
+                    let _ = self
+                        .requests
                         .push((packet_id, RequestKind::Subscribe, filters));
                 }
                 Err(_) => return, // no packet id free: retried at the next connection
@@ -93,16 +98,21 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             else {
                 return; // no packet id free: retried at the next connection
             };
-            // The sent filters move into the request (one pass, in order).
+            // The sent filters move into the request, in order.
             let mut sent = Vec::with_capacity(filters.len());
-            self.unsubscribe_later.retain_mut(|(filter, p)| {
-                let now_sent = *p == properties;
-                if now_sent {
-                    sent.push(core::mem::take(filter));
+            let mut index = 0;
+            while index < self.unsubscribe_later.len() {
+                if self.unsubscribe_later[index].1 == properties {
+                    if let Some((filter, _)) = List::remove(&mut self.unsubscribe_later, index) {
+                        sent.push(filter);
+                    }
+                } else {
+                    index += 1;
                 }
-                !now_sent
-            });
-            self.requests
+            }
+            // (Room: the session holds no more requests than its storage's lists do.)
+            let _ = self
+                .requests
                 .push((packet_id, RequestKind::Unsubscribe, sent));
         }
     }
@@ -119,7 +129,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         else {
             return;
         };
-        let (_, _, filters) = self.requests.swap_remove(index);
+        let Some((_, _, filters)) = self.requests.swap_remove(index) else {
+            return;
+        };
         for (filter, code) in filters.into_iter().zip(codes) {
             let current = self
                 .subscriptions
@@ -134,7 +146,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 }
                 SubscribeReturnCode::Failure => {
                     if let Some(index) = current {
-                        self.subscriptions.remove(index);
+                        List::remove(&mut self.subscriptions, index);
                     }
                     self.push_event(Event::SubscriptionRefused { filter });
                 }

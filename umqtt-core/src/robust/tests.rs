@@ -1168,21 +1168,26 @@ fn unsubscribes_carry_their_properties() {
     );
 }
 
-/// The engine on a session with fixed storage (6 entries, 64-byte buffers): a message too
-/// large for the buffers ends as `TooLarge`; QoS 0 messages that find the transmit buffer
-/// full wait in the queue and go out after the driver wrote; every message settles once.
+/// The engine on fixed storage (12 entries, 64-byte buffers and arena): a message too large
+/// for the buffers ends as `TooLarge`; the engine holds at most 5 messages (the application
+/// gets `OutgoingFull` and tries again after the driver's next round); QoS 0 messages that
+/// find the transmit buffer full wait in the queue and go out after the driver wrote; every
+/// message settles once, and the driver drains the events after every input.
 #[test]
 fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
-    type Small = crate::storage::Fixed<6, 64>;
+    type Small = crate::storage::Fixed<12, 64>;
     let mut config = EngineConfig::new(SessionConfig {
         client_id: "fixed".into(),
-        max_in_flight: 8,
+        max_in_flight: 4,
         ..SessionConfig::default()
     });
     config.clean_session = true;
     let now = Instant::from_millis(0);
     let mut engine: Engine<FixedDelay, (), Small> =
         Engine::with_storage(config, FixedDelay::default(), 1, now);
+    assert_eq!(engine.config().max_queued, 5);
+    assert_eq!(engine.config().max_received, 3);
+    assert_eq!(engine.config().max_events, 9);
     engine.handle_timeout(now);
     assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
     engine.handle_opened(now);
@@ -1195,24 +1200,46 @@ fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
     engine.handle_read(now, &[0x20, 2, 0, 0]);
     assert!(engine.is_connected());
 
-    let too_large = engine
-        .publish(now, "t", &[0; 100], QoS::AtLeastOnce, false)
-        .unwrap();
-    // 20 QoS 0 messages of 8 bytes: 160 bytes, more than the 64-byte transmit buffer.
-    for n in 0..20u8 {
-        engine
-            .publish(now, "t", &[n; 3], QoS::AtMostOnce, false)
-            .unwrap();
-    }
-    // 10 QoS 1 messages: more than the session holds (4).
-    for n in 0..10u8 {
-        engine
-            .publish(now, "q", &[n], QoS::AtLeastOnce, false)
-            .unwrap();
-    }
-    assert!(engine.session().outgoing_len() <= 4);
-    let (mut publishes, mut rounds) = (0, 0);
-    while engine.pending() > 0 {
+    // The too-large one, 20 QoS 0 messages of 8 bytes (160 bytes, more than the 64-byte
+    // transmit buffer), 10 QoS 1 messages (more than the session holds: 4).
+    let mut to_send: Vec<(&str, Vec<u8>, QoS)> = vec![("t", vec![0; 100], QoS::AtLeastOnce)];
+    to_send.extend((0..20u8).map(|n| ("t", vec![n; 3], QoS::AtMostOnce)));
+    to_send.extend((0..10u8).map(|n| ("q", vec![n], QoS::AtLeastOnce)));
+    let mut to_send = to_send.into_iter().peekable();
+    let (mut publishes, mut rounds, mut refused) = (0, 0, 0);
+    let mut too_large = None;
+    let mut outcomes = Vec::new();
+    loop {
+        while let Some((topic, payload, qos)) = to_send.peek() {
+            match engine.publish(now, topic, payload, *qos, false) {
+                Ok(id) => {
+                    too_large = too_large.or(Some(id));
+                    to_send.next();
+                }
+                Err(UsageError::OutgoingFull) => {
+                    refused += 1;
+                    break;
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+        assert!(engine.pending() <= 5);
+        assert!(engine.session().outgoing_len() <= 4);
+        while let Some(event) = engine.poll_event() {
+            match event {
+                Event::Delivered { .. } => outcomes.push(0),
+                Event::Dropped { id, reason, .. } => {
+                    assert_eq!(Some(id), too_large);
+                    assert_eq!(reason, DropReason::TooLarge { size: 107, max: 64 });
+                    outcomes.push(1);
+                }
+                Event::Expired { .. } => panic!("nothing expires here"),
+                _ => {}
+            }
+        }
+        if to_send.peek().is_none() && engine.pending() == 0 {
+            break;
+        }
         let mut bytes = Vec::new();
         while let Some(chunk) = engine.poll_transmit(now) {
             bytes.extend_from_slice(chunk);
@@ -1239,22 +1266,11 @@ fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
         rounds += 1;
         assert!(rounds < 50, "stuck with {} pending", engine.pending());
     }
-    let mut outcomes = Vec::new();
-    while let Some(event) = engine.poll_event() {
-        match event {
-            Event::Delivered { .. } => outcomes.push(0),
-            Event::Dropped { id, reason, .. } => {
-                assert_eq!(id, too_large);
-                assert_eq!(reason, DropReason::TooLarge { size: 107, max: 64 });
-                outcomes.push(1);
-            }
-            Event::Expired { .. } => panic!("nothing expires here"),
-            _ => {}
-        }
-    }
     assert_eq!(outcomes.iter().filter(|&&o| o == 0).count(), 30);
     assert_eq!(outcomes.iter().filter(|&&o| o == 1).count(), 1);
     assert_eq!(publishes, 30);
+    assert!(refused > 0, "the engine held at most 5 messages");
     assert!(rounds > 2, "the QoS 0 messages needed several writes");
     assert_eq!(engine.session().events_lost(), 0);
+    assert_eq!(engine.stats().events_overflowed, 0);
 }
