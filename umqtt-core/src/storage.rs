@@ -352,7 +352,12 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Pool<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
     const ITEMS: usize = N;
-    const BYTES: usize = B;
+    const BYTES: usize = {
+        // Every message the session can send fits the engine's arena (checked at compile
+        // time, where `Fixed` is used).
+        assert!(Q >= B, "Fixed<N, B, Q>: Q must be at least B");
+        B
+    };
     // Every stored PUBLISH is copied into the transmit buffer, so that one pass of
     // `poll_transmit` hands out one slice of at most `B` bytes: a driver can write from a
     // buffer of `B` bytes of its own.
@@ -732,7 +737,22 @@ mod tests {
         let mut model: Model<u16> = Model::new();
         for &(op, v) in ops {
             let index = usize::from(v) % (model.len() + 1);
-            match op % 8 {
+            match op % 10 {
+                8 => {
+                    let fits = model.len() < capacity;
+                    assert_eq!(list.push_front(v).is_ok(), fits);
+                    if fits {
+                        model.push_front(v);
+                    }
+                }
+                9 => {
+                    if !model.is_empty() {
+                        let other = usize::from(v / 7) % model.len();
+                        let index = index.min(model.len() - 1);
+                        list.swap(index, other);
+                        model.swap(index, other);
+                    }
+                }
                 0 | 1 => {
                     let fits = model.len() < capacity;
                     assert_eq!(list.push(v).is_ok(), fits);
@@ -773,7 +793,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn lists_behave_like_a_deque(ops in proptest::collection::vec((0u8..8, 0u16..100), 0..300)) {
+        fn lists_behave_like_a_deque(ops in proptest::collection::vec((0u8..10, 0u16..100), 0..300)) {
             check_list(FixedList::<u16, 5>::default(), 5, &ops);
             check_list(FixedList::<u16, 0>::default(), 0, &ops);
             check_list(StdVec::new(), usize::MAX, &ops);
@@ -813,6 +833,51 @@ mod tests {
                 }
                 prop_assert_eq!(&*bytes, model.as_slice());
             }
+        }
+    }
+
+    /// Applies `ops` to an arena and to a model (entries as separate vectors): inserting
+    /// (from up to three parts), reading every entry, removing one.
+    fn check_arena<A: Arena>(
+        mut arena: A,
+        capacity: usize,
+        slots: usize,
+        ops: &[(bool, StdVec<u8>)],
+    ) {
+        let mut entries: StdVec<(A::Slot, StdVec<u8>)> = StdVec::new();
+        for (insert, data) in ops {
+            if *insert {
+                let (a, rest) = data.split_at(data.len() / 3);
+                let (b, c) = rest.split_at(rest.len() / 2);
+                let used: usize = entries.iter().map(|(_, bytes)| bytes.len()).sum();
+                let fits = used + data.len() <= capacity && entries.len() < slots;
+                assert_eq!(arena.fits(data.len()), fits);
+                match arena.insert(&[a, b, c]) {
+                    Ok(slot) => {
+                        assert!(fits);
+                        entries.push((slot, data.clone()));
+                    }
+                    Err(Full) => assert!(!fits),
+                }
+            } else if !entries.is_empty() {
+                let index = data.len() % entries.len();
+                let (slot, _) = entries.remove(index);
+                arena.remove(slot);
+            }
+            for (slot, bytes) in &entries {
+                assert_eq!(arena.get(slot), &bytes[..]);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arenas_keep_every_entry_intact(
+            ops in proptest::collection::vec((any::<bool>(), proptest::collection::vec(any::<u8>(), 0..20)), 0..200)
+        ) {
+            check_arena(FixedArena::<4, 48>::default(), 48, 4, &ops);
+            check_arena(FixedArena::<8, 16>::default(), 16, 8, &ops);
+            check_arena(HeapArena::default(), usize::MAX, usize::MAX, &ops);
         }
     }
 

@@ -1,0 +1,3 @@
+//! Shared by the integration tests that include it (`mod support;`).
+
+pub mod counting;
