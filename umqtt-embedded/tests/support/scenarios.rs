@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::{TokioClock, TokioTcp};
 use umqtt_embedded::{
     Client, Delivery, Driver, EngineConfig, Event, ExponentialBackoff, MessageId, QoS, Server,
-    SessionConfig,
+    SessionConfig, UsageError,
 };
 use umqtt_testkit::broker::Mosquitto;
 use umqtt_testkit::proxy::{FaultProxy, Mode};
@@ -110,18 +110,29 @@ impl Watch<'_> {
         }
     }
 
-    /// Publishes `count` guaranteed QoS 1 messages numbered from `*next`.
-    fn publish(&self, next: &mut usize, count: usize) {
+    /// Publishes `count` guaranteed QoS 1 messages numbered from `*next`. When the engine
+    /// holds all it can (fixed storage holds a few), waits for one of them to settle.
+    async fn publish(&mut self, next: &mut usize, count: usize) {
         for _ in 0..count {
-            self.publisher
-                .publish_with(
+            loop {
+                let queued = self.publisher.publish_with(
                     "e/1",
                     next.to_string().as_bytes(),
                     QoS::AtLeastOnce,
                     false,
                     Delivery::Guaranteed,
-                )
-                .expect("queued");
+                );
+                match queued {
+                    Ok(_) => break,
+                    Err(UsageError::OutgoingFull) => {
+                        let settled = |p: &Seen| p.delivered.len() + p.not_delivered;
+                        let before = settled(&self.publisher_seen);
+                        self.until("room to publish", |p, _| settled(p) > before)
+                            .await;
+                    }
+                    Err(error) => panic!("publish: {error}"),
+                }
+            }
             *next += 1;
         }
     }
@@ -203,11 +214,11 @@ async fn scenario(
         (&subscriber, subscriber_addr),
         async {
             watch.until("subscribed", |_, s| s.subscribed >= 1).await;
-            watch.publish(&mut sent, batch);
+            watch.publish(&mut sent, batch).await;
             // A few of them written, the rest in the engine's window and queue.
             tokio::time::sleep(Duration::from_millis(5)).await;
             fault.apply(&mut watch, batch).await;
-            watch.publish(&mut sent, batch);
+            watch.publish(&mut sent, batch).await;
             let total = sent;
             watch
                 .until("all delivered and received", |p, s| {
