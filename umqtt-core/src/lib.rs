@@ -23,6 +23,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod message;
 pub mod packet;
 pub mod storage;
 pub mod time;
@@ -30,8 +31,6 @@ pub mod topic;
 
 pub use packet::{Packet, PacketId, QoS};
 pub use time::Instant;
-#[cfg(feature = "alloc")]
-pub mod message;
 #[cfg(feature = "alloc")]
 pub mod robust;
 #[cfg(feature = "alloc")]

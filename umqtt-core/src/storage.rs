@@ -41,8 +41,12 @@ pub trait Storage: sealed::Sealed + 'static {
     /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
     /// fixed one has it anyway, so fixed storage keeps none).
     type Pool<T>: List<T>;
-    /// Where the robust engine keeps the bytes of the messages it holds.
+    /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
+    /// Text the robust engine hands out (the topic filters in its events).
+    type Text: Text;
+    /// A received message as the robust engine hands it out.
+    type Message: crate::message::Received;
     /// Most items a list holds (`usize::MAX`: it grows).
     const ITEMS: usize;
     /// Most bytes a buffer holds (`usize::MAX`: it grows).
@@ -146,6 +150,8 @@ impl Storage for Heap {
     type Bytes = Vec<u8>;
     type Pool<T> = Vec<T>;
     type Arena = HeapArena;
+    type Text = alloc::string::String;
+    type Message = crate::message::Message;
     const ITEMS: usize = usize::MAX;
     const BYTES: usize = usize::MAX;
     const SEND_STORED_ABOVE: usize = 64 * 1024;
@@ -351,6 +357,8 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Bytes = FixedBytes<B>;
     type Pool<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
+    type Text = FixedText<B>;
+    type Message = crate::message::FixedMessage<B>;
     const ITEMS: usize = N;
     const BYTES: usize = {
         // Every message the session can send fits the engine's arena (checked at compile
@@ -565,6 +573,75 @@ impl<const B: usize> Buffer for FixedBytes<B> {
     }
     fn reserve_exact(&mut self, _additional: usize) {}
     fn shrink_to(&mut self, _capacity: usize) {}
+}
+
+/// Text the robust engine hands out (a topic filter in an event): a `String` on the heap, a
+/// [`FixedText`] in place.
+pub trait Text: Clone + fmt::Debug + PartialEq + Eq + Deref<Target = str> {
+    /// An owned copy of `text`.
+    ///
+    /// # Errors
+    /// [`Full`] when it is longer than a fixed text holds.
+    fn try_from_str(text: &str) -> Result<Self, Full>;
+}
+
+#[cfg(feature = "alloc")]
+impl Text for alloc::string::String {
+    fn try_from_str(text: &str) -> Result<Self, Full> {
+        Ok(alloc::string::String::from(text))
+    }
+}
+
+/// Text of at most `B` bytes, in place.
+#[derive(Clone)]
+pub struct FixedText<const B: usize>(FixedBytes<B>);
+
+impl<const B: usize> Deref for FixedText<B> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Copied from a `&str`.
+        core::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl<const B: usize> fmt::Debug for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<const B: usize> fmt::Display for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl<const B: usize> PartialEq for FixedText<B> {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0 == *other.0
+    }
+}
+
+impl<const B: usize> Eq for FixedText<B> {}
+
+impl<const B: usize> PartialEq<str> for FixedText<B> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other.as_bytes()
+    }
+}
+
+impl<const B: usize> PartialEq<&str> for FixedText<B> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == *other.as_bytes()
+    }
+}
+
+impl<const B: usize> Text for FixedText<B> {
+    fn try_from_str(text: &str) -> Result<Self, Full> {
+        let mut bytes = FixedBytes::default();
+        bytes.try_extend(text.as_bytes())?;
+        Ok(FixedText(bytes))
+    }
 }
 
 /// Where the robust engine keeps the bytes of the messages it holds (each message's topic,

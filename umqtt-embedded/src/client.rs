@@ -4,7 +4,7 @@ use core::cell::{RefCell, RefMut};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
 
-use umqtt_core::message::Message;
+use umqtt_core::message::Received;
 use umqtt_core::robust::{Delivery, Engine, EngineConfig, MessageId, ReconnectPolicy, Stats};
 use umqtt_core::session::UsageError;
 use umqtt_core::storage::{Heap, Storage};
@@ -208,7 +208,7 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
 
     /// With [`EngineConfig::manual_ack`]: the application processed `message`; the broker
     /// gets its acknowledgement (in arrival order). Returns whether one was owed.
-    pub fn ack(&self, message: &Message) -> bool {
+    pub fn ack(&self, message: &S::Message) -> bool {
         self.command(|s, now| s.engine.ack(now, message))
     }
 
@@ -230,25 +230,25 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
     /// The next event, waiting until there is one (the driver must be running). Cancel-safe:
     /// an event is taken out of the engine only in the step that returns it. A received
     /// message frees its room in the receive bound when returned.
-    pub async fn next_event(&self) -> Event {
+    pub async fn next_event(&self) -> Event<S> {
         poll_fn(|cx| self.try_next_event_inner(Some(cx.waker()))).await
     }
 
     /// The next event if there is one now.
-    pub fn try_next_event(&self) -> Option<Event> {
+    pub fn try_next_event(&self) -> Option<Event<S>> {
         match self.try_next_event_inner(None) {
             Poll::Ready(event) => Some(event),
             Poll::Pending => None,
         }
     }
 
-    fn try_next_event_inner(&self, waker: Option<&Waker>) -> Poll<Event> {
+    fn try_next_event_inner(&self, waker: Option<&Waker>) -> Poll<Event<S>> {
         let mut state = self.state();
         match state.engine.poll_event() {
             Some(event) => {
                 if let Event::Message(message) = &event {
                     state.deferred.consumed += 1;
-                    state.deferred.consumed_bytes += message.payload.len();
+                    state.deferred.consumed_bytes += message.payload().len();
                     state.woken = true;
                     if let Some(waker) = state.driver_waker.take() {
                         waker.wake();

@@ -91,7 +91,7 @@ pub use time::Clock;
 pub use time::EmbassyClock;
 
 pub use embedded_nal_async::{Dns, TcpConnect};
-pub use umqtt_core::message::Message;
+pub use umqtt_core::message::{FixedMessage, Message, Received};
 pub use umqtt_core::robust::{
     BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, ExponentialBackoff,
     FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome, Overflow, ReconnectPolicy,
@@ -101,5 +101,8 @@ pub use umqtt_core::session::{SessionConfig, UsageError, Will};
 pub use umqtt_core::storage::{Fixed, Heap, Storage};
 pub use umqtt_core::{Instant, QoS};
 
-/// What happened: the link's life, every message's outcome, messages received.
-pub type Event = umqtt_core::robust::Event<TransportError>;
+/// What happened: the link's life, every message's outcome, messages received. `S` is the
+/// client's storage: on [`Fixed`] storage a received message is a
+/// [`FixedMessage`](umqtt_core::message::FixedMessage) and a filter a
+/// [`FixedText`](umqtt_core::storage::FixedText), read the same way ([`Received`]).
+pub type Event<S = Heap> = umqtt_core::robust::Event<TransportError, S>;

@@ -17,7 +17,7 @@ use umqtt_core::packet::{
 };
 use umqtt_core::{Instant, PacketId};
 use umqtt_embedded::{
-    BatteryAware, Client, Clock, Driver, EngineConfig, Event, Fixed, Heap, QoS, Server,
+    BatteryAware, Client, Clock, Driver, EngineConfig, Event, Fixed, Heap, QoS, Received, Server,
     SessionConfig, Storage, TcpConnect,
 };
 
@@ -248,7 +248,7 @@ fn heap_peak<S: Storage>() -> usize {
         while !(delivered && received) {
             match client.next_event().await {
                 Event::Delivered { .. } => delivered = true,
-                Event::Message(message) => received = message.payload == b"hi",
+                Event::Message(message) => received = message.payload() == b"hi",
                 _ => {}
             }
         }

@@ -19,6 +19,7 @@
 //! assert!(device.engine.is_connected());
 //! ```
 
+use umqtt_core::message::Received;
 use umqtt_core::robust::{Action, Engine, EngineConfig, Event, FailureKind, ReconnectPolicy};
 use umqtt_core::storage::{Heap, Storage};
 use umqtt_core::Instant;
@@ -36,7 +37,7 @@ pub struct Device<S: Storage = Heap> {
     pub conn: Option<ConnId>,
     /// The engine's events with the virtual time (ms) they came out, in order. Take them
     /// (`drain(..)`) to keep long runs small.
-    pub events: Vec<(u64, Event<String>)>,
+    pub events: Vec<(u64, Event<String, S>)>,
     /// Virtual times (ms) of every transport open the engine asked for: one per connection
     /// attempt.
     pub opens: Vec<u64>,
@@ -112,7 +113,7 @@ impl<S: Storage> Device<S> {
             self.write(net, now);
             while let Some(event) = self.engine.poll_event() {
                 if let (Event::Message(m), true) = (&event, self.consume) {
-                    self.engine.handle_consumed(now, m.payload.len());
+                    self.engine.handle_consumed(now, m.payload().len());
                 }
                 self.events.push((now.as_millis(), event));
             }
@@ -194,7 +195,7 @@ impl<S: Storage> Device<S> {
     }
 
     /// How many recorded events match `predicate`.
-    pub fn count(&self, predicate: impl Fn(&Event<String>) -> bool) -> usize {
+    pub fn count(&self, predicate: impl Fn(&Event<String, S>) -> bool) -> usize {
         self.events.iter().filter(|(_, e)| predicate(e)).count()
     }
 

@@ -642,7 +642,7 @@ fn seed_day<S: Storage>(
         .connects()
         .iter()
         .all(|c| c.protocol == protocol));
-    let outcome = |e: &Event<String>| {
+    let outcome = |e: &Event<String, S>| {
         matches!(
             e,
             Event::Delivered { .. } | Event::Expired { .. } | Event::Dropped { .. }

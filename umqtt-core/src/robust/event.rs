@@ -1,14 +1,13 @@
 //! What the engine tells its driver and the application: events, outcomes, counters.
 
-use alloc::string::String;
 use core::fmt;
 use core::time::Duration;
 
 use super::policy::FailureKind;
 use super::reference::ServerAddress;
-use crate::message::Message;
 use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
+use crate::storage::{Heap, Storage};
 
 /// How robust one message must be: its delivery contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,10 +151,13 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
 }
 
 /// Something the application may want to show (blink an LED), log or act on. One stream
-/// carries the link's life, every message's outcome and the messages received.
+/// carries the link's life, every message's outcome and the messages received. `S` is the
+/// engine's storage: it says what holds a topic filter ([`Storage::Text`]: a `String` on the
+/// heap) and a received message ([`Storage::Message`]:
+/// [`Message`](crate::message::Message) on the heap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event<E> {
+pub enum Event<E, S: Storage = Heap> {
     /// A connection was established (CONNACK accepted it).
     Connected {
         /// The broker resumed the stored session.
@@ -234,19 +236,19 @@ pub enum Event<E> {
     /// The broker granted a subscription (also after renewing it).
     Subscribed {
         /// The topic filter.
-        filter: String,
+        filter: S::Text,
         /// The QoS granted.
         granted: QoS,
     },
     /// The broker refused a subscription (SUBACK 0x80); it is no longer kept.
     SubscriptionRefused {
         /// The topic filter.
-        filter: String,
+        filter: S::Text,
     },
     /// The broker acknowledged an UNSUBSCRIBE.
     Unsubscribed {
         /// The topic filter.
-        filter: String,
+        filter: S::Text,
         /// The MQTT 5 UNSUBACK reason code for it ([`ReasonCode::Success`] with 3.1.1): 0x11
         /// No subscription existed is informational, 0x80 or above a refusal (e.g. Not
         /// authorized: the broker may still deliver on it). The engine no longer keeps the
@@ -255,7 +257,7 @@ pub enum Event<E> {
     },
     /// An application message arrived. With manual acknowledgement (QoS 1/2), the broker
     /// gets its PUBACK/PUBREC only when the application acknowledges it.
-    Message(Message),
+    Message(S::Message),
 }
 
 /// Counts per [`DropReason`].

@@ -68,19 +68,17 @@ pub use policy::{
 pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 
-use crate::message::Message;
+use crate::message::Received;
 use crate::packet::{
     ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
 };
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
-use crate::storage::{Arena, Heap, List, Storage};
+use crate::storage::{Arena, Buffer, Heap, List, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
-use subscriptions::{RequestKind, SubState, Subscription};
+use subscriptions::{Subscription, Unsubscription};
 
 /// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
 #[derive(Debug, Clone)]
@@ -201,12 +199,13 @@ pub struct Engine<P, E, S: Storage = Heap> {
     arena: S::Arena,
     queued_bytes: usize,
     next_id: u64,
-    subscriptions: S::Vec<Subscription>,
-    /// Filters to unsubscribe from at the next connection (a persistent session still has them).
-    unsubscribe_later: S::Vec<(String, Box<[u8]>)>,
-    requests: S::Vec<(PacketId, RequestKind, Vec<String>)>,
+    /// Kept subscriptions, in the order they were made.
+    subscriptions: S::Vec<Subscription<S>>,
+    /// Filters to unsubscribe from (a persistent session still has them), until their
+    /// UNSUBACK.
+    unsubscriptions: S::Vec<Unsubscription<S>>,
     had_session: bool,
-    events: S::Deque<Event<E>>,
+    events: S::Deque<Event<E, S>>,
     outcomes: S::Deque<(MessageId, Outcome)>,
     received: usize,
     received_bytes: usize,
@@ -280,8 +279,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             queued_bytes: 0,
             next_id: 1,
             subscriptions: Default::default(),
-            unsubscribe_later: Default::default(),
-            requests: Default::default(),
+            unsubscriptions: Default::default(),
             had_session: false,
             events: Default::default(),
             outcomes: Default::default(),
@@ -393,7 +391,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     pub fn subscriptions(&self) -> impl Iterator<Item = (&str, QoS)> + '_ {
         self.subscriptions
             .iter()
-            .map(|s| (s.filter.as_str(), s.qos))
+            .filter(|s| s.kept())
+            .map(|s| (s.entry.parts(&self.arena).0, s.qos))
     }
 
     // ----- outputs ---------------------------------------------------------------------------
@@ -417,7 +416,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// against the receive bound until the driver reports [`Engine::handle_consumed`] (when
     /// the application took it), so a driver may queue events without defeating the bound.
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event<E>> {
+    pub fn poll_event(&mut self) -> Option<Event<E, S>> {
         List::pop_front(&mut self.events)
     }
 
@@ -845,17 +844,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     ) -> Result<(), UsageError> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         let properties = self.owned_properties(properties, crate::packet::PacketType::Subscribe)?;
-        self.subscriptions.retain(|s| s.filter != filter);
-        let subscription = Subscription {
-            filter: filter.to_string(),
-            qos,
-            state: SubState::Wanted,
-            properties,
-        };
-        if self.subscriptions.push(subscription).is_err() {
-            return Err(UsageError::StorageFull);
-        }
-        self.unsubscribe_later.retain(|(f, _)| f != filter);
+        self.keep_subscription(filter, qos, &properties)?;
         self.rearm(now);
         self.send_subscriptions();
         Ok(())
@@ -879,15 +868,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         validate_topic_filter(filter).map_err(UsageError::InvalidTopicFilter)?;
         let properties =
             self.owned_properties(properties, crate::packet::PacketType::Unsubscribe)?;
-        self.unsubscribe_later.retain(|(f, _)| f != filter);
-        if self
-            .unsubscribe_later
-            .push((filter.to_string(), properties))
-            .is_err()
-        {
-            return Err(UsageError::StorageFull);
-        }
-        self.subscriptions.retain(|s| s.filter != filter);
+        self.keep_unsubscription(filter, &properties)?;
         self.rearm(now);
         self.send_subscriptions();
         Ok(())
@@ -903,11 +884,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// With [`EngineConfig::manual_ack`]: the application processed the received message
-    /// (its [`Message::packet_id`]); the broker gets its PUBACK / PUBREC, in arrival order.
+    /// (its [`Received::packet_id`]); the broker gets its PUBACK / PUBREC, in arrival order.
     /// Returns whether an acknowledgement was owed.
-    pub fn ack(&mut self, _now: Instant, message: &Message) -> bool {
+    pub fn ack(&mut self, _now: Instant, message: &S::Message) -> bool {
         message
-            .packet_id
+            .packet_id()
             .is_some_and(|packet_id| self.session.ack(packet_id))
     }
 
@@ -976,7 +957,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         x
     }
 
-    fn push_event(&mut self, event: Event<E>) {
+    fn push_event(&mut self, event: Event<E, S>) {
         if self.events.len() >= self.config.max_events.saturating_add(self.received) {
             // Only non-message events are ever discarded: find the oldest.
             let oldest = self
@@ -1068,8 +1049,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 break;
             };
             // Owned from here on: the session's event borrows its receive buffer.
-            let step = match event {
-                session::Event::Message(publish) => Step::Message(Message::from(&publish)),
+            let step: Step<S> = match event {
+                session::Event::Message(publish) => {
+                    Step::Message(S::Message::try_from_publish(&publish).ok())
+                }
                 session::Event::Connected { session_present } => Step::Connected(session_present),
                 session::Event::Published(packet_id) => {
                     Step::Settled(packet_id, Outcome::Delivered)
@@ -1110,24 +1093,27 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 // The raw codes, read through the packet's own accessors below (one copy of
                 // bytes instead of a collected vector per code type).
                 session::Event::Subscribed(suback) => {
-                    Step::Subscribed(suback.packet_id, suback.return_codes.to_vec())
+                    Step::Subscribed(suback.packet_id, raw_codes::<S>(suback.return_codes))
                 }
                 session::Event::Unsubscribed(unsuback) => {
-                    Step::Unsubscribed(unsuback.packet_id, unsuback.reason_codes.to_vec())
+                    Step::Unsubscribed(unsuback.packet_id, raw_codes::<S>(unsuback.reason_codes))
                 }
                 session::Event::Closed(reason) => Step::Closed(reason),
                 session::Event::PublishReceived(_) | session::Event::PingResponse => continue,
             };
             match step {
-                Step::Message(message) => {
+                Step::Message(Some(message)) => {
                     self.received += 1;
-                    self.received_bytes += message.payload.len();
+                    self.received_bytes += Received::payload(&message).len();
                     self.stats.received += 1;
                     // (Room: reading stops at `max_received`, see `Engine::with_storage`.)
                     if self.events.push(Event::Message(message)).is_err() {
                         self.stats.events_overflowed += 1;
                     }
                 }
+                // (Never: a fixed message holds what the session's buffer of the same size
+                // received.)
+                Step::Message(None) => self.stats.events_overflowed += 1,
                 Step::Connected(session_present) => self.connected(session_present, now),
                 Step::Settled(packet_id, outcome) => {
                     if let Some(index) = self.position(packet_id) {
@@ -1147,28 +1133,16 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                         properties: Properties::EMPTY,
                     };
                     self.subscribed(packet_id, suback.codes());
+                    self.send_subscriptions();
                 }
                 Step::Unsubscribed(packet_id, codes) => {
-                    let request = self.requests.iter().position(|r| r.0 == packet_id);
-                    if let Some(index) = request {
-                        let Some((_, _, filters)) = self.requests.swap_remove(index) else {
-                            continue;
-                        };
-                        let mut codes = UnsubAck {
-                            packet_id,
-                            reason_codes: &codes,
-                            properties: Properties::EMPTY,
-                        }
-                        .codes();
-                        for filter in filters {
-                            // 3.1.1 UNSUBACK has no codes: success.
-                            let reason_code = codes.next().unwrap_or(ReasonCode::Success);
-                            self.push_event(Event::Unsubscribed {
-                                filter,
-                                reason_code,
-                            });
-                        }
-                    }
+                    let unsuback = UnsubAck {
+                        packet_id,
+                        reason_codes: &codes,
+                        properties: Properties::EMPTY,
+                    };
+                    self.unsubscribed(packet_id, unsuback.codes());
+                    self.send_subscriptions();
                 }
                 Step::Closed(reason) => {
                     self.follow_reference(reason);
@@ -1201,19 +1175,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 let count = self.stats.sessions_lost;
                 self.push_event(Event::SessionLost { count });
             }
-            // The broker knows none of our subscriptions, and has none to remove.
-            self.unsubscribe_later.clear();
-            for subscription in self.subscriptions.iter_mut() {
-                subscription.state = SubState::Wanted;
-            }
-        } else {
-            for subscription in self.subscriptions.iter_mut() {
-                if matches!(subscription.state, SubState::Requested(_)) {
-                    subscription.state = SubState::Wanted;
-                }
-            }
         }
-        self.requests.clear();
+        self.reset_subscriptions(session_present);
         self.had_session = persistent;
         self.send_subscriptions();
         self.fill_session(now);
@@ -1336,7 +1299,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             consecutive,
             outage: now.saturating_duration_since(outage_started),
             pending: self.summary(now),
-            subscriptions: self.subscriptions.len(),
+            subscriptions: self.kept_subscriptions(),
             random: self.next_random(),
         };
         // No-retry messages never wait for a later attempt: this one failed, so they found no
@@ -1348,7 +1311,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 Which::NotGuaranteed,
                 Outcome::Dropped(DropReason::PolicyStopped),
             );
-            if !self.subscriptions.is_empty() || !self.unsubscribe_later.is_empty() {
+            if self.kept_subscriptions() > 0 || self.unsent_unsubscriptions() > 0 {
                 decision = self.policy.keep_listening(&failure);
             }
         }
@@ -1380,17 +1343,26 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 /// A session event, owned.
-enum Step {
-    Message(Message),
+enum Step<S: Storage> {
+    /// (`None`: it did not fit the storage's message.)
+    Message(Option<S::Message>),
     Connected(bool),
     /// A message the session held ended: delivered, or dropped.
     Settled(PacketId, Outcome),
     Discarded,
     /// The SUBACK's raw return codes.
-    Subscribed(PacketId, Vec<u8>),
+    Subscribed(PacketId, S::Bytes),
     /// The UNSUBACK's raw reason codes.
-    Unsubscribed(PacketId, Vec<u8>),
+    Unsubscribed(PacketId, S::Bytes),
     Closed(CloseReason),
+}
+
+/// An owned copy of a SUBACK's or UNSUBACK's codes (one per filter: at most what one packet
+/// of the storage's size names).
+fn raw_codes<S: Storage>(codes: &[u8]) -> S::Bytes {
+    let mut owned = S::Bytes::default();
+    let _ = owned.try_extend(codes);
+    owned
 }
 
 /// How a policy sees a connection the session closed.

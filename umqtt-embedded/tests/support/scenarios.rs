@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::{TokioClock, TokioTcp};
 use umqtt_embedded::{
     Client, Delivery, Driver, EngineConfig, Event, ExponentialBackoff, MessageId, QoS, Server,
-    SessionConfig, UsageError,
+    Received, SessionConfig, UsageError,
 };
 use umqtt_testkit::broker::Mosquitto;
 use umqtt_testkit::proxy::{FaultProxy, Mode};
@@ -75,7 +75,7 @@ impl Seen {
                 Event::SessionLost { .. } => self.sessions_lost += 1,
                 Event::Disconnected { .. } => self.disconnects += 1,
                 Event::Message(message) => {
-                    self.payloads.insert(message.payload);
+                    self.payloads.insert(Received::payload(&message).to_vec());
                 }
                 _ => {}
             }
