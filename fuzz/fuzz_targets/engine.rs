@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use umqtt_core::message::Message;
+use umqtt_core::message::Received;
 use umqtt_core::packet::{
     decode_with, Ack, Auth, ConnAck, ConnectReturnCode, Decoded, Disconnect, Packet, PacketId,
     PacketType, Properties, Property, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode,
@@ -291,7 +291,7 @@ struct Harness<S: Storage> {
     /// Received messages the application has not taken (payload lengths).
     held: VecDeque<usize>,
     /// Recent received messages, to acknowledge.
-    recent: VecDeque<Message>,
+    recent: VecDeque<S::Message>,
     /// Packet ids seen in recent client packets.
     known_ids: VecDeque<u16>,
     /// Replies a well-behaved broker owes on the current connection, in order.
@@ -752,12 +752,12 @@ impl<S: Storage> Harness<S> {
                 Event::Message(message) => {
                     // Aliases resolved: every message has its full, valid topic name.
                     assert!(
-                        !message.topic.is_empty() && validate_topic_name(&message.topic).is_ok(),
+                        !message.topic().is_empty() && validate_topic_name(message.topic()).is_ok(),
                         "message with topic {:?}",
-                        message.topic
+                        message.topic()
                     );
                     self.counts.received += 1;
-                    self.held.push_back(message.payload.len());
+                    self.held.push_back(message.payload().len());
                     self.recent.push_back(message);
                     if self.recent.len() > 8 {
                         self.recent.pop_front();
@@ -1328,7 +1328,7 @@ impl<S: Storage> Harness<S> {
             8 => {
                 if let Some(message) = u.choose(self.recent.make_contiguous()).ok().cloned() {
                     let owed = self.engine.ack(now, &message);
-                    trace!("{} ack {:?} -> {owed}", self.now, message.packet_id);
+                    trace!("{} ack {:?} -> {owed}", self.now, message.packet_id());
                 }
             }
             9 => {

@@ -31,7 +31,7 @@ impl core::error::Error for Full {}
 /// What holds a session's lists and byte buffers: [`Heap`] or [`Fixed`]. Sealed: the
 /// session's guarantees (e.g. that a transmit slice fits a driver's buffer of
 /// [`Storage::BYTES`]) rest on these two.
-pub trait Storage: sealed::Sealed + 'static {
+pub trait Storage: sealed::Sealed + fmt::Debug + Clone + Copy + PartialEq + Eq + 'static {
     /// A list the session pushes at the back of and removes anywhere from.
     type Vec<T>: List<T>;
     /// A list the session mostly takes from the front of (a queue).

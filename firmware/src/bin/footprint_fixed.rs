@@ -9,7 +9,7 @@ use panic_halt as _;
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap!(3 * 1024);
+    umqtt_firmware::init_heap!(256);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }
