@@ -1169,12 +1169,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             server,
         });
         let persistent = !self.config.clean_session;
-        if !session_present {
-            if self.had_session && persistent {
-                self.stats.sessions_lost += 1;
-                let count = self.stats.sessions_lost;
-                self.push_event(Event::SessionLost { count });
-            }
+        if !session_present && self.had_session && persistent {
+            self.stats.sessions_lost += 1;
+            let count = self.stats.sessions_lost;
+            self.push_event(Event::SessionLost { count });
         }
         self.reset_subscriptions(session_present);
         self.had_session = persistent;
