@@ -3,6 +3,7 @@
 extern crate std;
 
 use alloc::boxed::Box;
+#[cfg(feature = "mqtt5")]
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
