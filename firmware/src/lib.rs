@@ -16,9 +16,11 @@ use umqtt_embedded::{
     Storage,
 };
 
-/// The session's storage on a device without room to spare: 6 list entries (4 QoS 1/2
-/// messages in the session, the rest wait in the engine's queue), 128-byte buffers (the
-/// largest packet sent or received). The session then allocates nothing.
+/// The client's storage on a device without room to spare: 6 list entries, 128-byte buffers
+/// (the largest packet sent or received) and a 128-byte arena for what the engine holds
+/// (queued messages, subscriptions). The engine then holds one message at a time and one
+/// received message ([`Engine::with_storage`](umqtt_embedded::Engine::with_storage) lowers its limits
+/// to what the lists hold), and neither it nor the session allocates once built.
 pub type SessionStorage = Fixed<6, 128>;
 
 /// The allocator umqtt-embedded needs today (see its crate docs). Give it memory with
@@ -59,17 +61,18 @@ pub fn config(client_id: &str, keep_alive: u16) -> EngineConfig {
     config
 }
 
-/// The footprint benchmark's job (BENCHMARKS.md), with the session on storage `S`: connect,
-/// subscribe, publish one QoS 1 message, receive one message of the subscription — with the
-/// robust engine (BatteryAware policy) included. Call it after [`init_heap!`] and
-/// [`time::start`].
-pub async fn footprint_job<S: Storage>() {
+/// The footprint benchmark's job (BENCHMARKS.md), with the client on storage `S` and a read
+/// buffer of `RX` bytes (on fixed storage the driver reads at most the session's buffer size
+/// at a time, so `RX` = `B` is enough): connect, subscribe, publish one QoS 1 message, receive
+/// one message of the subscription — with the robust engine (BatteryAware policy) included.
+/// Call it after [`init_heap!`] and [`time::start`].
+pub async fn footprint_job<S: Storage, const RX: usize>() {
     let stack = net::Stack;
     let config = config("footprint", 60);
     let client: Client<_, _, S> =
         Client::with_storage(config, BatteryAware::new(), 1, EmbassyClock::new());
     let servers = [net::BROKER];
-    let mut rx = [0u8; 1024];
+    let mut rx = [0u8; RX];
     let driver = Driver::new(&client, &stack, &servers, &mut rx);
     let app = async {
         let _ = client.subscribe("fw/in", QoS::AtLeastOnce);

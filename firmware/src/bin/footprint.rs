@@ -14,5 +14,5 @@ async fn main(_spawner: Spawner) {
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }
-    umqtt_firmware::footprint_job::<Heap>().await;
+    umqtt_firmware::footprint_job::<Heap, 1024>().await;
 }
