@@ -246,9 +246,16 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
         let mut state = self.state();
         match state.engine.poll_event() {
             Some(event) => {
-                if let Event::Message(message) = &event {
+                let is_message = if let Event::Message(message) = &event {
                     state.deferred.consumed += 1;
                     state.deferred.consumed_bytes += message.payload().len();
+                    true
+                } else {
+                    false
+                };
+                // On fixed storage, taking an event may have let the engine go on with input
+                // it held (its answers are to be written).
+                if is_message || S::ITEMS != usize::MAX {
                     state.woken = true;
                     if let Some(waker) = state.driver_waker.take() {
                         waker.wake();

@@ -112,6 +112,8 @@ impl<S: Storage> Device<S> {
             }
             self.write(net, now);
             while let Some(event) = self.engine.poll_event() {
+                // (Taking events may let the engine go on with input it held: look again.)
+                busy = true;
                 if let (Event::Message(m), true) = (&event, self.consume) {
                     self.engine.handle_consumed(now, m.payload().len());
                 }

@@ -215,6 +215,10 @@ pub struct Engine<P, E, S: Storage = Heap> {
     /// messages settled (the next expiry pass corrects it), never later.
     earliest_deadline: Option<Instant>,
     rng: u64,
+    /// Fixed storage: received input waits for room in the event list.
+    held_for_events: bool,
+    /// The time of the last input processed.
+    last_pump: Instant,
     stats: Stats,
 }
 
@@ -241,6 +245,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     ///   messages: waiting, and with the session); their bytes are in the storage's arena,
     ///   and a message that does not fit there waits as for a full queue (see [`Overflow`]);
     /// - [`EngineConfig::max_events`] to `N - max_received`.
+    ///
+    /// One read may hold many packets: the engine decodes the next one only while the event
+    /// list has room for all it may report (received messages aside), so on fixed storage
+    /// input waits in the session until the events are taken — [`Engine::poll_event`] goes
+    /// on with it (a SUBSCRIBE names at most `max_events` filters for the same reason).
     ///
     /// It keeps at most `N` subscriptions and `N` filters waiting to be unsubscribed
     /// ([`UsageError::StorageFull`] beyond), and no durable outbox
@@ -289,6 +298,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             store_ops: Default::default(),
             earliest_deadline: None,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            held_for_events: false,
+            last_pump: now,
             stats: Stats::default(),
         }
     }
@@ -417,7 +428,14 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// the application took it), so a driver may queue events without defeating the bound.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<E, S>> {
-        List::pop_front(&mut self.events)
+        let event = List::pop_front(&mut self.events);
+        if self.held_for_events && self.event_room() {
+            // Fixed storage: input waited for room in the event list (see
+            // `Engine::with_storage`); it is processed now, at the time of the last input.
+            self.held_for_events = false;
+            self.pump(self.last_pump);
+        }
+        event
     }
 
     /// The next message outcome, with [`EngineConfig::track_outcomes`] (else always `None`):
@@ -474,6 +492,13 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             self.link,
             Link::Up { .. } | Link::Attempt { opened: true, .. }
         ) && !self.receive_full()
+    }
+
+    /// Whether the event list has room for all one decoded packet can report: an outcome
+    /// for each message held and the link's changes, or the filters of one SUBACK (at most
+    /// `max_events` each, see [`Engine::with_storage`]). Always on the heap, where it grows.
+    fn event_room(&self) -> bool {
+        S::ITEMS == usize::MAX || S::ITEMS - self.events.len() >= self.config.max_events
     }
 
     fn receive_full(&self) -> bool {
@@ -1032,20 +1057,25 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         self.push_action(Action::Open { server });
     }
 
-    /// Reads what the session decoded, while the event stream has room for messages.
+    /// Reads what the session decoded, while the event stream has room for messages (and,
+    /// on fixed storage, for all the next packet may report).
     fn pump(&mut self, now: Instant) {
+        self.last_pump = now;
         // What the session decodes now (CONNACK, acknowledgements) may release PUBLISH
         // packets it holds back.
         self.refresh_waiting_expiries(now);
         loop {
             // At the receive bound nothing more is decoded, but what the session already
             // decided (a keepalive close, say) is still handled.
-            let event = if self.receive_full() {
+            let room = self.event_room();
+            let event = if self.receive_full() || !room {
                 self.session.poll_queued_event()
             } else {
                 self.session.poll_event()
             };
             let Some(event) = event else {
+                // Fixed storage: `poll_event` goes on once the events were taken.
+                self.held_for_events = !room && self.session.has_unprocessed_input();
                 break;
             };
             // Owned from here on: the session's event borrows its receive buffer.

@@ -208,9 +208,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             let mut chosen = [0usize; BATCH];
             let (_, properties) = self.subscriptions[first].entry.parts(&self.arena);
             let mut count = 0;
+            let batch = self.batch();
             for (index, subscription) in self.subscriptions.iter().enumerate() {
                 let (filter, own) = subscription.entry.parts(&self.arena);
-                if count < BATCH && subscription.state == SubState::Wanted && own == properties {
+                if count < batch && subscription.state == SubState::Wanted && own == properties {
                     filters[count] = (filter, SubscriptionOptions::new(subscription.qos));
                     chosen[count] = index;
                     count += 1;
@@ -244,9 +245,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             let mut chosen = [0usize; BATCH];
             let (_, properties) = self.unsubscriptions[first].entry.parts(&self.arena);
             let mut count = 0;
+            let batch = self.batch();
             for (index, unsubscription) in self.unsubscriptions.iter().enumerate() {
                 let (filter, own) = unsubscription.entry.parts(&self.arena);
-                if count < BATCH && unsubscription.sent.is_none() && own == properties {
+                if count < batch && unsubscription.sent.is_none() && own == properties {
                     filters[count] = filter;
                     chosen[count] = index;
                     count += 1;
@@ -262,6 +264,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 self.unsubscriptions[index].sent = Some(packet_id);
             }
         }
+    }
+
+    /// Most filters per SUBSCRIBE / UNSUBSCRIBE: [`BATCH`], and no more events than the
+    /// event list keeps (its acknowledgement reports each).
+    fn batch(&self) -> usize {
+        BATCH.min(self.config.max_events.max(1))
     }
 
     /// A SUBACK: one code per filter the SUBSCRIBE named, in order.
