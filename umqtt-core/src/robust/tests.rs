@@ -1276,3 +1276,84 @@ fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
     assert_eq!(engine.session().events_lost(), 0);
     assert_eq!(engine.stats().events_overflowed, 0);
 }
+
+/// Fixed storage: one read holds more acknowledgements than the event list reports at once.
+/// The engine decodes the next packet only while the list has room for all it may report,
+/// and goes on as the events are taken: every SUBACK and PUBACK is reported, none discarded.
+#[test]
+fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
+    type Small = crate::storage::Fixed<8, 128>;
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: "fixed".into(),
+        max_in_flight: 4,
+        ..SessionConfig::default()
+    });
+    config.clean_session = true;
+    let now = Instant::from_millis(0);
+    let mut engine: Engine<FixedDelay, (), Small> =
+        Engine::with_storage(config, FixedDelay::default(), 1, now);
+    assert_eq!(engine.config().max_events, 6);
+    engine.handle_timeout(now);
+    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+    engine.handle_opened(now);
+    while engine.poll_transmit(now).is_some() {}
+    engine.handle_written(now);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    while engine.poll_event().is_some() {}
+
+    for n in 0..6u8 {
+        let filter = std::format!("f/{n}");
+        engine.subscribe(now, &filter, QoS::AtLeastOnce).unwrap();
+    }
+    for n in 0..2u8 {
+        engine
+            .publish(now, "t", &[n], QoS::AtLeastOnce, false)
+            .unwrap();
+    }
+    // The broker answers everything in one read.
+    let mut written = Vec::new();
+    while let Some(chunk) = engine.poll_transmit(now) {
+        written.extend_from_slice(chunk);
+    }
+    engine.handle_written(now);
+    let mut answers = Vec::new();
+    let mut rest = &written[..];
+    while let Ok(crate::packet::Decoded::Complete { packet, consumed }) =
+        crate::packet::decode(rest, usize::MAX)
+    {
+        match packet {
+            crate::packet::Packet::Subscribe(subscribe) => {
+                answers.extend_from_slice(&[0x90, 3]);
+                answers.extend_from_slice(&subscribe.packet_id.get().to_be_bytes());
+                answers.push(1);
+            }
+            crate::packet::Packet::Publish(publish) => {
+                answers.extend_from_slice(&[0x40, 2]);
+                answers.extend_from_slice(&publish.packet_id.unwrap().get().to_be_bytes());
+            }
+            _ => {}
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(answers.len(), 6 * 5 + 2 * 4);
+    engine.handle_read(now, &answers);
+    assert!(
+        engine.session().has_unprocessed_input(),
+        "input waits for room in the event list"
+    );
+    let (mut subscribed, mut delivered) = (0, 0);
+    while let Some(event) = engine.poll_event() {
+        match event {
+            Event::Subscribed { filter, .. } => {
+                assert_eq!(*filter, std::format!("f/{subscribed}"));
+                subscribed += 1;
+            }
+            Event::Delivered { .. } => delivered += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((subscribed, delivered), (6, 2));
+    assert!(!engine.session().has_unprocessed_input());
+    assert_eq!(engine.stats().events_overflowed, 0);
+    assert_eq!(engine.subscriptions().count(), 6);
+}
