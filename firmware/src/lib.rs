@@ -23,6 +23,12 @@ use umqtt_embedded::{
 /// to what the lists hold), and neither it nor the session allocates once built.
 pub type SessionStorage = Fixed<6, 128>;
 
+/// The seed devices' storage: 10 list entries — the engine holds 4 messages (waiting, or with
+/// the session) and 2 received messages — 128-byte packets, and 384 bytes for what the
+/// engine holds (the queued messages' topics and payloads, the subscriptions). Nothing is
+/// allocated once the client is built; the configuration's strings are on a 256-byte heap.
+pub type DeviceStorage = Fixed<10, 128, 384>;
+
 /// The allocator umqtt-embedded needs today (see its crate docs). Give it memory with
 /// [`init_heap!`] first thing in `main`.
 #[global_allocator]

@@ -735,7 +735,7 @@ pub struct FixedArena<const N: usize, const Q: usize> {
 
 /// An entry of a [`FixedArena`] (its slot number).
 #[derive(Debug, PartialEq, Eq)]
-pub struct FixedSlot(usize);
+pub struct FixedSlot(u32);
 
 impl<const N: usize, const Q: usize> fmt::Debug for FixedArena<N, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -764,22 +764,27 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
             return Err(Full);
         }
         let index = self.slots.iter().position(Option::is_none).ok_or(Full)?;
+        let slot = FixedSlot(u32::try_from(index).map_err(|_| Full)?);
         let start = self.used;
         for part in parts {
             self.bytes[self.used..self.used + part.len()].copy_from_slice(part);
             self.used += part.len();
         }
         self.slots[index] = Some((start, len));
-        Ok(FixedSlot(index))
+        Ok(slot)
     }
     fn get<'a>(&'a self, slot: &'a FixedSlot) -> &'a [u8] {
-        match self.slots.get(slot.0) {
+        match usize::try_from(slot.0)
+            .ok()
+            .and_then(|index| self.slots.get(index))
+        {
             Some(Some((start, len))) => &self.bytes[*start..start + len],
             _ => &[],
         }
     }
     fn remove(&mut self, slot: FixedSlot) {
-        let Some((start, len)) = self.slots.get_mut(slot.0).and_then(Option::take) else {
+        let index = usize::try_from(slot.0).unwrap_or(usize::MAX);
+        let Some((start, len)) = self.slots.get_mut(index).and_then(Option::take) else {
             return;
         };
         self.bytes.copy_within(start + len..self.used, start);

@@ -15,16 +15,17 @@ use umqtt_firmware::net::{wait_link_up, Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap!(8 * 1024);
+    umqtt_firmware::init_heap!(256);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }
     let stack = Stack;
     let config = umqtt_firmware::config("alarm-1", 60);
-    let client = Client::new(config, BatteryAware::new(), 0xa1a7, EmbassyClock::new());
+    let client: Client<_, _, umqtt_firmware::DeviceStorage> =
+        Client::with_storage(config, BatteryAware::new(), 0xa1a7, EmbassyClock::new());
     let _ = client.subscribe("home/alarm/arm", QoS::AtLeastOnce);
     let servers = [BROKER];
-    let mut rx = [0u8; 512];
+    let mut rx = [0u8; 128];
     let driver = Driver::new(&client, &stack, &servers, &mut rx);
     let app = async {
         let mut armed = true;
@@ -32,7 +33,7 @@ async fn main(_spawner: Spawner) {
             // Stand-in for the window contact's GPIO edge.
             let window_opened = Timer::after_secs(3600);
             match select3(client.next_event(), wait_link_up(), window_opened).await {
-                Either3::First(Event::Message(message)) => armed = message.payload == b"on",
+                Either3::First(Event::Message(message)) => armed = message.payload() == b"on",
                 Either3::First(_) => {}
                 // The link is back: try now instead of at the policy's next slot.
                 Either3::Second(()) => client.nudge(),

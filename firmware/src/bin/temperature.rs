@@ -12,15 +12,16 @@ use umqtt_firmware::net::{Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap!(8 * 1024);
+    umqtt_firmware::init_heap!(256);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }
     let stack = Stack;
     let config = umqtt_firmware::config("temperature-1", 120);
-    let client = Client::new(config, NoRetry, 0x7e39, EmbassyClock::new());
+    let client: Client<_, _, umqtt_firmware::DeviceStorage> =
+        Client::with_storage(config, NoRetry, 0x7e39, EmbassyClock::new());
     let servers = [BROKER];
-    let mut rx = [0u8; 256];
+    let mut rx = [0u8; 128];
     let driver = Driver::new(&client, &stack, &servers, &mut rx);
     let app = async {
         let mut reading: u16 = 215;

@@ -24,30 +24,56 @@ pub(super) struct Pending<S: Storage> {
     /// the engine's arena, until the session holds the encoded PUBLISH (QoS 1/2) — one copy.
     /// A QoS 0 message keeps it until written, in case the link fails first.
     pub(super) data: Option<Slot<S>>,
-    pub(super) topic_len: usize,
-    pub(super) properties_len: usize,
-    /// Payload length (kept after the payload moved into the session).
-    pub(super) size: usize,
+    pub(super) topic_len: u16,
+    pub(super) properties_len: u32,
+    /// Payload length (kept after the payload moved into the session; a payload fits a
+    /// PUBLISH, so less than 256 MiB).
+    pub(super) size: u32,
     pub(super) qos: QoS,
     pub(super) retain: bool,
-    pub(super) delivery: Delivery,
+    pub(super) contract: Contract,
     pub(super) deadline: Option<Instant>,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
+}
+
+/// What a message's [`Delivery`] contract says (its deadline is kept apart): a byte instead of
+/// the contract's duration, in every entry of the engine's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Contract {
+    NoRetry,
+    Within,
+    Guaranteed,
+}
+
+impl From<Delivery> for Contract {
+    fn from(delivery: Delivery) -> Self {
+        match delivery {
+            Delivery::NoRetry => Contract::NoRetry,
+            Delivery::Within(_) => Contract::Within,
+            Delivery::Guaranteed => Contract::Guaranteed,
+        }
+    }
 }
 
 /// A message's topic, properties (wire bytes) and payload.
 pub(super) type Parts<'a> = (&'a str, &'a [u8], &'a [u8]);
 
 impl<S: Storage> Pending<S> {
+    /// Its payload's length.
+    pub(super) fn payload_len(&self) -> usize {
+        usize::try_from(self.size).unwrap_or(usize::MAX)
+    }
+
     /// Its topic, properties and payload, from `arena` (empty once handed to the session).
     pub(super) fn parts<'a>(&'a self, arena: &'a S::Arena) -> Parts<'a> {
         let Some(slot) = &self.data else {
             return ("", &[], &[]);
         };
         let bytes = arena.get(slot);
-        let (topic, rest) = bytes.split_at(self.topic_len.min(bytes.len()));
-        let (properties, payload) = rest.split_at(self.properties_len.min(rest.len()));
+        let (topic, rest) = bytes.split_at(usize::from(self.topic_len).min(bytes.len()));
+        let properties_len = usize::try_from(self.properties_len).unwrap_or(usize::MAX);
+        let (properties, payload) = rest.split_at(properties_len.min(rest.len()));
         // The topic was a `&str` when stored.
         (
             core::str::from_utf8(topic).unwrap_or_default(),
@@ -81,8 +107,8 @@ pub(super) enum Which {
 impl Which {
     fn matches<S: Storage>(self, pending: &Pending<S>) -> bool {
         match self {
-            Which::NoRetry => pending.delivery == Delivery::NoRetry,
-            Which::NotGuaranteed => pending.delivery != Delivery::Guaranteed,
+            Which::NoRetry => pending.contract == Contract::NoRetry,
+            Which::NotGuaranteed => pending.contract != Contract::Guaranteed,
             Which::DueBy(now) => pending.deadline.is_some_and(|d| d <= now),
         }
     }
@@ -109,7 +135,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     pub(super) fn summary(&self, now: Instant) -> PendingSummary {
         let mut guaranteed = 0;
         self.for_each_pending(|p| {
-            if p.delivery == Delivery::Guaranteed || p.pinned(&self.session) {
+            if p.contract == Contract::Guaranteed || p.pinned(&self.session) {
                 guaranteed += 1;
             }
         });
@@ -415,11 +441,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// Ends a message's life: exactly one event says how, and the outbox forgets it.
-    pub(super) fn settle(&mut self, pending: Pending<S>, outcome: Outcome) {
-        if let Some(slot) = pending.data {
+    pub(super) fn settle(&mut self, mut pending: Pending<S>, outcome: Outcome) {
+        self.queued_bytes -= pending.payload_len();
+        if let Some(slot) = pending.data.take() {
             self.arena.remove(slot);
         }
-        self.queued_bytes -= pending.size;
         if pending.durable {
             self.push_store_op(StoreOp::Settled { id: pending.id });
         }

@@ -735,12 +735,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             id,
             durable,
             data: None,
-            topic_len: topic.len(),
-            properties_len: properties.len(),
-            size: payload.len(),
+            topic_len: u16::try_from(topic.len()).unwrap_or(u16::MAX),
+            properties_len: u32::try_from(properties.len()).unwrap_or(u32::MAX),
+            size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
             qos,
             retain,
-            delivery,
+            contract: delivery.into(),
             deadline,
             packet_id: None,
         };
@@ -810,16 +810,16 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             id,
             durable: true,
             data: None,
-            topic_len: topic.len(),
+            topic_len: u16::try_from(topic.len()).unwrap_or(u16::MAX),
             properties_len: 0,
-            size: payload.len(),
+            size: u32::try_from(payload.len()).unwrap_or(u32::MAX),
             qos,
             retain,
-            delivery: Delivery::Guaranteed,
+            contract: ledger::Contract::Guaranteed,
             deadline: None,
             packet_id: None,
         };
-        self.queued_bytes += pending.size;
+        self.queued_bytes += pending.payload_len();
         if let (Some(packet_id), true) =
             (packet_id, qos != QoS::AtMostOnce && self.queue.is_empty())
         {
