@@ -420,7 +420,11 @@ impl<S: Storage> Harness<S> {
                 }
             }
             self.drain_store();
-            self.drain_events();
+            // On fixed storage taking events may let the engine go on with input it held
+            // (new actions and bytes to write): service again until nothing is left.
+            if self.drain_events() > 0 {
+                continue;
+            }
             if self.consume == Consume::Always && !self.held.is_empty() {
                 self.consume_held(usize::MAX);
                 continue;
@@ -676,7 +680,8 @@ impl<S: Storage> Harness<S> {
         self.settled.insert(id);
     }
 
-    fn drain_events(&mut self) {
+    /// Takes every event; returns how many.
+    fn drain_events(&mut self) -> usize {
         let mut events = 0;
         while let Some(event) = self.engine.poll_event() {
             trace!("  event {event:?}");
@@ -766,6 +771,7 @@ impl<S: Storage> Harness<S> {
                 _ => {}
             }
         }
+        events
     }
 
     /// Whether the received messages held reach the bound (count or bytes).

@@ -91,18 +91,20 @@ impl<S: Storage> Device<S> {
                     Action::Close => self.closes += 1,
                 }
             }
-            let mut wrote = false;
+            let mut busy = false;
             while let Some(bytes) = self.engine.poll_transmit(now) {
                 let mut copy = [0u8; 512];
                 copy[..bytes.len()].copy_from_slice(bytes);
                 let len = bytes.len();
                 self.broker_reads(&copy[..len]);
-                wrote = true;
+                busy = true;
             }
-            if wrote {
+            if busy {
                 self.engine.handle_written(now);
             }
             while let Some(event) = self.engine.poll_event() {
+                // Taking events may let the engine go on with input it held: look again.
+                busy = true;
                 match event {
                     Event::Connected { .. } => self.connects += 1,
                     Event::SessionLost { .. } => self.sessions_lost += 1,
@@ -135,7 +137,7 @@ impl<S: Storage> Device<S> {
                     _ => {}
                 }
             }
-            if !wrote {
+            if !busy {
                 return;
             }
         }

@@ -19,7 +19,9 @@
 //! After any input, a driver: performs every [`Engine::poll_action`] (writing
 //! [`Engine::poll_transmit`]'s bytes before a [`Action::Close`]), writes every slice
 //! [`Engine::poll_transmit`] returns (until `None`) and reports [`Engine::handle_written`],
-//! drains [`Engine::poll_event`] and [`Engine::poll_store`], then waits for input, reading only
+//! drains [`Engine::poll_event`] and [`Engine::poll_store`] — and repeats these steps until a
+//! pass finds nothing (on fixed storage, taking events lets the engine go on with input it
+//! held, which can ask for more) — then waits for input, reading only
 //! while [`Engine::wants_read`], until [`Engine::poll_timeout`]. When the application takes a
 //! received message, the driver reports [`Engine::handle_consumed`] (and services again: input
 //! held at the receive bound is processed then).
