@@ -31,7 +31,7 @@ impl core::error::Error for Full {}
 /// What holds a session's lists and byte buffers: [`Heap`] or [`Fixed`]. Sealed: the
 /// session's guarantees (e.g. that a transmit slice fits a driver's buffer of
 /// [`Storage::BYTES`]) rest on these two.
-pub trait Storage: sealed::Sealed + 'static {
+pub trait Storage: sealed::Sealed + TextStorage + 'static {
     /// A list the session pushes at the back of and removes anywhere from.
     type Vec<T>: List<T>;
     /// A list the session mostly takes from the front of (a queue).
@@ -622,5 +622,118 @@ mod tests {
         assert_eq!(list.push("a"), Ok(()));
         assert_eq!(list.push("b"), Ok(()));
         assert_eq!(list.push("c"), Err("c"));
+    }
+}
+
+/// Owned text a session keeps from the broker (MQTT 5 Assigned Client Identifier, Server
+/// Reference, Reason String, in [`BrokerLimits`](crate::session::BrokerLimits)): a `String`
+/// on the heap, a [`FixedText`] of at most `B` bytes on [`Fixed`] storage. A supertrait of
+/// [`Storage`], implemented by the same two storages.
+pub trait TextStorage {
+    /// The text type.
+    type Text: Text;
+}
+
+/// Owned UTF-8 text: a `String`, or a [`FixedText`].
+pub trait Text: Default + Clone + fmt::Debug + PartialEq + Eq + Deref<Target = str> {
+    /// Replaces the text with `text`, cut at a char boundary to what fits (a `String` takes
+    /// all of it). Returns whether all of it was kept.
+    fn set(&mut self, text: &str) -> bool;
+}
+
+#[cfg(feature = "alloc")]
+impl TextStorage for Heap {
+    type Text = alloc::string::String;
+}
+
+impl<const N: usize, const B: usize> TextStorage for Fixed<N, B> {
+    type Text = FixedText<B>;
+}
+
+#[cfg(feature = "alloc")]
+impl Text for alloc::string::String {
+    #[inline]
+    fn set(&mut self, text: &str) -> bool {
+        self.clear();
+        self.push_str(text);
+        true
+    }
+}
+
+/// UTF-8 text of at most `B` bytes, in place.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FixedText<const B: usize> {
+    bytes: FixedBytes<B>,
+}
+
+impl<const B: usize> PartialEq for FixedBytes<B> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<const B: usize> Eq for FixedBytes<B> {}
+
+impl<const B: usize> Text for FixedText<B> {
+    fn set(&mut self, text: &str) -> bool {
+        let mut end = text.len().min(B);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.bytes.clear();
+        // `end <= B`: it fits.
+        let _ = self.bytes.try_extend(&text.as_bytes()[..end]);
+        end == text.len()
+    }
+}
+
+impl<const B: usize> Deref for FixedText<B> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only whole UTF-8 text is ever stored (`set` cuts at a char boundary).
+        core::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+}
+
+impl<const B: usize> fmt::Debug for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<const B: usize> fmt::Display for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl<const B: usize> PartialEq<str> for FixedText<B> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl<const B: usize> PartialEq<&str> for FixedText<B> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn fixed_text_is_cut_at_a_char_boundary() {
+        let mut text = FixedText::<4>::default();
+        assert!(text.set("abcd"));
+        assert_eq!(text, "abcd");
+        // "é" is two bytes: bytes 3..5 do not fit, and a half char is never kept.
+        assert!(!text.set("abcé"));
+        assert_eq!(text, "abc");
+        assert!(!text.set("ééé"));
+        assert_eq!(text, "éé");
+        assert!(text.set(""));
+        assert_eq!(&*text, "");
     }
 }

@@ -341,6 +341,28 @@ fn check(property: &Property<'_>, ctx: Context, seen: &mut u64) -> Result<(), Vi
     }
 }
 
+/// Checks `property` as one entry of a property block of `packet_type` — allowed there, not
+/// repeated when it may not be (`seen` records the block's entries so far), no forbidden value:
+/// what encoding a [`Properties::List`] checks for each entry — and returns its size on the
+/// wire. For a caller that writes a block entry by entry ([`write_property`]).
+#[cfg(feature = "alloc")]
+pub(crate) fn checked_property_len(
+    property: &Property<'_>,
+    packet_type: PacketType,
+    seen: &mut u64,
+) -> Result<usize, EncodeError> {
+    let ctx = context(packet_type);
+    check(property, ctx, seen).map_err(|v| EncodeError::from_violation(v, ctx))?;
+    Ok(1 + property.value_len()?)
+}
+
+/// Writes `property` (identifier and value) at the start of `buf`, which holds at least the
+/// [`checked_property_len`] it has.
+#[cfg(feature = "alloc")]
+pub(crate) fn write_property(property: &Property<'_>, buf: &mut [u8]) {
+    property.write(&mut Writer::new(buf));
+}
+
 /// Properties given by the caller, for [`Properties::List`].
 ///
 /// A `Properties` refers to it through a thin reference, which keeps every packet type (and

@@ -1,0 +1,187 @@
+//! MQTT 5 topic alias tables (section 3.3.2.3.4), kept in the session's storage: on the heap
+//! they grow; on [`Fixed`](crate::storage::Fixed)`<N, B>` storage each table holds at most `N`
+//! aliases whose topics take at most `B` bytes together, and nothing is allocated. Both tables
+//! last one connection. Without the `mqtt5` feature they hold nothing.
+
+#[cfg(not(feature = "mqtt5"))]
+use core::marker::PhantomData;
+
+#[cfg(feature = "mqtt5")]
+use crate::storage::{Buffer, List};
+use crate::storage::{Full, Storage};
+
+/// Aliases this client set up for its QoS 0 messages: alias `n` stands for the `n`-th topic
+/// (aliases are given out in order, 1, 2, …), the topics kept back to back in one buffer.
+pub(super) struct OutgoingAliases<S: Storage> {
+    #[cfg(feature = "mqtt5")]
+    topics: S::Bytes,
+    /// Where each topic ends in `topics`.
+    #[cfg(feature = "mqtt5")]
+    ends: S::Vec<usize>,
+    #[cfg(not(feature = "mqtt5"))]
+    storage: PhantomData<S>,
+}
+
+impl<S: Storage> Default for OutgoingAliases<S> {
+    fn default() -> Self {
+        OutgoingAliases {
+            #[cfg(feature = "mqtt5")]
+            topics: S::Bytes::default(),
+            #[cfg(feature = "mqtt5")]
+            ends: S::Vec::default(),
+            #[cfg(not(feature = "mqtt5"))]
+            storage: PhantomData,
+        }
+    }
+}
+
+impl<S: Storage> OutgoingAliases<S> {
+    /// Forgets every alias (a new connection).
+    pub(super) fn clear(&mut self) {
+        #[cfg(feature = "mqtt5")]
+        {
+            self.topics.clear();
+            self.ends.clear();
+        }
+    }
+
+    /// The alias set up for `topic`, if any.
+    #[cfg(feature = "mqtt5")]
+    pub(super) fn find(&self, topic: &str) -> Option<u16> {
+        let mut start = 0;
+        for (index, &end) in self.ends.iter().enumerate() {
+            if self.topics[start..end] == *topic.as_bytes() {
+                // At most `u16::MAX` entries: `alias_for_new` gives no more.
+                return Some(index as u16 + 1);
+            }
+            start = end;
+        }
+        None
+    }
+
+    /// The alias a new `topic` would get with at most `max` aliases, or `None` when they are
+    /// all taken or the storage has no room for it (it is then sent in full).
+    #[cfg(feature = "mqtt5")]
+    pub(super) fn alias_for_new(&self, topic: &str, max: u16) -> Option<u16> {
+        let count = self.ends.len();
+        let fits = count < S::ITEMS && topic.len() <= self.topics.max_len() - self.topics.len();
+        (count < usize::from(max) && fits).then(|| count as u16 + 1)
+    }
+
+    /// Records `topic` under the alias [`OutgoingAliases::alias_for_new`] gave.
+    #[cfg(feature = "mqtt5")]
+    pub(super) fn add(&mut self, topic: &str) -> Result<(), Full> {
+        self.topics.try_extend(topic.as_bytes())?;
+        if self.ends.push(self.topics.len()).is_err() {
+            self.topics.truncate(self.topics.len() - topic.len());
+            return Err(Full);
+        }
+        Ok(())
+    }
+}
+
+/// Aliases the broker set up in the PUBLISH packets it sent: entry `n - 1` is where the
+/// topic of alias `n` sits in `topics` (length 0: not set up).
+pub(super) struct IncomingAliases<S: Storage> {
+    #[cfg(feature = "mqtt5")]
+    topics: S::Bytes,
+    #[cfg(feature = "mqtt5")]
+    spans: S::Vec<(usize, usize)>,
+    #[cfg(not(feature = "mqtt5"))]
+    storage: PhantomData<S>,
+}
+
+impl<S: Storage> Default for IncomingAliases<S> {
+    fn default() -> Self {
+        IncomingAliases {
+            #[cfg(feature = "mqtt5")]
+            topics: S::Bytes::default(),
+            #[cfg(feature = "mqtt5")]
+            spans: S::Vec::default(),
+            #[cfg(not(feature = "mqtt5"))]
+            storage: PhantomData,
+        }
+    }
+}
+
+impl<S: Storage> IncomingAliases<S> {
+    /// Most aliases the storage holds: what the session announces at most.
+    pub(super) const MAX: u16 = if S::ITEMS < u16::MAX as usize {
+        S::ITEMS as u16
+    } else {
+        u16::MAX
+    };
+
+    /// Forgets every alias (a new connection).
+    pub(super) fn clear(&mut self) {
+        #[cfg(feature = "mqtt5")]
+        {
+            self.topics.clear();
+            self.spans.clear();
+        }
+    }
+
+    /// The topic of `alias` (1 or more), if set up.
+    pub(super) fn get(&self, alias: u16) -> Option<&str> {
+        #[cfg(feature = "mqtt5")]
+        {
+            let index = usize::from(alias).checked_sub(1)?;
+            if index >= self.spans.len() {
+                return None;
+            }
+            let (start, len) = self.spans[index];
+            // Only whole topics (`&str`) are stored.
+            (len > 0)
+                .then(|| core::str::from_utf8(&self.topics[start..start + len]).ok())
+                .flatten()
+        }
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = alias;
+            None
+        }
+    }
+
+    /// Sets up (or replaces) `alias` (1 or more, at most [`IncomingAliases::MAX`]) for
+    /// `topic` (not empty).
+    ///
+    /// # Errors
+    /// [`Full`] when the topics together would exceed a fixed buffer: the alias is then not
+    /// set up.
+    pub(super) fn set(&mut self, alias: u16, topic: &str) -> Result<(), Full> {
+        #[cfg(feature = "mqtt5")]
+        {
+            let index = usize::from(alias).checked_sub(1).ok_or(Full)?;
+            while self.spans.len() <= index {
+                self.spans.push((0, 0)).map_err(|_| Full)?;
+            }
+            let (start, len) = self.spans[index];
+            if len == topic.len() && len > 0 {
+                // The same length (usually the same topic again): overwritten in place.
+                self.topics[start..start + len].copy_from_slice(topic.as_bytes());
+                return Ok(());
+            }
+            if len > 0 {
+                // Replaced: its bytes go, the topics after it move down.
+                let total = self.topics.len();
+                self.topics.copy_within(start + len..total, start);
+                self.topics.truncate(total - len);
+                for span in self.spans.iter_mut() {
+                    if span.1 > 0 && span.0 > start {
+                        span.0 -= len;
+                    }
+                }
+                self.spans[index] = (0, 0);
+            }
+            let at = self.topics.len();
+            self.topics.try_extend(topic.as_bytes())?;
+            self.spans[index] = (at, topic.len());
+            Ok(())
+        }
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = (alias, topic);
+            Err(Full)
+        }
+    }
+}
