@@ -647,7 +647,11 @@ impl TextStorage for Heap {
 }
 
 impl<const N: usize, const B: usize> TextStorage for Fixed<N, B> {
+    /// Without MQTT 5 the broker sends no strings to keep: no room is reserved for them.
+    #[cfg(feature = "mqtt5")]
     type Text = FixedText<B>;
+    #[cfg(not(feature = "mqtt5"))]
+    type Text = FixedText<0>;
 }
 
 #[cfg(feature = "alloc")]

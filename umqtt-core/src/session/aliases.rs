@@ -46,37 +46,62 @@ impl<S: Storage> OutgoingAliases<S> {
     }
 
     /// The alias set up for `topic`, if any.
-    #[cfg(feature = "mqtt5")]
     pub(super) fn find(&self, topic: &str) -> Option<u16> {
-        let mut start = 0;
-        for (index, &end) in self.ends.iter().enumerate() {
-            if self.topics[start..end] == *topic.as_bytes() {
-                // At most `u16::MAX` entries: `alias_for_new` gives no more.
-                return Some(index as u16 + 1);
+        #[cfg(feature = "mqtt5")]
+        {
+            let mut start = 0;
+            for (index, &end) in self.ends.iter().enumerate() {
+                if self.topics[start..end] == *topic.as_bytes() {
+                    // At most `u16::MAX` entries: `alias_for_new` gives no more.
+                    return Some(index as u16 + 1);
+                }
+                start = end;
             }
-            start = end;
+            None
         }
-        None
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = topic;
+            None
+        }
     }
 
     /// The alias a new `topic` would get with at most `max` aliases, or `None` when they are
     /// all taken or the storage has no room for it (it is then sent in full).
-    #[cfg(feature = "mqtt5")]
     pub(super) fn alias_for_new(&self, topic: &str, max: u16) -> Option<u16> {
-        let count = self.ends.len();
-        let fits = count < S::ITEMS && topic.len() <= self.topics.max_len() - self.topics.len();
-        (count < usize::from(max) && fits).then(|| count as u16 + 1)
+        #[cfg(feature = "mqtt5")]
+        {
+            let count = self.ends.len();
+            let room = self.topics.max_len() - self.topics.len();
+            (count < usize::from(max) && count < S::ITEMS && topic.len() <= room)
+                .then(|| count as u16 + 1)
+        }
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = (topic, max);
+            None
+        }
     }
 
     /// Records `topic` under the alias [`OutgoingAliases::alias_for_new`] gave.
-    #[cfg(feature = "mqtt5")]
+    ///
+    /// # Errors
+    /// [`Full`] when the storage has no room (which `alias_for_new` ruled out).
     pub(super) fn add(&mut self, topic: &str) -> Result<(), Full> {
-        self.topics.try_extend(topic.as_bytes())?;
-        if self.ends.push(self.topics.len()).is_err() {
-            self.topics.truncate(self.topics.len() - topic.len());
-            return Err(Full);
+        #[cfg(feature = "mqtt5")]
+        {
+            self.topics.try_extend(topic.as_bytes())?;
+            if self.ends.push(self.topics.len()).is_err() {
+                self.topics.truncate(self.topics.len() - topic.len());
+                return Err(Full);
+            }
+            Ok(())
         }
-        Ok(())
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = topic;
+            Err(Full)
+        }
     }
 }
 
