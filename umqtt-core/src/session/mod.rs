@@ -703,7 +703,9 @@ impl<S: Storage> Session<S> {
         if S::BYTES != usize::MAX && config.protocol.v5() && config.client_id.is_empty() {
             // Fixed storage, MQTT 5: room for the Assigned Client Identifier a broker sends
             // (it comes in a CONNACK of at most `B` bytes), so adopting it allocates nothing.
-            config.client_id.reserve(S::BYTES.min(usize::from(u16::MAX)));
+            config
+                .client_id
+                .reserve(S::BYTES.min(usize::from(u16::MAX)));
         }
         // Fixed storage: packet-id sets hold their ids inline, and never allocate.
         let ids = || {
@@ -1824,7 +1826,10 @@ impl<S: Storage> State<S> {
             || max == 0
             || properties.topic_alias().is_some()
             || (!properties.is_empty()
-                && properties.iter().nth(MAX_PROPERTIES_WITH_ALIAS - 1).is_some())
+                && properties
+                    .iter()
+                    .nth(MAX_PROPERTIES_WITH_ALIAS - 1)
+                    .is_some())
         {
             return None;
         }
