@@ -439,9 +439,10 @@ mod v5_limits {
     }
 
     fn aliases_on() -> ConnectOptions {
-        let mut options = ConnectOptions::default();
-        options.topic_aliases = true;
-        options
+        ConnectOptions {
+            topic_aliases: true,
+            ..ConnectOptions::default()
+        }
     }
 
     #[test]
@@ -494,8 +495,10 @@ mod v5_limits {
 
     #[test]
     fn at_most_n_incoming_aliases_are_announced_and_their_topics_share_b_bytes() {
-        let mut options = ConnectOptions::default();
-        options.topic_alias_maximum = Some(100);
+        let options = ConnectOptions {
+            topic_alias_maximum: Some(100),
+            ..ConnectOptions::default()
+        };
         let (mut session, connect) = connected(options.clone(), &[]);
         // Topic Alias Maximum 6 (N), not 100.
         assert!(connect.windows(3).any(|w| w == [0x22, 0, 6]));
@@ -580,8 +583,10 @@ mod v5_limits {
 
     #[test]
     fn connect_properties_larger_than_the_buffers_are_a_usage_error() {
-        let mut options = ConnectOptions::default();
-        options.user_properties = vec![(String::from("k"), "v".repeat(80))];
+        let options = ConnectOptions {
+            user_properties: vec![(String::from("k"), "v".repeat(80))],
+            ..ConnectOptions::default()
+        };
         let mut session = Small::with_storage(v5_config(options));
         assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
         assert!(!session.is_connecting_or_connected());
