@@ -146,6 +146,20 @@ impl<S: Storage> IncomingAliases<S> {
         }
     }
 
+    /// Whether `alias` (1 or more) is set up.
+    pub(super) fn is_set(&self, alias: u16) -> bool {
+        #[cfg(feature = "mqtt5")]
+        {
+            let index = usize::from(alias).wrapping_sub(1);
+            index < self.spans.len() && self.spans[index].1 > 0
+        }
+        #[cfg(not(feature = "mqtt5"))]
+        {
+            let _ = alias;
+            false
+        }
+    }
+
     /// The topic of `alias` (1 or more), if set up.
     pub(super) fn get(&self, alias: u16) -> Option<&str> {
         #[cfg(feature = "mqtt5")]
@@ -208,5 +222,81 @@ impl<S: Storage> IncomingAliases<S> {
             let _ = (alias, topic);
             Err(Full)
         }
+    }
+}
+
+#[cfg(all(test, feature = "mqtt5"))]
+mod tests {
+    extern crate std;
+
+    use std::collections::BTreeMap;
+    use std::string::String;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::storage::{Fixed, Heap};
+
+    /// Sets aliases 1..=4 to topics of 1..=12 bytes; the table must agree with a map, and
+    /// refuse (fixed storage) exactly when the topics would exceed its bytes.
+    fn check_incoming<S: Storage>(ops: &[(u16, usize, u8)], max_bytes: usize) {
+        let mut table = IncomingAliases::<S>::default();
+        let mut model: BTreeMap<u16, String> = BTreeMap::new();
+        for &(alias, len, c) in ops {
+            let topic: String = core::iter::repeat_n(char::from(b'a' + c % 26), len).collect();
+            let others: usize = model
+                .iter()
+                .filter(|(a, _)| **a != alias)
+                .map(|(_, t)| t.len())
+                .sum();
+            match table.set(alias, &topic) {
+                Ok(()) => {
+                    assert!(others + len <= max_bytes);
+                    model.insert(alias, topic);
+                }
+                Err(Full) => {
+                    assert!(others + len > max_bytes);
+                    // The alias is gone (its connection is closed); the others stay.
+                    model.remove(&alias);
+                }
+            }
+            for a in 1..=4 {
+                assert_eq!(table.get(a), model.get(&a).map(String::as_str));
+                assert_eq!(table.is_set(a), model.contains_key(&a));
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn incoming_aliases_behave_like_a_map(
+            ops in proptest::collection::vec((1u16..=4, 1usize..=12, any::<u8>()), 0..60)
+        ) {
+            check_incoming::<Heap>(&ops, usize::MAX);
+            check_incoming::<Fixed<4, 24>>(&ops, 24);
+        }
+    }
+
+    #[test]
+    fn outgoing_aliases_are_given_in_order_within_count_and_bytes() {
+        let mut table = OutgoingAliases::<Fixed<3, 8>>::default();
+        assert_eq!(table.alias_for_new("abc", 10), Some(1));
+        table.add("abc").unwrap();
+        assert_eq!(table.alias_for_new("de", 10), Some(2));
+        table.add("de").unwrap();
+        // 5 of 8 bytes used: 4 more do not fit, 3 do.
+        assert_eq!(table.alias_for_new("fghi", 10), None);
+        assert_eq!(table.alias_for_new("fgh", 1), None);
+        assert_eq!(table.alias_for_new("fgh", 10), Some(3));
+        table.add("fgh").unwrap();
+        assert_eq!(
+            ["abc", "de", "fgh", "x"].map(|t| table.find(t)),
+            [Some(1), Some(2), Some(3), None]
+        );
+        // Three aliases (N): no fourth, whatever its size.
+        assert_eq!(table.alias_for_new("", 10), None);
+        table.clear();
+        assert_eq!(table.find("abc"), None);
+        assert_eq!(table.alias_for_new("abcdefgh", 10), Some(1));
     }
 }

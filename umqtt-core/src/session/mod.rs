@@ -2220,7 +2220,6 @@ impl<S: Storage> State<S> {
         self.events.pop_front()
     }
 
-    /// The topic of incoming alias `alias`, which `handle_publish` checked is set up.
     /// MQTT 5: a DISCONNECT's Server Reference, kept with the CONNACK's limits (out of line:
     /// rare, and kept out of `poll_event`'s hot path).
     #[inline(never)]
@@ -2228,7 +2227,8 @@ impl<S: Storage> State<S> {
         self.broker.server_reference = Some(v5::text(reference));
     }
 
-    /// Out of line: rare, and kept out of `poll_event`'s hot path.
+    /// The topic of incoming alias `alias`, which `handle_publish` checked is set up (out of
+    /// line, as above).
     #[inline(never)]
     fn incoming_topic(&self, alias: u16) -> &str {
         self.incoming_aliases.get(alias).unwrap_or("")
@@ -2473,9 +2473,10 @@ impl<S: Storage> State<S> {
             return Err(Some(ProtocolError::TopicAliasInvalid(alias)));
         }
         if topic.is_empty() {
-            return match self.incoming_aliases.get(alias) {
-                Some(_) => Ok(true),
-                None => Err(Some(ProtocolError::UnknownTopicAlias(alias))),
+            return if self.incoming_aliases.is_set(alias) {
+                Ok(true)
+            } else {
+                Err(Some(ProtocolError::UnknownTopicAlias(alias)))
             };
         }
         self.incoming_aliases.set(alias, topic).map_err(|_| None)?;
