@@ -245,7 +245,9 @@ impl Property<'_> {
         }
     }
 
-    /// Bytes after the identifier.
+    /// Bytes after the identifier. Always inlined: `Properties` encoding is hot, and a second
+    /// caller (`checked_property_len`) must not make it a call there.
+    #[inline(always)]
     fn value_len(&self) -> Result<usize, EncodeError> {
         Ok(match *self {
             Property::PayloadFormatIndicator(_)
@@ -281,6 +283,8 @@ impl Property<'_> {
         })
     }
 
+    /// Writes the identifier and value (always inlined, as `value_len`).
+    #[inline(always)]
     fn write(&self, w: &mut Writer<'_>) {
         w.u8(self.id() as u8);
         match *self {

@@ -15,9 +15,9 @@ use crate::storage::{Full, Storage};
 pub(super) struct OutgoingAliases<S: Storage> {
     #[cfg(feature = "mqtt5")]
     topics: S::Bytes,
-    /// Where each topic ends in `topics`.
+    /// The length of each topic in `topics` (a topic name is at most 65 535 bytes).
     #[cfg(feature = "mqtt5")]
-    ends: S::Vec<usize>,
+    lens: S::Vec<u16>,
     #[cfg(not(feature = "mqtt5"))]
     storage: PhantomData<S>,
 }
@@ -28,7 +28,7 @@ impl<S: Storage> Default for OutgoingAliases<S> {
             #[cfg(feature = "mqtt5")]
             topics: S::Bytes::default(),
             #[cfg(feature = "mqtt5")]
-            ends: S::Vec::default(),
+            lens: S::Vec::default(),
             #[cfg(not(feature = "mqtt5"))]
             storage: PhantomData,
         }
@@ -41,7 +41,7 @@ impl<S: Storage> OutgoingAliases<S> {
         #[cfg(feature = "mqtt5")]
         {
             self.topics.clear();
-            self.ends.clear();
+            self.lens.clear();
         }
     }
 
@@ -49,13 +49,14 @@ impl<S: Storage> OutgoingAliases<S> {
     pub(super) fn find(&self, topic: &str) -> Option<u16> {
         #[cfg(feature = "mqtt5")]
         {
-            let mut start = 0;
-            for (index, &end) in self.ends.iter().enumerate() {
-                if self.topics[start..end] == *topic.as_bytes() {
+            let mut rest: &[u8] = &self.topics;
+            for (index, &len) in self.lens.iter().enumerate() {
+                let (candidate, after) = rest.split_at_checked(usize::from(len))?;
+                if candidate == topic.as_bytes() {
                     // At most `u16::MAX` entries: `alias_for_new` gives no more.
                     return Some(index as u16 + 1);
                 }
-                start = end;
+                rest = after;
             }
             None
         }
@@ -71,7 +72,7 @@ impl<S: Storage> OutgoingAliases<S> {
     pub(super) fn alias_for_new(&self, topic: &str, max: u16) -> Option<u16> {
         #[cfg(feature = "mqtt5")]
         {
-            let count = self.ends.len();
+            let count = self.lens.len();
             let room = self.topics.max_len() - self.topics.len();
             (count < usize::from(max) && count < S::ITEMS && topic.len() <= room)
                 .then(|| count as u16 + 1)
@@ -90,8 +91,10 @@ impl<S: Storage> OutgoingAliases<S> {
     pub(super) fn add(&mut self, topic: &str) -> Result<(), Full> {
         #[cfg(feature = "mqtt5")]
         {
+            // A valid topic name is at most 65 535 bytes [MQTT-1.5.4-1].
+            let len = u16::try_from(topic.len()).map_err(|_| Full)?;
             self.topics.try_extend(topic.as_bytes())?;
-            if self.ends.push(self.topics.len()).is_err() {
+            if self.lens.push(len).is_err() {
                 self.topics.truncate(self.topics.len() - topic.len());
                 return Err(Full);
             }

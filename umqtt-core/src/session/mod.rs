@@ -1775,19 +1775,28 @@ impl<S: Storage> State<S> {
         properties: Properties<'_>,
     ) -> Result<Option<PacketId>, UsageError> {
         let alias = self.topic_alias(topic, &properties);
-        // The caller's properties and the alias, in a list on the stack (nothing allocated).
-        let mut own = [Property::TopicAlias(0); MAX_PROPERTIES_WITH_ALIAS];
+        // The caller's properties and the alias, in a list on the stack (nothing allocated),
+        // filled only when there are properties.
+        let single: [Property<'static>; 1];
+        let mut own: [Property<'_>; MAX_PROPERTIES_WITH_ALIAS];
         let list: PropertyList<'_>;
         let (sent_topic, properties) = match alias {
             None => (topic, properties),
             Some((number, known)) => {
-                let mut len = 0;
-                for (slot, property) in own.iter_mut().zip(properties.iter()) {
-                    *slot = property;
-                    len += 1;
+                if properties.is_empty() {
+                    single = [Property::TopicAlias(number)];
+                    list = PropertyList(&single);
+                } else {
+                    own = [Property::TopicAlias(number); MAX_PROPERTIES_WITH_ALIAS];
+                    // `topic_alias` gives no alias to more than `MAX - 1` properties: the
+                    // last slot used keeps the alias.
+                    let mut len = 0;
+                    for (slot, property) in own.iter_mut().zip(properties.iter()) {
+                        *slot = property;
+                        len += 1;
+                    }
+                    list = PropertyList(&own[..=len]);
                 }
-                own[len] = Property::TopicAlias(number);
-                list = PropertyList(&own[..=len]);
                 // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
                 // by sending both.
                 (if known { "" } else { topic }, Properties::List(&list))
