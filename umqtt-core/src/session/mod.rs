@@ -699,7 +699,7 @@ impl<S: Storage> Session<S> {
     ///   see [`ConnectOptions::topic_alias_maximum`]); and with an empty client id, room for
     ///   the broker's Assigned Client Identifier is reserved here, in
     ///   [`SessionConfig::client_id`]. This costs about `5 × B` more bytes in the session
-    ///   (the two tables and the three strings: `Session<Fixed<8, 256>>` is 5 992 bytes, 4 360
+    ///   (the two tables and the three strings: `Session<Fixed<8, 256>>` is 5 896 bytes, 4 360
     ///   when built without the `mqtt5` feature).
     pub fn with_storage(mut config: SessionConfig) -> Self {
         if S::BYTES != usize::MAX && config.protocol.v5() && config.client_id.is_empty() {
