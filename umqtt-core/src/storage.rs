@@ -31,7 +31,9 @@ impl core::error::Error for Full {}
 /// What holds a session's lists and byte buffers: [`Heap`] or [`Fixed`]. Sealed: the
 /// session's guarantees (e.g. that a transmit slice fits a driver's buffer of
 /// [`Storage::BYTES`]) rest on these two.
-pub trait Storage: sealed::Sealed + fmt::Debug + Clone + Copy + PartialEq + Eq + 'static {
+pub trait Storage:
+    sealed::Sealed + TextStorage + fmt::Debug + Clone + Copy + PartialEq + Eq + 'static
+{
     /// A list the session pushes at the back of and removes anywhere from.
     type Vec<T>: List<T>;
     /// A list the session mostly takes from the front of (a queue).
@@ -43,8 +45,8 @@ pub trait Storage: sealed::Sealed + fmt::Debug + Clone + Copy + PartialEq + Eq +
     type Pool<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
-    /// Text the robust engine hands out (the topic filters in its events).
-    type Text: Text;
+    /// A topic filter as the robust engine hands it out (in its events).
+    type Filter: Text;
     /// A received message as the robust engine hands it out.
     type Message: crate::message::Received;
     /// Most items a list holds (`usize::MAX`: it grows).
@@ -150,7 +152,7 @@ impl Storage for Heap {
     type Bytes = Vec<u8>;
     type Pool<T> = Vec<T>;
     type Arena = HeapArena;
-    type Text = alloc::string::String;
+    type Filter = alloc::string::String;
     type Message = crate::message::Message;
     const ITEMS: usize = usize::MAX;
     const BYTES: usize = usize::MAX;
@@ -357,7 +359,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Bytes = FixedBytes<B>;
     type Pool<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
-    type Text = FixedText<B>;
+    type Filter = FixedText<B>;
     type Message = crate::message::FixedMessage<B>;
     const ITEMS: usize = N;
     const BYTES: usize = {
@@ -573,75 +575,6 @@ impl<const B: usize> Buffer for FixedBytes<B> {
     }
     fn reserve_exact(&mut self, _additional: usize) {}
     fn shrink_to(&mut self, _capacity: usize) {}
-}
-
-/// Text the robust engine hands out (a topic filter in an event): a `String` on the heap, a
-/// [`FixedText`] in place.
-pub trait Text: Clone + fmt::Debug + PartialEq + Eq + Deref<Target = str> {
-    /// An owned copy of `text`.
-    ///
-    /// # Errors
-    /// [`Full`] when it is longer than a fixed text holds.
-    fn try_from_str(text: &str) -> Result<Self, Full>;
-}
-
-#[cfg(feature = "alloc")]
-impl Text for alloc::string::String {
-    fn try_from_str(text: &str) -> Result<Self, Full> {
-        Ok(alloc::string::String::from(text))
-    }
-}
-
-/// Text of at most `B` bytes, in place.
-#[derive(Clone)]
-pub struct FixedText<const B: usize>(FixedBytes<B>);
-
-impl<const B: usize> Deref for FixedText<B> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        // Copied from a `&str`.
-        core::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl<const B: usize> fmt::Debug for FixedText<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<const B: usize> fmt::Display for FixedText<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl<const B: usize> PartialEq for FixedText<B> {
-    fn eq(&self, other: &Self) -> bool {
-        *self.0 == *other.0
-    }
-}
-
-impl<const B: usize> Eq for FixedText<B> {}
-
-impl<const B: usize> PartialEq<str> for FixedText<B> {
-    fn eq(&self, other: &str) -> bool {
-        *self.0 == *other.as_bytes()
-    }
-}
-
-impl<const B: usize> PartialEq<&str> for FixedText<B> {
-    fn eq(&self, other: &&str) -> bool {
-        *self.0 == *other.as_bytes()
-    }
-}
-
-impl<const B: usize> Text for FixedText<B> {
-    fn try_from_str(text: &str) -> Result<Self, Full> {
-        let mut bytes = FixedBytes::default();
-        bytes.try_extend(text.as_bytes())?;
-        Ok(FixedText(bytes))
-    }
 }
 
 /// Where the robust engine keeps the bytes of the messages it holds (each message's topic,
@@ -969,5 +902,136 @@ mod tests {
         assert_eq!(list.push("a"), Ok(()));
         assert_eq!(list.push("b"), Ok(()));
         assert_eq!(list.push("c"), Err("c"));
+    }
+}
+
+/// Owned text a session keeps from the broker (MQTT 5 Assigned Client Identifier, Server
+/// Reference, Reason String, in [`BrokerLimits`](crate::session::BrokerLimits)): a `String`
+/// on the heap, a [`FixedText`] of at most `B` bytes on [`Fixed`] storage (none without MQTT
+/// 5). A supertrait of [`Storage`], implemented by the same two storages. (The robust
+/// engine's topic filters are [`Storage::Filter`].)
+pub trait TextStorage {
+    /// The text type.
+    type Text: Text;
+}
+
+/// Owned UTF-8 text: a `String`, or a [`FixedText`].
+pub trait Text: Default + Clone + fmt::Debug + PartialEq + Eq + Deref<Target = str> {
+    /// Replaces the text with `text`, cut at a char boundary to what fits (a `String` takes
+    /// all of it). Returns whether all of it was kept.
+    fn set(&mut self, text: &str) -> bool;
+
+    /// An owned copy of all of `text`.
+    ///
+    /// # Errors
+    /// [`Full`] when it is longer than a fixed text holds.
+    fn try_from_str(text: &str) -> Result<Self, Full> {
+        let mut owned = Self::default();
+        if owned.set(text) {
+            Ok(owned)
+        } else {
+            Err(Full)
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl TextStorage for Heap {
+    type Text = alloc::string::String;
+}
+
+impl<const N: usize, const B: usize, const Q: usize> TextStorage for Fixed<N, B, Q> {
+    /// Without MQTT 5 the broker sends no strings to keep: no room is reserved for them.
+    #[cfg(feature = "mqtt5")]
+    type Text = FixedText<B>;
+    #[cfg(not(feature = "mqtt5"))]
+    type Text = FixedText<0>;
+}
+
+#[cfg(feature = "alloc")]
+impl Text for alloc::string::String {
+    #[inline]
+    fn set(&mut self, text: &str) -> bool {
+        self.clear();
+        self.push_str(text);
+        true
+    }
+}
+
+/// UTF-8 text of at most `B` bytes, in place.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FixedText<const B: usize> {
+    bytes: FixedBytes<B>,
+}
+
+impl<const B: usize> PartialEq for FixedBytes<B> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<const B: usize> Eq for FixedBytes<B> {}
+
+impl<const B: usize> Text for FixedText<B> {
+    fn set(&mut self, text: &str) -> bool {
+        let mut end = text.len().min(B);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.bytes.clear();
+        // `end <= B`: it fits.
+        let _ = self.bytes.try_extend(&text.as_bytes()[..end]);
+        end == text.len()
+    }
+}
+
+impl<const B: usize> Deref for FixedText<B> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only whole UTF-8 text is ever stored (`set` cuts at a char boundary).
+        core::str::from_utf8(&self.bytes).unwrap_or_default()
+    }
+}
+
+impl<const B: usize> fmt::Debug for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<const B: usize> fmt::Display for FixedText<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl<const B: usize> PartialEq<str> for FixedText<B> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl<const B: usize> PartialEq<&str> for FixedText<B> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn fixed_text_is_cut_at_a_char_boundary() {
+        let mut text = FixedText::<4>::default();
+        assert!(text.set("abcd"));
+        assert_eq!(text, "abcd");
+        // "é" is two bytes: bytes 3..5 do not fit, and a half char is never kept.
+        assert!(!text.set("abcé"));
+        assert_eq!(text, "abc");
+        assert!(!text.set("ééé"));
+        assert_eq!(text, "éé");
+        assert!(text.set(""));
+        assert_eq!(&*text, "");
     }
 }

@@ -53,6 +53,8 @@ pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usiz
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
 #[cfg(feature = "alloc")]
 pub(crate) use properties::shorten_message_expiry;
+#[cfg(feature = "alloc")]
+pub(crate) use properties::{checked_property_len, write_property};
 pub use properties::{
     Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,
 };

@@ -245,7 +245,9 @@ impl Property<'_> {
         }
     }
 
-    /// Bytes after the identifier.
+    /// Bytes after the identifier. Always inlined: `Properties` encoding is hot, and a second
+    /// caller (`checked_property_len`) must not make it a call there.
+    #[inline(always)]
     fn value_len(&self) -> Result<usize, EncodeError> {
         Ok(match *self {
             Property::PayloadFormatIndicator(_)
@@ -281,6 +283,8 @@ impl Property<'_> {
         })
     }
 
+    /// Writes the identifier and value (always inlined, as `value_len`).
+    #[inline(always)]
     fn write(&self, w: &mut Writer<'_>) {
         w.u8(self.id() as u8);
         match *self {
@@ -339,6 +343,28 @@ fn check(property: &Property<'_>, ctx: Context, seen: &mut u64) -> Result<(), Vi
         Some(value) => Err(Violation::InvalidValue(id, value)),
         None => Ok(()),
     }
+}
+
+/// Checks `property` as one entry of a property block of `packet_type` — allowed there, not
+/// repeated when it may not be (`seen` records the block's entries so far), no forbidden value:
+/// what encoding a [`Properties::List`] checks for each entry — and returns its size on the
+/// wire. For a caller that writes a block entry by entry ([`write_property`]).
+#[cfg(feature = "alloc")]
+pub(crate) fn checked_property_len(
+    property: &Property<'_>,
+    packet_type: PacketType,
+    seen: &mut u64,
+) -> Result<usize, EncodeError> {
+    let ctx = context(packet_type);
+    check(property, ctx, seen).map_err(|v| EncodeError::from_violation(v, ctx))?;
+    Ok(1 + property.value_len()?)
+}
+
+/// Writes `property` (identifier and value) at the start of `buf`, which holds at least the
+/// [`checked_property_len`] it has.
+#[cfg(feature = "alloc")]
+pub(crate) fn write_property(property: &Property<'_>, buf: &mut [u8]) {
+    property.write(&mut Writer::new(buf));
 }
 
 /// Properties given by the caller, for [`Properties::List`].

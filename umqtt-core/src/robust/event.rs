@@ -152,7 +152,7 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
 
 /// Something the application may want to show (blink an LED), log or act on. One stream
 /// carries the link's life, every message's outcome and the messages received. `S` is the
-/// engine's storage: it says what holds a topic filter ([`Storage::Text`]: a `String` on the
+/// engine's storage: it says what holds a topic filter ([`Storage::Filter`]: a `String` on the
 /// heap) and a received message ([`Storage::Message`]:
 /// [`Message`](crate::message::Message) on the heap).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,19 +236,19 @@ pub enum Event<E, S: Storage = Heap> {
     /// The broker granted a subscription (also after renewing it).
     Subscribed {
         /// The topic filter.
-        filter: S::Text,
+        filter: S::Filter,
         /// The QoS granted.
         granted: QoS,
     },
     /// The broker refused a subscription (SUBACK 0x80); it is no longer kept.
     SubscriptionRefused {
         /// The topic filter.
-        filter: S::Text,
+        filter: S::Filter,
     },
     /// The broker acknowledged an UNSUBSCRIBE.
     Unsubscribed {
         /// The topic filter.
-        filter: S::Text,
+        filter: S::Filter,
         /// The MQTT 5 UNSUBACK reason code for it ([`ReasonCode::Success`] with 3.1.1): 0x11
         /// No subscription existed is informational, 0x80 or above a refusal (e.g. Not
         /// authorized: the broker may still deliver on it). The engine no longer keeps the

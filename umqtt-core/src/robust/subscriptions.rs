@@ -292,7 +292,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             let Some(code) = codes.next() else {
                 return;
             };
-            let filter = S::Text::try_from_str(subscription.entry.parts(&self.arena).0);
+            let filter = S::Filter::try_from_str(subscription.entry.parts(&self.arena).0);
             let keep = matches!(code, SubscribeReturnCode::Success(_)) && !forgotten;
             if keep {
                 self.subscriptions[index].state = SubState::Active;
@@ -326,7 +326,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             }
             let reason_code = codes.next().unwrap_or(ReasonCode::Success);
             let filter =
-                S::Text::try_from_str(self.unsubscriptions[index].entry.parts(&self.arena).0);
+                S::Filter::try_from_str(self.unsubscriptions[index].entry.parts(&self.arena).0);
             if let Some(gone) = List::remove(&mut self.unsubscriptions, index) {
                 self.arena.remove(gone.entry.data);
             }

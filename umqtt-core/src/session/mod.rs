@@ -33,6 +33,7 @@
 //! After [`Event::Closed`] the driver closes the socket; the session keeps its state for the
 //! next [`Session::connect`].
 
+mod aliases;
 mod id_set;
 mod v5;
 
@@ -52,6 +53,7 @@ use crate::packet::{
 use crate::storage::{Buffer, Full, Heap, List, Storage};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
+use aliases::{IncomingAliases, OutgoingAliases};
 use id_set::IdSet;
 pub use v5::{BrokerLimits, ConnectOptions, MAX_INCOMING_TOPIC_ALIASES};
 
@@ -598,6 +600,10 @@ const BUFFER_SHRINK_FACTOR: usize = 4;
 /// Most outgoing topic aliases the session sets up on one connection, whatever the broker
 /// allows: the lookup is linear.
 const MAX_TOPIC_ALIASES: u16 = 64;
+/// A QoS 0 message goes with an outgoing topic alias only if it has fewer properties of its
+/// own than this (the alias is added to them in a list on the stack); one with more is sent
+/// with its full topic.
+const MAX_PROPERTIES_WITH_ALIAS: usize = 16;
 /// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
@@ -642,15 +648,14 @@ struct State<S: Storage> {
     spare_buffers: S::Pool<S::Bytes>,
     spare_capacity: usize,
     /// What the last MQTT 5 CONNACK allowed (defaults otherwise).
-    broker: BrokerLimits,
+    broker: BrokerLimits<S::Text>,
     /// The keepalive in force: the configured one, or the broker's Server Keep Alive.
     keep_alive: u16,
-    /// MQTT 5 outgoing topic aliases set up on this connection: topic, alias.
-    topic_aliases: Vec<(String, u16)>,
-    /// MQTT 5 incoming topic aliases set up by the broker on this connection: entry `n` is
-    /// the topic of alias `n + 1` (empty: not set up). At most the Topic Alias Maximum
-    /// announced entries.
-    incoming_aliases: Vec<String>,
+    /// MQTT 5 outgoing topic aliases set up on this connection.
+    topic_aliases: OutgoingAliases<S>,
+    /// MQTT 5 incoming topic aliases set up by the broker on this connection, at most the
+    /// Topic Alias Maximum announced.
+    incoming_aliases: IncomingAliases<S>,
     /// Set by `handle_publish` for the message it returns: its topic is this incoming alias's
     /// (the PUBLISH carried only the alias); `poll_event` fills it in.
     resolve_alias: Option<u16>,
@@ -686,8 +691,24 @@ impl<S: Storage> Session<S> {
     ///   feeds at most [`Session::input_room`] bytes per [`Session::handle_read`];
     /// - after writing [`Session::poll_transmit`]'s bytes the driver drains
     ///   [`Session::poll_event`] again while [`Session::has_unprocessed_input`]: decoding waits
-    ///   while the transmit buffer lacks room for the answers a packet may need.
-    pub fn with_storage(config: SessionConfig) -> Self {
+    ///   while the transmit buffer lacks room for the answers a packet may need;
+    /// - MQTT 5 allocates nothing either: the broker's strings ([`BrokerLimits`]) are kept as
+    ///   [`FixedText<B>`](crate::storage::FixedText); each topic alias table holds at most `N`
+    ///   aliases whose topics take at most `B` bytes together (an outgoing alias that does not
+    ///   fit is not set up, the topic goes in full; at most `N` incoming aliases are announced,
+    ///   see [`ConnectOptions::topic_alias_maximum`]); and with an empty client id, room for
+    ///   the broker's Assigned Client Identifier is reserved here, in
+    ///   [`SessionConfig::client_id`]. This costs about `5 × B` more bytes in the session
+    ///   (the two tables and the three strings: `Session<Fixed<8, 256>>` is 5 896 bytes, 4 360
+    ///   when built without the `mqtt5` feature).
+    pub fn with_storage(mut config: SessionConfig) -> Self {
+        if S::BYTES != usize::MAX && config.protocol.v5() && config.client_id.is_empty() {
+            // Fixed storage, MQTT 5: room for the Assigned Client Identifier a broker sends
+            // (it comes in a CONNACK of at most `B` bytes), so adopting it allocates nothing.
+            config
+                .client_id
+                .reserve(S::BYTES.min(usize::from(u16::MAX)));
+        }
         // Fixed storage: packet-id sets hold their ids inline, and never allocate.
         let ids = || {
             if S::ITEMS == usize::MAX {
@@ -726,8 +747,8 @@ impl<S: Storage> Session<S> {
                 spare_capacity: 0,
                 broker: BrokerLimits::default(),
                 keep_alive: 0,
-                topic_aliases: Vec::new(),
-                incoming_aliases: Vec::new(),
+                topic_aliases: Default::default(),
+                incoming_aliases: Default::default(),
                 resolve_alias: None,
                 incoming_unacked: ids(),
                 retired_ids: Default::default(),
@@ -746,7 +767,7 @@ impl<S: Storage> Session<S> {
     }
 
     /// What the broker's last MQTT 5 CONNACK allowed (the defaults before any, and with 3.1.1).
-    pub fn broker_limits(&self) -> &BrokerLimits {
+    pub fn broker_limits(&self) -> &BrokerLimits<S::Text> {
         &self.state.broker
     }
 
@@ -841,13 +862,27 @@ impl<S: Storage> Session<S> {
             return Err(UsageError::Mqtt5NotCompiled);
         }
         let config = &state.config;
-        let v5 = config.protocol.v5();
-        let properties = if v5 {
-            config.v5.properties(clean_session, state.max_packet_size())
+        let properties = if config.protocol.v5() {
+            // The properties are encoded into the receive buffer, which a new connection
+            // starts empty (below) and nothing reads while disconnected: no list is built,
+            // nothing is allocated on fixed storage.
+            self.rx.clear();
+            self.rx_start = 0;
+            self.rx_scan = 0;
+            let aliases = state.incoming_alias_maximum();
+            let max_packet_size = state.max_packet_size();
+            let encoded =
+                config
+                    .v5
+                    .append_properties(clean_session, max_packet_size, aliases, &mut self.rx);
+            if let Err(e) = encoded {
+                self.rx.clear();
+                return Err(e);
+            }
+            Properties::Encoded(&self.rx)
         } else {
-            Vec::new()
+            Properties::EMPTY
         };
-        let properties = PropertyList(&properties);
         let connect = Connect {
             protocol: config.protocol,
             client_id: &config.client_id,
@@ -862,17 +897,21 @@ impl<S: Storage> Session<S> {
             }),
             username: config.username.as_deref(),
             password: config.password.as_deref(),
-            properties: Properties::List(&properties),
+            properties,
         };
         // Validate before touching any state.
-        encoded_len(&connect, ProtocolVersion::V311)?;
-        state.tx.clear();
-        state.tx_sent = 0;
-        state.tx_stored.clear();
-        append_packet(&mut state.tx, &connect, ProtocolVersion::V311)?;
+        let written = encoded_len(&connect, ProtocolVersion::V311)
+            .map_err(UsageError::from)
+            .and_then(|_| {
+                state.tx.clear();
+                state.tx_sent = 0;
+                state.tx_stored.clear();
+                append_packet(&mut state.tx, &connect, ProtocolVersion::V311)
+            });
         self.rx.clear();
         self.rx_start = 0;
         self.rx_scan = 0;
+        written?;
         if clean_session && !state.config.republish_on_clean_session {
             state.discard_session();
         }
@@ -1736,8 +1775,10 @@ impl<S: Storage> State<S> {
         properties: Properties<'_>,
     ) -> Result<Option<PacketId>, UsageError> {
         let alias = self.topic_alias(topic, &properties);
-        let extended: Vec<Property<'_>>;
+        // The caller's properties and the alias, in a list on the stack (nothing allocated),
+        // filled only when there are properties.
         let single: [Property<'static>; 1];
+        let mut own: [Property<'_>; MAX_PROPERTIES_WITH_ALIAS];
         let list: PropertyList<'_>;
         let (sent_topic, properties) = match alias {
             None => (topic, properties),
@@ -1746,11 +1787,15 @@ impl<S: Storage> State<S> {
                     single = [Property::TopicAlias(number)];
                     list = PropertyList(&single);
                 } else {
-                    extended = properties
-                        .iter()
-                        .chain(core::iter::once(Property::TopicAlias(number)))
-                        .collect();
-                    list = PropertyList(&extended);
+                    own = [Property::TopicAlias(number); MAX_PROPERTIES_WITH_ALIAS];
+                    // `topic_alias` gives no alias to more than `MAX - 1` properties: the
+                    // last slot used keeps the alias.
+                    let mut len = 0;
+                    for (slot, property) in own.iter_mut().zip(properties.iter()) {
+                        *slot = property;
+                        len += 1;
+                    }
+                    list = PropertyList(&own[..=len]);
                 }
                 // A known alias stands for the topic [MQTT-3.3.2-12]; a new one is set up
                 // by sending both.
@@ -1773,30 +1818,39 @@ impl<S: Storage> State<S> {
             self.tx.truncate(start);
             return Err(e);
         }
-        if let Some((number, false)) = alias {
-            self.topic_aliases.push((String::from(topic), number));
+        if let Some((_, false)) = alias {
+            // `topic_alias` checked there is room.
+            let _ = self.topic_aliases.add(topic);
         }
         Ok(None)
     }
 
     /// The MQTT 5 topic alias to use for a QoS 0 PUBLISH on `topic`, and whether the broker
     /// already knows it; `None` when aliases are off, the broker takes none (Topic Alias
-    /// Maximum 0 `[MQTT-3.3.2-9]`), all are taken, or the caller set one.
+    /// Maximum 0 `[MQTT-3.3.2-9]`), all are taken or the storage has no room for a new one,
+    /// the caller set one, or the message has [`MAX_PROPERTIES_WITH_ALIAS`] properties of its
+    /// own or more.
     fn topic_alias(&self, topic: &str, properties: &Properties<'_>) -> Option<(u16, bool)> {
         let max = self.broker.topic_alias_maximum.min(MAX_TOPIC_ALIASES);
         if !self.config.protocol.v5()
             || !self.config.v5.topic_aliases
             || max == 0
             || properties.topic_alias().is_some()
+            || (!properties.is_empty()
+                && properties
+                    .iter()
+                    .nth(MAX_PROPERTIES_WITH_ALIAS - 1)
+                    .is_some())
         {
             return None;
         }
-        if let Some((_, number)) = self.topic_aliases.iter().find(|(t, _)| t == topic) {
-            return Some((*number, true));
+        if let Some(number) = self.topic_aliases.find(topic) {
+            return Some((number, true));
         }
-        let count = self.topic_aliases.len();
         // Aliases 1..=max [MQTT-3.3.2-9]; once all are taken, other topics go in full.
-        (count < usize::from(max)).then(|| (count as u16 + 1, false))
+        self.topic_aliases
+            .alias_for_new(topic, max)
+            .map(|number| (number, false))
     }
 
     /// MQTT 5: refuses what the broker's CONNACK said it does not accept.
@@ -2122,7 +2176,7 @@ impl<S: Storage> State<S> {
             }
             Packet::Disconnect(disconnect) if self.config.protocol.v5() => {
                 if let Some(reference) = disconnect.properties.server_reference() {
-                    self.broker.server_reference = Some(String::from(reference));
+                    self.keep_server_reference(reference);
                 }
                 self.close(CloseReason::ServerDisconnected(disconnect.reason_code));
                 self.events.pop_front()
@@ -2175,11 +2229,18 @@ impl<S: Storage> State<S> {
         self.events.pop_front()
     }
 
-    /// The topic of incoming alias `alias`, which `handle_publish` checked is set up.
+    /// MQTT 5: a DISCONNECT's Server Reference, kept with the CONNACK's limits (out of line:
+    /// rare, and kept out of `poll_event`'s hot path).
+    #[inline(never)]
+    fn keep_server_reference(&mut self, reference: &str) {
+        self.broker.server_reference = Some(v5::text(reference));
+    }
+
+    /// The topic of incoming alias `alias`, which `handle_publish` checked is set up (out of
+    /// line, as above).
+    #[inline(never)]
     fn incoming_topic(&self, alias: u16) -> &str {
-        self.incoming_aliases
-            .get(usize::from(alias).wrapping_sub(1))
-            .map_or("", String::as_str)
+        self.incoming_aliases.get(alias).unwrap_or("")
     }
 
     /// Frees the ids of dropped QoS 2 messages: the broker's session no longer holds them.
@@ -2279,8 +2340,10 @@ impl<S: Storage> State<S> {
                 self.keep_alive = keep_alive;
             }
             if let Some(id) = &self.broker.assigned_client_identifier {
-                // The next connection must name it to resume the session.
-                self.config.client_id.clone_from(id);
+                // The next connection must name it to resume the session. On fixed storage
+                // the room was reserved when the session was built (`with_storage`).
+                self.config.client_id.clear();
+                self.config.client_id.push_str(id);
             }
         }
         self.connection = Connection::Connected;
@@ -2331,13 +2394,22 @@ impl<S: Storage> State<S> {
         self.events.pop_front()
     }
 
+    /// Out of line: inlined into `poll_event`, its PUBLISH was copied ahead of the packet-type
+    /// dispatch for every packet (about 20 instructions per PUBACK).
+    #[inline(never)]
     fn handle_publish<'a>(&mut self, publish: Publish<'a>) -> Option<Event<'a>> {
         let mut resolve = None;
         if self.config.protocol.v5() {
             if let Some(alias) = publish.properties.topic_alias() {
                 match self.set_incoming_alias(alias, publish.topic) {
                     Ok(only_alias) => resolve = only_alias.then_some(alias),
-                    Err(error) => return self.protocol_error(error),
+                    Err(Some(error)) => return self.protocol_error(error),
+                    Err(None) => {
+                        // Fixed storage has no room for the topic: the connection ends (a
+                        // QoS 1/2 message is sent again on the next one).
+                        self.close(CloseReason::StorageFull);
+                        return self.events.pop_front();
+                    }
                 }
             }
             if let (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) =
@@ -2398,27 +2470,36 @@ impl<S: Storage> State<S> {
 
     /// MQTT 5: an incoming PUBLISH's Topic Alias. With a topic, sets up (or replaces) the
     /// alias; without one, the alias must be set up. Returns whether the PUBLISH carried only
-    /// the alias (its topic is then the table's).
-    fn set_incoming_alias(&mut self, alias: u16, topic: &str) -> Result<bool, ProtocolError> {
-        let max = self.config.v5.announced_topic_alias_maximum();
-        if alias == 0 || alias > max {
-            return Err(ProtocolError::TopicAliasInvalid(alias));
+    /// the alias (its topic is then the table's); `Err(None)` when fixed storage has no room
+    /// for the topic (the topics of all aliases take at most `B` bytes together).
+    #[inline(never)]
+    fn set_incoming_alias(
+        &mut self,
+        alias: u16,
+        topic: &str,
+    ) -> Result<bool, Option<ProtocolError>> {
+        if alias == 0 || alias > self.incoming_alias_maximum() {
+            return Err(Some(ProtocolError::TopicAliasInvalid(alias)));
         }
-        let index = usize::from(alias - 1);
         if topic.is_empty() {
-            return match self.incoming_aliases.get(index) {
-                Some(known) if !known.is_empty() => Ok(true),
-                _ => Err(ProtocolError::UnknownTopicAlias(alias)),
+            return if self.incoming_aliases.is_set(alias) {
+                Ok(true)
+            } else {
+                Err(Some(ProtocolError::UnknownTopicAlias(alias)))
             };
         }
-        if self.incoming_aliases.len() <= index {
-            self.incoming_aliases.resize_with(index + 1, String::new);
-        }
-        // Replacing a mapping reuses its buffer.
-        let entry = &mut self.incoming_aliases[index];
-        entry.clear();
-        entry.push_str(topic);
+        self.incoming_aliases.set(alias, topic).map_err(|_| None)?;
         Ok(false)
+    }
+
+    /// The Topic Alias Maximum the session announces: what
+    /// [`ConnectOptions::announced_topic_alias_maximum`] asks for, at most the `N` aliases a
+    /// fixed storage holds.
+    fn incoming_alias_maximum(&self) -> u16 {
+        self.config
+            .v5
+            .announced_topic_alias_maximum()
+            .min(IncomingAliases::<S>::MAX)
     }
 }
 

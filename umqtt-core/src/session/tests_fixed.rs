@@ -332,3 +332,269 @@ fn a_sent_message_is_not_withdrawn_without_room_to_quarantine_its_id() {
     session.handle_read(t(4), &[0x40, 0x02, hi, lo]);
     assert_eq!(session.poll_event(), Some(Event::Published(id)));
 }
+
+/// What fixed storage bounds in MQTT 5: the topic alias tables (`N` aliases, their topics
+/// `B` bytes together), the broker's strings (`B` bytes each), the CONNECT's properties.
+#[cfg(feature = "mqtt5")]
+mod v5_limits {
+    use alloc::string::String;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use super::super::tests::{config, t};
+    use super::super::*;
+    use crate::packet::{decode_with, Decoded, Property};
+    use crate::storage::{Fixed, FixedText};
+
+    const V5: ProtocolVersion = ProtocolVersion::V5;
+
+    /// 6 list entries, 64-byte packets.
+    type Small = Session<Fixed<6, 64>>;
+
+    fn encoded(packet: Packet<'_>) -> Vec<u8> {
+        let mut buf = vec![0; packet.encoded_len_with(V5).unwrap()];
+        packet.encode_with(&mut buf, V5).unwrap();
+        buf
+    }
+
+    fn connack(properties: &[Property<'_>]) -> Vec<u8> {
+        encoded(Packet::ConnAck(ConnAck {
+            properties: Properties::List(&PropertyList(properties)),
+            ..ConnAck::new(false, ConnectReturnCode::Accepted)
+        }))
+    }
+
+    fn incoming(topic: &str, alias: u16) -> Vec<u8> {
+        encoded(Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload: b"p",
+            properties: Properties::List(&PropertyList(&[Property::TopicAlias(alias)])),
+        }))
+    }
+
+    fn v5_config(options: ConnectOptions) -> SessionConfig {
+        SessionConfig {
+            protocol: V5,
+            v5: options,
+            ..config()
+        }
+    }
+
+    /// A connected session whose CONNACK carried `properties`, and its CONNECT's bytes.
+    fn connected(options: ConnectOptions, properties: &[Property<'_>]) -> (Small, Vec<u8>) {
+        let mut session = Small::with_storage(v5_config(options));
+        session.connect(t(0), true).unwrap();
+        let connect = written(&mut session);
+        session.handle_read(t(1), &connack(properties));
+        assert_eq!(
+            session.poll_event(),
+            Some(Event::Connected {
+                session_present: false
+            })
+        );
+        (session, connect)
+    }
+
+    fn written(session: &mut Small) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while let Some(part) = session.poll_transmit(t(2)) {
+            bytes.extend_from_slice(part);
+        }
+        bytes
+    }
+
+    /// The topic and Topic Alias of each PUBLISH written.
+    fn sent_publishes(session: &mut Small) -> Vec<(String, Option<u16>)> {
+        let bytes = written(session);
+        let mut rest = &bytes[..];
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let Ok(Decoded::Complete { packet, consumed }) = decode_with(rest, usize::MAX, V5)
+            else {
+                panic!("invalid packet {rest:02x?}");
+            };
+            if let Packet::Publish(p) = packet {
+                out.push((String::from(p.topic), p.properties.topic_alias()));
+            }
+            rest = &rest[consumed..];
+        }
+        out
+    }
+
+    /// What `poll_event` reports: the topic of each message, or why the connection closed.
+    fn received(session: &mut Small) -> Vec<Result<String, CloseReason>> {
+        let mut out = Vec::new();
+        while let Some(event) = session.poll_event() {
+            match event {
+                Event::Message(m) => out.push(Ok(String::from(m.topic))),
+                Event::Closed(reason) => out.push(Err(reason)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn aliases_on() -> ConnectOptions {
+        ConnectOptions {
+            topic_aliases: true,
+            ..ConnectOptions::default()
+        }
+    }
+
+    #[test]
+    fn outgoing_aliases_stop_at_n_topics_the_others_go_in_full() {
+        let (mut session, _) = connected(aliases_on(), &[Property::TopicAliasMaximum(20)]);
+        let topics = ["a", "b", "c", "d", "e", "f", "g"];
+        let mut sent = Vec::new();
+        for topic in topics.iter().chain(&topics) {
+            session
+                .publish(topic, b"x", QoS::AtMostOnce, false)
+                .unwrap();
+            sent.extend(sent_publishes(&mut session));
+        }
+        // Six aliases (N); the seventh topic goes in full, every time.
+        let mut expected: Vec<(String, Option<u16>)> = (1..=6)
+            .map(|n| (String::from(topics[n - 1]), Some(n as u16)))
+            .collect();
+        expected.push((String::from("g"), None));
+        expected.extend((1..=6).map(|n| (String::new(), Some(n as u16))));
+        expected.push((String::from("g"), None));
+        assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn outgoing_alias_topics_share_b_bytes_one_that_does_not_fit_goes_in_full() {
+        let (mut session, _) = connected(aliases_on(), &[Property::TopicAliasMaximum(20)]);
+        let long = ["t/".repeat(12), "u/".repeat(12), "v/".repeat(12)];
+        let long: Vec<&str> = long.iter().map(|t| t.trim_end_matches('/')).collect();
+        for topic in long.iter().chain(&long) {
+            session
+                .publish(topic, b"x", QoS::AtMostOnce, false)
+                .unwrap();
+            // One at a time: each PUBLISH is about 30 bytes.
+            let sent = sent_publishes(&mut session);
+            assert_eq!(sent.len(), 1);
+        }
+        // 23 + 23 bytes fit in 64; the third topic does not, and is never aliased.
+        session
+            .publish(long[0], b"x", QoS::AtMostOnce, false)
+            .unwrap();
+        assert_eq!(sent_publishes(&mut session), [(String::new(), Some(1))]);
+        session
+            .publish(long[2], b"x", QoS::AtMostOnce, false)
+            .unwrap();
+        assert_eq!(
+            sent_publishes(&mut session),
+            [(String::from(long[2]), None)]
+        );
+    }
+
+    #[test]
+    fn at_most_n_incoming_aliases_are_announced_and_their_topics_share_b_bytes() {
+        let options = ConnectOptions {
+            topic_alias_maximum: Some(100),
+            ..ConnectOptions::default()
+        };
+        let (mut session, connect) = connected(options.clone(), &[]);
+        // Topic Alias Maximum 6 (N), not 100.
+        assert!(connect.windows(3).any(|w| w == [0x22, 0, 6]));
+        assert_eq!(
+            received(&mut {
+                let (mut s, _) = connected(options.clone(), &[]);
+                s.handle_read(t(2), &incoming("x", 7));
+                s
+            }),
+            [Err(CloseReason::Protocol(
+                ProtocolError::TopicAliasInvalid(7)
+            ))]
+        );
+
+        // Replacing a mapping with a topic of another length moves the others: all resolve.
+        let mut got = Vec::new();
+        for (topic, alias) in [("a/one", 1), ("b/two", 2), ("c/three", 3), ("a/1", 1)] {
+            session.handle_read(t(2), &incoming(topic, alias));
+            got.extend(received(&mut session));
+        }
+        for alias in [2, 1, 3] {
+            session.handle_read(t(3), &incoming("", alias));
+            got.extend(received(&mut session));
+        }
+        assert_eq!(
+            got,
+            ["a/one", "b/two", "c/three", "a/1", "b/two", "a/1", "c/three"].map(|t| Ok(t.into()))
+        );
+
+        // The 15 bytes of topics above and 3 × 17 more do not fit in 64: at the third the
+        // connection closes with a typed reason; nothing was allocated or handed over without
+        // its topic.
+        let topics = ["d".repeat(17), "e".repeat(17), "f".repeat(17)];
+        let mut got = Vec::new();
+        for (alias, topic) in (4..).zip(&topics) {
+            session.handle_read(t(4), &incoming(topic, alias));
+            got.extend(received(&mut session));
+        }
+        assert_eq!(got[..2], [Ok(topics[0].clone()), Ok(topics[1].clone())]);
+        assert_eq!(got[2..], [Err(CloseReason::StorageFull)]);
+    }
+
+    #[test]
+    fn the_brokers_strings_are_kept_whole_up_to_b_bytes_and_cut_at_a_char_boundary() {
+        // A reason string and a server reference as long as a 64-byte packet allows.
+        let reason = "r".repeat(50);
+        let (mut session, _) = connected(
+            ConnectOptions::default(),
+            &[Property::ReasonString(&reason)],
+        );
+        assert_eq!(
+            session.broker_limits().reason_string.as_deref(),
+            Some(&*reason)
+        );
+        let reference = "host.example:".repeat(4);
+        let disconnect = encoded(Packet::Disconnect(Disconnect::new(
+            ReasonCode::ServerMoved,
+            Properties::List(&PropertyList(&[Property::ServerReference(&reference)])),
+        )));
+        session.handle_read(t(2), &disconnect);
+        assert_eq!(
+            received(&mut session),
+            [Err(CloseReason::ServerDisconnected(
+                ReasonCode::ServerMoved
+            ))]
+        );
+        assert_eq!(
+            session.broker_limits().server_reference.as_deref(),
+            Some(&*reference)
+        );
+
+        // A text shorter than the strings: cut at a char boundary, never split inside one.
+        let limits =
+            BrokerLimits::<FixedText<8>>::from_properties(&Properties::List(&PropertyList(&[
+                Property::ReasonString("ddéjàé"),
+                Property::ServerReference("a:1883"),
+            ])));
+        // "é" would take bytes 8 and 9.
+        assert_eq!(limits.reason_string.as_deref(), Some("ddéjà"));
+        assert_eq!(limits.server_reference.as_deref(), Some("a:1883"));
+    }
+
+    #[test]
+    fn connect_properties_larger_than_the_buffers_are_a_usage_error() {
+        let options = ConnectOptions {
+            user_properties: vec![(String::from("k"), "v".repeat(80))],
+            ..ConnectOptions::default()
+        };
+        let mut session = Small::with_storage(v5_config(options));
+        assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
+        assert!(!session.is_connecting_or_connected());
+        assert!(!session.has_unprocessed_input());
+        assert!(written(&mut session).is_empty());
+        // Fewer bytes: it goes.
+        session.config_mut().v5.user_properties[0].1.truncate(10);
+        session.connect(t(0), true).unwrap();
+        assert!(!written(&mut session).is_empty());
+    }
+}

@@ -1,16 +1,27 @@
 //! What MQTT 5 adds to the session: the connect options it announces and what the broker's
 //! CONNACK allows this connection (section 3.2.2.3 of the MQTT 5 specification).
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::packet::{Properties, Property, QoS};
+use super::UsageError;
+use crate::packet::{checked_property_len, write_property, PacketType, Properties, Property, QoS};
+use crate::storage::{Buffer, Text};
 
 /// What the broker's CONNACK allows this connection. With MQTT 3.1.1, or for a property the
 /// broker left out, the specification's default applies (no limit, everything available).
+///
+/// `T` holds the broker's strings: a `String` for a session on the heap, a
+/// [`FixedText<B>`](crate::storage::FixedText) on [`Fixed`](crate::storage::Fixed)`<N, B>`
+/// storage ([`Session::broker_limits`](super::Session::broker_limits) gives the storage's
+/// [`Text`](crate::storage::TextStorage::Text)): nothing is allocated for them. A
+/// `FixedText<B>` keeps at most `B` bytes and a longer string is cut at a char boundary. A
+/// session never needs to cut (it receives no packet larger than `B`, so no string of a
+/// CONNACK or DISCONNECT is longer); [`BrokerLimits::from_properties`] with a shorter
+/// `FixedText` cuts the Reason String, Server Reference and Assigned Client Identifier alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct BrokerLimits {
+pub struct BrokerLimits<T = String> {
     /// Receive Maximum: most QoS 1/2 publications the broker takes unacknowledged at once;
     /// the session's in-flight window never exceeds it (section 3.2.2.3.3). 65 535 when absent.
     pub receive_maximum: u16,
@@ -35,14 +46,15 @@ pub struct BrokerLimits {
     pub session_expiry_interval: Option<u32>,
     /// Assigned Client Identifier, for a CONNECT with an empty one; the session adopts it so
     /// the next connection can resume the session (section 3.2.2.3.7).
-    pub assigned_client_identifier: Option<String>,
-    /// Server Reference: another server to use (section 3.2.2.3.16).
-    pub server_reference: Option<String>,
+    pub assigned_client_identifier: Option<T>,
+    /// Server Reference: another server to use (section 3.2.2.3.16), from the CONNACK or
+    /// from a DISCONNECT.
+    pub server_reference: Option<T>,
     /// Reason String: the broker's human-readable diagnostic.
-    pub reason_string: Option<String>,
+    pub reason_string: Option<T>,
 }
 
-impl Default for BrokerLimits {
+impl<T> Default for BrokerLimits<T> {
     fn default() -> Self {
         BrokerLimits {
             receive_maximum: u16::MAX,
@@ -62,10 +74,10 @@ impl Default for BrokerLimits {
     }
 }
 
-impl BrokerLimits {
+impl<T: Text> BrokerLimits<T> {
     /// The limits a CONNACK's properties announce (defaults for those left out).
-    pub fn from_properties(properties: &Properties<'_>) -> BrokerLimits {
-        let mut limits = BrokerLimits::default();
+    pub fn from_properties(properties: &Properties<'_>) -> Self {
+        let mut limits = Self::default();
         for property in properties.iter() {
             match property {
                 Property::ReceiveMaximum(v) => limits.receive_maximum = v,
@@ -85,15 +97,22 @@ impl BrokerLimits {
                 Property::ServerKeepAlive(v) => limits.server_keep_alive = Some(v),
                 Property::SessionExpiryInterval(v) => limits.session_expiry_interval = Some(v),
                 Property::AssignedClientIdentifier(s) => {
-                    limits.assigned_client_identifier = Some(s.to_string())
+                    limits.assigned_client_identifier = Some(text(s))
                 }
-                Property::ServerReference(s) => limits.server_reference = Some(s.to_string()),
-                Property::ReasonString(s) => limits.reason_string = Some(s.to_string()),
+                Property::ServerReference(s) => limits.server_reference = Some(text(s)),
+                Property::ReasonString(s) => limits.reason_string = Some(text(s)),
                 _ => {}
             }
         }
         limits
     }
+}
+
+/// `s` as a `T` (cut to what fits, see [`BrokerLimits`]).
+pub(super) fn text<T: Text>(s: &str) -> T {
+    let mut text = T::default();
+    text.set(s);
+    text
 }
 
 /// The MQTT 5 options of CONNECT, kept in [`super::SessionConfig::v5`]. Ignored with 3.1.1.
@@ -114,6 +133,10 @@ pub struct ConnectOptions {
     /// Send QoS 0 messages with outgoing topic aliases when the broker allows them (its
     /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
     /// carry only the alias, which saves the topic's bytes on every message. Off by default.
+    /// At most 64 aliases per connection; a message with 16 properties of its own or more
+    /// goes without one. On [`Fixed`](crate::storage::Fixed)`<N, B>` storage at most `N`
+    /// aliases, whose topics take at most `B` bytes together: a topic that does not fit is
+    /// sent in full, every time (nothing is allocated, nothing is refused).
     pub topic_aliases: bool,
     /// Topic Alias Maximum announced in CONNECT: the highest topic alias the broker may use in
     /// the PUBLISH packets it sends us (section 3.1.2.11.5), at most
@@ -123,6 +146,14 @@ pub struct ConnectOptions {
     /// [`SessionConfig::max_packet_size`](super::SessionConfig::max_packet_size), and hands
     /// every message to the application with its full topic name, whether the broker sent
     /// the topic, the alias or both (borrowed from the table: no allocation per message).
+    ///
+    /// On [`Fixed`](crate::storage::Fixed)`<N, B>` storage the session announces at most `N`
+    /// (the aliases its table holds), so a broker that keeps to the announced maximum never
+    /// sets up more; the topics of all aliases share `B` bytes: a broker alias whose topic
+    /// finds no room closes the connection with
+    /// [`CloseReason::StorageFull`](super::CloseReason::StorageFull) (nothing is allocated, and
+    /// no message is handed over without its topic). Ask for at most `B` divided by the
+    /// longest topic the broker may alias.
     ///
     /// `None` or 0 — the default, in the core and in the std clients — allows none, as the
     /// specification's default does: a broker alias is then a protocol error (DISCONNECT
@@ -147,54 +178,78 @@ pub const MAX_INCOMING_TOPIC_ALIASES: u16 = 1024;
 
 impl ConnectOptions {
     /// The Topic Alias Maximum announced in CONNECT: [`ConnectOptions::topic_alias_maximum`]
-    /// up to [`MAX_INCOMING_TOPIC_ALIASES`]; 0 when none.
+    /// up to [`MAX_INCOMING_TOPIC_ALIASES`]; 0 when none (on fixed storage the session
+    /// announces at most the `N` aliases it holds).
     pub fn announced_topic_alias_maximum(&self) -> u16 {
         self.topic_alias_maximum
             .unwrap_or(0)
             .min(MAX_INCOMING_TOPIC_ALIASES)
     }
 
-    /// The CONNECT properties for these options. `max_packet_size` is the session's local
-    /// limit, announced as Maximum Packet Size so the broker does not send larger packets.
-    pub(crate) fn properties(
+    /// Appends the wire bytes of the CONNECT properties for these options (without the
+    /// block's length prefix) to `out`: each checked as a [`Properties::List`] is, without
+    /// building a list (nothing allocated on fixed storage). `max_packet_size` is the
+    /// session's local limit, announced as Maximum Packet Size so the broker does not send
+    /// larger packets; `topic_alias_maximum` what the session announces (see
+    /// [`ConnectOptions::topic_alias_maximum`]).
+    ///
+    /// # Errors
+    /// An invalid property ([`UsageError::Encode`]), or [`UsageError::StorageFull`] when a
+    /// fixed `out` has no room (the CONNECT would not fit the session's buffers either).
+    pub(crate) fn append_properties(
         &self,
         clean_session: bool,
         max_packet_size: usize,
-    ) -> Vec<Property<'_>> {
-        let mut list = Vec::new();
+        topic_alias_maximum: u16,
+        out: &mut impl Buffer,
+    ) -> Result<(), UsageError> {
+        // At most the eight properties below, then the user properties.
+        let mut head = [Property::TopicAliasMaximum(0); 8];
+        let mut len = 0;
+        let mut add = |property| {
+            head[len] = property;
+            len += 1;
+        };
         let expiry =
             self.session_expiry_interval
                 .unwrap_or(if clean_session { 0 } else { u32::MAX });
         if expiry != 0 {
-            list.push(Property::SessionExpiryInterval(expiry));
+            add(Property::SessionExpiryInterval(expiry));
         }
         if let Some(v) = self.receive_maximum {
-            list.push(Property::ReceiveMaximum(v));
+            add(Property::ReceiveMaximum(v));
         }
         if let Ok(max) = u32::try_from(max_packet_size) {
             if max > 0 {
-                list.push(Property::MaximumPacketSize(max));
+                add(Property::MaximumPacketSize(max));
             }
         }
-        let aliases = self.announced_topic_alias_maximum();
-        if aliases > 0 {
-            list.push(Property::TopicAliasMaximum(aliases));
+        if topic_alias_maximum > 0 {
+            add(Property::TopicAliasMaximum(topic_alias_maximum));
         }
         if let Some(b) = self.request_problem_information {
-            list.push(Property::RequestProblemInformation(b));
+            add(Property::RequestProblemInformation(b));
         }
         if let Some(b) = self.request_response_information {
-            list.push(Property::RequestResponseInformation(b));
+            add(Property::RequestResponseInformation(b));
         }
         if let Some(method) = &self.authentication_method {
-            list.push(Property::AuthenticationMethod(method));
+            add(Property::AuthenticationMethod(method));
         }
         if let Some(data) = &self.authentication_data {
-            list.push(Property::AuthenticationData(data));
+            add(Property::AuthenticationData(data));
         }
-        for (k, v) in &self.user_properties {
-            list.push(Property::UserProperty(k, v));
+        let user = self
+            .user_properties
+            .iter()
+            .map(|(k, v)| Property::UserProperty(k, v));
+        let mut seen = 0;
+        for property in head[..len].iter().copied().chain(user) {
+            let size = checked_property_len(&property, PacketType::Connect, &mut seen)?;
+            let start = out.len();
+            out.try_resize(start + size)?;
+            write_property(&property, &mut out[start..]);
         }
-        list
+        Ok(())
     }
 }
