@@ -3,47 +3,17 @@
 //! clean disconnect) is run with every allocation on this thread counted. The same run on
 //! the heap is counted too, so a counter that sees nothing cannot pass for a result.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod support;
+
+use support::counting;
 
 use umqtt_core::packet::{encode_publish_header, Publish};
 use umqtt_core::session::{Event, Session, SessionConfig};
 use umqtt_core::storage::{Fixed, Heap, Storage};
 use umqtt_core::{Instant, PacketId, QoS};
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-        // SAFETY: the caller's contract is `System`'s.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 fn t(ms: u64) -> Instant {
     Instant::from_millis(ms)
@@ -107,10 +77,9 @@ fn life<S: Storage>() -> usize {
         max_in_flight: 2,
         ..SessionConfig::default()
     };
-    COUNTING.with(|c| c.set(true));
-    ALLOCATIONS.with(|n| n.set(0));
+    counting::start();
     let mut session = Session::<S>::with_storage(config.clone());
-    let built = ALLOCATIONS.with(Cell::get);
+    let built = counting::count();
     let mut wire = Wire::default();
     let mut buf = [0u8; 64];
 
@@ -183,8 +152,8 @@ fn life<S: Storage>() -> usize {
     drain(&mut session, t(10_012), &mut wire);
     session.disconnect().unwrap();
     drain(&mut session, t(10_013), &mut wire);
-    let after = ALLOCATIONS.with(Cell::get) - built;
-    COUNTING.with(|c| c.set(false));
+    let after = counting::count() - built;
+    counting::stop();
 
     // What went on the wire: CONNECT ×2, SUBSCRIBE, 5 PUBLISH, PUBREL ×2, PUBACK, PUBREC,
     // PUBCOMP, PINGREQ, DISCONNECT.
@@ -215,7 +184,6 @@ fn the_same_life_on_the_heap_allocates_so_the_count_is_real() {
 /// a Server Reference, and a resumed session.
 #[cfg(feature = "mqtt5")]
 mod v5 {
-    use std::cell::Cell;
 
     use umqtt_core::packet::{
         ConnAck, ConnectReturnCode, Disconnect, Packet, Properties, Property, PropertyList,
@@ -225,7 +193,7 @@ mod v5 {
     use umqtt_core::storage::{Fixed, Heap, Storage};
     use umqtt_core::{PacketId, QoS};
 
-    use super::{t, ALLOCATIONS, COUNTING};
+    use super::{counting, t};
 
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -362,10 +330,9 @@ mod v5 {
             ..SessionConfig::default()
         };
         let s = script();
-        COUNTING.with(|c| c.set(true));
-        ALLOCATIONS.with(|n| n.set(0));
+        counting::start();
         let mut session = Session::<S>::with_storage(config);
-        let built = ALLOCATIONS.with(Cell::get);
+        let built = counting::count();
         let mut wire = Wire::default();
 
         session.connect(t(0), true).unwrap();
@@ -450,8 +417,8 @@ mod v5 {
             .unwrap();
         session.disconnect().unwrap();
         drain(&mut session, &mut wire);
-        let after = ALLOCATIONS.with(Cell::get) - built;
-        COUNTING.with(|c| c.set(false));
+        let after = counting::count() - built;
+        counting::stop();
 
         // CONNECT ×2, SUBSCRIBE, PUBLISH 4 + 2 + 1 (resent) + 1, PUBREL, PUBACK, PUBREC, PUBCOMP,
         // DISCONNECT.
