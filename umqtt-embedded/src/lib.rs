@@ -3,16 +3,22 @@
 //! opened by an `embedded-nal-async` stack ([`TcpConnect`], and [`Dns`] for host names), so it
 //! runs on embassy-net and the vendors' stacks. `no_std`, no threads, time from the caller.
 //!
-//! # It needs an allocator today
-//! The engine keeps its queue, its subscriptions and received messages in growable buffers
-//! (`alloc`): a firmware needs a global allocator, e.g. `embedded-alloc`'s heap. The session
-//! underneath can already do without: built with [`Client::with_storage`] and
-//! [`Fixed`]`<N, B>` storage, its in-flight messages, requests, events and its receive and
-//! transmit buffers are sized up front (N entries per list, B bytes per buffer) and allocate
-//! nothing; the driver then reads at most what the session has room for and writes from a
-//! buffer of the session's size, in place. The engine's own storage is later work; the driver
-//! itself reads into a buffer you provide and, on the heap, allocates nothing else but its
-//! write buffer (reused).
+//! # Allocation
+//! Built with [`Client::with_storage`] on [`Fixed`]`<N, B, Q>` storage, the session and the
+//! engine allocate nothing once the client is built: their lists hold `N` entries, their
+//! buffers `B` bytes (the largest packet), and what the engine holds — queued messages'
+//! topics and payloads, the subscriptions' filters — shares an arena of `Q` bytes (by default
+//! `B`). The engine lowers its limits to what the lists hold (see
+//! [`Engine::with_storage`]); the application then hears `OutgoingFull` sooner, receives a
+//! message as a [`FixedMessage`] (read through [`Received`]), and must take events as they
+//! come (the engine holds input until there is room for what it reports). The driver reads at
+//! most what the session has room for, into your buffer (`B` bytes are enough), and writes
+//! from a buffer of the session's size, in place.
+//!
+//! The crate still needs a global allocator (e.g. `embedded-alloc`) for the configuration's
+//! owned strings — the client id, a will, credentials — copied once when the client is built
+//! (tens of bytes: the footprint firmware runs on a 256-byte heap). With [`Heap`] storage (the
+//! default, [`Client::new`]) the engine and session grow as needed, as on a server.
 //!
 //! # Shape
 //! ```text
@@ -103,6 +109,6 @@ pub use umqtt_core::{Instant, QoS};
 
 /// What happened: the link's life, every message's outcome, messages received. `S` is the
 /// client's storage: on [`Fixed`] storage a received message is a
-/// [`FixedMessage`](umqtt_core::message::FixedMessage) and a filter a
+/// [`FixedMessage`] and a filter a
 /// [`FixedText`](umqtt_core::storage::FixedText), read the same way ([`Received`]).
 pub type Event<S = Heap> = umqtt_core::robust::Event<TransportError, S>;
