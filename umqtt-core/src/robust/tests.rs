@@ -1170,6 +1170,21 @@ fn unsubscribes_carry_their_properties() {
     );
 }
 
+/// An engine on storage `S` (clean sessions, a window of 4) whose transport just opened.
+fn fixed_engine_opened<S: crate::storage::Storage>(now: Instant) -> Engine<FixedDelay, (), S> {
+    let mut config = EngineConfig::new(SessionConfig {
+        client_id: "fixed".into(),
+        max_in_flight: 4,
+        ..SessionConfig::default()
+    });
+    config.clean_session = true;
+    let mut engine = Engine::with_storage(config, FixedDelay::default(), 1, now);
+    engine.handle_timeout(now);
+    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+    engine.handle_opened(now);
+    engine
+}
+
 /// The engine on fixed storage (12 entries, 64-byte buffers and arena): a message too large
 /// for the buffers ends as `TooLarge`; the engine holds at most 5 messages (the application
 /// gets `OutgoingFull` and tries again after the driver's next round); QoS 0 messages that
@@ -1177,22 +1192,11 @@ fn unsubscribes_carry_their_properties() {
 /// message settles once, and the driver drains the events after every input.
 #[test]
 fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
-    type Small = crate::storage::Fixed<12, 64>;
-    let mut config = EngineConfig::new(SessionConfig {
-        client_id: "fixed".into(),
-        max_in_flight: 4,
-        ..SessionConfig::default()
-    });
-    config.clean_session = true;
     let now = Instant::from_millis(0);
-    let mut engine: Engine<FixedDelay, (), Small> =
-        Engine::with_storage(config, FixedDelay::default(), 1, now);
+    let mut engine = fixed_engine_opened::<crate::storage::Fixed<12, 64>>(now);
     assert_eq!(engine.config().max_queued, 5);
     assert_eq!(engine.config().max_received, 3);
     assert_eq!(engine.config().max_events, 9);
-    engine.handle_timeout(now);
-    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
-    engine.handle_opened(now);
     let mut written = 0;
     while let Some(chunk) = engine.poll_transmit(now) {
         written += chunk.len();
@@ -1282,20 +1286,9 @@ fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
 /// and goes on as the events are taken: every SUBACK and PUBACK is reported, none discarded.
 #[test]
 fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
-    type Small = crate::storage::Fixed<8, 128>;
-    let mut config = EngineConfig::new(SessionConfig {
-        client_id: "fixed".into(),
-        max_in_flight: 4,
-        ..SessionConfig::default()
-    });
-    config.clean_session = true;
     let now = Instant::from_millis(0);
-    let mut engine: Engine<FixedDelay, (), Small> =
-        Engine::with_storage(config, FixedDelay::default(), 1, now);
+    let mut engine = fixed_engine_opened::<crate::storage::Fixed<8, 128>>(now);
     assert_eq!(engine.config().max_events, 6);
-    engine.handle_timeout(now);
-    assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
-    engine.handle_opened(now);
     while engine.poll_transmit(now).is_some() {}
     engine.handle_written(now);
     engine.handle_read(now, &[0x20, 2, 0, 0]);
