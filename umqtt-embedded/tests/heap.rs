@@ -1,6 +1,7 @@
 //! How much heap the footprint job (connect, subscribe, publish one QoS 1 message, receive
 //! one message) takes with a small device's settings: the number BENCHMARKS.md reports beside
-//! the firmware's static RAM, since umqtt-embedded needs an allocator today. Driven on a
+//! the firmware's static RAM (umqtt-embedded still needs an allocator, on fixed storage only
+//! for the configuration's strings copied when the client is built). Driven on a
 //! virtual clock against a scripted broker that allocates nothing itself, so every byte
 //! counted is the client's (engine, session, driver). Counts, never times.
 

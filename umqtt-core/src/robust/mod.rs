@@ -30,9 +30,10 @@
 //! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
 //! and keeps the durable outbox the engine's [`StoreOp`]s describe. It speaks what its
 //! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
-//! when [`EngineConfig::follow_server_references`] is set). Its session can run on [`Fixed`](crate::storage::Fixed) storage
-//! ([`Engine::with_storage`]); the engine's own queue, subscriptions and events still allocate
-//! (`alloc`).
+//! when [`EngineConfig::follow_server_references`] is set). On
+//! [`Fixed`](crate::storage::Fixed) storage ([`Engine::with_storage`]) it and its session
+//! allocate nothing once built (the configuration's strings are copied when it is built);
+//! the crate still needs `alloc` for them.
 //!
 //! # What it guarantees
 //! - Every message published ends in exactly one of [`Event::Delivered`], [`Event::Expired`]
