@@ -344,12 +344,16 @@ impl Buffer for Vec<u8> {
 /// connection), and 16 incoming QoS 2 messages not yet released; past that a command gets
 /// [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) and a broker's extra
 /// message closes the connection (it is sent again on the next one). The session holds about
-/// `(N + 2) × B` bytes; see [`Session::with_storage`](crate::session::Session::with_storage).
+/// `(N + 2) × B` bytes (with the `mqtt5` feature about `5 × B` more, for the topic alias
+/// tables and the broker's strings); see
+/// [`Session::with_storage`](crate::session::Session::with_storage).
 ///
-/// `Q` (by default `B`, and never less) is for the robust engine
-/// ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the bytes (topic,
-/// properties, payload) of the messages it holds until the session has taken them, back to
-/// back in one [`FixedArena`] of `Q` bytes. The engine holds at most `N` messages.
+/// `Q` (by default `B`, and never less: checked at compile time) is for the robust engine
+/// ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the bytes of what it holds
+/// — the topic, properties and payload of each message until the session has taken it, and
+/// each subscription's filter — back to back in one [`FixedArena`] of `Q` bytes. The engine
+/// lowers its limits to what `N` entries hold (see there); each of its event slots holds a
+/// whole [`FixedMessage`](crate::message::FixedMessage)`<B>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixed<const N: usize, const B: usize, const Q: usize = B> {}
 
