@@ -84,6 +84,12 @@ pub trait List<T>: Default + Index<usize, Output = T> + IndexMut<usize> {
     fn pop(&mut self) -> Option<T>;
     /// Removes and returns item `index`, keeping the order of the others.
     fn remove(&mut self, index: usize) -> Option<T>;
+    /// Inserts `item` before item `index` (at the back when `index` is the length); gives it
+    /// back when a fixed list is full or `index` is past the end.
+    ///
+    /// # Errors
+    /// The item, when there is no room or no such place.
+    fn insert(&mut self, index: usize, item: T) -> Result<(), T>;
     /// Removes item `index`, moving the last item into its place.
     fn swap_remove(&mut self, index: usize) -> Option<T>;
     /// Removes every item.
@@ -196,6 +202,14 @@ impl<T> List<T> for Vec<T> {
         (index < Vec::len(self)).then(|| Vec::remove(self, index))
     }
     #[inline]
+    fn insert(&mut self, index: usize, item: T) -> Result<(), T> {
+        if index > Vec::len(self) {
+            return Err(item);
+        }
+        Vec::insert(self, index, item);
+        Ok(())
+    }
+    #[inline]
     fn swap_remove(&mut self, index: usize) -> Option<T> {
         (index < Vec::len(self)).then(|| Vec::swap_remove(self, index))
     }
@@ -258,6 +272,14 @@ impl<T> List<T> for VecDeque<T> {
     #[inline]
     fn remove(&mut self, index: usize) -> Option<T> {
         VecDeque::remove(self, index)
+    }
+    #[inline]
+    fn insert(&mut self, index: usize, item: T) -> Result<(), T> {
+        if index > VecDeque::len(self) {
+            return Err(item);
+        }
+        VecDeque::insert(self, index, item);
+        Ok(())
     }
     #[inline]
     fn swap_remove(&mut self, index: usize) -> Option<T> {
@@ -471,6 +493,15 @@ impl<T, const N: usize> List<T> for FixedList<T, N> {
         }
         self.items.swap(index, self.len - 1);
         List::pop(self)
+    }
+    fn insert(&mut self, index: usize, item: T) -> Result<(), T> {
+        if self.len >= N || index > self.len {
+            return Err(item);
+        }
+        self.items[index..=self.len].rotate_right(1);
+        self.items[index] = Some(item);
+        self.len += 1;
+        Ok(())
     }
     fn clear(&mut self) {
         self.items[..self.len]
@@ -756,7 +787,14 @@ mod tests {
         let mut model: Model<u16> = Model::new();
         for &(op, v) in ops {
             let index = usize::from(v) % (model.len() + 1);
-            match op % 10 {
+            match op % 11 {
+                10 => {
+                    let fits = model.len() < capacity;
+                    assert_eq!(list.insert(index, v).is_ok(), fits);
+                    if fits {
+                        model.insert(index, v);
+                    }
+                }
                 8 => {
                     let fits = model.len() < capacity;
                     assert_eq!(list.push_front(v).is_ok(), fits);
@@ -812,7 +850,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn lists_behave_like_a_deque(ops in proptest::collection::vec((0u8..10, 0u16..100), 0..300)) {
+        fn lists_behave_like_a_deque(ops in proptest::collection::vec((0u8..11, 0u16..100), 0..300)) {
             check_list(FixedList::<u16, 5>::default(), 5, &ops);
             check_list(FixedList::<u16, 0>::default(), 0, &ops);
             check_list(StdVec::new(), usize::MAX, &ops);

@@ -121,15 +121,26 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             .position(|p| p.packet_id == Some(packet_id))
     }
 
+    /// Messages waiting (not handed to the session).
+    pub(super) fn waiting(&self) -> usize {
+        self.queue.len() - self.qos0_handed
+    }
+
+    /// The first message waiting.
+    fn first_waiting(&self) -> Option<&Pending<S>> {
+        (self.qos0_handed < self.queue.len()).then(|| &self.queue[self.qos0_handed])
+    }
+
+    /// Takes the first message waiting out of the queue.
+    pub(super) fn take_first_waiting(&mut self) -> Option<Pending<S>> {
+        List::remove(&mut self.queue, self.qos0_handed)
+    }
+
     /// QoS 0 messages handed to the session but not known to be written wait again, in order.
     pub(super) fn requeue_unwritten(&mut self) {
+        // They are at the front of the queue already, in order.
         self.qos0_transmitted = 0;
-        while let Some(pending) = self.qos0.pop() {
-            // (Room: the engine holds at most `max_queued` messages in all.)
-            if let Err(pending) = self.queue.push_front(pending) {
-                self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
-            }
-        }
+        self.qos0_handed = 0;
     }
 
     pub(super) fn summary(&self, now: Instant) -> PendingSummary {
@@ -152,7 +163,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// buffer, waiting. (One loop over the three queues, not a chain of their iterators: the
     /// chain's code is repeated for every half of every ring buffer.)
     fn for_each_pending(&self, mut f: impl FnMut(&Pending<S>)) {
-        for queue in [&self.in_session, &self.qos0, &self.queue] {
+        for queue in [&self.in_session, &self.queue] {
             for pending in queue.iter() {
                 f(pending);
             }
@@ -196,12 +207,17 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Settles the waiting (not yet handed over) messages matching `predicate`.
     pub(super) fn drop_waiting(&mut self, which: Which, outcome: Outcome) {
-        if !self.queue.iter().any(|p| which.matches(p)) {
+        let handed = self.qos0_handed;
+        if !self.queue.iter().skip(handed).any(|p| which.matches(p)) {
             return;
         }
-        let mut waiting = core::mem::take(&mut self.queue);
-        while let Some(pending) = waiting.pop_front() {
-            if which.matches(&pending) {
+        let mut queue = core::mem::take(&mut self.queue);
+        let mut index = 0;
+        while let Some(pending) = queue.pop_front() {
+            // The QoS 0 messages handed to the session go out with its send buffer.
+            let waiting = index >= handed;
+            index += 1;
+            if waiting && which.matches(&pending) {
                 self.settle(pending, outcome);
             } else if let Err(pending) = self.queue.push(pending) {
                 // (Never: the queue held these a moment ago.)
@@ -214,7 +230,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// in the in-flight window (the engine keeps the rest, so deadlines apply to them).
     /// Whether waiting messages go to the session now (see [`Engine::fill_session`]).
     fn refill_due(&self) -> bool {
-        let Some(front) = self.queue.first() else {
+        let Some(front) = self.first_waiting() else {
             return false;
         };
         if front.qos == QoS::AtMostOnce || !self.is_connected() {
@@ -222,7 +238,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         }
         let window = usize::from(self.config.session.max_in_flight.max(1));
         let free = window.saturating_sub(self.session.outgoing_len());
-        free >= (window / 4).max(1).min(self.queue.len())
+        free >= (window / 4).max(1).min(self.waiting())
     }
 
     pub(super) fn session_has_room(&self, qos: QoS) -> bool {
@@ -323,9 +339,13 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         };
         match packet_id {
             None => {
-                if let Err(pending) = self.qos0.push(pending) {
+                // After the QoS 0 messages handed before it, ahead of those waiting.
+                match self.queue.insert(self.qos0_handed, pending) {
+                    Ok(()) => self.qos0_handed += 1,
                     // (Never: the engine holds at most `max_queued` messages in all.)
-                    self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+                    Err(pending) => {
+                        self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
+                    }
                 }
             }
             Some(packet_id) => {
@@ -413,15 +433,15 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if !self.refill_due() {
             return;
         }
-        while let Some(front) = self.queue.first() {
+        while let Some(front) = self.first_waiting() {
             if !self.session_has_room(front.qos) {
                 break;
             }
-            let Some(pending) = self.queue.pop_front() else {
+            let Some(pending) = self.take_first_waiting() else {
                 break;
             };
             if let Err(pending) = self.hand_over(pending, None, now) {
-                if let Err(pending) = self.queue.push_front(pending) {
+                if let Err(pending) = self.queue.insert(self.qos0_handed, pending) {
                     // (Never: it was just taken from there.)
                     self.settle(pending, Outcome::Dropped(DropReason::QueueOverflow));
                 }

@@ -192,13 +192,15 @@ pub struct Engine<P, E, S: Storage = Heap> {
     redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
     in_session: S::Deque<Pending<S>>,
-    /// QoS 0 messages handed to the session (their PUBLISH is in its send buffer), in order;
-    /// the first `qos0_transmitted` went out with the last `poll_transmit`.
-    qos0: S::Deque<Pending<S>>,
-    qos0_transmitted: usize,
-    /// Waiting for the link or for room in the in-flight window, in publish order.
+    /// First the `qos0_handed` QoS 0 messages handed to the session (their PUBLISH is in its
+    /// send buffer; the first `qos0_transmitted` of them went out with the last
+    /// `poll_transmit`), then the messages waiting for the link or for room in the in-flight
+    /// window; each part in publish order. (One list: a QoS 0 message is handed over from the
+    /// front of those waiting, and goes back there if the link fails before it is written.)
     queue: S::Deque<Pending<S>>,
-    /// The bytes of the messages in `qos0` and `queue`.
+    qos0_handed: usize,
+    qos0_transmitted: usize,
+    /// The bytes of the messages in `queue`.
     arena: S::Arena,
     queued_bytes: usize,
     next_id: u64,
@@ -284,9 +286,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             referenced: None,
             redirect_pending: false,
             in_session: Default::default(),
-            qos0: Default::default(),
-            qos0_transmitted: 0,
             queue: Default::default(),
+            qos0_handed: 0,
+            qos0_transmitted: 0,
             arena: Default::default(),
             queued_bytes: 0,
             next_id: 1,
@@ -387,7 +389,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Messages not yet settled.
     pub fn pending(&self) -> usize {
-        self.in_session.len() + self.qos0.len() + self.queue.len()
+        self.in_session.len() + self.queue.len()
     }
 
     /// The id the next published message gets.
@@ -422,7 +424,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant) -> Option<&[u8]> {
         // QoS 0 messages handed to the session are in these bytes.
-        self.qos0_transmitted = self.qos0.len();
+        self.qos0_transmitted = self.qos0_handed;
         self.session.poll_transmit(now)
     }
 
@@ -544,7 +546,11 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// waiting in the queue): the driver services the engine again, as after any input.
     pub fn handle_written(&mut self, now: Instant) {
         for _ in 0..core::mem::take(&mut self.qos0_transmitted) {
-            if let Some(pending) = self.qos0.pop_front() {
+            if self.qos0_handed == 0 {
+                break;
+            }
+            if let Some(pending) = self.queue.pop_front() {
+                self.qos0_handed -= 1;
                 self.settle(pending, Outcome::Delivered);
             }
         }
@@ -712,7 +718,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 }
                 Overflow::DropOldest => {
                     while !self.room_for(payload.len(), stored) {
-                        let Some(oldest) = self.queue.pop_front() else {
+                        let Some(oldest) = self.take_first_waiting() else {
                             break;
                         };
                         self.settle(oldest, Outcome::Dropped(DropReason::QueueOverflow));
@@ -751,7 +757,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         // Straight into the session when nothing waits ahead of it and there is room: a QoS
         // 1/2 message is then copied once (into the session's encoded PUBLISH). A QoS 0 one
         // keeps its copy until written, in case the link fails first.
-        if self.queue.is_empty() && self.session_has_room(qos) {
+        if self.waiting() == 0 && self.session_has_room(qos) {
             if qos == QoS::AtMostOnce {
                 pending.data = self.arena.insert(&parts).ok();
             }
@@ -823,8 +829,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             packet_id: None,
         };
         self.queued_bytes += pending.payload_len();
-        if let (Some(packet_id), true) =
-            (packet_id, qos != QoS::AtMostOnce && self.queue.is_empty())
+        if let (Some(packet_id), true) = (packet_id, qos != QoS::AtMostOnce && self.waiting() == 0)
         {
             let publish = Publish {
                 dup: false,
