@@ -5,7 +5,9 @@
 //! Modes: decode_publish16, decode_publish256, decode_puback, decode_suback, encode_publish16,
 //! encode_puback, session_qos0, session_qos1 (3.1.1; this part uses only API that predates
 //! MQTT 5, so the same program runs against an older commit), and the same with a `v5_`
-//! prefix (v5_session_qos0 and v5_session_qos1 included) plus v5_decode_publish16_props / v5_encode_publish16_props (MQTT 5).
+//! prefix (v5_session_qos0 and v5_session_qos1 included) plus v5_decode_publish16_props / v5_encode_publish16_props (MQTT 5),
+//! and engine_qos0 / engine_qos1: the robust engine on the heap, connected, publishing one
+//! message per operation (its PUBLISH taken and written, the PUBACK read, its events taken).
 
 use std::hint::black_box;
 use umqtt_core::packet::{decode, Decoded};
@@ -48,6 +50,10 @@ fn main() {
         black_box(session_bench(n, mode == "session_qos1", false));
         return;
     }
+    if mode.starts_with("engine") {
+        black_box(engine_bench(n, mode == "engine_qos1"));
+        return;
+    }
     let bytes = match mode {
         "decode_publish16" | "encode_publish16" => publish(16),
         "decode_publish256" => publish(256),
@@ -76,6 +82,65 @@ fn main() {
         }
     }
     black_box(total);
+}
+
+/// The robust engine (heap storage, 3.1.1) connected; per operation one message published,
+/// its PUBLISH taken and written, at QoS 1 its PUBACK read; every event taken.
+pub fn engine_bench(n: usize, qos1: bool) -> usize {
+    use umqtt_core::robust::{Engine, EngineConfig, FixedDelay};
+    use umqtt_core::session::SessionConfig;
+    use umqtt_core::{Instant, QoS};
+    let config = EngineConfig::new(SessionConfig {
+        client_id: "bench".into(),
+        max_in_flight: u16::MAX,
+        ..SessionConfig::default()
+    });
+    let now = Instant::from_millis(0);
+    let mut engine: Engine<FixedDelay, ()> = Engine::new(config, FixedDelay::default(), 1, now);
+    engine.handle_timeout(now);
+    while engine.poll_action().is_some() {}
+    engine.handle_opened(now);
+    while engine.poll_transmit(now).is_some() {}
+    engine.handle_written(now);
+    engine.handle_read(now, &[0x20, 0x02, 0x00, 0x00]);
+    while engine.poll_event().is_some() {}
+    assert!(engine.is_connected());
+    let payload = [0xA5u8; 16];
+    let qos = if qos1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    let mut total = 0;
+    for i in 0..n {
+        engine
+            .publish(
+                now,
+                black_box("bench/sensor/temperature"),
+                black_box(&payload),
+                qos,
+                false,
+            )
+            .unwrap();
+        let mut id = None;
+        while let Some(bytes) = engine.poll_transmit(now) {
+            total += bytes.len();
+            if qos1 {
+                // The packet id: the last two bytes before the payload.
+                let at = bytes.len() - payload.len() - 2;
+                id = Some([bytes[at], bytes[at + 1]]);
+            }
+        }
+        engine.handle_written(now);
+        if let Some([hi, lo]) = id {
+            engine.handle_read(now, &[0x40, 0x02, hi, lo]);
+        }
+        while let Some(event) = engine.poll_event() {
+            black_box(&event);
+        }
+        black_box(i);
+    }
+    total
 }
 
 /// `v5`: the same loop in MQTT 5 (the PUBACK short form is the same 4 bytes).

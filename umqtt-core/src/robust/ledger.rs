@@ -339,8 +339,14 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         };
         match packet_id {
             None => {
-                // After the QoS 0 messages handed before it, ahead of those waiting.
-                match self.queue.insert(self.qos0_handed, pending) {
+                // After the QoS 0 messages handed before it, ahead of those waiting (at the
+                // back when none wait, as when it was published straight to the session).
+                let placed = if self.qos0_handed == self.queue.len() {
+                    self.queue.push(pending)
+                } else {
+                    self.queue.insert(self.qos0_handed, pending)
+                };
+                match placed {
                     Ok(()) => self.qos0_handed += 1,
                     // (Never: the engine holds at most `max_queued` messages in all.)
                     Err(pending) => {

@@ -434,7 +434,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<E, S>> {
         let event = List::pop_front(&mut self.events);
-        if self.held_for_events && self.event_room() {
+        if S::ITEMS != usize::MAX && self.held_for_events && self.event_room() {
             // Fixed storage: input waited for room in the event list (see
             // `Engine::with_storage`); it is processed now, at the time of the last input.
             self.held_for_events = false;
@@ -1068,7 +1068,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// Reads what the session decoded, while the event stream has room for messages (and,
     /// on fixed storage, for all the next packet may report).
     fn pump(&mut self, now: Instant) {
-        self.last_pump = now;
+        if S::ITEMS != usize::MAX {
+            self.last_pump = now;
+        }
         // What the session decodes now (CONNACK, acknowledgements) may release PUBLISH
         // packets it holds back.
         self.refresh_waiting_expiries(now);
@@ -1083,7 +1085,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             };
             let Some(event) = event else {
                 // Fixed storage: `poll_event` goes on once the events were taken.
-                self.held_for_events = !room && self.session.has_unprocessed_input();
+                if S::ITEMS != usize::MAX {
+                    self.held_for_events = !room && self.session.has_unprocessed_input();
+                }
                 break;
             };
             // Owned from here on: the session's event borrows its receive buffer.
