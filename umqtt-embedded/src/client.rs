@@ -93,10 +93,42 @@ impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
 }
 
 impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
-    /// [`Client::new`] with the session's state in storage `S`, e.g.
-    /// `Client::<_, _, Fixed<8, 512>>::with_storage(…)`: the session's lists and buffers are
-    /// sized up front (see [`Session::with_storage`](umqtt_core::session::Session::with_storage));
-    /// the driver then reads at most what its receive buffer has room for.
+    /// [`Client::new`] with the engine's and the session's state in storage `S`: on
+    /// [`Fixed`](crate::Fixed)`<N, B, Q>` their lists, buffers and the engine's arena are sized
+    /// up front and nothing is allocated once the client is built (see
+    /// [`Engine::with_storage`] for the limits it lowers to what `N` entries hold). The driver
+    /// then reads at most what the session has room for, so a read buffer of `B` bytes is
+    /// enough.
+    ///
+    /// ```no_run
+    /// # async fn firmware<T: embedded_nal_async::TcpConnect, C: umqtt_embedded::Clock>(stack: &T, clock: C) {
+    /// use umqtt_embedded::{
+    ///     BatteryAware, Client, Driver, EngineConfig, Event, Fixed, QoS, Received, Server,
+    ///     SessionConfig,
+    /// };
+    ///
+    /// // 10 list entries, 128-byte packets, 384 bytes for queued messages and filters.
+    /// type Storage = Fixed<10, 128, 384>;
+    /// let mut session = SessionConfig::default();
+    /// session.client_id = "alarm-7".into();
+    /// let client: Client<_, _, Storage> =
+    ///     Client::with_storage(EngineConfig::new(session), BatteryAware::new(), 0x5eed, clock);
+    /// let servers = [Server::Addr("192.168.1.10:1883".parse().unwrap())];
+    /// let mut rx = [0u8; 128];
+    /// let driver = Driver::new(&client, stack, &servers, &mut rx);
+    /// let app = async {
+    ///     let _ = client.subscribe("home/alarm/arm", QoS::AtLeastOnce);
+    ///     loop {
+    ///         // Take events as they come: the engine holds input until there is room for
+    ///         // what it reports.
+    ///         if let Event::Message(message) = client.next_event().await {
+    ///             let _armed = message.payload() == b"on";
+    ///         }
+    ///     }
+    /// };
+    /// embassy_futures::select::select(driver.run(), app).await;
+    /// # }
+    /// ```
     pub fn with_storage(config: EngineConfig, policy: P, seed: u64, clock: C) -> Self {
         let engine = Engine::with_storage(config, policy, seed, clock.now());
         Client {
