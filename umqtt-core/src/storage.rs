@@ -629,6 +629,8 @@ pub trait Arena: Default {
     fn remove(&mut self, slot: Self::Slot);
     /// Whether an entry of `len` bytes fits now.
     fn fits(&self, len: usize) -> bool;
+    /// Whether an entry of `len` bytes fits once `slot` is removed.
+    fn fits_replacing(&self, len: usize, slot: &Self::Slot) -> bool;
     /// Most bytes one entry can ever hold (`usize::MAX`: it grows).
     fn max_len(&self) -> usize;
 }
@@ -683,6 +685,10 @@ impl Arena for HeapArena {
     }
     #[inline]
     fn fits(&self, _len: usize) -> bool {
+        true
+    }
+    #[inline]
+    fn fits_replacing(&self, _len: usize, _slot: &Vec<u8>) -> bool {
         true
     }
     fn max_len(&self) -> usize {
@@ -765,6 +771,13 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
     }
     fn fits(&self, len: usize) -> bool {
         len <= Q - self.used && self.slots.iter().any(Option::is_none)
+    }
+    fn fits_replacing(&self, len: usize, slot: &FixedSlot) -> bool {
+        let index = usize::try_from(slot.0).unwrap_or(usize::MAX);
+        match self.slots.get(index) {
+            Some(Some((_, old))) => len <= Q - self.used + old,
+            _ => self.fits(len),
+        }
     }
     fn max_len(&self) -> usize {
         Q
@@ -918,6 +931,12 @@ mod tests {
                 }
             } else if !entries.is_empty() {
                 let index = data.len() % entries.len();
+                let used: usize = entries.iter().map(|(_, bytes)| bytes.len()).sum();
+                let freed = used - entries[index].1.len();
+                assert_eq!(
+                    arena.fits_replacing(data.len(), &entries[index].0),
+                    freed + data.len() <= capacity
+                );
                 let (slot, _) = entries.remove(index);
                 arena.remove(slot);
             }

@@ -80,8 +80,24 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         qos: QoS,
         properties: &[u8],
     ) -> Result<(), UsageError> {
-        let entry = Entry::new(&mut self.arena, filter, properties)?;
+        // Checked before anything changes (fixed storage): the entry of a subscription to the
+        // same filter that goes at once (not one whose SUBSCRIBE is in flight: it stays until
+        // its SUBACK) makes room for the new one.
+        let needed = filter.len() + properties.len();
+        let replaced = self.subscriptions.iter().find(|s| {
+            s.kept()
+                && !matches!(s.state, SubState::Requested(_))
+                && s.entry.parts(&self.arena).0 == filter
+        });
+        let room = match replaced {
+            Some(old) => self.arena.fits_replacing(needed, &old.entry.data),
+            None => self.subscriptions.len() < S::ITEMS && self.arena.fits(needed),
+        };
+        if !room {
+            return Err(UsageError::StorageFull);
+        }
         self.forget_subscription(filter);
+        let entry = Entry::new(&mut self.arena, filter, properties)?;
         let subscription = Subscription {
             entry,
             qos,

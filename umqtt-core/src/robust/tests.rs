@@ -1350,3 +1350,58 @@ fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
     assert_eq!(engine.stats().events_overflowed, 0);
     assert_eq!(engine.subscriptions().count(), 6);
 }
+
+/// Fixed storage with every subscription entry taken: subscribing again to a filter whose
+/// SUBSCRIBE is in flight is refused (`StorageFull`) and changes nothing — the subscription is
+/// still kept and granted; one to a filter already granted replaces it in its entry.
+#[test]
+fn on_fixed_storage_a_full_subscription_list_refuses_without_losing_one() {
+    let now = Instant::from_millis(0);
+    let mut engine = fixed_engine_opened::<crate::storage::Fixed<4, 128>>(now);
+    while engine.poll_transmit(now).is_some() {}
+    engine.handle_written(now);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    while engine.poll_event().is_some() {}
+    for n in 0..4u8 {
+        let filter = std::format!("f/{n}");
+        engine
+            .subscribe(now, &filter, QoS::AtMostOnce)
+            .expect(&filter);
+    }
+    assert_eq!(
+        engine.subscribe(now, "f/4", QoS::AtMostOnce),
+        Err(UsageError::StorageFull)
+    );
+    // "f/0" waits for its SUBACK: replacing it needs a second entry, and there is none.
+    assert_eq!(
+        engine.subscribe(now, "f/0", QoS::AtLeastOnce),
+        Err(UsageError::StorageFull)
+    );
+    assert_eq!(engine.subscriptions().count(), 4);
+    // The broker grants all four.
+    let mut written = Vec::new();
+    while let Some(chunk) = engine.poll_transmit(now) {
+        written.extend_from_slice(chunk);
+    }
+    engine.handle_written(now);
+    let mut rest = &written[..];
+    let mut granted = 0;
+    while let Ok(crate::packet::Decoded::Complete { packet, consumed }) =
+        crate::packet::decode(rest, usize::MAX)
+    {
+        if let crate::packet::Packet::Subscribe(subscribe) = packet {
+            let [hi, lo] = subscribe.packet_id.get().to_be_bytes();
+            engine.handle_read(now, &[0x90, 3, hi, lo, 0]);
+            while let Some(event) = engine.poll_event() {
+                granted += usize::from(matches!(event, Event::Subscribed { .. }));
+            }
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(granted, 4);
+    // Granted, "f/0" can be replaced in place.
+    engine.subscribe(now, "f/0", QoS::AtLeastOnce).unwrap();
+    let kept: Vec<(&str, QoS)> = engine.subscriptions().collect();
+    assert_eq!(kept.len(), 4);
+    assert!(kept.contains(&("f/0", QoS::AtLeastOnce)));
+}
