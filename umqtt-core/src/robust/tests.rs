@@ -1185,6 +1185,16 @@ fn fixed_engine_opened<S: crate::storage::Storage>(now: Instant) -> Engine<Fixed
     engine
 }
 
+/// The engine, its transport open, writes its CONNECT and reads a CONNACK (clean session);
+/// its events are taken.
+fn connack<S: crate::storage::Storage>(engine: &mut Engine<FixedDelay, (), S>, now: Instant) {
+    while engine.poll_transmit(now).is_some() {}
+    engine.handle_written(now);
+    engine.handle_read(now, &[0x20, 2, 0, 0]);
+    while engine.poll_event().is_some() {}
+    assert!(engine.is_connected());
+}
+
 /// The engine on fixed storage (12 entries, 64-byte buffers and arena): a message too large
 /// for the buffers ends as `TooLarge`; the engine holds at most 5 messages (the application
 /// gets `OutgoingFull` and tries again after the driver's next round); QoS 0 messages that
@@ -1288,11 +1298,8 @@ fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
 fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
     let now = Instant::from_millis(0);
     let mut engine = fixed_engine_opened::<crate::storage::Fixed<8, 128>>(now);
+    connack(&mut engine, now);
     assert_eq!(engine.config().max_events, 6);
-    while engine.poll_transmit(now).is_some() {}
-    engine.handle_written(now);
-    engine.handle_read(now, &[0x20, 2, 0, 0]);
-    while engine.poll_event().is_some() {}
 
     for n in 0..6u8 {
         let filter = std::format!("f/{n}");
@@ -1358,10 +1365,7 @@ fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
 fn on_fixed_storage_a_full_subscription_list_refuses_without_losing_one() {
     let now = Instant::from_millis(0);
     let mut engine = fixed_engine_opened::<crate::storage::Fixed<4, 128>>(now);
-    while engine.poll_transmit(now).is_some() {}
-    engine.handle_written(now);
-    engine.handle_read(now, &[0x20, 2, 0, 0]);
-    while engine.poll_event().is_some() {}
+    connack(&mut engine, now);
     for n in 0..4u8 {
         let filter = std::format!("f/{n}");
         engine
