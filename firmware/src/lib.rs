@@ -13,7 +13,7 @@ use embassy_futures::select::select;
 use embedded_alloc::LlffHeap as Heap;
 use umqtt_embedded::{
     BatteryAware, Client, Driver, EmbassyClock, EngineConfig, Event, Fixed, QoS, SessionConfig,
-    Storage,
+    Storage, Strings,
 };
 
 /// The client's storage on a device without room to spare: 6 list entries, 128-byte buffers
@@ -49,7 +49,7 @@ macro_rules! init_heap {
 }
 
 /// A small device's engine settings: a short keepalive, small queues.
-pub fn config(client_id: &str, keep_alive: u16) -> EngineConfig {
+pub fn config<T: Strings>(client_id: &'static str, keep_alive: u16) -> EngineConfig<T> {
     let session = SessionConfig {
         client_id: client_id.into(),
         keep_alive,

@@ -1465,9 +1465,9 @@ fn run_on<S: Storage>(data: &[u8]) -> Result<()> {
     };
     let session = SessionConfig {
         client_id: if u.ratio(1, 16)? {
-            String::new()
+            "".into()
         } else {
-            "fuzz".to_string()
+            "fuzz".into()
         },
         keep_alive: *u.choose(&[0, 1, 5, 60, 600])?,
         ping_timeout: if u.arbitrary()? {

@@ -513,9 +513,9 @@ fn run_on<S: Storage>(data: &[u8]) -> Result<()> {
     let max_outgoing: usize = u.int_in_range(1..=8)?;
     let config = SessionConfig {
         client_id: if u.ratio(1, 8)? {
-            String::new()
+            "".into()
         } else {
-            "fuzz".to_string()
+            "fuzz".into()
         },
         keep_alive: u.int_in_range(0..=120)?,
         ping_timeout: if u.arbitrary()? {

@@ -49,6 +49,9 @@ pub trait Storage:
     type Filter: Text;
     /// A received message as the robust engine hands it out.
     type Message: crate::message::Received;
+    /// How the session's configuration holds its strings: [`Owned`] on the heap, [`Static`]
+    /// on fixed storage (nothing to allocate).
+    type Strings: Strings;
     /// Most items a list holds (`usize::MAX`: it grows).
     const ITEMS: usize;
     /// Most bytes a buffer holds (`usize::MAX`: it grows).
@@ -149,7 +152,99 @@ mod sealed {
     #[cfg(feature = "alloc")]
     impl Sealed for super::Heap {}
     impl<const N: usize, const B: usize, const Q: usize> Sealed for super::Fixed<N, B, Q> {}
+    #[cfg(feature = "alloc")]
+    impl Sealed for super::Owned {}
+    impl Sealed for super::Static {}
 }
+
+/// How a configuration ([`SessionConfig`](crate::session::SessionConfig),
+/// [`Will`](crate::session::Will), [`ConnectOptions`](crate::session::ConnectOptions)) holds
+/// its strings: [`Owned`] (`String`, `Vec<u8>`) on the heap, [`Static`] (`&'static str`,
+/// `&'static [u8]`) on [`Fixed`] storage, so that a device needs no allocator at all. Sealed.
+///
+/// The same code fills either: `client_id: "sensor-1".into()`,
+/// `password: Some(b"secret".as_slice().into())`.
+pub trait Strings: sealed::Sealed + fmt::Debug + Clone + Copy + PartialEq + Eq + 'static {
+    /// A UTF-8 string.
+    type Str: AsRef<str> + From<&'static str> + Default + Clone + fmt::Debug + PartialEq + Eq;
+    /// A byte string.
+    type Bytes: AsRef<[u8]> + From<&'static [u8]> + Default + Clone + fmt::Debug + PartialEq + Eq;
+    /// A list of string pairs (MQTT 5 user properties).
+    type Pairs: AsRef<[(Self::Str, Self::Str)]> + Default + Clone + fmt::Debug + PartialEq + Eq;
+
+    /// `text` as this family holds it: itself ([`Owned`]), or leaked ([`Static`]: for a
+    /// configuration built at run time on a host, once per client).
+    #[cfg(feature = "alloc")]
+    fn str_from(text: alloc::string::String) -> Self::Str;
+    /// `bytes` as this family holds them (see [`Strings::str_from`]).
+    #[cfg(feature = "alloc")]
+    fn bytes_from(bytes: Vec<u8>) -> Self::Bytes;
+    /// `pairs` as this family holds them (see [`Strings::str_from`]).
+    #[cfg(feature = "alloc")]
+    fn pairs_from(pairs: Vec<(alloc::string::String, alloc::string::String)>) -> Self::Pairs;
+}
+
+/// Owned strings: `String`, `Vec<u8>`, `Vec<(String, String)>`. The heap's
+/// [`Storage::Strings`].
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {}
+
+#[cfg(feature = "alloc")]
+impl Strings for Owned {
+    type Str = alloc::string::String;
+    type Bytes = Vec<u8>;
+    type Pairs = Vec<(alloc::string::String, alloc::string::String)>;
+
+    fn str_from(text: alloc::string::String) -> Self::Str {
+        text
+    }
+    fn bytes_from(bytes: Vec<u8>) -> Self::Bytes {
+        bytes
+    }
+    fn pairs_from(pairs: Vec<(alloc::string::String, alloc::string::String)>) -> Self::Pairs {
+        pairs
+    }
+}
+
+/// Borrowed strings that live as long as the program: `&'static str`, `&'static [u8]`,
+/// `&'static [(&'static str, &'static str)]`. [`Fixed`] storage's [`Storage::Strings`]: a
+/// device's configuration is usually constants; one built at run time (a client id from the
+/// MAC address) goes in a `static` buffer first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Static {}
+
+impl Strings for Static {
+    type Str = &'static str;
+    type Bytes = &'static [u8];
+    type Pairs = &'static [(&'static str, &'static str)];
+
+    #[cfg(feature = "alloc")]
+    fn str_from(text: alloc::string::String) -> Self::Str {
+        alloc::boxed::Box::leak(text.into_boxed_str())
+    }
+    #[cfg(feature = "alloc")]
+    fn bytes_from(bytes: Vec<u8>) -> Self::Bytes {
+        alloc::boxed::Box::leak(bytes.into_boxed_slice())
+    }
+    #[cfg(feature = "alloc")]
+    fn pairs_from(pairs: Vec<(alloc::string::String, alloc::string::String)>) -> Self::Pairs {
+        let pairs: Vec<_> = pairs
+            .into_iter()
+            .map(|(k, v)| (Self::str_from(k), Self::str_from(v)))
+            .collect();
+        alloc::boxed::Box::leak(pairs.into_boxed_slice())
+    }
+}
+
+/// The [`Strings`] a configuration type names when none is given: [`Owned`] with the `alloc`
+/// feature, [`Static`] without.
+#[cfg(feature = "alloc")]
+pub type DefaultStrings = Owned;
+/// The [`Strings`] a configuration type names when none is given: [`Owned`] with the `alloc`
+/// feature, [`Static`] without.
+#[cfg(not(feature = "alloc"))]
+pub type DefaultStrings = Static;
 
 #[cfg(feature = "alloc")]
 impl Storage for Heap {
@@ -160,6 +255,7 @@ impl Storage for Heap {
     type Arena = HeapArena;
     type Filter = alloc::string::String;
     type Message = crate::message::Message;
+    type Strings = Owned;
     const ITEMS: usize = usize::MAX;
     const BYTES: usize = usize::MAX;
     const SEND_STORED_ABOVE: usize = 64 * 1024;
@@ -387,6 +483,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Arena = FixedArena<N, Q>;
     type Filter = FixedText<B>;
     type Message = crate::message::FixedMessage<B>;
+    type Strings = Static;
     const ITEMS: usize = N;
     const BYTES: usize = {
         // Every message the session can send fits the engine's arena (checked at compile

@@ -190,7 +190,7 @@ mod v5 {
         ProtocolVersion, Publish, ReasonCode,
     };
     use umqtt_core::session::{CloseReason, ConnectOptions, Event, Session, SessionConfig};
-    use umqtt_core::storage::{Fixed, Heap, Storage};
+    use umqtt_core::storage::{Fixed, Heap, Storage, Strings};
     use umqtt_core::{PacketId, QoS};
 
     use super::{counting, t};
@@ -313,18 +313,19 @@ mod v5 {
         id.get().to_be_bytes()
     }
 
-    /// Runs an MQTT 5 life and returns how many allocations it made after being built.
-    fn life<S: Storage>() -> usize {
+    /// Runs an MQTT 5 life and returns how many allocations it made after being built. `user`
+    /// is the CONNECT's user property `site=lab`, as the storage's configuration holds it.
+    fn life<S: Storage>(user: <S::Strings as Strings>::Pairs) -> usize {
         let mut options = ConnectOptions::default();
         options.session_expiry_interval = Some(600);
         options.receive_maximum = Some(4);
         options.topic_alias_maximum = Some(4);
         options.topic_aliases = true;
-        options.user_properties = vec![("site".into(), "lab".into())];
+        options.user_properties = user;
         let config = SessionConfig {
             protocol: V5,
             // Empty: the broker assigns one, which the session adopts.
-            client_id: String::new(),
+            client_id: "".into(),
             keep_alive: 10,
             v5: options,
             ..SessionConfig::default()
@@ -347,7 +348,7 @@ mod v5 {
         assert_eq!(limits.reason_string.as_deref(), Some("welcome, device"));
         assert_eq!(limits.topic_alias_maximum, 4);
         assert_eq!(session.keep_alive(), 20);
-        assert_eq!(session.config().client_id, "auto-7f3a");
+        assert_eq!(session.client_id(), "auto-7f3a");
 
         let sub = session.subscribe(&[("in/#", QoS::ExactlyOnce)]).unwrap();
         drain(&mut session, &mut wire);
@@ -435,12 +436,12 @@ mod v5 {
 
     #[test]
     fn an_mqtt5_session_on_fixed_storage_allocates_nothing_once_built() {
-        assert_eq!(life::<Fixed<8, 256>>(), 0);
+        assert_eq!(life::<Fixed<8, 256>>(&[("site", "lab")]), 0);
     }
 
     #[test]
     fn the_same_mqtt5_life_on_the_heap_allocates_so_the_count_is_real() {
-        let heap = life::<Heap>();
+        let heap = life::<Heap>(vec![("site".into(), "lab".into())]);
         eprintln!("allocations after the session was built, on the heap: {heap}");
         assert!(heap > 0);
     }

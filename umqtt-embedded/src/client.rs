@@ -129,7 +129,12 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
     /// embassy_futures::select::select(driver.run(), app).await;
     /// # }
     /// ```
-    pub fn with_storage(config: EngineConfig, policy: P, seed: u64, clock: C) -> Self {
+    pub fn with_storage(
+        config: EngineConfig<<S as Storage>::Strings>,
+        policy: P,
+        seed: u64,
+        clock: C,
+    ) -> Self {
         let engine = Engine::with_storage(config, policy, seed, clock.now());
         Client {
             state: RefCell::new(State {

@@ -104,7 +104,7 @@ pub use umqtt_core::robust::{
     Stats, Unsupported,
 };
 pub use umqtt_core::session::{SessionConfig, UsageError, Will};
-pub use umqtt_core::storage::{Fixed, Heap, Storage};
+pub use umqtt_core::storage::{Fixed, Heap, Owned, Static, Storage, Strings};
 pub use umqtt_core::{Instant, QoS};
 
 /// What happened: the link's life, every message's outcome, messages received. `S` is the

@@ -19,7 +19,7 @@ use umqtt_core::packet::{
 use umqtt_core::{Instant, PacketId};
 use umqtt_embedded::{
     BatteryAware, Client, Clock, Driver, EngineConfig, Event, Fixed, Heap, QoS, Received, Server,
-    SessionConfig, Storage, TcpConnect,
+    SessionConfig, Storage, Strings, TcpConnect,
 };
 
 struct Peak;
@@ -206,7 +206,7 @@ impl TcpConnect for Script {
 }
 
 /// The firmware's settings (firmware/src/lib.rs).
-fn config(client_id: &str) -> EngineConfig {
+fn config<T: Strings>(client_id: &'static str) -> EngineConfig<T> {
     let session = SessionConfig {
         client_id: client_id.into(),
         keep_alive: 60,

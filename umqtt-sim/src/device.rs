@@ -73,7 +73,12 @@ impl<S: Storage> Device<S> {
     ) -> Device<S> {
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
         Device {
-            engine: Engine::with_storage(config, policy, seed, Instant::from_millis(0)),
+            engine: Engine::with_storage(
+                config.into_strings(),
+                policy,
+                seed,
+                Instant::from_millis(0),
+            ),
             conn: None,
             events: Vec::new(),
             opens: Vec::new(),

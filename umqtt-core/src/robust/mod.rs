@@ -77,19 +77,21 @@ use crate::packet::{
     ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
 };
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
-use crate::storage::{Arena, Buffer, Heap, List, Storage};
+use crate::storage::{Arena, Buffer, DefaultStrings, Heap, List, Storage, Strings};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
 use subscriptions::{Subscription, Unsubscription};
 
-/// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields.
+/// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields. `T` says how
+/// the session's strings are held ([`Strings`]: owned on the heap, `&'static` on fixed
+/// storage).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct EngineConfig {
+pub struct EngineConfig<T: Strings = DefaultStrings> {
     /// The MQTT session's settings (client id, keepalive, connect timeout — which bounds a
     /// whole attempt: opening the transport and the CONNACK together —, window, will…).
-    pub session: SessionConfig,
+    pub session: SessionConfig<T>,
     /// How many servers the driver can open (tried in turn after a failed attempt).
     pub servers: usize,
     /// Start clean sessions instead of persistent ones (default false: persistent, which
@@ -128,10 +130,32 @@ pub struct EngineConfig {
     pub follow_server_references: bool,
 }
 
-impl EngineConfig {
+impl EngineConfig<crate::storage::Owned> {
+    /// The same configuration with its strings held as `T` holds them (see
+    /// [`SessionConfig::into_strings`]): for a configuration built at run time on a host, for
+    /// an engine on fixed storage.
+    pub fn into_strings<T: Strings>(self) -> EngineConfig<T> {
+        EngineConfig {
+            session: self.session.into_strings(),
+            servers: self.servers,
+            clean_session: self.clean_session,
+            max_queued: self.max_queued,
+            max_queued_bytes: self.max_queued_bytes,
+            overflow: self.overflow,
+            max_received: self.max_received,
+            max_received_bytes: self.max_received_bytes,
+            max_events: self.max_events,
+            manual_ack: self.manual_ack,
+            track_outcomes: self.track_outcomes,
+            follow_server_references: self.follow_server_references,
+        }
+    }
+}
+
+impl<T: Strings> EngineConfig<T> {
     /// Defaults around `session`: one server, persistent sessions, up to 100 000 messages /
     /// 64 MiB waiting, [`Overflow::RefuseNew`], 1 024 received messages / 16 MiB waiting.
-    pub fn new(session: SessionConfig) -> Self {
+    pub fn new(session: SessionConfig<T>) -> Self {
         EngineConfig {
             session,
             servers: 1,
@@ -183,7 +207,7 @@ enum Link {
 pub struct Engine<P, E, S: Storage = Heap> {
     session: Session<S>,
     policy: P,
-    config: EngineConfig,
+    config: EngineConfig<S::Strings>,
     link: Link,
     next_server: usize,
     /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
@@ -260,7 +284,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// ([`UsageError::StorageFull`] beyond), and no durable outbox
     /// ([`Engine::publish_durable`] and [`Engine::restore`] are refused). The lowered values
     /// are in [`Engine::config`].
-    pub fn with_storage(mut config: EngineConfig, policy: P, seed: u64, now: Instant) -> Self {
+    pub fn with_storage(
+        mut config: EngineConfig<S::Strings>,
+        policy: P,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
         config.session.republish_on_clean_session = true;
         config.session.manual_ack = config.manual_ack;
         config.servers = config.servers.max(1);
@@ -312,7 +341,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     // ----- getters ---------------------------------------------------------------------------
 
     /// The configuration.
-    pub fn config(&self) -> &EngineConfig {
+    pub fn config(&self) -> &EngineConfig<S::Strings> {
         &self.config
     }
 
@@ -465,7 +494,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// Sets (or clears) the last will, from the next connection on.
-    pub fn set_will(&mut self, will: Option<session::Will>) {
+    pub fn set_will(&mut self, will: Option<session::Will<S::Strings>>) {
         self.config.session.will = will.clone();
         self.session.config_mut().will = will;
     }
@@ -1056,7 +1085,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             consecutive,
             outage_started,
         };
-        if self.config.session.client_id.is_empty() && !self.config.clean_session {
+        if self.session.client_id().is_empty() && !self.config.clean_session {
             // [MQTT-3.1.3-7]: found before opening anything; retrying cannot help.
             let error = LinkError::Usage(UsageError::EmptyClientIdNeedsCleanSession);
             self.attempt_failed(now, FailureKind::Configuration, error);

@@ -37,8 +37,6 @@ mod aliases;
 mod id_set;
 mod v5;
 
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -50,20 +48,21 @@ use crate::packet::{
     PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
     SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
-use crate::storage::{Buffer, Full, Heap, List, Storage};
+use crate::storage::{Buffer, DefaultStrings, Full, Heap, List, Storage, Strings};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use aliases::{IncomingAliases, OutgoingAliases};
 use id_set::IdSet;
 pub use v5::{BrokerLimits, ConnectOptions, MAX_INCOMING_TOPIC_ALIASES};
 
-/// An owned last will, kept in the session configuration.
+/// A last will, kept in the session configuration. `T` says how its strings are held
+/// ([`Strings`]): owned on the heap, `&'static` on fixed storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Will {
+pub struct Will<T: Strings = DefaultStrings> {
     /// Topic name.
-    pub topic: String,
+    pub topic: T::Str,
     /// Payload.
-    pub payload: Vec<u8>,
+    pub payload: T::Bytes,
     /// QoS the broker publishes it with.
     pub qos: QoS,
     /// Retain flag.
@@ -72,14 +71,18 @@ pub struct Will {
     /// expiry, content type, response topic, correlation data, user properties); empty for
     /// none (always, with 3.1.1). Build them with [`Properties::encode_for`], which checks
     /// them for a will.
-    pub properties: Vec<u8>,
+    pub properties: T::Bytes,
 }
 
 /// Settings of a session. Changes take effect at the next [`Session::connect`].
+///
+/// `T` says how its strings are held ([`Strings`]): owned (`String`, `Vec<u8>`) for a session
+/// on the heap, `&'static` on [`Fixed`](crate::storage::Fixed) storage, whose session then
+/// needs no allocator at all. The same code fills either: `client_id: "sensor-1".into()`.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub struct SessionConfig<T: Strings = DefaultStrings> {
     /// Client identifier. May be empty only with a clean session `[MQTT-3.1.3-7]`.
-    pub client_id: String,
+    pub client_id: T::Str,
     /// Keepalive in seconds; 0 disables PINGREQ and dead-link detection.
     pub keep_alive: u16,
     /// How long to wait for a PINGRESP (measured from the PINGREQ, extended while other
@@ -107,13 +110,13 @@ pub struct SessionConfig {
     pub protocol: ProtocolVersion,
     /// The MQTT 5 connect options (session expiry, receive maximum, user properties…);
     /// ignored unless `protocol` is [`ProtocolVersion::V5`].
-    pub v5: ConnectOptions,
+    pub v5: ConnectOptions<T>,
     /// User name.
-    pub username: Option<String>,
+    pub username: Option<T::Str>,
     /// Password (requires a user name).
-    pub password: Option<Vec<u8>>,
+    pub password: Option<T::Bytes>,
     /// Last will.
-    pub will: Option<Will>,
+    pub will: Option<Will<T>>,
     /// On a clean-session `connect`, keep the unacknowledged messages and publish them again
     /// as new messages (DUP clear), as after a lost session, instead of discarding them with
     /// [`Event::PublishDiscarded`]. The robust engine sets this: its messages outlive sessions.
@@ -125,10 +128,10 @@ pub struct SessionConfig {
     pub manual_ack: bool,
 }
 
-impl Default for SessionConfig {
+impl<T: Strings> Default for SessionConfig<T> {
     fn default() -> Self {
         SessionConfig {
-            client_id: String::new(),
+            client_id: T::Str::default(),
             keep_alive: 60,
             ping_timeout: None,
             connect_timeout: Duration::from_secs(10),
@@ -146,7 +149,39 @@ impl Default for SessionConfig {
     }
 }
 
-impl SessionConfig {
+#[cfg(feature = "alloc")]
+impl SessionConfig<crate::storage::Owned> {
+    /// The same configuration with its strings held as `T` holds them: unchanged for
+    /// [`Owned`](crate::storage::Owned), leaked for [`Static`](crate::storage::Static) — for
+    /// a configuration built at run time on a host, for a session on fixed storage (each call
+    /// leaks its strings: once per client).
+    pub fn into_strings<T: Strings>(self) -> SessionConfig<T> {
+        SessionConfig {
+            client_id: T::str_from(self.client_id),
+            keep_alive: self.keep_alive,
+            ping_timeout: self.ping_timeout,
+            connect_timeout: self.connect_timeout,
+            max_in_flight: self.max_in_flight,
+            max_outgoing: self.max_outgoing,
+            max_packet_size: self.max_packet_size,
+            protocol: self.protocol,
+            v5: self.v5.into_strings(),
+            username: self.username.map(T::str_from),
+            password: self.password.map(T::bytes_from),
+            will: self.will.map(|will| Will {
+                topic: T::str_from(will.topic),
+                payload: T::bytes_from(will.payload),
+                qos: will.qos,
+                retain: will.retain,
+                properties: T::bytes_from(will.properties),
+            }),
+            republish_on_clean_session: self.republish_on_clean_session,
+            manual_ack: self.manual_ack,
+        }
+    }
+}
+
+impl<T: Strings> SessionConfig<T> {
     fn effective_ping_timeout(&self) -> Duration {
         self.ping_timeout
             .unwrap_or_else(|| Duration::from_millis(u64::from(self.keep_alive) * 500))
@@ -578,7 +613,7 @@ impl<S: Storage> fmt::Debug for Session<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = &self.state;
         f.debug_struct("Session")
-            .field("client_id", &state.config.client_id)
+            .field("client_id", &state.client_id())
             .field("connection", &state.connection)
             .field("outgoing", &state.outgoing.len())
             .field("in_flight", &state.in_flight)
@@ -608,7 +643,7 @@ const MAX_PROPERTIES_WITH_ALIAS: usize = 16;
 const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
 struct State<S: Storage> {
-    config: SessionConfig,
+    config: SessionConfig<S::Strings>,
     connection: Connection,
     /// Unacknowledged QoS 1/2 messages in publish order; the first `in_flight` were sent on the
     /// current connection.
@@ -649,6 +684,9 @@ struct State<S: Storage> {
     spare_capacity: usize,
     /// What the last MQTT 5 CONNACK allowed (defaults otherwise).
     broker: BrokerLimits<S::Text>,
+    /// The last MQTT 5 Assigned Client Identifier: what CONNECT names while the configured
+    /// client id is empty, so that the next connection can resume the session.
+    assigned_client_id: S::Text,
     /// The keepalive in force: the configured one, or the broker's Server Keep Alive.
     keep_alive: u16,
     /// MQTT 5 outgoing topic aliases set up on this connection.
@@ -696,19 +734,12 @@ impl<S: Storage> Session<S> {
     ///   [`FixedText<B>`](crate::storage::FixedText); each topic alias table holds at most `N`
     ///   aliases whose topics take at most `B` bytes together (an outgoing alias that does not
     ///   fit is not set up, the topic goes in full; at most `N` incoming aliases are announced,
-    ///   see [`ConnectOptions::topic_alias_maximum`]); and with an empty client id, room for
-    ///   the broker's Assigned Client Identifier is reserved here, in
-    ///   [`SessionConfig::client_id`]. This costs about `5 × B` more bytes in the session
+    ///   see [`ConnectOptions::topic_alias_maximum`]), and the broker's Assigned Client
+    ///   Identifier is kept in a [`FixedText<B>`](crate::storage::FixedText) too
+    ///   ([`Session::client_id`]). This costs about `5 × B` more bytes in the session
     ///   (the two tables and the three strings: `Session<Fixed<8, 256>>` is 5 896 bytes, 4 360
     ///   when built without the `mqtt5` feature).
-    pub fn with_storage(mut config: SessionConfig) -> Self {
-        if S::BYTES != usize::MAX && config.protocol.v5() && config.client_id.is_empty() {
-            // Fixed storage, MQTT 5: room for the Assigned Client Identifier a broker sends
-            // (it comes in a CONNACK of at most `B` bytes), so adopting it allocates nothing.
-            config
-                .client_id
-                .reserve(S::BYTES.min(usize::from(u16::MAX)));
-        }
+    pub fn with_storage(config: SessionConfig<S::Strings>) -> Self {
         // Fixed storage: packet-id sets hold their ids inline, and never allocate.
         let ids = || {
             if S::ITEMS == usize::MAX {
@@ -746,6 +777,7 @@ impl<S: Storage> Session<S> {
                 spare_buffers: Default::default(),
                 spare_capacity: 0,
                 broker: BrokerLimits::default(),
+                assigned_client_id: Default::default(),
                 keep_alive: 0,
                 topic_aliases: Default::default(),
                 incoming_aliases: Default::default(),
@@ -757,13 +789,20 @@ impl<S: Storage> Session<S> {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &SessionConfig {
+    pub fn config(&self) -> &SessionConfig<S::Strings> {
         &self.state.config
     }
 
     /// Mutable configuration; changes apply from the next `connect`.
-    pub fn config_mut(&mut self) -> &mut SessionConfig {
+    pub fn config_mut(&mut self) -> &mut SessionConfig<S::Strings> {
         &mut self.state.config
+    }
+
+    /// The client identifier the next CONNECT names: the configured one
+    /// ([`SessionConfig::client_id`]), or while that is empty, the one the broker assigned in
+    /// its last MQTT 5 CONNACK (empty before any), so that a session can be resumed.
+    pub fn client_id(&self) -> &str {
+        self.state.client_id()
     }
 
     /// What the broker's last MQTT 5 CONNACK allowed (the defaults before any, and with 3.1.1).
@@ -855,7 +894,7 @@ impl<S: Storage> Session<S> {
         if state.connection != Connection::Disconnected {
             return Err(UsageError::AlreadyConnected);
         }
-        if state.config.client_id.is_empty() && !clean_session {
+        if state.client_id().is_empty() && !clean_session {
             return Err(UsageError::EmptyClientIdNeedsCleanSession);
         }
         if !state.config.protocol.is_supported() {
@@ -885,18 +924,18 @@ impl<S: Storage> Session<S> {
         };
         let connect = Connect {
             protocol: config.protocol,
-            client_id: &config.client_id,
+            client_id: client_id(config.client_id.as_ref(), &state.assigned_client_id),
             keep_alive: config.keep_alive,
             clean_session,
             will: config.will.as_ref().map(|w| LastWill {
-                topic: &w.topic,
-                payload: &w.payload,
+                topic: w.topic.as_ref(),
+                payload: w.payload.as_ref(),
                 qos: w.qos,
                 retain: w.retain,
-                properties: Properties::Encoded(&w.properties),
+                properties: Properties::Encoded(w.properties.as_ref()),
             }),
-            username: config.username.as_deref(),
-            password: config.password.as_deref(),
+            username: config.username.as_ref().map(AsRef::as_ref),
+            password: config.password.as_ref().map(AsRef::as_ref),
             properties,
         };
         // Validate before touching any state.
@@ -1605,7 +1644,20 @@ const DUP_FLAG: u8 = 0b1000;
 /// an MQTT 5 DISCONNECT after a violation): with fixed storage, decoding waits for this room.
 const ANSWER_ROOM: usize = 8;
 
+/// The client id CONNECT names: the configured one, or while that is empty, the assigned one.
+fn client_id<'a>(configured: &'a str, assigned: &'a str) -> &'a str {
+    if configured.is_empty() {
+        assigned
+    } else {
+        configured
+    }
+}
+
 impl<S: Storage> State<S> {
+    fn client_id(&self) -> &str {
+        client_id(self.config.client_id.as_ref(), &self.assigned_client_id)
+    }
+
     /// [`SessionConfig::max_outgoing`], within what the storage holds (room is kept in the
     /// event list for what one step can report about each message, and the connection's end).
     fn max_outgoing(&self) -> usize {
@@ -2340,10 +2392,9 @@ impl<S: Storage> State<S> {
                 self.keep_alive = keep_alive;
             }
             if let Some(id) = &self.broker.assigned_client_identifier {
-                // The next connection must name it to resume the session. On fixed storage
-                // the room was reserved when the session was built (`with_storage`).
-                self.config.client_id.clear();
-                self.config.client_id.push_str(id);
+                // The next connection must name it to resume the session. It came in a
+                // CONNACK of at most `B` bytes: a fixed text of `B` bytes holds it.
+                self.assigned_client_id.clone_from(id);
             }
         }
         self.connection = Connection::Connected;

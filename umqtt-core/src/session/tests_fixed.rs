@@ -2,20 +2,26 @@
 //! rules, kept in lists and buffers sized up front. `tests.rs` and `tests_v5.rs` are included
 //! here with `Session` standing for a session on fixed storage.
 
-use crate::storage::Fixed;
+use super::SessionConfig;
+use crate::storage::{Fixed, Owned, Static};
 
 /// 24 list entries (22 messages), 2 KiB packets.
 type Storage = Fixed<24, 2048>;
 
 /// `Session::new` for the fixed-storage session (the heap session's `new` is inherent).
 trait NewFixed {
-    fn new(config: super::SessionConfig) -> Self;
+    fn new(config: SessionConfig) -> Self;
 }
 
 impl NewFixed for super::Session<Storage> {
-    fn new(config: super::SessionConfig) -> Self {
-        Self::with_storage(config)
+    fn new(config: SessionConfig) -> Self {
+        Self::with_storage(leak(config))
     }
+}
+
+/// The tests' owned configuration as fixed storage takes it: its strings leaked (`'static`).
+pub(super) fn leak(config: SessionConfig<Owned>) -> SessionConfig<Static> {
+    config.into_strings()
 }
 
 // The included files' own `use super::*` is covered by the imports above them.
@@ -51,7 +57,7 @@ mod limits {
     type Small = Session<Fixed<6, 64>>;
 
     fn connected(config: SessionConfig) -> Small {
-        let mut session = Small::with_storage(config);
+        let mut session = Small::with_storage(super::leak(config));
         session.connect(t(0), true).unwrap();
         let _ = sent_small(&mut session);
         session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
@@ -286,10 +292,10 @@ mod limits {
 
     #[test]
     fn a_connect_larger_than_the_buffers_is_a_usage_error() {
-        let mut session = Small::with_storage(SessionConfig {
+        let mut session = Small::with_storage(super::leak(SessionConfig {
             client_id: "c".repeat(70),
             ..config()
-        });
+        }));
         assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
         assert!(!session.is_connecting_or_connected());
         let _ = (events, feed, sent, Ev::Pong, Sent::PingReq, vec![0u8]);
@@ -304,7 +310,7 @@ fn a_sent_message_is_not_withdrawn_without_room_to_quarantine_its_id() {
     use super::tests::{config, t};
     use super::*;
 
-    let mut session = Session::<Fixed<6, 64>>::with_storage(config());
+    let mut session = Session::<Fixed<6, 64>>::with_storage(leak(config()));
     session.connect(t(0), true).unwrap();
     while session.poll_transmit(t(0)).is_some() {}
     session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
@@ -386,7 +392,8 @@ mod v5_limits {
 
     /// A connected session whose CONNACK carried `properties`, and its CONNECT's bytes.
     fn connected(options: ConnectOptions, properties: &[Property<'_>]) -> (Small, Vec<u8>) {
-        let mut session = Small::with_storage(v5_config(options));
+        let mut session =
+            Small::with_storage(crate::session::tests_fixed::leak(v5_config(options)));
         session.connect(t(0), true).unwrap();
         let connect = written(&mut session);
         session.handle_read(t(1), &connack(properties));
@@ -587,13 +594,14 @@ mod v5_limits {
             user_properties: vec![(String::from("k"), "v".repeat(80))],
             ..ConnectOptions::default()
         };
-        let mut session = Small::with_storage(v5_config(options));
+        let mut session =
+            Small::with_storage(crate::session::tests_fixed::leak(v5_config(options)));
         assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
         assert!(!session.is_connecting_or_connected());
         assert!(!session.has_unprocessed_input());
         assert!(written(&mut session).is_empty());
         // Fewer bytes: it goes.
-        session.config_mut().v5.user_properties[0].1.truncate(10);
+        session.config_mut().v5.user_properties = &[("k", "vvvvvvvvvv")];
         session.connect(t(0), true).unwrap();
         assert!(!written(&mut session).is_empty());
     }

@@ -1,7 +1,7 @@
 // MQTT 5 state-machine tests: the session honours what the broker's CONNACK says and
 // surfaces reason codes. Same scripted-broker style as `tests.rs`.
 
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -309,7 +309,8 @@ fn server_keep_alive_and_assigned_client_identifier_are_adopted() {
     session.handle_timeout(t(5_000));
     assert_eq!(sent(&mut session, t(5_000)), vec![Sent::PingReq]);
     // The next connection names the assigned identifier, so it can resume the session.
-    assert_eq!(session.config().client_id, "auto-1");
+    assert_eq!(session.client_id(), "auto-1");
+    assert_eq!(session.config().client_id, "");
 }
 
 #[test]

@@ -1,12 +1,17 @@
 //! What MQTT 5 adds to the session: the connect options it announces and what the broker's
 //! CONNACK allows this connection (section 3.2.2.3 of the MQTT 5 specification).
 
-use alloc::string::String;
-use alloc::vec::Vec;
-
 use super::UsageError;
 use crate::packet::{checked_property_len, write_property, PacketType, Properties, Property, QoS};
-use crate::storage::{Buffer, Text};
+use crate::storage::{Buffer, DefaultStrings, Strings, Text};
+
+/// [`BrokerLimits`]' text when none is named: `String` with the `alloc` feature.
+#[cfg(feature = "alloc")]
+type DefaultText = alloc::string::String;
+/// [`BrokerLimits`]' text when none is named: without `alloc`, sessions are on fixed storage
+/// and name theirs ([`Session::broker_limits`](super::Session::broker_limits)).
+#[cfg(not(feature = "alloc"))]
+type DefaultText = crate::storage::FixedText<0>;
 
 /// What the broker's CONNACK allows this connection. With MQTT 3.1.1, or for a property the
 /// broker left out, the specification's default applies (no limit, everything available).
@@ -21,7 +26,7 @@ use crate::storage::{Buffer, Text};
 /// `FixedText` cuts the Reason String, Server Reference and Assigned Client Identifier alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct BrokerLimits<T = String> {
+pub struct BrokerLimits<T = DefaultText> {
     /// Receive Maximum: most QoS 1/2 publications the broker takes unacknowledged at once;
     /// the session's in-flight window never exceeds it (section 3.2.2.3.3). 65 535 when absent.
     pub receive_maximum: u16,
@@ -116,9 +121,10 @@ pub(super) fn text<T: Text>(s: &str) -> T {
 }
 
 /// The MQTT 5 options of CONNECT, kept in [`super::SessionConfig::v5`]. Ignored with 3.1.1.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `T` says how its strings are held ([`Strings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct ConnectOptions {
+pub struct ConnectOptions<T: Strings = DefaultStrings> {
     /// Session Expiry Interval in seconds (section 3.1.2.11.2). `None` maps the 3.1.1
     /// meaning of the clean-session flag: 0 (the session ends with the connection) for a
     /// clean session, `u32::MAX` (never expires) otherwise, so a persistent session keeps its
@@ -129,7 +135,7 @@ pub struct ConnectOptions {
     /// Request Problem Information (section 3.1.2.11.7).
     pub request_problem_information: Option<bool>,
     /// User properties of CONNECT.
-    pub user_properties: Vec<(String, String)>,
+    pub user_properties: T::Pairs,
     /// Send QoS 0 messages with outgoing topic aliases when the broker allows them (its
     /// Topic Alias Maximum): the first message on a topic sets up an alias, the next ones
     /// carry only the alias, which saves the topic's bytes on every message. Off by default.
@@ -166,9 +172,25 @@ pub struct ConnectOptions {
     pub request_response_information: Option<bool>,
     /// Authentication Method (section 3.1.2.11.9): the name of an enhanced authentication
     /// method. A broker that does not know it refuses the connection (0x8C).
-    pub authentication_method: Option<String>,
+    pub authentication_method: Option<T::Str>,
     /// Authentication Data (section 3.1.2.11.10), for the authentication method.
-    pub authentication_data: Option<Vec<u8>>,
+    pub authentication_data: Option<T::Bytes>,
+}
+
+impl<T: Strings> Default for ConnectOptions<T> {
+    fn default() -> Self {
+        ConnectOptions {
+            session_expiry_interval: None,
+            receive_maximum: None,
+            request_problem_information: None,
+            user_properties: T::Pairs::default(),
+            topic_aliases: false,
+            topic_alias_maximum: None,
+            request_response_information: None,
+            authentication_method: None,
+            authentication_data: None,
+        }
+    }
 }
 
 /// Most incoming topic aliases a session accepts, whatever
@@ -176,7 +198,26 @@ pub struct ConnectOptions {
 /// (each at most 64 KiB, and at most the configured maximum packet size).
 pub const MAX_INCOMING_TOPIC_ALIASES: u16 = 1024;
 
-impl ConnectOptions {
+#[cfg(feature = "alloc")]
+impl ConnectOptions<crate::storage::Owned> {
+    /// The same options with their strings held as `T` holds them (see
+    /// [`SessionConfig::into_strings`](super::SessionConfig::into_strings)).
+    pub fn into_strings<T: Strings>(self) -> ConnectOptions<T> {
+        ConnectOptions {
+            session_expiry_interval: self.session_expiry_interval,
+            receive_maximum: self.receive_maximum,
+            request_problem_information: self.request_problem_information,
+            user_properties: T::pairs_from(self.user_properties),
+            topic_aliases: self.topic_aliases,
+            topic_alias_maximum: self.topic_alias_maximum,
+            request_response_information: self.request_response_information,
+            authentication_method: self.authentication_method.map(T::str_from),
+            authentication_data: self.authentication_data.map(T::bytes_from),
+        }
+    }
+}
+
+impl<T: Strings> ConnectOptions<T> {
     /// The Topic Alias Maximum announced in CONNECT: [`ConnectOptions::topic_alias_maximum`]
     /// up to [`MAX_INCOMING_TOPIC_ALIASES`]; 0 when none (on fixed storage the session
     /// announces at most the `N` aliases it holds).
@@ -234,15 +275,16 @@ impl ConnectOptions {
             add(Property::RequestResponseInformation(b));
         }
         if let Some(method) = &self.authentication_method {
-            add(Property::AuthenticationMethod(method));
+            add(Property::AuthenticationMethod(method.as_ref()));
         }
         if let Some(data) = &self.authentication_data {
-            add(Property::AuthenticationData(data));
+            add(Property::AuthenticationData(data.as_ref()));
         }
         let user = self
             .user_properties
+            .as_ref()
             .iter()
-            .map(|(k, v)| Property::UserProperty(k, v));
+            .map(|(k, v)| Property::UserProperty(k.as_ref(), v.as_ref()));
         let mut seen = 0;
         for property in head[..len].iter().copied().chain(user) {
             let size = checked_property_len(&property, PacketType::Connect, &mut seen)?;

@@ -27,7 +27,9 @@ fn client(client_id: &str, seed: u64) -> TestClient {
         ..SessionConfig::default()
     };
     let policy = ExponentialBackoff::new(Duration::from_millis(50), Duration::from_millis(500));
-    Client::with_storage(EngineConfig::new(session), policy, seed, TokioClock::new())
+    // Built at run time: on fixed storage its strings are leaked (`'static`), once per client.
+    let config = EngineConfig::new(session).into_strings();
+    Client::with_storage(config, policy, seed, TokioClock::new())
 }
 
 /// Runs `body` while the publisher's driver (to `publisher_addr`) and the subscriber's (to
