@@ -9,9 +9,11 @@ if [ -z "$SIZE" ]; then
   echo "no llvm-size or arm-none-eabi-size: apt-get install llvm" >&2
   exit 1
 fi
-# The client twice: as a 3.1.1 device ships it (default), and with MQTT 5 compiled in.
-cargo build -q --release --features mqtt5
+# The heap client twice: with MQTT 5 compiled in, and as a 3.1.1 device ships it; then the
+# rest (fixed storage, no allocator: `heap` off).
+cargo build -q --release --features heap,mqtt5 --bin footprint
 cp target/thumbv7em-none-eabihf/release/footprint target/thumbv7em-none-eabihf/release/footprint_mqtt5
+cargo build -q --release --features heap --bin footprint
 cargo build -q --release
 echo "| binary | .text | .rodata | flash (.text + .rodata) | .data | .bss | static RAM (.data + .bss) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

@@ -1,5 +1,6 @@
-//! What the three example devices share: the heap umqtt-embedded needs today, an
-//! `embassy-time` driver on SysTick, and the network stack placeholder.
+//! What the three example devices share: their storage and settings, an `embassy-time`
+//! driver on SysTick, and the network stack placeholder. They run without an allocator; only
+//! the heap build of the footprint job (`--features heap`) has one.
 //!
 //! On a real board, replace [`net::Stack`] with your stack's `embedded-nal-async` client,
 //! e.g. embassy-net's `TcpClient` (and `DnsSocket` for host names), and feed the stack's
@@ -10,7 +11,6 @@ pub mod net;
 pub mod time;
 
 use embassy_futures::select::select;
-use embedded_alloc::LlffHeap as Heap;
 use umqtt_embedded::{
     BatteryAware, Client, Driver, EmbassyClock, EngineConfig, Event, Fixed, QoS, SessionConfig,
     Storage, Strings,
@@ -20,23 +20,25 @@ use umqtt_embedded::{
 /// (the largest packet sent or received) and a 128-byte arena for what the engine holds
 /// (queued messages, subscriptions). The engine then holds one message at a time and one
 /// received message ([`Engine::with_storage`](umqtt_embedded::Engine::with_storage) lowers its limits
-/// to what the lists hold), and neither it nor the session allocates once built.
+/// to what the lists hold). Nothing is allocated: the firmware has no allocator.
 pub type SessionStorage = Fixed<6, 128>;
 
 /// The seed devices' storage: 10 list entries — the engine holds 4 messages (waiting, or with
 /// the session) and 2 received messages — 128-byte packets, and 384 bytes for what the
-/// engine holds (the queued messages' topics and payloads, the subscriptions). Nothing is
-/// allocated once the client is built; the configuration's strings are on a 256-byte heap.
+/// engine holds (the queued messages' topics and payloads, the subscriptions). The
+/// configuration's strings are `&'static`: the devices have no allocator.
 pub type DeviceStorage = Fixed<10, 128, 384>;
 
-/// The allocator umqtt-embedded needs today (see its crate docs). Give it memory with
-/// [`init_heap!`] first thing in `main`.
+/// The allocator of the heap build (`--features heap`): only the `footprint` binary, whose
+/// client is on the heap, has one. Give it memory with [`init_heap!`] first thing in `main`.
+#[cfg(feature = "heap")]
 #[global_allocator]
-pub static HEAP: Heap = Heap::empty();
+pub static HEAP: embedded_alloc::LlffHeap = embedded_alloc::LlffHeap::empty();
 
 /// Gives [`HEAP`] `$size` bytes of static memory. Call once, first thing in `main`, before
-/// anything allocates. The footprint job peaks at 2.8 KiB of heap (counted on a 64-bit host
-/// by umqtt-embedded's `tests/heap.rs`; less with 32-bit pointers).
+/// anything allocates. The footprint job on the heap peaks at 1.9 KiB (counted on a 64-bit
+/// host by umqtt-embedded's `tests/heap.rs`; less with 32-bit pointers).
+#[cfg(feature = "heap")]
 #[macro_export]
 macro_rules! init_heap {
     ($size:expr) => {{
@@ -71,10 +73,10 @@ pub fn config<T: Strings>(client_id: &'static str, keep_alive: u16) -> EngineCon
 /// buffer of `RX` bytes (on fixed storage the driver reads at most the session's buffer size
 /// at a time, so `RX` = `B` is enough): connect, subscribe, publish one QoS 1 message, receive
 /// one message of the subscription — with the robust engine (BatteryAware policy) included.
-/// Call it after [`init_heap!`] and [`time::start`].
+/// Call it after [`time::start`] (and, on the heap, `init_heap!`).
 pub async fn footprint_job<S: Storage, const RX: usize>() {
     let stack = net::Stack;
-    let config = config("footprint", 60);
+    let config = config::<S::Strings>("footprint", 60);
     let client: Client<_, _, S> =
         Client::with_storage(config, BatteryAware::new(), 1, EmbassyClock::new());
     let servers = [net::BROKER];

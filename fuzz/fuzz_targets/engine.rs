@@ -907,7 +907,7 @@ impl<S: Storage> Harness<S> {
     /// then open the referenced server.
     fn note_reference(&mut self, code: ReasonCode, properties: &[Property<'_>]) {
         let usable = properties.iter().any(|p| {
-            matches!(p, Property::ServerReference(r) if ServerAddress::parse_reference(r).is_some())
+            matches!(p, Property::ServerReference(r) if ServerAddress::<String>::parse_reference(r).is_some())
         });
         self.reference_on_connection |= usable;
         if matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)

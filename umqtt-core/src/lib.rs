@@ -8,10 +8,11 @@
 //!        ──► commands: publish / subscribe    ──►  Session::poll_timeout()
 //! ```
 //!
-//! The session keeps its state in a [`storage::Storage`]: growable ([`storage::Heap`], the
-//! default) or sized up front ([`storage::Fixed`], no allocation once built). Without the
-//! default `alloc` feature only the codec ([`packet`]), the [`topic`] rules and the fixed
-//! storage are built; they never allocate.
+//! The session keeps its state in a [`storage::Storage`]: growable (`storage::Heap`, the
+//! default) or sized up front ([`storage::Fixed`], which never allocates). Without the default
+//! `alloc` feature there is no `Heap`: the codec ([`packet`]), the [`topic`] rules, the
+//! [`session`] and the robust engine ([`robust`]) are built for fixed storage only, with
+//! `&'static` configuration strings ([`storage::Static`]), and nothing needs an allocator.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(
@@ -31,7 +32,5 @@ pub mod topic;
 
 pub use packet::{Packet, PacketId, QoS};
 pub use time::Instant;
-#[cfg(feature = "alloc")]
 pub mod robust;
-#[cfg(feature = "alloc")]
 pub mod session;

@@ -237,6 +237,26 @@ impl Strings for Static {
     }
 }
 
+/// The storage a session, an engine or an event names when none is given: [`Heap`] with the
+/// `alloc` feature.
+#[cfg(feature = "alloc")]
+pub type DefaultStorage = Heap;
+/// The storage a session, an engine or an event names when none is given: without the
+/// `alloc` feature there is no [`Heap`], and a device names its own [`Fixed`] sizes (this
+/// default only keeps the types' declarations the same).
+#[cfg(not(feature = "alloc"))]
+pub type DefaultStorage = Fixed<8, 256>;
+
+/// The [`Text`] a type holding the broker's strings names when none is given (see
+/// [`BrokerLimits`](crate::session::BrokerLimits)): `String` with the `alloc` feature.
+#[cfg(feature = "alloc")]
+pub type DefaultText = alloc::string::String;
+/// The [`Text`] a type holding the broker's strings names when none is given: without the
+/// `alloc` feature a [`FixedText`] of 255 bytes (sessions name their storage's
+/// [`TextStorage::Text`]).
+#[cfg(not(feature = "alloc"))]
+pub type DefaultText = FixedText<255>;
+
 /// The [`Strings`] a configuration type names when none is given: [`Owned`] with the `alloc`
 /// feature, [`Static`] without.
 #[cfg(feature = "alloc")]

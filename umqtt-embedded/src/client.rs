@@ -7,7 +7,7 @@ use core::task::{Poll, Waker};
 use umqtt_core::message::Received;
 use umqtt_core::robust::{Delivery, Engine, EngineConfig, MessageId, ReconnectPolicy, Stats};
 use umqtt_core::session::UsageError;
-use umqtt_core::storage::{Heap, Storage};
+use umqtt_core::storage::{DefaultStorage, Storage};
 use umqtt_core::QoS;
 
 use crate::error::TransportError;
@@ -17,9 +17,10 @@ use crate::Event;
 /// A robust MQTT client: the engine, its clock, and the wake-ups between the application and
 /// the [`Driver`](crate::Driver). Commands take `&self` and never wait on the network; the
 /// driver (which borrows the client) carries them out. Not `Sync`: the application and the
-/// driver run on one executor. `S` is where the engine's session keeps its state: [`Heap`]
-/// by default, or [`Fixed`](umqtt_core::storage::Fixed) through [`Client::with_storage`].
-pub struct Client<P, C, S: Storage = Heap> {
+/// driver run on one executor. `S` is where the engine's session keeps its state:
+/// [`Heap`](umqtt_core::storage::Heap) by default (with the `alloc` feature), or
+/// [`Fixed`](umqtt_core::storage::Fixed) through [`Client::with_storage`].
+pub struct Client<P, C, S: Storage = DefaultStorage> {
     state: RefCell<State<P, S>>,
     clock: C,
 }
@@ -42,7 +43,7 @@ pub(crate) struct Deferred {
     pub(crate) disconnect: bool,
 }
 
-pub(crate) struct State<P, S: Storage = Heap> {
+pub(crate) struct State<P, S: Storage = DefaultStorage> {
     pub(crate) engine: Engine<P, TransportError, S>,
     pub(crate) deferred: Deferred,
     /// Something changed for the driver (a command): it services the engine again.
@@ -78,6 +79,7 @@ impl<P: ReconnectPolicy, S: Storage> State<P, S> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
     /// A client for `config` reconnecting by `policy` (the shipped ones — [`NoRetry`],
     /// [`Deadline`], [`BatteryAware`]… — or yours). `seed` feeds the policies' jitter (a

@@ -13,7 +13,7 @@ use embassy_futures::select::{select, select4, Either, Either4};
 use embedded_io_async::{Error as _, ErrorKind, Read, Write};
 use embedded_nal_async::{Dns, TcpConnect};
 use umqtt_core::robust::{Action, ReconnectPolicy, ServerAddress};
-use umqtt_core::storage::{Buffer, Heap, Storage};
+use umqtt_core::storage::{Buffer, DefaultStorage, Storage, Text};
 use umqtt_core::Instant;
 
 use crate::client::Client;
@@ -74,7 +74,7 @@ impl Dns for NoDns {
 /// with [`Driver::new`] (addresses only) or [`Driver::with_dns`], then await
 /// [`Driver::run`] beside the application (same executor).
 #[must_use = "the client does nothing unless its driver runs"]
-pub struct Driver<'a, P, C, T, D = NoDns, S: Storage = Heap> {
+pub struct Driver<'a, P, C, T, D = NoDns, S: Storage = DefaultStorage> {
     client: &'a Client<P, C, S>,
     net: &'a T,
     dns: D,
@@ -98,12 +98,12 @@ impl<P, C, T, D, S: Storage> core::fmt::Debug for Driver<'_, P, C, T, D, S> {
 }
 
 /// How a service pass ended.
-enum Pass {
+enum Pass<H> {
     /// Nothing more to do now.
     Idle,
     /// Open a connection to this server (abandoning any open in progress); with the address
     /// when it is one an MQTT 5 Server Reference named.
-    Open(usize, Option<ServerAddress>),
+    Open(usize, Option<ServerAddress<H>>),
     /// Abandon the open in progress (the connection itself was closed).
     Close,
 }
@@ -284,7 +284,7 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
     /// Carries out what the engine asks until it asks for an open or a close of an open in
     /// progress (the caller does those), or has nothing more: applies deferred commands,
     /// writes, closes; then wakes the application if events wait.
-    async fn service<Io: Read + Write>(&mut self, connection: &mut Option<Io>) -> Pass {
+    async fn service<Io: Read + Write>(&mut self, connection: &mut Option<Io>) -> Pass<S::Text> {
         let client = self.client;
         loop {
             let now = client.clock().now();
@@ -428,12 +428,12 @@ fn take_transmit<P: ReconnectPolicy, S: Storage>(
 }
 
 /// Resolves server `server` and opens a TCP connection to it.
-async fn open<'n, T: TcpConnect, D: Dns>(
+async fn open<'n, T: TcpConnect, D: Dns, H: Text>(
     net: &'n T,
     dns: Option<&D>,
     servers: &[Server<'_>],
     server: usize,
-    referenced: Option<ServerAddress>,
+    referenced: Option<ServerAddress<H>>,
 ) -> Result<T::Connection<'n>, TransportError> {
     // Only an MQTT 5 CONNACK or DISCONNECT names another server: without the `mqtt5` feature
     // the engine never gives one, and this branch (with its IP address parser) compiles away.

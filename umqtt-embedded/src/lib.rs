@@ -4,21 +4,22 @@
 //! runs on embassy-net and the vendors' stacks. `no_std`, no threads, time from the caller.
 //!
 //! # Allocation
-//! Built with [`Client::with_storage`] on [`Fixed`]`<N, B, Q>` storage, the session and the
-//! engine allocate nothing once the client is built: their lists hold `N` entries, their
-//! buffers `B` bytes (the largest packet), and what the engine holds — queued messages'
-//! topics and payloads, the subscriptions' filters — shares an arena of `Q` bytes (by default
-//! `B`). The engine lowers its limits to what the lists hold (see
-//! [`Engine::with_storage`]); the application then hears `OutgoingFull` sooner, receives a
-//! message as a [`FixedMessage`] (read through [`Received`]), and must take events as they
+//! Built with [`Client::with_storage`] on [`Fixed`]`<N, B, Q>` storage, the client needs no
+//! allocator at all: build the crate with `default-features = false` (no `alloc` feature).
+//! The session's and the engine's lists hold `N` entries, their buffers `B` bytes (the
+//! largest packet), and what the engine holds — queued messages' topics and payloads, the
+//! subscriptions' filters — shares an arena of `Q` bytes (by default `B`). The configuration's
+//! strings (client id, credentials, will) are `&'static` ([`Static`]): constants, or a
+//! `static` buffer filled at start-up. The engine lowers its limits to what the lists hold
+//! (see [`Engine::with_storage`]); the application then hears `OutgoingFull` sooner, receives
+//! a message as a [`FixedMessage`] (read through [`Received`]), and must take events as they
 //! come (the engine holds input until there is room for what it reports). The driver reads at
 //! most what the session has room for, into your buffer (`B` bytes are enough), and writes
 //! from a buffer of the session's size, in place.
 //!
-//! The crate still needs a global allocator (e.g. `embedded-alloc`) for the configuration's
-//! owned strings — the client id, a will, credentials — copied once when the client is built
-//! (tens of bytes: the footprint firmware runs on a 256-byte heap). With [`Heap`] storage (the
-//! default, [`Client::new`]) the engine and session grow as needed, as on a server.
+//! With the `alloc` feature (on by default) there is also `Heap` storage (the default,
+//! `Client::new`): the engine and session grow as needed, as on a server, and the
+//! configuration's strings are owned.
 //!
 //! # Shape
 //! ```text
@@ -82,8 +83,6 @@
     clippy::alloc_instead_of_core
 )]
 
-extern crate alloc;
-
 mod client;
 mod driver;
 mod error;
@@ -97,18 +96,22 @@ pub use time::Clock;
 pub use time::EmbassyClock;
 
 pub use embedded_nal_async::{Dns, TcpConnect};
-pub use umqtt_core::message::{FixedMessage, Message, Received};
+#[cfg(feature = "alloc")]
+pub use umqtt_core::message::Message;
+pub use umqtt_core::message::{FixedMessage, Received};
 pub use umqtt_core::robust::{
     BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, ExponentialBackoff,
     FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome, Overflow, ReconnectPolicy,
     Stats, Unsupported,
 };
 pub use umqtt_core::session::{SessionConfig, UsageError, Will};
-pub use umqtt_core::storage::{Fixed, Heap, Owned, Static, Storage, Strings};
+pub use umqtt_core::storage::{DefaultStorage, Fixed, Static, Storage, Strings};
+#[cfg(feature = "alloc")]
+pub use umqtt_core::storage::{Heap, Owned};
 pub use umqtt_core::{Instant, QoS};
 
 /// What happened: the link's life, every message's outcome, messages received. `S` is the
 /// client's storage: on [`Fixed`] storage a received message is a
 /// [`FixedMessage`] and a filter a
 /// [`FixedText`](umqtt_core::storage::FixedText), read the same way ([`Received`]).
-pub type Event<S = Heap> = umqtt_core::robust::Event<TransportError, S>;
+pub type Event<S = DefaultStorage> = umqtt_core::robust::Event<TransportError, S>;

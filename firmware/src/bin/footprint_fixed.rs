@@ -1,8 +1,7 @@
 //! The footprint benchmark's job (BENCHMARKS.md) on fixed storage
-//! ([`umqtt_firmware::SessionStorage`]): the session and the robust engine allocate nothing
-//! once built. Only the configuration's strings (the client id) are on the heap, copied when
-//! the client is built: a 256-byte heap (the host test `umqtt-embedded/tests/heap.rs` measures
-//! the whole job's heap peak: 18 bytes).
+//! ([`umqtt_firmware::SessionStorage`]), with no allocator: the session and the robust engine
+//! keep everything in their fixed storage, the configuration's strings are `&'static` (the
+//! host test `umqtt-embedded/tests/heap.rs` counts the job's allocations: none).
 #![no_std]
 #![no_main]
 
@@ -11,7 +10,6 @@ use panic_halt as _;
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap!(256);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }

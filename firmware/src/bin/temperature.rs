@@ -12,7 +12,6 @@ use umqtt_firmware::net::{Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    umqtt_firmware::init_heap!(256);
     if let Some(peripherals) = cortex_m::Peripherals::take() {
         umqtt_firmware::time::start(peripherals.SYST);
     }

@@ -1044,7 +1044,6 @@ pub(crate) struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     /// A writer at the start of `buf`.
-    #[cfg(feature = "alloc")]
     pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Writer { buf, pos: 0 }
     }
@@ -1140,7 +1139,6 @@ pub fn encode_publish_header_with(
 /// [`encode_publish_header_with`] for a caller that has already checked the topic name with
 /// [`validate_topic_name`] (the session does, to report it as a usage error): the topic is not
 /// scanned a second time. Any other field is still validated.
-#[cfg(feature = "alloc")]
 #[inline]
 pub(crate) fn encode_publish_header_validated_topic(
     publish: &Publish<'_>,

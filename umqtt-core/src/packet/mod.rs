@@ -15,12 +15,9 @@ mod encode;
 mod properties;
 mod reason;
 
-#[cfg(feature = "alloc")]
 pub(crate) use decode::packet_size;
 pub use decode::{decode, decode_with, DecodeError, Decoded};
-#[cfg(feature = "alloc")]
 pub(crate) use decode::{decode_from_server, FromServerError};
-#[cfg(feature = "alloc")]
 pub(crate) use encode::{
     encode_packet_into, encode_publish_header_validated_topic, encoded_len, Encode,
 };
@@ -45,16 +42,13 @@ pub(crate) fn append_publish_properties(
 }
 
 /// The size of a PUBLISH's MQTT 5 property block (length prefix included), validated.
-#[cfg(feature = "alloc")]
 #[inline]
 pub(crate) fn publish_properties_len(properties: &Properties<'_>) -> Result<usize, EncodeError> {
     properties.encoded_len(properties::context(PacketType::Publish))
 }
 pub use encode::{encode_publish_header, encode_publish_header_with, EncodeError};
-#[cfg(feature = "alloc")]
-pub(crate) use properties::shorten_message_expiry;
-#[cfg(feature = "alloc")]
 pub(crate) use properties::{checked_property_len, write_property};
+pub(crate) use properties::{shorten_message_expiry, with_message_expiry};
 pub use properties::{
     Properties, Property, PropertyId, PropertyIter, PropertyList, MAX_VARIABLE_BYTE_INTEGER,
 };

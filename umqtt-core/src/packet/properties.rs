@@ -8,6 +8,7 @@
 use super::decode::{DecodeError, Reader};
 use super::encode::{vbi_len, EncodeError, Writer};
 use super::{PacketType, QoS};
+use crate::storage::Buffer;
 
 /// Largest value a variable byte integer can carry `[MQTT-1.5.5]`.
 pub const MAX_VARIABLE_BYTE_INTEGER: u32 = 268_435_455;
@@ -349,7 +350,6 @@ fn check(property: &Property<'_>, ctx: Context, seen: &mut u64) -> Result<(), Vi
 /// repeated when it may not be (`seen` records the block's entries so far), no forbidden value:
 /// what encoding a [`Properties::List`] checks for each entry — and returns its size on the
 /// wire. For a caller that writes a block entry by entry ([`write_property`]).
-#[cfg(feature = "alloc")]
 pub(crate) fn checked_property_len(
     property: &Property<'_>,
     packet_type: PacketType,
@@ -362,7 +362,6 @@ pub(crate) fn checked_property_len(
 
 /// Writes `property` (identifier and value) at the start of `buf`, which holds at least the
 /// [`checked_property_len`] it has.
-#[cfg(feature = "alloc")]
 pub(crate) fn write_property(property: &Property<'_>, buf: &mut [u8]) {
     property.write(&mut Writer::new(buf));
 }
@@ -515,14 +514,30 @@ impl<'a> Properties<'a> {
         packet_type: PacketType,
         will: bool,
     ) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+        let mut buf = alloc::vec::Vec::new();
+        self.encode_for_into(packet_type, will, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// [`Properties::encode_for`] into `out` (emptied first), so that a fixed buffer needs no
+    /// allocator. `Ok(false)`, with `out` empty, when they do not fit a fixed `out`.
+    pub(crate) fn encode_for_into(
+        &self,
+        packet_type: PacketType,
+        will: bool,
+        out: &mut impl Buffer,
+    ) -> Result<bool, EncodeError> {
         let ctx = if will { WILL } else { context(packet_type) };
         let block = self.encoded_len(ctx)?;
-        let mut buf = alloc::vec![0u8; block];
-        self.write(&mut Writer::new(&mut buf), block);
+        out.clear();
+        if out.try_resize(block).is_err() {
+            return Ok(false);
+        }
+        self.write(&mut Writer::new(&mut out[..]), block);
         // Drop the length prefix (a variable byte integer: its last byte has bit 7 clear).
-        let prefix = buf.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
-        buf.drain(..prefix);
-        Ok(buf)
+        let prefix = out.iter().position(|b| b & 0x80 == 0).map_or(1, |i| i + 1);
+        out.remove_front(prefix);
+        Ok(true)
     }
 
     /// Validates the properties for `ctx` and returns the size of the block on the wire
@@ -627,7 +642,6 @@ impl<'a> Iterator for PropertyIter<'a> {
 /// Lowers, in place, the Message Expiry Interval of an encoded MQTT 5 PUBLISH to `seconds`
 /// if it is higher (the value is a fixed four bytes, so nothing moves). `false`, with `packet`
 /// untouched, when it is not a well-formed MQTT 5 PUBLISH carrying that property.
-#[cfg(feature = "alloc")]
 pub(crate) fn shorten_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
     let Some(offset) = message_expiry_offset(packet) else {
         return false;
@@ -639,7 +653,6 @@ pub(crate) fn shorten_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
 }
 
 /// Where the four value bytes of the Message Expiry Interval sit in an encoded MQTT 5 PUBLISH.
-#[cfg(feature = "alloc")]
 fn message_expiry_offset(packet: &[u8]) -> Option<usize> {
     let Ok(super::Decoded::Complete {
         packet: super::Packet::Publish(publish),
@@ -653,15 +666,44 @@ fn message_expiry_offset(packet: &[u8]) -> Option<usize> {
     };
     // `block` borrows from `packet`: its position there is the distance between the two.
     let start = (block.as_ptr() as usize).checked_sub(packet.as_ptr() as usize)?;
+    Some(start + expiry_offset_in_block(block)?)
+}
+
+/// Where the four value bytes of the Message Expiry Interval sit in an encoded PUBLISH
+/// property block (without its length prefix).
+fn expiry_offset_in_block(block: &[u8]) -> Option<usize> {
     let mut r = Reader::new(block, PacketType::Publish);
     while !r.is_empty() {
         let at = block.len() - r.remaining();
         if let Property::MessageExpiryInterval(_) = read_property(&mut r).ok()? {
             // The identifier 0x02 is a one-byte variable byte integer.
-            return Some(start + at + 1);
+            return Some(at + 1);
         }
     }
     None
+}
+
+/// Copies a checked PUBLISH property block (without its length prefix) into `out` with a
+/// Message Expiry Interval of at most `seconds`: its own one lowered in place, or one added
+/// at the end. `false`, with `out` empty, when a fixed `out` has no room.
+pub(crate) fn with_message_expiry(block: &[u8], seconds: u32, out: &mut impl Buffer) -> bool {
+    out.clear();
+    if out.try_extend(block).is_err() {
+        return false;
+    }
+    if let Some(offset) = expiry_offset_in_block(block) {
+        let value = &mut out[offset..offset + 4];
+        let given = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+        value.copy_from_slice(&given.min(seconds).to_be_bytes());
+        return true;
+    }
+    let [a, b, c, d] = seconds.to_be_bytes();
+    let added = [PropertyId::MessageExpiryInterval as u8, a, b, c, d];
+    if out.try_extend(&added).is_err() {
+        out.clear();
+        return false;
+    }
+    true
 }
 
 fn read_property<'a>(r: &mut Reader<'a>) -> Result<Property<'a>, DecodeError> {

@@ -7,7 +7,7 @@ use super::policy::FailureKind;
 use super::reference::ServerAddress;
 use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
-use crate::storage::{Heap, Storage};
+use crate::storage::{DefaultStorage, Storage};
 
 /// How robust one message must be: its delivery contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
 /// [`Message`](crate::message::Message) on the heap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event<E, S: Storage = Heap> {
+pub enum Event<E, S: Storage = DefaultStorage> {
     /// A connection was established (CONNACK accepted it).
     Connected {
         /// The broker resumed the stored session.
@@ -191,7 +191,7 @@ pub enum Event<E, S: Storage = Heap> {
     /// [`EngineConfig::servers`](super::EngineConfig::servers)).
     Redirected {
         /// Where.
-        address: ServerAddress,
+        address: ServerAddress<S::Text>,
         /// 0x9C Use another server or 0x9D Server moved.
         reason_code: ReasonCode,
     },

@@ -1,13 +1,13 @@
 //! The ledger: every message the engine owns, from `publish` to its one outcome — waiting in
 //! the queue, handed to the session, withdrawn, expired or settled.
 
-use alloc::vec::Vec;
-
 use super::{
     Delivery, DropReason, Engine, Event, Link, MessageId, Outcome, PendingSummary, ReconnectPolicy,
     StoreOp, Unsupported,
 };
-use crate::packet::{Packet, PacketId, Properties, Property, PropertyList, Publish, QoS};
+use crate::packet::{
+    with_message_expiry, Packet, PacketId, Properties, Property, PropertyList, Publish, QoS,
+};
 use crate::session::{Session, UsageError};
 use crate::storage::{Arena, List, Storage};
 use crate::time::Instant;
@@ -268,35 +268,29 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         let expiry = pending
             .deadline
             .filter(|_| v5)
-            .map(|deadline| Property::MessageExpiryInterval(expiry_seconds(deadline, now)));
+            .map(|deadline| expiry_seconds(deadline, now));
         let (topic, own_properties, payload) = match borrowed {
             Some(parts) => parts,
             None => pending.parts(&self.arena),
         };
         // The caller's properties, if any, with the shorter of its own Message Expiry
-        // Interval and what is left of the delivery deadline.
-        let mut own: Vec<Property<'_>> = Vec::new();
-        // (Only MQTT 5 messages carry properties of their own.)
-        if v5 && !own_properties.is_empty() {
-            own.extend(Properties::Encoded(own_properties).iter());
-            if let Some(Property::MessageExpiryInterval(left)) = expiry {
-                let given = own
-                    .iter()
-                    .position(|p| matches!(p, Property::MessageExpiryInterval(_)));
-                match given.map(|index| (index, &own[index])) {
-                    Some((index, Property::MessageExpiryInterval(given))) => {
-                        own[index] = Property::MessageExpiryInterval((*given).min(left));
-                    }
-                    _ => own.push(Property::MessageExpiryInterval(left)),
-                }
+        // Interval and what is left of the delivery deadline (only MQTT 5 messages carry
+        // properties of their own). A block too large for a fixed buffer goes as given: the
+        // PUBLISH is then too large for the session's buffers too, and ends as such below.
+        let mut own = S::Bytes::default();
+        let expiry_only;
+        let expiry_list;
+        let properties = match (v5 && !own_properties.is_empty(), expiry) {
+            (false, None) => Properties::EMPTY,
+            (false, Some(seconds)) => {
+                expiry_only = [Property::MessageExpiryInterval(seconds)];
+                expiry_list = PropertyList(&expiry_only);
+                Properties::List(&expiry_list)
             }
-        }
-        let expiry = expiry.as_slice();
-        let list = PropertyList(if own.is_empty() { expiry } else { &own });
-        let properties = if list.0.is_empty() {
-            Properties::EMPTY
-        } else {
-            Properties::List(&list)
+            (true, Some(seconds)) if with_message_expiry(own_properties, seconds, &mut own) => {
+                Properties::Encoded(&own)
+            }
+            (true, _) => Properties::Encoded(own_properties),
         };
         let result = self
             .session

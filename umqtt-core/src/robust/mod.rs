@@ -70,14 +70,12 @@ pub use policy::{
 };
 pub use reference::{ServerAddress, MAX_REFERENCE_HOST_LEN};
 
-use alloc::boxed::Box;
-
 use crate::message::Received;
 use crate::packet::{
     ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
 };
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
-use crate::storage::{Arena, Buffer, DefaultStrings, Heap, List, Storage, Strings};
+use crate::storage::{Arena, Buffer, DefaultStorage, DefaultStrings, List, Storage, Strings};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
@@ -130,6 +128,7 @@ pub struct EngineConfig<T: Strings = DefaultStrings> {
     pub follow_server_references: bool,
 }
 
+#[cfg(feature = "alloc")]
 impl EngineConfig<crate::storage::Owned> {
     /// The same configuration with its strings held as `T` holds them (see
     /// [`SessionConfig::into_strings`]): for a configuration built at run time on a host, for
@@ -202,16 +201,16 @@ enum Link {
 
 /// The robust engine: a [`Session`] plus reconnecting, delivery contracts and subscriptions.
 /// `P` is the policy, `E` the driver's transport error carried in events, `S` where the
-/// session keeps its state ([`Heap`], or [`Fixed`](crate::storage::Fixed) through
+/// session keeps its state ([`Heap`](crate::storage::Heap), or [`Fixed`](crate::storage::Fixed) through
 /// [`Engine::with_storage`]). See the [module docs](self) for the call order.
-pub struct Engine<P, E, S: Storage = Heap> {
+pub struct Engine<P, E, S: Storage = DefaultStorage> {
     session: Session<S>,
     policy: P,
     config: EngineConfig<S::Strings>,
     link: Link,
     next_server: usize,
     /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
-    referenced: Option<ServerAddress>,
+    referenced: Option<ServerAddress<S::Text>>,
     /// The next attempt goes to `referenced`.
     redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
@@ -251,6 +250,7 @@ pub struct Engine<P, E, S: Storage = Heap> {
     stats: Stats,
 }
 
+#[cfg(feature = "alloc")]
 impl<P: ReconnectPolicy, E: Clone> Engine<P, E> {
     /// An engine that will attempt a connection at its first drive. `seed` feeds the jitter of
     /// the policies (a device-specific value spreads a fleet out; a fixed one replays).
@@ -372,7 +372,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// named (index [`EngineConfig::servers`], see
     /// [`EngineConfig::follow_server_references`]); `None` for a configured server, which the
     /// driver resolves from its own list.
-    pub fn server_address(&self, server: usize) -> Option<&ServerAddress> {
+    pub fn server_address(&self, server: usize) -> Option<&ServerAddress<S::Text>> {
         if !cfg!(feature = "mqtt5") {
             // Only an MQTT 5 CONNACK or DISCONNECT names another server.
             return None;
@@ -389,9 +389,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         &self,
         properties: crate::packet::Properties<'_>,
         packet_type: crate::packet::PacketType,
-    ) -> Result<Box<[u8]>, UsageError> {
+    ) -> Result<S::Bytes, UsageError> {
+        let mut owned = S::Bytes::default();
         if properties.is_empty() {
-            return Ok(Box::default());
+            return Ok(owned);
         }
         let protocol = self.config.session.protocol;
         if !protocol.v5() {
@@ -401,9 +402,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 UsageError::Mqtt5NotCompiled
             });
         }
-        Ok(properties
-            .encode_for(packet_type, false)?
-            .into_boxed_slice())
+        if properties.encode_for_into(packet_type, false, &mut owned)? {
+            Ok(owned)
+        } else {
+            // Larger than the session's buffers: no packet could carry them.
+            Err(UsageError::StorageFull)
+        }
     }
 
     /// Whether a connection attempt is in progress.

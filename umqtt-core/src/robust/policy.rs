@@ -9,6 +9,7 @@
 //! [`Failure::random`], drawn by the engine from the seed its driver passed in), so they are
 //! tested with made-up times and replay identically.
 
+#[cfg(feature = "alloc")]
 use alloc::boxed::Box;
 use core::time::Duration;
 
@@ -202,6 +203,7 @@ pub trait ReconnectPolicy: Send {
 }
 
 /// A boxed policy is a policy, so one can be chosen at run time (e.g. from a command-line flag).
+#[cfg(feature = "alloc")]
 impl<P: ReconnectPolicy + ?Sized> ReconnectPolicy for Box<P> {
     fn on_failure(&mut self, failure: &Failure) -> Decision {
         (**self).on_failure(failure)

@@ -1,7 +1,7 @@
 //! MQTT 5 Server Reference (sections 3.2.2.3.16, 3.14.2.2.5 and 4.11): where a broker that
 //! answers 0x9C Use another server or 0x9D Server moved sends the client.
 
-use alloc::string::{String, ToString};
+use crate::storage::{DefaultText, Text};
 
 /// Longest host name taken from a Server Reference (a DNS name is at most 253 bytes; the
 /// rest of an arbitrary string is not kept).
@@ -9,26 +9,30 @@ pub const MAX_REFERENCE_HOST_LEN: usize = 255;
 
 /// A server named by a broker's Server Reference: a host (name, IPv4 or IPv6 address) and a
 /// port if the reference gave one (otherwise the driver's configured or default port).
+///
+/// `T` holds the host: a `String` for an engine on the heap, a
+/// [`FixedText<B>`](crate::storage::FixedText) on [`Fixed`](crate::storage::Fixed)`<N, B>`
+/// storage (the reference came in a packet of at most `B` bytes, so its host fits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ServerAddress {
+pub struct ServerAddress<T = DefaultText> {
     /// Host name or address (an IPv6 address without its brackets).
-    pub host: String,
+    pub host: T,
     /// Port, if the reference named one.
     pub port: Option<u16>,
 }
 
-impl ServerAddress {
+impl<T: Text> ServerAddress<T> {
     /// The first usable server of a Server Reference. The specification leaves its format
     /// open; its examples are `host`, `host:port` and a space-separated list such as
     /// `10.10.151.22:8883 [fe80::9c8:b0:e:bc54]:8883`. Entries are tried in order and the
     /// first that parses is taken; `None` when none does (empty, a host longer than
     /// [`MAX_REFERENCE_HOST_LEN`], a port that is not 1–65535, spaces or control
-    /// characters in a host).
-    pub fn parse_reference(reference: &str) -> Option<ServerAddress> {
+    /// characters in a host, or a host longer than a fixed `T` holds).
+    pub fn parse_reference(reference: &str) -> Option<ServerAddress<T>> {
         reference.split_ascii_whitespace().find_map(Self::parse_one)
     }
 
-    fn parse_one(entry: &str) -> Option<ServerAddress> {
+    fn parse_one(entry: &str) -> Option<ServerAddress<T>> {
         let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
             // [IPv6]:port or [IPv6]
             let (host, after) = rest.split_once(']')?;
@@ -55,18 +59,18 @@ impl ServerAddress {
             Some(text) => Some(text.parse::<u16>().ok().filter(|&p| p != 0)?),
         };
         Some(ServerAddress {
-            host: host.to_string(),
+            host: T::try_from_str(host).ok()?,
             port,
         })
     }
 }
 
-impl core::fmt::Display for ServerAddress {
+impl<T: Text> core::fmt::Display for ServerAddress<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let bracket = self.host.contains(':');
         match (bracket, self.port) {
-            (true, Some(port)) => write!(f, "[{}]:{port}", self.host),
-            (false, Some(port)) => write!(f, "{}:{port}", self.host),
+            (true, Some(port)) => write!(f, "[{}]:{port}", &*self.host),
+            (false, Some(port)) => write!(f, "{}:{port}", &*self.host),
             (_, None) => f.write_str(&self.host),
         }
     }
@@ -74,6 +78,8 @@ impl core::fmt::Display for ServerAddress {
 
 #[cfg(test)]
 mod tests {
+    use alloc::string::{String, ToString};
+
     use super::*;
 
     fn parsed(reference: &str) -> Option<(String, Option<u16>)> {
@@ -116,7 +122,7 @@ mod tests {
         let long = "h".repeat(MAX_REFERENCE_HOST_LEN + 1);
         assert_eq!(parsed(&long), None);
         assert_eq!(
-            ServerAddress::parse_reference("[::1]:1883")
+            ServerAddress::<String>::parse_reference("[::1]:1883")
                 .unwrap()
                 .to_string(),
             "[::1]:1883"

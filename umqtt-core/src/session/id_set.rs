@@ -9,20 +9,33 @@
 //! kept as spares (at most [`SPARES`]) for the next page needed, so ids moving through the id
 //! space cost no allocation.
 
+#[cfg(feature = "alloc")]
 use alloc::boxed::Box;
+#[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 
 use crate::packet::PacketId;
 
 /// Ids kept inline, in a plain list, before the set switches to pages.
 pub(crate) const SMALL: usize = 16;
+#[cfg(feature = "alloc")]
 const PAGE_BITS: usize = 1024;
+#[cfg(feature = "alloc")]
 const PAGE_WORDS: usize = PAGE_BITS / 64;
+#[cfg(feature = "alloc")]
 const PAGES: usize = 65_536 / PAGE_BITS;
 /// Emptied pages kept for reuse.
+#[cfg(feature = "alloc")]
 const SPARES: usize = 2;
 
+#[cfg(feature = "alloc")]
 type Page = Box<[u64; PAGE_WORDS]>;
+/// The paged part, allocated once needed.
+#[cfg(feature = "alloc")]
+type PagedBox = Box<Paged>;
+/// Without an allocator a set never switches to pages (only inline-only sets exist).
+#[cfg(not(feature = "alloc"))]
+type PagedBox = Paged;
 
 #[derive(Debug, Clone)]
 pub(crate) struct IdSet {
@@ -31,7 +44,7 @@ pub(crate) struct IdSet {
     len: usize,
     /// Once more than [`SMALL`] ids were held at once (kept until the set is dropped: a
     /// window that needed it once will again).
-    paged: Option<Box<Paged>>,
+    paged: Option<PagedBox>,
     /// Whether it may switch to pages (allocate).
     may_grow: bool,
 }
@@ -40,6 +53,7 @@ pub(crate) struct IdSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IdSetFull;
 
+#[cfg(feature = "alloc")]
 #[derive(Debug, Clone)]
 struct Paged {
     /// `PAGES` entries.
@@ -49,6 +63,7 @@ struct Paged {
     spare: Vec<Page>,
 }
 
+#[cfg(feature = "alloc")]
 fn slot(id: PacketId) -> (usize, usize, u64) {
     let v = usize::from(id.get());
     (v / PAGE_BITS, (v % PAGE_BITS) / 64, 1u64 << (v % 64))
@@ -60,7 +75,8 @@ impl IdSet {
             small: [0; SMALL],
             len: 0,
             paged: None,
-            may_grow: true,
+            // Without an allocator no set grows.
+            may_grow: cfg!(feature = "alloc"),
         }
     }
 
@@ -92,6 +108,9 @@ impl IdSet {
                 true
             }
             None if !self.may_grow => return Err(IdSetFull),
+            #[cfg(not(feature = "alloc"))]
+            None => return Err(IdSetFull),
+            #[cfg(feature = "alloc")]
             None => {
                 let mut paged = Box::new(Paged {
                     pages: Vec::new(),
@@ -161,6 +180,31 @@ impl IdSet {
     }
 }
 
+/// Without an allocator: never built.
+#[cfg(not(feature = "alloc"))]
+#[derive(Debug, Clone)]
+enum Paged {}
+
+#[cfg(not(feature = "alloc"))]
+impl Paged {
+    fn contains(&self, _: PacketId) -> bool {
+        match *self {}
+    }
+
+    fn insert(&mut self, _: PacketId) -> bool {
+        match *self {}
+    }
+
+    fn remove(&mut self, _: PacketId) -> bool {
+        match *self {}
+    }
+
+    fn clear(&mut self) {
+        match *self {}
+    }
+}
+
+#[cfg(feature = "alloc")]
 impl Paged {
     fn contains(&self, id: PacketId) -> bool {
         let (page, word, bit) = slot(id);

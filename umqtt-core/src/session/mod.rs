@@ -48,7 +48,7 @@ use crate::packet::{
     PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
     SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
-use crate::storage::{Buffer, DefaultStrings, Full, Heap, List, Storage, Strings};
+use crate::storage::{Buffer, DefaultStorage, DefaultStrings, Full, List, Storage, Strings};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use aliases::{IncomingAliases, OutgoingAliases};
@@ -593,10 +593,10 @@ enum Request {
 /// The client side of an MQTT 3.1.1 or MQTT 5 session. See the [module docs](self) for the call
 /// order.
 ///
-/// `S` says where it keeps its state: [`Heap`] (the default: growable, bounded by the
+/// `S` says where it keeps its state: [`Heap`](crate::storage::Heap) (the default: growable, bounded by the
 /// configuration's limits) or [`Fixed`](crate::storage::Fixed) (sized up front, for a device;
 /// see [`Session::with_storage`]).
-pub struct Session<S: Storage = Heap> {
+pub struct Session<S: Storage = DefaultStorage> {
     /// Received bytes; `rx[rx_start..]` is not yet decoded.
     rx: S::Bytes,
     rx_start: usize,
@@ -707,6 +707,7 @@ struct State<S: Storage> {
     retired_ids: S::Vec<PacketId>,
 }
 
+#[cfg(feature = "alloc")]
 impl Session {
     /// A disconnected session with no state, on the heap.
     pub fn new(config: SessionConfig) -> Self {

@@ -3,15 +3,7 @@
 
 use super::UsageError;
 use crate::packet::{checked_property_len, write_property, PacketType, Properties, Property, QoS};
-use crate::storage::{Buffer, DefaultStrings, Strings, Text};
-
-/// [`BrokerLimits`]' text when none is named: `String` with the `alloc` feature.
-#[cfg(feature = "alloc")]
-type DefaultText = alloc::string::String;
-/// [`BrokerLimits`]' text when none is named: without `alloc`, sessions are on fixed storage
-/// and name theirs ([`Session::broker_limits`](super::Session::broker_limits)).
-#[cfg(not(feature = "alloc"))]
-type DefaultText = crate::storage::FixedText<0>;
+use crate::storage::{Buffer, DefaultStrings, DefaultText, Strings, Text};
 
 /// What the broker's CONNACK allows this connection. With MQTT 3.1.1, or for a property the
 /// broker left out, the specification's default applies (no limit, everything available).
