@@ -40,8 +40,10 @@ pub trait Storage:
     type Deque<T>: List<T>;
     /// A byte buffer.
     type Bytes: Buffer;
-    /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
-    /// fixed one has it anyway, so fixed storage keeps none).
+    /// A list only the heap keeps: emptied byte buffers for the next messages (a heap buffer
+    /// keeps its capacity; a fixed one has it anyway) and the durable outbox's changes (fixed
+    /// storage keeps no durable messages). On fixed storage it holds nothing, and takes no
+    /// room.
     type Pool<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
@@ -271,7 +273,7 @@ impl Storage for Heap {
     type Vec<T> = Vec<T>;
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
-    type Pool<T> = Vec<T>;
+    type Pool<T> = VecDeque<T>;
     type Arena = HeapArena;
     type Filter = alloc::string::String;
     type Message = crate::message::Message;

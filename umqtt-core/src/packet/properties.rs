@@ -819,3 +819,74 @@ pub(crate) fn read_properties<'a>(
     validate_block(&mut block, ctx)?;
     Ok(Properties::Encoded(bytes))
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::storage::FixedBytes;
+
+    fn block(properties: &[Property<'_>]) -> Vec<u8> {
+        Properties::List(&PropertyList(properties))
+            .encode_for(PacketType::Publish, false)
+            .unwrap()
+    }
+
+    fn decoded(bytes: &[u8]) -> Vec<Property<'_>> {
+        Properties::Encoded(bytes).iter().collect()
+    }
+
+    #[test]
+    fn a_message_expiry_is_lowered_in_place_or_added_at_the_end() {
+        let user = Property::UserProperty("k", "v");
+        let given = block(&[Property::MessageExpiryInterval(60), user]);
+        let mut out = Vec::new();
+        // Lowered in place: same bytes but the value.
+        assert!(with_message_expiry(&given, 7, &mut out));
+        assert_eq!(decoded(&out), [Property::MessageExpiryInterval(7), user]);
+        // Never raised.
+        assert!(with_message_expiry(&given, 600, &mut out));
+        assert_eq!(out, given);
+        // Added after the message's own properties when it has none.
+        let plain = block(&[user]);
+        assert!(with_message_expiry(&plain, 9, &mut out));
+        assert_eq!(out, block(&[user, Property::MessageExpiryInterval(9)]));
+    }
+
+    #[test]
+    fn a_fixed_buffer_without_room_is_left_empty() {
+        let user = Property::UserProperty("key", "value");
+        let plain = block(&[user]);
+        // Room for the block but not for the added expiry.
+        let mut out = FixedBytes::<13>::default();
+        assert_eq!(plain.len(), 13);
+        assert!(!with_message_expiry(&plain, 9, &mut out));
+        assert!(out.is_empty());
+        // Room for both.
+        let mut out = FixedBytes::<18>::default();
+        assert!(with_message_expiry(&plain, 9, &mut out));
+        assert_eq!(
+            &out[..],
+            &block(&[user, Property::MessageExpiryInterval(9)])[..]
+        );
+        // encode_for_into: the same bytes as encode_for, or `false` without room.
+        let list = [user, Property::ContentType("text/plain")];
+        let properties = Properties::List(&PropertyList(&list));
+        let mut small = FixedBytes::<8>::default();
+        assert_eq!(
+            properties.encode_for_into(PacketType::Publish, false, &mut small),
+            Ok(false)
+        );
+        assert!(small.is_empty());
+        let mut fits = FixedBytes::<64>::default();
+        assert_eq!(
+            properties.encode_for_into(PacketType::Publish, false, &mut fits),
+            Ok(true)
+        );
+        assert_eq!(
+            &fits[..],
+            &properties.encode_for(PacketType::Publish, false).unwrap()[..]
+        );
+    }
+}

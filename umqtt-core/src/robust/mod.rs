@@ -238,7 +238,8 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     received: usize,
     received_bytes: usize,
     actions: S::Deque<Action>,
-    store_ops: S::Deque<StoreOp>,
+    /// Changes for the durable outbox (none on fixed storage).
+    store_ops: S::Pool<StoreOp>,
     /// Earliest deadline among pending messages; may be earlier than the real one after
     /// messages settled (the next expiry pass corrects it), never later.
     earliest_deadline: Option<Instant>,

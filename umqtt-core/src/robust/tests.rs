@@ -1409,3 +1409,71 @@ fn on_fixed_storage_a_full_subscription_list_refuses_without_losing_one() {
     assert_eq!(kept.len(), 4);
     assert!(kept.contains(&("f/0", QoS::AtLeastOnce)));
 }
+
+/// MQTT 5 on fixed storage: a message's own properties are kept and sent exactly as on the
+/// heap (the deadline's Message Expiry Interval added to them in a buffer of the session's
+/// size, nothing allocated); properties larger than the buffers are refused at once.
+#[test]
+#[cfg(feature = "mqtt5")]
+fn on_fixed_storage_a_messages_own_properties_go_as_on_the_heap() {
+    use crate::packet::{decode_with, Decoded, Packet, Properties, Property, PropertyList};
+    use crate::storage::{Fixed, Heap, Storage};
+
+    fn sent<S: Storage>(own: &[Property<'_>]) -> Result<Vec<u8>, UsageError> {
+        let now = Instant::from_millis(0);
+        let mut config = EngineConfig::new(SessionConfig {
+            client_id: "p".into(),
+            protocol: crate::packet::ProtocolVersion::V5,
+            ..SessionConfig::default()
+        });
+        config.clean_session = true;
+        let mut engine: Engine<FixedDelay, (), S> =
+            Engine::with_storage(config, FixedDelay::default(), 1, now);
+        engine.handle_timeout(now);
+        assert_eq!(engine.poll_action(), Some(Action::Open { server: 0 }));
+        engine.handle_opened(now);
+        while engine.poll_transmit(now).is_some() {}
+        engine.handle_written(now);
+        engine.handle_read(now, &[0x20, 3, 0, 0, 0]);
+        while engine.poll_event().is_some() {}
+        assert!(engine.is_connected());
+        engine.publish_with_properties(
+            now,
+            "t",
+            b"x",
+            QoS::AtLeastOnce,
+            false,
+            Delivery::Within(Duration::from_secs(60)),
+            Properties::List(&PropertyList(own)),
+        )?;
+        let mut bytes = Vec::new();
+        while let Some(part) = engine.poll_transmit(now) {
+            bytes.extend_from_slice(part);
+        }
+        Ok(bytes)
+    }
+
+    let own = [
+        Property::UserProperty("k", "v"),
+        Property::ContentType("text/plain"),
+    ];
+    let heap = sent::<Heap>(&own).unwrap();
+    assert_eq!(sent::<Fixed<8, 128>>(&own).unwrap(), heap);
+    let Ok(Decoded::Complete {
+        packet: Packet::Publish(publish),
+        ..
+    }) = decode_with(&heap, usize::MAX, crate::packet::ProtocolVersion::V5)
+    else {
+        panic!("{heap:02x?}");
+    };
+    let properties: Vec<Property<'_>> = publish.properties.iter().collect();
+    assert_eq!(
+        properties,
+        [own[0], own[1], Property::MessageExpiryInterval(60)]
+    );
+
+    let long = "v".repeat(200);
+    let large = [Property::UserProperty("k", &long)];
+    assert_eq!(sent::<Fixed<8, 128>>(&large), Err(UsageError::StorageFull));
+    assert!(sent::<Heap>(&large).is_ok());
+}
