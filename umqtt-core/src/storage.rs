@@ -578,13 +578,7 @@ impl<T, const N: usize> List<T> for FixedList<T, N> {
         self.items[..self.len].first().and_then(Option::as_ref)
     }
     fn push_front(&mut self, item: T) -> Result<(), T> {
-        if self.len >= N {
-            return Err(item);
-        }
-        self.items[..=self.len].rotate_right(1);
-        self.items[0] = Some(item);
-        self.len += 1;
-        Ok(())
+        List::insert(self, 0, item)
     }
     fn pop_front(&mut self) -> Option<T> {
         List::remove(self, 0)
@@ -602,7 +596,10 @@ impl<T, const N: usize> List<T> for FixedList<T, N> {
             return None;
         }
         let item = self.items[index].take();
-        self.items[index..self.len].rotate_left(1);
+        // Each later item one place down (swaps, not a rotation: less code on a device).
+        for at in index + 1..self.len {
+            self.items.swap(at - 1, at);
+        }
         self.len -= 1;
         item
     }
@@ -617,7 +614,10 @@ impl<T, const N: usize> List<T> for FixedList<T, N> {
         if self.len >= N || index > self.len {
             return Err(item);
         }
-        self.items[index..=self.len].rotate_right(1);
+        // Each item from `index` on one place up, into the empty slot at `len`.
+        for at in (index..self.len).rev() {
+            self.items.swap(at, at + 1);
+        }
         self.items[index] = Some(item);
         self.len += 1;
         Ok(())
