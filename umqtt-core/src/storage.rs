@@ -40,11 +40,12 @@ pub trait Storage:
     type Deque<T>: List<T>;
     /// A byte buffer.
     type Bytes: Buffer;
-    /// A list only the heap keeps: emptied byte buffers for the next messages (a heap buffer
-    /// keeps its capacity; a fixed one has it anyway) and the durable outbox's changes (fixed
-    /// storage keeps no durable messages). On fixed storage it holds nothing, and takes no
-    /// room.
+    /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
+    /// fixed one has it anyway, so fixed storage keeps none: the list takes no room).
     type Pool<T>: List<T>;
+    /// The robust engine's changes for a durable outbox, in order (fixed storage keeps no
+    /// durable messages: the list holds nothing and takes no room).
+    type Outbox<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
     /// A topic filter as the robust engine hands it out (in its events).
@@ -273,7 +274,8 @@ impl Storage for Heap {
     type Vec<T> = Vec<T>;
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
-    type Pool<T> = VecDeque<T>;
+    type Pool<T> = Vec<T>;
+    type Outbox<T> = VecDeque<T>;
     type Arena = HeapArena;
     type Filter = alloc::string::String;
     type Message = crate::message::Message;
@@ -502,6 +504,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Deque<T> = FixedList<T, N>;
     type Bytes = FixedBytes<B>;
     type Pool<T> = FixedList<T, 0>;
+    type Outbox<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
     type Filter = FixedText<B>;
     type Message = crate::message::FixedMessage<B>;

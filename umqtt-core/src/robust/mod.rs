@@ -239,7 +239,7 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     received_bytes: usize,
     actions: S::Deque<Action>,
     /// Changes for the durable outbox (none on fixed storage).
-    store_ops: S::Pool<StoreOp>,
+    store_ops: S::Outbox<StoreOp>,
     /// Earliest deadline among pending messages; may be earlier than the real one after
     /// messages settled (the next expiry pass corrects it), never later.
     earliest_deadline: Option<Instant>,
