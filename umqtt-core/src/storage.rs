@@ -43,9 +43,11 @@ pub trait Storage:
     /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
     /// fixed one has it anyway, so fixed storage keeps none: the list takes no room).
     type Pool<T>: List<T>;
-    /// The robust engine's changes for a durable outbox, in order (fixed storage keeps no
-    /// durable messages: the list holds nothing and takes no room).
-    type Outbox<T>: List<T>;
+    /// A queue only the heap keeps: the robust engine's changes for a durable outbox, and
+    /// its outcomes kept apart from the events
+    /// ([`EngineConfig::track_outcomes`](crate::robust::EngineConfig::track_outcomes)). Fixed
+    /// storage keeps neither: the list holds nothing and takes no room.
+    type HeapOnly<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
     /// A topic filter as the robust engine hands it out (in its events).
@@ -275,7 +277,7 @@ impl Storage for Heap {
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
     type Pool<T> = Vec<T>;
-    type Outbox<T> = VecDeque<T>;
+    type HeapOnly<T> = VecDeque<T>;
     type Arena = HeapArena;
     type Filter = alloc::string::String;
     type Message = crate::message::Message;
@@ -504,7 +506,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Deque<T> = FixedList<T, N>;
     type Bytes = FixedBytes<B>;
     type Pool<T> = FixedList<T, 0>;
-    type Outbox<T> = FixedList<T, 0>;
+    type HeapOnly<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
     type Filter = FixedText<B>;
     type Message = crate::message::FixedMessage<B>;

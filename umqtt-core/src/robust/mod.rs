@@ -115,7 +115,8 @@ pub struct EngineConfig<T: Strings = DefaultStrings> {
     /// Also keep every outcome for [`Engine::poll_outcome`], apart from the event stream: a
     /// driver can then resolve a per-message receipt whether or not (and however late) the
     /// application reads the events. The driver must drain it after every input. Default
-    /// false.
+    /// false. Not on fixed storage ([`Engine::with_storage`] turns it off: the outcomes are in
+    /// the events).
     pub track_outcomes: bool,
     /// Follow an MQTT 5 Server Reference: when a CONNACK or DISCONNECT says 0x9C Use another
     /// server or 0x9D Server moved and names a server ([`ServerAddress::parse_reference`]),
@@ -234,12 +235,13 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     unsubscriptions: S::Vec<Unsubscription<S>>,
     had_session: bool,
     events: S::Deque<Event<E, S>>,
-    outcomes: S::Deque<(MessageId, Outcome)>,
+    /// With `track_outcomes` (never on fixed storage).
+    outcomes: S::HeapOnly<(MessageId, Outcome)>,
     received: usize,
     received_bytes: usize,
     actions: S::Deque<Action>,
     /// Changes for the durable outbox (none on fixed storage).
-    store_ops: S::Outbox<StoreOp>,
+    store_ops: S::HeapOnly<StoreOp>,
     /// Earliest deadline among pending messages; may be earlier than the real one after
     /// messages settled (the next expiry pass corrects it), never later.
     earliest_deadline: Option<Instant>,
@@ -274,7 +276,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// - [`EngineConfig::max_queued`] to `max(1, N - max_received - 4)` (the engine's
     ///   messages: waiting, and with the session); their bytes are in the storage's arena,
     ///   and a message that does not fit there waits as for a full queue (see [`Overflow`]);
-    /// - [`EngineConfig::max_events`] to `N - max_received`.
+    /// - [`EngineConfig::max_events`] to `N - max_received`;
+    /// - [`EngineConfig::track_outcomes`] is turned off (the outcomes are in the events).
     ///
     /// One read may hold many packets: the engine decodes the next one only while the event
     /// list has room for all it may report (received messages aside), so on fixed storage
@@ -302,6 +305,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             config.max_events = config
                 .max_events
                 .min(items.saturating_sub(config.max_received));
+            config.track_outcomes = false;
         }
         Engine {
             session: Session::with_storage(config.session.clone()),
