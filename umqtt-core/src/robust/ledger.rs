@@ -277,7 +277,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         // Interval and what is left of the delivery deadline (only MQTT 5 messages carry
         // properties of their own). A block too large for a fixed buffer goes as given: the
         // PUBLISH is then too large for the session's buffers too, and ends as such below.
-        let mut own = S::Bytes::default();
+        let mut own = None;
         let expiry_only;
         let expiry_list;
         let properties = match (v5 && !own_properties.is_empty(), expiry) {
@@ -287,10 +287,15 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 expiry_list = PropertyList(&expiry_only);
                 Properties::List(&expiry_list)
             }
-            (true, Some(seconds)) if with_message_expiry(own_properties, seconds, &mut own) => {
-                Properties::Encoded(&own)
+            (true, Some(seconds)) => {
+                let merged: &mut S::Bytes = own.insert(S::Bytes::default());
+                if with_message_expiry(own_properties, seconds, merged) {
+                    Properties::Encoded(&merged[..])
+                } else {
+                    Properties::Encoded(own_properties)
+                }
             }
-            (true, _) => Properties::Encoded(own_properties),
+            (true, None) => Properties::Encoded(own_properties),
         };
         let result = self
             .session
