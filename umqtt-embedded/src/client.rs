@@ -97,7 +97,7 @@ impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
 impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
     /// [`Client::new`] with the engine's and the session's state in storage `S`: on
     /// [`Fixed`](crate::Fixed)`<N, B, Q>` their lists, buffers and the engine's arena are sized
-    /// up front and nothing is allocated once the client is built (see
+    /// up front and nothing is allocated, the configuration's strings being `&'static` (see
     /// [`Engine::with_storage`] for the limits it lowers to what `N` entries hold). The driver
     /// then reads at most what the session has room for, so a read buffer of `B` bytes is
     /// enough.

@@ -32,8 +32,8 @@
 //! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
 //! when [`EngineConfig::follow_server_references`] is set). On
 //! [`Fixed`](crate::storage::Fixed) storage ([`Engine::with_storage`]) it and its session
-//! allocate nothing once built (the configuration's strings are copied when it is built);
-//! the crate still needs `alloc` for them.
+//! allocate nothing (the configuration's strings are `&'static`), and the crate builds
+//! without the `alloc` feature.
 //!
 //! # What it guarantees
 //! - Every message published ends in exactly one of [`Event::Delivered`], [`Event::Expired`]
