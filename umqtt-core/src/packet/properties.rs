@@ -646,10 +646,14 @@ pub(crate) fn shorten_message_expiry(packet: &mut [u8], seconds: u32) -> bool {
     let Some(offset) = message_expiry_offset(packet) else {
         return false;
     };
-    let value = &mut packet[offset..offset + 4];
+    lower_expiry_value(&mut packet[offset..offset + 4], seconds);
+    true
+}
+
+/// Lowers the four-byte Message Expiry Interval `value` to `seconds` if it is higher.
+fn lower_expiry_value(value: &mut [u8], seconds: u32) {
     let current = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
     value.copy_from_slice(&current.min(seconds).to_be_bytes());
-    true
 }
 
 /// Where the four value bytes of the Message Expiry Interval sit in an encoded MQTT 5 PUBLISH.
@@ -692,9 +696,7 @@ pub(crate) fn with_message_expiry(block: &[u8], seconds: u32, out: &mut impl Buf
         return false;
     }
     if let Some(offset) = expiry_offset_in_block(block) {
-        let value = &mut out[offset..offset + 4];
-        let given = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
-        value.copy_from_slice(&given.min(seconds).to_be_bytes());
+        lower_expiry_value(&mut out[offset..offset + 4], seconds);
         return true;
     }
     let [a, b, c, d] = seconds.to_be_bytes();

@@ -3,7 +3,7 @@
 //! here with `Session` standing for a session on fixed storage.
 
 use super::SessionConfig;
-use crate::storage::{Fixed, Owned, Static};
+use crate::storage::Fixed;
 
 /// 24 list entries (22 messages), 2 KiB packets.
 type Storage = Fixed<24, 2048>;
@@ -15,13 +15,8 @@ trait NewFixed {
 
 impl NewFixed for super::Session<Storage> {
     fn new(config: SessionConfig) -> Self {
-        Self::with_storage(leak(config))
+        Self::with_storage(config.into_strings())
     }
-}
-
-/// The tests' owned configuration as fixed storage takes it: its strings leaked (`'static`).
-pub(super) fn leak(config: SessionConfig<Owned>) -> SessionConfig<Static> {
-    config.into_strings()
 }
 
 // The included files' own `use super::*` is covered by the imports above them.
@@ -57,7 +52,7 @@ mod limits {
     type Small = Session<Fixed<6, 64>>;
 
     fn connected(config: SessionConfig) -> Small {
-        let mut session = Small::with_storage(super::leak(config));
+        let mut session = Small::with_storage(config.into_strings());
         session.connect(t(0), true).unwrap();
         let _ = sent_small(&mut session);
         session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
@@ -292,10 +287,11 @@ mod limits {
 
     #[test]
     fn a_connect_larger_than_the_buffers_is_a_usage_error() {
-        let mut session = Small::with_storage(super::leak(SessionConfig {
+        let config = SessionConfig {
             client_id: "c".repeat(70),
             ..config()
-        }));
+        };
+        let mut session = Small::with_storage(config.into_strings());
         assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
         assert!(!session.is_connecting_or_connected());
         let _ = (events, feed, sent, Ev::Pong, Sent::PingReq, vec![0u8]);
@@ -310,7 +306,7 @@ fn a_sent_message_is_not_withdrawn_without_room_to_quarantine_its_id() {
     use super::tests::{config, t};
     use super::*;
 
-    let mut session = Session::<Fixed<6, 64>>::with_storage(leak(config()));
+    let mut session = Session::<Fixed<6, 64>>::with_storage(config().into_strings());
     session.connect(t(0), true).unwrap();
     while session.poll_transmit(t(0)).is_some() {}
     session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
@@ -392,8 +388,7 @@ mod v5_limits {
 
     /// A connected session whose CONNACK carried `properties`, and its CONNECT's bytes.
     fn connected(options: ConnectOptions, properties: &[Property<'_>]) -> (Small, Vec<u8>) {
-        let mut session =
-            Small::with_storage(crate::session::tests_fixed::leak(v5_config(options)));
+        let mut session = Small::with_storage(v5_config(options).into_strings());
         session.connect(t(0), true).unwrap();
         let connect = written(&mut session);
         session.handle_read(t(1), &connack(properties));
@@ -594,8 +589,7 @@ mod v5_limits {
             user_properties: vec![(String::from("k"), "v".repeat(80))],
             ..ConnectOptions::default()
         };
-        let mut session =
-            Small::with_storage(crate::session::tests_fixed::leak(v5_config(options)));
+        let mut session = Small::with_storage(v5_config(options).into_strings());
         assert_eq!(session.connect(t(0), true), Err(UsageError::StorageFull));
         assert!(!session.is_connecting_or_connected());
         assert!(!session.has_unprocessed_input());
