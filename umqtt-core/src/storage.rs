@@ -40,9 +40,10 @@ pub trait Storage:
     type Deque<T>: List<T>;
     /// A byte buffer.
     type Bytes: Buffer;
-    /// Emptied byte buffers kept for the next messages (a heap buffer keeps its capacity; a
-    /// fixed one has it anyway, so fixed storage keeps none: the list takes no room).
-    type Pool<T>: List<T>;
+    /// Where the session keeps the encoded PUBLISH packets it holds until they are
+    /// acknowledged: a buffer each on the heap (emptied ones are kept for reuse), one
+    /// [`FixedArena`] of `Q` bytes on fixed storage (a packet takes the room it needs).
+    type Packets: PacketStore<Self::Bytes>;
     /// A queue only the heap keeps: the robust engine's changes for a durable outbox, and
     /// its outcomes kept apart from the events
     /// ([`EngineConfig::track_outcomes`](crate::robust::EngineConfig::track_outcomes)). Fixed
@@ -276,7 +277,7 @@ impl Storage for Heap {
     type Vec<T> = Vec<T>;
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
-    type Pool<T> = Vec<T>;
+    type Packets = HeapPackets;
     type HeapOnly<T> = VecDeque<T>;
     type Arena = HeapArena;
     type Filter = alloc::string::String;
@@ -505,7 +506,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Vec<T> = FixedList<T, N>;
     type Deque<T> = FixedList<T, N>;
     type Bytes = FixedBytes<B>;
-    type Pool<T> = FixedList<T, 0>;
+    type Packets = FixedArena<N, Q>;
     type HeapOnly<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
     type Filter = FixedText<B>;
@@ -759,6 +760,94 @@ pub trait Arena: Default {
     fn max_len(&self) -> usize;
 }
 
+/// Where a session keeps the encoded PUBLISH packets it holds ([`Storage::Packets`]): each
+/// packet is encoded into a buffer `B` from [`PacketStore::buffer`], then kept with
+/// [`PacketStore::store`] until the session removes it.
+pub trait PacketStore<B: Buffer>: Default {
+    /// One stored packet: the buffer itself on the heap, a slot number in a [`FixedArena`].
+    /// Given back once, to [`PacketStore::remove`].
+    type Slot;
+    /// An empty buffer to encode a packet into (on the heap, a spare one with its capacity).
+    fn buffer(&mut self) -> B;
+    /// Keeps `packet`, a buffer from [`PacketStore::buffer`].
+    ///
+    /// # Errors
+    /// The buffer back when a fixed store has no room for it now (room comes back as
+    /// packets are removed; an empty store holds any packet of its buffer's size).
+    fn store(&mut self, packet: B) -> Result<Self::Slot, B>;
+    /// Gives back a buffer from [`PacketStore::buffer`] that was not stored.
+    fn discard(&mut self, buffer: B);
+    /// A stored packet's bytes.
+    fn get<'a>(&'a self, slot: &'a Self::Slot) -> &'a [u8];
+    /// A stored packet's bytes, to change in place (its length stays).
+    fn get_mut<'a>(&'a mut self, slot: &'a mut Self::Slot) -> &'a mut [u8];
+    /// Frees a stored packet.
+    fn remove(&mut self, slot: Self::Slot);
+}
+
+/// Most bytes of capacity [`HeapPackets`] keeps in spare buffers.
+#[cfg(feature = "alloc")]
+pub(crate) const SPARE_PACKETS_CAPACITY: usize = 1024 * 1024;
+
+/// The [`Heap`] packet store: each packet is a `Vec<u8>` of its own; emptied ones are kept
+/// for the next packets (up to 1 MiB of capacity in total, so a burst of large or many
+/// messages does not pin its peak memory), so steady-state publishing allocates nothing.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub struct HeapPackets {
+    spare: Vec<Vec<u8>>,
+    /// Capacity held in `spare`.
+    spare_capacity: usize,
+}
+
+#[cfg(all(test, feature = "alloc"))]
+impl HeapPackets {
+    /// How many spare buffers it keeps, their capacity summed, and the capacity it counted.
+    pub(crate) fn spare(&self) -> (usize, usize, usize) {
+        let summed = self.spare.iter().map(Vec::capacity).sum();
+        (self.spare.len(), summed, self.spare_capacity)
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl PacketStore<Vec<u8>> for HeapPackets {
+    type Slot = Vec<u8>;
+    #[inline]
+    fn buffer(&mut self) -> Vec<u8> {
+        match self.spare.pop() {
+            Some(mut buffer) => {
+                self.spare_capacity -= buffer.capacity();
+                buffer.clear();
+                buffer
+            }
+            None => Vec::new(),
+        }
+    }
+    #[inline]
+    fn store(&mut self, packet: Vec<u8>) -> Result<Vec<u8>, Vec<u8>> {
+        Ok(packet)
+    }
+    #[inline]
+    fn discard(&mut self, buffer: Vec<u8>) {
+        self.remove(buffer);
+    }
+    #[inline]
+    fn get<'a>(&'a self, slot: &'a Vec<u8>) -> &'a [u8] {
+        slot
+    }
+    #[inline]
+    fn get_mut<'a>(&'a mut self, slot: &'a mut Vec<u8>) -> &'a mut [u8] {
+        slot
+    }
+    fn remove(&mut self, slot: Vec<u8>) {
+        let capacity = slot.capacity();
+        if capacity > 0 && self.spare_capacity + capacity <= SPARE_PACKETS_CAPACITY {
+            self.spare_capacity += capacity;
+            self.spare.push(slot);
+        }
+    }
+}
+
 /// Largest buffer [`HeapArena`] keeps for reuse, in bytes of capacity.
 #[cfg(feature = "alloc")]
 const SPARE_MAX_BYTES: usize = 4096;
@@ -905,6 +994,45 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
     }
     fn max_len(&self) -> usize {
         Q
+    }
+}
+
+impl<const N: usize, const Q: usize> FixedArena<N, Q> {
+    /// The bytes of an entry, to change in place.
+    fn get_mut(&mut self, slot: &FixedSlot) -> &mut [u8] {
+        match usize::try_from(slot.0)
+            .ok()
+            .and_then(|index| self.slots.get(index))
+        {
+            Some(&Some((start, len))) => &mut self.bytes[start..start + len],
+            _ => &mut [],
+        }
+    }
+}
+
+/// Fixed storage keeps the session's stored packets back to back in one arena: a packet is
+/// encoded into a `B`-byte buffer on the stack, then copied in.
+impl<const N: usize, const Q: usize, const B: usize> PacketStore<FixedBytes<B>>
+    for FixedArena<N, Q>
+{
+    type Slot = FixedSlot;
+    #[inline]
+    fn buffer(&mut self) -> FixedBytes<B> {
+        FixedBytes::default()
+    }
+    fn store(&mut self, packet: FixedBytes<B>) -> Result<FixedSlot, FixedBytes<B>> {
+        self.insert(&[&packet[..]]).map_err(|_| packet)
+    }
+    #[inline]
+    fn discard(&mut self, _buffer: FixedBytes<B>) {}
+    fn get<'a>(&'a self, slot: &'a FixedSlot) -> &'a [u8] {
+        Arena::get(self, slot)
+    }
+    fn get_mut<'a>(&'a mut self, slot: &'a mut FixedSlot) -> &'a mut [u8] {
+        FixedArena::get_mut(self, slot)
+    }
+    fn remove(&mut self, slot: FixedSlot) {
+        Arena::remove(self, slot);
     }
 }
 

@@ -48,7 +48,9 @@ use crate::packet::{
     PropertyId, PropertyList, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe,
     SubscribeTopics, SubscriptionOptions, UnsubAck, Unsubscribe, UnsubscribeTopics,
 };
-use crate::storage::{Buffer, DefaultStorage, DefaultStrings, Full, List, Storage, Strings};
+use crate::storage::{
+    Buffer, DefaultStorage, DefaultStrings, Full, List, PacketStore, Storage, Strings,
+};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name, TopicError};
 use aliases::{IncomingAliases, OutgoingAliases};
@@ -571,14 +573,17 @@ pub enum OutgoingStage {
     AwaitingPubComp,
 }
 
+/// A stored PUBLISH in the session's packet store.
+type PacketSlot<S> = <<S as Storage>::Packets as PacketStore<<S as Storage>::Bytes>>::Slot;
+
 struct Outgoing<S: Storage> {
     packet_id: PacketId,
     qos: QoS,
     stage: OutgoingStage,
     /// Whether the PUBLISH was ever written to a connection (a resend then carries DUP).
     sent_before: bool,
-    /// The encoded PUBLISH with DUP clear.
-    packet: S::Bytes,
+    /// The encoded PUBLISH with DUP clear, in `State::packets`.
+    packet: PacketSlot<S>,
     /// `rx_generation` when it was last sent: an acknowledgement in the same input as its
     /// sending cannot be for it (the driver had not even written it yet).
     sent_in: u64,
@@ -639,8 +644,6 @@ const MAX_TOPIC_ALIASES: u16 = 64;
 /// own than this (the alias is added to them in a list on the stack); one with more is sent
 /// with its full topic.
 const MAX_PROPERTIES_WITH_ALIAS: usize = 16;
-/// Most capacity kept, in total, in the pool of emptied outgoing-packet buffers.
-const SPARE_BUFFERS_CAPACITY: usize = 1024 * 1024;
 
 struct State<S: Storage> {
     config: SessionConfig<S::Strings>,
@@ -678,10 +681,8 @@ struct State<S: Storage> {
     last_tx: Instant,
     last_rx: Instant,
     ping_deadline: Option<Instant>,
-    /// Emptied outgoing-packet buffers that `publish` reuses, at most
-    /// [`SPARE_BUFFERS_CAPACITY`] bytes of capacity in total (`spare_capacity`).
-    spare_buffers: S::Pool<S::Bytes>,
-    spare_capacity: usize,
+    /// The stored PUBLISH packets of `outgoing`.
+    packets: S::Packets,
     /// What the last MQTT 5 CONNACK allowed (defaults otherwise).
     broker: BrokerLimits<S::Text>,
     /// The last MQTT 5 Assigned Client Identifier: what CONNECT names while the configured
@@ -775,8 +776,7 @@ impl<S: Storage> Session<S> {
                 last_tx: Instant::default(),
                 last_rx: Instant::default(),
                 ping_deadline: None,
-                spare_buffers: Default::default(),
-                spare_capacity: 0,
+                packets: Default::default(),
                 broker: BrokerLimits::default(),
                 assigned_client_id: Default::default(),
                 keep_alive: 0,
@@ -867,7 +867,10 @@ impl<S: Storage> Session<S> {
             .outgoing
             .iter_mut()
             .find(|o| o.packet_id == packet_id)
-            .is_some_and(|o| crate::packet::shorten_message_expiry(&mut o.packet, seconds))
+            .is_some_and(|o| {
+                let packet = self.state.packets.get_mut(&mut o.packet);
+                crate::packet::shorten_message_expiry(packet, seconds)
+            })
     }
 
     /// Whether the QoS 1/2 message `packet_id` can still be withdrawn with
@@ -1069,23 +1072,27 @@ impl<S: Storage> Session<S> {
             payload,
             properties,
         };
-        let mut buffer = state.take_spare_buffer();
+        let mut buffer = state.packets.buffer();
         if let Err(e) = append_publish_validated_topic(&mut buffer, &publish, version)
             .and_then(|()| state.check_packet_size(buffer.len()))
         {
-            state.recycle_buffer(buffer);
+            state.packets.discard(buffer);
             return Err(e);
         }
+        // Fixed storage: no room in the packet arena until stored messages complete.
+        let Ok(packet) = state.packets.store(buffer) else {
+            return Err(UsageError::StorageFull);
+        };
         let entry = Outgoing {
             packet_id,
             qos,
             stage: OutgoingStage::Queued,
             sent_before: false,
-            packet: buffer,
+            packet,
             sent_in: 0,
         };
         if let Err(entry) = state.outgoing.push(entry) {
-            state.recycle_buffer(entry.packet);
+            state.packets.remove(entry.packet);
             return Err(UsageError::OutgoingFull);
         }
         // Room was checked above.
@@ -1124,11 +1131,17 @@ impl<S: Storage> Session<S> {
             packet_id: Some(packet_id),
             ..*publish
         };
-        let mut buffer = S::Bytes::default();
+        let mut buffer = state.packets.buffer();
         let version = state.config.protocol;
-        append_publish(&mut buffer, &packet, version, |publish, buf| {
+        if let Err(e) = append_publish(&mut buffer, &packet, version, |publish, buf| {
             encode_publish_header_with(publish, buf, version)
-        })?;
+        }) {
+            state.packets.discard(buffer);
+            return Err(e);
+        }
+        let Ok(buffer) = state.packets.store(buffer) else {
+            return Err(UsageError::StorageFull);
+        };
         // A restored message is "sent" if it may have been: on a resumed session it goes
         // first, with DUP.
         let entry = Outgoing {
@@ -1143,7 +1156,8 @@ impl<S: Storage> Session<S> {
             packet: buffer,
             sent_in: 0,
         };
-        if state.outgoing.push(entry).is_err() {
+        if let Err(entry) = state.outgoing.push(entry) {
+            state.packets.remove(entry.packet);
             return Err(UsageError::OutgoingFull);
         }
         // Room was checked above.
@@ -1175,7 +1189,7 @@ impl<S: Storage> Session<S> {
             } else {
                 state.used_ids.remove(entry.packet_id);
             }
-            state.recycle_buffer(entry.packet);
+            state.packets.remove(entry.packet);
         }
         if index < state.in_flight {
             state.in_flight -= 1;
@@ -1441,7 +1455,7 @@ impl<S: Storage> Session<S> {
                     continue;
                 };
                 state.last_tx = now;
-                return Some(&state.outgoing[index].packet[..]);
+                return Some(state.packets.get(&state.outgoing[index].packet));
             }
             let end = next_stored.unwrap_or(state.tx.len());
             if end == state.tx_sent {
@@ -1742,31 +1756,6 @@ impl<S: Storage> State<S> {
         self.tx_stored.clear();
     }
 
-    /// An empty buffer for an outgoing packet, from the pool when it has one.
-    fn take_spare_buffer(&mut self) -> S::Bytes {
-        match self.spare_buffers.pop() {
-            Some(mut buffer) => {
-                self.spare_capacity -= buffer.capacity();
-                buffer.clear();
-                buffer
-            }
-            None => S::Bytes::default(),
-        }
-    }
-
-    /// Returns a completed packet's buffer to the pool, unless the pool would then hold more
-    /// than [`SPARE_BUFFERS_CAPACITY`] bytes: a burst of large or many messages does not pin
-    /// its peak memory.
-    fn recycle_buffer(&mut self, buffer: S::Bytes) {
-        let capacity = buffer.capacity();
-        if capacity > 0
-            && self.spare_capacity + capacity <= SPARE_BUFFERS_CAPACITY
-            && self.spare_buffers.push(buffer).is_ok()
-        {
-            self.spare_capacity += capacity;
-        }
-    }
-
     fn allocate_packet_id(&mut self) -> Result<PacketId, UsageError> {
         if self.used_ids.len() >= usize::from(u16::MAX) {
             return Err(UsageError::OutgoingFull);
@@ -2000,6 +1989,7 @@ impl<S: Storage> State<S> {
     fn send_outgoing(&mut self, index: usize) -> bool {
         self.begin_tx();
         let entry = &mut self.outgoing[index];
+        let packet = self.packets.get_mut(&mut entry.packet);
         match entry.stage {
             OutgoingStage::AwaitingPubComp => {
                 let packet_id = entry.packet_id;
@@ -2011,15 +2001,15 @@ impl<S: Storage> State<S> {
                 // DUP is set on every resend of a PUBLISH sent before, and only then
                 // [MQTT-3.3.1-1], [MQTT-3.3.1-3].
                 let dup = if entry.sent_before { DUP_FLAG } else { 0 };
-                let (packet_id, len) = (entry.packet_id, entry.packet.len());
+                let (packet_id, len) = (entry.packet_id, packet.len());
                 let stored = len > S::SEND_STORED_ABOVE
                     && self.tx_stored.push((self.tx.len(), packet_id)).is_ok();
                 if stored {
                     // Sent from the stored copy: the flag is set there, in place.
-                    entry.packet[0] = (entry.packet[0] & !DUP_FLAG) | dup;
+                    packet[0] = (packet[0] & !DUP_FLAG) | dup;
                 } else {
                     let start = self.tx.len();
-                    if self.tx.try_extend(&entry.packet).is_err() {
+                    if self.tx.try_extend(packet).is_err() {
                         // Fixed storage: the transmit buffer has no room for it now. It goes
                         // when the driver took what is there (`poll_transmit` fills the window
                         // again); the buffer holds any single packet.
@@ -2062,7 +2052,7 @@ impl<S: Storage> State<S> {
         let entry = self.outgoing.remove(index)?;
         self.used_ids.remove(entry.packet_id);
         self.in_flight -= 1;
-        self.recycle_buffer(entry.packet);
+        self.packets.remove(entry.packet);
         self.fill_window();
         Some(if reason_code.is_error() {
             Event::PublishRefused {
@@ -2082,7 +2072,7 @@ impl<S: Storage> State<S> {
         while let Some(entry) = self.outgoing.pop_front() {
             self.used_ids.remove(entry.packet_id);
             self.push_event(Event::PublishDiscarded(entry.packet_id));
-            self.recycle_buffer(entry.packet);
+            self.packets.remove(entry.packet);
         }
     }
 
@@ -2314,9 +2304,10 @@ impl<S: Storage> State<S> {
         let mut index = 0;
         while index < self.outgoing.len() {
             let entry = &self.outgoing[index];
-            let size = entry.packet.len();
+            let packet = self.packets.get(&entry.packet);
+            let size = packet.len();
             // The stored PUBLISH's fixed header: bit 0 is RETAIN.
-            let retain = entry.packet.first().is_some_and(|b| b & 1 == 1);
+            let retain = packet.first().is_some_and(|b| b & 1 == 1);
             let event = match self.broker.maximum_packet_size {
                 // It only sends PUBREL, unless the broker lost the session: then it is
                 // published again as a new message.
@@ -2353,7 +2344,7 @@ impl<S: Storage> State<S> {
                 self.used_ids.remove(entry.packet_id);
             }
             self.push_event(event);
-            self.recycle_buffer(entry.packet);
+            self.packets.remove(entry.packet);
         }
     }
 

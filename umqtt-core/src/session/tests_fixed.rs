@@ -48,8 +48,8 @@ mod limits {
     use super::super::*;
     use crate::storage::Fixed;
 
-    /// 6 list entries (4 messages), 64-byte packets.
-    type Small = Session<Fixed<6, 64>>;
+    /// 6 list entries (4 messages), 64-byte packets, 160 bytes for the stored PUBLISH packets.
+    type Small = Session<Fixed<6, 64, 160>>;
 
     fn connected(config: SessionConfig) -> Small {
         let mut session = Small::with_storage(config.into_strings());
@@ -258,6 +258,52 @@ mod limits {
             let [hi, lo] = id.get().to_be_bytes();
             session.handle_read(t(3), &[0x40, 0x02, hi, lo]);
             assert_eq!(session.poll_event(), Some(Event::Published(*id)));
+        }
+    }
+
+    #[test]
+    fn stored_packets_take_the_room_they_need_and_wait_for_it() {
+        // 64 bytes for stored packets: one 37-byte PUBLISH, or three 20-byte ones.
+        let mut session = Session::<Fixed<6, 64>>::with_storage(config().into_strings());
+        session.connect(t(0), true).unwrap();
+        while session.poll_transmit(t(0)).is_some() {}
+        session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::Connected { .. })
+        ));
+        let first = session
+            .publish("t", &[1; 30], QoS::AtLeastOnce, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            session.publish("t", &[2; 30], QoS::AtLeastOnce, false),
+            Err(UsageError::StorageFull)
+        );
+        assert_eq!(session.outgoing_len(), 1);
+        while session.poll_transmit(t(2)).is_some() {}
+        let [hi, lo] = first.get().to_be_bytes();
+        session.handle_read(t(3), &[0x40, 0x02, hi, lo]);
+        assert_eq!(session.poll_event(), Some(Event::Published(first)));
+        // The acknowledged packet's room is back; smaller packets share it.
+        for n in 0..3u8 {
+            assert!(session
+                .publish("t", &[n; 13], QoS::AtLeastOnce, false)
+                .is_ok());
+        }
+        assert_eq!(
+            session.publish("t", &[9; 13], QoS::AtLeastOnce, false),
+            Err(UsageError::StorageFull)
+        );
+        assert_eq!(session.outgoing_len(), 3);
+        let mut sent = Vec::new();
+        while let Some(slice) = session.poll_transmit(t(4)) {
+            sent.extend_from_slice(slice);
+        }
+        assert_eq!(sent.len(), 60);
+        for (n, packet) in sent.chunks(20).enumerate() {
+            assert_eq!(&packet[..2], &[0x32, 18]);
+            assert_eq!(&packet[7..], &[n as u8; 13]);
         }
     }
 

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use super::tests::{config, connected, feed, publish_bytes, publish_sent, sent, t, Ev};
 use super::*;
+use crate::storage::SPARE_PACKETS_CAPACITY;
 
 #[test]
 fn cancelled_large_publish_is_skipped_before_it_is_sent() {
@@ -139,7 +140,7 @@ fn payload_too_large_for_mqtt_is_refused_before_copying() {
         })
     );
     assert_eq!(session.outgoing_len(), 0);
-    assert!(session.state.spare_buffers.is_empty());
+    assert_eq!(session.state.packets.spare().0, 0);
     assert_eq!(session.state.tx.capacity(), session.state.tx.len());
 }
 
@@ -164,18 +165,10 @@ fn spare_buffer_pool_is_bounded() {
         feed(&mut session, t(3), &[0x40, 0x02, hi, lo]);
     }
     assert_eq!(session.outgoing_len(), 0);
-    let pooled: usize = session
-        .state
-        .spare_buffers
-        .iter()
-        .map(|b| b.capacity())
-        .sum();
-    assert!(pooled <= SPARE_BUFFERS_CAPACITY, "{pooled} bytes pooled");
-    assert_eq!(pooled, session.state.spare_capacity);
-    assert!(
-        !session.state.spare_buffers.is_empty(),
-        "small bursts still reuse buffers"
-    );
+    let (buffers, pooled, counted) = session.state.packets.spare();
+    assert!(pooled <= SPARE_PACKETS_CAPACITY, "{pooled} bytes pooled");
+    assert_eq!(pooled, counted);
+    assert!(buffers > 0, "small bursts still reuse buffers");
     // The transmit buffer that held 4 MiB of PUBLISH shrinks when next used.
     session.publish("t", b"x", QoS::AtMostOnce, false).unwrap();
     assert!(session.state.tx.capacity() <= BUFFER_KEEP);
