@@ -44,10 +44,12 @@ pub trait Storage:
     /// acknowledged: a buffer each on the heap (emptied ones are kept for reuse), one
     /// [`FixedArena`] of `Q` bytes on fixed storage (a packet takes the room it needs).
     type Packets: PacketStore<Self::Bytes>;
-    /// A queue only the heap keeps: the robust engine's changes for a durable outbox, and
-    /// its outcomes kept apart from the events
-    /// ([`EngineConfig::track_outcomes`](crate::robust::EngineConfig::track_outcomes)). Fixed
-    /// storage keeps neither: the list holds nothing and takes no room.
+    /// A queue only the heap keeps: the robust engine's changes for a durable outbox, its
+    /// outcomes kept apart from the events
+    /// ([`EngineConfig::track_outcomes`](crate::robust::EngineConfig::track_outcomes)), and
+    /// the session's large stored packets handed out from their own buffer
+    /// ([`Storage::SEND_STORED_ABOVE`]). Fixed storage keeps none of them: the list holds
+    /// nothing and takes no room.
     type HeapOnly<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
@@ -916,9 +918,14 @@ pub struct FixedArena<const N: usize, const Q: usize> {
     bytes: [u8; Q],
     /// Bytes in use, from the start.
     used: usize,
-    /// Start and length of each entry; `None`: a free slot.
-    slots: [Option<(usize, usize)>; N],
+    /// Start and length of each entry; a start of [`FREE`]: a free slot. (`u32`s with a
+    /// marker instead of `Option<(usize, usize)>`: 8 bytes a slot instead of 12 on a 32-bit
+    /// device.)
+    slots: [(u32, u32); N],
 }
+
+/// The start of a free [`FixedArena`] slot.
+const FREE: u32 = u32::MAX;
 
 /// An entry of a [`FixedArena`] (its slot number).
 #[derive(Debug, PartialEq, Eq)]
@@ -932,11 +939,33 @@ impl<const N: usize, const Q: usize> fmt::Debug for FixedArena<N, Q> {
 
 impl<const N: usize, const Q: usize> Default for FixedArena<N, Q> {
     fn default() -> Self {
+        const { assert!(Q < FREE as usize, "FixedArena<N, Q>: Q must be below 4 GiB") };
         FixedArena {
             bytes: [0; Q],
             used: 0,
-            slots: [None; N],
+            slots: [(FREE, 0); N],
         }
+    }
+}
+
+impl<const N: usize, const Q: usize> FixedArena<N, Q> {
+    /// Start and length of entry `slot`, if it holds one.
+    fn entry(&self, slot: &FixedSlot) -> Option<(usize, usize)> {
+        let &(start, len) = self.slots.get(usize::try_from(slot.0).ok()?)?;
+        // (Both below `Q`, which is below `FREE`: see `default`.)
+        (start != FREE).then_some((start as usize, len as usize))
+    }
+
+    /// The bytes of an entry, to change in place.
+    fn get_mut(&mut self, slot: &FixedSlot) -> &mut [u8] {
+        match self.entry(slot) {
+            Some((start, len)) => &mut self.bytes[start..start + len],
+            None => &mut [],
+        }
+    }
+
+    fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(|&(start, _)| start == FREE)
     }
 }
 
@@ -950,63 +979,51 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
         if !self.fits(len) {
             return Err(Full);
         }
-        let index = self.slots.iter().position(Option::is_none).ok_or(Full)?;
+        let index = self
+            .slots
+            .iter()
+            .position(|&(start, _)| start == FREE)
+            .ok_or(Full)?;
         let slot = FixedSlot(u32::try_from(index).map_err(|_| Full)?);
         let start = self.used;
         for part in parts {
             self.bytes[self.used..self.used + part.len()].copy_from_slice(part);
             self.used += part.len();
         }
-        self.slots[index] = Some((start, len));
+        // (Both at most `Q`, below `FREE`: see `default`.)
+        self.slots[index] = (start as u32, len as u32);
         Ok(slot)
     }
     fn get<'a>(&'a self, slot: &'a FixedSlot) -> &'a [u8] {
-        match usize::try_from(slot.0)
-            .ok()
-            .and_then(|index| self.slots.get(index))
-        {
-            Some(Some((start, len))) => &self.bytes[*start..start + len],
-            _ => &[],
+        match self.entry(slot) {
+            Some((start, len)) => &self.bytes[start..start + len],
+            None => &[],
         }
     }
     fn remove(&mut self, slot: FixedSlot) {
-        let index = usize::try_from(slot.0).unwrap_or(usize::MAX);
-        let Some((start, len)) = self.slots.get_mut(index).and_then(Option::take) else {
+        let Some((start, len)) = self.entry(&slot) else {
             return;
         };
+        self.slots[slot.0 as usize].0 = FREE;
         self.bytes.copy_within(start + len..self.used, start);
         self.used -= len;
-        for (other, _) in self.slots.iter_mut().flatten() {
-            if *other > start {
-                *other -= len;
+        for (other, _) in &mut self.slots {
+            if *other != FREE && *other as usize > start {
+                *other -= len as u32;
             }
         }
     }
     fn fits(&self, len: usize) -> bool {
-        len <= Q - self.used && self.slots.iter().any(Option::is_none)
+        len <= Q - self.used && self.has_free_slot()
     }
     fn fits_replacing(&self, len: usize, slot: &FixedSlot) -> bool {
-        let index = usize::try_from(slot.0).unwrap_or(usize::MAX);
-        match self.slots.get(index) {
-            Some(Some((_, old))) => len <= Q - self.used + old,
-            _ => self.fits(len),
+        match self.entry(slot) {
+            Some((_, old)) => len <= Q - self.used + old,
+            None => self.fits(len),
         }
     }
     fn max_len(&self) -> usize {
         Q
-    }
-}
-
-impl<const N: usize, const Q: usize> FixedArena<N, Q> {
-    /// The bytes of an entry, to change in place.
-    fn get_mut(&mut self, slot: &FixedSlot) -> &mut [u8] {
-        match usize::try_from(slot.0)
-            .ok()
-            .and_then(|index| self.slots.get(index))
-        {
-            Some(&Some((start, len))) => &mut self.bytes[start..start + len],
-            _ => &mut [],
-        }
     }
 }
 

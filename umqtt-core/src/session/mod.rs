@@ -673,8 +673,9 @@ struct State<S: Storage> {
     tx: S::Bytes,
     tx_sent: usize,
     /// Large stored PUBLISH packets to send from their own buffer (no copy into `tx`): each
-    /// goes out once `tx_sent` reaches its offset in `tx`.
-    tx_stored: S::Deque<(usize, PacketId)>,
+    /// goes out once `tx_sent` reaches its offset in `tx`. (Never on fixed storage, which
+    /// copies every packet into `tx`.)
+    tx_stored: S::HeapOnly<(usize, PacketId)>,
     events: S::Deque<Event<'static>>,
     /// Events that found the (fixed) event list full: the driver did not drain it.
     events_lost: usize,
