@@ -929,7 +929,7 @@ const FREE: u32 = u32::MAX;
 
 /// An entry of a [`FixedArena`] (its slot number).
 #[derive(Debug, PartialEq, Eq)]
-pub struct FixedSlot(u32);
+pub struct FixedSlot(u16);
 
 impl<const N: usize, const Q: usize> fmt::Debug for FixedArena<N, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -951,7 +951,7 @@ impl<const N: usize, const Q: usize> Default for FixedArena<N, Q> {
 impl<const N: usize, const Q: usize> FixedArena<N, Q> {
     /// Start and length of entry `slot`, if it holds one.
     fn entry(&self, slot: &FixedSlot) -> Option<(usize, usize)> {
-        let &(start, len) = self.slots.get(usize::try_from(slot.0).ok()?)?;
+        let &(start, len) = self.slots.get(usize::from(slot.0))?;
         // (Both below `Q`, which is below `FREE`: see `default`.)
         (start != FREE).then_some((start as usize, len as usize))
     }
@@ -984,7 +984,7 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
             .iter()
             .position(|&(start, _)| start == FREE)
             .ok_or(Full)?;
-        let slot = FixedSlot(u32::try_from(index).map_err(|_| Full)?);
+        let slot = FixedSlot(u16::try_from(index).map_err(|_| Full)?);
         let start = self.used;
         for part in parts {
             self.bytes[self.used..self.used + part.len()].copy_from_slice(part);
@@ -1004,7 +1004,7 @@ impl<const N: usize, const Q: usize> Arena for FixedArena<N, Q> {
         let Some((start, len)) = self.entry(&slot) else {
             return;
         };
-        self.slots[slot.0 as usize].0 = FREE;
+        self.slots[usize::from(slot.0)].0 = FREE;
         self.bytes.copy_within(start + len..self.used, start);
         self.used -= len;
         for (other, _) in &mut self.slots {

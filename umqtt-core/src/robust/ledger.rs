@@ -32,7 +32,9 @@ pub(super) struct Pending<S: Storage> {
     pub(super) qos: QoS,
     pub(super) retain: bool,
     pub(super) contract: Contract,
-    pub(super) deadline: Option<Instant>,
+    /// Its deadline, with a [`Contract::Within`] (read through [`Pending::deadline`]: a bare
+    /// `Instant`, 8 bytes less in every entry than an `Option`).
+    pub(super) deadline_at: Instant,
     /// Set once handed to the session (QoS 1/2).
     pub(super) packet_id: Option<PacketId>,
 }
@@ -60,6 +62,11 @@ impl From<Delivery> for Contract {
 pub(super) type Parts<'a> = (&'a str, &'a [u8], &'a [u8]);
 
 impl<S: Storage> Pending<S> {
+    /// When it expires: only a [`Contract::Within`] message does.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        (self.contract == Contract::Within).then_some(self.deadline_at)
+    }
+
     /// Its payload's length.
     pub(super) fn payload_len(&self) -> usize {
         usize::try_from(self.size).unwrap_or(usize::MAX)
@@ -109,7 +116,7 @@ impl Which {
         match self {
             Which::NoRetry => pending.contract == Contract::NoRetry,
             Which::NotGuaranteed => pending.contract != Contract::Guaranteed,
-            Which::DueBy(now) => pending.deadline.is_some_and(|d| d <= now),
+            Which::DueBy(now) => pending.deadline().is_some_and(|d| d <= now),
         }
     }
 }
@@ -175,7 +182,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     fn earliest_open_deadline(&self) -> Option<Instant> {
         let mut earliest: Option<Instant> = None;
         self.for_each_pending(|p| {
-            if let Some(deadline) = p.deadline.filter(|_| !p.pinned(&self.session)) {
+            if let Some(deadline) = p.deadline().filter(|_| !p.pinned(&self.session)) {
                 earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
             }
         });
@@ -266,7 +273,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         let (qos, retain) = (pending.qos, pending.retain);
         let v5 = self.config.session.protocol.v5();
         let expiry = pending
-            .deadline
+            .deadline()
             .filter(|_| v5)
             .map(|deadline| expiry_seconds(deadline, now));
         let (topic, own_properties, payload) = match borrowed {
@@ -404,7 +411,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             return;
         }
         for pending in self.in_session.iter() {
-            if let (Some(deadline), Some(packet_id)) = (pending.deadline, pending.packet_id) {
+            if let (Some(deadline), Some(packet_id)) = (pending.deadline(), pending.packet_id) {
                 self.session
                     .shorten_message_expiry(packet_id, expiry_seconds(deadline, now));
             }

@@ -788,7 +788,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             qos,
             retain,
             contract: delivery.into(),
-            deadline,
+            deadline_at: deadline.unwrap_or_default(),
             packet_id: None,
         };
         let parts = [topic.as_bytes(), properties, payload];
@@ -863,7 +863,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             qos,
             retain,
             contract: ledger::Contract::Guaranteed,
-            deadline: None,
+            deadline_at: Instant::default(),
             packet_id: None,
         };
         self.queued_bytes += pending.payload_len();
