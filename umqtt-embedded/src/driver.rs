@@ -392,7 +392,7 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Pump<'_, P, C, S> {
 fn write_bound<P: ReconnectPolicy, S: Storage>(
     engine: &umqtt_core::robust::Engine<P, TransportError, S>,
 ) -> Duration {
-    engine.config().session.write_stall(None)
+    engine.session().config().write_stall(None)
 }
 
 fn lost<P: ReconnectPolicy, C: Clock, S: Storage>(

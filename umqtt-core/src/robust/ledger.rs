@@ -243,7 +243,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if front.qos == QoS::AtMostOnce || !self.is_connected() {
             return true;
         }
-        let window = usize::from(self.config.session.max_in_flight.max(1));
+        let window = usize::from(self.session.config().max_in_flight.max(1));
         let free = window.saturating_sub(self.session.outgoing_len());
         free >= (window / 4).max(1).min(self.waiting())
     }
@@ -252,7 +252,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         self.is_connected()
             && (qos == QoS::AtMostOnce
                 || self.session.outgoing_len()
-                    < usize::from(self.config.session.max_in_flight.max(1)))
+                    < usize::from(self.session.config().max_in_flight.max(1)))
     }
 
     /// Hands a message to the session (its topic and payload are already checked): from
@@ -271,7 +271,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         now: Instant,
     ) -> Result<(), Pending<S>> {
         let (qos, retain) = (pending.qos, pending.retain);
-        let v5 = self.config.session.protocol.v5();
+        let v5 = self.session.config().protocol.v5();
         let expiry = pending
             .deadline()
             .filter(|_| v5)
@@ -399,7 +399,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             payload,
             properties,
         })
-        .encoded_len_with(self.config.session.protocol)
+        .encoded_len_with(self.session.config().protocol)
         .unwrap_or(usize::MAX)
     }
 
@@ -407,7 +407,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// deadline gets the Message Expiry Interval left of it now, not the one it carried at its
     /// first send (the broker would otherwise keep it past its deadline).
     pub(super) fn refresh_expiries(&mut self, now: Instant) {
-        if !self.config.session.protocol.v5() {
+        if !self.session.config().protocol.v5() {
             return;
         }
         for pending in self.in_session.iter() {
@@ -425,7 +425,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// Nothing to do (and no cost) while the session sends everything at once.
     pub(super) fn refresh_waiting_expiries(&mut self, now: Instant) {
         // First the compile-time/config test: a 3.1.1 session pays nothing more on the pump.
-        if !self.config.session.protocol.v5() {
+        if !self.session.config().protocol.v5() {
             return;
         }
         let awaiting_connack = matches!(self.link, Link::Attempt { opened: true, .. });
@@ -510,7 +510,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                 Event::Dropped { id, reason }
             }
         };
-        if self.config.track_outcomes && self.outcomes.push((id, outcome)).is_err() {
+        if self.settings.track_outcomes && self.outcomes.push((id, outcome)).is_err() {
             // Fixed storage: a driver that drains after every input never gets here (one step
             // settles at most the `max_queued` messages the engine holds).
             self.stats.events_overflowed += 1;

@@ -81,15 +81,27 @@ use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
 use subscriptions::{Subscription, Unsubscription};
 
-/// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields. `T` says how
+/// Settings of an [`Engine`]. Build with [`EngineConfig::new`], then set fields: the
+/// session's in [`EngineConfig::session`], the engine's own ([`EngineSettings`]) directly on
+/// the configuration, which dereferences to them (`config.max_queued = 16`). `T` says how
 /// the session's strings are held ([`Strings`]: owned on the heap, `&'static` on fixed
 /// storage).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EngineConfig<T: Strings = DefaultStrings> {
     /// The MQTT session's settings (client id, keepalive, connect timeout — which bounds a
-    /// whole attempt: opening the transport and the CONNACK together —, window, will…).
+    /// whole attempt: opening the transport and the CONNACK together —, window, will…). The
+    /// engine hands them to its session ([`Engine::session`]`().config()` reads them back).
     pub session: SessionConfig<T>,
+    /// The engine's own settings (also reachable through `Deref`).
+    pub engine: EngineSettings,
+}
+
+/// The robust engine's own settings, apart from the session's: what [`Engine::settings`]
+/// gives back. Set them on an [`EngineConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineSettings {
     /// How many servers the driver can open (tried in turn after a failed attempt).
     pub servers: usize,
     /// Start clean sessions instead of persistent ones (default false: persistent, which
@@ -121,12 +133,25 @@ pub struct EngineConfig<T: Strings = DefaultStrings> {
     /// Follow an MQTT 5 Server Reference: when a CONNACK or DISCONNECT says 0x9C Use another
     /// server or 0x9D Server moved and names a server ([`ServerAddress::parse_reference`]),
     /// the next attempt (when the policy schedules one) goes there: [`Action::Open`] with
-    /// server index [`EngineConfig::servers`] (one past the configured list), whose address
+    /// server index [`EngineSettings::servers`] (one past the configured list), whose address
     /// [`Engine::server_address`] gives, reported by [`Event::Redirected`]. If that attempt
     /// fails, the following ones go back to the configured list; a connection to it lasts
     /// until it ends. Default false (the driver must be able to open an address it was not
     /// configured with; the engine then never asks it to).
     pub follow_server_references: bool,
+}
+
+impl<T: Strings> core::ops::Deref for EngineConfig<T> {
+    type Target = EngineSettings;
+    fn deref(&self) -> &EngineSettings {
+        &self.engine
+    }
+}
+
+impl<T: Strings> core::ops::DerefMut for EngineConfig<T> {
+    fn deref_mut(&mut self) -> &mut EngineSettings {
+        &mut self.engine
+    }
 }
 
 #[cfg(feature = "alloc")]
@@ -137,17 +162,7 @@ impl EngineConfig<crate::storage::Owned> {
     pub fn into_strings<T: Strings>(self) -> EngineConfig<T> {
         EngineConfig {
             session: self.session.into_strings(),
-            servers: self.servers,
-            clean_session: self.clean_session,
-            max_queued: self.max_queued,
-            max_queued_bytes: self.max_queued_bytes,
-            overflow: self.overflow,
-            max_received: self.max_received,
-            max_received_bytes: self.max_received_bytes,
-            max_events: self.max_events,
-            manual_ack: self.manual_ack,
-            track_outcomes: self.track_outcomes,
-            follow_server_references: self.follow_server_references,
+            engine: self.engine,
         }
     }
 }
@@ -158,17 +173,19 @@ impl<T: Strings> EngineConfig<T> {
     pub fn new(session: SessionConfig<T>) -> Self {
         EngineConfig {
             session,
-            servers: 1,
-            clean_session: false,
-            max_queued: 100_000,
-            max_queued_bytes: 64 * 1024 * 1024,
-            overflow: Overflow::RefuseNew,
-            max_received: 1024,
-            max_received_bytes: 16 * 1024 * 1024,
-            max_events: 65_536,
-            manual_ack: false,
-            track_outcomes: false,
-            follow_server_references: false,
+            engine: EngineSettings {
+                servers: 1,
+                clean_session: false,
+                max_queued: 100_000,
+                max_queued_bytes: 64 * 1024 * 1024,
+                overflow: Overflow::RefuseNew,
+                max_received: 1024,
+                max_received_bytes: 16 * 1024 * 1024,
+                max_events: 65_536,
+                manual_ack: false,
+                track_outcomes: false,
+                follow_server_references: false,
+            },
         }
     }
 }
@@ -207,7 +224,8 @@ enum Link {
 pub struct Engine<P, E, S: Storage = DefaultStorage> {
     session: Session<S>,
     policy: P,
-    config: EngineConfig<S::Strings>,
+    /// The engine's own settings (the session keeps its own).
+    settings: EngineSettings,
     link: Link,
     next_server: usize,
     /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
@@ -287,7 +305,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// It keeps at most `N` subscriptions and `N` filters waiting to be unsubscribed
     /// ([`UsageError::StorageFull`] beyond), and no durable outbox
     /// ([`Engine::publish_durable`] and [`Engine::restore`] are refused). The lowered values
-    /// are in [`Engine::config`].
+    /// are in [`Engine::settings`].
     pub fn with_storage(
         mut config: EngineConfig<S::Strings>,
         policy: P,
@@ -308,9 +326,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             config.track_outcomes = false;
         }
         Engine {
-            session: Session::with_storage(config.session.clone()),
+            session: Session::with_storage(config.session),
             policy,
-            config,
+            settings: config.engine,
             link: Link::Down {
                 consecutive: 0,
                 outage_started: now,
@@ -345,9 +363,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     // ----- getters ---------------------------------------------------------------------------
 
-    /// The configuration.
-    pub fn config(&self) -> &EngineConfig<S::Strings> {
-        &self.config
+    /// The engine's own settings, as [`Engine::with_storage`] adjusted them (the session's:
+    /// [`Engine::session`]`().config()`).
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
     }
 
     /// The session (packet ids, in-flight messages).
@@ -384,7 +403,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         }
         self.referenced
             .as_ref()
-            .filter(|_| server == self.config.servers)
+            .filter(|_| server == self.settings.servers)
     }
 
     /// The engine's own copy of a caller's MQTT 5 properties for a `packet_type` it will send
@@ -399,7 +418,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         if properties.is_empty() {
             return Ok(owned);
         }
-        let protocol = self.config.session.protocol;
+        let protocol = self.session.config().protocol;
         if !protocol.v5() {
             return Err(if protocol.is_supported() {
                 UsageError::Encode(crate::packet::EncodeError::RequiresMqtt5)
@@ -437,8 +456,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Whether `messages` more messages of `bytes` payload bytes in all fit in the queue.
     pub fn has_room(&self, messages: usize, bytes: usize) -> bool {
-        self.pending() + messages <= self.config.max_queued
-            && self.queued_bytes + bytes <= self.config.max_queued_bytes
+        self.pending() + messages <= self.settings.max_queued
+            && self.queued_bytes + bytes <= self.settings.max_queued_bytes
     }
 
     /// The subscriptions kept, with their QoS.
@@ -504,7 +523,6 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Sets (or clears) the last will, from the next connection on.
     pub fn set_will(&mut self, will: Option<session::Will<S::Strings>>) {
-        self.config.session.will = will.clone();
         self.session.config_mut().will = will;
     }
 
@@ -541,12 +559,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// for each message held and the link's changes, or the filters of one SUBACK (at most
     /// `max_events` each, see [`Engine::with_storage`]). Always on the heap, where it grows.
     fn event_room(&self) -> bool {
-        S::ITEMS == usize::MAX || S::ITEMS - self.events.len() >= self.config.max_events
+        S::ITEMS == usize::MAX || S::ITEMS - self.events.len() >= self.settings.max_events
     }
 
     fn receive_full(&self) -> bool {
-        self.received >= self.config.max_received
-            || self.received_bytes >= self.config.max_received_bytes
+        self.received >= self.settings.max_received
+            || self.received_bytes >= self.settings.max_received_bytes
     }
 
     // ----- inputs from the driver ------------------------------------------------------------
@@ -558,7 +576,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         };
         *opened = true;
         self.refresh_expiries(now);
-        if let Err(error) = self.session.connect(now, self.config.clean_session) {
+        if let Err(error) = self.session.connect(now, self.settings.clean_session) {
             // Unusable settings (a will that cannot be encoded): retrying cannot help.
             self.push_action(Action::Close);
             self.attempt_failed(now, FailureKind::Configuration, LinkError::Usage(error));
@@ -743,7 +761,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             return Ok(id);
         }
         if !self.room_for(payload.len(), stored) {
-            match self.config.overflow {
+            match self.settings.overflow {
                 Overflow::RefuseNew => return Err(UsageError::OutgoingFull),
                 Overflow::DropNewest => {
                     self.next_id += 1;
@@ -1029,7 +1047,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     fn push_event(&mut self, event: Event<E, S>) {
-        if self.events.len() >= self.config.max_events.saturating_add(self.received) {
+        if self.events.len() >= self.settings.max_events.saturating_add(self.received) {
             // Only non-message events are ever discarded: find the oldest.
             let oldest = self
                 .events
@@ -1082,19 +1100,19 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             _ => return,
         };
         let server = if core::mem::take(&mut self.redirect_pending) && self.referenced.is_some() {
-            self.config.servers
+            self.settings.servers
         } else {
-            self.next_server % self.config.servers
+            self.next_server % self.settings.servers
         };
         self.stats.attempts += 1;
         self.link = Link::Attempt {
             server,
             opened: false,
-            deadline: now.saturating_add(self.config.session.connect_timeout),
+            deadline: now.saturating_add(self.session.config().connect_timeout),
             consecutive,
             outage_started,
         };
-        if self.session.client_id().is_empty() && !self.config.clean_session {
+        if self.session.client_id().is_empty() && !self.settings.clean_session {
             // [MQTT-3.1.3-7]: found before opening anything; retrying cannot help.
             let error = LinkError::Usage(UsageError::EmptyClientIdNeedsCleanSession);
             self.attempt_failed(now, FailureKind::Configuration, error);
@@ -1248,7 +1266,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             session_present,
             server,
         });
-        let persistent = !self.config.clean_session;
+        let persistent = !self.settings.clean_session;
         if !session_present && self.had_session && persistent {
             self.stats.sessions_lost += 1;
             let count = self.stats.sessions_lost;
@@ -1284,8 +1302,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             CloseReason::Rejected(code) | CloseReason::ServerDisconnected(code) => code,
             _ => return,
         };
-        if !self.config.session.protocol.v5()
-            || !self.config.follow_server_references
+        if !self.session.config().protocol.v5()
+            || !self.settings.follow_server_references
             || !matches!(code, ReasonCode::UseAnotherServer | ReasonCode::ServerMoved)
         {
             return;
@@ -1335,7 +1353,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         else {
             return;
         };
-        if server < self.config.servers {
+        if server < self.settings.servers {
             // A failed referenced server sends the next attempt back to the configured list,
             // where it left off.
             self.next_server = self.next_server.wrapping_add(1);

@@ -285,7 +285,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// Most filters per SUBSCRIBE / UNSUBSCRIBE: [`BATCH`], and no more events than the
     /// event list keeps (its acknowledgement reports each).
     fn batch(&self) -> usize {
-        BATCH.min(self.config.max_events.max(1))
+        BATCH.min(self.settings.max_events.max(1))
     }
 
     /// A SUBACK: one code per filter the SUBSCRIBE named, in order.

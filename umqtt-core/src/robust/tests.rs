@@ -1204,9 +1204,9 @@ fn connack<S: crate::storage::Storage>(engine: &mut Engine<FixedDelay, (), S>, n
 fn on_fixed_storage_messages_wait_for_room_and_the_too_large_are_dropped() {
     let now = Instant::from_millis(0);
     let mut engine = fixed_engine_opened::<crate::storage::Fixed<12, 64>>(now);
-    assert_eq!(engine.config().max_queued, 5);
-    assert_eq!(engine.config().max_received, 3);
-    assert_eq!(engine.config().max_events, 9);
+    assert_eq!(engine.settings().max_queued, 5);
+    assert_eq!(engine.settings().max_received, 3);
+    assert_eq!(engine.settings().max_events, 9);
     let mut written = 0;
     while let Some(chunk) = engine.poll_transmit(now) {
         written += chunk.len();
@@ -1299,7 +1299,7 @@ fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
     let now = Instant::from_millis(0);
     let mut engine = fixed_engine_opened::<crate::storage::Fixed<8, 128>>(now);
     connack(&mut engine, now);
-    assert_eq!(engine.config().max_events, 6);
+    assert_eq!(engine.settings().max_events, 6);
 
     for n in 0..6u8 {
         let filter = std::format!("f/{n}");

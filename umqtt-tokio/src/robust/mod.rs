@@ -550,7 +550,7 @@ impl Handle {
             progress.as_mut().enable();
             {
                 let mut state = self.shared.lock();
-                let refuse = state.engine.config().overflow == Overflow::RefuseNew;
+                let refuse = state.engine.settings().overflow == Overflow::RefuseNew;
                 if !refuse || state.engine.has_room(1, payload.len()) || state.driver_done {
                     return self.enqueue(&mut state, topic, payload, qos, retain, delivery);
                 }
@@ -627,7 +627,7 @@ impl Handle {
     ) -> Result<MessageId, Error> {
         // Everything that could make the engine refuse it is checked before it is stored.
         Engine::<PolicyBox, LinkFailure>::check_publish(topic, payload, qos)?;
-        if state.engine.config().overflow == Overflow::RefuseNew
+        if state.engine.settings().overflow == Overflow::RefuseNew
             && !state.engine.has_room(1, payload.len())
         {
             return Err(Error::Usage(UsageError::OutgoingFull));

@@ -410,7 +410,7 @@ impl Client {
         let durable = delivery == Delivery::Guaranteed && self.store.is_some();
         let bytes = messages.iter().map(|(_, p)| p.len()).sum();
         if messages.len() > 1
-            && self.engine.config().overflow == Overflow::RefuseNew
+            && self.engine.settings().overflow == Overflow::RefuseNew
             && !self.engine.has_room(messages.len(), bytes)
         {
             return Err(Error::Usage(UsageError::OutgoingFull));
