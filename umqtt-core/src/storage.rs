@@ -477,8 +477,7 @@ impl Buffer for Vec<u8> {
 }
 
 /// Storage sized up front, for a device without an allocator: every list holds at most `N`
-/// items and every byte buffer (received bytes, bytes to send, each stored PUBLISH) at most
-/// `B` bytes.
+/// items and every byte buffer (received bytes, bytes to send) at most `B` bytes.
 ///
 /// `B` bounds the largest packet the session sends or receives, and a read: a driver feeds at
 /// most [`Session::input_room`](crate::session::Session::input_room) bytes at a time. `N`
@@ -490,17 +489,23 @@ impl Buffer for Vec<u8> {
 /// in use at once (messages in the session, requests waiting, ids withdrawn on this
 /// connection), and 16 incoming QoS 2 messages not yet released; past that a command gets
 /// [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) and a broker's extra
-/// message closes the connection (it is sent again on the next one). The session holds about
-/// `(N + 2) × B` bytes (with the `mqtt5` feature about `5 × B` more, for the topic alias
-/// tables and the broker's strings); see
-/// [`Session::with_storage`](crate::session::Session::with_storage).
+/// message closes the connection (it is sent again on the next one).
 ///
-/// `Q` (by default `B`, and never less: checked at compile time) is for the robust engine
-/// ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the bytes of what it holds
-/// — the topic, properties and payload of each message until the session has taken it, and
-/// each subscription's filter — back to back in one [`FixedArena`] of `Q` bytes. The engine
-/// lowers its limits to what `N` entries hold (see there); each of its event slots holds a
-/// whole [`FixedMessage`](crate::message::FixedMessage)`<B>`.
+/// `Q` (by default `B`, and never less, and below 4 GiB: checked at compile time) sizes the
+/// arenas ([`FixedArena`]`<N, Q>`), where entries take the bytes they need:
+/// - the session's: the encoded PUBLISH of each QoS 1/2 message it holds, until
+///   acknowledged. A message that does not fit now gets
+///   [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) (the robust engine
+///   keeps it queued until acknowledgements make room); any one packet fits an empty arena.
+/// - the robust engine's ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the
+///   topic, properties and payload of each message until the session has taken it, and each
+///   subscription's filter. The engine lowers its limits to what `N` entries hold (see
+///   there); each of its event slots holds a whole
+///   [`FixedMessage`](crate::message::FixedMessage)`<B>`.
+///
+/// The session holds about `2 × B + Q` bytes plus a few dozen per list entry (with the
+/// `mqtt5` feature about `5 × B` more, for the topic alias tables and the broker's strings);
+/// see [`Session::with_storage`](crate::session::Session::with_storage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fixed<const N: usize, const B: usize, const Q: usize = B> {}
 
@@ -841,6 +846,7 @@ impl PacketStore<Vec<u8>> for HeapPackets {
     fn get_mut<'a>(&'a mut self, slot: &'a mut Vec<u8>) -> &'a mut [u8] {
         slot
     }
+    #[inline]
     fn remove(&mut self, slot: Vec<u8>) {
         let capacity = slot.capacity();
         if capacity > 0 && self.spare_capacity + capacity <= SPARE_PACKETS_CAPACITY {

@@ -425,7 +425,9 @@ pub enum UsageError {
     },
     /// The session's [`Fixed`](crate::storage::Fixed) storage has no room: too many
     /// SUBSCRIBE / UNSUBSCRIBE wait for their acknowledgement, the packet is larger than its
-    /// buffers, or the bytes not yet written leave no room for it (write them, then retry).
+    /// buffers, the bytes not yet written leave no room for it (write them, then retry), or
+    /// the stored QoS 1/2 packets leave no room for this one (retry once some are
+    /// acknowledged).
     StorageFull,
 }
 
@@ -721,9 +723,11 @@ impl<S: Storage> Session<S> {
     /// A disconnected session with no state, kept in storage `S`, e.g.
     /// `Session::<Fixed<8, 512>>::with_storage(config)` for a device: no list or buffer of
     /// the session grows after this (the configuration's strings are still owned). With
-    /// [`Fixed`](crate::storage::Fixed)`<N, B>`:
+    /// [`Fixed`](crate::storage::Fixed)`<N, B, Q>`:
     /// - at most `N - 2` QoS 1/2 messages are held ([`SessionConfig::max_outgoing`] is lowered
-    ///   to it; more gives [`UsageError::OutgoingFull`]), at most `N` SUBSCRIBE / UNSUBSCRIBE
+    ///   to it; more gives [`UsageError::OutgoingFull`]), their encoded PUBLISH packets in `Q`
+    ///   bytes (a packet that does not fit until others are acknowledged gives
+    ///   [`UsageError::StorageFull`]), at most `N` SUBSCRIBE / UNSUBSCRIBE
     ///   wait for their acknowledgement and `N` received messages for the application's
     ///   [`Session::ack`] ([`UsageError::StorageFull`], or input left undecoded until there is
     ///   room);
