@@ -17,7 +17,7 @@ cargo build -q --release --features heap --bin footprint
 cargo build -q --release
 echo "| binary | .text | .rodata | flash (.text + .rodata) | .data | .bss | static RAM (.data + .bss) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for bin in baseline footprint footprint_fixed footprint_mqtt5 footprint_minimq footprint_rust_mqtt temperature button alarm; do
+for bin in baseline footprint footprint_fixed footprint_mqtt5 footprint_minimq footprint_minimq_128 footprint_rust_mqtt footprint_rust_mqtt_128 temperature button alarm; do
   "$SIZE" -A "target/thumbv7em-none-eabihf/release/$bin" | awk -v bin="$bin" '
     $1 == ".text" { t = $2 } $1 == ".rodata" { r = $2 } $1 == ".data" { d = $2 } $1 == ".bss" { b = $2 }
     END { printf "| %s | %d | %d | %d | %d | %d | %d |\n", bin, t, r, t + r, d, b, d + b }'

@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod net;
+pub mod peers;
 pub mod time;
 
 use embassy_futures::select::select;
