@@ -142,13 +142,13 @@ impl Received for Message {
 /// Read it through [`Received`] (or the same methods here).
 #[derive(Clone)]
 pub struct FixedMessage<const B: usize> {
-    bytes: FixedBytes<B>,
-    topic_len: usize,
-    properties_len: usize,
-    qos: QoS,
-    retain: bool,
-    dup: bool,
-    packet_id: Option<PacketId>,
+    pub(crate) bytes: FixedBytes<B>,
+    pub(crate) topic_len: usize,
+    pub(crate) properties_len: usize,
+    pub(crate) qos: QoS,
+    pub(crate) retain: bool,
+    pub(crate) dup: bool,
+    pub(crate) packet_id: Option<PacketId>,
 }
 
 impl<const B: usize> FixedMessage<B> {

@@ -16,6 +16,10 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::{Deref, DerefMut, Index, IndexMut};
 
+mod stash;
+pub(crate) use stash::EventStash;
+pub(crate) use stash::Stashed;
+
 /// A buffer or list has no room for what was added: [`Fixed`] storage is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -53,6 +57,10 @@ pub trait Storage:
     type HeapOnly<T>: List<T>;
     /// Where the robust engine keeps the bytes of the messages and subscriptions it holds.
     type Arena: Arena;
+    /// How the robust engine keeps its events (an implementation detail: on fixed storage,
+    /// their payloads in an arena of `Q` bytes).
+    #[doc(hidden)]
+    type EventStash: stash::EventStash<Self>;
     /// A topic filter as the robust engine hands it out (in its events).
     type Filter: Text;
     /// A received message as the robust engine hands it out.
@@ -280,6 +288,7 @@ impl Storage for Heap {
     type Deque<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
     type Packets = HeapPackets;
+    type EventStash = stash::HeapEvents;
     type HeapOnly<T> = VecDeque<T>;
     type Arena = HeapArena;
     type Filter = alloc::string::String;
@@ -514,6 +523,7 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Deque<T> = FixedList<T, N>;
     type Bytes = FixedBytes<B>;
     type Packets = FixedArena<N, Q>;
+    type EventStash = FixedArena<N, Q>;
     type HeapOnly<T> = FixedList<T, 0>;
     type Arena = FixedArena<N, Q>;
     type Filter = FixedText<B>;

@@ -7,7 +7,7 @@ use super::policy::FailureKind;
 use super::reference::ServerAddress;
 use crate::packet::{PacketId, QoS, ReasonCode};
 use crate::session::{CloseReason, UsageError};
-use crate::storage::{DefaultStorage, Storage};
+use crate::storage::{DefaultStorage, Storage, TextStorage};
 
 /// How robust one message must be: its delivery contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +150,39 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
     }
 }
 
+/// What an [`Event`] holds beyond plain values: a storage's text (a followed server's host),
+/// topic filter and received message. Every [`Storage`] is one, with its
+/// [`TextStorage::Text`], [`Storage::Filter`] and [`Storage::Message`]. Sealed.
+pub trait Payloads: sealed::Sealed {
+    /// A server's host name ([`Event::Redirected`]).
+    type Text;
+    /// A topic filter.
+    type Filter;
+    /// A received message.
+    type Message;
+}
+
+impl<S: Storage> Payloads for S {
+    type Text = <S as TextStorage>::Text;
+    type Filter = S::Filter;
+    type Message = S::Message;
+}
+
+pub(crate) mod sealed {
+    /// Only the storages, and fixed storage's events as its event list keeps them, are
+    /// [`Payloads`](super::Payloads).
+    pub trait Sealed {}
+    impl<S: crate::storage::Storage> Sealed for S {}
+    impl Sealed for crate::storage::Stashed {}
+}
+
+/// Changes what an event holds, one payload at a time ([`Event::map_payloads`]).
+pub(crate) trait PayloadMap<S: Payloads, T: Payloads> {
+    fn text(&mut self, text: S::Text) -> T::Text;
+    fn filter(&mut self, filter: S::Filter) -> T::Filter;
+    fn message(&mut self, message: S::Message) -> T::Message;
+}
+
 /// Something the application may want to show (blink an LED), log or act on. One stream
 /// carries the link's life, every message's outcome and the messages received. `S` is the
 /// engine's storage: it says what holds a topic filter ([`Storage::Filter`]: a `String` on the
@@ -157,7 +190,7 @@ impl<E: fmt::Display> fmt::Display for LinkError<E> {
 /// [`Message`](crate::message::Message) on the heap).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event<E, S: Storage = DefaultStorage> {
+pub enum Event<E, S: Payloads = DefaultStorage> {
     /// A connection was established (CONNACK accepted it).
     Connected {
         /// The broker resumed the stored session.
@@ -258,6 +291,64 @@ pub enum Event<E, S: Storage = DefaultStorage> {
     /// An application message arrived. With manual acknowledgement (QoS 1/2), the broker
     /// gets its PUBACK/PUBREC only when the application acknowledges it.
     Message(S::Message),
+}
+
+impl<E, S: Payloads> Event<E, S> {
+    /// The same event holding its payloads as `T` does.
+    pub(crate) fn map_payloads<T: Payloads>(self, map: &mut impl PayloadMap<S, T>) -> Event<E, T> {
+        match self {
+            Event::Connected {
+                session_present,
+                server,
+            } => Event::Connected {
+                session_present,
+                server,
+            },
+            Event::Disconnected { kind, error } => Event::Disconnected { kind, error },
+            Event::AttemptFailed {
+                kind,
+                consecutive,
+                server,
+                error,
+            } => Event::AttemptFailed {
+                kind,
+                consecutive,
+                server,
+                error,
+            },
+            Event::Redirected {
+                address,
+                reason_code,
+            } => Event::Redirected {
+                address: ServerAddress {
+                    host: map.text(address.host),
+                    port: address.port,
+                },
+                reason_code,
+            },
+            Event::RetryScheduled { delay } => Event::RetryScheduled { delay },
+            Event::GaveUp { kind } => Event::GaveUp { kind },
+            Event::Delivered { id } => Event::Delivered { id },
+            Event::Expired { id } => Event::Expired { id },
+            Event::Dropped { id, reason } => Event::Dropped { id, reason },
+            Event::SessionLost { count } => Event::SessionLost { count },
+            Event::Subscribed { filter, granted } => Event::Subscribed {
+                filter: map.filter(filter),
+                granted,
+            },
+            Event::SubscriptionRefused { filter } => Event::SubscriptionRefused {
+                filter: map.filter(filter),
+            },
+            Event::Unsubscribed {
+                filter,
+                reason_code,
+            } => Event::Unsubscribed {
+                filter: map.filter(filter),
+                reason_code,
+            },
+            Event::Message(message) => Event::Message(map.message(message)),
+        }
+    }
 }
 
 /// Counts per [`DropReason`].

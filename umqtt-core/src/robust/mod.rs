@@ -60,9 +60,10 @@ mod policy;
 mod reference;
 mod subscriptions;
 
+pub(crate) use event::PayloadMap;
 pub use event::{
     Action, Delivery, DropCounts, DropReason, Event, LinkError, MessageId, Outcome, Overflow,
-    Stats, StoreOp, Unsupported,
+    Payloads, Stats, StoreOp, Unsupported,
 };
 pub use policy::{
     listening_backoff, BatteryAware, Deadline, Decision, ExponentialBackoff, Failure, FailureKind,
@@ -75,7 +76,9 @@ use crate::packet::{
     ConnectReturnCode, PacketId, Properties, Publish, QoS, ReasonCode, SubAck, UnsubAck,
 };
 use crate::session::{self, CloseReason, Session, SessionConfig, UsageError};
-use crate::storage::{Arena, Buffer, DefaultStorage, DefaultStrings, List, Storage, Strings};
+use crate::storage::{
+    Arena, Buffer, DefaultStorage, DefaultStrings, EventStash, List, Storage, Strings,
+};
 use crate::time::Instant;
 use crate::topic::{validate_topic_filter, validate_topic_name};
 use ledger::{Pending, Which};
@@ -190,6 +193,9 @@ impl<T: Strings> EngineConfig<T> {
     }
 }
 
+/// An event as the engine's list keeps it (see [`EventStash`]).
+type StoredEvent<E, S> = Event<E, <<S as Storage>::EventStash as EventStash<S>>::Payloads>;
+
 /// Most events about the link one input can report besides the messages' outcomes (e.g.
 /// `Disconnected`, `RetryScheduled`; `Connected`, `SessionLost`): what fixed storage keeps
 /// room for in the event list ([`Engine::with_storage`]).
@@ -252,7 +258,9 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     /// UNSUBACK.
     unsubscriptions: S::Vec<Unsubscription<S>>,
     had_session: bool,
-    events: S::Deque<Event<E, S>>,
+    /// On fixed storage with their payloads in `event_stash` (see [`EventStash`]).
+    events: S::Deque<StoredEvent<E, S>>,
+    event_stash: S::EventStash,
     /// With `track_outcomes` (never on fixed storage).
     outcomes: S::HeapOnly<(MessageId, Outcome)>,
     received: usize,
@@ -348,6 +356,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             unsubscriptions: Default::default(),
             had_session: false,
             events: Default::default(),
+            event_stash: Default::default(),
             outcomes: Default::default(),
             received: 0,
             received_bytes: 0,
@@ -490,7 +499,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// the application took it), so a driver may queue events without defeating the bound.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event<E, S>> {
-        let event = List::pop_front(&mut self.events);
+        let event = List::pop_front(&mut self.events).map(|e| self.event_stash.unstash(e));
         if S::ITEMS != usize::MAX && self.held_for_events && self.event_room() {
             // Fixed storage: input waited for room in the event list (see
             // `Engine::with_storage`); it is processed now, at the time of the last input.
@@ -557,9 +566,13 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
 
     /// Whether the event list has room for all one decoded packet can report: an outcome
     /// for each message held and the link's changes, or the filters of one SUBACK (at most
-    /// `max_events` each, see [`Engine::with_storage`]). Always on the heap, where it grows.
+    /// `max_events` each, see [`Engine::with_storage`]), and their payloads: a received
+    /// message, the filters or a server's host name, at most one packet's bytes. Always on
+    /// the heap, where it grows.
     fn event_room(&self) -> bool {
-        S::ITEMS == usize::MAX || S::ITEMS - self.events.len() >= self.settings.max_events
+        S::ITEMS == usize::MAX
+            || (S::ITEMS - self.events.len() >= self.settings.max_events
+                && self.event_stash.room() >= S::BYTES)
     }
 
     fn receive_full(&self) -> bool {
@@ -1046,29 +1059,55 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         x
     }
 
-    fn push_event(&mut self, event: Event<E, S>) {
+    fn push_event(&mut self, mut event: Event<E, S>) {
         if self.events.len() >= self.settings.max_events.saturating_add(self.received) {
-            // Only non-message events are ever discarded: find the oldest.
-            let oldest = self
-                .events
-                .iter()
-                .position(|e| !matches!(e, Event::Message(_)));
-            if let Some(index) = oldest {
-                // Moved to the front and dropped there; the messages before it keep their
-                // order. (Not `VecDeque::remove`: its ring-buffer shifting is a routine of its
-                // own for this element type, 0.5 KB on a microcontroller, for a rare case.)
-                for i in (0..index).rev() {
-                    self.events.swap(i, i + 1);
-                }
-                self.events.pop_front();
-                self.stats.events_overflowed += 1;
-            }
+            self.discard_oldest_event();
         }
-        if self.events.push(event).is_err() {
-            // Fixed storage holds `max_events` + `max_received` events (`Engine::with_storage`),
-            // so only a non-message event can find it full, as above.
+        // Fixed storage: an event whose payload finds no room in the arena makes room the
+        // same way. (Never for what input reports: it is decoded only with room for it.)
+        while let Err(back) = self.store_event(event) {
+            if !self.discard_oldest_event() {
+                self.stats.events_overflowed += 1;
+                return;
+            }
+            event = back;
+        }
+    }
+
+    /// Adds `event` to the list; back if its payload finds no room. An event that finds the
+    /// list full is counted lost: fixed storage holds `max_events` + `max_received` events
+    /// (`Engine::with_storage`), so only a non-message event can, and only after
+    /// `push_event` discarded one.
+    fn store_event(&mut self, event: Event<E, S>) -> Result<(), Event<E, S>> {
+        let stored = self.event_stash.stash(event)?;
+        if let Err(stored) = self.events.push(stored) {
+            drop(self.event_stash.unstash(stored));
             self.stats.events_overflowed += 1;
         }
+        Ok(())
+    }
+
+    /// Discards the oldest event that is not a received message (counted in
+    /// [`Stats::events_overflowed`]); false if there is none.
+    fn discard_oldest_event(&mut self) -> bool {
+        let Some(index) = self
+            .events
+            .iter()
+            .position(|e| !matches!(e, Event::Message(_)))
+        else {
+            return false;
+        };
+        // Moved to the front and dropped there; the messages before it keep their order.
+        // (Not `VecDeque::remove`: its ring-buffer shifting is a routine of its own for this
+        // element type, 0.5 KB on a microcontroller, for a rare case.)
+        for i in (0..index).rev() {
+            self.events.swap(i, i + 1);
+        }
+        if let Some(oldest) = self.events.pop_front() {
+            drop(self.event_stash.unstash(oldest));
+        }
+        self.stats.events_overflowed += 1;
+        true
     }
 
     /// Asks the driver to do something with the transport. On fixed storage, a driver that
@@ -1204,8 +1243,9 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     self.received += 1;
                     self.received_bytes += Received::payload(&message).len();
                     self.stats.received += 1;
-                    // (Room: reading stops at `max_received`, see `Engine::with_storage`.)
-                    if self.events.push(Event::Message(message)).is_err() {
+                    // (Room: reading stops at `max_received`, see `Engine::with_storage`, and
+                    // input is decoded only with room for one packet's payload.)
+                    if self.store_event(Event::Message(message)).is_err() {
                         self.stats.events_overflowed += 1;
                     }
                 }

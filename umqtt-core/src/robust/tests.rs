@@ -1358,6 +1358,55 @@ fn on_fixed_storage_input_waits_for_room_in_the_event_list() {
     assert_eq!(engine.subscriptions().count(), 6);
 }
 
+/// Fixed storage keeps the payloads of its events in an arena of `Q` bytes: a received
+/// message that would not fit beside the one waiting stays undecoded until the application
+/// takes that one. Both arrive whole and in order; nothing is discarded.
+#[test]
+fn on_fixed_storage_received_messages_wait_for_room_for_their_payloads() {
+    let now = Instant::from_millis(0);
+    let mut engine = fixed_engine_opened::<crate::storage::Fixed<8, 64>>(now);
+    connack(&mut engine, now);
+    assert_eq!(engine.settings().max_received, 2);
+    // Two QoS 0 messages of 4 + 20 bytes (topic and payload) in one read: the second
+    // needs room for a whole packet (64 bytes) while the first holds 24 of the arena's 64.
+    let mut read = Vec::new();
+    for n in 0..2u8 {
+        read.extend_from_slice(&[0x30, 26, 0, 4, b't', b'/', b'm', b'0' + n]);
+        read.extend_from_slice(&[n; 20]);
+    }
+    assert!(read.len() <= engine.input_room());
+    engine.handle_read(now, &read);
+    assert!(engine.session().has_unprocessed_input());
+    for n in 0..2u8 {
+        let Some(Event::Message(message)) = engine.poll_event() else {
+            panic!("message {n}");
+        };
+        assert_eq!(Received::topic(&message), std::format!("t/m{n}"));
+        assert_eq!(Received::payload(&message), &[n; 20]);
+        engine.handle_consumed(now, 20);
+    }
+    assert_eq!(engine.poll_event(), None);
+    assert!(!engine.session().has_unprocessed_input());
+    // Two messages of 4 + 36 bytes, one read each: the second could not be kept beside the
+    // first (40 + 40 > 64); it is read, and decoded once the first is taken.
+    for n in 2..4u8 {
+        let mut read = std::vec![0x30, 42, 0, 4, b't', b'/', b'm', b'0' + n];
+        read.extend_from_slice(&[n; 36]);
+        assert!(engine.wants_read() && read.len() <= engine.input_room());
+        engine.handle_read(now, &read);
+    }
+    assert!(engine.session().has_unprocessed_input());
+    for n in 2..4u8 {
+        let Some(Event::Message(message)) = engine.poll_event() else {
+            panic!("message {n}");
+        };
+        assert_eq!(Received::payload(&message), &[n; 36]);
+        engine.handle_consumed(now, 36);
+    }
+    assert_eq!(engine.stats().received, 4);
+    assert_eq!(engine.stats().events_overflowed, 0);
+}
+
 /// Fixed storage with every subscription entry taken: subscribing again to a filter whose
 /// SUBSCRIBE is in flight is refused (`StorageFull`) and changes nothing — the subscription is
 /// still kept and granted; one to a filter already granted replaces it in its entry.
