@@ -509,8 +509,13 @@ impl Buffer for Vec<u8> {
 /// - the robust engine's ([`Engine::with_storage`](crate::robust::Engine::with_storage)): the
 ///   topic, properties and payload of each message until the session has taken it, and each
 ///   subscription's filter. The engine lowers its limits to what `N` entries hold (see
-///   there); each of its event slots holds a whole
-///   [`FixedMessage`](crate::message::FixedMessage)`<B>`.
+///   there).
+/// - the robust engine's events': what its waiting events hold (a received message's topic,
+///   properties and payload, a topic filter, a server's host name), so that an event slot is
+///   a few dozen bytes; the application gets a whole
+///   [`FixedMessage`](crate::message::FixedMessage)`<B>` back. The engine decodes input only
+///   while `B` bytes are free there (one packet's worth), so `Q` also bounds how many
+///   received messages wait together.
 ///
 /// The session holds about `2 × B + Q` bytes plus a few dozen per list entry (with the
 /// `mqtt5` feature about `5 × B` more, for the topic alias tables and the broker's strings);

@@ -233,17 +233,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
                     count += 1;
                 }
             }
+            // (A QoS alone is all the options a 3.1.1 SUBSCRIBE carries; only MQTT 5
+            // subscriptions have properties.)
             let sent = send_batch(&mut self.session, count, |session, n| {
-                // (Only MQTT 5 subscriptions carry properties.)
-                if properties.is_empty() {
-                    let mut plain = [("", QoS::AtMostOnce); BATCH];
-                    for (to, (filter, options)) in plain.iter_mut().zip(&filters[..n]) {
-                        *to = (filter, options.qos);
-                    }
-                    session.subscribe(&plain[..n])
-                } else {
-                    session.subscribe_with(&filters[..n], Properties::Encoded(properties))
-                }
+                session.subscribe_with(&filters[..n], Properties::Encoded(properties))
             });
             let Some((packet_id, sent)) = sent else {
                 return; // no packet id or room now: retried at the next connection
