@@ -305,7 +305,7 @@ struct Harness<S: Storage> {
     published_ids: BTreeSet<u16>,
     /// MQTT 3.1.1 or 5 (the first choice of the input).
     version: ProtocolVersion,
-    /// `EngineConfig::follow_server_references`.
+    /// `EngineSettings::follow_server_references`.
     follow_references: bool,
     /// MQTT 5: a usable Server Reference was fed on the current connection (in a CONNACK, or
     /// in a DISCONNECT with 0x9C/0x9D).

@@ -50,7 +50,7 @@ pub trait Storage:
     type Packets: PacketStore<Self::Bytes>;
     /// A queue only the heap keeps: the robust engine's changes for a durable outbox, its
     /// outcomes kept apart from the events
-    /// ([`EngineConfig::track_outcomes`](crate::robust::EngineConfig::track_outcomes)), and
+    /// ([`EngineSettings::track_outcomes`](crate::robust::EngineSettings::track_outcomes)), and
     /// the session's large stored packets handed out from their own buffer
     /// ([`Storage::SEND_STORED_ABOVE`]). Fixed storage keeps none of them: the list holds
     /// nothing and takes no room.

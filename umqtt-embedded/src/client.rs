@@ -84,7 +84,7 @@ impl<P: ReconnectPolicy, C: Clock> Client<P, C> {
     /// A client for `config` reconnecting by `policy` (the shipped ones — [`NoRetry`],
     /// [`Deadline`], [`BatteryAware`]… — or yours). `seed` feeds the policies' jitter (a
     /// device-specific value spreads a fleet out). The first attempt starts when the driver
-    /// runs. [`EngineConfig::servers`] must not exceed the driver's server list.
+    /// runs. [`EngineSettings::servers`](umqtt_core::robust::EngineSettings::servers) must not exceed the driver's server list.
     ///
     /// [`NoRetry`]: crate::NoRetry
     /// [`Deadline`]: crate::Deadline
@@ -245,7 +245,7 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
         self.command(|s, _| s.deferred.disconnect = true);
     }
 
-    /// With [`EngineConfig::manual_ack`]: the application processed `message`; the broker
+    /// With [`EngineSettings::manual_ack`](umqtt_core::robust::EngineSettings::manual_ack): the application processed `message`; the broker
     /// gets its acknowledgement (in arrival order). Returns whether one was owed.
     pub fn ack(&self, message: &S::Message) -> bool {
         self.command(|s, now| s.engine.ack(now, message))

@@ -438,7 +438,7 @@ async fn open<'n, T: TcpConnect, D: Dns, H: Text>(
     // Only an MQTT 5 CONNACK or DISCONNECT names another server: without the `mqtt5` feature
     // the engine never gives one, and this branch (with its IP address parser) compiles away.
     if let Some(reference) = referenced.filter(|_| cfg!(feature = "mqtt5")) {
-        // An MQTT 5 Server Reference (with `EngineConfig::follow_server_references`): an IP
+        // An MQTT 5 Server Reference (with `EngineSettings::follow_server_references`): an IP
         // address, or a host name for the driver's `Dns`; without a port, the first
         // configured server's.
         let port = reference

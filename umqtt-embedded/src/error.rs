@@ -10,7 +10,7 @@ use umqtt_core::robust::FailureKind;
 #[non_exhaustive]
 pub enum TransportError {
     /// The engine asked for a server index the driver has no address for (the
-    /// [`EngineConfig::servers`](umqtt_core::robust::EngineConfig::servers) count is larger
+    /// [`EngineSettings::servers`](umqtt_core::robust::EngineSettings::servers) count is larger
     /// than the driver's server list).
     NoSuchServer(usize),
     /// A server is a host name but the driver has no resolver ([`crate::NoDns`]).

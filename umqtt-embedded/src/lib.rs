@@ -65,7 +65,7 @@
 //! configuration error (`UsageError::Mqtt5NotCompiled`), never silently as 3.1.1.
 //!
 //! # MQTT 5 Server References
-//! With [`EngineConfig::follow_server_references`] set (off by default), a broker's 0x9C Use
+//! With [`EngineSettings::follow_server_references`] set (off by default), a broker's 0x9C Use
 //! another server / 0x9D Server moved with a Server Reference sends the next attempt there:
 //! an IP address is opened directly, a host name resolved through the driver's [`Dns`] (a
 //! driver without one fails that attempt with [`TransportError::NoResolver`], and the engine
@@ -100,9 +100,9 @@ pub use embedded_nal_async::{Dns, TcpConnect};
 pub use umqtt_core::message::Message;
 pub use umqtt_core::message::{FixedMessage, Received};
 pub use umqtt_core::robust::{
-    BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, ExponentialBackoff,
-    FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome, Overflow, ReconnectPolicy,
-    Stats, Unsupported,
+    BatteryAware, Deadline, Delivery, DropReason, Engine, EngineConfig, EngineSettings,
+    ExponentialBackoff, FailureKind, FixedDelay, MessageId, NoRetry, OutageLimit, Outcome,
+    Overflow, ReconnectPolicy, Stats, Unsupported,
 };
 pub use umqtt_core::session::{SessionConfig, UsageError, Will};
 pub use umqtt_core::storage::{DefaultStorage, Fixed, Static, Storage, Strings};

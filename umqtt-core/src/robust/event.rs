@@ -195,7 +195,7 @@ pub enum Event<E, S: Payloads = DefaultStorage> {
     Connected {
         /// The broker resumed the stored session.
         session_present: bool,
-        /// Index of the server used (0 is the first configured; `EngineConfig::servers`, one
+        /// Index of the server used (0 is the first configured; `EngineSettings::servers`, one
         /// past the list, is the one a Server Reference named).
         server: usize,
     },
@@ -219,9 +219,9 @@ pub enum Event<E, S: Payloads = DefaultStorage> {
     },
     /// The broker sent the client elsewhere (MQTT 5 CONNACK or DISCONNECT 0x9C Use another
     /// server / 0x9D Server moved with a Server Reference, followed with
-    /// [`EngineConfig::follow_server_references`](super::EngineConfig::follow_server_references)):
+    /// [`EngineSettings::follow_server_references`](super::EngineSettings::follow_server_references)):
     /// the next attempt, when the policy schedules one, opens this address (server index
-    /// [`EngineConfig::servers`](super::EngineConfig::servers)).
+    /// [`EngineSettings::servers`](super::EngineSettings::servers)).
     Redirected {
         /// Where.
         address: ServerAddress<S::Text>,

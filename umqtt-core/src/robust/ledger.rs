@@ -493,7 +493,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// A message's one outcome: counted, reported as an event, and kept for
-    /// [`Engine::poll_outcome`] when [`EngineConfig::track_outcomes`] is set.
+    /// [`Engine::poll_outcome`] when [`EngineSettings::track_outcomes`] is set.
     pub(super) fn conclude(&mut self, id: MessageId, outcome: Outcome) {
         let event = match outcome {
             Outcome::Delivered => {

@@ -30,7 +30,7 @@
 //! No sockets, no clock, no threads, no storage: the driver opens transports, tells the time,
 //! and keeps the durable outbox the engine's [`StoreOp`]s describe. It speaks what its
 //! session speaks (MQTT 3.1.1 or 5; with MQTT 5 it also follows a broker's Server Reference
-//! when [`EngineConfig::follow_server_references`] is set). On
+//! when [`EngineSettings::follow_server_references`] is set). On
 //! [`Fixed`](crate::storage::Fixed) storage ([`Engine::with_storage`]) it and its session
 //! allocate nothing (the configuration's strings are `&'static`), and the crate builds
 //! without the `alloc` feature.
@@ -51,7 +51,7 @@
 //!   the broker instead of memory growing. An application that holds the bound longer than
 //!   1.5 × keepalive loses the link (the PINGRESP waits behind the messages): the engine
 //!   reconnects, and nothing acknowledged is lost.
-//! - With [`EngineConfig::manual_ack`], a QoS 1/2 message is acknowledged to the broker only
+//! - With [`EngineSettings::manual_ack`], a QoS 1/2 message is acknowledged to the broker only
 //!   after [`Engine::ack`], in arrival order.
 
 mod event;
@@ -234,7 +234,7 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     settings: EngineSettings,
     link: Link,
     next_server: usize,
-    /// The last Server Reference followed (with [`EngineConfig::follow_server_references`]).
+    /// The last Server Reference followed (with [`EngineSettings::follow_server_references`]).
     referenced: Option<ServerAddress<S::Text>>,
     /// The next attempt goes to `referenced`.
     redirect_pending: bool,
@@ -298,12 +298,12 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// keeps room in it for everything one input can report — an outcome for each message it
     /// holds, the received messages, the link's changes — so a driver that drains events
     /// after every input never loses one:
-    /// - [`EngineConfig::max_received`] is lowered to `max(1, N / 4)`;
-    /// - [`EngineConfig::max_queued`] to `max(1, N - max_received - 4)` (the engine's
+    /// - [`EngineSettings::max_received`] is lowered to `max(1, N / 4)`;
+    /// - [`EngineSettings::max_queued`] to `max(1, N - max_received - 4)` (the engine's
     ///   messages: waiting, and with the session); their bytes are in the storage's arena,
     ///   and a message that does not fit there waits as for a full queue (see [`Overflow`]);
-    /// - [`EngineConfig::max_events`] to `N - max_received`;
-    /// - [`EngineConfig::track_outcomes`] is turned off (the outcomes are in the events).
+    /// - [`EngineSettings::max_events`] to `N - max_received`;
+    /// - [`EngineSettings::track_outcomes`] is turned off (the outcomes are in the events).
     ///
     /// One read may hold many packets: the engine decodes the next one only while the event
     /// list has room for all it may report (received messages aside), so on fixed storage
@@ -402,8 +402,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     }
 
     /// The address of server index `server` when it is the one a broker's Server Reference
-    /// named (index [`EngineConfig::servers`], see
-    /// [`EngineConfig::follow_server_references`]); `None` for a configured server, which the
+    /// named (index [`EngineSettings::servers`], see
+    /// [`EngineSettings::follow_server_references`]); `None` for a configured server, which the
     /// driver resolves from its own list.
     pub fn server_address(&self, server: usize) -> Option<&ServerAddress<S::Text>> {
         if !cfg!(feature = "mqtt5") {
@@ -509,10 +509,10 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         event
     }
 
-    /// The next message outcome, with [`EngineConfig::track_outcomes`] (else always `None`):
+    /// The next message outcome, with [`EngineSettings::track_outcomes`] (else always `None`):
     /// the same outcomes as the [`Event::Delivered`] / [`Event::Expired`] /
     /// [`Event::Dropped`] events, in the same order, but not subject to
-    /// [`EngineConfig::max_events`]. One entry per settled message until taken: drain it after
+    /// [`EngineSettings::max_events`]. One entry per settled message until taken: drain it after
     /// every input and command.
     #[must_use]
     pub fn poll_outcome(&mut self) -> Option<(MessageId, Outcome)> {
@@ -985,7 +985,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
         self.handle_timeout(now);
     }
 
-    /// With [`EngineConfig::manual_ack`]: the application processed the received message
+    /// With [`EngineSettings::manual_ack`]: the application processed the received message
     /// (its [`Received::packet_id`]); the broker gets its PUBACK / PUBREC, in arrival order.
     /// Returns whether an acknowledgement was owed.
     pub fn ack(&mut self, _now: Instant, message: &S::Message) -> bool {
