@@ -51,6 +51,26 @@ macro_rules! init_heap {
     }};
 }
 
+/// Starts the SysTick time driver ([`time`]): first thing in `main`.
+pub fn start_time() {
+    if let Some(peripherals) = cortex_m::Peripherals::take() {
+        time::start(peripherals.SYST);
+    }
+}
+
+/// The entry point of a `footprint*` binary, which differ only in their job: starts the time
+/// driver, then runs `$job` (a future) to its end.
+#[macro_export]
+macro_rules! footprint_main {
+    ($job:expr) => {
+        #[embassy_executor::main]
+        async fn main(_spawner: embassy_executor::Spawner) {
+            $crate::start_time();
+            $job.await;
+        }
+    };
+}
+
 /// A small device's engine settings: a short keepalive, small queues.
 pub fn config<T: Strings>(client_id: &'static str, keep_alive: u16) -> EngineConfig<T> {
     let session = SessionConfig {

@@ -15,9 +15,7 @@ use umqtt_firmware::net::{wait_link_up, Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
+    umqtt_firmware::start_time();
     let stack = Stack;
     let config = umqtt_firmware::config("alarm-1", 60);
     let client: Client<_, _, umqtt_firmware::DeviceStorage> =

@@ -12,9 +12,7 @@ use umqtt_firmware::net::{Stack, BROKER_ADDR};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
+    umqtt_firmware::start_time();
     let stack = Stack;
     let Ok(mut connection) = stack.connect(BROKER_ADDR).await else {
         return;

@@ -14,9 +14,7 @@ use umqtt_firmware::net::{Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
+    umqtt_firmware::start_time();
     let stack = Stack;
     let config = umqtt_firmware::config("button-1", 60);
     let policy = Deadline::new(Duration::from_secs(15));

@@ -4,15 +4,11 @@
 #![no_std]
 #![no_main]
 
-use embassy_executor::Spawner;
 use panic_halt as _;
 use umqtt_embedded::Heap;
 
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
+// The heap first, before anything allocates.
+umqtt_firmware::footprint_main!({
     umqtt_firmware::init_heap!(4 * 1024);
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
-    umqtt_firmware::footprint_job::<Heap, 1024>().await;
-}
+    umqtt_firmware::footprint_job::<Heap, 1024>()
+});

@@ -5,13 +5,9 @@
 #![no_std]
 #![no_main]
 
-use embassy_executor::Spawner;
 use panic_halt as _;
 
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
-    umqtt_firmware::footprint_job::<umqtt_firmware::SessionStorage, 128>().await;
-}
+umqtt_firmware::footprint_main!(umqtt_firmware::footprint_job::<
+    umqtt_firmware::SessionStorage,
+    128,
+>());

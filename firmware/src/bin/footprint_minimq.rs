@@ -1,14 +1,8 @@
-//! The footprint benchmark's job with minimq, in 1 KiB receive and transmit buffers: see [`umqtt_firmware::peers`].
+//! The footprint benchmark's job with minimq, in 1 KiB receive and transmit buffers: see
+//! [`umqtt_firmware::peers`].
 #![no_std]
 #![no_main]
 
-use embassy_executor::Spawner;
 use panic_halt as _;
 
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
-    umqtt_firmware::peers::minimq_job::<1024, 1024>().await;
-}
+umqtt_firmware::footprint_main!(umqtt_firmware::peers::minimq_job::<1024, 1024>());

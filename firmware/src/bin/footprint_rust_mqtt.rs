@@ -1,14 +1,8 @@
-//! The footprint benchmark's job with rust-mqtt, in a 2 KiB bump buffer: see [`umqtt_firmware::peers`].
+//! The footprint benchmark's job with rust-mqtt, in a 2 KiB bump buffer: see
+//! [`umqtt_firmware::peers`].
 #![no_std]
 #![no_main]
 
-use embassy_executor::Spawner;
 use panic_halt as _;
 
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
-    umqtt_firmware::peers::rust_mqtt_job::<2048>().await;
-}
+umqtt_firmware::footprint_main!(umqtt_firmware::peers::rust_mqtt_job::<2048>());

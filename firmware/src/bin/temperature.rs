@@ -12,9 +12,7 @@ use umqtt_firmware::net::{Stack, BROKER};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
-    if let Some(peripherals) = cortex_m::Peripherals::take() {
-        umqtt_firmware::time::start(peripherals.SYST);
-    }
+    umqtt_firmware::start_time();
     let stack = Stack;
     let config = umqtt_firmware::config("temperature-1", 120);
     let client: Client<_, _, umqtt_firmware::DeviceStorage> =
