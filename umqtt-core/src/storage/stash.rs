@@ -183,3 +183,103 @@ impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Stashed, Fixed<N
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Received;
+    use crate::packet::{Properties, Publish, ReasonCode};
+    use crate::robust::{MessageId, ServerAddress};
+
+    type S = Fixed<4, 64>;
+
+    fn message(payload: &[u8]) -> FixedMessage<64> {
+        let publish = Publish {
+            dup: true,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            topic: "a/b",
+            packet_id: PacketId::new(7),
+            payload,
+            properties: Properties::Encoded(&[0x01, 0x01]),
+        };
+        FixedMessage::try_from_publish(&publish).unwrap()
+    }
+
+    fn room(arena: &FixedArena<4, 64>) -> usize {
+        EventStash::<S>::room(arena)
+    }
+
+    fn text(text: &str) -> FixedText<64> {
+        FixedText::try_from_str(text).unwrap()
+    }
+
+    /// Every event with a payload comes back as it went in, and takes no room once taken.
+    #[test]
+    fn events_come_back_as_they_were() {
+        let mut arena = FixedArena::<4, 64>::default();
+        let events: [Event<(), S>; 5] = [
+            Event::Message(message(b"payload")),
+            Event::Subscribed {
+                filter: text("f/#"),
+                granted: QoS::AtLeastOnce,
+            },
+            Event::Unsubscribed {
+                filter: text("g/+"),
+                reason_code: ReasonCode::Success,
+            },
+            Event::Redirected {
+                address: ServerAddress {
+                    host: Default::default(),
+                    port: Some(1884),
+                },
+                reason_code: ReasonCode::UseAnotherServer,
+            },
+            Event::Delivered { id: MessageId(3) },
+        ];
+        let mut stored = alloc::vec::Vec::new();
+        for event in events.clone() {
+            stored.push(arena.stash(event).unwrap());
+        }
+        assert_eq!(room(&arena), 64 - 7 - 3 - 2 - 3 - 3);
+        for (event, stored) in events.into_iter().zip(stored) {
+            assert_eq!(EventStash::<S>::unstash(&mut arena, stored), event);
+        }
+        assert_eq!(room(&arena), 64);
+        let stored = arena.stash(Event::<(), S>::Message(message(b"x"))).unwrap();
+        let Event::Message(back) = EventStash::<S>::unstash(&mut arena, stored) else {
+            panic!("not a message");
+        };
+        assert_eq!(
+            (
+                back.topic(),
+                back.payload(),
+                back.qos(),
+                back.retain(),
+                back.dup()
+            ),
+            ("a/b", &b"x"[..], QoS::ExactlyOnce, true, true)
+        );
+        assert_eq!(back.packet_id(), PacketId::new(7));
+        assert_eq!(back.properties(), Properties::Encoded(&[0x01, 0x01]));
+    }
+
+    /// An event whose payload finds no room comes back unchanged, and the arena with it.
+    #[test]
+    fn an_event_without_room_is_given_back() {
+        let mut arena = FixedArena::<4, 64>::default();
+        let big = arena
+            .stash(Event::<(), S>::Message(message(&[1; 50])))
+            .unwrap();
+        let event = Event::<(), S>::Message(message(&[2; 20]));
+        assert_eq!(arena.stash(event.clone()), Err(event));
+        // A payload-less event needs no room.
+        assert!(arena
+            .stash(Event::<(), S>::GaveUp {
+                kind: crate::robust::FailureKind::Timeout
+            })
+            .is_ok());
+        drop(EventStash::<S>::unstash(&mut arena, big));
+        assert_eq!(room(&arena), 64);
+    }
+}
