@@ -279,7 +279,7 @@ mod tests {
                 kind: crate::robust::FailureKind::Timeout
             })
             .is_ok());
-        drop(EventStash::<S>::unstash(&mut arena, big));
+        let _ = EventStash::<S>::unstash(&mut arena, big);
         assert_eq!(room(&arena), 64);
     }
 }
