@@ -106,17 +106,17 @@ impl<const N: usize, const B: usize, const Q: usize> EventStash<Fixed<N, B, Q>>
             },
             None => None,
         };
-        Ok(event.map_payloads(&mut Into(slot)))
+        Ok(event.map_payloads(&mut ToArena(slot)))
     }
     fn unstash<E>(&mut self, event: Event<E, Stashed>) -> Event<E, Fixed<N, B, Q>> {
-        event.map_payloads(&mut OutOf(self))
+        event.map_payloads(&mut FromArena(self))
     }
 }
 
 /// Puts the slot its payload took into an event (`stash`).
-struct Into(Option<FixedSlot>);
+struct ToArena(Option<FixedSlot>);
 
-impl Into {
+impl ToArena {
     fn slot(&mut self) -> FixedSlot {
         // (Always there: `stash` took one for an event with a payload. An impossible miss
         // would give an empty payload back, not a panic.)
@@ -124,7 +124,9 @@ impl Into {
     }
 }
 
-impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Fixed<N, B, Q>, Stashed> for Into {
+impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Fixed<N, B, Q>, Stashed>
+    for ToArena
+{
     fn text(&mut self, _: <Fixed<N, B, Q> as TextStorage>::Text) -> StashedText {
         StashedText(self.slot())
     }
@@ -146,9 +148,9 @@ impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Fixed<N, B, Q>, 
 }
 
 /// Takes payloads back out of the arena.
-struct OutOf<'a, const N: usize, const Q: usize>(&'a mut FixedArena<N, Q>);
+struct FromArena<'a, const N: usize, const Q: usize>(&'a mut FixedArena<N, Q>);
 
-impl<const N: usize, const Q: usize> OutOf<'_, N, Q> {
+impl<const N: usize, const Q: usize> FromArena<'_, N, Q> {
     fn text<T: Text>(&mut self, slot: FixedSlot) -> T {
         let mut text = T::default();
         // (It was a text of this size: it fits again.)
@@ -159,13 +161,13 @@ impl<const N: usize, const Q: usize> OutOf<'_, N, Q> {
 }
 
 impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Stashed, Fixed<N, B, Q>>
-    for OutOf<'_, N, Q>
+    for FromArena<'_, N, Q>
 {
     fn text(&mut self, text: StashedText) -> <Fixed<N, B, Q> as TextStorage>::Text {
-        OutOf::text(self, text.0)
+        FromArena::text(self, text.0)
     }
     fn filter(&mut self, filter: StashedText) -> FixedText<B> {
-        OutOf::text(self, filter.0)
+        FromArena::text(self, filter.0)
     }
     fn message(&mut self, message: StashedMessage) -> FixedMessage<B> {
         let mut bytes = FixedBytes::<B>::default();
