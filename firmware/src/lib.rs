@@ -18,17 +18,20 @@ use umqtt_embedded::{
 };
 
 /// The client's storage on a device without room to spare: 6 list entries, 128-byte buffers
-/// (the largest packet sent or received) and a 128-byte arena for what the engine holds
-/// (queued messages, subscriptions). The engine then holds one message at a time and one
-/// received message ([`Engine::with_storage`](umqtt_embedded::Engine::with_storage) lowers its limits
-/// to what the lists hold). Nothing is allocated: the firmware has no allocator.
-pub type SessionStorage = Fixed<6, 128>;
+/// (the largest packet sent or received), 128-byte arenas (what the engine holds: queued
+/// messages, subscriptions; the stored packets; what waiting events hold) and message lists
+/// of one entry. The engine then holds one message at a time and one received message
+/// ([`Engine::with_storage`](umqtt_embedded::Engine::with_storage) lowers its limits to what
+/// the lists hold; with 6 entries it would hold one message anyway). Nothing is allocated:
+/// the firmware has no allocator.
+pub type SessionStorage = Fixed<6, 128, 128, 1>;
 
 /// The seed devices' storage: 10 list entries — the engine holds 4 messages (waiting, or with
-/// the session) and 2 received messages — 128-byte packets, and 384 bytes for what the
-/// engine holds (the queued messages' topics and payloads, the subscriptions). The
-/// configuration's strings are `&'static`: the devices have no allocator.
-pub type DeviceStorage = Fixed<10, 128, 384>;
+/// the session: message lists of 4, what 10 entries allow anyway) and 2 received messages —
+/// 128-byte packets, and arenas of 384 bytes (the queued messages' topics and payloads and
+/// the subscriptions; the stored packets; what waiting events hold). The configuration's
+/// strings are `&'static`: the devices have no allocator.
+pub type DeviceStorage = Fixed<10, 128, 384, 4>;
 
 /// The allocator of the heap build (`--features heap`): only the `footprint` binary, whose
 /// client is on the heap, has one. Give it memory with [`init_heap!`] first thing in `main`.

@@ -42,6 +42,10 @@ pub trait Storage:
     type Vec<T>: List<T>;
     /// A list the session mostly takes from the front of (a queue).
     type Deque<T>: List<T>;
+    /// A list of messages: the QoS 1/2 messages the session holds, and the robust engine's
+    /// messages (those with the session, those waiting). A [`Fixed`] storage sizes it apart
+    /// (`M`), so that a device that holds few messages does not pay for `N` entries.
+    type Messages<T>: List<T>;
     /// A byte buffer.
     type Bytes: Buffer;
     /// Where the session keeps the encoded PUBLISH packets it holds until they are
@@ -70,6 +74,8 @@ pub trait Storage:
     type Strings: Strings;
     /// Most items a list holds (`usize::MAX`: it grows).
     const ITEMS: usize;
+    /// Most items a [`Storage::Messages`] list holds (`usize::MAX`: it grows).
+    const MESSAGES: usize;
     /// Most bytes a buffer holds (`usize::MAX`: it grows).
     const BYTES: usize;
     /// A stored PUBLISH larger than this is handed to the driver from its own buffer instead
@@ -167,7 +173,10 @@ mod sealed {
     pub trait Sealed {}
     #[cfg(feature = "alloc")]
     impl Sealed for super::Heap {}
-    impl<const N: usize, const B: usize, const Q: usize> Sealed for super::Fixed<N, B, Q> {}
+    impl<const N: usize, const B: usize, const Q: usize, const M: usize> Sealed
+        for super::Fixed<N, B, Q, M>
+    {
+    }
     #[cfg(feature = "alloc")]
     impl Sealed for super::Owned {}
     impl Sealed for super::Static {}
@@ -286,6 +295,7 @@ pub type DefaultStrings = Static;
 impl Storage for Heap {
     type Vec<T> = Vec<T>;
     type Deque<T> = VecDeque<T>;
+    type Messages<T> = VecDeque<T>;
     type Bytes = Vec<u8>;
     type Packets = HeapPackets;
     type EventStash = stash::HeapEvents;
@@ -295,6 +305,7 @@ impl Storage for Heap {
     type Message = crate::message::Message;
     type Strings = Owned;
     const ITEMS: usize = usize::MAX;
+    const MESSAGES: usize = usize::MAX;
     const BYTES: usize = usize::MAX;
     const SEND_STORED_ABOVE: usize = 64 * 1024;
 }
@@ -500,6 +511,11 @@ impl Buffer for Vec<u8> {
 /// [`UsageError::StorageFull`](crate::session::UsageError::StorageFull) and a broker's extra
 /// message closes the connection (it is sent again on the next one).
 ///
+/// `M` (by default `N`, at least 1) sizes the message lists: the session holds at most
+/// `min(N - 2, M)` QoS 1/2 messages, and the robust engine at most `M` messages in all (with
+/// the session and waiting). A device that publishes one message at a time needs `M = 1` and
+/// saves a few dozen bytes per entry over `N`.
+///
 /// `Q` (by default `B`, and never less, and below 4 GiB: checked at compile time) sizes the
 /// arenas ([`FixedArena`]`<N, Q>`), where entries take the bytes they need:
 /// - the session's: the encoded PUBLISH of each QoS 1/2 message it holds, until
@@ -521,11 +537,12 @@ impl Buffer for Vec<u8> {
 /// `mqtt5` feature about `5 × B` more, for the topic alias tables and the broker's strings);
 /// see [`Session::with_storage`](crate::session::Session::with_storage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fixed<const N: usize, const B: usize, const Q: usize = B> {}
+pub enum Fixed<const N: usize, const B: usize, const Q: usize = B, const M: usize = N> {}
 
-impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> {
+impl<const N: usize, const B: usize, const Q: usize, const M: usize> Storage for Fixed<N, B, Q, M> {
     type Vec<T> = FixedList<T, N>;
     type Deque<T> = FixedList<T, N>;
+    type Messages<T> = FixedList<T, M>;
     type Bytes = FixedBytes<B>;
     type Packets = FixedArena<N, Q>;
     type EventStash = FixedArena<N, Q>;
@@ -535,6 +552,10 @@ impl<const N: usize, const B: usize, const Q: usize> Storage for Fixed<N, B, Q> 
     type Message = crate::message::FixedMessage<B>;
     type Strings = Static;
     const ITEMS: usize = N;
+    const MESSAGES: usize = {
+        assert!(M >= 1, "Fixed<N, B, Q, M>: M must be at least 1");
+        M
+    };
     const BYTES: usize = {
         // Every message the session can send fits the engine's arena (checked at compile
         // time, where `Fixed` is used).
@@ -1291,7 +1312,9 @@ impl TextStorage for Heap {
     type Text = alloc::string::String;
 }
 
-impl<const N: usize, const B: usize, const Q: usize> TextStorage for Fixed<N, B, Q> {
+impl<const N: usize, const B: usize, const Q: usize, const M: usize> TextStorage
+    for Fixed<N, B, Q, M>
+{
     /// Without MQTT 5 the broker sends no strings to keep: no room is reserved for them.
     #[cfg(feature = "mqtt5")]
     type Text = FixedText<B>;

@@ -109,8 +109,9 @@ impl<P: ReconnectPolicy, C: Clock, S: Storage> Client<P, C, S> {
     ///     SessionConfig,
     /// };
     ///
-    /// // 10 list entries, 128-byte packets, 384 bytes for queued messages and filters.
-    /// type Storage = Fixed<10, 128, 384>;
+    /// // 10 list entries, 128-byte packets, arenas of 384 bytes (queued messages and filters,
+    /// // stored packets, what waiting events hold), 4 messages held.
+    /// type Storage = Fixed<10, 128, 384, 4>;
     /// let mut session = SessionConfig::default();
     /// session.client_id = "alarm-7".into();
     /// let client: Client<_, _, Storage> =

@@ -239,13 +239,13 @@ pub struct Engine<P, E, S: Storage = DefaultStorage> {
     /// The next attempt goes to `referenced`.
     redirect_pending: bool,
     /// QoS 1/2 messages handed to the session, in publish order.
-    in_session: S::Deque<Pending<S>>,
+    in_session: S::Messages<Pending<S>>,
     /// First the `qos0_handed` QoS 0 messages handed to the session (their PUBLISH is in its
     /// send buffer; the first `qos0_transmitted` of them went out with the last
     /// `poll_transmit`), then the messages waiting for the link or for room in the in-flight
     /// window; each part in publish order. (One list: a QoS 0 message is handed over from the
     /// front of those waiting, and goes back there if the link fails before it is written.)
-    queue: S::Deque<Pending<S>>,
+    queue: S::Messages<Pending<S>>,
     qos0_handed: usize,
     qos0_transmitted: usize,
     /// The bytes of the messages in `queue`.
@@ -299,7 +299,8 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
     /// holds, the received messages, the link's changes — so a driver that drains events
     /// after every input never loses one:
     /// - [`EngineSettings::max_received`] is lowered to `max(1, N / 4)`;
-    /// - [`EngineSettings::max_queued`] to `max(1, N - max_received - 4)` (the engine's
+    /// - [`EngineSettings::max_queued`] to `max(1, N - max_received - 4)`, and to the
+    ///   storage's message lists (`M` of [`Fixed`](crate::storage::Fixed)) (the engine's
     ///   messages: waiting, and with the session); their bytes are in the storage's arena,
     ///   and a message that does not fit there waits as for a full queue (see [`Overflow`]);
     /// - [`EngineSettings::max_events`] to `N - max_received`;
@@ -327,7 +328,7 @@ impl<P: ReconnectPolicy, E: Clone, S: Storage> Engine<P, E, S> {
             let items = S::ITEMS;
             config.max_received = config.max_received.min((items / 4).max(1));
             let room = items.saturating_sub(config.max_received + LINK_EVENTS);
-            config.max_queued = config.max_queued.min(room.max(1));
+            config.max_queued = config.max_queued.min(room.max(1)).min(S::MESSAGES);
             config.max_events = config
                 .max_events
                 .min(items.saturating_sub(config.max_received));

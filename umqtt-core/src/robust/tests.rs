@@ -1407,6 +1407,38 @@ fn on_fixed_storage_received_messages_wait_for_room_for_their_payloads() {
     assert_eq!(engine.stats().events_overflowed, 0);
 }
 
+/// Fixed storage with its message lists sized apart (`M = 1`): the engine holds one message
+/// (the session one), refuses the next while it is held, and takes one again after its
+/// outcome; nothing is lost.
+#[test]
+fn on_fixed_storage_m_bounds_the_messages_held() {
+    let now = Instant::from_millis(0);
+    let mut engine = fixed_engine_opened::<crate::storage::Fixed<8, 128, 128, 1>>(now);
+    connack(&mut engine, now);
+    assert_eq!(engine.settings().max_queued, 1);
+    let first = engine
+        .publish(now, "t", b"1", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_eq!(
+        engine.publish(now, "t", b"2", QoS::AtLeastOnce, false),
+        Err(UsageError::OutgoingFull)
+    );
+    let mut written = Vec::new();
+    while let Some(chunk) = engine.poll_transmit(now) {
+        written.extend_from_slice(chunk);
+    }
+    engine.handle_written(now);
+    // One PUBLISH, packet id 1.
+    assert_eq!(&written[..2], &[0x32, 6]);
+    engine.handle_read(now, &[0x40, 2, 0, 1]);
+    assert_eq!(engine.poll_event(), Some(Event::Delivered { id: first }));
+    let second = engine
+        .publish(now, "t", b"2", QoS::AtLeastOnce, false)
+        .unwrap();
+    assert_ne!(second, first);
+    assert_eq!(engine.pending(), 1);
+}
+
 /// Fixed storage with every subscription entry taken: subscribing again to a filter whose
 /// SUBSCRIBE is in flight is refused (`StorageFull`) and changes nothing — the subscription is
 /// still kept and granted; one to a filter already granted replaces it in its entry.

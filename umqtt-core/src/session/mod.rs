@@ -652,7 +652,7 @@ struct State<S: Storage> {
     connection: Connection,
     /// Unacknowledged QoS 1/2 messages in publish order; the first `in_flight` were sent on the
     /// current connection.
-    outgoing: S::Deque<Outgoing<S>>,
+    outgoing: S::Messages<Outgoing<S>>,
     in_flight: usize,
     /// Ids of `outgoing` entries and of pending SUBSCRIBE/UNSUBSCRIBE requests.
     used_ids: IdSet,
@@ -1681,7 +1681,10 @@ impl<S: Storage> State<S> {
     /// [`SessionConfig::max_outgoing`], within what the storage holds (room is kept in the
     /// event list for what one step can report about each message, and the connection's end).
     fn max_outgoing(&self) -> usize {
-        self.config.max_outgoing.min(S::ITEMS.saturating_sub(2))
+        self.config
+            .max_outgoing
+            .min(S::ITEMS.saturating_sub(2))
+            .min(S::MESSAGES)
     }
 
     /// Whether outgoing entry `index` may be withdrawn: not a QoS 2 message ever sent (see

@@ -308,6 +308,29 @@ mod limits {
     }
 
     #[test]
+    fn m_bounds_the_messages_held() {
+        // 6 list entries, but message lists of 2: two QoS 1/2 messages held, not four.
+        let mut session = Session::<Fixed<6, 64, 160, 2>>::with_storage(config().into_strings());
+        session.connect(t(0), true).unwrap();
+        while session.poll_transmit(t(0)).is_some() {}
+        session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::Connected { .. })
+        ));
+        for n in 0..2u8 {
+            assert!(session.publish("t", &[n], QoS::AtLeastOnce, false).is_ok());
+        }
+        assert_eq!(
+            session.publish("t", &[2], QoS::AtLeastOnce, false),
+            Err(UsageError::OutgoingFull)
+        );
+        // QoS 0 messages are not held: they still go.
+        assert!(session.publish("t", &[3], QoS::AtMostOnce, false).is_ok());
+        assert_eq!(session.outgoing_len(), 2);
+    }
+
+    #[test]
     fn commands_leave_room_for_the_disconnect() {
         let mut session = connected(config());
         // QoS 0 messages of 8 bytes, not written: they stop short of the reserve.

@@ -78,7 +78,7 @@ pub struct StashedMessage {
 
 /// Fixed storage's events keep their payloads in a [`FixedArena`] of `Q` bytes (the engine
 /// decodes input only while `B` bytes are free: what one packet can report).
-impl<const N: usize, const B: usize, const Q: usize> EventStash<Fixed<N, B, Q>>
+impl<const N: usize, const B: usize, const Q: usize, const M: usize> EventStash<Fixed<N, B, Q, M>>
     for FixedArena<N, Q>
 {
     type Payloads = Stashed;
@@ -87,8 +87,8 @@ impl<const N: usize, const B: usize, const Q: usize> EventStash<Fixed<N, B, Q>>
     }
     fn stash<E>(
         &mut self,
-        event: Event<E, Fixed<N, B, Q>>,
-    ) -> Result<Event<E, Stashed>, Event<E, Fixed<N, B, Q>>> {
+        event: Event<E, Fixed<N, B, Q, M>>,
+    ) -> Result<Event<E, Stashed>, Event<E, Fixed<N, B, Q, M>>> {
         // The payload goes into the arena first, from where it lies; the event is then
         // rebuilt around its slot (without copying the payload around).
         let payload = match &event {
@@ -108,7 +108,7 @@ impl<const N: usize, const B: usize, const Q: usize> EventStash<Fixed<N, B, Q>>
         };
         Ok(event.map_payloads(&mut ToArena(slot)))
     }
-    fn unstash<E>(&mut self, event: Event<E, Stashed>) -> Event<E, Fixed<N, B, Q>> {
+    fn unstash<E>(&mut self, event: Event<E, Stashed>) -> Event<E, Fixed<N, B, Q, M>> {
         event.map_payloads(&mut FromArena(self))
     }
 }
@@ -124,10 +124,10 @@ impl ToArena {
     }
 }
 
-impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Fixed<N, B, Q>, Stashed>
-    for ToArena
+impl<const N: usize, const B: usize, const Q: usize, const M: usize>
+    PayloadMap<Fixed<N, B, Q, M>, Stashed> for ToArena
 {
-    fn text(&mut self, _: <Fixed<N, B, Q> as TextStorage>::Text) -> StashedText {
+    fn text(&mut self, _: <Fixed<N, B, Q, M> as TextStorage>::Text) -> StashedText {
         StashedText(self.slot())
     }
     fn filter(&mut self, _: FixedText<B>) -> StashedText {
@@ -160,10 +160,10 @@ impl<const N: usize, const Q: usize> FromArena<'_, N, Q> {
     }
 }
 
-impl<const N: usize, const B: usize, const Q: usize> PayloadMap<Stashed, Fixed<N, B, Q>>
-    for FromArena<'_, N, Q>
+impl<const N: usize, const B: usize, const Q: usize, const M: usize>
+    PayloadMap<Stashed, Fixed<N, B, Q, M>> for FromArena<'_, N, Q>
 {
-    fn text(&mut self, text: StashedText) -> <Fixed<N, B, Q> as TextStorage>::Text {
+    fn text(&mut self, text: StashedText) -> <Fixed<N, B, Q, M> as TextStorage>::Text {
         FromArena::text(self, text.0)
     }
     fn filter(&mut self, filter: StashedText) -> FixedText<B> {
