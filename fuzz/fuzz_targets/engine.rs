@@ -46,8 +46,9 @@
 //! Reference while following is on.
 //!
 //! Every input runs twice: with the engine's session on the heap, and on `Fixed<12, 128>`
-//! storage (fed half the time as a driver must, at most `input_room` per read, and half the
-//! time at once); every invariant above holds on both.
+//! storage (`Fixed<12, 128, 128, 2>` for inputs of odd length: message lists of 2), fed half
+//! the time as a driver must, at most `input_room` per read, and half the time at once;
+//! every invariant above holds on both.
 //!
 //! The engine bugs this target found are fixed and asserted unconditionally; their inputs are
 //! in `fuzz/regressions/engine/` (run them to check the fixes hold). `UMQTT_FUZZ_TRACE=1` prints every step.
@@ -1448,10 +1449,15 @@ impl<S: Storage> Harness<S> {
 }
 
 /// Each input runs twice: with the engine's session on the heap and on fixed storage (12
-/// entries, 128-byte buffers).
+/// entries, 128-byte buffers; inputs of odd length with message lists of 2, so that the
+/// lists are exactly as large as the messages the engine may hold).
 fn run(data: &[u8]) -> Result<()> {
     let heap = run_on::<Heap>(data);
-    let fixed = run_on::<Fixed<12, 128>>(data);
+    let fixed = if data.len() % 2 == 0 {
+        run_on::<Fixed<12, 128>>(data)
+    } else {
+        run_on::<Fixed<12, 128, 128, 2>>(data)
+    };
     heap.and(fixed)
 }
 
