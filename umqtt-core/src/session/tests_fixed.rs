@@ -52,9 +52,16 @@ mod limits {
     type Small = Session<Fixed<6, 64, 160>>;
 
     fn connected(config: SessionConfig) -> Small {
-        let mut session = Small::with_storage(config.into_strings());
+        connected_on(config)
+    }
+
+    /// A session on storage `S`, connected (clean session), its CONNECT taken.
+    fn connected_on<S: crate::storage::Storage<Strings = crate::storage::Static>>(
+        config: SessionConfig,
+    ) -> Session<S> {
+        let mut session = Session::<S>::with_storage(config.into_strings());
         session.connect(t(0), true).unwrap();
-        let _ = sent_small(&mut session);
+        while session.poll_transmit(t(0)).is_some() {}
         session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
         assert_eq!(
             session.poll_event(),
@@ -72,10 +79,6 @@ mod limits {
             bytes.extend_from_slice(part);
         }
         bytes
-    }
-
-    fn sent_small(session: &mut Small) -> Vec<u8> {
-        written(session)
     }
 
     #[test]
@@ -264,14 +267,7 @@ mod limits {
     #[test]
     fn stored_packets_take_the_room_they_need_and_wait_for_it() {
         // 64 bytes for stored packets: one 37-byte PUBLISH, or three 20-byte ones.
-        let mut session = Session::<Fixed<6, 64>>::with_storage(config().into_strings());
-        session.connect(t(0), true).unwrap();
-        while session.poll_transmit(t(0)).is_some() {}
-        session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
-        assert!(matches!(
-            session.poll_event(),
-            Some(Event::Connected { .. })
-        ));
+        let mut session = connected_on::<Fixed<6, 64>>(config());
         let first = session
             .publish("t", &[1; 30], QoS::AtLeastOnce, false)
             .unwrap()
@@ -310,14 +306,7 @@ mod limits {
     #[test]
     fn m_bounds_the_messages_held() {
         // 6 list entries, but message lists of 2: two QoS 1/2 messages held, not four.
-        let mut session = Session::<Fixed<6, 64, 160, 2>>::with_storage(config().into_strings());
-        session.connect(t(0), true).unwrap();
-        while session.poll_transmit(t(0)).is_some() {}
-        session.handle_read(t(1), &[0x20, 0x02, 0x00, 0x00]);
-        assert!(matches!(
-            session.poll_event(),
-            Some(Event::Connected { .. })
-        ));
+        let mut session = connected_on::<Fixed<6, 64, 160, 2>>(config());
         for n in 0..2u8 {
             assert!(session.publish("t", &[n], QoS::AtLeastOnce, false).is_ok());
         }
