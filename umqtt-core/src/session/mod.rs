@@ -703,7 +703,8 @@ struct State<S: Storage> {
     resolve_alias: Option<u16>,
     /// MQTT 5: ids of QoS 1/2 PUBLISH packets received on this connection whose PUBACK
     /// (QoS 1) or PUBCOMP (QoS 2) is not yet written: what the announced Receive Maximum
-    /// bounds, section 4.9.
+    /// bounds, section 4.9. (Not in a build without MQTT 5.)
+    #[cfg(feature = "mqtt5")]
     incoming_unacked: IdSet,
     /// Ids of QoS 2 messages dropped as too large after they were sent: the broker's session
     /// may hold them, so they stay out of use until it ends (a CONNACK without a session, or
@@ -788,6 +789,7 @@ impl<S: Storage> Session<S> {
                 topic_aliases: Default::default(),
                 incoming_aliases: Default::default(),
                 resolve_alias: None,
+                #[cfg(feature = "mqtt5")]
                 incoming_unacked: ids(),
                 retired_ids: Default::default(),
             },
@@ -974,6 +976,7 @@ impl<S: Storage> Session<S> {
         // The broker's topic aliases and its receive quota last one connection (sections
         // 3.3.2.3.4 and 4.9).
         state.incoming_aliases.clear();
+        #[cfg(feature = "mqtt5")]
         state.incoming_unacked.clear();
         Ok(())
     }
@@ -2363,6 +2366,7 @@ impl<S: Storage> State<S> {
         if !self.write_tx(&[first_byte, 0x02, bytes[0], bytes[1]]) {
             return false;
         }
+        #[cfg(feature = "mqtt5")]
         if first_byte == 0x40 || first_byte == 0x70 {
             // PUBACK / PUBCOMP written: the broker's quota gets this one back (section 4.9).
             self.incoming_unacked.remove(id);
@@ -2463,6 +2467,7 @@ impl<S: Storage> State<S> {
                     }
                 }
             }
+            #[cfg(feature = "mqtt5")]
             if let (QoS::AtLeastOnce | QoS::ExactlyOnce, Some(id)) =
                 (publish.qos, publish.packet_id)
             {
