@@ -8,6 +8,9 @@
 //! Failures are one line on stderr (`Error: …`) with the exit statuses listed in `error`;
 //! panics are reported the same way by a hook, never as a backtrace.
 #![forbid(unsafe_code)]
+// The clap arguments' doc comments are their `--help` text, written for a terminal: brackets
+// such as `[user[:password]@]` and `<random>` are usage syntax, not links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod clock;
 mod common;
