@@ -43,7 +43,12 @@ impl EmbassyClock {
 #[cfg(feature = "embassy-time")]
 impl Clock for EmbassyClock {
     fn now(&self) -> Instant {
-        Instant::from_millis(embassy_time::Instant::now().as_millis())
+        let now = embassy_time::Instant::now();
+        // `as_millis`, without a 64-bit division at the usual tick rates (`from_ticks`).
+        match u32::try_from(embassy_time::TICK_HZ) {
+            Ok(hz) => Instant::from_ticks(now.as_ticks(), hz),
+            Err(_) => Instant::from_millis(now.as_millis()),
+        }
     }
 
     async fn sleep_until(&self, at: Instant) {

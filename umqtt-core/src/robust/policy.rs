@@ -136,8 +136,7 @@ pub fn listening_backoff(failure: &Failure) -> Decision {
 }
 
 fn backoff_delay(initial: Duration, max: Duration, consecutive: u32) -> Duration {
-    let doublings = consecutive.saturating_sub(1).min(31);
-    initial.saturating_mul(1u32 << doublings).min(max)
+    crate::time::doubled(initial, consecutive.saturating_sub(1).min(31), max)
 }
 
 /// `delay` spread by ±`permille`/1000, drawn from `failure.random`, at most `max`. Integer
@@ -166,14 +165,15 @@ fn jittered(delay: Duration, permille: u16, max: Duration, failure: &Failure) ->
     let r = u64::from(subsec % 1000);
     let y = q * u128::from(factor);
     let s = 1000 * (y as u64 & 0xFFFF_FFFF) + r * factor;
-    let spread = (y >> 32) + u128::from((s >> 32) / 1000);
+    // `s >> 32` < 2^27: a 32-bit division.
+    let spread = (y >> 32) + u128::from(((s >> 32) as u32) / 1000);
     let nanos = delay.as_nanos();
     let jittered = if negative {
         nanos.saturating_sub(spread)
     } else {
         nanos + spread
     };
-    Duration::from_nanos(u64::try_from(jittered).unwrap_or(u64::MAX)).min(max)
+    crate::time::duration_from_nanos(u64::try_from(jittered).unwrap_or(u64::MAX)).min(max)
 }
 
 /// Decides when to reconnect. Implement it to encode an application's own idea of robustness.
@@ -432,7 +432,7 @@ impl BatteryAware {
 
     /// The attempts per hour allowed after `outage` has lasted this long.
     pub fn budget_per_hour(&self, outage: Duration) -> u32 {
-        let hours = (outage.as_secs() / 3600).min(31) as u32;
+        let hours = crate::time::div_rem(outage.as_secs(), 3600).0.min(31) as u32;
         (self.attempts_per_hour >> hours).max(self.min_per_hour.max(1))
     }
 }
@@ -462,11 +462,12 @@ impl ReconnectPolicy for BatteryAware {
         self.nudged = false;
         // Quick phase: initial × 2^(n−1) until it reaches the rationed spacing, which then
         // rules: 3600 s / budget, the budget halving with every hour of outage.
-        let quick = self
-            .initial
-            .saturating_mul(1u32 << consecutive.saturating_sub(1).min(20));
-        let rationed = Duration::from_secs(3600) / self.budget_per_hour(failure.outage);
-        Decision::RetryAfter(quick.min(rationed))
+        let rationed = crate::time::duration_div(
+            Duration::from_secs(3600),
+            self.budget_per_hour(failure.outage),
+        );
+        let doublings = consecutive.saturating_sub(1).min(20);
+        Decision::RetryAfter(crate::time::doubled(self.initial, doublings, rationed))
     }
 
     fn on_nudge(&mut self) {
