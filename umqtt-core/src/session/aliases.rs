@@ -206,7 +206,7 @@ impl<S: Storage> IncomingAliases<S> {
             if len > 0 {
                 // Replaced: its bytes go, the topics after it move down.
                 let total = self.topics.len();
-                self.topics.copy_within(start + len..total, start);
+                crate::storage::copy_down(&mut self.topics, start + len, total, start);
                 self.topics.truncate(total - len);
                 for span in self.spans.iter_mut() {
                     if span.1 > 0 && span.0 > start {
