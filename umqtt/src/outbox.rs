@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use umqtt_core::packet::{PacketId, QoS};
@@ -163,19 +163,22 @@ pub fn record_store_ops<P: ReconnectPolicy, E: Clone>(
 pub const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Writes the lazy updates: durably if `force_durable` or if the last durable write
-/// (`last_durable_commit`, updated here) is [`DURABLE_COMMIT_INTERVAL`] old, else cheaply.
+/// (`last_durable_commit`, updated here) is [`DURABLE_COMMIT_INTERVAL`] old at `now` (the
+/// driver's engine time), else cheaply.
 ///
 /// # Errors
 /// The store's.
 pub fn commit(
     store: &mut dyn OutboxStore,
-    last_durable_commit: &mut Instant,
+    now: umqtt_core::Instant,
+    last_durable_commit: &mut umqtt_core::Instant,
     force_durable: bool,
 ) -> Result<(), StoreError> {
-    let durable = force_durable || last_durable_commit.elapsed() >= DURABLE_COMMIT_INTERVAL;
+    let durable = force_durable
+        || now.saturating_duration_since(*last_durable_commit) >= DURABLE_COMMIT_INTERVAL;
     store.commit(durable)?;
     if durable {
-        *last_durable_commit = Instant::now();
+        *last_durable_commit = now;
     }
     Ok(())
 }

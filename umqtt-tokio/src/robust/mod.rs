@@ -226,11 +226,12 @@ impl Client {
         let write_stall =
             umqtt::transport::write_stall(self.config.response_timeout, &engine_config.session);
         let clock = Clock::new();
+        let start = clock.now();
         let mut engine = Engine::new(
             engine_config,
             self.policy,
             self.robust.seed_or_random(),
-            clock.now(),
+            start,
         );
         if self.will.is_some() {
             engine.set_will(self.will);
@@ -248,7 +249,7 @@ impl Client {
                 handles: 1,
                 serviced: 0,
                 store: self.store,
-                last_durable_commit: std::time::Instant::now(),
+                last_durable_commit: start,
                 store_error: None,
             }),
             driver: Notify::new(),
@@ -319,7 +320,7 @@ pub(crate) struct State {
     pub(crate) serviced: u64,
     /// The durable outbox, if any.
     pub(crate) store: Option<Box<dyn OutboxStore>>,
-    pub(crate) last_durable_commit: std::time::Instant,
+    pub(crate) last_durable_commit: umqtt_core::Instant,
     /// A failure of the driver's store writes, reported by the next publish.
     pub(crate) store_error: Option<Error>,
 }
@@ -388,6 +389,7 @@ impl State {
     /// Records the engine's hand-overs and settlements in the durable outbox: at every pass,
     /// durably at most once a second (or when `force_durable`).
     pub(crate) fn apply_store_ops(&mut self, force_durable: bool) {
+        let now = self.clock.now();
         let State {
             engine,
             store,
@@ -402,7 +404,7 @@ impl State {
         let lazy = umqtt::outbox::record_store_ops(engine, store.as_mut());
         if lazy || force_durable {
             let written = blocking(|| {
-                umqtt::outbox::commit(store.as_mut(), last_durable_commit, force_durable)
+                umqtt::outbox::commit(store.as_mut(), now, last_durable_commit, force_durable)
             });
             if let Err(error) = written {
                 *store_error = Some(error.into());
@@ -644,7 +646,7 @@ impl Handle {
         if let Some(store) = state.store.as_mut() {
             blocking(|| store.insert(std::slice::from_ref(&record)))?;
         }
-        state.last_durable_commit = std::time::Instant::now();
+        state.last_durable_commit = now;
         match state
             .engine
             .publish_durable(now, topic, payload, qos, retain)

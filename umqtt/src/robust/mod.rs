@@ -160,7 +160,7 @@ pub struct Client {
     events: VecDeque<Event>,
     handler: Option<EventHandler>,
     store: Option<Box<dyn OutboxStore>>,
-    last_durable_commit: Instant,
+    last_durable_commit: umqtt_core::Instant,
     /// The outcome of the last attempt, for [`Client::connect`].
     last_attempt: Option<Result<bool, LinkError<LinkFailure>>>,
     transport_stats: TransportStats,
@@ -188,7 +188,7 @@ impl Client {
         let write_stall = transport::write_stall(config.response_timeout, &engine_config.session);
         let policy: Box<dyn ReconnectPolicy> = Box::new(policy);
         Client {
-            engine: Engine::new(engine_config, policy, seed, core_instant(epoch, epoch)),
+            engine: Engine::new(engine_config, policy, seed, umqtt_core::Instant::default()),
             config,
             servers,
             stream: None,
@@ -202,7 +202,7 @@ impl Client {
             events: VecDeque::new(),
             handler: None,
             store: None,
-            last_durable_commit: epoch,
+            last_durable_commit: umqtt_core::Instant::default(),
             last_attempt: None,
             transport_stats: TransportStats::default(),
         }
@@ -316,7 +316,7 @@ impl Client {
         self.last_attempt = None;
         let now = self.now();
         self.engine.connect(now);
-        let deadline = Instant::now() + self.config.connect_timeout + Duration::from_millis(100);
+        let deadline = now.saturating_add(self.config.connect_timeout + Duration::from_millis(100));
         self.drive_until(deadline, |client| client.last_attempt.is_some())?;
         match self.last_attempt.take() {
             Some(Ok(session_present)) => Ok(session_present),
@@ -435,7 +435,7 @@ impl Client {
                 .collect();
             if let Some(store) = self.store.as_mut() {
                 store.insert(&records)?;
-                self.last_durable_commit = Instant::now();
+                self.last_durable_commit = now;
             }
         }
         for (topic, payload) in messages {
@@ -511,7 +511,7 @@ impl Client {
     /// included), or `None` if none came in that time.
     pub fn poll(&mut self, timeout: Duration) -> Result<Option<Event>, Error> {
         if self.events.is_empty() {
-            let deadline = Instant::now() + timeout;
+            let deadline = self.now().saturating_add(timeout);
             self.drive_until(deadline, |client| !client.events.is_empty())?;
         }
         Ok(self.take_event(0))
@@ -527,7 +527,7 @@ impl Client {
     pub fn wait_msg(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
         let is_message = |e: &Event| matches!(e, Event::Message(_));
         if !self.events.iter().any(is_message) {
-            let deadline = Instant::now() + timeout;
+            let deadline = self.now().saturating_add(timeout);
             self.drive_until(deadline, |client| client.events.iter().any(is_message))?;
         }
         let Some(index) = self.events.iter().position(is_message) else {
@@ -554,14 +554,15 @@ impl Client {
         messages: usize,
         timeout: Duration,
     ) -> Result<bool, Error> {
-        let deadline = Instant::now() + timeout;
+        let deadline = self.now().saturating_add(timeout);
         self.drive_until(deadline, |client| client.pending() <= messages)?;
         Ok(self.pending() <= messages)
     }
 
     /// Drives the client for `duration`: reconnects, sends, receives, expires.
     pub fn run_for(&mut self, duration: Duration) -> Result<(), Error> {
-        self.drive_until(Instant::now() + duration, |_| false)
+        let deadline = self.now().saturating_add(duration);
+        self.drive_until(deadline, |_| false)
     }
 
     /// Sends DISCONNECT if connected and stops reconnecting until new work. Pending messages
@@ -589,8 +590,11 @@ impl Client {
 
     // ----- the driver ------------------------------------------------------------------------
 
+    /// The engine's time: milliseconds since the client was built. The driver's only read of
+    /// the wall clock; its deadlines are in this time too.
     fn now(&self) -> umqtt_core::Instant {
-        core_instant(self.epoch, Instant::now())
+        let millis = self.epoch.elapsed().as_millis();
+        umqtt_core::Instant::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
     }
 
     fn take_event(&mut self, index: usize) -> Option<Event> {
@@ -605,7 +609,7 @@ impl Client {
     /// Drives until `done` or `deadline`.
     fn drive_until(
         &mut self,
-        deadline: Instant,
+        deadline: umqtt_core::Instant,
         mut done: impl FnMut(&mut Client) -> bool,
     ) -> Result<(), Error> {
         loop {
@@ -618,7 +622,7 @@ impl Client {
             }
             self.engine.handle_timeout(now);
             self.service(now)?;
-            if done(self) || Instant::now() >= deadline {
+            if done(self) || self.now() >= deadline {
                 return Ok(());
             }
             self.wait(deadline);
@@ -651,11 +655,10 @@ impl Client {
     }
 
     /// Waits for input until the engine's next timer or `deadline`, whichever is first.
-    fn wait(&mut self, deadline: Instant) {
-        let now = Instant::now();
+    fn wait(&mut self, deadline: umqtt_core::Instant) {
+        let now = self.now();
         let mut wake = deadline;
         if let Some(at) = self.engine.poll_timeout() {
-            let at = self.epoch + Duration::from_millis(at.as_millis());
             wake = wake.min(at);
         }
         // Millisecond timers: never wait less than 1 ms (a zero timeout means "forever").
@@ -787,13 +790,13 @@ impl Client {
 
     /// Records hand-offs and settlements in the durable outbox: cheaply at every pass,
     /// durably at most once a second.
-    fn apply_store_ops(&mut self, _now: umqtt_core::Instant) -> Result<(), Error> {
+    fn apply_store_ops(&mut self, now: umqtt_core::Instant) -> Result<(), Error> {
         let Some(store) = self.store.as_mut() else {
             while self.engine.poll_store().is_some() {}
             return Ok(());
         };
         if outbox::record_store_ops(&mut self.engine, store.as_mut()) {
-            outbox::commit(store.as_mut(), &mut self.last_durable_commit, false)?;
+            outbox::commit(store.as_mut(), now, &mut self.last_durable_commit, false)?;
         }
         Ok(())
     }
@@ -826,11 +829,6 @@ impl std::fmt::Debug for Client {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-fn core_instant(epoch: Instant, at: Instant) -> umqtt_core::Instant {
-    let millis = at.saturating_duration_since(epoch).as_millis();
-    umqtt_core::Instant::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// The error a failed attempt returns from [`Client::connect`].
