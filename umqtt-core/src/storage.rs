@@ -1134,6 +1134,8 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use super::*;
+
     /// `copy_down` moves bytes as `copy_within` does, for every range and gap of a small
     /// buffer (gaps smaller than the run included: the copies then go in several steps).
     #[test]
@@ -1151,8 +1153,6 @@ mod tests {
             }
         }
     }
-
-    use super::*;
 
     /// Applies `ops` to a list and to a model with the same capacity; they must agree.
     fn check_list<L: List<u16>>(mut list: L, capacity: usize, ops: &[(u8, u16)]) {
